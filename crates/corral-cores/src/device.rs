@@ -1,0 +1,304 @@
+//! Devices: which cores corral manages on this host and what hardware stands behind each.
+//!
+//! A [`DeviceSpec`] is what the user names (`cpu`, `cpu:logical`, `sim:16`,
+//! `sim:inf1.6xlarge`); a [`Device`] is that spec resolved against this process's view of
+//! the machine: an ordered list of cores, each with the host CPUs it stands for.
+//!
+//! On `cpu` the cores are the CPUs this process may run on (`sched_getaffinity`, which
+//! already respects cgroup cpusets, v1 or v2), never all host CPUs blindly. SMT siblings
+//! (from sysfs `topology/thread_siblings_list`) form one core unless `cpu:logical` asks for
+//! one core per logical CPU. Cores are ordered by their lowest CPU number.
+//!
+//! The registry locks *slots*, not cores: on `cpu` a slot is a host CPU, so `cpu` and
+//! `cpu:logical` processes compete for the same hardware; on `sim` a slot is a core.
+
+use std::{fmt, fs, str::FromStr};
+
+/// The simulated instance types and their core counts (SPEC §2).
+pub const SIM_PRESETS: &[(&str, usize)] = &[
+    ("inf1.xlarge", 4),
+    ("inf1.2xlarge", 4),
+    ("inf1.6xlarge", 16),
+    ("inf1.24xlarge", 64),
+    ("inf2.xlarge", 2),
+    ("inf2.8xlarge", 2),
+    ("inf2.24xlarge", 12),
+    ("inf2.48xlarge", 24),
+    ("trn1.2xlarge", 2),
+    ("trn1.32xlarge", 32),
+    ("trn2.48xlarge", 64),
+];
+
+/// The largest `sim:N` accepted; a bound so that a typo cannot create a million lock files.
+pub const SIM_CORES_MAX: usize = 4096;
+
+/// A device as the user names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceSpec {
+    /// The CPUs this process may run on; `logical` makes each logical CPU a core.
+    Cpu { logical: bool },
+    /// A simulated device: `name` is a preset (`inf1.6xlarge`) or the core count as typed.
+    Sim { name: String, cores: usize },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeviceSpecError {
+    #[error(
+        "unknown device `{given}`\nhint: valid devices are cpu, cpu:logical, sim:N (1 to {SIM_CORES_MAX}) and sim:<instance type>, with instance types {}",
+        preset_names()
+    )]
+    Unknown { given: String },
+    #[error("device `{given}` asks for {cores} simulated cores\nhint: use 1 to {SIM_CORES_MAX}")]
+    SimCount { given: String, cores: usize },
+}
+
+fn preset_names() -> String {
+    let names: Vec<&str> = SIM_PRESETS.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceSpecError;
+
+    fn from_str(given: &str) -> Result<DeviceSpec, DeviceSpecError> {
+        let unknown = || DeviceSpecError::Unknown { given: given.to_owned() };
+        match given.trim() {
+            "cpu" => Ok(DeviceSpec::Cpu { logical: false }),
+            "cpu:logical" => Ok(DeviceSpec::Cpu { logical: true }),
+            other => {
+                let name = other.strip_prefix("sim:").ok_or_else(unknown)?;
+                if let Some((preset, cores)) = SIM_PRESETS.iter().find(|(p, _)| *p == name) {
+                    return Ok(DeviceSpec::Sim { name: (*preset).to_owned(), cores: *cores });
+                }
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(unknown());
+                }
+                let cores: usize = name.parse().map_err(|_| unknown())?;
+                if cores == 0 || cores > SIM_CORES_MAX {
+                    return Err(DeviceSpecError::SimCount { given: given.to_owned(), cores });
+                }
+                Ok(DeviceSpec::Sim { name: cores.to_string(), cores })
+            }
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu { logical: false } => f.write_str("cpu"),
+            DeviceSpec::Cpu { logical: true } => f.write_str("cpu:logical"),
+            DeviceSpec::Sim { name, .. } => write!(f, "sim:{name}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// The registry folder shared by every process naming this device. Both `cpu` flavours
+    /// share one, since they lock the same host CPUs.
+    pub(crate) fn registry_key(&self) -> String {
+        match self {
+            DeviceSpec::Cpu { .. } => "cpu".to_owned(),
+            DeviceSpec::Sim { name, .. } => format!("sim-{name}"),
+        }
+    }
+
+    pub fn is_sim(&self) -> bool {
+        matches!(self, DeviceSpec::Sim { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("cannot read this process's CPU affinity")]
+    Affinity(#[source] nix::Error),
+    #[error("this process may run on no CPU at all (empty affinity mask)")]
+    NoCpus,
+}
+
+/// A device resolved on this host: its cores in index order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    spec: DeviceSpec,
+    /// For each core, the host CPUs it stands for (ascending); empty on `sim`.
+    core_cpus: Vec<Vec<usize>>,
+}
+
+impl Device {
+    /// Resolves `spec` on this host.
+    pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
+        match spec {
+            DeviceSpec::Sim { cores, .. } => Ok(Device { core_cpus: vec![Vec::new(); cores], spec }),
+            DeviceSpec::Cpu { logical } => {
+                let allowed = allowed_cpus()?;
+                Ok(Device::from_cpus(spec, &allowed, |cpu| if logical { vec![cpu] } else { smt_siblings(cpu) }))
+            }
+        }
+    }
+
+    /// Groups `allowed` CPUs into cores: CPUs whose sibling sets (as reported by `siblings`)
+    /// coincide form one core. Pure, so the grouping can be tested on made-up topologies.
+    pub fn from_cpus(spec: DeviceSpec, allowed: &[usize], siblings: impl Fn(usize) -> Vec<usize>) -> Device {
+        let mut allowed = allowed.to_vec();
+        allowed.sort_unstable();
+        allowed.dedup();
+        let mut core_cpus: Vec<Vec<usize>> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for &cpu in &allowed {
+            if seen.contains(&cpu) {
+                continue;
+            }
+            let mut group: Vec<usize> =
+                siblings(cpu).into_iter().filter(|c| allowed.binary_search(c).is_ok() && !seen.contains(c)).collect();
+            if !group.contains(&cpu) {
+                group.push(cpu);
+            }
+            group.sort_unstable();
+            group.dedup();
+            seen.extend(group.iter().copied());
+            core_cpus.push(group);
+        }
+        Device { spec, core_cpus }
+    }
+
+    pub fn spec(&self) -> &DeviceSpec {
+        &self.spec
+    }
+
+    /// Number of cores.
+    pub fn len(&self) -> usize {
+        self.core_cpus.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.core_cpus.is_empty()
+    }
+
+    /// Host CPUs behind core `index` (empty on `sim`).
+    pub fn cpus(&self, index: usize) -> &[usize] {
+        &self.core_cpus[index]
+    }
+
+    /// The lock-file names (slots) that core `index` needs, ascending.
+    pub(crate) fn slot_names(&self, index: usize) -> Vec<String> {
+        match self.spec {
+            DeviceSpec::Sim { .. } => vec![format!("nc{index}.lock")],
+            DeviceSpec::Cpu { .. } => self.core_cpus[index].iter().map(|cpu| format!("cpu{cpu}.lock")).collect(),
+        }
+    }
+}
+
+/// The CPUs this process may run on, ascending.
+pub fn allowed_cpus() -> Result<Vec<usize>, DeviceError> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(DeviceError::Affinity)?;
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).collect();
+    if cpus.is_empty() {
+        return Err(DeviceError::NoCpus);
+    }
+    Ok(cpus)
+}
+
+/// The SMT siblings of `cpu` from sysfs; just `cpu` when the topology is not exposed.
+fn smt_siblings(cpu: usize) -> Vec<usize> {
+    let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
+    fs::read_to_string(path).ok().and_then(|text| parse_cpu_list(text.trim())).unwrap_or_else(|| vec![cpu])
+}
+
+/// Parses the kernel's CPU list format (`0-3,8,10-11`).
+pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((lo, hi)) => cpus.extend(lo.parse::<usize>().ok()?..=hi.parse::<usize>().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// Formats CPUs compactly in the kernel's list format (`0-3,8`).
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{Expect, expect};
+
+    #[track_caller]
+    fn check(given: &str, expect: Expect) {
+        let actual = match given.parse::<DeviceSpec>() {
+            Ok(spec) => format!("{spec} {spec:?}"),
+            Err(err) => format!("error: {err}"),
+        };
+        expect.assert_eq(&actual);
+    }
+
+    #[test]
+    fn device_names() {
+        check("cpu", expect![[r#"cpu Cpu { logical: false }"#]]);
+        check("cpu:logical", expect![[r#"cpu:logical Cpu { logical: true }"#]]);
+        check("sim:16", expect![[r#"sim:16 Sim { name: "16", cores: 16 }"#]]);
+        check("sim:inf1.6xlarge", expect![[r#"sim:inf1.6xlarge Sim { name: "inf1.6xlarge", cores: 16 }"#]]);
+        check("sim:trn2.48xlarge", expect![[r#"sim:trn2.48xlarge Sim { name: "trn2.48xlarge", cores: 64 }"#]]);
+        check(
+            "sim:0",
+            expect![[r#"
+            error: device `sim:0` asks for 0 simulated cores
+            hint: use 1 to 4096"#]],
+        );
+        check(
+            "gpu",
+            expect![[r#"
+            error: unknown device `gpu`
+            hint: valid devices are cpu, cpu:logical, sim:N (1 to 4096) and sim:<instance type>, with instance types inf1.xlarge, inf1.2xlarge, inf1.6xlarge, inf1.24xlarge, inf2.xlarge, inf2.8xlarge, inf2.24xlarge, inf2.48xlarge, trn1.2xlarge, trn1.32xlarge, trn2.48xlarge"#]],
+        );
+        check(
+            "sim:inf9.huge",
+            expect![[r#"
+            error: unknown device `sim:inf9.huge`
+            hint: valid devices are cpu, cpu:logical, sim:N (1 to 4096) and sim:<instance type>, with instance types inf1.xlarge, inf1.2xlarge, inf1.6xlarge, inf1.24xlarge, inf2.xlarge, inf2.8xlarge, inf2.24xlarge, inf2.48xlarge, trn1.2xlarge, trn1.32xlarge, trn2.48xlarge"#]],
+        );
+        check(
+            "sim:-1",
+            expect![[r#"
+            error: unknown device `sim:-1`
+            hint: valid devices are cpu, cpu:logical, sim:N (1 to 4096) and sim:<instance type>, with instance types inf1.xlarge, inf1.2xlarge, inf1.6xlarge, inf1.24xlarge, inf2.xlarge, inf2.8xlarge, inf2.24xlarge, inf2.48xlarge, trn1.2xlarge, trn1.32xlarge, trn2.48xlarge"#]],
+        );
+    }
+
+    #[test]
+    fn smt_siblings_form_one_core() {
+        // 2 sockets x 2 cores x 2 threads: siblings are (n, n+4); the cgroup allows 0-2 and 4-5.
+        let siblings = |cpu: usize| vec![cpu % 4, cpu % 4 + 4];
+        let physical = Device::from_cpus(DeviceSpec::Cpu { logical: false }, &[0, 1, 2, 4, 5], siblings);
+        assert_eq!(physical.core_cpus, vec![vec![0, 4], vec![1, 5], vec![2]]);
+        let logical = Device::from_cpus(DeviceSpec::Cpu { logical: true }, &[5, 0, 1], |cpu| vec![cpu]);
+        assert_eq!(logical.core_cpus, vec![vec![0], vec![1], vec![5]]);
+        assert_eq!(physical.slot_names(0), vec!["cpu0.lock", "cpu4.lock"]);
+    }
+
+    #[test]
+    fn cpu_lists_round_trip() {
+        assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn this_host_has_cores() {
+        let device = Device::open(DeviceSpec::Cpu { logical: true }).expect("affinity is readable");
+        assert_eq!(device.len(), allowed_cpus().expect("affinity").len());
+    }
+}

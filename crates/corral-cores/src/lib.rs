@@ -1,0 +1,46 @@
+//! Device topology and exclusive, cross-process core leases: the foundation of corral.
+//!
+//! A process names a device ([`DeviceSpec`]), resolves it on this host ([`Device`]), opens
+//! the host-wide [`Registry`] of that device and asks it for cores with a [`Request`]
+//! (from the environment, flags or code). What it gets is a [`Lease`]: open, `flock`ed lock
+//! files that the kernel releases when the process ends, however it ends.
+//!
+//! This crate starts no threads and does no async; it is the bottom of the dependency graph.
+//!
+//! ```
+//! use corral_cores::{Device, DeviceSpec, Registry, Request};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! let device = Device::open("sim:inf1.xlarge".parse()?)?;
+//! let registry = Registry::open(device, dir.path())?;
+//! let lease = registry.acquire(&Request::num(2))?;
+//! assert_eq!(lease.cores().to_string(), "nc0-nc1");
+//! let second = registry.acquire(&Request::num(2))?;
+//! assert_eq!(second.cores().to_string(), "nc2-nc3");
+//! let err = registry.acquire(&Request::num(1)).unwrap_err();
+//! assert!(err.to_string().contains("no core is free"));
+//! drop(lease); // nc0-nc1 are free again
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod device;
+mod lease;
+mod procfs;
+mod registry;
+mod request;
+mod take;
+
+pub use device::{
+    Device, DeviceError, DeviceSpec, DeviceSpecError, SIM_CORES_MAX, SIM_PRESETS, allowed_cpus, format_cpu_list,
+    parse_cpu_list,
+};
+pub use lease::{LEASE_ENV, Lease, Ticket};
+pub use registry::{
+    ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, Owner, Registry, RegistryError, default_lock_dir,
+    longest_free_run,
+};
+pub use request::{
+    CoreRange, CoreRequest, GROUP_SIZES, GROUP_SIZES_NEURON, NUM_CORES, NUM_CORES_NEURON, Request, RequestError,
+    Source, Sources, VISIBLE_CORES, VISIBLE_CORES_NEURON, parse_core_list, parse_count, parse_group_sizes,
+};
+pub use take::{DEVICE_ENV, TakeError, TakeSettings, take_cores};

@@ -1,0 +1,499 @@
+//! The host-wide ownership registry: one folder of lock files per device, one advisory
+//! `flock` per slot, so the kernel releases a dead process's cores with no daemon.
+//!
+//! # Layout and permissions
+//!
+//! `<lock dir>/<device key>/` holds `nc<i>.lock` (sim) or `cpu<n>.lock` (cpu) per slot and
+//! `alloc.lock`. Folders corral creates get mode 1777 (like `/tmp`) and lock files 0666, so
+//! every user's processes share one registry. Every path below the lock dir is opened
+//! relative to an already-open folder with `O_NOFOLLOW`, so a symlink planted by someone else
+//! is refused, never followed, and no path is re-resolved between check and use.
+//!
+//! # Acquisition protocol
+//!
+//! 1. Check the request against the device (nothing is taken on a bad request).
+//! 2. Take `alloc.lock` exclusively, waiting at most [`ALLOC_WAIT_MAX`]. Allocators are thus
+//!    serialised, so a core one allocator fails to lock is held by a settled lease, never by
+//!    another allocator's half-built attempt: no request fails while a long enough free run
+//!    exists. Releases need no lock and can happen at any time; they only free cores.
+//! 3. For each candidate run (the requested one, or every start from low to high for a
+//!    count), `try_lock` its slots in ascending order; on the first busy slot drop every lock
+//!    taken so far (rollback) and move the start past the busy core.
+//! 4. Write an owner record (pid, process start time, command, time) into each locked file,
+//!    then drop `alloc.lock`.
+//!
+//! No step blocks on a core lock, so allocation cannot deadlock; a process that dies at any
+//! step loses its locks to the kernel, so nothing leaks. Readers ([`Registry::status`]) take
+//! no lock at all: they trust `/proc/locks` for "held" and the record for "by whom".
+
+use std::{
+    fs::{File, TryLockError},
+    io,
+    os::fd::{AsFd, OwnedFd},
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{OFlag, openat},
+    sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat},
+};
+
+use crate::{
+    device::Device,
+    lease::{Lease, OwnerRecord, SlotFile},
+    procfs,
+    request::{CoreRange, CoreRequest, Request, RequestError},
+};
+
+/// Overrides the lock directory (tests, or hosts where `/run/lock` is not shared).
+pub const LOCK_DIR_ENV: &str = "CORRAL_LOCK_DIR";
+
+/// The longest an allocator waits for another allocator to finish (step 2 above).
+pub const ALLOC_WAIT_MAX: Duration = Duration::from_secs(10);
+
+const ALLOC_LOCK: &str = "alloc.lock";
+
+/// The lock directory every process on the host agrees on: `CORRAL_LOCK_DIR` if set, else
+/// `/run/lock/corral` where `/run/lock` exists (Debian, Ubuntu, Fedora), else `/tmp/corral`.
+pub fn default_lock_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(dir) = lookup(LOCK_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if Path::new("/run/lock").is_dir() { PathBuf::from("/run/lock/corral") } else { PathBuf::from("/tmp/corral") }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot prepare the lock folder {}", path.display())]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is a symbolic link; corral never follows links in its lock folder\nhint: remove it, or point {LOCK_DIR_ENV} at a real folder", path.display())]
+    Symlink { path: PathBuf },
+    #[error("{} is not a regular file; someone else put it in corral's lock folder\nhint: remove it", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("cannot open or lock {}", path.display())]
+    Slot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The error of a request that could not be granted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{}", busy_message(.asked, .device, .longest_free, .holders, .hint))]
+    Busy {
+        /// `4 consecutive cores (CORRAL_NUM_CORES=4)`.
+        asked: String,
+        device: String,
+        longest_free: Option<CoreRange>,
+        /// Held cores that stood in the way, grouped into runs with one owner.
+        holders: Vec<(CoreRange, Option<Owner>)>,
+        hint: &'static str,
+    },
+    #[error(
+        "another corral process kept {} locked for {} s while allocating\nhint: it may be stuck; `corral ls` shows who holds cores",
+        path.display(),
+        ALLOC_WAIT_MAX.as_secs()
+    )]
+    AllocTimeout { path: PathBuf },
+    #[error("{0}")]
+    Inherited(String),
+}
+
+fn busy_message(
+    asked: &str,
+    device: &str,
+    longest_free: &Option<CoreRange>,
+    holders: &[(CoreRange, Option<Owner>)],
+    hint: &str,
+) -> String {
+    let mut message = format!("requested {asked} on {device}; ");
+    match longest_free {
+        Some(run) => message += &format!("longest free run is {run} ({})", run.count),
+        None => message += "no core is free",
+    }
+    for (run, owner) in holders {
+        match owner {
+            Some(owner) => message += &format!("; {run} held by {owner}"),
+            None => message += &format!("; {run} held by a process corral cannot identify"),
+        }
+    }
+    message + "\nhint: " + hint
+}
+
+/// Who holds a core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub command: String,
+    /// When the lease was taken; unknown when the holder wrote no record.
+    pub since: Option<SystemTime>,
+}
+
+/// `pid 4121 (python serve.py) since 12:01:07`
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} ({})", self.pid, self.command)?;
+        if let Some(since) = self.since {
+            let stamp = humantime::format_rfc3339_seconds(since).to_string();
+            write!(f, " since {} UTC", &stamp[11..19])?;
+        }
+        Ok(())
+    }
+}
+
+/// One core as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreStatus {
+    pub index: usize,
+    pub cpus: Vec<usize>,
+    /// Empty when free; several when `cpu:logical` processes hold different SMT siblings.
+    pub owners: Vec<Owner>,
+    /// True when a slot is held but its holder cannot be identified.
+    pub held_unknown: bool,
+}
+
+impl CoreStatus {
+    pub fn is_free(&self) -> bool {
+        self.owners.is_empty() && !self.held_unknown
+    }
+}
+
+/// The registry of one device on this host.
+#[derive(Debug)]
+pub struct Registry {
+    device: Device,
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry folder of `device` under `lock_dir`.
+    pub fn open(device: Device, lock_dir: &Path) -> Result<Registry, RegistryError> {
+        let folder_error = |source: io::Error| RegistryError::Folder { path: lock_dir.to_owned(), source };
+        if let Some(parent) = lock_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(folder_error)?;
+        }
+        let parent_dir = match lock_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => open_dir(None, parent)?,
+            None => open_dir(None, Path::new("."))?,
+        };
+        let base_name = lock_dir.file_name().map(Path::new).unwrap_or(lock_dir);
+        let base = ensure_dir(&parent_dir, base_name, lock_dir)?;
+        let key = device.spec().registry_key();
+        let path = lock_dir.join(&key);
+        let dir = ensure_dir(&base, Path::new(&key), &path)?;
+        Ok(Registry { device, dir, path })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The folder holding this device's lock files.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the cores `request` asks for, all or nothing (see the module docs).
+    pub fn acquire(&self, request: &Request) -> Result<Lease, AcquireError> {
+        let device_name = self.device.spec().to_string();
+        let device_len = self.device.len();
+        request.check(&device_name, device_len)?;
+        let wanted = request.core_count(device_len);
+
+        let alloc = self.lock_allocation()?;
+        let taken = match request.cores {
+            CoreRequest::Visible(range) => self.try_run(range).map(|files| (range, files)),
+            CoreRequest::All if request.groups.is_none() => {
+                let range = CoreRange::new(0, device_len);
+                self.try_run(range).map(|files| (range, files))
+            }
+            CoreRequest::Num(_) | CoreRequest::All => self.first_free_run(wanted),
+        };
+        let lease = taken.map(|(range, files)| {
+            let lease = Lease::new(&self.device, range, request.groups.as_deref(), files);
+            lease.write_record(&OwnerRecord::for_this_process(&device_name, range));
+            lease
+        });
+        drop(alloc);
+        match lease {
+            Ok(lease) => {
+                tracing::debug!(device = %device_name, cores = %lease.cores(), "acquired");
+                Ok(lease)
+            }
+            Err(Ok(_busy_core)) => Err(self.busy_error(request, wanted)),
+            Err(Err(error)) => Err(error.into()),
+        }
+    }
+
+    /// Scans starts from low to high for `count` consecutive free cores; `Err(Ok(_))` when no
+    /// start works.
+    fn first_free_run(&self, count: usize) -> Result<(CoreRange, Vec<SlotFile>), Result<usize, RegistryError>> {
+        let mut start = 0;
+        while start + count <= self.device.len() {
+            let range = CoreRange::new(start, count);
+            match self.try_run(range) {
+                Ok(files) => return Ok((range, files)),
+                Err(Ok(busy_core)) => start = busy_core + 1,
+                Err(Err(error)) => return Err(Err(error)),
+            }
+        }
+        Err(Ok(self.device.len()))
+    }
+
+    /// Locks every slot of `range` in ascending order; on the first busy core drops what it
+    /// took and returns `Err(Ok(busy core))`.
+    fn try_run(&self, range: CoreRange) -> Result<Vec<SlotFile>, Result<usize, RegistryError>> {
+        let mut files = Vec::new();
+        for core in range.indices() {
+            for name in self.device.slot_names(core) {
+                let slot = self.open_slot(&name).map_err(Err)?;
+                match slot.file.try_lock() {
+                    Ok(()) => files.push(slot),
+                    Err(TryLockError::WouldBlock) => return Err(Ok(core)),
+                    Err(TryLockError::Error(source)) => {
+                        return Err(Err(RegistryError::Slot { path: self.path.join(&name), source }));
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// Takes `alloc.lock`, polling with a growing pause up to [`ALLOC_WAIT_MAX`].
+    fn lock_allocation(&self) -> Result<File, AcquireError> {
+        let slot = self.open_slot(ALLOC_LOCK)?;
+        let deadline = Instant::now() + ALLOC_WAIT_MAX;
+        let mut pause = Duration::from_micros(20);
+        loop {
+            match slot.file.try_lock() {
+                Ok(()) => return Ok(slot.file),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(AcquireError::AllocTimeout { path: self.path.join(ALLOC_LOCK) });
+                }
+                Err(TryLockError::Error(source)) => {
+                    return Err(RegistryError::Slot { path: self.path.join(ALLOC_LOCK), source }.into());
+                }
+            }
+        }
+    }
+
+    fn busy_error(&self, request: &Request, wanted: usize) -> AcquireError {
+        let status = self.status().unwrap_or_default();
+        let (asked, hint) = match request.cores {
+            CoreRequest::Visible(range) => {
+                (format!("{range} ({})", request.origin), "pick other cores, or stop the process that holds them")
+            }
+            _ => (
+                format!("{wanted} consecutive cores ({})", request.origin),
+                "wait for those processes to end or stop them, or ask for fewer cores",
+            ),
+        };
+        let in_the_way = |core: usize| match request.cores {
+            CoreRequest::Visible(range) => range.contains(core),
+            _ => true,
+        };
+        AcquireError::Busy {
+            asked,
+            device: self.device.spec().to_string(),
+            longest_free: longest_free_run(&status),
+            holders: holder_runs(status.iter().filter(|c| in_the_way(c.index))),
+            hint,
+        }
+    }
+
+    /// Who holds each core, read without taking any lock.
+    pub fn status(&self) -> Result<Vec<CoreStatus>, RegistryError> {
+        let holders = procfs::flock_holders();
+        let mut cores = Vec::with_capacity(self.device.len());
+        for index in 0..self.device.len() {
+            let mut status =
+                CoreStatus { index, cpus: self.device.cpus(index).to_vec(), owners: Vec::new(), held_unknown: false };
+            for name in self.device.slot_names(index) {
+                let Some((file, stat)) = self.open_existing(&name)? else { continue };
+                let record = OwnerRecord::read(&file).filter(OwnerRecord::is_alive);
+                let owner = match (&holders, record) {
+                    // /proc/locks is the truth for "held"; the record, when live, says by whom.
+                    (Some(holders), record) => match holders.get(&procfs::FileKey::of(&stat)) {
+                        None => None,
+                        Some(_) if record.is_some() => record.map(OwnerRecord::into_owner),
+                        Some(&0) => {
+                            status.held_unknown = true;
+                            None
+                        }
+                        Some(&pid) => Some(Owner {
+                            pid,
+                            command: procfs::command_line(pid).unwrap_or_else(|| "?".to_owned()),
+                            since: None,
+                        }),
+                    },
+                    // Without /proc/locks, a record whose process is alive counts as held.
+                    (None, record) => record.map(OwnerRecord::into_owner),
+                };
+                if let Some(owner) = owner
+                    && !status.owners.iter().any(|o| o.pid == owner.pid)
+                {
+                    status.owners.push(owner);
+                }
+            }
+            cores.push(status);
+        }
+        Ok(cores)
+    }
+
+    /// Opens (creating if needed) a slot's lock file without following links.
+    pub(crate) fn open_slot(&self, name: &str) -> Result<SlotFile, RegistryError> {
+        let path = || self.path.join(name);
+        let base = OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        let mut writable = true;
+        let fd = loop {
+            match openat(&self.dir, name, base | OFlag::O_RDWR, Mode::empty()) {
+                Ok(fd) => break fd,
+                Err(Errno::ENOENT) => {
+                    let create = base | OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
+                    match openat(&self.dir, name, create, Mode::from_bits_truncate(0o666)) {
+                        Ok(fd) => {
+                            // The umask may have narrowed the mode; every user must be able to lock.
+                            let _ = fchmod(&fd, Mode::from_bits_truncate(0o666));
+                            break fd;
+                        }
+                        Err(Errno::EEXIST) => continue, // another process created it first
+                        Err(errno) => return Err(slot_error(path(), errno)),
+                    }
+                }
+                Err(Errno::EACCES) => {
+                    // Someone else's file with a narrow mode: a read-only descriptor still locks.
+                    writable = false;
+                    break openat(&self.dir, name, base | OFlag::O_RDONLY, Mode::empty())
+                        .map_err(|errno| slot_error(path(), errno))?;
+                }
+                Err(errno) => return Err(slot_error(path(), errno)),
+            }
+        };
+        check_regular(&fd, &path())?;
+        Ok(SlotFile { file: File::from(fd), name: name.to_owned(), writable })
+    }
+
+    /// Opens an existing slot read-only, for readers; `None` if it was never created.
+    pub(crate) fn open_existing(&self, name: &str) -> Result<Option<(File, FileStat)>, RegistryError> {
+        let flags = OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_RDONLY;
+        match openat(&self.dir, name, flags, Mode::empty()) {
+            Ok(fd) => {
+                let stat = check_regular(&fd, &self.path.join(name))?;
+                Ok(Some((File::from(fd), stat)))
+            }
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(slot_error(self.path.join(name), errno)),
+        }
+    }
+}
+
+fn slot_error(path: PathBuf, errno: Errno) -> RegistryError {
+    match errno {
+        Errno::ELOOP => RegistryError::Symlink { path },
+        errno => RegistryError::Slot { path, source: io::Error::from(errno) },
+    }
+}
+
+fn check_regular(fd: &OwnedFd, path: &Path) -> Result<FileStat, RegistryError> {
+    let stat = fstat(fd).map_err(|errno| slot_error(path.to_owned(), errno))?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(RegistryError::NotAFile { path: path.to_owned() });
+    }
+    Ok(stat)
+}
+
+/// Opens a folder without following a link in its last component.
+fn open_dir(parent: Option<&OwnedFd>, name: &Path) -> Result<OwnedFd, RegistryError> {
+    let flags = OFlag::O_CLOEXEC | OFlag::O_DIRECTORY | OFlag::O_RDONLY;
+    let result = match parent {
+        Some(parent) => openat(parent, name, flags | OFlag::O_NOFOLLOW, Mode::empty()),
+        // The user's own path: links above corral's folders are theirs to keep.
+        None => nix::fcntl::open(name, flags, Mode::empty()),
+    };
+    result.map_err(|errno| match errno {
+        Errno::ELOOP | Errno::ENOTDIR if is_symlink(parent, name) => RegistryError::Symlink { path: name.to_owned() },
+        errno => RegistryError::Folder { path: name.to_owned(), source: io::Error::from(errno) },
+    })
+}
+
+fn is_symlink(parent: Option<&OwnedFd>, name: &Path) -> bool {
+    let Some(parent) = parent else { return false };
+    nix::sys::stat::fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK)
+}
+
+/// Creates `name` under `parent` as a shared (1777) folder if missing, then opens it.
+fn ensure_dir(parent: &OwnedFd, name: &Path, full: &Path) -> Result<OwnedFd, RegistryError> {
+    let created = match mkdirat(parent, name, Mode::from_bits_truncate(0o1777)) {
+        Ok(()) => true,
+        Err(Errno::EEXIST) => false,
+        Err(errno) => return Err(RegistryError::Folder { path: full.to_owned(), source: io::Error::from(errno) }),
+    };
+    let dir = open_dir(Some(parent), name).map_err(|error| match error {
+        RegistryError::Symlink { .. } => RegistryError::Symlink { path: full.to_owned() },
+        RegistryError::Folder { source, .. } => RegistryError::Folder { path: full.to_owned(), source },
+        other => other,
+    })?;
+    if created {
+        // mkdir applies the umask; the registry must stay shared by all users.
+        let _ = fchmod(dir.as_fd(), Mode::from_bits_truncate(0o1777));
+    }
+    Ok(dir)
+}
+
+/// The longest run of free cores, lowest first among equals.
+pub fn longest_free_run(status: &[CoreStatus]) -> Option<CoreRange> {
+    let mut best: Option<CoreRange> = None;
+    let mut start = None;
+    for core in status.iter().map(Some).chain([None]) {
+        match (core, start) {
+            (Some(c), None) if c.is_free() => start = Some(c.index),
+            (Some(c), Some(_)) if c.is_free() => {}
+            (end, Some(first)) => {
+                let end_index = end.map_or(status.len(), |c| c.index);
+                let run = CoreRange::new(first, end_index - first);
+                if best.is_none_or(|b| run.count > b.count) {
+                    best = Some(run);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    best
+}
+
+/// Groups held cores into runs of consecutive cores with the same (first) owner.
+fn holder_runs<'a>(cores: impl Iterator<Item = &'a CoreStatus>) -> Vec<(CoreRange, Option<Owner>)> {
+    let mut runs: Vec<(CoreRange, Option<Owner>)> = Vec::new();
+    for core in cores.filter(|c| !c.is_free()) {
+        let owner = core.owners.first().cloned();
+        match runs.last_mut() {
+            Some((run, last))
+                if run.end() == core.index && last.as_ref().map(|o| o.pid) == owner.as_ref().map(|o| o.pid) =>
+            {
+                run.count += 1
+            }
+            _ => runs.push((CoreRange::new(core.index, 1), owner)),
+        }
+    }
+    runs
+}

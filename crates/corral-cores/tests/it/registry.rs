@@ -1,0 +1,133 @@
+//! Registry behaviour seen through the API: error messages, records, links, permissions.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use corral_cores::{AcquireError, CoreRange, RegistryError, Request, Sources, longest_free_run};
+use expect_test::expect;
+
+use super::registry;
+
+/// Replaces this process's owner description, which varies by run, with `<me>`.
+fn redact(message: &str, registry: &corral_cores::Registry) -> String {
+    let mut message = message.to_owned();
+    for core in registry.status().expect("status") {
+        for owner in core.owners {
+            message = message.replace(&owner.to_string(), "<me>");
+        }
+    }
+    message
+}
+
+#[test]
+fn busy_error_names_the_request_the_free_run_and_the_holders() {
+    let (_dir, registry) = registry("sim:8");
+    let _first = registry.acquire(&Request::num(6)).expect("6 of 8 free");
+    let request = Sources { num: Some(corral_cores::Source::new("CORRAL_NUM_CORES", "4")), ..Sources::default() }
+        .resolve()
+        .expect("valid");
+    let err = registry.acquire(&request).expect_err("only 2 free");
+    expect![[r#"
+        requested 4 consecutive cores (CORRAL_NUM_CORES=4) on sim:8; longest free run is nc6-nc7 (2); nc0-nc5 held by <me>
+        hint: wait for those processes to end or stop them, or ask for fewer cores"#]]
+    .assert_eq(&redact(&err.to_string(), &registry));
+
+    let err = registry.acquire(&Request::visible(CoreRange::new(5, 2))).expect_err("nc5 held");
+    expect![[r#"
+        requested nc5-nc6 (cores 5-6) on sim:8; longest free run is nc6-nc7 (2); nc5 held by <me>
+        hint: pick other cores, or stop the process that holds them"#]]
+    .assert_eq(&redact(&err.to_string(), &registry));
+    assert!(matches!(err, AcquireError::Busy { .. }));
+}
+
+#[test]
+fn owner_names_pid_command_and_time() {
+    let (_dir, registry) = registry("sim:2");
+    let _lease = registry.acquire(&Request::num(1)).expect("free");
+    let status = registry.status().expect("status");
+    let owner = &status[0].owners[0];
+    assert_eq!(owner.pid, std::process::id());
+    assert!(owner.command.contains("it-"), "command {:?} names the test binary", owner.command);
+    let text = owner.to_string();
+    assert!(text.starts_with(&format!("pid {} (", std::process::id())) && text.ends_with(" UTC"), "{text}");
+    assert!(status[1].is_free());
+}
+
+#[test]
+fn release_frees_at_once_and_clears_the_record() {
+    let (dir, registry) = registry("sim:4");
+    let lease = registry.acquire(&Request::all()).expect("free");
+    let record = std::fs::read_to_string(dir.path().join("sim-4/nc2.lock")).expect("lock file");
+    assert!(record.contains(&format!("\"pid\":{}", std::process::id())), "{record}");
+    drop(lease);
+    assert_eq!(std::fs::read_to_string(dir.path().join("sim-4/nc2.lock")).expect("lock file"), "");
+    assert_eq!(longest_free_run(&registry.status().expect("status")), Some(CoreRange::new(0, 4)));
+    let _again = registry.acquire(&Request::all()).expect("all free again");
+}
+
+#[test]
+fn a_record_without_a_held_lock_is_ignored_and_overwritten() {
+    let (dir, registry) = registry("sim:2");
+    // A process that died without cleaning up left a record naming a live pid (ours, even).
+    let stale = format!(
+        r#"{{"pid":{},"start_ticks":0,"command":"ghost","since_unix_ms":0,"device":"sim:2","cores":"0"}}"#,
+        std::process::id()
+    );
+    std::fs::create_dir_all(dir.path().join("sim-2")).expect("dir");
+    std::fs::write(dir.path().join("sim-2/nc0.lock"), stale + "\n").expect("write");
+    assert!(registry.status().expect("status")[0].is_free());
+    let lease = registry.acquire(&Request::num(1)).expect("stale record does not block");
+    assert_eq!(lease.cores(), CoreRange::new(0, 1));
+    let record = std::fs::read_to_string(dir.path().join("sim-2/nc0.lock")).expect("lock file");
+    assert!(!record.contains("ghost"), "{record}");
+}
+
+#[test]
+fn planted_links_are_refused_not_followed() {
+    let (dir, registry) = registry("sim:2");
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "keep me").expect("write");
+    symlink(&target, dir.path().join("sim-2/nc0.lock")).expect("symlink");
+    let err = registry.acquire(&Request::num(1)).expect_err("link refused");
+    assert!(matches!(err, AcquireError::Registry(RegistryError::Symlink { .. })), "{err:?}");
+    assert!(err.to_string().contains("never follows links"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
+
+    // A device folder planted as a link is refused too.
+    let other = tempfile::tempdir().expect("dir");
+    symlink(other.path(), dir.path().join("sim-3")).expect("symlink");
+    let device = corral_cores::Device::open("sim:3".parse().expect("valid")).expect("opens");
+    let err = corral_cores::Registry::open(device, dir.path()).expect_err("link refused");
+    assert!(matches!(err, RegistryError::Symlink { .. }), "{err:?}");
+}
+
+#[test]
+fn folders_and_files_are_shared_by_all_users() {
+    let (dir, registry) = registry("sim:1");
+    let _lease = registry.acquire(&Request::num(1)).expect("free");
+    let mode = |p: &str| std::fs::metadata(dir.path().join(p)).expect("exists").permissions().mode() & 0o7777;
+    assert_eq!(mode("sim-1"), 0o1777);
+    assert_eq!(mode("sim-1/nc0.lock"), 0o666);
+}
+
+#[test]
+fn groups_are_cut_from_the_leased_cores() {
+    let (_dir, registry) = registry("sim:inf1.6xlarge");
+    let _other = registry.acquire(&Request::num(1)).expect("free");
+    let request = Request { groups: Some(vec![2, 4, 3, 4]), ..Request::all() };
+    let lease = registry.acquire(&request).expect("13 of 15 free");
+    assert_eq!(lease.cores(), CoreRange::new(1, 13));
+    let groups: Vec<String> = lease.groups().iter().map(|g| g.to_string()).collect();
+    assert_eq!(groups, ["nc0-nc1", "nc2-nc5", "nc6-nc8", "nc9-nc12"]);
+}
+
+#[test]
+fn cpu_device_pins_to_allowed_cpus() {
+    let (_dir, registry) = registry("cpu:logical");
+    let allowed = corral_cores::allowed_cpus().expect("affinity");
+    let lease = registry.acquire(&Request::num(1)).expect("a cpu is free");
+    assert_eq!(lease.cpus(), vec![allowed[0]]);
+    // `cpu` and `cpu:logical` lock the same host CPUs.
+    let device = corral_cores::Device::open("cpu".parse().expect("valid")).expect("opens");
+    let physical = corral_cores::Registry::open(device, registry.path().parent().expect("parent")).expect("opens");
+    assert!(!physical.status().expect("status")[0].is_free());
+}
