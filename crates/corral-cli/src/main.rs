@@ -1,1 +1,55 @@
-fn main() {}
+//! The `corral` binary: parse arguments, resolve settings, call the library, and map errors
+//! to exit codes. Nothing here knows how cores are locked; see `corral-cores`.
+//!
+//! Exit codes: 0 success; 1 an error corral reported; 2 bad usage (from clap); for
+//! `launch`, the launched command's own status (128 + signal when it was killed).
+
+mod cli;
+mod launch;
+mod ls;
+mod reserve;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    let lookup = |name: &str| std::env::var(name).ok();
+    let result = match cli.command {
+        cli::Command::Ls(args) => ls::run(&args, &lookup).map(|()| 0),
+        cli::Command::Launch(args) => launch::run(&args, &lookup),
+        cli::Command::Reserve(args) => reserve::run(&args, &lookup).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` (target=level list) wins over `-v` counts.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let default = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default));
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(targets))
+        .init();
+}

@@ -1,0 +1,122 @@
+//! `corral ls`: each core of a device and its owner, as a table or JSON. Reads the registry
+//! without taking any lock, so it never disturbs an allocation.
+
+use std::{io::Write, time::SystemTime};
+
+use anyhow::Context;
+use corral_cores::{CoreStatus, Owner, format_cpu_list};
+use serde::Serialize;
+
+use crate::{cli::LsArgs, settings::take_settings};
+
+pub fn run(args: &LsArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let registry = take_settings(&args.device, None).open_registry(lookup)?;
+    let status = registry.status().context("cannot read the registry")?;
+    let device = registry.device().spec().to_string();
+    let text = if args.json {
+        let listing = Listing {
+            device: &device,
+            registry: &registry.path().display().to_string(),
+            cores: status.iter().map(JsonCore::from).collect(),
+        };
+        serde_json::to_string_pretty(&listing).expect("a listing always serializes") + "\n"
+    } else {
+        table(&device, &status)
+    };
+    std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write to stdout")
+}
+
+#[derive(Serialize)]
+struct Listing<'a> {
+    device: &'a str,
+    registry: &'a str,
+    cores: Vec<JsonCore>,
+}
+
+#[derive(Serialize)]
+struct JsonCore {
+    index: usize,
+    cpus: Vec<usize>,
+    /// The (first) owner, or null when free.
+    owner: Option<JsonOwner>,
+    /// Every owner: more than one when `cpu:logical` processes hold different SMT siblings.
+    owners: Vec<JsonOwner>,
+    /// True when held, even by a process corral cannot identify.
+    held: bool,
+}
+
+#[derive(Clone, Serialize)]
+struct JsonOwner {
+    pid: u32,
+    command: String,
+    /// RFC 3339, UTC; null when the holder wrote no record.
+    since: Option<String>,
+}
+
+impl From<&CoreStatus> for JsonCore {
+    fn from(core: &CoreStatus) -> JsonCore {
+        let owners: Vec<JsonOwner> = core.owners.iter().map(JsonOwner::from).collect();
+        JsonCore {
+            index: core.index,
+            cpus: core.cpus.clone(),
+            owner: owners.first().cloned(),
+            owners,
+            held: !core.is_free(),
+        }
+    }
+}
+
+impl From<&Owner> for JsonOwner {
+    fn from(owner: &Owner) -> JsonOwner {
+        JsonOwner { pid: owner.pid, command: owner.command.clone(), since: owner.since.map(rfc3339) }
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// The human table: one row per core.
+pub fn table(device: &str, status: &[CoreStatus]) -> String {
+    let free = status.iter().filter(|c| c.is_free()).count();
+    let mut rows =
+        vec![["CORE".to_owned(), "CPUS".to_owned(), "PID".to_owned(), "SINCE".to_owned(), "COMMAND".to_owned()]];
+    for core in status {
+        let cpus = if core.cpus.is_empty() { "-".to_owned() } else { format_cpu_list(&core.cpus) };
+        let name = format!("nc{}", core.index);
+        match core.owners.as_slice() {
+            [] if core.held_unknown => rows.push([name, cpus, "?".into(), "-".into(), "(held, owner unknown)".into()]),
+            [] => rows.push([name, cpus, "free".into(), String::new(), String::new()]),
+            owners => {
+                let pids: Vec<String> = owners.iter().map(|o| o.pid.to_string()).collect();
+                let since = owners[0].since.map_or("-".to_owned(), rfc3339);
+                let commands: Vec<&str> = owners.iter().map(|o| o.command.as_str()).collect();
+                rows.push([name, cpus, pids.join(","), since, commands.join(" | ")]);
+            }
+        }
+    }
+    let mut widths = [0; 4];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = format!("{device}: {} cores, {free} free\n", status.len());
+    for row in rows {
+        let line = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
+        out += line.trim_end();
+        out.push('\n');
+    }
+    out
+}

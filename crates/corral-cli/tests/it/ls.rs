@@ -1,0 +1,106 @@
+//! `corral ls`: the table and the JSON a user reads.
+
+use expect_test::expect;
+
+use super::Host;
+
+/// Replaces run-specific values (pids, times, the binary's path) with placeholders.
+fn redact(text: &str, pids: &[u32]) -> String {
+    let mut text = text.replace(env!("CARGO_BIN_EXE_corral"), "corral");
+    for pid in pids {
+        text = text.replace(&pid.to_string(), "<pid>");
+    }
+    let mut out = String::new();
+    for word in text.split_inclusive(' ') {
+        let stamp = word.trim_end().trim_matches('"');
+        let looks_like_time = stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T';
+        out += &if looks_like_time { word.replace(stamp, "<time>") } else { word.to_owned() };
+    }
+    out
+}
+
+/// Column widths follow the real pids and times: keep the columns, not their padding.
+fn fold_columns(table: &str) -> String {
+    let lines: Vec<String> = table
+        .lines()
+        .map(|l| l.split("  ").filter(|c| !c.is_empty()).map(str::trim).collect::<Vec<_>>().join("  "))
+        .collect();
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn table_shows_owners_and_free_cores() {
+    let host = Host::new();
+    let holder = host.reserve(&["--device", "sim:inf1.xlarge", "--visible-cores", "1-2"], &[]);
+    let output = host.run(&["ls", "--device", "sim:inf1.xlarge"], &[]);
+    assert!(output.status.success());
+    expect![[r#"
+        sim:inf1.xlarge: 4 cores, 2 free
+        CORE  CPUS  PID  SINCE  COMMAND
+        nc0  -  free
+        nc1  -  <pid>  <time>  corral reserve --json --device sim:inf1.xlarge --visible-cores 1-2
+        nc2  -  <pid>  <time>  corral reserve --json --device sim:inf1.xlarge --visible-cores 1-2
+        nc3  -  free
+    "#]]
+    .assert_eq(&fold_columns(&redact(&String::from_utf8_lossy(&output.stdout), &[holder.pid()])));
+}
+
+#[test]
+fn json_has_device_cores_and_owners() {
+    let host = Host::new();
+    let holder = host.reserve(&["--device", "sim:2", "--visible-cores", "1"], &[]);
+    let output = host.run(&["ls", "--device", "sim:2", "--json"], &[]);
+    let text = String::from_utf8_lossy(&output.stdout).replace(&host.dir.path().display().to_string(), "<dir>");
+    expect![[r#"
+        {
+          "device": "sim:2",
+          "registry": "<dir>/sim-2",
+          "cores": [
+            {
+              "index": 0,
+              "cpus": [],
+              "owner": null,
+              "owners": [],
+              "held": false
+            },
+            {
+              "index": 1,
+              "cpus": [],
+              "owner": {
+                "pid": <pid>,
+                "command": "corral reserve --json --device sim:2 --visible-cores 1",
+                "since": "<time>"
+              },
+              "owners": [
+                {
+                  "pid": <pid>,
+                  "command": "corral reserve --json --device sim:2 --visible-cores 1",
+                  "since": "<time>"
+                }
+              ],
+              "held": true
+            }
+          ]
+        }
+    "#]]
+    .assert_eq(&redact(&text, &[holder.pid()]));
+}
+
+#[test]
+fn cpu_device_lists_this_process_cpus() {
+    let host = Host::new();
+    let listing = host.ls("cpu:logical");
+    let cpus: Vec<u64> =
+        listing["cores"].as_array().expect("cores").iter().map(|c| c["cpus"][0].as_u64().expect("cpu")).collect();
+    let allowed: Vec<u64> = corral_cores::allowed_cpus().expect("affinity").iter().map(|&c| c as u64).collect();
+    assert_eq!(cpus, allowed);
+}
+
+#[test]
+fn unknown_device_lists_the_valid_ones() {
+    let host = Host::new();
+    let output = host.run(&["ls", "--device", "sim:inf3.nano"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown device `sim:inf3.nano`") && stderr.contains("inf1.6xlarge"), "{stderr}");
+}
