@@ -4,6 +4,7 @@
 mod launch;
 mod ls;
 mod ownership;
+mod tidy;
 
 use std::{
     io::{BufRead, BufReader},
