@@ -1,0 +1,71 @@
+//! Tensors, the engine trait trio, and the simulated engine.
+//!
+//! An engine turns a model artifact into a [`Prepared`] model (parsed once, shared by every
+//! replica: one copy of the weights where the backend allows), which makes one [`Session`]
+//! per instance, placed on that instance's cores; a session runs one inference at a time.
+//! The runtime owns scheduling: an engine never decides where or when it runs.
+
+mod sim;
+mod tensor;
+
+use std::{path::PathBuf, sync::Arc};
+
+pub use sim::{SimEngine, SimModel};
+pub use tensor::{DataType, InputError, Tensor, TensorData, TensorSpec, validate_inputs};
+
+/// Where one instance's session runs: for each of its K cores, the host CPUs behind it
+/// (empty on simulated devices).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionPlacement {
+    pub core_cpus: Vec<Vec<usize>>,
+}
+
+impl SessionPlacement {
+    /// K, the number of cores of the instance.
+    pub fn cores(&self) -> usize {
+        self.core_cpus.len()
+    }
+}
+
+/// A model artifact as the runtime hands it to an engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    Onnx(PathBuf),
+    Sim(SimModel),
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("cannot load {}: {reason}", path.display())]
+    Load { path: PathBuf, reason: String },
+    #[error("{engine} cannot run this kind of model: {reason}")]
+    Unsupported { engine: &'static str, reason: String },
+    #[error("cannot create a session: {0}")]
+    Session(String),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// A backend: ONNX Runtime, tract, or the simulator.
+pub trait Engine: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Parses and checks the model once; replicas share the result.
+    fn prepare(&self, source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError>;
+}
+
+/// A model parsed by an engine, shared by its instances.
+pub trait Prepared: Send + Sync {
+    fn inputs(&self) -> &[TensorSpec];
+    fn outputs(&self) -> &[TensorSpec];
+    /// Makes the session of one instance, to run on `placement`'s cores.
+    fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError>;
+}
+
+/// One instance's executor. Called from one thread at a time.
+pub trait Session: Send {
+    /// Runs one inference on inputs already validated against [`Prepared::inputs`].
+    /// `switched` is true when one of the instance's cores last ran another model.
+    fn run(&mut self, inputs: &[Tensor], switched: bool) -> Result<Vec<Tensor>, EngineError>;
+}

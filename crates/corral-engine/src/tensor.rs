@@ -1,0 +1,281 @@
+//! Tensors with KServe datatype names, their declared specs, and input validation that
+//! names the input, what was expected and what came.
+
+use std::{fmt, str::FromStr};
+
+/// Element types, named as KServe v2 names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Bool,
+    U8,
+    I8,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 8] =
+        [DataType::Bool, DataType::U8, DataType::I8, DataType::I16, DataType::I32, DataType::I64, DataType::F32, DataType::F64];
+
+    /// The KServe name: `FP32`, `INT64`, …
+    pub fn kserve_name(self) -> &'static str {
+        match self {
+            DataType::Bool => "BOOL",
+            DataType::U8 => "UINT8",
+            DataType::I8 => "INT8",
+            DataType::I16 => "INT16",
+            DataType::I32 => "INT32",
+            DataType::I64 => "INT64",
+            DataType::F32 => "FP32",
+            DataType::F64 => "FP64",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DataType::Bool | DataType::U8 | DataType::I8 => 1,
+            DataType::I16 => 2,
+            DataType::I32 | DataType::F32 => 4,
+            DataType::I64 | DataType::F64 => 8,
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kserve_name())
+    }
+}
+
+impl FromStr for DataType {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<DataType, String> {
+        let upper = name.trim().to_ascii_uppercase();
+        let upper = upper.strip_prefix("TYPE_").unwrap_or(&upper); // Triton's config spelling
+        DataType::ALL.into_iter().find(|d| d.kserve_name() == upper).ok_or_else(|| {
+            let names: Vec<&str> = DataType::ALL.iter().map(|d| d.kserve_name()).collect();
+            format!("unknown datatype `{name}`; use one of {}", names.join(", "))
+        })
+    }
+}
+
+/// The elements of a tensor, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl TensorData {
+    pub fn datatype(&self) -> DataType {
+        match self {
+            TensorData::Bool(_) => DataType::Bool,
+            TensorData::U8(_) => DataType::U8,
+            TensorData::I8(_) => DataType::I8,
+            TensorData::I16(_) => DataType::I16,
+            TensorData::I32(_) => DataType::I32,
+            TensorData::I64(_) => DataType::I64,
+            TensorData::F32(_) => DataType::F32,
+            TensorData::F64(_) => DataType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::Bool(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::I16(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` zeros (false) of `datatype`.
+    pub fn zeros(datatype: DataType, len: usize) -> TensorData {
+        match datatype {
+            DataType::Bool => TensorData::Bool(vec![false; len]),
+            DataType::U8 => TensorData::U8(vec![0; len]),
+            DataType::I8 => TensorData::I8(vec![0; len]),
+            DataType::I16 => TensorData::I16(vec![0; len]),
+            DataType::I32 => TensorData::I32(vec![0; len]),
+            DataType::I64 => TensorData::I64(vec![0; len]),
+            DataType::F32 => TensorData::F32(vec![0.0; len]),
+            DataType::F64 => TensorData::F64(vec![0.0; len]),
+        }
+    }
+
+    /// Every element as f64 (for comparisons in tests and tools).
+    pub fn to_f64(&self) -> Vec<f64> {
+        match self {
+            TensorData::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::F64(v) => v.clone(),
+        }
+    }
+}
+
+/// A named tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+impl Tensor {
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: TensorData) -> Tensor {
+        Tensor { name: name.into(), shape, data }
+    }
+
+    /// A tensor of zeros shaped like `spec`, with dynamic dimensions set to 1.
+    pub fn zeros_like(spec: &TensorSpec) -> Tensor {
+        let shape: Vec<usize> = spec.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect();
+        let len = shape.iter().product();
+        Tensor::new(spec.name.clone(), shape, TensorData::zeros(spec.datatype, len))
+    }
+
+    pub fn datatype(&self) -> DataType {
+        self.data.datatype()
+    }
+}
+
+/// A declared input or output: name, datatype, shape with `-1` for a dynamic dimension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<i64>) -> TensorSpec {
+        TensorSpec { name: name.into(), datatype, shape }
+    }
+}
+
+fn show_shape(shape: &[i64]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| if *d < 0 { "-1".to_owned() } else { d.to_string() }).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InputError {
+    #[error("expected {expected} inputs ({names}), got {got}", names = .names.join(", "))]
+    Count { expected: usize, got: usize, names: Vec<String> },
+    #[error("unknown input `{name}`; the model's inputs are {}", .known.join(", "))]
+    Unknown { name: String, known: Vec<String> },
+    #[error("input `{name}` was given twice")]
+    Duplicate { name: String },
+    #[error("input `{name}` must be {expected}, got {got}")]
+    DataType { name: String, expected: DataType, got: DataType },
+    #[error("input `{name}` must have shape {}, got {}", show_shape(.expected), show_shape(.got))]
+    Shape { name: String, expected: Vec<i64>, got: Vec<i64> },
+    #[error("input `{name}` has shape {} ({elements} elements) but {got} values", show_shape(.shape))]
+    Length { name: String, shape: Vec<i64>, elements: usize, got: usize },
+}
+
+/// Checks inputs against the model's declared inputs: count, names, datatypes, shapes (a
+/// `-1` dimension matches any size) and that each tensor's data fills its shape.
+pub fn validate_inputs(specs: &[TensorSpec], inputs: &[Tensor]) -> Result<(), InputError> {
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(spec) = specs.iter().find(|s| s.name == input.name) else {
+            return Err(InputError::Unknown { name: input.name.clone(), known: specs.iter().map(|s| s.name.clone()).collect() });
+        };
+        if inputs[..i].iter().any(|other| other.name == input.name) {
+            return Err(InputError::Duplicate { name: input.name.clone() });
+        }
+        if input.datatype() != spec.datatype {
+            return Err(InputError::DataType { name: input.name.clone(), expected: spec.datatype, got: input.datatype() });
+        }
+        let got: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
+        let fits = got.len() == spec.shape.len() && spec.shape.iter().zip(&got).all(|(&want, &have)| want < 0 || want == have);
+        if !fits {
+            return Err(InputError::Shape { name: input.name.clone(), expected: spec.shape.clone(), got });
+        }
+        let elements: usize = input.shape.iter().product();
+        if elements != input.data.len() {
+            return Err(InputError::Length { name: input.name.clone(), shape: got, elements, got: input.data.len() });
+        }
+    }
+    if inputs.len() != specs.len() {
+        return Err(InputError::Count {
+            expected: specs.len(),
+            got: inputs.len(),
+            names: specs.iter().map(|s| s.name.clone()).collect(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[test]
+    fn validation_names_the_input_and_what_was_expected() {
+        let specs = [TensorSpec::new("x", DataType::F32, vec![-1, 3]), TensorSpec::new("k", DataType::I64, vec![1])];
+        let x = |shape: Vec<usize>, n: usize| Tensor::new("x", shape, TensorData::F32(vec![0.0; n]));
+        let k = Tensor::new("k", vec![1], TensorData::I64(vec![1]));
+        let cases: Vec<Vec<Tensor>> = vec![
+            vec![x(vec![2, 3], 6), k.clone()],
+            vec![x(vec![2, 3], 6)],
+            vec![x(vec![2, 3], 6), Tensor::new("y", vec![1], TensorData::I64(vec![1]))],
+            vec![x(vec![2, 3], 6), x(vec![2, 3], 6)],
+            vec![Tensor::new("x", vec![1, 3], TensorData::F64(vec![0.0; 3])), k.clone()],
+            vec![x(vec![2, 4], 8), k.clone()],
+            vec![x(vec![3], 3), k.clone()],
+            vec![x(vec![2, 3], 5), k.clone()],
+        ];
+        let out: Vec<String> = cases
+            .iter()
+            .map(|inputs| match validate_inputs(&specs, inputs) {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        expect![[r#"
+            ok
+            expected 2 inputs (x, k), got 1
+            unknown input `y`; the model's inputs are x, k
+            input `x` was given twice
+            input `x` must be FP32, got FP64
+            input `x` must have shape [-1, 3], got [2, 4]
+            input `x` must have shape [-1, 3], got [3]
+            input `x` has shape [2, 3] (6 elements) but 5 values"#]]
+        .assert_eq(&out.join("\n"));
+    }
+
+    #[test]
+    fn datatype_names() {
+        assert_eq!("fp32".parse::<DataType>(), Ok(DataType::F32));
+        assert_eq!("TYPE_INT64".parse::<DataType>(), Ok(DataType::I64));
+        assert_eq!(
+            "float".parse::<DataType>().unwrap_err(),
+            "unknown datatype `float`; use one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP32, FP64"
+        );
+    }
+}
