@@ -51,6 +51,8 @@ struct JsonOwner {
     command: String,
     /// RFC 3339, UTC; null when the holder wrote no record.
     since: Option<String>,
+    /// Models the holder placed on this core.
+    models: Vec<String>,
 }
 
 impl From<&CoreStatus> for JsonCore {
@@ -68,7 +70,12 @@ impl From<&CoreStatus> for JsonCore {
 
 impl From<&Owner> for JsonOwner {
     fn from(owner: &Owner) -> JsonOwner {
-        JsonOwner { pid: owner.pid, command: owner.command.clone(), since: owner.since.map(rfc3339) }
+        JsonOwner {
+            pid: owner.pid,
+            command: owner.command.clone(),
+            since: owner.since.map(rfc3339),
+            models: owner.models.clone(),
+        }
     }
 }
 
@@ -79,8 +86,9 @@ fn rfc3339(time: SystemTime) -> String {
 /// The human table: one row per core.
 pub fn table(device: &str, status: &[CoreStatus]) -> String {
     let free = status.iter().filter(|c| c.is_free()).count();
-    let mut rows =
-        vec![["CORE".to_owned(), "CPUS".to_owned(), "PID".to_owned(), "SINCE".to_owned(), "COMMAND".to_owned()]];
+    let show_models = status.iter().any(|c| c.owners.iter().any(|o| !o.models.is_empty()));
+    let last_header = if show_models { "MODELS  COMMAND" } else { "COMMAND" };
+    let mut rows = vec![["CORE", "CPUS", "PID", "SINCE", last_header].map(str::to_owned)];
     for core in status {
         let cpus = if core.cpus.is_empty() { "-".to_owned() } else { format_cpu_list(&core.cpus) };
         let name = format!("nc{}", core.index);
@@ -91,7 +99,13 @@ pub fn table(device: &str, status: &[CoreStatus]) -> String {
                 let pids: Vec<String> = owners.iter().map(|o| o.pid.to_string()).collect();
                 let since = owners[0].since.map_or("-".to_owned(), rfc3339);
                 let commands: Vec<&str> = owners.iter().map(|o| o.command.as_str()).collect();
-                rows.push([name, cpus, pids.join(","), since, commands.join(" | ")]);
+                let mut last = commands.join(" | ");
+                if show_models {
+                    let models: Vec<String> = owners.iter().flat_map(|o| o.models.iter().cloned()).collect();
+                    let models = if models.is_empty() { "-".to_owned() } else { models.join(",") };
+                    last = format!("{models}  {last}");
+                }
+                rows.push([name, cpus, pids.join(","), since, last]);
             }
         }
     }

@@ -140,7 +140,16 @@ impl Lease {
             since_unix_ms: now_unix_ms(),
             device: self.device.to_string(),
             cores: self.cores.to_env_value(),
+            models: Vec::new(),
         };
+        self.write_record(&record);
+    }
+
+    /// Publishes which models sit on each core (by process-relative index) in the owner
+    /// records, so `corral ls` can show them next to the owner.
+    pub fn publish_models(&self, per_core: &[Vec<String>]) {
+        let mut record = OwnerRecord::for_this_process(&self.device.to_string(), self.cores);
+        record.models = per_core.to_vec();
         self.write_record(&record);
     }
 
@@ -203,6 +212,9 @@ pub(crate) struct OwnerRecord {
     pub(crate) device: String,
     /// The whole lease, global indices (`2-3`).
     pub(crate) cores: String,
+    /// Models per leased core (process-relative order), when the holder publishes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) models: Vec<Vec<String>>,
 }
 
 impl OwnerRecord {
@@ -215,6 +227,7 @@ impl OwnerRecord {
             since_unix_ms: now_unix_ms(),
             device: device.to_owned(),
             cores: cores.to_env_value(),
+            models: Vec::new(),
         }
     }
 
@@ -230,11 +243,16 @@ impl OwnerRecord {
         procfs::start_ticks(self.pid).is_some_and(|ticks| self.start_ticks == 0 || ticks == self.start_ticks)
     }
 
-    pub(crate) fn into_owner(self) -> Owner {
+    /// The owner as seen from global core `index`.
+    pub(crate) fn into_owner(self, index: usize) -> Owner {
+        let first = crate::request::parse_core_list(&self.cores).map_or(index, |range| range.first);
+        let models =
+            index.checked_sub(first).and_then(|relative| self.models.get(relative)).cloned().unwrap_or_default();
         Owner {
             pid: self.pid,
             command: self.command,
             since: Some(UNIX_EPOCH + Duration::from_millis(self.since_unix_ms)),
+            models,
         }
     }
 }

@@ -140,6 +140,8 @@ pub struct Owner {
     pub command: String,
     /// When the lease was taken; unknown when the holder wrote no record.
     pub since: Option<SystemTime>,
+    /// The models the holder published on this core.
+    pub models: Vec<String>,
 }
 
 /// `pid 4121 (python serve.py) since 12:01:07`
@@ -333,7 +335,7 @@ impl Registry {
                     // /proc/locks is the truth for "held"; the record, when live, says by whom.
                     (Some(holders), record) => match holders.get(&procfs::FileKey::of(&stat)) {
                         None => None,
-                        Some(_) if record.is_some() => record.map(OwnerRecord::into_owner),
+                        Some(_) if record.is_some() => record.map(|r| r.into_owner(index)),
                         Some(&0) => {
                             status.held_unknown = true;
                             None
@@ -342,10 +344,11 @@ impl Registry {
                             pid,
                             command: procfs::command_line(pid).unwrap_or_else(|| "?".to_owned()),
                             since: None,
+                            models: Vec::new(),
                         }),
                     },
                     // Without /proc/locks, a record whose process is alive counts as held.
-                    (None, record) => record.map(OwnerRecord::into_owner),
+                    (None, record) => record.map(|r| r.into_owner(index)),
                 };
                 if let Some(owner) = owner
                     && !status.owners.iter().any(|o| o.pid == owner.pid)

@@ -30,7 +30,10 @@ impl crate::Engine for SimEngine {
             ModelSource::Sim(model) => Ok(Arc::new(model.clone())),
             ModelSource::Onnx(path) => Err(EngineError::Unsupported {
                 engine: "sim",
-                reason: format!("{} is an ONNX file; the simulator runs models declared with platform = \"sim\"", path.display()),
+                reason: format!(
+                    "{} is an ONNX file; the simulator runs models declared with platform = \"sim\"",
+                    path.display()
+                ),
             }),
         }
     }

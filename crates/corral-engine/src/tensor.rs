@@ -17,8 +17,16 @@ pub enum DataType {
 }
 
 impl DataType {
-    pub const ALL: [DataType; 8] =
-        [DataType::Bool, DataType::U8, DataType::I8, DataType::I16, DataType::I32, DataType::I64, DataType::F32, DataType::F64];
+    pub const ALL: [DataType; 8] = [
+        DataType::Bool,
+        DataType::U8,
+        DataType::I8,
+        DataType::I16,
+        DataType::I32,
+        DataType::I64,
+        DataType::F32,
+        DataType::F64,
+    ];
 
     /// The KServe name: `FP32`, `INT64`, …
     pub fn kserve_name(self) -> &'static str {
@@ -202,16 +210,24 @@ pub enum InputError {
 pub fn validate_inputs(specs: &[TensorSpec], inputs: &[Tensor]) -> Result<(), InputError> {
     for (i, input) in inputs.iter().enumerate() {
         let Some(spec) = specs.iter().find(|s| s.name == input.name) else {
-            return Err(InputError::Unknown { name: input.name.clone(), known: specs.iter().map(|s| s.name.clone()).collect() });
+            return Err(InputError::Unknown {
+                name: input.name.clone(),
+                known: specs.iter().map(|s| s.name.clone()).collect(),
+            });
         };
         if inputs[..i].iter().any(|other| other.name == input.name) {
             return Err(InputError::Duplicate { name: input.name.clone() });
         }
         if input.datatype() != spec.datatype {
-            return Err(InputError::DataType { name: input.name.clone(), expected: spec.datatype, got: input.datatype() });
+            return Err(InputError::DataType {
+                name: input.name.clone(),
+                expected: spec.datatype,
+                got: input.datatype(),
+            });
         }
         let got: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
-        let fits = got.len() == spec.shape.len() && spec.shape.iter().zip(&got).all(|(&want, &have)| want < 0 || want == have);
+        let fits =
+            got.len() == spec.shape.len() && spec.shape.iter().zip(&got).all(|(&want, &have)| want < 0 || want == have);
         if !fits {
             return Err(InputError::Shape { name: input.name.clone(), expected: spec.shape.clone(), got });
         }

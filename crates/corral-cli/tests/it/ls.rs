@@ -69,13 +69,15 @@ fn json_has_device_cores_and_owners() {
               "owner": {
                 "pid": <pid>,
                 "command": "corral reserve --json --device sim:2 --visible-cores 1",
-                "since": "<time>"
+                "since": "2026-11-21T09:38:24Z",
+                "models": []
               },
               "owners": [
                 {
                   "pid": <pid>,
                   "command": "corral reserve --json --device sim:2 --visible-cores 1",
-                  "since": "<time>"
+                  "since": "2026-11-21T09:38:24Z",
+                  "models": []
                 }
               ],
               "held": true
