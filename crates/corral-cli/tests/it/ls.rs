@@ -12,7 +12,7 @@ fn redact(text: &str, pids: &[u32]) -> String {
     }
     let mut out = String::new();
     for word in text.split_inclusive(' ') {
-        let stamp = word.trim_end().trim_matches('"');
+        let stamp = word.trim_end().trim_end_matches(',').trim_matches('"');
         let looks_like_time = stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T';
         out += &if looks_like_time { word.replace(stamp, "<time>") } else { word.to_owned() };
     }
@@ -69,14 +69,14 @@ fn json_has_device_cores_and_owners() {
               "owner": {
                 "pid": <pid>,
                 "command": "corral reserve --json --device sim:2 --visible-cores 1",
-                "since": "2026-11-21T09:38:24Z",
+                "since": "<time>",
                 "models": []
               },
               "owners": [
                 {
                   "pid": <pid>,
                   "command": "corral reserve --json --device sim:2 --visible-cores 1",
-                  "since": "2026-11-21T09:38:24Z",
+                  "since": "<time>",
                   "models": []
                 }
               ],
