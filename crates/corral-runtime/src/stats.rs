@@ -1,0 +1,146 @@
+//! Per-model statistics, updated lock-free from workers and callers: request and failure
+//! counts, total queue and compute time, and a latency histogram for percentiles.
+//!
+//! The histogram has logarithmic buckets, [`BUCKETS_PER_OCTAVE`] per doubling from 1 µs
+//! (about 9% wide each), so a percentile is exact to within one bucket and recording costs one
+//! atomic add.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+
+const BUCKETS_PER_OCTAVE: usize = 8;
+/// 1 µs · 2^40 ≈ 12 days: anything longer lands in the last bucket.
+const OCTAVES: usize = 40;
+const BUCKETS: usize = BUCKETS_PER_OCTAVE * OCTAVES;
+
+/// A point-in-time copy of a model's statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelStats {
+    /// Calls accepted (validated and dispatched).
+    pub requests: u64,
+    /// Calls that failed: bad inputs, timeouts, engine errors.
+    pub failures: u64,
+    /// Executions run by the engine.
+    pub executions: u64,
+    pub queue_time: Duration,
+    pub compute_time: Duration,
+    /// Per instance: executions.
+    pub instance_executions: Vec<u64>,
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    requests: AtomicU64,
+    failures: AtomicU64,
+    executions: AtomicU64,
+    queue_ns: AtomicU64,
+    compute_ns: AtomicU64,
+    instance_executions: Vec<AtomicU64>,
+    latency: Vec<AtomicU64>,
+}
+
+impl Recorder {
+    pub(crate) fn new(instances: usize) -> Recorder {
+        Recorder {
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            executions: AtomicU64::new(0),
+            queue_ns: AtomicU64::new(0),
+            compute_ns: AtomicU64::new(0),
+            instance_executions: (0..instances).map(|_| AtomicU64::new(0)).collect(),
+            latency: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub(crate) fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn failure(&self) {
+        self.failures.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn execution(&self, instance: usize, queue: Duration, compute: Duration) {
+        self.executions.fetch_add(1, Relaxed);
+        self.instance_executions[instance].fetch_add(1, Relaxed);
+        self.queue_ns.fetch_add(queue.as_nanos() as u64, Relaxed);
+        self.compute_ns.fetch_add(compute.as_nanos() as u64, Relaxed);
+    }
+
+    /// Records the whole latency of a successful call.
+    pub(crate) fn latency(&self, latency: Duration) {
+        self.latency[bucket(latency)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> ModelStats {
+        let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
+        ModelStats {
+            requests: self.requests.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            executions: self.executions.load(Relaxed),
+            queue_time: Duration::from_nanos(self.queue_ns.load(Relaxed)),
+            compute_time: Duration::from_nanos(self.compute_ns.load(Relaxed)),
+            instance_executions: self.instance_executions.iter().map(|e| e.load(Relaxed)).collect(),
+            p50: percentile(&counts, 0.50),
+            p90: percentile(&counts, 0.90),
+            p99: percentile(&counts, 0.99),
+        }
+    }
+}
+
+fn bucket(latency: Duration) -> usize {
+    let micros = latency.as_secs_f64() * 1e6;
+    if micros <= 1.0 {
+        return 0;
+    }
+    ((micros.log2() * BUCKETS_PER_OCTAVE as f64) as usize).min(BUCKETS - 1)
+}
+
+/// The upper bound of bucket `index`.
+fn bucket_limit(index: usize) -> Duration {
+    Duration::from_secs_f64(2f64.powf((index + 1) as f64 / BUCKETS_PER_OCTAVE as f64) / 1e6)
+}
+
+/// The smallest bucket limit below which a `fraction` of the samples fall.
+pub(crate) fn percentile(counts: &[u64], fraction: f64) -> Duration {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return Duration::ZERO;
+    }
+    let rank = ((total as f64 * fraction).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (index, &count) in counts.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            return bucket_limit(index);
+        }
+    }
+    bucket_limit(counts.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_within_a_bucket() {
+        let recorder = Recorder::new(1);
+        for ms in 1..=100 {
+            recorder.latency(Duration::from_millis(ms));
+        }
+        let stats = recorder.snapshot();
+        let within = |got: Duration, want_ms: f64| {
+            let ratio = got.as_secs_f64() * 1e3 / want_ms;
+            assert!((1.0..1.1).contains(&ratio), "{got:?} vs {want_ms} ms");
+        };
+        within(stats.p50, 50.0);
+        within(stats.p90, 90.0);
+        within(stats.p99, 99.0);
+        assert_eq!(Recorder::new(1).snapshot().p50, Duration::ZERO);
+    }
+}

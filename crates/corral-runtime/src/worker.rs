@@ -1,0 +1,211 @@
+//! One worker thread per instance: it owns the instance's engine session, is pinned to the
+//! instance's first core's CPUs (the engine pins its own extra threads to the other cores),
+//! and executes the jobs callers queue for it.
+//!
+//! # Worker loop
+//!
+//! 1. Receive a job from the instance's bounded queue; the queue closing (unload) ends the
+//!    loop after the jobs already queued are done, so accepted calls complete.
+//! 2. Take the instance's gang from the scheduler, waiting at most until the job's deadline
+//!    (the call fails with a timeout if it cannot start in time).
+//! 3. Execute; then, while the gang is still held, take more already-queued jobs of this
+//!    instance, up to `run_max` in a row: same-model calls are batched on a shared core
+//!    instead of paying a switch each. The run limit and the scheduler's aging bound the
+//!    wait of other models.
+//! 4. Release the gang, reply, repeat. A panicking engine fails the call, not the worker.
+
+use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use corral_engine::{Session, Tensor};
+use corral_placement::CoreSpan;
+use crossbeam_channel::Receiver;
+
+use crate::{
+    InferError, Inference,
+    scheduler::{ModelId, Scheduler},
+    stats::Recorder,
+};
+
+/// One call waiting for its instance.
+pub(crate) struct Job {
+    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) queued_at: Instant,
+    pub(crate) deadline: Instant,
+    pub(crate) reply: ReplySender,
+}
+
+/// What a worker needs besides its session.
+pub(crate) struct WorkerSpec {
+    pub(crate) model: String,
+    pub(crate) model_id: ModelId,
+    pub(crate) instance: usize,
+    pub(crate) cores: CoreSpan,
+    pub(crate) first_core_cpus: Vec<usize>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    pub(crate) exec_timeout: Duration,
+    pub(crate) run_max: usize,
+}
+
+pub(crate) fn spawn(
+    spec: WorkerSpec,
+    session: Box<dyn Session>,
+    jobs: Receiver<Job>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("corral-nc{}", spec.cores.first)).spawn(move || run(spec, session, jobs))
+}
+
+fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
+    if !spec.first_core_cpus.is_empty() {
+        let mut set = nix::sched::CpuSet::new();
+        for &cpu in &spec.first_core_cpus {
+            let _ = set.set(cpu);
+        }
+        if let Err(error) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            tracing::warn!(model = %spec.model, %error, "cannot pin the worker thread");
+        }
+    }
+    while let Ok(job) = jobs.recv() {
+        if Instant::now() >= job.deadline {
+            fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
+            continue;
+        }
+        let Ok(mut gang) = spec.scheduler.acquire(spec.cores, spec.model_id, job.deadline) else {
+            fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
+            continue;
+        };
+        let mut next = Some(job);
+        let mut in_a_row = 0;
+        while let Some(job) = next.take() {
+            let switched = gang.take_switched();
+            let started = Instant::now();
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| session.run(&job.inputs, switched)));
+            let compute = started.elapsed();
+            gang.record(compute);
+            let result = match outcome {
+                Ok(Ok(outputs)) => {
+                    spec.recorder.execution(spec.instance, started - job.queued_at, compute);
+                    spec.recorder.latency(job.queued_at.elapsed());
+                    Ok(Inference { outputs, instance: spec.instance, cores: spec.cores, started, compute })
+                }
+                Ok(Err(error)) => Err(InferError::Engine { model: spec.model.clone(), source: error }),
+                Err(_) => Err(InferError::Internal(format!("the engine panicked running {}", spec.model))),
+            };
+            if result.is_err() {
+                spec.recorder.failure();
+            }
+            job.reply.send(result);
+            spec.in_flight.fetch_sub(1, Ordering::AcqRel);
+            in_a_row += 1;
+            if in_a_row < spec.run_max {
+                match jobs.try_recv() {
+                    Ok(job) if Instant::now() < job.deadline => next = Some(job),
+                    Ok(job) => {
+                        fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout })
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+fn fail(spec: &WorkerSpec, job: Job, error: InferError) {
+    spec.recorder.failure();
+    job.reply.send(Err(error));
+    spec.in_flight.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The answer, once there is one, and the waker of an async caller waiting for it.
+#[derive(Default)]
+struct SlotState {
+    answer: Option<Result<Inference, InferError>>,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+/// The worker's end of a call's reply. Dropping it unsent fails the call, so a caller never
+/// waits forever on a worker that is gone.
+pub(crate) struct ReplySender {
+    slot: Arc<Slot>,
+    sent: bool,
+}
+
+/// The caller's end: [`Reply::wait`] blocks, or `.await` it.
+pub struct Reply {
+    slot: Arc<Slot>,
+}
+
+pub(crate) fn reply_pair() -> (ReplySender, Reply) {
+    let slot = Arc::new(Slot::default());
+    (ReplySender { slot: slot.clone(), sent: false }, Reply { slot })
+}
+
+impl ReplySender {
+    pub(crate) fn send(mut self, result: Result<Inference, InferError>) {
+        self.put(result);
+    }
+
+    fn put(&mut self, result: Result<Inference, InferError>) {
+        self.sent = true;
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.answer = Some(result);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+        drop(state);
+        self.slot.ready.notify_all();
+    }
+}
+
+impl Drop for ReplySender {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.put(Err(InferError::Internal("the worker stopped before answering".to_owned())));
+        }
+    }
+}
+
+impl Reply {
+    /// Blocks until the call is answered.
+    pub fn wait(self) -> Result<Inference, InferError> {
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(result) = state.answer.take() {
+                return result;
+            }
+            state = self.slot.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Future for Reply {
+    type Output = Result<Inference, InferError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.answer.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
