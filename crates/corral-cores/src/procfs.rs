@@ -33,6 +33,27 @@ pub(crate) fn flock_holders() -> Option<HashMap<FileKey, u32>> {
     Some(parse_locks(&text))
 }
 
+/// Extra reads of `/proc/locks`, made lazily and at most [`Rereads::MAX`] per status call,
+/// for files a single read may have skipped.
+#[derive(Default)]
+pub(crate) struct Rereads {
+    seen: HashMap<FileKey, u32>,
+    reads: usize,
+}
+
+impl Rereads {
+    const MAX: usize = 3;
+
+    /// The holder of `key` in any of up to `MAX` fresh reads.
+    pub(crate) fn holder(&mut self, key: FileKey) -> Option<u32> {
+        while !self.seen.contains_key(&key) && self.reads < Self::MAX {
+            self.reads += 1;
+            self.seen.extend(flock_holders().unwrap_or_default());
+        }
+        self.seen.get(&key).copied()
+    }
+}
+
 fn parse_locks(text: &str) -> HashMap<FileKey, u32> {
     let mut holders = HashMap::new();
     for line in text.lines() {

@@ -24,7 +24,7 @@
 //!
 //! No step blocks on a core lock, so allocation cannot deadlock; a process that dies at any
 //! step loses its locks to the kernel, so nothing leaks. Readers ([`Registry::status`]) take
-//! no lock at all: they trust `/proc/locks` for "held" and the record for "by whom".
+//! no lock at all: they trust `/proc/locks` for "held" and a live record for "by whom".
 
 use std::{
     fs::{File, TryLockError},
@@ -324,6 +324,7 @@ impl Registry {
     /// Who holds each core, read without taking any lock.
     pub fn status(&self) -> Result<Vec<CoreStatus>, RegistryError> {
         let holders = procfs::flock_holders();
+        let mut rereads = procfs::Rereads::default();
         let mut cores = Vec::with_capacity(self.device.len());
         for index in 0..self.device.len() {
             let mut status =
@@ -331,24 +332,28 @@ impl Registry {
             for name in self.device.slot_names(index) {
                 let Some((file, stat)) = self.open_existing(&name)? else { continue };
                 let record = OwnerRecord::read(&file).filter(OwnerRecord::is_alive);
-                let owner = match (&holders, record) {
-                    // /proc/locks is the truth for "held"; the record, when live, says by whom.
-                    (Some(holders), record) => match holders.get(&procfs::FileKey::of(&stat)) {
-                        None => None,
-                        Some(_) if record.is_some() => record.map(|r| r.into_owner(index)),
-                        Some(&0) => {
-                            status.held_unknown = true;
-                            None
-                        }
-                        Some(&pid) => Some(Owner {
-                            pid,
-                            command: procfs::command_line(pid).unwrap_or_else(|| "?".to_owned()),
-                            since: None,
-                            models: Vec::new(),
-                        }),
-                    },
-                    // Without /proc/locks, a record whose process is alive counts as held.
+                let key = procfs::FileKey::of(&stat);
+                let mut holder = holders.as_ref().map(|h| h.get(&key).copied());
+                if let (Some(None), Some(_)) = (holder, &record) {
+                    // `/proc/locks` is produced in page-sized passes and can skip an entry
+                    // while other locks come and go; a live record earns a second look.
+                    holder = Some(rereads.holder(key));
+                }
+                let owner = match (holder, record) {
+                    // Without /proc/locks, a live record is all there is to go by.
                     (None, record) => record.map(|r| r.into_owner(index)),
+                    (Some(None), _) => None,
+                    (Some(Some(_)), Some(record)) => Some(record.into_owner(index)),
+                    (Some(Some(0)), None) => {
+                        status.held_unknown = true;
+                        None
+                    }
+                    (Some(Some(pid)), None) => Some(Owner {
+                        pid,
+                        command: procfs::command_line(pid).unwrap_or_else(|| "?".to_owned()),
+                        since: None,
+                        models: Vec::new(),
+                    }),
                 };
                 if let Some(owner) = owner
                     && !status.owners.iter().any(|o| o.pid == owner.pid)

@@ -131,3 +131,24 @@ fn cpu_device_pins_to_allowed_cpus() {
     let physical = corral_cores::Registry::open(device, registry.path().parent().expect("parent")).expect("opens");
     assert!(!physical.status().expect("status")[0].is_free());
 }
+
+/// Regression: `/proc/locks` is read in page-sized passes and skipped held entries while
+/// other locks came and went, so `status` reported a held core as free.
+#[test]
+fn status_sees_held_cores_while_other_locks_churn() {
+    let (_dir, registry) = registry("sim:4");
+    let _held = registry.acquire(&Request::num(4)).expect("free");
+    let (_other_dir, other) = super::registry("sim:64");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let leases: Vec<_> = (0..32).filter_map(|_| other.acquire(&Request::num(2)).ok()).collect();
+                drop(leases);
+            }
+        });
+        let misses = (0..300).filter(|_| registry.status().expect("status").iter().any(|c| c.is_free())).count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(misses, 0, "held cores were reported free");
+    });
+}
