@@ -1,0 +1,333 @@
+//! The ONNX Runtime backend, through `ort` with `load-dynamic`: the shared library comes
+//! from the PyPI `onnxruntime` wheel (its `onnxruntime/capi/libonnxruntime.so.*`), never from
+//! a download at build time.
+//!
+//! [`find_library`] looks, in order, at `ORT_DYLIB_PATH`, an installed `onnxruntime` Python
+//! package (`python3`'s import path, found without importing it), and the project's own
+//! `.venv` (searched upwards from the executable and the working directory), which
+//! `./scripts/setup` fills.
+//!
+//! A K-core instance gets one session with K intra-op threads: the calling worker thread
+//! (already pinned to the instance's first core by the runtime) plus K-1 threads that ONNX
+//! Runtime pins to the other cores' CPUs (`session.intra_op_thread_affinities`). Spinning is
+//! off so an idle replica leaves its core to nobody but itself, and never burns a neighbour's.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+};
+
+use corral_engine::{
+    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec,
+};
+use ort::{
+    session::{Session as OrtSession, SessionInputValue, builder::GraphOptimizationLevel},
+    value::{DynValue, TensorElementType, TensorRef, ValueType},
+};
+
+/// Names the library explicitly; wins over every other place.
+pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum OrtLoadError {
+    #[error("{DYLIB_ENV}={0} does not name a file\nhint: point it at libonnxruntime.so.1.31.x, or unset it")]
+    BadEnv(String),
+    #[error(
+        "ONNX Runtime was not found in {DYLIB_ENV}, an installed onnxruntime Python package, or this project's .venv\nhint: run ./scripts/setup, or pip install onnxruntime==1.31.*"
+    )]
+    NotFound,
+    #[error("cannot load ONNX Runtime from {}: {reason}", path.display())]
+    Load { path: PathBuf, reason: String },
+}
+
+/// Where the library is, by the rules in the module docs.
+pub fn find_library(lookup: impl Fn(&str) -> Option<String>) -> Result<PathBuf, OrtLoadError> {
+    if let Some(value) = lookup(DYLIB_ENV).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(&value);
+        return if path.is_file() { Ok(path) } else { Err(OrtLoadError::BadEnv(value)) };
+    }
+    if let Some(dir) = python_package_dir()
+        && let Some(lib) = library_in(&dir.join("capi"))
+    {
+        return Ok(lib);
+    }
+    let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
+    for start in starts.into_iter().flatten() {
+        for dir in start.ancestors() {
+            if let Some(lib) = venv_library(&dir.join(".venv")) {
+                return Ok(lib);
+            }
+        }
+    }
+    Err(OrtLoadError::NotFound)
+}
+
+/// `onnxruntime`'s folder in `python3`'s import path, found without importing it.
+fn python_package_dir() -> Option<PathBuf> {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import importlib.util as u; s = u.find_spec('onnxruntime'); print(s.submodule_search_locations[0] if s else '')"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (!dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+fn venv_library(venv: &Path) -> Option<PathBuf> {
+    venv_site_packages(venv).find_map(|site| library_in(&site.join("onnxruntime/capi")))
+}
+
+fn venv_site_packages(venv: &Path) -> impl Iterator<Item = PathBuf> {
+    let lib = std::fs::read_dir(venv.join("lib")).into_iter().flatten();
+    lib.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path().join("site-packages"))
+        .filter(|site| site.is_dir())
+}
+
+/// The project's `.venv` site-packages (searched upwards from the executable, then the
+/// working directory): where `./scripts/setup` puts the wheel and the packages that ship
+/// real models (`onnx`'s light models, `magika`, `silero-vad`).
+pub fn project_site_packages() -> Option<PathBuf> {
+    let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
+    starts
+        .into_iter()
+        .flatten()
+        .find_map(|start| start.ancestors().find_map(|dir| venv_site_packages(&dir.join(".venv")).next()))
+}
+
+/// `libonnxruntime.so*` in `dir`, newest name first.
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+        .collect();
+    libs.sort();
+    libs.pop()
+}
+
+/// ONNX Runtime, loaded once per process.
+#[derive(Debug)]
+pub struct OrtEngine {
+    library: PathBuf,
+}
+
+/// The library's path and the one ONNX Runtime environment this process may have, which
+/// must outlive every session: it lives as long as the process.
+static LOADED: OnceLock<Result<(PathBuf, ort::environment::Environment), OrtLoadError>> = OnceLock::new();
+
+fn environment() -> &'static ort::environment::Environment {
+    match LOADED.get() {
+        Some(Ok((_, environment))) => environment,
+        _ => unreachable!("an OrtEngine exists only once the environment was built"),
+    }
+}
+
+impl OrtEngine {
+    /// Finds and loads the library (once per process; later calls return the same result).
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<OrtEngine, OrtLoadError> {
+        let loaded = LOADED.get_or_init(|| {
+            let path = find_library(lookup)?;
+            let load_error = |reason: String| OrtLoadError::Load { path: path.clone(), reason };
+            let environment = ort::init_from(&path).map_err(|e| load_error(e.to_string()))?;
+            let environment = environment.with_name("corral").build().map_err(|e| load_error(e.to_string()))?;
+            Ok((path, environment))
+        });
+        match loaded {
+            Ok((library, _)) => Ok(OrtEngine { library: library.clone() }),
+            Err(error) => Err(error.clone()),
+        }
+    }
+
+    /// The library in use.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+}
+
+impl corral_engine::Engine for OrtEngine {
+    fn name(&self) -> &'static str {
+        "onnxruntime"
+    }
+
+    fn prepare(&self, source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
+        let ModelSource::Onnx(path) = source else {
+            return Err(EngineError::Unsupported { engine: "onnxruntime", reason: "not an ONNX model".to_owned() });
+        };
+        let load_error = |reason: String| EngineError::Load { path: path.clone(), reason };
+        let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
+        // One single-threaded session reads the signature and proves the model loads.
+        let probe = build_session(&bytes, &SessionPlacement { core_cpus: vec![Vec::new()] }).map_err(load_error)?;
+        let inputs = signature(probe.inputs().iter().map(|o| (o.name(), o.dtype())), path)?;
+        let outputs = signature(probe.outputs().iter().map(|o| (o.name(), o.dtype())), path)?;
+        Ok(Arc::new(OrtModel { path: path.clone(), bytes: Arc::new(bytes), inputs, outputs }))
+    }
+}
+
+fn signature<'a>(
+    outlets: impl Iterator<Item = (&'a str, &'a ValueType)>,
+    path: &Path,
+) -> Result<Vec<TensorSpec>, EngineError> {
+    outlets
+        .map(|(name, dtype)| match dtype {
+            ValueType::Tensor { ty, shape, .. } => match datatype(*ty) {
+                Some(datatype) => Ok(TensorSpec::new(name, datatype, shape.to_vec())),
+                None => Err(EngineError::Load {
+                    path: path.to_owned(),
+                    reason: format!("`{name}` has element type {ty:?}, which corral does not carry yet"),
+                }),
+            },
+            other => Err(EngineError::Load {
+                path: path.to_owned(),
+                reason: format!("`{name}` is a {other:?}; corral carries tensors only"),
+            }),
+        })
+        .collect()
+}
+
+fn datatype(ty: TensorElementType) -> Option<DataType> {
+    Some(match ty {
+        TensorElementType::Bool => DataType::Bool,
+        TensorElementType::Uint8 => DataType::U8,
+        TensorElementType::Int8 => DataType::I8,
+        TensorElementType::Int16 => DataType::I16,
+        TensorElementType::Int32 => DataType::I32,
+        TensorElementType::Int64 => DataType::I64,
+        TensorElementType::Float32 => DataType::F32,
+        TensorElementType::Float64 => DataType::F64,
+        _ => return None,
+    })
+}
+
+/// ONNX Runtime's affinity syntax: logical processors are 1-based, `;` between threads.
+fn affinities(placement: &SessionPlacement) -> Option<String> {
+    let others = &placement.core_cpus[1.min(placement.core_cpus.len())..];
+    if others.is_empty() || others.iter().any(Vec::is_empty) {
+        return None;
+    }
+    let per_thread: Vec<String> =
+        others.iter().map(|cpus| cpus.iter().map(|c| (c + 1).to_string()).collect::<Vec<_>>().join(",")).collect();
+    Some(per_thread.join(";"))
+}
+
+fn build_session(bytes: &[u8], placement: &SessionPlacement) -> Result<OrtSession, String> {
+    let threads = placement.cores().max(1);
+    let text = |e: ort::Error<_>| e.to_string();
+    let mut builder = OrtSession::builder(environment()).map_err(|e| e.to_string())?;
+    builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(text)?;
+    builder = builder.with_intra_threads(threads).map_err(text)?;
+    builder = builder.with_inter_threads(1).map_err(text)?;
+    builder = builder.with_intra_op_spinning(false).map_err(text)?;
+    if let Some(affinity) = affinities(placement) {
+        builder = builder.with_config_entry("session.intra_op_thread_affinities", affinity).map_err(text)?;
+    }
+    builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+}
+
+/// A model parsed by ONNX Runtime; each instance gets its own session.
+struct OrtModel {
+    path: PathBuf,
+    bytes: Arc<Vec<u8>>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl Prepared for OrtModel {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
+        let session = build_session(&self.bytes, placement)
+            .map_err(|reason| EngineError::Load { path: self.path.clone(), reason })?;
+        Ok(Box::new(OrtInstance { session, outputs: self.outputs.clone() }))
+    }
+}
+
+struct OrtInstance {
+    session: OrtSession,
+    outputs: Vec<TensorSpec>,
+}
+
+fn view<'a, T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+    shape: &[usize],
+    data: &'a [T],
+) -> Result<SessionInputValue<'a>, EngineError> {
+    TensorRef::from_array_view((shape.to_vec(), data)).map(Into::into).map_err(|e| EngineError::Run(e.to_string()))
+}
+
+impl Session for OrtInstance {
+    fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
+        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let shape = &input.shape;
+            let value = match &input.data {
+                TensorData::Bool(v) => view(shape, v)?,
+                TensorData::U8(v) => view(shape, v)?,
+                TensorData::I8(v) => view(shape, v)?,
+                TensorData::I16(v) => view(shape, v)?,
+                TensorData::I32(v) => view(shape, v)?,
+                TensorData::I64(v) => view(shape, v)?,
+                TensorData::F32(v) => view(shape, v)?,
+                TensorData::F64(v) => view(shape, v)?,
+            };
+            values.push((input.name.clone(), value));
+        }
+        let outputs = self.session.run(values).map_err(|e| EngineError::Run(e.to_string()))?;
+        self.outputs
+            .iter()
+            .map(|spec| {
+                let value =
+                    outputs.get(&spec.name).ok_or_else(|| EngineError::Run(format!("no output `{}`", spec.name)))?;
+                extract(&spec.name, spec.datatype, value)
+            })
+            .collect()
+    }
+}
+
+fn extract(name: &str, datatype: DataType, value: &DynValue) -> Result<Tensor, EngineError> {
+    fn take<T: ort::value::PrimitiveTensorElementType + Clone>(
+        value: &DynValue,
+    ) -> Result<(Vec<usize>, Vec<T>), EngineError> {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| EngineError::Run(e.to_string()))?;
+        Ok((shape.iter().map(|&d| d.max(0) as usize).collect(), data.to_vec()))
+    }
+    let (shape, data) = match datatype {
+        DataType::Bool => take::<bool>(value).map(|(s, d)| (s, TensorData::Bool(d)))?,
+        DataType::U8 => take::<u8>(value).map(|(s, d)| (s, TensorData::U8(d)))?,
+        DataType::I8 => take::<i8>(value).map(|(s, d)| (s, TensorData::I8(d)))?,
+        DataType::I16 => take::<i16>(value).map(|(s, d)| (s, TensorData::I16(d)))?,
+        DataType::I32 => take::<i32>(value).map(|(s, d)| (s, TensorData::I32(d)))?,
+        DataType::I64 => take::<i64>(value).map(|(s, d)| (s, TensorData::I64(d)))?,
+        DataType::F32 => take::<f32>(value).map(|(s, d)| (s, TensorData::F32(d)))?,
+        DataType::F64 => take::<f64>(value).map(|(s, d)| (s, TensorData::F64(d)))?,
+    };
+    Ok(Tensor::new(name, shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinities_are_one_based_and_skip_the_calling_thread() {
+        let placement = SessionPlacement { core_cpus: vec![vec![0], vec![1], vec![4, 5]] };
+        assert_eq!(affinities(&placement).as_deref(), Some("2;5,6"));
+        assert_eq!(affinities(&SessionPlacement { core_cpus: vec![vec![3]] }), None);
+        assert_eq!(affinities(&SessionPlacement { core_cpus: vec![vec![], vec![]] }), None);
+    }
+
+    #[test]
+    fn a_bad_env_path_is_named() {
+        let err = find_library(|n| (n == DYLIB_ENV).then(|| "/nonexistent/libonnxruntime.so".to_owned())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not name a file\nhint: point it at libonnxruntime.so.1.31.x, or unset it"
+        );
+    }
+}

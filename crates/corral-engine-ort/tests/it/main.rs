@@ -1,0 +1,143 @@
+//! ONNX Runtime through corral's engine on real models from the setup script's packages:
+//! outputs equal the onnxruntime Python package's on the same input (within 1e-4), and bad
+//! model files fail with their path and reason.
+
+use std::{path::PathBuf, process::Command, sync::Arc};
+
+use corral_engine::{DataType, Engine, ModelSource, Prepared, SessionPlacement, Tensor, TensorData};
+use corral_engine_ort::OrtEngine;
+
+fn engine() -> OrtEngine {
+    OrtEngine::load(|name| std::env::var(name).ok()).expect("ONNX Runtime is installed by ./scripts/setup")
+}
+
+fn site() -> PathBuf {
+    corral_engine_ort::project_site_packages().expect("./scripts/setup creates .venv with the model packages")
+}
+
+fn python() -> PathBuf {
+    site().ancestors().nth(3).expect("site-packages sits in .venv/lib/pythonX").join("bin/python")
+}
+
+/// Deterministic input data for a tensor of `datatype` and `len` elements.
+fn data(datatype: DataType, len: usize) -> TensorData {
+    match datatype {
+        DataType::F32 => TensorData::F32((0..len).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()),
+        DataType::I32 => TensorData::I32((0..len).map(|i| ((i * 31) % 257) as i32 - 1).collect()),
+        other => panic!("no test data for {other}"),
+    }
+}
+
+fn raw(data: &TensorData) -> (Vec<u8>, &'static str) {
+    match data {
+        TensorData::F32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), "float32"),
+        TensorData::I32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), "int32"),
+        other => panic!("no raw form for {:?}", other.datatype()),
+    }
+}
+
+/// Runs `model` with corral and with Python's onnxruntime on the same inputs and compares.
+fn conforms(model: &str, dynamic: usize) {
+    let path = site().join(model);
+    let prepared: Arc<dyn Prepared> = engine().prepare(&ModelSource::Onnx(path.clone())).expect("loads");
+    let inputs: Vec<Tensor> = prepared
+        .inputs()
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec.shape.iter().map(|&d| if d < 0 { dynamic } else { d as usize }).collect();
+            Tensor::new(spec.name.clone(), shape.clone(), data(spec.datatype, shape.iter().product()))
+        })
+        .collect();
+    let mut session = prepared.session(&SessionPlacement { core_cpus: vec![vec![]] }).expect("session");
+    let ours = session.run(&inputs, false).expect("runs");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut args = vec![path.display().to_string(), dir.path().display().to_string()];
+    for (i, input) in inputs.iter().enumerate() {
+        let (bytes, dtype) = raw(&input.data);
+        let file = dir.path().join(format!("in{i}.bin"));
+        std::fs::write(&file, bytes).expect("write");
+        let shape: Vec<String> = input.shape.iter().map(usize::to_string).collect();
+        args.push(format!("{}={dtype}:{}:{}", input.name, shape.join("x"), file.display()));
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/reference.py");
+    let output = Command::new(python()).arg(script).args(&args).output().expect("python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let listing = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(listing.lines().count(), ours.len(), "{listing}");
+    for (i, (line, mine)) in listing.lines().zip(&ours).enumerate() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields[0], mine.name);
+        let shape: Vec<String> = mine.shape.iter().map(usize::to_string).collect();
+        assert_eq!(fields[2], shape.join("x"), "{model}: shape of {}", mine.name);
+        let bytes = std::fs::read(dir.path().join(format!("{i}.bin"))).expect("output");
+        let theirs: Vec<f64> = match fields[1] {
+            "float32" => {
+                bytes.chunks(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().expect("4 bytes")))).collect()
+            }
+            other => panic!("compare {other}"),
+        };
+        let mine = mine.data.to_f64();
+        assert_eq!(mine.len(), theirs.len());
+        let worst = mine.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= 1e-4, "{model}: {} differs by {worst}", fields[0]);
+    }
+}
+
+#[test]
+fn squeezenet_matches_python_onnxruntime() {
+    conforms("onnx/backend/test/data/light/light_squeezenet.onnx", 1);
+}
+
+#[test]
+fn magika_matches_python_onnxruntime() {
+    conforms("magika/models/standard_v3_3/model.onnx", 2);
+}
+
+#[test]
+fn silero_vad_matches_python_onnxruntime() {
+    conforms("silero_vad/data/silero_vad_16k_sequence.onnx", 3);
+}
+
+#[test]
+fn a_two_core_session_gives_the_same_answer() {
+    let path = site().join("onnx/backend/test/data/light/light_squeezenet.onnx");
+    let prepared = engine().prepare(&ModelSource::Onnx(path)).expect("loads");
+    let input = vec![Tensor::new("data_0", vec![1, 3, 224, 224], data(DataType::F32, 3 * 224 * 224))];
+    let cpus = corral_cores::allowed_cpus().expect("affinity");
+    let two = SessionPlacement { core_cpus: vec![vec![cpus[0]], vec![*cpus.last().expect("a cpu")]] };
+    let one = prepared.session(&SessionPlacement { core_cpus: vec![vec![]] }).expect("session").run(&input, false);
+    let both = prepared.session(&two).expect("session").run(&input, false);
+    let (one, both) = (one.expect("runs").remove(0).data.to_f64(), both.expect("runs").remove(0).data.to_f64());
+    let worst = one.iter().zip(&both).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-5, "{worst}");
+}
+
+#[test]
+fn bad_model_files_name_the_path_and_the_reason() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("missing.onnx");
+    let err = engine().prepare(&ModelSource::Onnx(missing.clone())).err().expect("missing");
+    assert!(err.to_string().starts_with(&format!("cannot load {}: No such file", missing.display())), "{err}");
+
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"this is not a protobuf").expect("write");
+    let err = engine().prepare(&ModelSource::Onnx(garbage.clone())).err().expect("garbage");
+    assert!(err.to_string().starts_with(&format!("cannot load {}: ", garbage.display())), "{err}");
+
+    // A real ONNX file whose operator no engine has.
+    let custom = dir.path().join("custom_op.onnx");
+    let script = format!(
+        "import onnx; from onnx import helper as h, TensorProto as T\n\
+         n = h.make_node('NoSuchOp', ['x'], ['y'], domain='corral.test')\n\
+         g = h.make_graph([n], 'g', [h.make_tensor_value_info('x', T.FLOAT, [1])], [h.make_tensor_value_info('y', T.FLOAT, [1])])\n\
+         m = h.make_model(g, opset_imports=[h.make_opsetid('', 17), h.make_opsetid('corral.test', 1)])\n\
+         onnx.save(m, r'{}')",
+        custom.display()
+    );
+    let made = Command::new(python()).args(["-c", &script]).status().expect("python");
+    assert!(made.success());
+    let err = engine().prepare(&ModelSource::Onnx(custom.clone())).err().expect("unknown op");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("cannot load {}: ", custom.display())) && text.contains("NoSuchOp"), "{text}");
+}
