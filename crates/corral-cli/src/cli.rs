@@ -25,6 +25,12 @@ pub enum Command {
     Launch(LaunchArgs),
     /// Take cores and hold them until interrupted (fences them off from other processes)
     Reserve(ReserveArgs),
+    /// Place a repository's models without running them and draw the core map
+    Plan(PlanArgs),
+    /// Load a repository's models with their placement and drive load from many threads
+    Bench(BenchArgs),
+    /// Place and run real models on this machine, then a FlexEG layout on a simulated inf1.6xlarge
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,4 +92,66 @@ pub struct ReserveArgs {
     /// Print what was taken as one JSON line
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ModelsArg {
+    /// A Triton-style repository: DIR/<model>/config.toml and DIR/<model>/<version>/model.onnx
+    #[arg(long, value_name = "DIR")]
+    pub model_repository: Option<std::path::PathBuf>,
+    /// A single .onnx file
+    #[arg(value_name = "MODEL")]
+    pub model: Option<std::path::PathBuf>,
+}
+
+impl ModelsArg {
+    pub fn path(&self) -> &std::path::Path {
+        self.model_repository.as_deref().or(self.model.as_deref()).expect("clap requires one of them")
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub models: ModelsArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
+    pub cores: CoreArgs,
+    /// Print JSON instead of the core map
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the core map as SVG into FILE
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub models: ModelsArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
+    pub cores: CoreArgs,
+    /// Calling threads [default: 2 per process core]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Stop after this many calls in all
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub requests: Option<u64>,
+    /// Stop after this many seconds [default: 5]
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Print JSON instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seconds each benchmark of the demo runs
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub seconds: f64,
 }

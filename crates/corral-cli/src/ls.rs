@@ -109,28 +109,6 @@ pub fn table(device: &str, status: &[CoreStatus]) -> String {
             }
         }
     }
-    let mut widths = [0; 4];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = format!("{device}: {} cores, {free} free\n", status.len());
-    for row in rows {
-        let line = format!(
-            "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
-        out += line.trim_end();
-        out.push('\n');
-    }
-    out
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    format!("{device}: {} cores, {free} free\n", status.len()) + &crate::table::render(&rows)
 }

@@ -4,11 +4,16 @@
 //! Exit codes: 0 success; 1 an error corral reported; 2 bad usage (from clap); for
 //! `launch`, the launched command's own status (128 + signal when it was killed).
 
+mod bench;
 mod cli;
+mod demo;
 mod launch;
 mod ls;
+mod models;
+mod plan;
 mod reserve;
 mod settings;
+mod table;
 
 use std::process::ExitCode;
 
@@ -22,6 +27,9 @@ fn main() -> ExitCode {
         cli::Command::Ls(args) => ls::run(&args, &lookup).map(|()| 0),
         cli::Command::Launch(args) => launch::run(&args, &lookup),
         cli::Command::Reserve(args) => reserve::run(&args, &lookup).map(|()| 0),
+        cli::Command::Plan(args) => plan::run(&args, &lookup).map(|()| 0),
+        cli::Command::Bench(args) => bench::run(&args, &lookup).map(|()| 0),
+        cli::Command::Demo(args) => demo::run(&args, &lookup).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -50,6 +58,12 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|| Targets::new().with_default(default));
     use tracing_subscriber::prelude::*;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(targets))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .without_time()
+                .with_target(false)
+                .with_writer(std::io::stderr)
+                .with_filter(targets),
+        )
         .init();
 }

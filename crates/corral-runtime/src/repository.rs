@@ -96,6 +96,12 @@ struct TensorConfig {
 /// cannot be read gives an error; the others are returned.
 pub fn read(path: &Path) -> Result<(Vec<ModelDef>, Vec<RepositoryError>), RepositoryError> {
     if path.is_file() {
+        if path.extension().is_none_or(|e| e != "onnx") {
+            return Err(RepositoryError::Model {
+                path: path.to_owned(),
+                reason: "is neither a .onnx model nor a repository folder".to_owned(),
+            });
+        }
         let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
         return Ok((vec![ModelDef::onnx(name, path)], Vec::new()));
     }

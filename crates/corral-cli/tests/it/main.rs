@@ -3,6 +3,7 @@
 
 mod launch;
 mod ls;
+mod models;
 mod ownership;
 mod tidy;
 

@@ -1,0 +1,175 @@
+//! `corral plan`, `bench` and `demo` as a user runs them, on the FlexEG example repository
+//! (simulated) and on real ONNX models.
+
+use std::path::{Path, PathBuf};
+
+use expect_test::expect;
+use serde_json::Value;
+
+use super::Host;
+
+fn flexeg() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/flexeg")
+}
+
+/// A copy of the FlexEG repository with C moved to `c_start`.
+fn flexeg_with_c_at(c_start: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    for model in ["A", "B", "C", "D"] {
+        let text = std::fs::read_to_string(flexeg().join(model).join("config.toml")).expect("config");
+        let text = if model == "C" { text.replace("start = 6", &format!("start = {c_start}")) } else { text };
+        std::fs::create_dir_all(dir.path().join(model)).expect("mkdir");
+        std::fs::write(dir.path().join(model).join("config.toml"), text).expect("write");
+    }
+    dir
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn plan_draws_the_core_map_and_names_what_does_not_fit() {
+    let host = Host::new();
+    let repo = flexeg().display().to_string();
+    let bad = flexeg_with_c_at(5);
+    let bad = bad.path().display().to_string();
+    let out = stdout(&host.run(&["plan", "--model-repository", &repo, "--device", "sim:inf1.6xlarge"], &[]))
+        + &stdout(&host.run(&["plan", "--model-repository", &bad, "--device", "sim:inf1.6xlarge"], &[]))
+        + &stdout(&host.run(
+            &["plan", "--model-repository", &repo, "--device", "sim:inf1.6xlarge"],
+            &[("NEURON_RT_NUM_CORES", "8")],
+        ));
+    expect![[r#"
+        16 cores of sim:inf1.6xlarge (default (every core))
+
+        core    nc0  nc1  nc2  nc3  nc4  nc5  nc6  nc7  nc8  nc9  nc10 nc11 nc12 nc13 nc14 nc15
+        A[0]    [=======]
+        B[0]              [=================]
+        C[0]                                  [============]
+        D[0]                                                 [=================]
+        16 cores of sim:inf1.6xlarge (default (every core))
+
+        core    nc0  nc1  nc2  nc3  nc4  nc5  nc6  nc7  nc8  nc9  nc10 nc11 nc12 nc13 nc14 nc15
+        A[0]    [=======]
+        B[0]              [=================]
+        C[0]                             [============]
+        D[0]                                                 [=================]
+        shared                            ^^
+        warning: C shares nc5 with B: executions there take turns and each change of model is a switch
+        8 cores of sim:inf1.6xlarge (NEURON_RT_NUM_CORES=8)
+
+        core    nc0  nc1  nc2  nc3  nc4  nc5  nc6  nc7
+        A[0]    [=======]
+        B[0]              [=================]
+        error: C: model needs 3 cores from nc6, process has nc0-nc7
+        error: D: start nc9 is outside the process cores nc0-nc7
+    "#]]
+    .assert_eq(&out);
+}
+
+#[test]
+fn plan_json_and_svg() {
+    let host = Host::new();
+    let svg = host.dir.path().join("map.svg");
+    let repo = flexeg().display().to_string();
+    let args = [
+        "plan",
+        "--model-repository",
+        &repo,
+        "--device",
+        "sim:inf1.6xlarge",
+        "--json",
+        "--svg",
+        svg.to_str().expect("utf-8"),
+    ];
+    let plan: Value = serde_json::from_str(&stdout(&host.run(&args, &[]))).expect("JSON");
+    assert_eq!(plan["cores"], 16);
+    assert_eq!(plan["models"][1]["name"], "B");
+    assert_eq!(plan["models"][1]["instances"][0], serde_json::json!({"first": 2, "count": 4}));
+    let drawing = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(drawing.starts_with("<svg") && drawing.trim_end().ends_with("</svg>"));
+    assert_eq!(drawing.matches("<rect").count(), 16 + 4, "16 cores and 4 instance bars");
+    let output = host.run(&["plan", flexeg().join("A/config.toml").to_str().expect("utf-8")], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is neither a .onnx model nor a repository folder"));
+}
+
+#[test]
+fn bench_reports_models_and_cores_and_counts_switches_on_shared_cores() {
+    let host = Host::new();
+    let bench = |repo: &str| -> Value {
+        let args = [
+            "bench",
+            "--model-repository",
+            repo,
+            "--device",
+            "sim:inf1.6xlarge",
+            "--threads",
+            "8",
+            "--requests",
+            "80",
+            "--json",
+        ];
+        serde_json::from_str(&stdout(&host.run(&args, &[]))).expect("JSON")
+    };
+    let good = bench(&flexeg().display().to_string());
+    let requests: u64 =
+        good["models"].as_array().expect("models").iter().map(|m| m["requests"].as_u64().expect("n")).sum();
+    assert_eq!(requests, 80);
+    for model in good["models"].as_array().expect("models") {
+        assert!(
+            model["throughput_per_s"].as_f64().expect("f") > 0.0 && model["p50_ms"].as_f64().expect("f") >= 10.0,
+            "{model}"
+        );
+        assert!(model["p99_ms"].as_f64() >= model["p50_ms"].as_f64());
+    }
+    assert!(good["cores"].as_array().expect("cores").iter().all(|c| c["switches"] == 0));
+    let bad_repo = flexeg_with_c_at(5);
+    let bad = bench(&bad_repo.path().display().to_string());
+    let nc5 = &bad["cores"][5];
+    assert!(nc5["switches"].as_u64().expect("n") > 0, "{nc5}");
+    assert!(nc5["busy_fraction"].as_f64().expect("f") > 0.0);
+}
+
+#[test]
+fn demo_places_and_runs_real_models() {
+    let host = Host::new();
+    let out = stdout(&host.run(&["demo", "--seconds", "0.3"], &[]));
+    assert!(out.contains("real models on this machine's"), "{out}");
+    for expected in ["squeezenet[0]", "magika[0]", "FlexEG on sim:inf1.6xlarge, bad layout", "nc5"] {
+        assert!(out.contains(expected), "{expected} missing from:\n{out}");
+    }
+    let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("squeezenet ") || l.starts_with("magika ")).collect();
+    for line in failed {
+        assert_eq!(line.split_whitespace().nth(2), Some("0"), "no failed calls: {line}");
+    }
+}
+
+#[test]
+fn a_corrupt_model_is_skipped_with_its_path_and_the_others_serve() {
+    let host = Host::new();
+    let repo = flexeg_with_c_at(6);
+    std::fs::create_dir_all(repo.path().join("broken/1")).expect("mkdir");
+    std::fs::write(repo.path().join("broken/1/model.onnx"), b"not a model").expect("write");
+    let args = [
+        "bench",
+        "--model-repository",
+        repo.path().to_str().expect("utf-8"),
+        "--device",
+        "sim:inf1.6xlarge",
+        "--requests",
+        "8",
+        "--json",
+    ];
+    let output = host.run(&args, &[]);
+    let report: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let path = repo.path().join("broken/1/model.onnx");
+    assert!(
+        stderr.contains(&format!("warning: skipping a model: cannot load `broken`: cannot load {}: ", path.display())),
+        "{stderr}"
+    );
+    assert_eq!(report["models"].as_array().expect("models").len(), 4, "A, B, C and D still serve");
+}
