@@ -1,0 +1,310 @@
+//! The runtime's figures, measured side by side in one run and printed as one table
+//! (`./bench/runtime.sh`): dispatch overhead, ONNX Runtime parity, replica scaling, the
+//! simulator's throughput, and switching under corral's scheduler vs plain FIFO order.
+//! Medians are over many calls; ratios compare runs made in the same process, one after
+//! another. Not a test: numbers are printed, never asserted.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, Instant},
+};
+
+use corral_engine::{DataType, Engine, ModelSource, SessionPlacement, SimModel, Tensor, TensorData, TensorSpec};
+use corral_engine_ort::OrtEngine;
+use corral_runtime::{Model, ModelDef, Runtime, RuntimeSettings, Where};
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let site = corral_engine_ort::project_site_packages().expect("run ./scripts/setup first");
+    let ort = Arc::new(OrtEngine::load(|n| std::env::var(n).ok()).expect("ONNX Runtime"));
+    let cpus = corral_cores::allowed_cpus().expect("affinity");
+    println!(
+        "machine: {} CPUs allowed ({:?}), ONNX Runtime {}",
+        cpus.len(),
+        cpus,
+        ort.library().file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
+    );
+    println!("{:<58} {:>12} {:>12} {:>9}  goal", "figure", "corral", "reference", "ratio");
+    let light = |name: &str| site.join(format!("onnx/backend/test/data/light/light_{name}.onnx"));
+    if want("dispatch") {
+        dispatch(&ort, &site.join("onnx/backend/test/data/node/test_add/model.onnx"));
+    }
+    if want("parity") {
+        for (name, path) in [
+            ("squeezenet", light("squeezenet")),
+            ("magika", site.join("magika/models/standard_v3_3/model.onnx")),
+            ("silero-vad", site.join("silero_vad/data/silero_vad_16k_sequence.onnx")),
+        ] {
+            parity(&ort, name, &path);
+        }
+    }
+    if want("scaling") {
+        scaling(&ort, &light("squeezenet"), cpus.len());
+    }
+    if want("sim") {
+        simulation();
+    }
+    if want("switch") {
+        switching();
+    }
+}
+
+fn row(figure: &str, corral: String, reference: String, ratio: f64, goal: &str) {
+    println!("{figure:<58} {corral:>12} {reference:>12} {ratio:>9.3}  {goal}");
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} us", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// A runtime on `device` in a private registry, with ONNX Runtime.
+fn runtime(device: &str, ort: Option<Arc<OrtEngine>>, run_max: usize) -> (tempfile::TempDir, Runtime) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut settings = RuntimeSettings { run_max, ..RuntimeSettings::default() };
+    settings.take.device = Some(device.parse().expect("device"));
+    settings.take.lock_dir = Some(dir.path().to_owned());
+    settings.onnx_engine = ort.map(|o| o as Arc<dyn Engine>);
+    (dir, Runtime::new(settings).expect("runtime"))
+}
+
+fn inputs(specs: &[TensorSpec]) -> Vec<Tensor> {
+    specs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect();
+            let len = shape.iter().product();
+            let data = match spec.datatype {
+                DataType::F32 => TensorData::F32((0..len).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect()),
+                DataType::I32 => TensorData::I32((0..len).map(|i| (i % 256) as i32).collect()),
+                other => TensorData::zeros(other, len),
+            };
+            Tensor::new(spec.name.clone(), shape, data)
+        })
+        .collect()
+}
+
+/// Per-call time of a direct session on this (pinned) thread vs the same model through
+/// corral from one caller, alternating rounds so both see the same machine.
+fn dispatch(ort: &Arc<OrtEngine>, tiny: &Path) {
+    let prepared = ort.prepare(&ModelSource::Onnx(tiny.to_owned())).expect("tiny model");
+    let input = inputs(prepared.inputs());
+    let (_dir, rt) = runtime("cpu:logical", Some(ort.clone()), 8);
+    let cpu = rt_first_cpu(&rt);
+    pin(&[cpu]);
+    let mut direct = prepared.session(&SessionPlacement { core_cpus: vec![vec![cpu]] }).expect("session");
+    let model = rt.load(ModelDef::onnx("tiny", tiny).at(Where::Cores { start: Some(0), count: None })).expect("load");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        for _ in 0..500 {
+            let x = input.clone();
+            let t = Instant::now();
+            std::hint::black_box(direct.run(&x, false).expect("run"));
+            a.push(t.elapsed());
+        }
+        for _ in 0..500 {
+            let x = input.clone();
+            let t = Instant::now();
+            std::hint::black_box(model.infer(x).expect("infer"));
+            b.push(t.elapsed());
+        }
+    }
+    let (direct, through) = (median(a), median(b));
+    let added = through.saturating_sub(direct);
+    row(
+        &format!("dispatch: tiny Add, p50 per call (added {})", us(added)),
+        us(through),
+        us(direct),
+        through.as_secs_f64() / direct.as_secs_f64(),
+        "added p50 <= 5 us",
+    );
+}
+
+fn rt_first_cpu(rt: &Runtime) -> usize {
+    rt.core_stats()[0].cpus[0]
+}
+
+fn pin(cpus: &[usize]) {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).expect("cpu fits");
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("pin");
+}
+
+/// One single-core instance through corral vs a raw ORT session with the same one thread on
+/// the same CPU, sequential calls, alternating rounds.
+fn parity(ort: &Arc<OrtEngine>, name: &str, path: &PathBuf) {
+    let prepared = ort.prepare(&ModelSource::Onnx(path.clone())).expect("model");
+    let input = inputs(prepared.inputs());
+    let (_dir, rt) = runtime("cpu:logical", Some(ort.clone()), 8);
+    let cpu = rt_first_cpu(&rt);
+    let model = rt.load(ModelDef::onnx(name, path).at(Where::Cores { start: Some(0), count: None })).expect("load");
+    // The raw session runs on another thread pinned to the same CPU, like corral's worker.
+    let raw = std::thread::spawn({
+        let prepared = prepared.clone();
+        let input = input.clone();
+        move || {
+            pin(&[cpu]);
+            let mut session = prepared.session(&SessionPlacement { core_cpus: vec![vec![cpu]] }).expect("session");
+            (session.run(&input, false).expect("warm"), session)
+        }
+    });
+    let (_, mut session) = raw.join().expect("raw session");
+    model.infer(input.clone()).expect("warm");
+    let rounds = 6;
+    let per_round = if name == "squeezenet" { 15 } else { 60 };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let raw_round = std::thread::scope(|scope| {
+            let session = &mut session;
+            let input = &input;
+            scope
+                .spawn(move || {
+                    pin(&[cpu]);
+                    (0..per_round)
+                        .map(|_| {
+                            let x = input.clone();
+                            let t = Instant::now();
+                            std::hint::black_box(session.run(&x, false).expect("run"));
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .join()
+                .expect("raw round")
+        });
+        a.extend(raw_round);
+        for _ in 0..per_round {
+            let x = input.clone();
+            let t = Instant::now();
+            std::hint::black_box(model.infer(x).expect("infer"));
+            b.push(t.elapsed());
+        }
+    }
+    let (raw, through) = (median(a), median(b));
+    row(
+        &format!("ORT parity: {name}, 1 core, p50 per call"),
+        ms(through),
+        ms(raw),
+        through.as_secs_f64() / raw.as_secs_f64(),
+        "ratio <= 1.03",
+    );
+}
+
+/// Calls per second from `threads` callers for `duration`.
+fn throughput(model: &Model, input: &[Tensor], threads: usize, duration: Duration) -> f64 {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let count: usize = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        model.infer(input.to_vec()).expect("infer");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        std::thread::sleep(duration);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        callers.into_iter().map(|c| c.join().expect("caller")).sum()
+    });
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One single-core replica per core vs one replica, and vs one session with a thread per core.
+fn scaling(ort: &Arc<OrtEngine>, path: &PathBuf, cores: usize) {
+    let duration = Duration::from_secs(4);
+    let (_dir, rt) = runtime("cpu:logical", Some(ort.clone()), 8);
+    let rate = |def: ModelDef, callers: usize| {
+        let model = rt.load(def).expect("load");
+        let input = inputs(model.inputs());
+        for _ in 0..model.instances().len() {
+            model.infer(input.clone()).expect("warm");
+        }
+        let rate = throughput(&model, &input, callers, duration);
+        rt.unload(model.name()).expect("unload");
+        rate
+    };
+    let one = rate(ModelDef::onnx("one", path).at(Where::Cores { start: Some(0), count: None }), 2);
+    let replicas = rate(ModelDef::onnx("replicas", path).at(Where::Multicore), 2 * cores);
+    let wide = rate(ModelDef::onnx("wide", path).cores(cores).at(Where::Cores { start: Some(0), count: None }), 2);
+    row(
+        &format!("scaling: squeezenet, {cores} replicas vs 1 (calls/s)"),
+        format!("{replicas:.1}/s"),
+        format!("{one:.1}/s"),
+        replicas / one,
+        &format!(">= {:.2} (0.95 x cores)", 0.95 * cores as f64),
+    );
+    row(
+        &format!("scaling: {cores} replicas vs one {cores}-thread session (calls/s)"),
+        format!("{replicas:.1}/s"),
+        format!("{wide:.1}/s"),
+        replicas / wide,
+        "reference (raw ORT: up to 1.14)",
+    );
+}
+
+fn sim_model(latency_ms: u64, switch_ms: u64) -> SimModel {
+    SimModel {
+        inputs: vec![TensorSpec::new("x", DataType::F32, vec![1, 4])],
+        outputs: vec![TensorSpec::new("y", DataType::F32, vec![1, 2])],
+        latency: Duration::from_millis(latency_ms),
+        switch: Duration::from_millis(switch_ms),
+    }
+}
+
+/// sim:trn2.48xlarge, 64 replicas of a 10 ms model, 128 callers.
+fn simulation() {
+    let (_dir, rt) = runtime("sim:trn2.48xlarge", None, 8);
+    let model = rt.load(ModelDef::sim("m", sim_model(10, 0)).at(Where::Multicore)).expect("load");
+    let input = inputs(model.inputs());
+    let rate = throughput(&model, &input, 128, Duration::from_secs(5));
+    row(
+        "simulation: trn2.48xlarge, 64 x 10 ms replicas, 128 callers",
+        format!("{rate:.0}/s"),
+        "6400/s".into(),
+        rate / 6400.0,
+        ">= 6080/s (0.95)",
+    );
+}
+
+/// Two models on one core, switch cost = latency: corral's same-model runs vs plain FIFO.
+fn switching() {
+    let measure = |run_max: usize| {
+        let (_dir, rt) = runtime("sim:1", None, run_max);
+        let a = rt.load(ModelDef::sim("a", sim_model(5, 5))).expect("load");
+        let b = rt.load(ModelDef::sim("b", sim_model(5, 5))).expect("load");
+        let input = inputs(a.inputs());
+        let duration = Duration::from_secs(4);
+        let rates: Vec<f64> = std::thread::scope(|s| {
+            let ta = s.spawn(|| throughput(&a, &input, 4, duration));
+            let tb = s.spawn(|| throughput(&b, &input, 4, duration));
+            vec![ta.join().expect("a"), tb.join().expect("b")]
+        });
+        (rates.iter().sum::<f64>(), rt.core_stats()[0].switches)
+    };
+    let (ours, our_switches) = measure(8);
+    let (fifo, fifo_switches) = measure(1);
+    row(
+        &format!("switching: 2 models on 1 core (switches {our_switches} vs {fifo_switches})"),
+        format!("{ours:.1}/s"),
+        format!("{fifo:.1}/s"),
+        ours / fifo,
+        ">= 1.5 x FIFO",
+    );
+}
