@@ -125,13 +125,16 @@ impl Scheduler {
                     }
                     core.last_model = Some(model);
                 }
-                return Ok(Gang { scheduler: self, span, switched });
+                return Ok(Gang { scheduler: self, span, switched, executions: 0, busy: Duration::ZERO });
             }
             let now = Instant::now();
             if now >= deadline {
                 state.waiters.remove(position);
+                let others_wait = !state.waiters.is_empty();
                 drop(state);
-                self.wake.notify_all();
+                if others_wait {
+                    self.wake.notify_all();
+                }
                 return Err(TimedOut);
             }
             state = self.wake.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
@@ -155,6 +158,9 @@ pub struct Gang<'a> {
     scheduler: &'a Scheduler,
     span: CoreSpan,
     switched: bool,
+    /// Counted here and added to the cores on release, under the lock release takes anyway.
+    executions: u64,
+    busy: Duration,
 }
 
 impl Gang<'_> {
@@ -164,14 +170,10 @@ impl Gang<'_> {
         std::mem::take(&mut self.switched)
     }
 
-    /// Records one execution of `busy` on each core of the gang.
-    pub fn record(&self, busy: Duration) {
-        let mut state = self.scheduler.lock();
-        for core in self.span.cores() {
-            let counters = &mut state.cores[core].counters;
-            counters.executions += 1;
-            counters.busy += busy;
-        }
+    /// Records one execution of `busy` on each core of the gang (counted on release).
+    pub fn record(&mut self, busy: Duration) {
+        self.executions += 1;
+        self.busy += busy;
     }
 }
 
@@ -179,10 +181,16 @@ impl Drop for Gang<'_> {
     fn drop(&mut self) {
         let mut state = self.scheduler.lock();
         for core in self.span.cores() {
-            state.cores[core].busy = false;
+            let core = &mut state.cores[core];
+            core.busy = false;
+            core.counters.executions += self.executions;
+            core.counters.busy += self.busy;
         }
+        let others_wait = !state.waiters.is_empty();
         drop(state);
-        self.scheduler.wake.notify_all();
+        if others_wait {
+            self.scheduler.wake.notify_all();
+        }
     }
 }
 
@@ -202,6 +210,7 @@ mod tests {
         assert_eq!(scheduler.busy(), [false, true, true, false]);
         gang.record(Duration::from_millis(1));
         drop(gang);
+        assert_eq!(scheduler.counters()[1].executions, 1);
         let mut gang = scheduler.acquire(CoreSpan::new(2, 1), 2, far()).expect("free");
         assert!(gang.take_switched());
         assert!(!gang.take_switched(), "paid once per gang");

@@ -20,7 +20,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Condvar, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
@@ -76,7 +76,20 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
             tracing::warn!(model = %spec.model, %error, "cannot pin the worker thread");
         }
     }
-    while let Ok(job) = jobs.recv() {
+    loop {
+        // An idle worker spins briefly before parking, so back-to-back calls skip a wake-up.
+        let mut job = None;
+        spin_until(|| {
+            job = jobs.try_recv().ok();
+            job.is_some()
+        });
+        let job = match job {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break, // unloaded and drained
+            },
+        };
         if Instant::now() >= job.deadline {
             fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
             continue;
@@ -127,17 +140,41 @@ fn fail(spec: &WorkerSpec, job: Job, error: InferError) {
     spec.in_flight.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// How long a caller or an idle worker spins before blocking. A handoff between threads
+/// that are both awake costs well under a microsecond; one that parks and wakes a thread
+/// costs several. The bound keeps spinning below 1% of a millisecond-scale inference.
+const SPIN_MAX: Duration = Duration::from_micros(30);
+
+/// Polls `ready` for at most [`SPIN_MAX`], yielding the CPU between looks (the thread that
+/// will make it ready may share this CPU); true if it became true.
+fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if ready() {
+            return true;
+        }
+        if started.elapsed() >= SPIN_MAX {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// The answer, once there is one, and the waker of an async caller waiting for it.
 #[derive(Default)]
 struct SlotState {
     answer: Option<Result<Inference, InferError>>,
     waker: Option<Waker>,
+    /// A blocking caller sleeps on the condvar: only then is a notify (a syscall) needed.
+    sleeping: bool,
 }
 
 #[derive(Default)]
 struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
+    /// Set after `state.answer`, so a spinning caller can look without the lock.
+    answered: AtomicBool,
 }
 
 /// The worker's end of a call's reply. Dropping it unsent fails the call, so a caller never
@@ -166,11 +203,15 @@ impl ReplySender {
         self.sent = true;
         let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         state.answer = Some(result);
+        self.slot.answered.store(true, Ordering::Release);
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
+        let sleeping = state.sleeping;
         drop(state);
-        self.slot.ready.notify_all();
+        if sleeping {
+            self.slot.ready.notify_all();
+        }
     }
 }
 
@@ -183,13 +224,16 @@ impl Drop for ReplySender {
 }
 
 impl Reply {
-    /// Blocks until the call is answered.
+    /// Blocks until the call is answered (spinning briefly first: short calls come back
+    /// before a sleeping thread could be woken).
     pub fn wait(self) -> Result<Inference, InferError> {
+        spin_until(|| self.slot.answered.load(Ordering::Acquire));
         let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(result) = state.answer.take() {
                 return result;
             }
+            state.sleeping = true;
             state = self.slot.ready.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
