@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use corral_engine::{DataType, Engine, ModelSource, SessionPlacement, SimModel, Tensor, TensorData, TensorSpec};
+use corral_engine::{DataType, Engine, ModelSource, SessionPlacement, SimModel, Tensor, TensorSpec};
 use corral_engine_ort::OrtEngine;
 use corral_runtime::{Model, ModelDef, Runtime, RuntimeSettings, Where};
 
@@ -81,19 +81,7 @@ fn runtime(device: &str, ort: Option<Arc<OrtEngine>>, run_max: usize) -> (tempfi
 }
 
 fn inputs(specs: &[TensorSpec]) -> Vec<Tensor> {
-    specs
-        .iter()
-        .map(|spec| {
-            let shape: Vec<usize> = spec.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect();
-            let len = shape.iter().product();
-            let data = match spec.datatype {
-                DataType::F32 => TensorData::F32((0..len).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect()),
-                DataType::I32 => TensorData::I32((0..len).map(|i| (i % 256) as i32).collect()),
-                other => TensorData::zeros(other, len),
-            };
-            Tensor::new(spec.name.clone(), shape, data)
-        })
-        .collect()
+    corral_engine::sample_inputs(specs, 1)
 }
 
 /// Per-call time of a direct session on this (pinned) thread vs the same model through

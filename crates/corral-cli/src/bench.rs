@@ -81,7 +81,7 @@ pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
 
 /// Warms every instance up once, then runs `threads` callers until `limit`.
 pub fn drive(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) -> Report {
-    let inputs: Vec<Vec<Tensor>> = models.iter().map(|m| crate::models::inputs(m.inputs())).collect();
+    let inputs: Vec<Vec<Tensor>> = models.iter().map(|m| corral_engine::sample_inputs(m.inputs(), 1)).collect();
     for (model, input) in models.iter().zip(&inputs) {
         for _ in 0..model.instances().len() {
             let _ = model.infer(input.clone());

@@ -170,6 +170,30 @@ impl Tensor {
     }
 }
 
+/// Deterministic, non-trivial inputs shaped like `specs`, dynamic dimensions set to
+/// `dynamic`: for benchmarks, demos and conformance tests, where zeros could hide mistakes
+/// (a model that ignores its input looks right on zeros).
+pub fn sample_inputs(specs: &[TensorSpec], dynamic: usize) -> Vec<Tensor> {
+    specs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec.shape.iter().map(|&d| if d < 0 { dynamic } else { d as usize }).collect();
+            let len: usize = shape.iter().product();
+            let wave = |i: usize| ((i * 7919) % 1000) as f64 / 1000.0 - 0.5;
+            let byte = |i: usize| ((i * 31) % 257) as i64 - 1;
+            let data = match spec.datatype {
+                DataType::F32 => TensorData::F32((0..len).map(|i| wave(i) as f32).collect()),
+                DataType::F64 => TensorData::F64((0..len).map(wave).collect()),
+                DataType::I64 => TensorData::I64((0..len).map(byte).collect()),
+                DataType::I32 => TensorData::I32((0..len).map(|i| byte(i) as i32).collect()),
+                DataType::Bool => TensorData::Bool((0..len).map(|i| i % 3 == 0).collect()),
+                other => TensorData::zeros(other, len),
+            };
+            Tensor::new(spec.name.clone(), shape, data)
+        })
+        .collect()
+}
+
 /// A declared input or output: name, datatype, shape with `-1` for a dynamic dimension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {

@@ -14,7 +14,7 @@
 //! use corral_engine::{DataType, SimModel, Tensor, TensorSpec};
 //! use std::time::Duration;
 //!
-//! # let dir = tempfile::tempdir().unwrap();
+//! # let dir = tempfile::tempdir()?;
 //! let mut settings = RuntimeSettings::default();
 //! settings.take.device = Some("sim:4".parse()?); // as if NEURON_RT_NUM_CORES=4 on an inf1.xlarge
 //! settings.take.lock_dir = Some(dir.path().to_owned());

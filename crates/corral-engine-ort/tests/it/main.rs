@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, process::Command, sync::Arc};
 
-use corral_engine::{DataType, Engine, ModelSource, Prepared, SessionPlacement, Tensor, TensorData};
+use corral_engine::{Engine, ModelSource, Prepared, SessionPlacement, TensorData};
 use corral_engine_ort::OrtEngine;
 
 fn engine() -> OrtEngine {
@@ -19,15 +19,6 @@ fn python() -> PathBuf {
     site().ancestors().nth(3).expect("site-packages sits in .venv/lib/pythonX").join("bin/python")
 }
 
-/// Deterministic input data for a tensor of `datatype` and `len` elements.
-fn data(datatype: DataType, len: usize) -> TensorData {
-    match datatype {
-        DataType::F32 => TensorData::F32((0..len).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()),
-        DataType::I32 => TensorData::I32((0..len).map(|i| ((i * 31) % 257) as i32 - 1).collect()),
-        other => panic!("no test data for {other}"),
-    }
-}
-
 fn raw(data: &TensorData) -> (Vec<u8>, &'static str) {
     match data {
         TensorData::F32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), "float32"),
@@ -40,14 +31,7 @@ fn raw(data: &TensorData) -> (Vec<u8>, &'static str) {
 fn conforms(model: &str, dynamic: usize) {
     let path = site().join(model);
     let prepared: Arc<dyn Prepared> = engine().prepare(&ModelSource::Onnx(path.clone())).expect("loads");
-    let inputs: Vec<Tensor> = prepared
-        .inputs()
-        .iter()
-        .map(|spec| {
-            let shape: Vec<usize> = spec.shape.iter().map(|&d| if d < 0 { dynamic } else { d as usize }).collect();
-            Tensor::new(spec.name.clone(), shape.clone(), data(spec.datatype, shape.iter().product()))
-        })
-        .collect();
+    let inputs = corral_engine::sample_inputs(prepared.inputs(), dynamic);
     let mut session = prepared.session(&SessionPlacement { core_cpus: vec![vec![]] }).expect("session");
     let ours = session.run(&inputs, false).expect("runs");
 
@@ -103,7 +87,7 @@ fn silero_vad_matches_python_onnxruntime() {
 fn a_two_core_session_gives_the_same_answer() {
     let path = site().join("onnx/backend/test/data/light/light_squeezenet.onnx");
     let prepared = engine().prepare(&ModelSource::Onnx(path)).expect("loads");
-    let input = vec![Tensor::new("data_0", vec![1, 3, 224, 224], data(DataType::F32, 3 * 224 * 224))];
+    let input = corral_engine::sample_inputs(prepared.inputs(), 1);
     let cpus = corral_cores::allowed_cpus().expect("affinity");
     let two = SessionPlacement { core_cpus: vec![vec![cpus[0]], vec![*cpus.last().expect("a cpu")]] };
     let one = prepared.session(&SessionPlacement { core_cpus: vec![vec![]] }).expect("session").run(&input, false);
