@@ -144,15 +144,13 @@ fn split_request(request: &Request, instances: usize, device_len: usize) -> anyh
             })
             .collect())
     };
-    match request.cores {
-        CoreRequest::Num(_) => Ok((0..instances)
+    match (&request.cores, request.groups.is_some()) {
+        // A count, or legacy groups (which take sum(sizes) cores): each copy asks for as many.
+        (CoreRequest::Num(_), _) | (CoreRequest::All, true) => Ok((0..instances)
             .map(|i| Request { origin: format!("{} (copy {i})", request.origin), ..request.clone() })
             .collect()),
-        CoreRequest::Visible(range) => share(range, &request.origin),
-        CoreRequest::All if request.groups.is_some() => Ok((0..instances)
-            .map(|i| Request { origin: format!("{} (copy {i})", request.origin), ..request.clone() })
-            .collect()),
-        CoreRequest::All => {
+        (CoreRequest::Visible(range), _) => share(*range, &request.origin),
+        (CoreRequest::All, false) => {
             let each = device_len / instances;
             if each == 0 {
                 bail!("{instances} copies cannot each get a core of a {device_len}-core device");
