@@ -209,17 +209,20 @@ fn parity(ort: &Arc<OrtEngine>, name: &str, path: &PathBuf) {
     );
 }
 
-/// Calls per second from `threads` callers for `duration`.
-fn throughput(model: &Model, input: &[Tensor], threads: usize, duration: Duration) -> f64 {
+/// Calls per second from `workers` threads: each runs `setup(index)` once (pinning, a
+/// session) and then calls what it returns until `duration` has passed.
+fn calls_per_second<F: FnMut()>(workers: usize, duration: Duration, setup: impl Fn(usize) -> F + Sync) -> f64 {
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let count: usize = std::thread::scope(|s| {
-        let callers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
+        let handles: Vec<_> = (0..workers)
+            .map(|index| {
+                let (stop, setup) = (&stop, &setup);
+                s.spawn(move || {
+                    let mut call = setup(index);
                     let mut n = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        model.infer(input.to_vec()).expect("infer");
+                        call();
                         n += 1;
                     }
                     n
@@ -228,9 +231,14 @@ fn throughput(model: &Model, input: &[Tensor], threads: usize, duration: Duratio
             .collect();
         std::thread::sleep(duration);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        callers.into_iter().map(|c| c.join().expect("caller")).sum()
+        handles.into_iter().map(|h| h.join().expect("worker")).sum()
     });
     count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Calls per second through corral from `threads` callers.
+fn throughput(model: &Model, input: &[Tensor], threads: usize, duration: Duration) -> f64 {
+    calls_per_second(threads, duration, |_| || drop(model.infer(input.to_vec()).expect("infer")))
 }
 
 /// One single-core replica per core vs one replica, and vs one session with a thread per core.
@@ -328,29 +336,11 @@ fn switching() {
 fn raw_per_core(ort: &Arc<OrtEngine>, path: &Path, cpus: &[usize], duration: Duration) -> f64 {
     let prepared = ort.prepare(&ModelSource::Onnx(path.to_owned())).expect("model");
     let input = inputs(prepared.inputs());
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let n: usize = std::thread::scope(|s| {
-        let workers: Vec<_> = cpus
-            .iter()
-            .map(|&cpu| {
-                let (prepared, input, stop) = (&prepared, &input, &stop);
-                s.spawn(move || {
-                    pin(&[cpu]);
-                    let mut session =
-                        prepared.session(&SessionPlacement { core_cpus: vec![vec![cpu]] }).expect("session");
-                    let mut n = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        session.run(&input.clone(), false).expect("run");
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        std::thread::sleep(duration);
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        workers.into_iter().map(|w| w.join().expect("worker")).sum()
-    });
-    n as f64 / started.elapsed().as_secs_f64()
+    calls_per_second(cpus.len(), duration, |index| {
+        pin(&[cpus[index]]);
+        let placement = SessionPlacement { core_cpus: vec![vec![cpus[index]]] };
+        let mut session = prepared.session(&placement).expect("session");
+        let input = &input;
+        move || drop(session.run(&input.clone(), false).expect("run"))
+    })
 }
