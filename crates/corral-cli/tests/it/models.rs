@@ -173,3 +173,32 @@ fn a_corrupt_model_is_skipped_with_its_path_and_the_others_serve() {
     );
     assert_eq!(report["models"].as_array().expect("models").len(), 4, "A, B, C and D still serve");
 }
+
+/// magika from the setup script's packages.
+fn magika() -> PathBuf {
+    corral_engine_ort::project_site_packages()
+        .expect("./scripts/setup creates .venv")
+        .join("magika/models/standard_v3_3/model.onnx")
+}
+
+#[test]
+fn tract_serves_when_asked_or_when_onnx_runtime_is_missing() {
+    let host = Host::new();
+    let model = magika();
+    let args = ["bench", model.to_str().expect("utf-8"), "--device", "cpu", "--requests", "4", "--json"];
+    for env in [[("CORRAL_ONNX_ENGINE", "tract")], [("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")]] {
+        let output = host.run(&args, &env);
+        let report: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+        assert_eq!(report["models"][0]["requests"], 4, "{env:?}");
+        assert_eq!(report["models"][0]["failures"], 0, "{env:?}");
+        let notice = String::from_utf8_lossy(&output.stderr).contains("notice: using tract");
+        assert_eq!(notice, env[0].0 == "ORT_DYLIB_PATH", "{env:?}: the notice is for a missing ONNX Runtime only");
+    }
+    let output = host.run(&args, &[("CORRAL_ONNX_ENGINE", "tensorrt")]);
+    assert!(!output.status.success());
+    expect![[r#"
+        error: CORRAL_ONNX_ENGINE=tensorrt is not an engine
+        hint: use onnxruntime, tract or auto (the default)
+    "#]]
+    .assert_eq(&String::from_utf8_lossy(&output.stderr));
+}
