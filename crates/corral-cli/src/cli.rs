@@ -31,6 +31,47 @@ pub enum Command {
     Bench(BenchArgs),
     /// Place and run real models on this machine, then a FlexEG layout on a simulated inf1.6xlarge
     Demo(DemoArgs),
+    /// Serve a repository's models over KServe v2 REST and gRPC (Triton-compatible), with metrics
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlArg {
+    /// Load every model of the repository at start; the repository API cannot change them
+    None,
+    /// Load only --load-model at start, then what the repository API asks
+    Explicit,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A Triton-style repository: DIR/<model>/config.toml or config.pbtxt, DIR/<model>/<version>/model.onnx
+    #[arg(long, value_name = "DIR")]
+    pub model_repository: std::path::PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
+    pub cores: CoreArgs,
+    /// Address to listen on (every port); 127.0.0.1 keeps the server local
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// REST port (0: any free port)
+    #[arg(long, default_value_t = 8000)]
+    pub http_port: u16,
+    /// gRPC port (0: any free port)
+    #[arg(long, default_value_t = 8001)]
+    pub grpc_port: u16,
+    /// Prometheus metrics port, path /metrics (0: any free port)
+    #[arg(long, default_value_t = 8002)]
+    pub metrics_port: u16,
+    #[arg(long, value_enum, default_value = "none")]
+    pub model_control_mode: ControlArg,
+    /// A model to load at start in explicit mode (repeat for more)
+    #[arg(long, value_name = "NAME")]
+    pub load_model: Vec<String>,
+    /// Largest request body accepted, in bytes (413 beyond) [default: 64 MiB]
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Args)]

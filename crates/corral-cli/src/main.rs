@@ -12,6 +12,7 @@ mod ls;
 mod models;
 mod plan;
 mod reserve;
+mod serve;
 mod settings;
 mod table;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         cli::Command::Plan(args) => plan::run(&args, &lookup).map(|()| 0),
         cli::Command::Bench(args) => bench::run(&args, &lookup).map(|()| 0),
         cli::Command::Demo(args) => demo::run(&args, &lookup).map(|()| 0),
+        cli::Command::Serve(args) => serve::run(&args, &lookup).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -130,6 +130,49 @@ impl TensorData {
         }
     }
 
+    /// Elements from little-endian bytes (the wire form of KServe binary tensors and gRPC raw
+    /// contents); `None` when the length is not a whole number of elements. BOOL is one byte,
+    /// non-zero for true.
+    pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> Option<TensorData> {
+        if bytes.len() % datatype.size() != 0 {
+            return None;
+        }
+        fn each<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+            bytes.chunks_exact(N).map(|c| from(c.try_into().expect("chunks of N"))).collect()
+        }
+        Some(match datatype {
+            DataType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DataType::U8 => TensorData::U8(bytes.to_vec()),
+            DataType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
+            DataType::I16 => TensorData::I16(each(bytes, i16::from_le_bytes)),
+            DataType::I32 => TensorData::I32(each(bytes, i32::from_le_bytes)),
+            DataType::I64 => TensorData::I64(each(bytes, i64::from_le_bytes)),
+            DataType::F32 => TensorData::F32(each(bytes, f32::from_le_bytes)),
+            DataType::F64 => TensorData::F64(each(bytes, f64::from_le_bytes)),
+        })
+    }
+
+    /// The elements as little-endian bytes: the inverse of [`TensorData::from_le_bytes`].
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        fn each<const N: usize, T: Copy>(v: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
+            let mut out = Vec::with_capacity(v.len() * N);
+            for &x in v {
+                out.extend_from_slice(&to(x));
+            }
+            out
+        }
+        match self {
+            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+            TensorData::U8(v) => v.clone(),
+            TensorData::I8(v) => v.iter().map(|&x| x as u8).collect(),
+            TensorData::I16(v) => each(v, i16::to_le_bytes),
+            TensorData::I32(v) => each(v, i32::to_le_bytes),
+            TensorData::I64(v) => each(v, i64::to_le_bytes),
+            TensorData::F32(v) => each(v, f32::to_le_bytes),
+            TensorData::F64(v) => each(v, f64::to_le_bytes),
+        }
+    }
+
     /// Every element as f64 (for comparisons in tests and tools).
     pub fn to_f64(&self) -> Vec<f64> {
         match self {

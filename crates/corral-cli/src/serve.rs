@@ -1,0 +1,57 @@
+//! `corral serve`: takes the cores, then runs the KServe v2 server of `corral-server` on a
+//! tokio runtime until SIGINT or SIGTERM, drains accepted calls, and releases the cores.
+
+use anyhow::Context;
+use corral_server::{BODY_LIMIT_DEFAULT, ControlMode, ServeOptions};
+
+use crate::cli::{ControlArg, ServeArgs};
+
+pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    if args.model_control_mode == ControlArg::None && !args.load_model.is_empty() {
+        anyhow::bail!("--load-model needs --model-control-mode explicit (mode none loads every model)");
+    }
+    let runtime = crate::models::runtime(&args.device, Some(&args.cores), lookup)?;
+    let options = ServeOptions {
+        repository: args.model_repository.clone(),
+        host: args.host,
+        http_port: args.http_port,
+        grpc_port: args.grpc_port,
+        metrics_port: args.metrics_port,
+        control: match args.model_control_mode {
+            ControlArg::None => ControlMode::None,
+            ControlArg::Explicit => ControlMode::Explicit,
+        },
+        load_models: args.load_model.clone(),
+        body_limit: args.max_body_bytes.unwrap_or(BODY_LIMIT_DEFAULT),
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(runtime.cores().clamp(2, 8))
+        .thread_name("corral-serve")
+        .enable_all()
+        .build()
+        .context("cannot start the server's threads")?;
+    let cores = runtime.global_cores();
+    let device = runtime.device().to_string();
+    tokio.block_on(corral_server::serve(
+        runtime,
+        options,
+        |bound| {
+            eprintln!(
+                "corral serve: HTTP {} gRPC {} metrics {} on {device} cores {cores}",
+                bound.http, bound.grpc, bound.metrics
+            );
+        },
+        shutdown_signal(),
+    ))?;
+    eprintln!("corral serve: stopped; cores released");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,11 @@
+//! Generates the gRPC service and messages from `proto/inference.proto` with a vendored
+//! `protoc`, so that building needs no system package.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    println!("cargo:rerun-if-changed=proto/inference.proto");
+    tonic_prost_build::configure().build_client(false).compile_protos(&["proto/inference.proto"], &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Dynamic batching (Triton's `dynamic_batching`) for models with `max_batch_size` > 0: calls
+//! that arrive within the delay are combined along their first dimension, up to
+//! `max_batch_size` rows, into one execution; its outputs are split back by rows.
+//!
+//! Only calls with the same inputs (names, datatypes, and every dimension but the first)
+//! combine; a call that does not fit the forming batch closes it and starts the next. Each
+//! batch runs as its own task, so batches spread over the model's replicas.
+
+use std::{sync::Arc, time::Duration};
+
+use corral_engine::{Tensor, TensorData};
+use corral_runtime::{Inference, Model};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::state::{Counters, ErrorKind, ServeError};
+
+struct Call {
+    inputs: Vec<Tensor>,
+    rows: usize,
+    reply: oneshot::Sender<Result<Inference, ServeError>>,
+}
+
+pub struct Batcher {
+    calls: mpsc::Sender<Call>,
+}
+
+impl Batcher {
+    /// Starts the batching task on the current tokio runtime.
+    pub fn start(model: Model, max_batch_size: usize, delay: Duration, counters: Arc<Counters>) -> Batcher {
+        let (calls, rx) = mpsc::channel(1024);
+        tokio::runtime::Handle::current().spawn(collect(model, max_batch_size.max(1), delay, counters, rx));
+        Batcher { calls }
+    }
+
+    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Inference, ServeError> {
+        let rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(1);
+        let (reply, answer) = oneshot::channel();
+        let gone = || ServeError::new(ErrorKind::NotFound, "the model was unloaded");
+        self.calls.send(Call { inputs, rows, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Same input names, datatypes and non-batch dimensions.
+fn compatible(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name
+                && x.datatype() == y.datatype()
+                && !x.shape.is_empty()
+                && x.shape.len() == y.shape.len()
+                && x.shape[1..] == y.shape[1..]
+        })
+}
+
+async fn collect(
+    model: Model,
+    max_rows: usize,
+    delay: Duration,
+    counters: Arc<Counters>,
+    mut rx: mpsc::Receiver<Call>,
+) {
+    let mut carried: Option<Call> = None;
+    loop {
+        let first = match carried.take() {
+            Some(call) => call,
+            None => match rx.recv().await {
+                Some(call) => call,
+                None => return,
+            },
+        };
+        let deadline = tokio::time::Instant::now() + delay;
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        while rows < max_rows {
+            let next = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(call)) => call,
+                Ok(None) | Err(_) => break,
+            };
+            if rows + next.rows > max_rows || !compatible(&batch[0].inputs, &next.inputs) {
+                carried = Some(next);
+                break;
+            }
+            rows += next.rows;
+            batch.push(next);
+        }
+        tokio::spawn(run(model.clone(), batch, rows, counters.clone()));
+    }
+}
+
+async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters>) {
+    if batch.len() == 1 {
+        let call = batch.into_iter().next().expect("one call");
+        let result = model.infer_async(call.inputs).await.map_err(ServeError::from);
+        counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = call.reply.send(result);
+        return;
+    }
+    let combined: Vec<Tensor> = (0..batch[0].inputs.len())
+        .map(|i| {
+            let first = &batch[0].inputs[i];
+            let mut bytes = Vec::new();
+            for call in &batch {
+                bytes.extend_from_slice(&call.inputs[i].data.to_le_bytes());
+            }
+            let mut shape = first.shape.clone();
+            shape[0] = rows;
+            let data = TensorData::from_le_bytes(first.datatype(), &bytes).expect("whole elements");
+            Tensor::new(first.name.clone(), shape, data)
+        })
+        .collect();
+    let result = model.infer_async(combined).await;
+    counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let inference = match result {
+        Ok(inference) => inference,
+        Err(error) => {
+            let error = ServeError::from(error);
+            for call in batch {
+                let _ = call.reply.send(Err(error.clone()));
+            }
+            return;
+        }
+    };
+    let mut offset = 0;
+    for call in batch {
+        let outputs: Result<Vec<Tensor>, ServeError> =
+            inference.outputs.iter().map(|output| split(output, rows, offset, call.rows)).collect();
+        offset += call.rows;
+        let answer = outputs.map(|outputs| Inference { outputs, ..inference.clone() });
+        let _ = call.reply.send(answer);
+    }
+}
+
+/// Rows `offset..offset + count` of `output`, whose first dimension is `rows`.
+fn split(output: &Tensor, rows: usize, offset: usize, count: usize) -> Result<Tensor, ServeError> {
+    if output.shape.first() != Some(&rows) {
+        return Err(ServeError::new(
+            ErrorKind::Internal,
+            format!("output `{}` has shape {:?}: cannot split a batch of {rows} rows", output.name, output.shape),
+        ));
+    }
+    let bytes = output.data.to_le_bytes();
+    let per_row = bytes.len() / rows.max(1);
+    let mine = &bytes[offset * per_row..(offset + count) * per_row];
+    let mut shape = output.shape.clone();
+    shape[0] = count;
+    let data = TensorData::from_le_bytes(output.datatype(), mine).expect("whole rows");
+    Ok(Tensor::new(output.name.clone(), shape, data))
+}

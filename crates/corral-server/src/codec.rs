@@ -1,0 +1,371 @@
+//! The REST inference body, both ways: KServe v2 JSON tensors (flat or nested `data`) and
+//! Triton's binary tensor extension, where the body is a JSON header of
+//! `Inference-Header-Content-Length` bytes followed by each binary input's bytes in input
+//! order (`parameters.binary_data_size`), and outputs come back the same way when asked
+//! (`binary_data` per output, or `binary_data_output` for all).
+//!
+//! Decoding checks every size against the shape before allocating anything, so a hostile
+//! body costs at most its own length; every mistake is a [`CodecError`] with a message for
+//! the client (HTTP 400), never a panic.
+
+use corral_engine::{DataType, Tensor, TensorData};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(pub String);
+
+fn bad<T>(message: impl Into<String>) -> Result<T, CodecError> {
+    Err(CodecError(message.into()))
+}
+
+/// An output the client asked for, and whether it wants it binary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WantedOutput {
+    pub name: String,
+    pub binary: Option<bool>,
+}
+
+/// A decoded inference request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    pub inputs: Vec<Tensor>,
+    /// Empty: every output.
+    pub outputs: Vec<WantedOutput>,
+    /// `parameters.binary_data_output`: outputs binary unless an output says otherwise.
+    pub binary_output: bool,
+}
+
+/// Parses a decimal shape dimension list, checking the element count does not overflow.
+pub fn elements(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// Decodes a request body; `header_len` is `Inference-Header-Content-Length` when present.
+pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, CodecError> {
+    let (header, mut binary) = match header_len {
+        Some(n) if n > body.len() => {
+            return bad(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
+        }
+        Some(n) => body.split_at(n),
+        None => (body, &[][..]),
+    };
+    let header: Value =
+        serde_json::from_slice(header).map_err(|e| CodecError(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(header) = header else { return bad("the body must be a JSON object") };
+    let id = match header.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => return bad("`id` must be a string"),
+    };
+    let binary_output = flag(parameters(&header, "the request")?, "binary_data_output")?.unwrap_or(false);
+    let Some(Value::Array(inputs_json)) = header.get("inputs") else {
+        return bad("the request needs an `inputs` array");
+    };
+    let mut inputs = Vec::with_capacity(inputs_json.len());
+    for (i, input) in inputs_json.iter().enumerate() {
+        let Value::Object(input) = input else { return bad(format!("inputs[{i}] must be an object")) };
+        let name = match input.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            _ => return bad(format!("inputs[{i}] needs a string `name`")),
+        };
+        let datatype = match input.get("datatype") {
+            Some(Value::String(d)) => datatype(d).map_err(|e| CodecError(format!("input `{name}`: {e}")))?,
+            _ => return bad(format!("input `{name}` needs a string `datatype`")),
+        };
+        let shape = shape(input.get("shape")).map_err(|e| CodecError(format!("input `{name}`: {e}")))?;
+        let count =
+            elements(&shape).ok_or_else(|| CodecError(format!("input `{name}`: shape {shape:?} is too large")))?;
+        let binary_size = parameters(input, &format!("input `{name}`"))?
+            .and_then(|p| p.get("binary_data_size"))
+            .map(|v| {
+                v.as_u64().ok_or_else(|| CodecError(format!("input `{name}`: binary_data_size must be a whole number")))
+            })
+            .transpose()?;
+        let data = match (binary_size, input.get("data")) {
+            (Some(_), Some(_)) => return bad(format!("input `{name}` has both `data` and binary_data_size")),
+            (Some(size), None) => {
+                let expected = count.checked_mul(datatype.size());
+                if expected != Some(size as usize) {
+                    return bad(format!(
+                        "input `{name}`: binary_data_size is {size} bytes but shape {shape:?} of {datatype} needs {}",
+                        expected.map_or("more than can be addressed".to_owned(), |e| e.to_string())
+                    ));
+                }
+                if binary.len() < size as usize {
+                    return bad(format!(
+                        "input `{name}`: the body ends {} bytes into its {size} binary bytes (truncated?)",
+                        binary.len()
+                    ));
+                }
+                let (mine, rest) = binary.split_at(size as usize);
+                binary = rest;
+                TensorData::from_le_bytes(datatype, mine).expect("size checked against the element size")
+            }
+            (None, Some(data)) => {
+                json_data(data, datatype, count).map_err(|e| CodecError(format!("input `{name}`: {e}")))?
+            }
+            (None, None) => return bad(format!("input `{name}` has neither `data` nor binary_data_size")),
+        };
+        inputs.push(Tensor::new(name, shape, data));
+    }
+    if !binary.is_empty() {
+        return bad(format!("{} bytes follow the last binary input; check binary_data_size", binary.len()));
+    }
+    let outputs = match header.get("outputs") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(outputs)) => outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let Value::Object(o) = o else { return bad(format!("outputs[{i}] must be an object")) };
+                let Some(Value::String(name)) = o.get("name") else {
+                    return bad(format!("outputs[{i}] needs a string `name`"));
+                };
+                let binary = flag(parameters(o, &format!("output `{name}`"))?, "binary_data")?;
+                Ok(WantedOutput { name: name.clone(), binary })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return bad("`outputs` must be an array"),
+    };
+    Ok(InferRequest { id, inputs, outputs, binary_output })
+}
+
+/// A KServe datatype name; BYTES and the 16-bit floats are named as unsupported.
+pub fn datatype(name: &str) -> Result<DataType, String> {
+    match name {
+        "BYTES" | "FP16" | "BF16" | "UINT16" | "UINT32" | "UINT64" => {
+            Err(format!("datatype {name} is not supported by corral's engines yet"))
+        }
+        _ => name.parse(),
+    }
+}
+
+fn parameters<'a>(object: &'a Map<String, Value>, what: &str) -> Result<Option<&'a Map<String, Value>>, CodecError> {
+    match object.get("parameters") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(p)) => Ok(Some(p)),
+        Some(_) => bad(format!("{what}: `parameters` must be an object")),
+    }
+}
+
+fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<Option<bool>, CodecError> {
+    match parameters.and_then(|p| p.get(name)) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => bad(format!("parameter {name} must be true or false")),
+    }
+}
+
+fn shape(value: Option<&Value>) -> Result<Vec<usize>, String> {
+    let Some(Value::Array(dims)) = value else { return Err("needs a `shape` array".to_owned()) };
+    dims.iter()
+        .map(|d| {
+            d.as_u64()
+                .map(|d| d as usize)
+                .ok_or_else(|| format!("shape dimension {d} must be a whole number 0 or more"))
+        })
+        .collect()
+}
+
+/// Flattens `data` (flat or nested arrays), checking the count before converting.
+fn json_data(data: &Value, datatype: DataType, count: usize) -> Result<TensorData, String> {
+    let mut flat: Vec<&Value> = Vec::new();
+    flatten(data, &mut flat, count)?;
+    if flat.len() != count {
+        return Err(format!("`data` has {} elements but the shape needs {count}", flat.len()));
+    }
+    let number = |i: usize, v: &Value| v.as_f64().ok_or_else(|| format!("data[{i}] = {v} is not a number"));
+    let whole = |i: usize, v: &Value, min: i64, max: i64| -> Result<i64, String> {
+        match v.as_i64() {
+            Some(x) if (min..=max).contains(&x) => Ok(x),
+            _ => Err(format!("data[{i}] = {v} is not a {datatype} value")),
+        }
+    };
+    let values = flat.iter().enumerate();
+    Ok(match datatype {
+        DataType::Bool => TensorData::Bool(
+            values
+                .map(|(i, v)| v.as_bool().ok_or_else(|| format!("data[{i}] = {v} is not true or false")))
+                .collect::<Result<_, _>>()?,
+        ),
+        DataType::U8 => {
+            TensorData::U8(values.map(|(i, v)| whole(i, v, 0, 255).map(|x| x as u8)).collect::<Result<_, _>>()?)
+        }
+        DataType::I8 => {
+            TensorData::I8(values.map(|(i, v)| whole(i, v, -128, 127).map(|x| x as i8)).collect::<Result<_, _>>()?)
+        }
+        DataType::I16 => TensorData::I16(
+            values
+                .map(|(i, v)| whole(i, v, i16::MIN.into(), i16::MAX.into()).map(|x| x as i16))
+                .collect::<Result<_, _>>()?,
+        ),
+        DataType::I32 => TensorData::I32(
+            values
+                .map(|(i, v)| whole(i, v, i32::MIN.into(), i32::MAX.into()).map(|x| x as i32))
+                .collect::<Result<_, _>>()?,
+        ),
+        DataType::I64 => {
+            TensorData::I64(values.map(|(i, v)| whole(i, v, i64::MIN, i64::MAX)).collect::<Result<_, _>>()?)
+        }
+        DataType::F32 => {
+            TensorData::F32(values.map(|(i, v)| number(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?)
+        }
+        DataType::F64 => TensorData::F64(values.map(|(i, v)| number(i, v)).collect::<Result<_, _>>()?),
+    })
+}
+
+/// Depth-first flattening that stops as soon as there are more values than the shape needs.
+fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, count: usize) -> Result<(), String> {
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                flatten(item, out, count)?;
+            }
+            Ok(())
+        }
+        scalar => {
+            if out.len() == count {
+                return Err(format!("`data` has more elements than the shape's {count}"));
+            }
+            out.push(scalar);
+            Ok(())
+        }
+    }
+}
+
+/// An encoded response: the body and, when binary outputs follow the JSON, its length.
+pub struct Encoded {
+    pub body: Vec<u8>,
+    pub header_len: Option<usize>,
+}
+
+/// Encodes outputs (already filtered to what was asked) with their binary choice.
+pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor, bool)]) -> Encoded {
+    let mut binary = Vec::new();
+    let list: Vec<Value> = outputs
+        .iter()
+        .map(|(tensor, as_binary)| {
+            let mut out = json!({
+                "name": tensor.name,
+                "datatype": tensor.datatype().kserve_name(),
+                "shape": tensor.shape,
+            });
+            if *as_binary {
+                let bytes = tensor.data.to_le_bytes();
+                out["parameters"] = json!({ "binary_data_size": bytes.len() });
+                binary.extend_from_slice(&bytes);
+            } else {
+                out["data"] = json_values(&tensor.data);
+            }
+            out
+        })
+        .collect();
+    let mut header = json!({ "model_name": model, "model_version": version, "outputs": list });
+    if let Some(id) = id {
+        header["id"] = json!(id);
+    }
+    let mut body = serde_json::to_vec(&header).expect("JSON values serialize");
+    if outputs.iter().any(|(_, b)| *b) {
+        let header_len = body.len();
+        body.extend_from_slice(&binary);
+        Encoded { body, header_len: Some(header_len) }
+    } else {
+        Encoded { body, header_len: None }
+    }
+}
+
+fn json_values(data: &TensorData) -> Value {
+    match data {
+        TensorData::Bool(v) => json!(v),
+        TensorData::U8(v) => json!(v),
+        TensorData::I8(v) => json!(v),
+        TensorData::I16(v) => json!(v),
+        TensorData::I32(v) => json!(v),
+        TensorData::I64(v) => json!(v),
+        TensorData::F32(v) => json!(v),
+        TensorData::F64(v) => json!(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_and_flat_json_data_read_alike() {
+        let flat = br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#;
+        let nested = br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}]}"#;
+        assert_eq!(decode(flat, None), decode(nested, None));
+        let request = decode(flat, None).expect("decodes");
+        assert_eq!(request.inputs[0].data, TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]));
+    }
+
+    #[test]
+    fn binary_inputs_follow_the_header_in_order() {
+        let header = br#"{"inputs":[{"name":"a","shape":[2],"datatype":"INT32","parameters":{"binary_data_size":8}},{"name":"b","shape":[1],"datatype":"BOOL","data":[true]}],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}"#;
+        let mut body = header.to_vec();
+        body.extend_from_slice(&7i32.to_le_bytes());
+        body.extend_from_slice(&(-1i32).to_le_bytes());
+        let request = decode(&body, Some(header.len())).expect("decodes");
+        assert_eq!(request.inputs[0].data, TensorData::I32(vec![7, -1]));
+        assert_eq!(request.inputs[1].data, TensorData::Bool(vec![true]));
+        assert_eq!(request.outputs, vec![WantedOutput { name: "y".into(), binary: Some(true) }]);
+    }
+
+    #[test]
+    fn malformed_bodies_say_what_is_wrong() {
+        let cases: [(&[u8], Option<usize>, &str); 8] = [
+            (b"{", None, "the body is not valid JSON: EOF while parsing an object at line 1 column 1"),
+            (
+                br#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#,
+                None,
+                "input `x`: `data` has 2 elements but the shape needs 3",
+            ),
+            (
+                br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,2]}]}"#,
+                None,
+                "input `x`: `data` has more elements than the shape's 1",
+            ),
+            (
+                br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
+                None,
+                "input `x`: unknown datatype `FLOAT`; use one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP32, FP64",
+            ),
+            (
+                br#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#,
+                None,
+                "input `x`: data[0] = 300 is not a UINT8 value",
+            ),
+            (
+                br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#,
+                Some(87),
+                "input `x`: the body ends 0 bytes into its 8 binary bytes (truncated?)",
+            ),
+            (br#"{"inputs":[]}"#, Some(99), "Inference-Header-Content-Length is 99 but the body has only 13 bytes"),
+            (
+                br#"{"inputs":[{"name":"x","shape":[4294967296,4294967296,4294967296],"datatype":"FP32","data":[]}]}"#,
+                None,
+                "input `x`: shape [4294967296, 4294967296, 4294967296] is too large",
+            ),
+        ];
+        for (body, header_len, message) in cases {
+            assert_eq!(decode(body, header_len).unwrap_err().0, message, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn outputs_encode_as_json_or_binary() {
+        let y = Tensor::new("y", vec![2], TensorData::F32(vec![0.5, 1.0]));
+        let json_only = encode("m", "1", Some("7"), &[(&y, false)]);
+        assert_eq!(json_only.header_len, None);
+        assert_eq!(
+            String::from_utf8(json_only.body).expect("utf-8"),
+            r#"{"id":"7","model_name":"m","model_version":"1","outputs":[{"data":[0.5,1.0],"datatype":"FP32","name":"y","shape":[2]}]}"#
+        );
+        let binary = encode("m", "1", None, &[(&y, true)]);
+        let n = binary.header_len.expect("binary");
+        assert_eq!(&binary.body[n..], &[0, 0, 0, 63, 0, 0, 128, 63]);
+    }
+}

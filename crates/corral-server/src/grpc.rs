@@ -1,0 +1,358 @@
+//! The KServe v2 gRPC service (`inference.GRPCInferenceService`) on tonic, with Triton's
+//! model config, statistics and repository calls. Errors are gRPC statuses:
+//! INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED (too large), UNAVAILABLE, INTERNAL.
+//!
+//! Inputs come as `raw_input_contents` (little-endian bytes, one entry per input, what
+//! tritonclient sends) or typed `contents`; outputs always go back as `raw_output_contents`,
+//! as Triton's do.
+
+use std::sync::Arc;
+
+use corral_engine::{DataType, Tensor, TensorData};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    codec, metadata,
+    state::{ErrorKind, ServeError, ServerState, Tally},
+};
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod pb {
+    //! Messages and service generated from `proto/inference.proto`.
+    tonic::include_proto!("inference");
+}
+
+use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+
+pub fn service(state: Arc<ServerState>) -> GrpcInferenceServiceServer<Grpc> {
+    let limit = state.body_limit;
+    GrpcInferenceServiceServer::new(Grpc { state })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX)
+}
+
+pub struct Grpc {
+    state: Arc<ServerState>,
+}
+
+fn status(error: ServeError) -> Status {
+    match error.kind {
+        ErrorKind::BadRequest => Status::invalid_argument(error.message),
+        ErrorKind::NotFound => Status::not_found(error.message),
+        ErrorKind::TooLarge => Status::resource_exhausted(error.message),
+        ErrorKind::Unavailable => Status::unavailable(error.message),
+        ErrorKind::Internal => Status::internal(error.message),
+    }
+}
+
+/// The inputs of a ModelInfer request, checked against their shapes before any allocation.
+pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<Vec<Tensor>, String> {
+    let raw = &request.raw_input_contents;
+    if !raw.is_empty() && raw.len() != request.inputs.len() {
+        return Err(format!(
+            "raw_input_contents has {} entries for {} inputs; give one per input or none",
+            raw.len(),
+            request.inputs.len()
+        ));
+    }
+    request
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let name = &input.name;
+            let datatype = codec::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
+            let shape: Vec<usize> = input
+                .shape
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| format!("input `{name}`: shape dimension {d} is negative")))
+                .collect::<Result<_, _>>()?;
+            let count =
+                codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
+            let data = if let Some(bytes) = raw.get(i) {
+                if Some(bytes.len()) != count.checked_mul(datatype.size()) {
+                    return Err(format!(
+                        "input `{name}`: raw_input_contents has {} bytes but shape {shape:?} of {datatype} needs {}",
+                        bytes.len(),
+                        count.saturating_mul(datatype.size())
+                    ));
+                }
+                TensorData::from_le_bytes(datatype, bytes).expect("length checked")
+            } else {
+                typed(input.contents.as_ref(), datatype, count).map_err(|e| format!("input `{name}`: {e}"))?
+            };
+            Ok(Tensor::new(name.clone(), shape, data))
+        })
+        .collect()
+}
+
+fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: usize) -> Result<TensorData, String> {
+    let empty = pb::InferTensorContents::default();
+    let c = contents.unwrap_or(&empty);
+    let check = |len: usize, field: &str| {
+        if len == count {
+            Ok(())
+        } else {
+            Err(format!("contents.{field} has {len} values but the shape needs {count}"))
+        }
+    };
+    let narrow = |v: &[i32], min: i32, max: i32| -> Result<Vec<i32>, String> {
+        v.iter()
+            .map(|&x| if (min..=max).contains(&x) { Ok(x) } else { Err(format!("{x} is not a {datatype} value")) })
+            .collect()
+    };
+    Ok(match datatype {
+        DataType::Bool => {
+            check(c.bool_contents.len(), "bool_contents")?;
+            TensorData::Bool(c.bool_contents.clone())
+        }
+        DataType::U8 => {
+            check(c.uint_contents.len(), "uint_contents")?;
+            let v: Result<Vec<u8>, String> = c
+                .uint_contents
+                .iter()
+                .map(|&x| u8::try_from(x).map_err(|_| format!("{x} is not a UINT8 value")))
+                .collect();
+            TensorData::U8(v?)
+        }
+        DataType::I8 => {
+            check(c.int_contents.len(), "int_contents")?;
+            TensorData::I8(narrow(&c.int_contents, -128, 127)?.into_iter().map(|x| x as i8).collect())
+        }
+        DataType::I16 => {
+            check(c.int_contents.len(), "int_contents")?;
+            TensorData::I16(
+                narrow(&c.int_contents, i16::MIN.into(), i16::MAX.into())?.into_iter().map(|x| x as i16).collect(),
+            )
+        }
+        DataType::I32 => {
+            check(c.int_contents.len(), "int_contents")?;
+            TensorData::I32(c.int_contents.clone())
+        }
+        DataType::I64 => {
+            check(c.int64_contents.len(), "int64_contents")?;
+            TensorData::I64(c.int64_contents.clone())
+        }
+        DataType::F32 => {
+            check(c.fp32_contents.len(), "fp32_contents")?;
+            TensorData::F32(c.fp32_contents.clone())
+        }
+        DataType::F64 => {
+            check(c.fp64_contents.len(), "fp64_contents")?;
+            TensorData::F64(c.fp64_contents.clone())
+        }
+    })
+}
+
+fn tensor_metadata(views: Vec<metadata::TensorView>) -> Vec<pb::model_metadata_response::TensorMetadata> {
+    views
+        .into_iter()
+        .map(|t| pb::model_metadata_response::TensorMetadata {
+            name: t.name,
+            datatype: t.datatype.kserve_name().to_owned(),
+            shape: t.shape,
+        })
+        .collect()
+}
+
+fn data_type(datatype: DataType) -> i32 {
+    let value = match datatype {
+        DataType::Bool => pb::DataType::TypeBool,
+        DataType::U8 => pb::DataType::TypeUint8,
+        DataType::I8 => pb::DataType::TypeInt8,
+        DataType::I16 => pb::DataType::TypeInt16,
+        DataType::I32 => pb::DataType::TypeInt32,
+        DataType::I64 => pb::DataType::TypeInt64,
+        DataType::F32 => pb::DataType::TypeFp32,
+        DataType::F64 => pb::DataType::TypeFp64,
+    };
+    value as i32
+}
+
+fn duration(tally: &Tally) -> Option<pb::StatisticDuration> {
+    use std::sync::atomic::Ordering::Relaxed;
+    Some(pb::StatisticDuration { count: tally.count.load(Relaxed), ns: tally.ns.load(Relaxed) })
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Grpc {
+    async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Answer<pb::ServerLiveResponse> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(&self, _: Request<pb::ServerReadyRequest>) -> Answer<pb::ServerReadyResponse> {
+        Ok(Response::new(pb::ServerReadyResponse { ready: self.state.is_ready() }))
+    }
+
+    async fn model_ready(&self, request: Request<pb::ModelReadyRequest>) -> Answer<pb::ModelReadyResponse> {
+        let r = request.into_inner();
+        Ok(Response::new(pb::ModelReadyResponse { ready: self.state.model(&r.name, &r.version).is_ok() }))
+    }
+
+    async fn server_metadata(&self, _: Request<pb::ServerMetadataRequest>) -> Answer<pb::ServerMetadataResponse> {
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: metadata::SERVER_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            extensions: metadata::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        }))
+    }
+
+    async fn model_metadata(&self, request: Request<pb::ModelMetadataRequest>) -> Answer<pb::ModelMetadataResponse> {
+        let r = request.into_inner();
+        let served = self.state.model(&r.name, &r.version).map_err(status)?;
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: served.name.clone(),
+            versions: vec![served.version.clone()],
+            platform: served.config.platform.clone(),
+            inputs: tensor_metadata(metadata::inputs(&served)),
+            outputs: tensor_metadata(metadata::outputs(&served)),
+        }))
+    }
+
+    async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Answer<pb::ModelInferResponse> {
+        let r = request.into_inner();
+        let served = self.state.model(&r.model_name, &r.model_version).map_err(status)?;
+        let inputs = decode_inputs(&r).map_err(Status::invalid_argument)?;
+        let wanted: Vec<codec::WantedOutput> =
+            r.outputs.iter().map(|o| codec::WantedOutput { name: o.name.clone(), binary: None }).collect();
+        let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
+        drop(r.raw_input_contents);
+        let inference = self.state.infer(&served, inputs).await.map_err(status)?;
+        let mut outputs = Vec::with_capacity(wanted.len());
+        let mut raw = Vec::with_capacity(wanted.len());
+        for (name, _) in &wanted {
+            let Some(tensor) = inference.outputs.iter().find(|t| &t.name == name) else { continue };
+            outputs.push(pb::model_infer_response::InferOutputTensor {
+                name: tensor.name.clone(),
+                datatype: tensor.datatype().kserve_name().to_owned(),
+                shape: tensor.shape.iter().map(|&d| d as i64).collect(),
+                parameters: Default::default(),
+                contents: None,
+            });
+            raw.push(tensor.data.to_le_bytes());
+        }
+        Ok(Response::new(pb::ModelInferResponse {
+            model_name: served.name.clone(),
+            model_version: served.version.clone(),
+            id: r.id,
+            parameters: Default::default(),
+            outputs,
+            raw_output_contents: raw,
+        }))
+    }
+
+    async fn model_config(&self, request: Request<pb::ModelConfigRequest>) -> Answer<pb::ModelConfigResponse> {
+        let r = request.into_inner();
+        let served = self.state.model(&r.name, &r.version).map_err(status)?;
+        let input = metadata::inputs(&served)
+            .into_iter()
+            .map(|t| pb::ModelInput { name: t.name, data_type: data_type(t.datatype), dims: t.dims })
+            .collect();
+        let output = metadata::outputs(&served)
+            .into_iter()
+            .map(|t| pb::ModelOutput { name: t.name, data_type: data_type(t.datatype), dims: t.dims })
+            .collect();
+        let parameters = [(
+            "corral.cores".to_owned(),
+            pb::ModelParameter { string_value: served.model.cores_per_instance().to_string() },
+        )]
+        .into_iter()
+        .collect();
+        let config = pb::ModelConfig {
+            name: served.name.clone(),
+            platform: served.config.platform.clone(),
+            backend: metadata::backend(&served).to_owned(),
+            max_batch_size: served.config.max_batch_size as i32,
+            input,
+            output,
+            instance_group: vec![pb::ModelInstanceGroup {
+                name: served.name.clone(),
+                count: served.model.instances().len() as i32,
+                kind: pb::model_instance_group::Kind::Cpu as i32,
+            }],
+            dynamic_batching: served.config.batch_delay.map(|d| pb::ModelDynamicBatching {
+                preferred_batch_size: Vec::new(),
+                max_queue_delay_microseconds: d.as_micros() as u64,
+            }),
+            parameters,
+        };
+        Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<pb::ModelStatisticsRequest>,
+    ) -> Answer<pb::ModelStatisticsResponse> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = request.into_inner();
+        let served = if r.name.is_empty() {
+            self.state.served()
+        } else {
+            vec![self.state.model(&r.name, &r.version).map_err(status)?]
+        };
+        let model_stats = served
+            .iter()
+            .map(|s| {
+                let c = &s.counters;
+                pb::ModelStatistics {
+                    name: s.name.clone(),
+                    version: s.version.clone(),
+                    last_inference: c.last_inference_ms.load(Relaxed),
+                    inference_count: c.inferences.load(Relaxed),
+                    execution_count: c.executions.load(Relaxed),
+                    inference_stats: Some(pb::InferStatistics {
+                        success: duration(&c.success),
+                        fail: duration(&c.fail),
+                        queue: duration(&c.queue),
+                        compute_input: duration(&c.compute_input),
+                        compute_infer: duration(&c.compute_infer),
+                        compute_output: duration(&c.compute_output),
+                    }),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<pb::RepositoryIndexRequest>,
+    ) -> Answer<pb::RepositoryIndexResponse> {
+        let ready_only = request.into_inner().ready;
+        let models = self
+            .state
+            .index()
+            .into_iter()
+            .filter(|e| !ready_only || e.state == "READY")
+            .map(|e| pb::repository_index_response::ModelIndex {
+                name: e.name,
+                version: e.version.unwrap_or_default(),
+                state: e.state.to_owned(),
+                reason: e.reason,
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Answer<pb::RepositoryModelLoadResponse> {
+        let r = request.into_inner();
+        if !r.parameters.is_empty() {
+            return Err(Status::invalid_argument("load parameters (config, files) are not supported by corral"));
+        }
+        self.state.request_load(&r.model_name).await.map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Answer<pb::RepositoryModelUnloadResponse> {
+        self.state.request_unload(&request.into_inner().model_name).await.map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+}

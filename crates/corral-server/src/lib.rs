@@ -1,0 +1,144 @@
+//! `corral serve`: the KServe v2 / Open Inference Protocol over REST (axum) and gRPC (tonic),
+//! with the Triton extensions that tritonclient and perf_analyzer use, and Prometheus
+//! metrics on a third port, all over one corral [`Runtime`].
+//!
+//! [`serve`] binds the three listeners first (so a busy port fails at once, by name), then
+//! loads the start-up models in the background (the server is live at once and ready when
+//! they are done), and runs until the shutdown future completes; it then stops accepting,
+//! lets every accepted call finish, and returns. Dropping the runtime afterwards releases
+//! the cores.
+
+mod batcher;
+pub mod codec;
+pub mod grpc;
+mod metadata;
+pub mod metrics;
+pub mod pbtxt;
+pub mod repository;
+mod rest;
+mod state;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+};
+
+use corral_runtime::Runtime;
+pub use state::{ControlMode, ServerState};
+use tokio::net::TcpListener;
+
+/// Default request body limit: 64 MiB.
+pub const BODY_LIMIT_DEFAULT: usize = 64 << 20;
+
+/// Everything `corral serve` is told.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub repository: PathBuf,
+    pub host: IpAddr,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    pub control: ControlMode,
+    /// Loaded at start in explicit mode.
+    pub load_models: Vec<String>,
+    pub body_limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "cannot listen for {what} on {addr}: {source}\nhint: pick another port with --{flag}, or stop what uses it"
+    )]
+    Bind {
+        what: &'static str,
+        flag: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the model repository {} is not a folder", .0.display())]
+    Repository(PathBuf),
+    #[error("{what} server failed: {reason}")]
+    Server { what: &'static str, reason: String },
+}
+
+/// The addresses actually bound (ports given as 0 are chosen by the system).
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+async fn bind(what: &'static str, flag: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, flag, addr, source })
+}
+
+/// Serves until `shutdown` completes, then drains. `on_bound` hears the bound addresses
+/// once all three listen (the CLI prints them).
+pub async fn serve(
+    runtime: Runtime,
+    options: ServeOptions,
+    on_bound: impl FnOnce(Bound),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if !options.repository.is_dir() {
+        return Err(ServeError::Repository(options.repository));
+    }
+    let http = bind("HTTP", "http-port", SocketAddr::new(options.host, options.http_port)).await?;
+    let grpc = bind("gRPC", "grpc-port", SocketAddr::new(options.host, options.grpc_port)).await?;
+    let metrics = bind("metrics", "metrics-port", SocketAddr::new(options.host, options.metrics_port)).await?;
+    let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
+    on_bound(Bound { http: local(&http), grpc: local(&grpc), metrics: local(&metrics) });
+
+    let state = Arc::new(ServerState::new(runtime, options.repository.clone(), options.control, options.body_limit));
+    let startup = {
+        let state = state.clone();
+        let names = match options.control {
+            ControlMode::None => repository::names(&options.repository),
+            ControlMode::Explicit => options.load_models.clone(),
+        };
+        tokio::spawn(async move {
+            for name in names {
+                // A model that fails is logged (and shown in the index); the rest load.
+                let _ = state.load(&name).await;
+            }
+            state.set_ready();
+        })
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|&stop| stop).await;
+        }
+    };
+    let rest_app = rest::router(state.clone());
+    let metrics_state = state.clone();
+    let metrics_app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let state = metrics_state.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&state)) }
+        }),
+    );
+    let rest_server = axum::serve(http, rest_app).with_graceful_shutdown(stopped());
+    let metrics_server = axum::serve(metrics, metrics_app).with_graceful_shutdown(stopped());
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(grpc::service(state.clone()))
+        .serve_with_incoming_shutdown(incoming, stopped());
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new calls; finishing accepted ones");
+        let _ = stop_tx.send(true);
+    });
+    let (rest, metrics, grpc) = tokio::join!(rest_server.into_future(), metrics_server.into_future(), grpc_server);
+    startup.abort();
+    rest.map_err(|e| ServeError::Server { what: "HTTP", reason: e.to_string() })?;
+    metrics.map_err(|e| ServeError::Server { what: "metrics", reason: e.to_string() })?;
+    grpc.map_err(|e| ServeError::Server { what: "gRPC", reason: e.to_string() })?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! What the server says about itself and its models, in one protocol-neutral form
+//! ([`TensorView`], [`ConfigView`]) that REST renders as JSON and gRPC as messages.
+//!
+//! Shapes follow Triton: a model with `max_batch_size` > 0 has a batch dimension, shown as
+//! `-1` in metadata and left out of the config's `dims`. Without a `config.pbtxt`, the
+//! engine's own signature is used with `max_batch_size` 0 (the full shape in `dims`).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use corral_engine::DataType;
+use serde_json::{Value, json};
+
+use crate::{
+    codec::WantedOutput,
+    repository::Declared,
+    state::{ServeError, Served, Tally},
+};
+
+pub const SERVER_NAME: &str = "corral";
+pub const EXTENSIONS: [&str; 5] =
+    ["binary_tensor_data", "model_configuration", "model_repository", "statistics", "metrics"];
+
+pub fn server() -> Value {
+    json!({ "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS })
+}
+
+/// A tensor as metadata and config show it.
+pub struct TensorView {
+    pub name: String,
+    pub datatype: DataType,
+    /// With the batch dimension (`-1`) when the model batches.
+    pub shape: Vec<i64>,
+    /// Without it.
+    pub dims: Vec<i64>,
+}
+
+fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::TensorSpec]) -> Vec<TensorView> {
+    let batched = served.config.max_batch_size > 0;
+    if declared.is_empty() {
+        return engine
+            .iter()
+            .map(|spec| {
+                let dims = if batched { spec.shape.iter().skip(1).copied().collect() } else { spec.shape.clone() };
+                let mut shape = spec.shape.clone();
+                if batched && let Some(first) = shape.first_mut() {
+                    *first = -1;
+                }
+                TensorView { name: spec.name.clone(), datatype: spec.datatype, shape, dims }
+            })
+            .collect();
+    }
+    declared
+        .iter()
+        .map(|d| {
+            let shape =
+                if batched { std::iter::once(-1).chain(d.dims.iter().copied()).collect() } else { d.dims.clone() };
+            TensorView { name: d.name.clone(), datatype: d.datatype, shape, dims: d.dims.clone() }
+        })
+        .collect()
+}
+
+pub fn inputs(served: &Served) -> Vec<TensorView> {
+    views(served, &served.config.inputs, served.model.inputs())
+}
+
+pub fn outputs(served: &Served) -> Vec<TensorView> {
+    views(served, &served.config.outputs, served.model.outputs())
+}
+
+fn tensors_json(views: &[TensorView]) -> Vec<Value> {
+    views.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape })).collect()
+}
+
+pub fn model(served: &Served) -> Value {
+    json!({
+        "name": served.name,
+        "versions": [served.version],
+        "platform": served.config.platform,
+        "inputs": tensors_json(&inputs(served)),
+        "outputs": tensors_json(&outputs(served)),
+    })
+}
+
+/// Triton's name for a datatype in a model config: `TYPE_FP32`, …
+pub fn config_type(datatype: DataType) -> String {
+    match datatype {
+        DataType::Bool => "TYPE_BOOL".to_owned(),
+        other => format!("TYPE_{}", other.kserve_name()),
+    }
+}
+
+pub fn backend(served: &Served) -> &'static str {
+    if served.config.platform == "corral_sim" { "corral_sim" } else { "onnxruntime" }
+}
+
+/// Triton's ModelConfig JSON (what perf_analyzer reads first).
+pub fn config(served: &Served) -> Value {
+    let tensor = |t: &TensorView| json!({ "name": t.name, "data_type": config_type(t.datatype), "dims": t.dims });
+    let mut config = json!({
+        "name": served.name,
+        "platform": served.config.platform,
+        "backend": backend(served),
+        "max_batch_size": served.config.max_batch_size,
+        "input": inputs(served).iter().map(tensor).collect::<Vec<_>>(),
+        "output": outputs(served).iter().map(tensor).collect::<Vec<_>>(),
+        "instance_group": [{
+            "name": served.name,
+            "kind": "KIND_CPU",
+            "count": served.model.instances().len(),
+        }],
+        "parameters": { "corral.cores": { "string_value": served.model.cores_per_instance().to_string() } },
+    });
+    if let Some(delay) = served.config.batch_delay {
+        config["dynamic_batching"] = json!({ "max_queue_delay_microseconds": delay.as_micros() as u64 });
+    }
+    config
+}
+
+fn duration_json(tally: &Tally) -> Value {
+    json!({ "count": tally.count.load(Relaxed), "ns": tally.ns.load(Relaxed) })
+}
+
+/// Triton's statistics for one model.
+pub fn stats(served: &Served) -> Value {
+    let c = &served.counters;
+    json!({
+        "name": served.name,
+        "version": served.version,
+        "last_inference": c.last_inference_ms.load(Relaxed),
+        "inference_count": c.inferences.load(Relaxed),
+        "execution_count": c.executions.load(Relaxed),
+        "inference_stats": {
+            "success": duration_json(&c.success),
+            "fail": duration_json(&c.fail),
+            "queue": duration_json(&c.queue),
+            "compute_input": duration_json(&c.compute_input),
+            "compute_infer": duration_json(&c.compute_infer),
+            "compute_output": duration_json(&c.compute_output),
+        },
+        "batch_stats": [],
+    })
+}
+
+/// The outputs to return, in the model's order, each with its binary choice; an unknown
+/// name is the client's mistake.
+pub fn wanted_outputs(
+    served: &Served,
+    wanted: &[WantedOutput],
+    binary_all: bool,
+) -> Result<Vec<(String, bool)>, ServeError> {
+    let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
+    if wanted.is_empty() {
+        return Ok(names.iter().map(|n| (n.to_string(), binary_all)).collect());
+    }
+    wanted
+        .iter()
+        .map(|w| {
+            if names.contains(&w.name.as_str()) {
+                Ok((w.name.clone(), w.binary.unwrap_or(binary_all)))
+            } else {
+                Err(ServeError::bad_request(format!(
+                    "model `{}` has no output `{}`; its outputs are {}",
+                    served.name,
+                    w.name,
+                    names.join(", ")
+                )))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,239 @@
+//! The KServe v2 REST API with Triton's extensions (binary tensors, model config and
+//! statistics, repository control), on axum.
+//!
+//! Every error is `{"error": "..."}` with Triton's status: 400 bad request, 404 unknown model,
+//! 413 body over the limit, 503 not ready or timed out, 500 engine failure.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    codec, metadata,
+    state::{ErrorKind, ServeError, ServerState},
+};
+
+type AppState = Arc<ServerState>;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/stats", get(all_stats))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata_v))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_v))
+        .route("/v2/models/{model}/config", get(model_config))
+        .route("/v2/models/{model}/versions/{version}/config", get(model_config_v))
+        .route("/v2/models/{model}/stats", get(model_stats))
+        .route("/v2/models/{model}/versions/{version}/stats", get(model_stats_v))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/v2/repository/index", post(index))
+        .route("/v2/repository/models/{model}/load", post(load))
+        .route("/v2/repository/models/{model}/unload", post(unload))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the KServe v2 protocol") })
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ServeError {
+    fn into_response(self) -> Response {
+        error(status_of(self.kind), self.message)
+    }
+}
+
+type Answer = Result<Response, ServeError>;
+
+fn ok_json(value: Value) -> Answer {
+    Ok(axum::Json(value).into_response())
+}
+
+async fn server_metadata() -> Answer {
+    ok_json(metadata::server())
+}
+
+async fn live() -> Answer {
+    ok_json(json!({ "live": true }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.is_ready() {
+        axum::Json(json!({ "ready": true })).into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "the server is still loading its models")
+    }
+}
+
+async fn model_metadata(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    ok_json(metadata::model(&*state.model(&model, "")?))
+}
+
+async fn model_metadata_v(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
+    ok_json(metadata::model(&*state.model(&model, &version)?))
+}
+
+fn readiness(state: &ServerState, model: &str, version: &str) -> Response {
+    match state.model(model, version) {
+        Ok(_) => axum::Json(json!({ "ready": true })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.message),
+    }
+}
+
+async fn model_ready(State(state): State<AppState>, Path(model): Path<String>) -> Response {
+    readiness(&state, &model, "")
+}
+
+async fn model_ready_v(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Response {
+    readiness(&state, &model, &version)
+}
+
+async fn model_config(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    ok_json(metadata::config(&*state.model(&model, "")?))
+}
+
+async fn model_config_v(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
+    ok_json(metadata::config(&*state.model(&model, &version)?))
+}
+
+async fn all_stats(State(state): State<AppState>) -> Answer {
+    let stats: Vec<Value> = state.served().iter().map(|s| metadata::stats(s)).collect();
+    ok_json(json!({ "model_stats": stats }))
+}
+
+async fn model_stats(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    ok_json(json!({ "model_stats": [metadata::stats(&*state.model(&model, "")?)] }))
+}
+
+async fn model_stats_v(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
+    ok_json(json!({ "model_stats": [metadata::stats(&*state.model(&model, &version)?)] }))
+}
+
+/// The body, refused with 413 beyond the limit (announced or actual).
+async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ServeError> {
+    let limit = state.body_limit;
+    let too_large = || {
+        ServeError::new(
+            ErrorKind::TooLarge,
+            format!("the request body is over the limit of {limit} bytes; raise --max-body-bytes"),
+        )
+    };
+    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+}
+
+async fn infer(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Answer {
+    infer_at(state, model, String::new(), headers, body).await
+}
+
+async fn infer_v(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    infer_at(state, model, version, headers, body).await
+}
+
+const HEADER_LEN: &str = "inference-header-content-length";
+
+async fn infer_at(state: AppState, model: String, version: String, headers: HeaderMap, body: Body) -> Answer {
+    let served = state.model(&model, &version)?;
+    let body = body_bytes(&state, &headers, body).await?;
+    let header_len = match headers.get(HEADER_LEN) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
+            ServeError::bad_request("Inference-Header-Content-Length must be a whole number of bytes")
+        })?),
+    };
+    let request = codec::decode(&body, header_len).map_err(|e| ServeError::bad_request(e.0))?;
+    drop(body);
+    let wanted = metadata::wanted_outputs(&served, &request.outputs, request.binary_output)?;
+    let inference = state.infer(&served, request.inputs).await?;
+    let outputs: Vec<(&corral_engine::Tensor, bool)> = wanted
+        .iter()
+        .filter_map(|(name, binary)| inference.outputs.iter().find(|t| &t.name == name).map(|t| (t, *binary)))
+        .collect();
+    let encoded = codec::encode(&served.name, &served.version, request.id.as_deref(), &outputs);
+    let mut response = Response::new(Body::from(encoded.body));
+    let headers = response.headers_mut();
+    match encoded.header_len {
+        Some(n) => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            headers.insert(HEADER_LEN, HeaderValue::from(n));
+        }
+        None => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    Ok(response)
+}
+
+async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
+    let body = body_bytes(&state, &headers, body).await?;
+    let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ServeError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        value.get("ready").and_then(Value::as_bool).unwrap_or(false)
+    };
+    let entries: Vec<Value> = state
+        .index()
+        .into_iter()
+        .filter(|e| !ready_only || e.state == "READY")
+        .map(|e| {
+            let mut entry = json!({ "name": e.name, "state": e.state, "reason": e.reason });
+            if let Some(version) = e.version {
+                entry["version"] = json!(version);
+            }
+            entry
+        })
+        .collect();
+    ok_json(Value::Array(entries))
+}
+
+async fn load(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Answer {
+    // Load parameters (config overrides, files) are not supported: refuse them rather than ignore.
+    let body = body_bytes(&state, &headers, body).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ServeError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        if value.get("parameters").and_then(Value::as_object).is_some_and(|p| !p.is_empty()) {
+            return Err(ServeError::bad_request("load parameters (config, files) are not supported by corral"));
+        }
+    }
+    state.request_load(&model).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn unload(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    state.request_unload(&model).await?;
+    Ok(StatusCode::OK.into_response())
+}

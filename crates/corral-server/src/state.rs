@@ -1,0 +1,356 @@
+//! What both protocols share: the loaded models, their Triton-style counters, model control
+//! (load, unload, reload), and the inference path with its error mapping.
+//!
+//! Counters belong to a model *name* and live as long as the server, across unloads and
+//! reloads, so that metrics always add up to what clients saw. Loads and unloads are
+//! serialised; an unload first removes the model from the table (new calls get NOT_FOUND at
+//! once), then waits for the calls already accepted to complete.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Instant, SystemTime},
+};
+
+use corral_engine::Tensor;
+use corral_runtime::{InferError, Inference, Model, Runtime};
+
+use crate::{
+    batcher::Batcher,
+    repository::{self, RepoError, ServeConfig},
+};
+
+/// How models get loaded, as Triton's `--model-control-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlMode {
+    /// Everything in the repository at start; the repository API cannot load or unload.
+    None,
+    /// Only `--load-model` at start, then what the repository API asks.
+    Explicit,
+}
+
+/// Which protocol-independent failure a call met; each protocol maps it to its own codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ServeError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ServeError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ServeError {
+        ServeError { kind, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ServeError {
+        ServeError::new(ErrorKind::BadRequest, message)
+    }
+}
+
+impl From<InferError> for ServeError {
+    fn from(error: InferError) -> ServeError {
+        let kind = match &error {
+            InferError::Input { .. } => ErrorKind::BadRequest,
+            InferError::Unloaded { .. } => ErrorKind::NotFound,
+            InferError::Timeout { .. } => ErrorKind::Unavailable,
+            InferError::Engine { .. } | InferError::Internal(_) => ErrorKind::Internal,
+        };
+        ServeError::new(kind, error.to_string())
+    }
+}
+
+/// A duration counter: how many, and their total.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub count: AtomicU64,
+    pub ns: AtomicU64,
+}
+
+impl Tally {
+    fn add(&self, d: std::time::Duration) {
+        self.count.fetch_add(1, Relaxed);
+        self.ns.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+}
+
+/// Triton's per-model statistics, kept per model name.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub success: Tally,
+    pub fail: Tally,
+    pub queue: Tally,
+    pub compute_input: Tally,
+    pub compute_infer: Tally,
+    pub compute_output: Tally,
+    /// Inferences, counting each batch row (Triton's inference_count).
+    pub inferences: AtomicU64,
+    /// Engine executions (a batch of combined requests is one).
+    pub executions: AtomicU64,
+    pub pending: AtomicU64,
+    /// Milliseconds since the epoch of the last inference.
+    pub last_inference_ms: AtomicU64,
+}
+
+/// A loaded model as served.
+pub struct Served {
+    pub name: String,
+    pub version: String,
+    pub model: Model,
+    pub config: ServeConfig,
+    pub counters: Arc<Counters>,
+    batcher: Option<Batcher>,
+}
+
+impl Served {
+    /// The batch size of a request: its first input's first dimension when the model batches.
+    fn batch_of(&self, inputs: &[Tensor]) -> u64 {
+        match inputs.first() {
+            Some(input) if self.config.max_batch_size > 0 => input.shape.first().copied().unwrap_or(1) as u64,
+            _ => 1,
+        }
+    }
+}
+
+/// A model's state in the repository index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: Option<String>,
+    /// READY, UNAVAILABLE or LOADING (Triton's words).
+    pub state: &'static str,
+    pub reason: String,
+}
+
+pub struct ServerState {
+    pub runtime: Runtime,
+    pub repository: PathBuf,
+    pub control: ControlMode,
+    pub body_limit: usize,
+    models: RwLock<BTreeMap<String, Arc<Served>>>,
+    counters: Mutex<BTreeMap<String, Arc<Counters>>>,
+    /// Why a model is not ready (load failure, unloaded).
+    reasons: Mutex<BTreeMap<String, String>>,
+    control_lock: tokio::sync::Mutex<()>,
+    ready: AtomicBool,
+    pub started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ServerState {
+    pub fn new(runtime: Runtime, repository: PathBuf, control: ControlMode, body_limit: usize) -> ServerState {
+        ServerState {
+            runtime,
+            repository,
+            control,
+            body_limit,
+            models: RwLock::new(BTreeMap::new()),
+            counters: Mutex::new(BTreeMap::new()),
+            reasons: Mutex::new(BTreeMap::new()),
+            control_lock: tokio::sync::Mutex::new(()),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Relaxed);
+    }
+
+    pub fn served(&self) -> Vec<Arc<Served>> {
+        self.models.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Every model name's counters, loaded or not.
+    pub fn all_counters(&self) -> Vec<(String, Arc<Counters>)> {
+        lock(&self.counters).iter().map(|(n, c)| (n.clone(), c.clone())).collect()
+    }
+
+    /// The loaded model `name`, at `version` when one is given.
+    pub fn model(&self, name: &str, version: &str) -> Result<Arc<Served>, ServeError> {
+        let served = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        let Some(served) = served else {
+            let why = lock(&self.reasons).get(name).cloned();
+            let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+            return Err(ServeError::new(ErrorKind::NotFound, format!("model `{name}` is not loaded{why}")));
+        };
+        if !version.is_empty() && version != served.version {
+            return Err(ServeError::new(
+                ErrorKind::NotFound,
+                format!("model `{name}` has no version {version}; version {} is loaded", served.version),
+            ));
+        }
+        Ok(served)
+    }
+
+    /// Runs one call of `served`, counting it as Triton does.
+    pub async fn infer(&self, served: &Served, inputs: Vec<Tensor>) -> Result<Inference, ServeError> {
+        let counters = &served.counters;
+        let start = Instant::now();
+        counters.pending.fetch_add(1, Relaxed);
+        let batch = served.batch_of(&inputs);
+        let result = match &served.batcher {
+            Some(batcher) => batcher.infer(inputs).await,
+            None => served.model.infer_async(inputs).await.map_err(ServeError::from),
+        };
+        counters.pending.fetch_sub(1, Relaxed);
+        let elapsed = start.elapsed();
+        match &result {
+            Ok(inference) => {
+                counters.success.add(elapsed);
+                counters.queue.add(inference.started.saturating_duration_since(start));
+                counters.compute_infer.add(inference.compute);
+                counters.compute_input.add(std::time::Duration::ZERO);
+                counters.compute_output.add(std::time::Duration::ZERO);
+                counters.inferences.fetch_add(batch, Relaxed);
+                if served.batcher.is_none() {
+                    counters.executions.fetch_add(1, Relaxed);
+                }
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                counters.last_inference_ms.store(now.as_millis() as u64, Relaxed);
+            }
+            Err(_) => counters.fail.add(elapsed),
+        }
+        result
+    }
+
+    fn counters_for(&self, name: &str) -> Arc<Counters> {
+        lock(&self.counters).entry(name.to_owned()).or_default().clone()
+    }
+
+    fn refuse_without_control(&self) -> Result<(), ServeError> {
+        if self.control == ControlMode::None {
+            return Err(ServeError::bad_request(
+                "model control is off: start corral serve with --model-control-mode explicit to load and unload models",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The repository API's load: loads `name`, or reloads it when loaded.
+    pub async fn request_load(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+        self.refuse_without_control()?;
+        self.load(name).await
+    }
+
+    pub async fn request_unload(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+        self.refuse_without_control()?;
+        self.unload(name).await
+    }
+
+    /// Loads (or reloads) `name` from the repository.
+    pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+        repository::check_name(name).map_err(|e| ServeError::bad_request(e.to_string()))?;
+        let _one_at_a_time = self.control_lock.lock().await;
+        let this = self.clone();
+        let name = name.to_owned();
+        let outcome = tokio::task::spawn_blocking(move || this.load_blocking(&name))
+            .await
+            .map_err(|e| ServeError::new(ErrorKind::Internal, format!("load task failed: {e}")))?;
+        outcome
+    }
+
+    fn load_blocking(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+        let failed = |message: String| {
+            lock(&self.reasons).insert(name.to_owned(), message.clone());
+            tracing::warn!(model = name, "load failed: {message}");
+            Err(ServeError::bad_request(format!("failed to load `{name}`: {message}")))
+        };
+        let repo_model = match repository::read(&self.repository, name) {
+            Ok(model) => model,
+            Err(error @ RepoError::BadName(_)) => return Err(ServeError::bad_request(error.to_string())),
+            Err(error) => return failed(error.to_string()),
+        };
+        // A reload replaces the model: the old one stops taking calls and finishes its own.
+        self.unload_blocking(name);
+        let model = match self.runtime.load(repo_model.def) {
+            Ok(model) => model,
+            Err(error) => return failed(error.to_string()),
+        };
+        let config = repo_model.config;
+        let batcher = config
+            .batch_delay
+            .map(|delay| Batcher::start(model.clone(), config.max_batch_size, delay, self.counters_for(name)));
+        let served = Served {
+            name: name.to_owned(),
+            version: "1".to_owned(),
+            model,
+            config,
+            counters: self.counters_for(name),
+            batcher,
+        };
+        lock(&self.reasons).remove(name);
+        self.models.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), Arc::new(served));
+        tracing::info!(model = name, "serving");
+        Ok(())
+    }
+
+    /// Unloads `name`; unloading a model that is not loaded succeeds (as Triton's does).
+    pub async fn unload(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+        repository::check_name(name).map_err(|e| ServeError::bad_request(e.to_string()))?;
+        let _one_at_a_time = self.control_lock.lock().await;
+        let this = self.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if this.unload_blocking(&name) {
+                lock(&this.reasons).insert(name.clone(), "unloaded".to_owned());
+            }
+        })
+        .await
+        .map_err(|e| ServeError::new(ErrorKind::Internal, format!("unload task failed: {e}")))
+    }
+
+    /// Removes `name` from the table, then waits for its accepted calls. False if not loaded.
+    fn unload_blocking(&self, name: &str) -> bool {
+        let removed = self.models.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        if removed.is_none() {
+            return false;
+        }
+        if let Err(error) = self.runtime.unload(name) {
+            tracing::warn!(model = name, "unload: {error}");
+        }
+        tracing::info!(model = name, "unloaded");
+        true
+    }
+
+    /// Every model of the repository and every loaded one, with its state.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let mut names = repository::names(&self.repository);
+        let loaded = self.models.read().unwrap_or_else(|p| p.into_inner()).clone();
+        names.extend(loaded.keys().cloned());
+        names.sort();
+        names.dedup();
+        let reasons = lock(&self.reasons).clone();
+        names
+            .into_iter()
+            .map(|name| match loaded.get(&name) {
+                Some(served) => {
+                    IndexEntry { name, version: Some(served.version.clone()), state: "READY", reason: String::new() }
+                }
+                None => {
+                    let reason = reasons.get(&name).cloned().unwrap_or_default();
+                    IndexEntry { name, version: None, state: "UNAVAILABLE", reason }
+                }
+            })
+            .collect()
+    }
+}
