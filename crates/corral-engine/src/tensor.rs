@@ -134,7 +134,7 @@ impl TensorData {
     /// contents); `None` when the length is not a whole number of elements. BOOL is one byte,
     /// non-zero for true.
     pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> Option<TensorData> {
-        if bytes.len() % datatype.size() != 0 {
+        if !bytes.len().is_multiple_of(datatype.size()) {
             return None;
         }
         fn each<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {

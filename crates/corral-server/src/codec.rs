@@ -340,7 +340,7 @@ mod tests {
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#,
-                Some(87),
+                Some(91),
                 "input `x`: the body ends 0 bytes into its 8 binary bytes (truncated?)",
             ),
             (br#"{"inputs":[]}"#, Some(99), "Inference-Header-Content-Length is 99 but the body has only 13 bytes"),

@@ -248,7 +248,7 @@ mod tests {
             parse("name: \"x\"\nmax_batch_size 8").unwrap_err().to_string(),
             "line 2, column 16: expected `:` or `{` after `max_batch_size`"
         );
-        assert_eq!(parse("input [ { name: \"x\" ").unwrap_err().to_string(), "line 1, column 20: missing `}`");
+        assert_eq!(parse("input [ { name: \"x\" ").unwrap_err().to_string(), "line 1, column 21: missing `}`");
         assert_eq!(parse("name: \"x").unwrap_err().to_string(), "line 1, column 9: unterminated string");
     }
 }

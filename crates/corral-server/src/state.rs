@@ -263,10 +263,9 @@ impl ServerState {
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
         let name = name.to_owned();
-        let outcome = tokio::task::spawn_blocking(move || this.load_blocking(&name))
+        tokio::task::spawn_blocking(move || this.load_blocking(&name))
             .await
-            .map_err(|e| ServeError::new(ErrorKind::Internal, format!("load task failed: {e}")))?;
-        outcome
+            .map_err(|e| ServeError::new(ErrorKind::Internal, format!("load task failed: {e}")))?
     }
 
     fn load_blocking(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {

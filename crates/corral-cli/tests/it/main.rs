@@ -5,6 +5,7 @@ mod launch;
 mod ls;
 mod models;
 mod ownership;
+mod serve;
 mod tidy;
 
 use std::{

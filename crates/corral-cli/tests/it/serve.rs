@@ -1,0 +1,232 @@
+//! `corral serve` against real clients: tritonclient (HTTP, gRPC) and the kserve SDK from
+//! `.venv-clients`, perf_analyzer from `.venv-perf` (both made by ./scripts/setup), real ONNX
+//! models, and real signals for the graceful shutdown.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use super::Host;
+
+fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn site() -> PathBuf {
+    corral_engine_ort::project_site_packages().expect("./scripts/setup creates .venv")
+}
+
+/// A repository with a Triton layout (squeezenet with config.pbtxt, 2 instances), bare
+/// models (magika, add), a slow simulated model, and a broken one.
+fn repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    let put = |model: &str, from: PathBuf| {
+        std::fs::create_dir_all(dir.path().join(model).join("1")).expect("mkdir");
+        std::fs::copy(from, dir.path().join(model).join("1/model.onnx")).expect("copy");
+    };
+    put("squeezenet", site().join("onnx/backend/test/data/light/light_squeezenet.onnx"));
+    put("magika", site().join("magika/models/standard_v3_3/model.onnx"));
+    put("add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    std::fs::write(
+        dir.path().join("squeezenet/config.pbtxt"),
+        r#"name: "squeezenet"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [ { name: "data_0", data_type: TYPE_FP32, dims: [ 1, 3, 224, 224 ] } ]
+output [ { name: "softmaxout_1", data_type: TYPE_FP32, dims: [ 1, 1000, 1, 1 ] } ]
+instance_group [ { count: 2, kind: KIND_CPU } ]
+"#,
+    )
+    .expect("pbtxt");
+    std::fs::create_dir_all(dir.path().join("slow")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("slow/config.toml"),
+        "platform = \"sim\"\n[sim]\nlatency_ms = 400\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n",
+    )
+    .expect("toml");
+    std::fs::create_dir_all(dir.path().join("broken/1")).expect("mkdir");
+    std::fs::write(dir.path().join("broken/1/model.onnx"), b"not a model").expect("broken");
+    dir
+}
+
+/// A running `corral serve` on free ports; killed when dropped.
+struct Server {
+    child: Child,
+    http: String,
+    grpc: String,
+    metrics: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(host: &Host, repo: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--model-repository", repo.to_str().expect("utf-8"), "--device", "cpu"];
+        args.extend(["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]);
+        args.extend(extra);
+        let mut child = host.corral(&args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut address_line = None;
+        for line in lines.by_ref() {
+            let line = line.expect("stderr");
+            stderr.lock().expect("lock").push_str(&format!("{line}\n"));
+            if line.starts_with("corral serve: HTTP") {
+                address_line = Some(line);
+                break;
+            }
+        }
+        let Some(line) = address_line else {
+            panic!("corral serve did not start:\n{}", stderr.lock().expect("lock"));
+        };
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().expect("lock").push_str(&format!("{line}\n"));
+            }
+        });
+        // "corral serve: HTTP 127.0.0.1:P gRPC 127.0.0.1:Q metrics 127.0.0.1:R on ..."
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (http, grpc, metrics) = (words[3].to_owned(), words[5].to_owned(), words[7].to_owned());
+        assert!(http.starts_with("127.0.0.1:"), "bound to loopback by default: {line}");
+        Server { child, http, grpc, metrics, stderr }
+    }
+
+    fn port(address: &str) -> &str {
+        address.rsplit(':').next().expect("host:port")
+    }
+
+    /// Waits until `/v2/health/ready` answers 200.
+    fn wait_ready(&self) {
+        for _ in 0..600 {
+            if http(&self.http, "GET", "/v2/health/ready", b"").0 == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("never ready:\n{}", self.stderr.lock().expect("lock"));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 call on a fresh connection: (status, body).
+fn http(address: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(address) else { return (0, String::new()) };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).expect("send");
+    let mut response = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut response);
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+fn python(venv: &str) -> PathBuf {
+    project().join(venv).join("bin/python")
+}
+
+#[test]
+fn tritonclient_and_kserve_clients_get_onnxruntime_answers() {
+    let host = Host::new();
+    let repo = repository();
+    let server = Server::start(
+        &host,
+        repo.path(),
+        &[
+            "--model-control-mode",
+            "explicit",
+            "--load-model",
+            "squeezenet",
+            "--load-model",
+            "magika",
+            "--load-model",
+            "add",
+            "--max-body-bytes",
+            "65536",
+        ],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/serve_clients.py");
+    let magika = site().join("magika/models/standard_v3_3/model.onnx");
+    let output = Command::new(python(".venv-clients"))
+        .arg(script)
+        .args([Server::port(&server.http), Server::port(&server.grpc), Server::port(&server.metrics)])
+        .arg(magika)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "{stdout}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.stderr.lock().expect("lock")
+    );
+}
+
+#[test]
+fn perf_analyzer_runs_over_http_and_grpc_without_errors() {
+    let host = Host::new();
+    let repo = repository();
+    let server = Server::start(&host, repo.path(), &["--model-control-mode", "explicit", "--load-model", "magika"]);
+    server.wait_ready();
+    let venv = project().join(".venv-perf");
+    let cudart = std::fs::read_dir(venv.join("lib"))
+        .expect(".venv-perf made by ./scripts/setup")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/nvidia/cuda_runtime/lib"))
+        .find(|p| p.is_dir())
+        .expect("nvidia-cuda-runtime-cu12 in .venv-perf");
+    for (protocol, address) in [("http", &server.http), ("grpc", &server.grpc)] {
+        let output = Command::new(venv.join("bin/perf_analyzer"))
+            .env("LD_LIBRARY_PATH", &cudart)
+            .args(["-m", "magika", "-i", protocol, "-u", address, "--shape", "bytes:1,2048"])
+            .args(["--concurrency-range", "1:4:3", "--measurement-mode", "count_windows"])
+            .args(["--measurement-request-count", "40", "--max-trials", "4", "--stability-percentage", "100"])
+            .output()
+            .expect("perf_analyzer runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{protocol}:\n{text}");
+        assert!(text.contains("Concurrency: 4, throughput:"), "{protocol}:\n{text}");
+        assert!(!text.to_lowercase().contains("error"), "{protocol}:\n{text}");
+    }
+}
+
+#[test]
+fn sigterm_finishes_accepted_calls_then_releases_the_cores() {
+    let host = Host::new();
+    let repo = repository();
+    let mut server = Server::start(&host, repo.path(), &["--model-control-mode", "explicit", "--load-model", "slow"]);
+    server.wait_ready();
+    let address = server.http.clone();
+    let body = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || http(&address, "POST", "/v2/models/slow/infer", body))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("signal");
+    for call in calls {
+        let (status, body) = call.join().expect("caller");
+        assert_eq!(status, 200, "an accepted call completes during shutdown: {body}");
+    }
+    let status = server.child.wait().expect("exits");
+    assert!(status.success(), "{status:?}\n{}", server.stderr.lock().expect("lock"));
+    assert!(server.stderr.lock().expect("lock").contains("corral serve: stopped; cores released"));
+    let ls = host.ls("cpu");
+    assert!(ls["cores"].as_array().expect("cores").iter().all(|c| c["owner"].is_null()), "{ls}");
+}

@@ -1,0 +1,179 @@
+"""The real clients against a running `corral serve` (started by serve.rs in explicit mode
+with squeezenet, magika and add loaded): tritonclient HTTP (binary and JSON), tritonclient
+gRPC, and the kserve SDK's REST client. Outputs are compared with the onnxruntime Python
+package on the same input. Exits non-zero on the first failed check; prints one line per check.
+
+usage: serve_clients.py HTTP_PORT GRPC_PORT METRICS_PORT MAGIKA_ONNX
+"""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import onnxruntime
+
+
+def magika_input_and_answer(magika_path):
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, size=(2, 2048), dtype=np.int32)
+    return x, onnxruntime.InferenceSession(magika_path).run(None, {"bytes": x})[0]
+
+
+if sys.argv[1] == "kserve":
+    # The kserve SDK registers the same protobuf package as tritonclient.grpc, so the two
+    # cannot share a process: this part runs in its own.
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    url, magika_path = sys.argv[2:4]
+    x, reference = magika_input_and_answer(magika_path)
+
+    async def call():
+        client = InferenceRESTClient(RESTConfig(protocol="v2"))
+        ready = await client.is_server_ready(url)
+        request = InferRequest(model_name="magika", infer_inputs=[InferInput(name="bytes", shape=list(x.shape), datatype="INT32", data=x.tolist())])
+        response = await client.infer(url, request, model_name="magika")
+        await client.close()
+        return ready, response
+
+    ready, response = asyncio.run(call())
+    got = np.array(response.outputs[0].data, dtype=np.float32).reshape(response.outputs[0].shape)
+    worst = float(np.abs(got - reference).max())
+    ok = ready and got.shape == reference.shape and worst <= 1e-4
+    print(f"{'ok' if ok else 'FAILED'}: kserve REST: ready and magika equals onnxruntime (worst {worst:.1e})")
+    sys.exit(0 if ok else 1)
+
+import tritonclient.grpc as tgrpc  # noqa: E402
+import tritonclient.http as thttp  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+http_port, grpc_port, metrics_port, magika_path = sys.argv[1:5]
+HTTP = f"127.0.0.1:{http_port}"
+GRPC = f"127.0.0.1:{grpc_port}"
+
+
+def check(what, ok, detail=""):
+    if not ok:
+        print(f"FAILED: {what} {detail}", flush=True)
+        sys.exit(1)
+    print(f"ok: {what}", flush=True)
+
+
+def raw(method, path, body=None, headers=None):
+    """(status, body bytes) of a plain HTTP call, errors included."""
+    request = urllib.request.Request(f"http://{HTTP}{path}", data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+http = thttp.InferenceServerClient(HTTP)
+grpc = tgrpc.InferenceServerClient(GRPC)
+deadline = time.time() + 60
+while not http.is_server_ready():
+    check("server becomes ready within 60 s", time.time() < deadline)
+    time.sleep(0.1)
+
+# Health and metadata over both protocols.
+check("live and ready over HTTP", http.is_server_live() and http.is_server_ready())
+check("live and ready over gRPC", grpc.is_server_live() and grpc.is_server_ready())
+check("server metadata names corral", http.get_server_metadata()["name"] == "corral")
+check("gRPC server metadata", grpc.get_server_metadata().name == "corral")
+meta = http.get_model_metadata("magika")
+check("magika metadata", meta["inputs"][0] == {"name": "bytes", "datatype": "INT32", "shape": [-1, 2048]}, meta)
+gmeta = grpc.get_model_metadata("magika")
+check("gRPC magika metadata", list(gmeta.inputs[0].shape) == [-1, 2048] and gmeta.inputs[0].datatype == "INT32")
+config = http.get_model_config("squeezenet")
+check("squeezenet config from config.pbtxt", config["max_batch_size"] == 0 and config["instance_group"][0]["count"] == 2, config)
+gconfig = grpc.get_model_config("squeezenet").config
+check("gRPC config", gconfig.name == "squeezenet" and gconfig.input[0].dims == [1, 3, 224, 224])
+
+# Real inference, compared with onnxruntime's own answer.
+x, reference = magika_input_and_answer(magika_path)
+
+
+def close(name, got):
+    worst = float(np.abs(got - reference).max())
+    check(f"{name}: magika equals onnxruntime (worst {worst:.1e})", got.shape == reference.shape and worst <= 1e-4)
+
+
+for binary in (True, False):
+    i = thttp.InferInput("bytes", list(x.shape), "INT32")
+    i.set_data_from_numpy(x, binary_data=binary)
+    out = thttp.InferRequestedOutput("target_label", binary_data=binary)
+    close(f"HTTP {'binary' if binary else 'JSON'}", http.infer("magika", [i], outputs=[out]).as_numpy("target_label"))
+gi = tgrpc.InferInput("bytes", list(x.shape), "INT32")
+gi.set_data_from_numpy(x)
+close("gRPC", grpc.infer("magika", [gi]).as_numpy("target_label"))
+
+kserve = subprocess.run([sys.executable, __file__, "kserve", f"http://{HTTP}", magika_path], capture_output=True, text=True)
+print(kserve.stdout, end="")
+check("kserve SDK client", kserve.returncode == 0, kserve.stderr)
+
+# add: x + y on ONNX Runtime, JSON nested data.
+a = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+status, body = raw("POST", "/v2/models/add/infer", json.dumps({"inputs": [
+    {"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": a.tolist()},
+    {"name": "y", "shape": [3, 4, 5], "datatype": "FP32", "data": a.ravel().tolist()},
+]}).encode())
+check("nested and flat JSON data", status == 200 and json.loads(body)["outputs"][0]["data"] == (2 * a).ravel().tolist(), body)
+
+# Errors: each a clear message with Triton's status, and the server keeps serving.
+def error_of(status_expected, method, path, body=None, headers=None, contains=""):
+    status, text = raw(method, path, body, headers)
+    message = json.loads(text).get("error", "") if text else ""
+    check(f"{method} {path} -> {status_expected} ({message[:70]})", status == status_expected and contains in message, (status, text))
+
+
+error_of(404, "GET", "/v2/models/nope", contains="`nope` is not loaded")
+error_of(400, "POST", "/v2/models/magika/infer", b"{not json", contains="not valid JSON")
+error_of(400, "POST", "/v2/models/magika/infer", json.dumps({"inputs": [{"name": "byts", "shape": [1, 2048], "datatype": "INT32", "data": [0] * 2048}]}).encode(), contains="byts")
+error_of(400, "POST", "/v2/models/magika/infer", json.dumps({"inputs": [{"name": "bytes", "shape": [1, 2048], "datatype": "FP32", "data": [0] * 2048}]}).encode(), contains="INT32")
+error_of(400, "POST", "/v2/models/magika/infer", json.dumps({"inputs": [{"name": "bytes", "shape": [1, 2048], "datatype": "INT32", "data": [0] * 7}]}).encode(), contains="needs 2048")
+header = json.dumps({"inputs": [{"name": "bytes", "shape": [1, 2048], "datatype": "INT32", "parameters": {"binary_data_size": 8192}}]}).encode()
+error_of(400, "POST", "/v2/models/magika/infer", header + b"\0" * 100, {"Inference-Header-Content-Length": str(len(header))}, contains="truncated")
+error_of(413, "POST", "/v2/models/magika/infer", b" " * 70_000, contains="over the limit")
+error_of(400, "POST", "/v2/repository/models/..%2Fetc/load", contains="not a valid model name")
+error_of(400, "POST", "/v2/repository/models/broken/load", contains="broken")
+try:
+    grpc.infer("nope", [gi])
+    check("gRPC unknown model fails", False)
+except InferenceServerException as e:
+    check("gRPC unknown model -> NOT_FOUND", "NOT_FOUND" in str(e.status()), e)
+try:
+    bad = tgrpc.InferInput("bytes", [1, 2048], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 2048), dtype=np.float32))
+    grpc.infer("magika", [bad])
+    check("gRPC wrong datatype fails", False)
+except InferenceServerException as e:
+    check("gRPC wrong datatype -> INVALID_ARGUMENT", "INVALID_ARGUMENT" in str(e.status()), e)
+close("still serving after errors", http.infer("magika", [i], outputs=[out]).as_numpy("target_label"))
+
+# Repository: index, unload, reload, explicit load.
+index = {m["name"]: m for m in http.get_model_repository_index()}
+check("index shows broken with its reason", index["broken"]["state"] == "UNAVAILABLE" and "broken" in index["broken"]["reason"], index)
+check("index shows magika ready", index["magika"]["state"] == "READY")
+http.unload_model("add")
+check("unloaded model is not ready", not http.is_model_ready("add"))
+error_of(404, "POST", "/v2/models/add/infer", json.dumps({"inputs": []}).encode(), contains="not loaded")
+grpc.load_model("add")
+check("reloaded over gRPC", grpc.is_model_ready("add"))
+grpc.unload_model("add")
+check("unloaded over gRPC", not grpc.is_model_ready("add"))
+http.load_model("add")
+check("loaded again over HTTP", http.is_model_ready("add"))
+
+# Statistics agree with what was sent.
+stats = http.get_inference_statistics("magika")["model_stats"][0]
+check("magika statistics count successes", stats["inference_stats"]["success"]["count"] >= 5, stats)
+metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+line = next(l for l in metrics.splitlines() if l.startswith('nv_inference_request_success{model="magika"'))
+check("metrics match statistics", int(line.split()[-1]) == stats["inference_stats"]["success"]["count"], line)
+check("per-core metrics", 'corral_core_executions_total{core="nc0"' in metrics)
+print("all checks passed")
