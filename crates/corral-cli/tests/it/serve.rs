@@ -230,3 +230,47 @@ fn sigterm_finishes_accepted_calls_then_releases_the_cores() {
     let ls = host.ls("cpu");
     assert!(ls["cores"].as_array().expect("cores").iter().all(|c| c["owner"].is_null()), "{ls}");
 }
+
+#[test]
+fn traffic_survives_reloads_and_metrics_match_the_clients() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    for model in ["add", "flip"] {
+        std::fs::create_dir_all(dir.path().join(model).join("1")).expect("mkdir");
+        std::fs::copy(
+            site().join("onnx/backend/test/data/node/test_add/model.onnx"),
+            dir.path().join(model).join("1/model.onnx"),
+        )
+        .expect("copy");
+    }
+    std::fs::create_dir_all(dir.path().join("tick")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("tick/config.toml"),
+        "platform = \"sim\"\n[sim]\nlatency_ms = 1\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n",
+    )
+    .expect("toml");
+    let server = Server::start(
+        &host,
+        dir.path(),
+        &["--model-control-mode", "explicit"]
+            .into_iter()
+            .chain(["add", "tick", "flip"].into_iter().flat_map(|m| ["--load-model", m]))
+            .collect::<Vec<_>>(),
+    );
+    server.wait_ready();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/serve_traffic.py");
+    let output = Command::new(python(".venv-clients"))
+        .arg(script)
+        .args([Server::port(&server.http), Server::port(&server.metrics), "3000"])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("traffic checks passed"),
+        "{stdout}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.stderr.lock().expect("lock")
+    );
+    eprintln!("{stdout}");
+    assert_eq!(http(&server.http, "GET", "/v2/health/live", b"").0, 200, "still alive");
+}

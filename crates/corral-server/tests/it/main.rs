@@ -1,1 +1,144 @@
-//! x
+//! Property tests of the request decoders: whatever bytes arrive, the REST body decoder
+//! (JSON and binary) and the gRPC input decoder return a value or an error, never panic,
+//! and well-formed requests decode to exactly the tensors they carry.
+
+use corral_engine::{DataType, TensorData};
+use corral_server::{codec, grpc::pb};
+use proptest::prelude::*;
+use serde_json::json;
+
+const TYPES: [&str; 11] = ["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP32", "FP64", "BYTES", "FP16", "NOPE"];
+
+/// A JSON value that may or may not be what the protocol wants.
+fn any_json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(|b| json!(b)),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| json!(f)),
+        "[a-z_]{0,6}".prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            prop::collection::vec(("[a-z_]{1,6}", inner), 0..4)
+                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// An input entry built from protocol pieces in any combination.
+fn input_entry() -> impl Strategy<Value = serde_json::Value> {
+    (
+        prop::option::of("[a-z]{1,4}"),
+        prop::option::of(prop::sample::select(TYPES.to_vec())),
+        prop::option::of(prop::collection::vec(0u64..5, 0..4)),
+        prop::option::of(any_json()),
+        prop::option::of(0u64..64),
+    )
+        .prop_map(|(name, datatype, shape, data, binary)| {
+            let mut entry = serde_json::Map::new();
+            if let Some(n) = name {
+                entry.insert("name".into(), json!(n));
+            }
+            if let Some(d) = datatype {
+                entry.insert("datatype".into(), json!(d));
+            }
+            if let Some(s) = shape {
+                entry.insert("shape".into(), json!(s));
+            }
+            if let Some(d) = data {
+                entry.insert("data".into(), d);
+            }
+            if let Some(b) = binary {
+                entry.insert("parameters".into(), json!({ "binary_data_size": b }));
+            }
+            serde_json::Value::Object(entry)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), header in prop::option::of(0usize..300)) {
+        let _ = codec::decode(&body, header);
+    }
+
+    #[test]
+    fn protocol_shaped_bodies_never_panic(
+        inputs in prop::collection::vec(input_entry(), 0..4),
+        outputs in prop::option::of(any_json()),
+        tail in prop::collection::vec(any::<u8>(), 0..96),
+        binary_header in any::<bool>(),
+    ) {
+        let mut header = json!({ "inputs": inputs });
+        if let Some(outputs) = outputs {
+            header["outputs"] = outputs;
+        }
+        let mut body = serde_json::to_vec(&header).expect("serializes");
+        let header_len = binary_header.then_some(body.len());
+        body.extend_from_slice(&tail);
+        let _ = codec::decode(&body, header_len);
+    }
+
+    #[test]
+    fn well_formed_binary_and_json_requests_decode_exactly(
+        floats in prop::collection::vec(-1e6f32..1e6, 1..32),
+        ints in prop::collection::vec(any::<i64>(), 1..32),
+        as_binary in any::<bool>(),
+    ) {
+        let mut binary = Vec::new();
+        let mut entry = |name: &str, datatype: DataType, data: TensorData| {
+            let mut e = json!({ "name": name, "datatype": datatype.kserve_name(), "shape": [data.len()] });
+            if as_binary {
+                let bytes = data.to_le_bytes();
+                e["parameters"] = json!({ "binary_data_size": bytes.len() });
+                binary.extend_from_slice(&bytes);
+            } else {
+                e["data"] = match &data {
+                    TensorData::F32(v) => json!(v),
+                    TensorData::I64(v) => json!(v),
+                    _ => unreachable!(),
+                };
+            }
+            e
+        };
+        let a = entry("a", DataType::F32, TensorData::F32(floats.clone()));
+        let b = entry("b", DataType::I64, TensorData::I64(ints.clone()));
+        let mut body = serde_json::to_vec(&json!({ "inputs": [a, b] })).expect("serializes");
+        let header_len = as_binary.then_some(body.len());
+        body.extend_from_slice(&binary);
+        let request = codec::decode(&body, header_len).expect("well-formed");
+        prop_assert_eq!(&request.inputs[0].data, &TensorData::F32(floats));
+        prop_assert_eq!(&request.inputs[1].data, &TensorData::I64(ints));
+    }
+
+    #[test]
+    fn grpc_inputs_never_panic(
+        entries in prop::collection::vec(
+            ("[a-z]{0,3}", prop::sample::select(TYPES.to_vec()), prop::collection::vec(-2i64..6, 0..4),
+             prop::collection::vec(any::<f32>(), 0..8), prop::collection::vec(any::<i32>(), 0..8)),
+            0..4),
+        raw in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..4),
+        huge in any::<bool>(),
+    ) {
+        let inputs = entries
+            .into_iter()
+            .map(|(name, datatype, mut shape, fp32, int)| {
+                if huge {
+                    shape.push(i64::MAX);
+                }
+                pb::model_infer_request::InferInputTensor {
+                    name,
+                    datatype: datatype.to_owned(),
+                    shape,
+                    parameters: Default::default(),
+                    contents: Some(pb::InferTensorContents { fp32_contents: fp32, int_contents: int, ..Default::default() }),
+                }
+            })
+            .collect();
+        let request = pb::ModelInferRequest { inputs, raw_input_contents: raw, ..Default::default() };
+        let _ = corral_server::grpc::decode_inputs(&request);
+    }
+}
