@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# corral serve vs its ceiling (raw onnxruntime, one pinned process per CPU) and vs a Python
+# KServe server, with perf_analyzer over HTTP and gRPC at concurrency 1, 4 and 16, for
+# light_squeezenet and magika: one table. Optional argument: seconds per point (default 4).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup >/dev/null
+echo "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+exec .venv/bin/python bench/serve.py "$@"
