@@ -216,7 +216,7 @@ fn placement(config: &PlacementConfig) -> Result<Option<Where>, String> {
 }
 
 /// `<dir>/<highest numeric version>/<file>`.
-fn latest_version(dir: &Path, file: &str) -> Option<PathBuf> {
+pub fn latest_version(dir: &Path, file: &str) -> Option<PathBuf> {
     let versions = std::fs::read_dir(dir).ok()?;
     versions
         .filter_map(|e| e.ok())

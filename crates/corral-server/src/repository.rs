@@ -13,10 +13,7 @@
 //! repository (letters, digits, `_`, `-`, `.`; not starting with `.`), so a request can never
 //! make the server read outside it.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use corral_engine::{DataType, ModelSource};
 use corral_runtime::{ModelDef, Where, repository as toml_repository};
@@ -118,7 +115,7 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
     let def = if has_toml {
         toml_repository::read_model(&dir).map_err(invalid)?.ok_or_else(|| bad("no model file".to_owned()))?
     } else {
-        let path = latest_version(&dir, &file)
+        let path = toml_repository::latest_version(&dir, &file)
             .ok_or_else(|| bad(format!("no <version>/{file} found next to it (e.g. 1/{file})")))?;
         let k = parameter(&pbtxt, "corral.cores").map(|v| number(&v, "corral.cores")).transpose().map_err(bad)?;
         let k = k.unwrap_or(1) as usize;
@@ -133,17 +130,6 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
         config.platform = "corral_sim".to_owned();
     }
     Ok(RepoModel { def, config })
-}
-
-/// `<dir>/<highest numeric version>/<file>`.
-fn latest_version(dir: &Path, file: &str) -> Option<PathBuf> {
-    let versions = std::fs::read_dir(dir).ok()?;
-    versions
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|v| v.parse::<u64>().ok()).map(|v| (v, e.path().join(file))))
-        .filter(|(_, path)| path.is_file())
-        .max_by_key(|(v, _)| *v)
-        .map(|(_, path)| path)
 }
 
 fn number(text: &str, what: &str) -> Result<i64, String> {
@@ -213,7 +199,7 @@ fn from_pbtxt(config: &Message) -> Result<(ServeConfig, String), String> {
     let platform = text_of(config, "platform").unwrap_or_default();
     let backend = text_of(config, "backend").unwrap_or_default();
     let onnx = matches!(platform, "onnxruntime_onnx" | "onnx" | "") && matches!(backend, "onnxruntime" | "onnx" | "");
-    if !onnx || (platform.is_empty() && backend.is_empty() && config.get("platform").is_some()) {
+    if !onnx {
         return Err(format!(
             "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\" or backend \"onnxruntime\""
         ));

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, process::Command, sync::Arc};
 
-use corral_engine::{Engine, ModelSource, Prepared, SessionPlacement, TensorData};
+use corral_engine::{DataType, Engine, ModelSource, Prepared, SessionPlacement, TensorData};
 use corral_engine_ort::OrtEngine;
 
 fn engine() -> OrtEngine {
@@ -20,11 +20,12 @@ fn python() -> PathBuf {
 }
 
 fn raw(data: &TensorData) -> (Vec<u8>, &'static str) {
-    match data {
-        TensorData::F32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), "float32"),
-        TensorData::I32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), "int32"),
-        other => panic!("no raw form for {:?}", other.datatype()),
-    }
+    let numpy = match data.datatype() {
+        DataType::F32 => "float32",
+        DataType::I32 => "int32",
+        other => panic!("reference.py reads no {other}"),
+    };
+    (data.to_le_bytes(), numpy)
 }
 
 /// Runs `model` with corral and with Python's onnxruntime on the same inputs and compares.
