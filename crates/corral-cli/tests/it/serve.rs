@@ -21,17 +21,28 @@ fn site() -> PathBuf {
     corral_engine_ort::project_site_packages().expect("./scripts/setup creates .venv")
 }
 
+/// `dir/model/1/model.onnx`, copied from `from`.
+fn put_onnx(dir: &Path, model: &str, from: PathBuf) {
+    std::fs::create_dir_all(dir.join(model).join("1")).expect("mkdir");
+    std::fs::copy(from, dir.join(model).join("1/model.onnx")).expect("copy");
+}
+
+/// A simulated model `x -> y` (FP32 [1]) taking `latency_ms`.
+fn put_sim(dir: &Path, model: &str, latency_ms: u32) {
+    std::fs::create_dir_all(dir.join(model)).expect("mkdir");
+    let config = format!(
+        "platform = \"sim\"\n[sim]\nlatency_ms = {latency_ms}\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n"
+    );
+    std::fs::write(dir.join(model).join("config.toml"), config).expect("toml");
+}
+
 /// A repository with a Triton layout (squeezenet with config.pbtxt, 2 instances), bare
 /// models (magika, add), a slow simulated model, and a broken one.
 fn repository() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
-    let put = |model: &str, from: PathBuf| {
-        std::fs::create_dir_all(dir.path().join(model).join("1")).expect("mkdir");
-        std::fs::copy(from, dir.path().join(model).join("1/model.onnx")).expect("copy");
-    };
-    put("squeezenet", site().join("onnx/backend/test/data/light/light_squeezenet.onnx"));
-    put("magika", site().join("magika/models/standard_v3_3/model.onnx"));
-    put("add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    put_onnx(dir.path(), "squeezenet", site().join("onnx/backend/test/data/light/light_squeezenet.onnx"));
+    put_onnx(dir.path(), "magika", site().join("magika/models/standard_v3_3/model.onnx"));
+    put_onnx(dir.path(), "add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
     std::fs::write(
         dir.path().join("squeezenet/config.pbtxt"),
         r#"name: "squeezenet"
@@ -43,12 +54,7 @@ instance_group [ { count: 2, kind: KIND_CPU } ]
 "#,
     )
     .expect("pbtxt");
-    std::fs::create_dir_all(dir.path().join("slow")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("slow/config.toml"),
-        "platform = \"sim\"\n[sim]\nlatency_ms = 400\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n",
-    )
-    .expect("toml");
+    put_sim(dir.path(), "slow", 400);
     std::fs::create_dir_all(dir.path().join("broken/1")).expect("mkdir");
     std::fs::write(dir.path().join("broken/1/model.onnx"), b"not a model").expect("broken");
     dir
@@ -98,6 +104,20 @@ impl Server {
 
     fn port(address: &str) -> &str {
         address.rsplit(':').next().expect("host:port")
+    }
+
+    /// Runs a client script of `tests/it` from `.venv-clients`, which must print `done`.
+    fn run_client(&self, script: &str, args: &[&str], done: &str) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it").join(script);
+        let output = Command::new(python(".venv-clients")).arg(script).args(args).output().expect("python runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success() && stdout.contains(done),
+            "{stdout}\n{}\nserver:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.stderr.lock().expect("lock")
+        );
+        stdout
     }
 
     /// Waits until `/v2/health/ready` answers 200.
@@ -158,20 +178,12 @@ fn tritonclient_and_kserve_clients_get_onnxruntime_answers() {
             "65536",
         ],
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/serve_clients.py");
     let magika = site().join("magika/models/standard_v3_3/model.onnx");
-    let output = Command::new(python(".venv-clients"))
-        .arg(script)
-        .args([Server::port(&server.http), Server::port(&server.grpc), Server::port(&server.metrics)])
-        .arg(magika)
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "{stdout}\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.stderr.lock().expect("lock")
+    let ports = [Server::port(&server.http), Server::port(&server.grpc), Server::port(&server.metrics)];
+    server.run_client(
+        "serve_clients.py",
+        &[&ports[..], &[magika.to_str().expect("utf-8")]].concat(),
+        "all checks passed",
     );
 }
 
@@ -236,19 +248,9 @@ fn traffic_survives_reloads_and_metrics_match_the_clients() {
     let host = Host::new();
     let dir = tempfile::tempdir().expect("dir");
     for model in ["add", "flip"] {
-        std::fs::create_dir_all(dir.path().join(model).join("1")).expect("mkdir");
-        std::fs::copy(
-            site().join("onnx/backend/test/data/node/test_add/model.onnx"),
-            dir.path().join(model).join("1/model.onnx"),
-        )
-        .expect("copy");
+        put_onnx(dir.path(), model, site().join("onnx/backend/test/data/node/test_add/model.onnx"));
     }
-    std::fs::create_dir_all(dir.path().join("tick")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("tick/config.toml"),
-        "platform = \"sim\"\n[sim]\nlatency_ms = 1\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n",
-    )
-    .expect("toml");
+    put_sim(dir.path(), "tick", 1);
     let server = Server::start(
         &host,
         dir.path(),
@@ -258,19 +260,8 @@ fn traffic_survives_reloads_and_metrics_match_the_clients() {
             .collect::<Vec<_>>(),
     );
     server.wait_ready();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/serve_traffic.py");
-    let output = Command::new(python(".venv-clients"))
-        .arg(script)
-        .args([Server::port(&server.http), Server::port(&server.metrics), "3000"])
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("traffic checks passed"),
-        "{stdout}\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.stderr.lock().expect("lock")
-    );
+    let args = [Server::port(&server.http), Server::port(&server.metrics), "3000"];
+    let stdout = server.run_client("serve_traffic.py", &args, "traffic checks passed");
     eprintln!("{stdout}");
     assert_eq!(http(&server.http, "GET", "/v2/health/live", b"").0, 200, "still alive");
 }
