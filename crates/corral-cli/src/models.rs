@@ -1,6 +1,6 @@
-//! Shared by `plan`, `bench` and `demo`: reading a repository (reporting bad models and going
-//! on with the rest) and starting a runtime with the ONNX engine chosen (ONNX Runtime, else
-//! tract).
+//! Shared by `plan`, `bench`, `demo` and `serve`: reading a repository (reporting bad models
+//! and going on with the rest) and starting a runtime with the ONNX engine `corral-onnx`
+//! chooses (ONNX Runtime, else tract).
 
 use std::{path::Path, sync::Arc};
 
@@ -24,39 +24,13 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<ModelDef>> {
     Ok(models)
 }
 
-/// Chooses the ONNX engine: `CORRAL_ONNX_ENGINE` = `onnxruntime` | `tract` | `auto` (the
-/// default: ONNX Runtime when it can be found, else tract with a one-line notice).
-pub const ONNX_ENGINE_ENV: &str = "CORRAL_ONNX_ENGINE";
-
-/// The ONNX engine the environment asks for, by the rules of [`ONNX_ENGINE_ENV`].
+/// The ONNX engine `corral_onnx` chooses from the environment; its notice goes to stderr.
 pub fn onnx_engine(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Arc<dyn corral_engine::Engine>> {
-    let wanted = lookup(ONNX_ENGINE_ENV).unwrap_or_default();
-    let tract = || Arc::new(corral_engine_tract::TractEngine::new()) as Arc<dyn corral_engine::Engine>;
-    match wanted.trim() {
-        "tract" => Ok(tract()),
-        "onnxruntime" | "ort" => {
-            let engine = corral_engine_ort::OrtEngine::load(lookup).context("CORRAL_ONNX_ENGINE=onnxruntime")?;
-            tracing::info!(library = %engine.library().display(), "ONNX Runtime");
-            Ok(Arc::new(engine))
-        }
-        "" | "auto" => match corral_engine_ort::OrtEngine::load(lookup) {
-            Ok(engine) => {
-                tracing::info!(library = %engine.library().display(), "ONNX Runtime");
-                Ok(Arc::new(engine))
-            }
-            Err(error) => {
-                let first = error.to_string();
-                let first = first.lines().next().unwrap_or_default();
-                eprintln!(
-                    "notice: using tract (pure Rust, 1.2x to 5x slower): {first}; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime"
-                );
-                Ok(tract())
-            }
-        },
-        other => anyhow::bail!(
-            "{ONNX_ENGINE_ENV}={other} is not an engine\nhint: use onnxruntime, tract or auto (the default)"
-        ),
+    let choice = corral_onnx::onnx_engine(lookup)?;
+    if let Some(notice) = choice.notice {
+        eprintln!("notice: {notice}");
     }
+    Ok(choice.engine)
 }
 
 /// A runtime on the cores the flags and environment ask for, with the ONNX engine

@@ -166,6 +166,13 @@ impl Lease {
         }
     }
 
+    /// The descriptors whose `flock`s hold this lease. A forked child shares them (and so
+    /// keeps the cores held after the parent ends) until it closes its copies; closing them
+    /// in the child leaves the parent's locks in place.
+    pub fn lock_fds(&self) -> Vec<RawFd> {
+        self.files.iter().map(|s| s.file.as_raw_fd()).collect()
+    }
+
     /// Prepares `command` to inherit this lease: the descriptors survive `exec` and
     /// `CORRAL_LEASE` names them (see the module docs).
     pub fn hand_down(&self, command: &mut Command) {
@@ -176,7 +183,7 @@ impl Lease {
             slots: self.files.iter().map(|s| (s.name.clone(), s.file.as_raw_fd())).collect(),
         };
         command.env(LEASE_ENV, serde_json::to_string(&ticket).expect("a ticket always serializes"));
-        let fds: Vec<RawFd> = self.files.iter().map(|s| s.file.as_raw_fd()).collect();
+        let fds = self.lock_fds();
         // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which
         // is async-signal-safe; it allocates nothing (`fds` was built before the fork).
         unsafe {

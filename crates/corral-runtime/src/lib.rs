@@ -303,6 +303,12 @@ impl Runtime {
         self.inner.exec_timeout
     }
 
+    /// The descriptors that hold this process's cores (see `corral_cores::Lease::lock_fds`):
+    /// a forked child closes its copies so that it never keeps the parent's cores.
+    pub fn lock_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.inner.lease.lock_fds()
+    }
+
     /// Loads a model: places it (explicit placement, else this thread's context, else the
     /// least-used cores), prepares it once, and starts one worker per instance. Nothing
     /// already loaded is disturbed when it fails.
@@ -320,6 +326,49 @@ impl Runtime {
                 .place(&def.name, def.cores_per_instance, at)
                 .map_err(|source| LoadError::Placement { model: def.name.clone(), source })?
         };
+        let model = self.start(&def, &placement)?;
+        let mut loaded = lock(&inner.loaded);
+        loaded.layout.commit(&placement);
+        loaded.models.insert(def.name.clone(), model.clone());
+        self.publish(&loaded);
+        tracing::info!(model = %def.name, instances = ?placement.instances, "loaded");
+        Ok(model)
+    }
+
+    /// Loads `def` beside the loaded model of the same name and gives the name to it: the new
+    /// instances are placed as if the old ones were gone (sharing their cores, and counting
+    /// switches, while both exist), started, and only then made the model of that name. The
+    /// old model keeps answering calls until the returned [`Replacement`] is dropped, which
+    /// drains and stops it, so a caller holding the old handle switches to the new one first.
+    /// When anything fails, the old model stays loaded and untouched.
+    pub fn replace(&self, def: ModelDef) -> Result<Replacement, LoadError> {
+        let inner = &self.inner;
+        let _one_load_at_a_time = lock(&inner.load_lock);
+        let at = def.placement.or_else(context::current).unwrap_or_default();
+        let placement = {
+            let loaded = lock(&inner.loaded);
+            if !loaded.models.contains_key(&def.name) {
+                return Err(LoadError::NotFound { name: def.name });
+            }
+            let mut without_old = loaded.layout.clone();
+            without_old.remove(&def.name);
+            without_old
+                .place(&def.name, def.cores_per_instance, at)
+                .map_err(|source| LoadError::Placement { model: def.name.clone(), source })?
+        };
+        let model = self.start(&def, &placement)?;
+        let mut loaded = lock(&inner.loaded);
+        loaded.layout.remove(&def.name);
+        loaded.layout.commit(&placement);
+        let old = loaded.models.insert(def.name.clone(), model.clone()).expect("load_lock kept the old model loaded");
+        self.publish(&loaded);
+        tracing::info!(model = %def.name, instances = ?placement.instances, "replaced");
+        Ok(Replacement { model, old })
+    }
+
+    /// Prepares `def` and starts one worker per instance of `placement`.
+    fn start(&self, def: &ModelDef, placement: &corral_placement::Placement) -> Result<Model, LoadError> {
+        let inner = &self.inner;
         let engine: Arc<dyn Engine> = match &def.source {
             ModelSource::Sim(_) => Arc::new(SimEngine),
             ModelSource::Onnx(_) => {
@@ -362,7 +411,7 @@ impl Runtime {
         if let Some(warning) = &warning {
             tracing::warn!("{warning}");
         }
-        let model = Model {
+        Ok(Model {
             inner: Arc::new(ModelInner {
                 name: def.name.clone(),
                 cores_per_instance: def.cores_per_instance,
@@ -374,13 +423,7 @@ impl Runtime {
                 warning,
                 exec_timeout: inner.exec_timeout,
             }),
-        };
-        let mut loaded = lock(&inner.loaded);
-        loaded.layout.commit(&placement);
-        loaded.models.insert(def.name.clone(), model.clone());
-        self.publish(&loaded);
-        tracing::info!(model = %def.name, instances = ?placement.instances, "loaded");
-        Ok(model)
+        })
     }
 
     /// Unloads a model: new calls fail at once, calls already accepted complete first.
@@ -467,6 +510,20 @@ impl Drop for Inner {
         for model in models {
             model.inner.close_and_join();
         }
+    }
+}
+
+/// What [`Runtime::replace`] gives: the new model, and the old one, which keeps answering
+/// calls made through its handles until this is dropped; dropping it drains and stops it.
+#[must_use = "dropping the replacement at once stops the old model before its callers move to the new one"]
+pub struct Replacement {
+    pub model: Model,
+    old: Model,
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        self.old.inner.close_and_join();
     }
 }
 

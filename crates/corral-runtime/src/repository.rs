@@ -1,6 +1,8 @@
-//! Model repositories in Triton's layout with corral's `config.toml`:
-//! `REPO/<name>/config.toml` and `REPO/<name>/<version>/model.onnx` (the highest numeric
-//! version). A single `.onnx` file is accepted wherever a repository is.
+//! Model repositories in Triton's layout: `REPO/<name>/<version>/model.onnx` (the highest
+//! numeric version) with corral's `config.toml` or Triton's `config.pbtxt` beside the
+//! versions. A single `.onnx` file is accepted wherever a repository is. The runtime, the
+//! server and the Python package all read model folders here, so a folder means the same
+//! thing to each.
 //!
 //! ```toml
 //! platform = "onnx"        # or "sim"
@@ -22,7 +24,16 @@
 //! shape = [1, 1000]
 //! ```
 //!
+//! From `config.pbtxt` (protobuf text, [`pbtxt`]) this module reads what places and finds the
+//! model: `platform`/`backend` (ONNX only), `default_model_filename`, `instance_group`
+//! (`count` replicas of K cores each) and `parameters` with keys `corral.cores` (K),
+//! `corral.start`, `corral.count` (a number or `all`) and `corral.group`. The server reads
+//! Triton's serving fields (batching, declared tensors) from the same parsed file. When both
+//! files exist, the model and its placement come from `config.toml`.
+//!
 //! A bad model gets an error naming its file and what is wrong; the other models still load.
+
+pub mod pbtxt;
 
 use std::{
     path::{Path, PathBuf},
@@ -33,6 +44,7 @@ use corral_engine::{DataType, ModelSource, SimModel, TensorSpec};
 use corral_placement::Where;
 use serde::Deserialize;
 
+use self::pbtxt::{Message, Value, number};
 use crate::ModelDef;
 
 #[derive(Debug, thiserror::Error)]
@@ -119,8 +131,124 @@ pub fn read(path: &Path) -> Result<(Vec<ModelDef>, Vec<RepositoryError>), Reposi
     Ok((models, errors))
 }
 
+/// One model folder as read: what the runtime loads, and the folder's parsed `config.pbtxt`
+/// when it has one (the server reads Triton's serving fields from it).
+#[derive(Clone, Debug)]
+pub struct ModelFolder {
+    pub def: ModelDef,
+    pub pbtxt: Option<Message>,
+}
+
 /// Reads one model folder; `Ok(None)` for a folder that holds no model at all.
 pub fn read_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
+    Ok(read_folder(dir)?.map(|folder| folder.def))
+}
+
+/// Reads one model folder with its `config.pbtxt`; `Ok(None)` for a folder that holds no model.
+pub fn read_folder(dir: &Path) -> Result<Option<ModelFolder>, RepositoryError> {
+    let pbtxt_path = dir.join("config.pbtxt");
+    let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
+    let pbtxt = match std::fs::read_to_string(&pbtxt_path) {
+        Ok(text) => Some(pbtxt::parse(&text).map_err(|e| bad(e.to_string()))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let def = match &pbtxt {
+        Some(config) => {
+            let file = pbtxt_model_file(config).map_err(bad)?;
+            if dir.join("config.toml").is_file() {
+                read_toml_model(dir)?.ok_or_else(|| bad("no model file".to_owned()))?
+            } else {
+                pbtxt_model(dir, config, &file).map_err(bad)?
+            }
+        }
+        None => match read_toml_model(dir)? {
+            Some(def) => def,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(ModelFolder { def, pbtxt }))
+}
+
+/// The model file a `config.pbtxt` names (`default_model_filename`, else `model.onnx`), after
+/// checking that its platform is one corral runs.
+fn pbtxt_model_file(config: &Message) -> Result<String, String> {
+    let platform = config.text("platform").unwrap_or_default();
+    let backend = config.text("backend").unwrap_or_default();
+    let onnx = matches!(platform, "onnxruntime_onnx" | "onnx" | "") && matches!(backend, "onnxruntime" | "onnx" | "");
+    if !onnx {
+        return Err(format!(
+            "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\" or backend \"onnxruntime\""
+        ));
+    }
+    let file = config.text("default_model_filename").unwrap_or("model.onnx").to_owned();
+    if file.contains('/') || file.starts_with('.') {
+        return Err(format!("default_model_filename `{file}` must be a plain file name"));
+    }
+    Ok(file)
+}
+
+fn pbtxt_model(dir: &Path, config: &Message, file: &str) -> Result<ModelDef, String> {
+    let path =
+        latest_version(dir, file).ok_or_else(|| format!("no <version>/{file} found next to it (e.g. 1/{file})"))?;
+    let k = config.parameter("corral.cores").map(|v| number(v, "corral.cores")).transpose()?.unwrap_or(1);
+    if k < 1 {
+        return Err(format!("corral.cores = {k}: a model needs at least 1 core per instance"));
+    }
+    let k = k as usize;
+    let replicas = pbtxt_replicas(config)?;
+    let placement = pbtxt_placement(config, k, replicas)?;
+    let name = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    Ok(ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement })
+}
+
+/// The replicas `instance_group { count }` asks for, summed over groups.
+fn pbtxt_replicas(config: &Message) -> Result<Option<usize>, String> {
+    let mut total = None;
+    for group in config.all("instance_group") {
+        let Value::Message(group) = group else { return Err("instance_group must be a message".to_owned()) };
+        let count = group.text("count").map(|c| number(c, "instance_group count")).transpose()?.unwrap_or(1);
+        if count < 1 {
+            return Err(format!("instance_group count {count} is not valid; use 1 or more"));
+        }
+        if let Some(kind) = group.text("kind")
+            && !matches!(kind, "KIND_CPU" | "KIND_AUTO" | "KIND_MODEL")
+        {
+            return Err(format!("instance_group kind {kind} is not served by corral; use KIND_CPU"));
+        }
+        *total.get_or_insert(0) += count as usize;
+    }
+    Ok(total)
+}
+
+fn pbtxt_placement(config: &Message, k: usize, replicas: Option<usize>) -> Result<Option<Where>, String> {
+    let start = config.parameter("corral.start").map(|s| number(s, "corral.start")).transpose()?;
+    let count = config.parameter("corral.count");
+    let group = config.parameter("corral.group").map(|s| number(s, "corral.group")).transpose()?;
+    if group.is_some() && (start.is_some() || count.is_some()) {
+        return Err("corral.group cannot be combined with corral.start or corral.count".to_owned());
+    }
+    if let Some(group) = group {
+        return Ok(Some(Where::Group(group.max(0) as usize)));
+    }
+    let count = match count {
+        Some("all") if start.is_none() => return Ok(Some(Where::Multicore)),
+        Some("all") => return Err("corral.count = all cannot be combined with corral.start".to_owned()),
+        Some(text) => Some(number(text, "corral.count")?),
+        // instance_group count N: N replicas of K cores each.
+        None => replicas.map(|n| (n * k) as i64),
+    };
+    if start.is_some_and(|s| s < 0) || count.is_some_and(|c| c < 1) {
+        return Err("corral.start must be 0 or more and corral.count 1 or more".to_owned());
+    }
+    Ok(match (start, count) {
+        (None, None) => None,
+        (start, count) => Some(Where::Cores { start: start.map(|s| s as usize), count: count.map(|c| c as usize) }),
+    })
+}
+
+/// A folder read by its `config.toml` (or by its `<version>/model.onnx` alone).
+fn read_toml_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
     let name = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
     let config_path = dir.join("config.toml");
     let bad = |path: &Path, reason: String| RepositoryError::Model { path: path.to_owned(), reason };

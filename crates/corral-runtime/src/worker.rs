@@ -237,6 +237,26 @@ impl Reply {
             state = self.slot.ready.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
+
+    /// Blocks at most `timeout`; gives the reply back when no answer came in time, so the
+    /// caller can do something else (look for a signal) and wait again.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Result<Inference, InferError>, Reply> {
+        spin_until(|| self.slot.answered.load(Ordering::Acquire));
+        let deadline = Instant::now() + timeout;
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(result) = state.answer.take() {
+                return Ok(result);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(state);
+                return Err(self);
+            }
+            state.sleeping = true;
+            state = self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
 }
 
 impl Future for Reply {

@@ -13,7 +13,6 @@ pub mod codec;
 pub mod grpc;
 mod metadata;
 pub mod metrics;
-pub mod pbtxt;
 pub mod repository;
 mod rest;
 mod state;

@@ -11,7 +11,9 @@ use std::{
 };
 
 use corral_engine::{DataType, Tensor, TensorData};
-use corral_runtime::{CoreSpan, InferError, ModelDef, RuntimeSettings, Where, cores_context, multicore_context};
+use corral_runtime::{
+    CoreSpan, InferError, LoadError, ModelDef, RuntimeSettings, Where, cores_context, multicore_context,
+};
 use proptest::prelude::*;
 
 use super::{input, runtime, runtime_with, sim};
@@ -104,6 +106,54 @@ fn unloading_finishes_accepted_calls_and_refuses_new_ones() {
     assert!(runtime.unload("m").is_err());
     let again = runtime.load(ModelDef::sim("m", sim(0, 0))).expect("load again");
     again.infer(input()).expect("serves again");
+}
+
+#[test]
+fn replace_serves_from_the_old_model_until_the_new_one_is_ready() {
+    let (_dir, runtime) = runtime("sim:4", None, None);
+    let old =
+        runtime.load(ModelDef::sim("m", sim(20, 0)).at(Where::Cores { start: Some(0), count: None })).expect("load");
+    let accepted: Vec<_> = (0..3).map(|_| old.submit(input()).expect("queued")).collect();
+    let moved = ModelDef::sim("m", sim(0, 0)).at(Where::Cores { start: Some(2), count: Some(2) });
+    let replacement = runtime.replace(moved).expect("replace");
+    assert_eq!(replacement.model.instances(), [CoreSpan::new(2, 1), CoreSpan::new(3, 1)]);
+    assert!(replacement.model.warning().is_none(), "placed as if the old model were gone");
+    assert_eq!(runtime.model("m").expect("loaded").instances(), replacement.model.instances());
+    assert_eq!(runtime.layout().placed().len(), 2, "only the new instances are in the layout");
+    old.infer(input()).expect("the old handle still answers until the replacement is dropped");
+    let new = replacement.model.clone();
+    drop(replacement);
+    for reply in accepted {
+        reply.wait().expect("accepted calls complete");
+    }
+    assert!(matches!(old.infer(input()), Err(InferError::Unloaded { .. })));
+    new.infer(input()).expect("the new one serves");
+
+    // A replacement that cannot be placed leaves the model as it was.
+    let too_wide = ModelDef::sim("m", sim(0, 0)).cores(8);
+    assert!(matches!(runtime.replace(too_wide), Err(LoadError::Placement { .. })));
+    assert!(matches!(runtime.replace(ModelDef::sim("other", sim(0, 0))), Err(LoadError::NotFound { .. })));
+    assert_eq!(runtime.model("m").expect("still loaded").instances(), new.instances());
+    new.infer(input()).expect("still serves");
+}
+
+#[test]
+fn a_reply_can_be_waited_on_in_slices() {
+    let (_dir, runtime) = runtime("sim:1", None, None);
+    let model = runtime.load(ModelDef::sim("m", sim(200, 0))).expect("load");
+    let mut reply = model.submit(input()).expect("queued");
+    let mut slices = 0;
+    let answer = loop {
+        match reply.wait_timeout(Duration::from_millis(10)) {
+            Ok(answer) => break answer,
+            Err(pending) => {
+                slices += 1;
+                reply = pending;
+            }
+        }
+    };
+    answer.expect("answered");
+    assert!(slices >= 2, "a 200 ms call is not answered within the first 10 ms slices ({slices})");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! fields, `name { ... }` messages (the colon optional), `name: [a, b]` lists, `#` comments,
 //! quoted strings, numbers and enum words, with `,` or `;` allowed between fields.
 //!
-//! It builds a schema-less tree ([`Message`]); `repository` reads the fields it knows from it
-//! and reports the position of anything malformed.
+//! It builds a schema-less tree ([`Message`]); the repository readers (the runtime's for
+//! placement, the server's for Triton's serving fields) read the fields they know from it,
+//! and a malformed file is reported with its line and column.
 
 use std::fmt;
 
@@ -37,6 +38,27 @@ impl Message {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.fields.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+
+    /// The text of the last string, number or word `name`.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(Value::text)
+    }
+
+    /// `parameters { key: "k" value { string_value: "v" } }`: the string value of key `key`.
+    pub fn parameter(&self, key: &str) -> Option<&str> {
+        self.all("parameters").find_map(|p| match p {
+            Value::Message(p) if p.text("key") == Some(key) => match p.get("value") {
+                Some(Value::Message(v)) => v.text("string_value"),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+}
+
+/// A whole number written in a field; the error names the field.
+pub fn number(text: &str, what: &str) -> Result<i64, String> {
+    text.parse().map_err(|_| format!("{what}: `{text}` is not a whole number"))
 }
 
 impl Value {

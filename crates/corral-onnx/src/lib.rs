@@ -1,0 +1,88 @@
+//! Which engine runs ONNX models, decided once per process the same way for every front end
+//! (the `corral` binary, `corral serve`, the Python package, any Rust embedder).
+//!
+//! `CORRAL_ONNX_ENGINE` = `onnxruntime` | `tract` | `auto` (the default):
+//! - `onnxruntime` (or `ort`): ONNX Runtime, found as `corral_engine_ort::find_library` says
+//!   (`ORT_DYLIB_PATH`, an installed `onnxruntime` Python package, the project's `.venv`);
+//!   an error when it cannot be found.
+//! - `tract`: the pure-Rust engine (1.2x to 5x slower, no library needed).
+//! - `auto`: ONNX Runtime when found, else tract with a one-line [`Choice::notice`] saying
+//!   how to get ONNX Runtime. The caller shows the notice (stderr, a Python warning).
+
+use std::sync::Arc;
+
+use corral_engine::Engine;
+pub use corral_engine_ort::DYLIB_ENV;
+use corral_engine_ort::{OrtEngine, OrtLoadError};
+use corral_engine_tract::TractEngine;
+
+/// Chooses the ONNX engine.
+pub const ONNX_ENGINE_ENV: &str = "CORRAL_ONNX_ENGINE";
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum OnnxEngineError {
+    #[error("{ONNX_ENGINE_ENV}={0} is not an engine\nhint: use onnxruntime, tract or auto (the default)")]
+    Unknown(String),
+    #[error("{ONNX_ENGINE_ENV}=onnxruntime: {0}")]
+    OrtMissing(#[source] OrtLoadError),
+}
+
+/// The engine chosen, and what the user should be told about the choice.
+pub struct Choice {
+    pub engine: Arc<dyn Engine>,
+    /// Set when `auto` fell back to tract: one line, for stderr or a warning.
+    pub notice: Option<String>,
+}
+
+/// The ONNX engine that `lookup` (the environment, or a caller's view of it) asks for.
+pub fn onnx_engine(lookup: impl Fn(&str) -> Option<String>) -> Result<Choice, OnnxEngineError> {
+    let wanted = lookup(ONNX_ENGINE_ENV).unwrap_or_default();
+    let chosen = |engine: Arc<dyn Engine>| Choice { engine, notice: None };
+    match wanted.trim() {
+        "tract" => Ok(chosen(Arc::new(TractEngine::new()))),
+        "onnxruntime" | "ort" => Ok(chosen(ort(lookup).map_err(OnnxEngineError::OrtMissing)?)),
+        "" | "auto" => Ok(match ort(lookup) {
+            Ok(engine) => chosen(engine),
+            Err(error) => {
+                let reason = error.to_string();
+                let reason = reason.lines().next().unwrap_or_default();
+                Choice {
+                    engine: Arc::new(TractEngine::new()),
+                    notice: Some(format!(
+                        "using tract (pure Rust, 1.2x to 5x slower): {reason}; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime"
+                    )),
+                }
+            }
+        }),
+        other => Err(OnnxEngineError::Unknown(other.to_owned())),
+    }
+}
+
+fn ort(lookup: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Engine>, OrtLoadError> {
+    let engine = OrtEngine::load(lookup)?;
+    tracing::info!(library = %engine.library().display(), "ONNX Runtime");
+    Ok(Arc::new(engine))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_engine_is_named() {
+        let lookup = |name: &str| (name == ONNX_ENGINE_ENV).then(|| "tensorrt".to_owned());
+        let error = onnx_engine(lookup).err().expect("tensorrt is not an engine");
+        assert_eq!(
+            error.to_string(),
+            "CORRAL_ONNX_ENGINE=tensorrt is not an engine\nhint: use onnxruntime, tract or auto (the default)"
+        );
+    }
+
+    #[test]
+    fn tract_needs_no_library() {
+        let lookup = |name: &str| (name == ONNX_ENGINE_ENV).then(|| " tract ".to_owned());
+        let choice = onnx_engine(lookup).expect("tract is built in");
+        assert_eq!(choice.engine.name(), "tract");
+        assert!(choice.notice.is_none());
+    }
+}
