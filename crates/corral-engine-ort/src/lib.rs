@@ -18,7 +18,7 @@ use std::{
 };
 
 use corral_engine::{
-    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec,
+    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec, TensorView,
 };
 use ort::{
     session::{Session as OrtSession, SessionInputValue, builder::GraphOptimizationLevel},
@@ -266,15 +266,15 @@ impl Session for OrtInstance {
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for input in inputs {
             let shape = &input.shape;
-            let value = match &input.data {
-                TensorData::Bool(v) => view(shape, v)?,
-                TensorData::U8(v) => view(shape, v)?,
-                TensorData::I8(v) => view(shape, v)?,
-                TensorData::I16(v) => view(shape, v)?,
-                TensorData::I32(v) => view(shape, v)?,
-                TensorData::I64(v) => view(shape, v)?,
-                TensorData::F32(v) => view(shape, v)?,
-                TensorData::F64(v) => view(shape, v)?,
+            let value = match input.data.view() {
+                TensorView::Bool(v) => view(shape, v)?,
+                TensorView::U8(v) => view(shape, v)?,
+                TensorView::I8(v) => view(shape, v)?,
+                TensorView::I16(v) => view(shape, v)?,
+                TensorView::I32(v) => view(shape, v)?,
+                TensorView::I64(v) => view(shape, v)?,
+                TensorView::F32(v) => view(shape, v)?,
+                TensorView::F64(v) => view(shape, v)?,
             };
             values.push((input.name.clone(), value));
         }

@@ -21,7 +21,7 @@ use std::{
 };
 
 use corral_engine::{
-    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec,
+    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec, TensorView,
 };
 use tract_onnx::prelude::{
     Datum, DatumType, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, OutletId, SimplePlan,
@@ -301,15 +301,15 @@ fn tract_tensor<T: Datum + Copy>(shape: &[usize], data: &[T]) -> Result<TValue, 
 
 fn to_tract(input: &Tensor) -> Result<TValue, EngineError> {
     let shape = &input.shape;
-    match &input.data {
-        TensorData::Bool(v) => tract_tensor(shape, v),
-        TensorData::U8(v) => tract_tensor(shape, v),
-        TensorData::I8(v) => tract_tensor(shape, v),
-        TensorData::I16(v) => tract_tensor(shape, v),
-        TensorData::I32(v) => tract_tensor(shape, v),
-        TensorData::I64(v) => tract_tensor(shape, v),
-        TensorData::F32(v) => tract_tensor(shape, v),
-        TensorData::F64(v) => tract_tensor(shape, v),
+    match input.data.view() {
+        TensorView::Bool(v) => tract_tensor(shape, v),
+        TensorView::U8(v) => tract_tensor(shape, v),
+        TensorView::I8(v) => tract_tensor(shape, v),
+        TensorView::I16(v) => tract_tensor(shape, v),
+        TensorView::I32(v) => tract_tensor(shape, v),
+        TensorView::I64(v) => tract_tensor(shape, v),
+        TensorView::F32(v) => tract_tensor(shape, v),
+        TensorView::F64(v) => tract_tensor(shape, v),
     }
 }
 

@@ -11,7 +11,10 @@ mod tensor;
 use std::{path::PathBuf, sync::Arc};
 
 pub use sim::{SimEngine, SimModel};
-pub use tensor::{DataType, InputError, Tensor, TensorData, TensorSpec, sample_inputs, validate_inputs};
+pub use tensor::{
+    DataType, Element, InputError, SharedData, Tensor, TensorData, TensorSpec, TensorView, sample_inputs,
+    validate_inputs,
+};
 
 /// Where one instance's session runs: for each of its K cores, the host CPUs behind it
 /// (empty on simulated devices).

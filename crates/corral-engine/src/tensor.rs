@@ -83,33 +83,134 @@ pub enum TensorData {
     I64(Vec<i64>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// Elements read in place from a buffer something else owns (a caller's numpy array).
+    Shared(SharedData),
 }
 
-impl TensorData {
+/// A borrowed look at a tensor's elements, whatever holds them: what engines read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TensorView<'a> {
+    Bool(&'a [bool]),
+    U8(&'a [u8]),
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+/// An element type a tensor can hold.
+pub trait Element: Copy + Send + Sync + 'static {
+    fn view(elements: &[Self]) -> TensorView<'_>;
+}
+
+macro_rules! element {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Element for $t {
+            fn view(elements: &[$t]) -> TensorView<'_> {
+                TensorView::$variant(elements)
+            }
+        }
+    )*};
+}
+element!(bool => Bool, u8 => U8, i8 => I8, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64);
+
+/// Elements that live in a buffer kept alive by `owner` (say, a numpy array), so a caller's
+/// input reaches the engine without a copy. Cloning shares the buffer.
+#[derive(Clone)]
+pub struct SharedData {
+    /// Valid while `_owner` lives (see [`SharedData::new`]).
+    view: TensorView<'static>,
+    /// Never read: holding it keeps the buffer alive.
+    _owner: std::sync::Arc<dyn Send + Sync>,
+}
+
+impl SharedData {
+    /// Elements at `elements`, kept alive by `owner`.
+    ///
+    /// # Safety
+    ///
+    /// `elements` must stay valid, and unwritten, for as long as `owner` (and so any clone of
+    /// the result) lives.
+    pub unsafe fn new<T: Element>(elements: &[T], owner: std::sync::Arc<dyn Send + Sync>) -> SharedData {
+        // SAFETY: the caller keeps the buffer valid and unwritten while `owner` lives, and
+        // `view` never hands out the slice for longer than a borrow of this value.
+        let elements: &'static [T] = unsafe { std::slice::from_raw_parts(elements.as_ptr(), elements.len()) };
+        SharedData { view: T::view(elements), _owner: owner }
+    }
+
+    pub fn view(&self) -> TensorView<'_> {
+        self.view
+    }
+}
+
+impl fmt::Debug for SharedData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedData").field(&self.view).finish()
+    }
+}
+
+impl PartialEq for SharedData {
+    fn eq(&self, other: &SharedData) -> bool {
+        self.view == other.view
+    }
+}
+
+impl TensorView<'_> {
     pub fn datatype(&self) -> DataType {
         match self {
-            TensorData::Bool(_) => DataType::Bool,
-            TensorData::U8(_) => DataType::U8,
-            TensorData::I8(_) => DataType::I8,
-            TensorData::I16(_) => DataType::I16,
-            TensorData::I32(_) => DataType::I32,
-            TensorData::I64(_) => DataType::I64,
-            TensorData::F32(_) => DataType::F32,
-            TensorData::F64(_) => DataType::F64,
+            TensorView::Bool(_) => DataType::Bool,
+            TensorView::U8(_) => DataType::U8,
+            TensorView::I8(_) => DataType::I8,
+            TensorView::I16(_) => DataType::I16,
+            TensorView::I32(_) => DataType::I32,
+            TensorView::I64(_) => DataType::I64,
+            TensorView::F32(_) => DataType::F32,
+            TensorView::F64(_) => DataType::F64,
         }
     }
 
     pub fn len(&self) -> usize {
         match self {
-            TensorData::Bool(v) => v.len(),
-            TensorData::U8(v) => v.len(),
-            TensorData::I8(v) => v.len(),
-            TensorData::I16(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::I64(v) => v.len(),
-            TensorData::F32(v) => v.len(),
-            TensorData::F64(v) => v.len(),
+            TensorView::Bool(v) => v.len(),
+            TensorView::U8(v) => v.len(),
+            TensorView::I8(v) => v.len(),
+            TensorView::I16(v) => v.len(),
+            TensorView::I32(v) => v.len(),
+            TensorView::I64(v) => v.len(),
+            TensorView::F32(v) => v.len(),
+            TensorView::F64(v) => v.len(),
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl TensorData {
+    /// The elements, wherever they are held.
+    pub fn view(&self) -> TensorView<'_> {
+        match self {
+            TensorData::Bool(v) => TensorView::Bool(v),
+            TensorData::U8(v) => TensorView::U8(v),
+            TensorData::I8(v) => TensorView::I8(v),
+            TensorData::I16(v) => TensorView::I16(v),
+            TensorData::I32(v) => TensorView::I32(v),
+            TensorData::I64(v) => TensorView::I64(v),
+            TensorData::F32(v) => TensorView::F32(v),
+            TensorData::F64(v) => TensorView::F64(v),
+            TensorData::Shared(shared) => shared.view(),
+        }
+    }
+
+    pub fn datatype(&self) -> DataType {
+        self.view().datatype()
+    }
+
+    pub fn len(&self) -> usize {
+        self.view().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,29 +262,29 @@ impl TensorData {
             }
             out
         }
-        match self {
-            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-            TensorData::U8(v) => v.clone(),
-            TensorData::I8(v) => v.iter().map(|&x| x as u8).collect(),
-            TensorData::I16(v) => each(v, i16::to_le_bytes),
-            TensorData::I32(v) => each(v, i32::to_le_bytes),
-            TensorData::I64(v) => each(v, i64::to_le_bytes),
-            TensorData::F32(v) => each(v, f32::to_le_bytes),
-            TensorData::F64(v) => each(v, f64::to_le_bytes),
+        match self.view() {
+            TensorView::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+            TensorView::U8(v) => v.to_vec(),
+            TensorView::I8(v) => v.iter().map(|&x| x as u8).collect(),
+            TensorView::I16(v) => each(v, i16::to_le_bytes),
+            TensorView::I32(v) => each(v, i32::to_le_bytes),
+            TensorView::I64(v) => each(v, i64::to_le_bytes),
+            TensorView::F32(v) => each(v, f32::to_le_bytes),
+            TensorView::F64(v) => each(v, f64::to_le_bytes),
         }
     }
 
     /// Every element as f64 (for comparisons in tests and tools).
     pub fn to_f64(&self) -> Vec<f64> {
-        match self {
-            TensorData::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
-            TensorData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
-            TensorData::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
-            TensorData::I16(v) => v.iter().map(|&x| f64::from(x)).collect(),
-            TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-            TensorData::F64(v) => v.clone(),
+        match self.view() {
+            TensorView::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
+            TensorView::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::I16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorView::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::F64(v) => v.to_vec(),
         }
     }
 }
@@ -350,6 +451,26 @@ mod tests {
             input `x` must have shape [-1, 3], got [3]
             input `x` has shape [2, 3] (6 elements) but 5 values"#]]
         .assert_eq(&out.join("\n"));
+    }
+
+    #[test]
+    fn shared_data_reads_the_owners_buffer_and_keeps_it_alive() {
+        let buffer = std::sync::Arc::new(vec![1.5f32, -2.0, 3.25]);
+        let owner: std::sync::Arc<dyn Send + Sync> = buffer.clone();
+        // SAFETY: `buffer` is never written and lives as long as `owner`.
+        let shared = TensorData::Shared(unsafe { SharedData::new(&buffer[..], owner) });
+        let address = buffer.as_ptr();
+        drop(buffer);
+        let TensorView::F32(elements) = shared.view() else { panic!("F32 elements") };
+        assert_eq!(elements.as_ptr(), address, "read in place, not copied");
+        assert_eq!(elements, [1.5, -2.0, 3.25], "still alive after the first owner dropped");
+        let owned = TensorData::F32(vec![1.5, -2.0, 3.25]);
+        assert_eq!(shared.datatype(), DataType::F32);
+        assert_eq!(shared.len(), 3);
+        assert_eq!(shared.to_le_bytes(), owned.to_le_bytes());
+        assert_eq!(shared.clone(), shared, "clones share the buffer");
+        let tensor = Tensor::new("x", vec![1, 3], shared);
+        assert!(validate_inputs(&[TensorSpec::new("x", DataType::F32, vec![1, 3])], &[tensor]).is_ok());
     }
 
     #[test]

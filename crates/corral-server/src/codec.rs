@@ -8,7 +8,7 @@
 //! body costs at most its own length; every mistake is a [`CodecError`] with a message for
 //! the client (HTTP 400), never a panic.
 
-use corral_engine::{DataType, Tensor, TensorData};
+use corral_engine::{DataType, Tensor, TensorData, TensorView};
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,15 +277,15 @@ pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor,
 }
 
 fn json_values(data: &TensorData) -> Value {
-    match data {
-        TensorData::Bool(v) => json!(v),
-        TensorData::U8(v) => json!(v),
-        TensorData::I8(v) => json!(v),
-        TensorData::I16(v) => json!(v),
-        TensorData::I32(v) => json!(v),
-        TensorData::I64(v) => json!(v),
-        TensorData::F32(v) => json!(v),
-        TensorData::F64(v) => json!(v),
+    match data.view() {
+        TensorView::Bool(v) => json!(v),
+        TensorView::U8(v) => json!(v),
+        TensorView::I8(v) => json!(v),
+        TensorView::I16(v) => json!(v),
+        TensorView::I32(v) => json!(v),
+        TensorView::I64(v) => json!(v),
+        TensorView::F32(v) => json!(v),
+        TensorView::F64(v) => json!(v),
     }
 }
 
