@@ -40,3 +40,18 @@ fn corral_cores_has_no_async_or_thread_pool_dependency() {
         assert!(!dependencies.contains(forbidden), "corral-cores must not depend on {forbidden}");
     }
 }
+
+#[test]
+fn nothing_depends_on_the_python_bindings() {
+    // corral-py sits on top of the runtime; the runtime and everything under it must build
+    // without Python.
+    for entry in std::fs::read_dir(workspace().join("crates")).expect("crates") {
+        let dir = entry.expect("entry").path();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+        if !dir.ends_with("corral-py") {
+            for forbidden in ["corral-py", "pyo3", "numpy"] {
+                assert!(!manifest.contains(forbidden), "{} must not depend on {forbidden}", dir.display());
+            }
+        }
+    }
+}

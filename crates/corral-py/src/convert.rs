@@ -1,0 +1,158 @@
+//! numpy arrays to the runtime's tensors and back, under the GIL.
+//!
+//! Inputs: a numpy array is taken as it is (its dtype must be the model's: a mismatch is the
+//! runtime's input error, never a silent cast); anything with `__array__` (a CPU
+//! `torch.Tensor`, a memoryview) goes through `numpy.asarray` first; plain sequences and
+//! scalars are made arrays of the dtype the model expects. A C-contiguous array reaches the
+//! engine without a copy: the tensor reads the array's buffer in place and holds a reference
+//! to the array until the call is done (numpy refuses to resize an array others reference).
+//! The caller must not write into it meanwhile, as with any buffer handed to a running
+//! computation. Other layouts are gathered once, in logical order, into a new buffer.
+//!
+//! Outputs: each tensor's buffer becomes the numpy array's buffer (no copy), reshaped.
+
+use std::sync::Arc;
+
+use corral_engine::{DataType, SharedData, Tensor, TensorData};
+use numpy::{
+    Element, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+
+use crate::errors::raise;
+
+/// numpy's name of each datatype.
+pub(crate) fn numpy_name(datatype: DataType) -> &'static str {
+    match datatype {
+        DataType::Bool => "bool",
+        DataType::U8 => "uint8",
+        DataType::I8 => "int8",
+        DataType::I16 => "int16",
+        DataType::I32 => "int32",
+        DataType::I64 => "int64",
+        DataType::F32 => "float32",
+        DataType::F64 => "float64",
+    }
+}
+
+/// Input `name` of `model` from a Python value; `expected` is the model's dtype for it, if it
+/// has one. Errors start with the model's name, as the runtime's input errors do.
+pub(crate) fn tensor(
+    py: Python<'_>,
+    model: &str,
+    name: &str,
+    value: &Bound<'_, PyAny>,
+    expected: Option<DataType>,
+) -> PyResult<Tensor> {
+    let owned;
+    let array = match value.cast::<PyUntypedArray>() {
+        Ok(array) => array,
+        Err(_) => {
+            owned = as_array(py, model, name, value, expected)?;
+            &owned
+        }
+    };
+    let dtype = array.dtype();
+    let Some(datatype) = DataType::ALL.into_iter().find(|&d| dtype.is_equiv_to(&descr(py, d))) else {
+        let wanted = expected.map_or(String::new(), |d| format!("; the model expects {}", numpy_name(d)));
+        return Err(raise(
+            py,
+            "InferenceError",
+            format!("model `{model}`: input `{name}` has dtype {dtype}, which corral cannot pass{wanted}"),
+        ));
+    };
+    let shape = array.shape().to_vec();
+    let data = match datatype {
+        DataType::Bool => elements(array, TensorData::Bool)?,
+        DataType::U8 => elements(array, TensorData::U8)?,
+        DataType::I8 => elements(array, TensorData::I8)?,
+        DataType::I16 => elements(array, TensorData::I16)?,
+        DataType::I32 => elements(array, TensorData::I32)?,
+        DataType::I64 => elements(array, TensorData::I64)?,
+        DataType::F32 => elements(array, TensorData::F32)?,
+        DataType::F64 => elements(array, TensorData::F64)?,
+    };
+    Ok(Tensor::new(name, shape, data))
+}
+
+/// `numpy.asarray(value)`, with the model's dtype for values that have none of their own.
+fn as_array<'py>(
+    py: Python<'py>,
+    model: &str,
+    name: &str,
+    value: &Bound<'py, PyAny>,
+    expected: Option<DataType>,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let numpy = py.import("numpy")?;
+    let typed = value.hasattr("dtype")? || value.hasattr("__array__")?;
+    let converted = match expected {
+        Some(datatype) if !typed => numpy.call_method1("asarray", (value, numpy_name(datatype))),
+        _ => numpy.call_method1("asarray", (value,)),
+    };
+    let kind = value.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    let bad = |reason: String| {
+        let wanted = expected.map_or(String::new(), |d| format!(" of {}", numpy_name(d)));
+        raise(
+            py,
+            "InferenceError",
+            format!("model `{model}`: input `{name}` must be an array{wanted}, got {kind}: {reason}"),
+        )
+    };
+    let converted = converted.map_err(|e| bad(e.value(py).to_string()))?;
+    converted.cast_into::<PyUntypedArray>().map_err(|_| bad("numpy.asarray did not make an array".to_owned()))
+}
+
+fn descr(py: Python<'_>, datatype: DataType) -> Bound<'_, numpy::PyArrayDescr> {
+    match datatype {
+        DataType::Bool => numpy::dtype::<bool>(py),
+        DataType::U8 => numpy::dtype::<u8>(py),
+        DataType::I8 => numpy::dtype::<i8>(py),
+        DataType::I16 => numpy::dtype::<i16>(py),
+        DataType::I32 => numpy::dtype::<i32>(py),
+        DataType::I64 => numpy::dtype::<i64>(py),
+        DataType::F32 => numpy::dtype::<f32>(py),
+        DataType::F64 => numpy::dtype::<f64>(py),
+    }
+}
+
+/// The elements in logical (row-major) order: the array's own buffer when it is
+/// C-contiguous, else a gathered copy made by `owned`.
+fn elements<T: Element + corral_engine::Element>(
+    array: &Bound<'_, PyUntypedArray>,
+    owned: fn(Vec<T>) -> TensorData,
+) -> PyResult<TensorData> {
+    let typed = array.cast::<PyArrayDyn<T>>()?;
+    let readonly = typed.try_readonly()?;
+    Ok(match readonly.as_slice() {
+        Ok(slice) => {
+            let owner: Arc<dyn Send + Sync> = Arc::new(typed.clone().unbind());
+            // SAFETY: `owner` holds a reference to the array, so its buffer stays allocated
+            // (and unresized) while the tensor lives; callers do not write into an input
+            // while its call runs (see the module docs).
+            TensorData::Shared(unsafe { SharedData::new(slice, owner) })
+        }
+        Err(_) => owned(readonly.as_array().iter().copied().collect()),
+    })
+}
+
+/// A tensor as a numpy array that owns the tensor's buffer.
+pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
+    fn shaped<'py, T: Element>(py: Python<'py>, data: Vec<T>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
+        Ok(PyArray1::from_vec(py, data).reshape(shape.to_vec())?.into_any())
+    }
+    let shape = &tensor.shape;
+    match tensor.data {
+        TensorData::Bool(v) => shaped(py, v, shape),
+        TensorData::U8(v) => shaped(py, v, shape),
+        TensorData::I8(v) => shaped(py, v, shape),
+        TensorData::I16(v) => shaped(py, v, shape),
+        TensorData::I32(v) => shaped(py, v, shape),
+        TensorData::I64(v) => shaped(py, v, shape),
+        TensorData::F32(v) => shaped(py, v, shape),
+        TensorData::F64(v) => shaped(py, v, shape),
+        TensorData::Shared(shared) => {
+            let bytes = TensorData::from_le_bytes(shared.view().datatype(), &TensorData::Shared(shared).to_le_bytes());
+            array(py, Tensor::new(tensor.name, tensor.shape, bytes.expect("whole elements")))
+        }
+    }
+}

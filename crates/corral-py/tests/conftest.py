@@ -1,0 +1,129 @@
+"""Shared by the Python tests: real model files, simulated model folders, and child Python
+processes for everything that depends on how a process took its cores (the runtime starts
+once per process, as Neuron's does).
+
+The pytest process itself runs on the real ``cpu`` device with a private lock folder, so the
+in-process tests pin real threads to this machine's cores without touching anyone else's
+registry.
+"""
+
+import json
+import os
+import queue
+import pathlib
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import textwrap
+import threading
+
+import pytest
+
+for _name in list(os.environ):
+    if _name.startswith(("CORRAL_", "NEURON_RT_", "NEURONCORE_")):
+        del os.environ[_name]
+os.environ["CORRAL_LOCK_DIR"] = tempfile.mkdtemp(prefix="corral-pytest-")
+os.environ["CORRAL_DEVICE"] = "cpu"
+
+SITE = pathlib.Path(sysconfig.get_paths()["purelib"])
+SQUEEZENET = SITE / "onnx/backend/test/data/light/light_squeezenet.onnx"
+MAGIKA = SITE / "magika/models/standard_v3_3/model.onnx"
+SILERO = SITE / "silero_vad/data/silero_vad.onnx"
+
+
+def sim_model(folder: pathlib.Path, name: str, *, cores: int = 1, latency_ms: float = 10, switch_ms: float = 0,
+              shape=(1, 16), extra: str = "") -> pathlib.Path:
+    """A simulated model folder (``config.toml``) with one FP32 input ``x`` and output ``y``."""
+    path = folder / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.toml").write_text(textwrap.dedent(f"""\
+        platform = "sim"
+        cores = {cores}
+        {extra}
+        [sim]
+        latency_ms = {latency_ms}
+        switch_ms = {switch_ms}
+
+        [[input]]
+        name = "x"
+        datatype = "FP32"
+        shape = {list(shape)}
+
+        [[output]]
+        name = "y"
+        datatype = "FP32"
+        shape = [{shape[0]}, 4]
+        """))
+    return path
+
+
+def child_env(lock_dir, **env) -> dict:
+    """This process's environment for a child, with its own lock folder and ``env`` on top."""
+    merged = {k: v for k, v in os.environ.items() if k != "CORRAL_DEVICE"}
+    merged["CORRAL_LOCK_DIR"] = str(lock_dir)
+    merged.update({k: str(v) for k, v in env.items()})
+    return merged
+
+
+PRELUDE = """
+import json, sys, time
+import numpy as np
+import corral
+def report(**values):
+    # One write of a whole line (atomic on a pipe), so a forked child's lines never mix in.
+    sys.stdout.write(json.dumps(values) + "\\n")
+    sys.stdout.flush()
+x = np.zeros((1, 16), np.float32)
+"""
+
+
+def program(code: str) -> str:
+    return PRELUDE + textwrap.dedent(code)
+
+
+def run_python(code: str, lock_dir, timeout: float = 60, **env) -> dict:
+    """Runs ``code`` (after ``PRELUDE``) in a child Python; returns what it ``report``ed."""
+    done = subprocess.run([sys.executable, "-c", program(code)], env=child_env(lock_dir, **env),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"child failed ({done.returncode}):\n{done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_python(code: str, lock_dir, **env) -> subprocess.Popen:
+    """Starts ``code`` in a child Python with pipes on stdin, stdout and stderr; a thread
+    queues its stdout lines for ``first_report``."""
+    child = subprocess.Popen([sys.executable, "-c", program(code)], env=child_env(lock_dir, **env),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child.lines = queue.Queue()
+
+    def pump():
+        for line in child.stdout:
+            child.lines.put(line)
+        child.lines.put(None)  # end of output
+
+    threading.Thread(target=pump, daemon=True).start()
+    return child
+
+
+def first_report(child: subprocess.Popen, timeout: float = 60) -> dict:
+    """The child's next ``report``, waiting at most ``timeout`` seconds."""
+    try:
+        line = child.lines.get(timeout=timeout)
+    except queue.Empty:
+        child.kill()
+        raise AssertionError(f"child said nothing in {timeout} s:\n{child.stderr.read()}") from None
+    assert line, f"child ended without a report:\n{child.stderr.read()}"
+    return json.loads(line)
+
+
+def finish(child: subprocess.Popen, timeout: float = 30) -> int:
+    """Closes the child's stdin (which the test programs wait on) and waits for it to end."""
+    child.stdin.close()
+    return child.wait(timeout=timeout)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A folder for simulated models."""
+    return tmp_path / "models"

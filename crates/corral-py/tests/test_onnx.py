@@ -1,0 +1,203 @@
+"""Real ONNX models on this machine's real cores, in this process (device ``cpu``): outputs
+equal onnxruntime's own, from many threads, from asyncio, and split by DataParallel."""
+
+import asyncio
+import concurrent.futures
+import gc
+import threading
+
+import numpy as np
+import onnxruntime
+import pytest
+
+import corral
+from conftest import MAGIKA, SILERO, SQUEEZENET
+
+RNG = np.random.default_rng(7)
+
+
+def reference(path, feeds):
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds)))
+
+
+def squeezenet_input():
+    return RNG.random((1, 3, 224, 224), dtype=np.float32)
+
+
+def magika_input(batch=1):
+    return RNG.integers(0, 257, size=(batch, 2048), dtype=np.int32)
+
+
+def silero_inputs():
+    return {"input": RNG.standard_normal((1, 512), dtype=np.float32),
+            "state": np.zeros((2, 1, 128), np.float32), "sr": np.array(16000, np.int64)}
+
+
+@pytest.fixture(scope="module")
+def squeezenet():
+    with corral.multicore_context():
+        return corral.load(SQUEEZENET)
+
+
+@pytest.mark.parametrize("path, feeds", [
+    (SQUEEZENET, lambda: {"data_0": squeezenet_input()}),
+    (MAGIKA, lambda: {"bytes": magika_input(batch=3)}),
+    (SILERO, silero_inputs),
+], ids=["squeezenet", "magika", "silero-vad"])
+def test_outputs_equal_onnxruntime(path, feeds):
+    model = corral.load(path)
+    feeds = feeds()
+    want = reference(path, feeds)
+    got = model.infer(**feeds)
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+    assert corral.device() == "cpu"
+    assert model.instances and all(len(cores) == 1 for cores in model.instances)
+
+
+def test_positional_named_and_dict_calls_agree(squeezenet):
+    x = squeezenet_input()
+    by_position = squeezenet(x)
+    assert isinstance(by_position, np.ndarray), "one output: an array"
+    np.testing.assert_array_equal(by_position, squeezenet(data_0=x))
+    np.testing.assert_array_equal(by_position, squeezenet({"data_0": x}))
+    np.testing.assert_array_equal(by_position, squeezenet.infer(x)["softmaxout_1"])
+    strided = np.asfortranarray(x)
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(by_position, squeezenet(strided)), "other layouts are converted"
+
+
+class ArrayLike:
+    """Anything with __array__ (a CPU torch.Tensor, say) works without importing its library."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array
+
+
+def test_array_likes_and_lists(squeezenet):
+    x = squeezenet_input()
+    np.testing.assert_array_equal(squeezenet(ArrayLike(x)), squeezenet(x))
+    np.testing.assert_array_equal(squeezenet(x.tolist()), squeezenet(x)), "a list takes the model's dtype"
+
+
+def test_one_model_shared_by_16_threads(squeezenet):
+    inputs = [squeezenet_input() for _ in range(16)]
+    want = [reference(SQUEEZENET, {"data_0": x})["softmaxout_1"] for x in inputs]
+    before = squeezenet.stats()["executions"]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda x: squeezenet(x), inputs))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    stats = squeezenet.stats()
+    assert stats["executions"] - before == 16
+    assert all(i["executions"] > 0 for i in stats["instances"]), "both replicas ran calls"
+
+
+def test_asyncio_gather_of_100_calls(squeezenet):
+    x = squeezenet_input()
+    want = squeezenet(x)
+
+    async def main():
+        loop_thread = threading.get_ident()
+        results = await asyncio.gather(*[squeezenet.infer_async(x) for _ in range(100)])
+        assert threading.get_ident() == loop_thread
+        return results
+
+    results = asyncio.run(main())
+    assert len(results) == 100
+    for result in results:
+        np.testing.assert_array_equal(result["softmaxout_1"], want)
+
+
+def test_an_input_read_in_place_lives_until_its_call_is_done(squeezenet):
+    # C-contiguous inputs reach the engine without a copy; the call keeps the array alive
+    # even when the caller's last reference is gone before the engine runs.
+    want = squeezenet(np.full((1, 3, 224, 224), 0.25, np.float32))
+
+    async def main():
+        futures = [squeezenet.infer_async(np.full((1, 3, 224, 224), 0.25, np.float32)) for _ in range(8)]
+        gc.collect()
+        return await asyncio.gather(*futures)
+
+    for result in asyncio.run(main()):
+        np.testing.assert_array_equal(result["softmaxout_1"], want)
+
+
+def test_asyncio_errors_arrive_through_the_future(squeezenet):
+    async def main():
+        with pytest.raises(corral.InferenceError, match="must be FP32, got FP64"):
+            await squeezenet.infer_async(np.zeros((1, 3, 224, 224), np.float64))
+
+    asyncio.run(main())
+
+
+def test_data_parallel_batch_of_8_equals_the_unsplit_result():
+    model = corral.load(MAGIKA)
+    batch = magika_input(batch=8)
+    whole = model(batch)
+    parallel = corral.DataParallel(model)
+    assert parallel.device_ids == [0, 1]
+    np.testing.assert_array_equal(parallel(batch), whole)
+    assert [r.instances for r in parallel.replicas] == [[(0,)], [(1,)]]
+    assert all(r.stats()["executions"] == 1 for r in parallel.replicas), "each replica ran half"
+
+
+def test_data_parallel_on_a_fixed_batch_model(squeezenet):
+    batch = RNG.random((5, 3, 224, 224), dtype=np.float32)
+    want = np.concatenate([squeezenet(batch[i:i + 1]) for i in range(5)])
+    parallel = corral.DataParallel(squeezenet, device_ids=["nc:0", "nc:1"])
+    np.testing.assert_allclose(parallel(batch), want, rtol=1e-6, atol=1e-6)
+    parallel.disable_dynamic_batching()
+    with pytest.raises(ValueError, match="a replica's batch is 3 along dim 0 but the model takes 1"):
+        parallel(batch)
+    parallel.split_size = 1
+    np.testing.assert_allclose(parallel(batch), want, rtol=1e-6, atol=1e-6)
+
+
+def test_set_neuron_cores_moves_a_model_under_calls():
+    model = corral.load(SQUEEZENET)
+    x = squeezenet_input()
+    want = model(x)
+    stop = threading.Event()
+    failures = []
+
+    def call():
+        while not stop.is_set():
+            try:
+                np.testing.assert_array_equal(model(x), want)
+            except Exception as error:  # noqa: BLE001 (every failure counts)
+                failures.append(error)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        corral.set_neuron_cores(model, start_nc=1)
+        assert model.instances == [(1,)]
+        corral.set_multicore(model)
+        assert model.instances == [(0,), (1,)]
+        corral.set_neuron_cores(model, 0, 1)
+        assert model.instances == [(0,)]
+    finally:
+        stop.set()
+        caller.join()
+    assert failures == [], "calls kept being answered while the model moved"
+
+
+def test_stats_and_cores(squeezenet):
+    before = squeezenet.stats()
+    squeezenet(squeezenet_input())
+    stats = squeezenet.stats()
+    assert stats["requests"] == before["requests"] + 1 and stats["failures"] == before["failures"]
+    assert 0 < stats["p50_ms"] <= stats["p99_ms"]
+    assert [i["cores"] for i in stats["instances"]] == [[0], [1]]
+    cores = corral.cores()
+    assert [c["index"] for c in cores] == [0, 1]
+    assert all(c["cpus"] for c in cores), "real cores have CPUs"
+    assert any(squeezenet.name in c["models"] and c["executions"] > 0 and c["busy_seconds"] > 0 for c in cores)

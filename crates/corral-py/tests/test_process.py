@@ -1,0 +1,116 @@
+"""What happens around a process: forks, Ctrl-C, threads and the GIL, the end of a model's
+and of the process's life. Each case runs in child processes of its own."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import child_env, first_report, run_python, sim_model, start_python
+
+
+def test_a_forked_child_never_keeps_the_parents_cores(repo, tmp_path):
+    # The parent loads, forks a child that outlives it, and exits; the child must not keep
+    # the cores, and must refuse to use the parent's runtime.
+    code = f"MODEL = {str(sim_model(repo, 'tiny', latency_ms=1))!r}\n" + """
+import os
+m = corral.load(MODEL)
+m(x)
+pid = os.fork()
+if pid == 0:
+    errors = []
+    for attempt in (lambda: m(x), lambda: corral.load(MODEL), lambda: corral.cores()):
+        try:
+            attempt()
+        except corral.ForkError as e:
+            errors.append(str(e))
+    report(child=os.getpid(), errors=errors)
+    sys.stdin.read()  # lives until the test closes stdin, long after the parent is gone
+    os._exit(0)
+report(parent=os.getpid())
+"""
+    parent = start_python(code, tmp_path, CORRAL_DEVICE="sim:4")
+    reports = [first_report(parent), first_report(parent)]  # the two processes share stdout
+    child = next(r for r in reports if "child" in r)
+    parent_report = next(r for r in reports if "parent" in r)
+    assert parent.wait(timeout=30) == 0
+    try:
+        assert len(child["errors"]) == 3
+        assert child["errors"][0].startswith(
+            f"this process ({child['child']}) was forked from process {parent_report['parent']}, whose corral runtime")
+        assert "hint: load models after the fork" in child["errors"][0]
+        assert open(f"/proc/{child['child']}/status").read().count("State:\tS"), "the child still lives..."
+        got = run_python("corral.init(); report(owned=[c['global_index'] for c in corral.cores()])\n",
+                         tmp_path, CORRAL_DEVICE="sim:4")
+        assert got["owned"] == [0, 1, 2, 3], "...and a new process gets every core"
+    finally:
+        parent.stdin.close()
+        os.kill(child["child"], signal.SIGKILL)
+
+
+def test_ctrl_c_interrupts_a_long_call_promptly(repo, tmp_path):
+    code = f"MODEL = {str(sim_model(repo, 'slow', latency_ms=20000))!r}\n" + """
+m = corral.load(MODEL)
+report(calling=True)
+try:
+    m(x)
+    report(interrupted=False)
+except KeyboardInterrupt:
+    report(interrupted=True)
+"""
+    child = start_python(code, tmp_path, CORRAL_DEVICE="sim:1")
+    first_report(child)
+    time.sleep(0.3)  # let the call start waiting
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    last = first_report(child, timeout=10)
+    waited = time.monotonic() - sent
+    child.kill()
+    child.wait()
+    assert last == {"interrupted": True}
+    assert waited < 1.0, f"KeyboardInterrupt took {waited:.2f} s"
+
+
+def test_threads_keep_every_core_of_a_multicore_model_busy(repo, tmp_path):
+    # Each call waits 300 ms on its simulated core with the GIL released: 4 threads on 4
+    # replicas finish together, not one after another.
+    code = f"MODEL = {str(sim_model(repo, 'm', latency_ms=300))!r}\n" + """
+import threading
+with corral.multicore_context():
+    m = corral.load(MODEL)
+threads = [threading.Thread(target=m, args=(x,)) for _ in range(4)]
+started = time.monotonic()
+for t in threads: t.start()
+for t in threads: t.join()
+report(seconds=time.monotonic() - started, executions=[i["executions"] for i in m.stats()["instances"]])
+"""
+    got = run_python(code, tmp_path, CORRAL_DEVICE="sim:4")
+    assert got["executions"] == [1, 1, 1, 1]
+    assert got["seconds"] < 0.9, f"4 calls of 0.3 s took {got['seconds']:.2f} s: the GIL was held"
+
+
+def test_dropping_a_model_unloads_it_and_exit_frees_the_cores(repo, tmp_path):
+    code = f"MODEL = {str(sim_model(repo, 'm', latency_ms=1))!r}\n" + """
+m = corral.load(MODEL)
+loaded = corral.cores()[0]["models"]
+del m
+report(loaded=loaded, after=corral.cores()[0]["models"])
+"""
+    got = run_python(code, tmp_path, CORRAL_DEVICE="sim:2")
+    assert got == {"loaded": ["m"], "after": []}
+    killed = start_python("corral.init(); report(up=True); time.sleep(60)\n", tmp_path, CORRAL_DEVICE="sim:2")
+    first_report(killed)
+    killed.kill()
+    killed.wait()
+    again = run_python("corral.init(); report(owned=len(corral.cores()))\n", tmp_path, CORRAL_DEVICE="sim:2")
+    assert again["owned"] == 2, "SIGKILL released every core"
+
+
+def test_importing_corral_starts_nothing(tmp_path):
+    # A malformed core request would fail a start: importing must not start the runtime.
+    done = subprocess.run([sys.executable, "-c", "import corral, corral.experimental; print(corral._corral.started())"],
+                          env=child_env(tmp_path, CORRAL_DEVICE="sim:1", NEURON_RT_NUM_CORES="x"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
