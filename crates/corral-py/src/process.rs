@@ -180,8 +180,8 @@ pub(crate) fn init(
     Ok(choice.notice)
 }
 
-/// Whether the runtime has started in this process (false in a forked child of a started one
-/// only once it calls something; here it reports the inherited state).
+/// Whether the runtime has started: in this process, or (for a forked child) in its parent,
+/// in which case every use raises `ForkError`.
 #[pyfunction]
 pub(crate) fn started() -> bool {
     STARTED.get().is_some()

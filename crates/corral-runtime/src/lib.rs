@@ -360,7 +360,8 @@ impl Runtime {
         let mut loaded = lock(&inner.loaded);
         loaded.layout.remove(&def.name);
         loaded.layout.commit(&placement);
-        let old = loaded.models.insert(def.name.clone(), model.clone()).expect("load_lock kept the old model loaded");
+        // An unload that ran meanwhile (unloads do not wait for loads) leaves no old model.
+        let old = loaded.models.insert(def.name.clone(), model.clone());
         self.publish(&loaded);
         tracing::info!(model = %def.name, instances = ?placement.instances, "replaced");
         Ok(Replacement { model, old })
@@ -518,12 +519,14 @@ impl Drop for Inner {
 #[must_use = "dropping the replacement at once stops the old model before its callers move to the new one"]
 pub struct Replacement {
     pub model: Model,
-    old: Model,
+    old: Option<Model>,
 }
 
 impl Drop for Replacement {
     fn drop(&mut self) {
-        self.old.inner.close_and_join();
+        if let Some(old) = &self.old {
+            old.inner.close_and_join();
+        }
     }
 }
 
