@@ -204,14 +204,25 @@ fn smt_siblings(cpu: usize) -> Vec<usize> {
     fs::read_to_string(path).ok().and_then(|text| parse_cpu_list(text.trim())).unwrap_or_else(|| vec![cpu])
 }
 
-/// Parses the kernel's CPU list format (`0-3,8,10-11`).
+/// Linux's largest CPU count (`NR_CPUS` at most 8192); a list naming more is not a CPU list.
+const CPUS_MAX: usize = 8192;
+
+/// Parses the kernel's CPU list format (`0-3,8,10-11`); `None` for anything else, including
+/// lists that name more CPUs than a kernel can have (checked before anything is expanded).
 pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
     let mut cpus = Vec::new();
     for part in text.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((lo, hi)) => cpus.extend(lo.parse::<usize>().ok()?..=hi.parse::<usize>().ok()?),
-            None => cpus.push(part.parse().ok()?),
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?),
+            None => {
+                let cpu = part.parse().ok()?;
+                (cpu, cpu)
+            }
+        };
+        if hi >= CPUS_MAX || lo > hi || cpus.len() + (hi - lo) >= CPUS_MAX {
+            return None;
         }
+        cpus.extend(lo..=hi);
     }
     Some(cpus)
 }
@@ -294,6 +305,8 @@ mod tests {
         assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
         assert_eq!(format_cpu_list(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
         assert_eq!(parse_cpu_list("x"), None);
+        assert_eq!(parse_cpu_list("0-4000000000"), None, "refused before anything is expanded");
+        assert_eq!(parse_cpu_list("3-1"), None);
     }
 
     #[test]

@@ -252,16 +252,26 @@ pub enum RequestError {
 }
 
 /// Parses `4`, `4-5`, `0,1,2`, `0-2,3` into one consecutive run.
+/// No device has a core past this index; larger ones are refused while parsing, so that
+/// index arithmetic (`first + count`) can never overflow.
+const CORE_INDEX_MAX: usize = u32::MAX as usize;
+
 pub fn parse_core_list(text: &str) -> Result<CoreRange, String> {
-    let mut cores = Vec::new();
     if text.trim().is_empty() {
         return Err("the value is empty".to_owned());
     }
+    // Ranges stay ranges: `0-4000000000` is two numbers, never four billion of them, so a
+    // hostile value (an env var, an owner record) costs what its text costs.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
     for part in text.split(',') {
         let part = part.trim();
         let index = |s: &str| {
             let s = s.trim();
-            s.parse::<usize>().map_err(|_| format!("`{s}` is not a core index"))
+            match s.parse::<usize>() {
+                Ok(core) if core > CORE_INDEX_MAX => Err(format!("core {core} is past any device")),
+                Ok(core) => Ok(core),
+                Err(_) => Err(format!("`{s}` is not a core index")),
+            }
         };
         match part.split_once('-') {
             Some((lo, hi)) => {
@@ -269,24 +279,26 @@ pub fn parse_core_list(text: &str) -> Result<CoreRange, String> {
                 if lo > hi {
                     return Err(format!("range {lo}-{hi} runs backwards"));
                 }
-                cores.extend(lo..=hi);
+                runs.push((lo, hi));
             }
-            None => cores.push(index(part)?),
+            None => {
+                let core = index(part)?;
+                runs.push((core, core));
+            }
         }
     }
-    cores.sort_unstable();
-    for pair in cores.windows(2) {
-        if pair[0] == pair[1] {
-            return Err(format!("core {} is listed twice", pair[0]));
+    runs.sort_unstable();
+    for pair in runs.windows(2) {
+        let ((_, end), (next, _)) = (pair[0], pair[1]);
+        if next <= end {
+            return Err(format!("core {next} is listed twice"));
         }
-        if pair[1] != pair[0] + 1 {
-            return Err(format!(
-                "cores {} and {} are not consecutive; a process owns one consecutive run",
-                pair[0], pair[1]
-            ));
+        if next != end + 1 {
+            return Err(format!("cores {end} and {next} are not consecutive; a process owns one consecutive run"));
         }
     }
-    Ok(CoreRange::new(cores[0], cores.len()))
+    let (first, last) = (runs[0].0, runs[runs.len() - 1].1);
+    Ok(CoreRange::new(first, last - first + 1))
 }
 
 /// Parses a core count of at least 1.
@@ -425,6 +437,20 @@ mod tests {
             expect![[r#"
             error: CORRAL_VISIBLE_CORES=1- is not valid: `` is not a core index
             hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+        );
+        // Regression: ranges were expanded before the device-size check, so this value made
+        // the process allocate tens of GB and abort.
+        check(
+            "CORRAL_VISIBLE_CORES=0-4000000000",
+            expect![[
+                r#"error: CORRAL_VISIBLE_CORES=0-4000000000 asks for nc4000000000, but sim:8 has 8 cores (nc0-nc7)"#
+            ]],
+        );
+        check(
+            "CORRAL_VISIBLE_CORES=0-18446744073709551615",
+            expect![[r#"
+                error: CORRAL_VISIBLE_CORES=0-18446744073709551615 is not valid: core 18446744073709551615 is past any device
+                hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
         );
         check(
             "CORRAL_VISIBLE_CORES=7-8",

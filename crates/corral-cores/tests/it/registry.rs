@@ -81,6 +81,26 @@ fn a_record_without_a_held_lock_is_ignored_and_overwritten() {
     assert!(!record.contains("ghost"), "{record}");
 }
 
+/// Regression: lock files are 0666, and a record's `cores` went through a parser that expanded
+/// ranges before checking them, so any local user could make `corral ls` (and every busy-core
+/// message) allocate tens of GB and abort by writing `"cores":"0-4000000000"`.
+#[test]
+fn a_hostile_record_on_a_held_core_cannot_crash_readers() {
+    let (dir, registry) = registry("sim:2");
+    let _lease = registry.acquire(&Request::num(1)).expect("free");
+    for cores in ["0-4000000000", "0-18446744073709551615", "4000000000", "x"] {
+        let hostile = format!(
+            r#"{{"pid":{},"start_ticks":0,"command":"evil","since_unix_ms":0,"device":"sim:2","cores":"{cores}","models":[["m"]]}}"#,
+            std::process::id()
+        );
+        std::fs::write(dir.path().join("sim-2/nc0.lock"), hostile + "\n").expect("the file is world-writable");
+        let status = registry.status().expect("status");
+        assert_eq!(status[0].owners[0].command, "evil", "{cores}");
+        let busy = registry.acquire(&Request::all()).expect_err("nc0 is held");
+        assert!(busy.to_string().contains("nc0 held by pid"), "{cores}: {busy}");
+    }
+}
+
 #[test]
 fn planted_links_are_refused_not_followed() {
     let (dir, registry) = registry("sim:2");
