@@ -32,6 +32,9 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
         .context("cannot start the server's threads")?;
     let cores = runtime.global_cores();
     let device = runtime.device().to_string();
+    let mut terminate = tokio
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })
+        .context("cannot install the SIGTERM handler")?;
     tokio.block_on(corral_server::serve(
         runtime,
         options,
@@ -41,17 +44,13 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
                 bound.http, bound.grpc, bound.metrics
             );
         },
-        shutdown_signal(),
+        async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        },
     ))?;
     eprintln!("corral serve: stopped; cores released");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -68,7 +68,8 @@ impl Host {
 struct Holder {
     child: Child,
     first_line: String,
-    stdout: BufReader<ChildStdout>,
+    /// `None` only while a read is under way.
+    stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl Holder {
@@ -106,18 +107,13 @@ impl Holder {
         (status.code().unwrap_or_else(|| 128 + status.signal().expect("killed")), stderr)
     }
 
-    /// The next stdout line.
+    /// The next stdout line. Regression: this once waited inside `thread::scope`, which joins
+    /// the blocked reader before the timeout could fire, so a silent child hung the suite.
     fn next_line(&mut self) -> String {
-        let (tx, rx) = mpsc::channel();
-        let mut line = String::new();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                self.stdout.read_line(&mut line).expect("read");
-                let _ = tx.send(());
-            });
-            rx.recv_timeout(CHILD_WAIT_MAX).expect("child printed a line in time");
-        });
-        line
+        let stdout = self.stdout.take().expect("the last read gave the reader back");
+        let (line, stdout) = read_line(stdout);
+        self.stdout = Some(stdout);
+        line.expect("child printed a line before closing its stdout")
     }
 }
 
@@ -145,7 +141,7 @@ fn stdout_line_or_stderr(
     stdout: BufReader<ChildStdout>,
 ) -> Result<Holder, String> {
     match line {
-        Some(line) => Ok(Holder { child, first_line: line.trim_end().to_owned(), stdout }),
+        Some(line) => Ok(Holder { child, first_line: line.trim_end().to_owned(), stdout: Some(stdout) }),
         None => {
             let _ = child.wait();
             let mut stderr = String::new();

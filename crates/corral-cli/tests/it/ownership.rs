@@ -155,23 +155,37 @@ fn a_forged_lease_ticket_is_refused() {
 #[test]
 fn malformed_settings_fail_before_anything_is_taken() {
     let host = Host::new();
-    for (name, value, message) in [
+    // Each malformed value comes with a valid request beside it: a runtime that took cores
+    // before checking everything would have opened (and locked) lock files.
+    for (name, value, message, valid) in [
         (
             "CORRAL_VISIBLE_CORES",
             "0,2",
             "error: CORRAL_VISIBLE_CORES=0,2 is not valid: cores 0 and 2 are not consecutive",
+            ("CORRAL_NUM_CORES", "2"),
         ),
-        ("NEURON_RT_NUM_CORES", "x", "error: NEURON_RT_NUM_CORES=x is not valid: `x` is not a whole number"),
+        (
+            "NEURON_RT_NUM_CORES",
+            "x",
+            "error: NEURON_RT_NUM_CORES=x is not valid: `x` is not a whole number",
+            ("CORRAL_VISIBLE_CORES", "0-1"),
+        ),
         (
             "CORRAL_VISIBLE_CORES",
             "7-9",
             "error: CORRAL_VISIBLE_CORES=7-9 asks for nc9, but sim:8 has 8 cores (nc0-nc7)",
+            ("CORRAL_NUM_CORES", "2"),
         ),
     ] {
-        let output = host.run(&["reserve", "--seconds", "0", "--device", "sim:8"], &[(name, value)]);
+        let output = host.run(&["reserve", "--seconds", "0", "--device", "sim:8"], &[(name, value), valid]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{name}={value}: {stderr}");
         assert!(stderr.starts_with(message), "{name}={value}: {stderr}");
+        // Taking a core starts with opening its lock file: none may exist.
+        let slots = std::fs::read_dir(host.dir.path().join("sim-8")).into_iter().flatten().flatten();
+        let opened: Vec<String> =
+            slots.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("nc")).collect();
+        assert!(opened.is_empty(), "{name}={value} opened {opened:?} before failing");
     }
     let output = host.run(&["reserve", "--seconds", "0"], &[("CORRAL_DEVICE", "tpu")]);
     assert_eq!(output.status.code(), Some(1));

@@ -229,7 +229,20 @@ fn sigterm_finishes_accepted_calls_then_releases_the_cores() {
             std::thread::spawn(move || http(&address, "POST", "/v2/models/slow/infer", body))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(150));
+    // Signal only once the server has accepted all three (its pending-calls gauge says so).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = http(&server.metrics, "GET", "/metrics", b"");
+        let pending = metrics
+            .lines()
+            .find(|l| l.starts_with("nv_inference_pending_request_count{model=\"slow\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        if pending == Some(3.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the three calls were never pending together:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("signal");
     for call in calls {
