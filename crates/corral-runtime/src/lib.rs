@@ -315,17 +315,7 @@ impl Runtime {
     pub fn load(&self, def: ModelDef) -> Result<Model, LoadError> {
         let inner = &self.inner;
         let _one_load_at_a_time = lock(&inner.load_lock);
-        let at = def.placement.or_else(context::current).unwrap_or_default();
-        let placement = {
-            let loaded = lock(&inner.loaded);
-            if loaded.models.contains_key(&def.name) {
-                return Err(LoadError::Exists { name: def.name });
-            }
-            loaded
-                .layout
-                .place(&def.name, def.cores_per_instance, at)
-                .map_err(|source| LoadError::Placement { model: def.name.clone(), source })?
-        };
+        let placement = self.place(&def, false)?;
         let model = self.start(&def, &placement)?;
         let mut loaded = lock(&inner.loaded);
         loaded.layout.commit(&placement);
@@ -344,18 +334,7 @@ impl Runtime {
     pub fn replace(&self, def: ModelDef) -> Result<Replacement, LoadError> {
         let inner = &self.inner;
         let _one_load_at_a_time = lock(&inner.load_lock);
-        let at = def.placement.or_else(context::current).unwrap_or_default();
-        let placement = {
-            let loaded = lock(&inner.loaded);
-            if !loaded.models.contains_key(&def.name) {
-                return Err(LoadError::NotFound { name: def.name });
-            }
-            let mut without_old = loaded.layout.clone();
-            without_old.remove(&def.name);
-            without_old
-                .place(&def.name, def.cores_per_instance, at)
-                .map_err(|source| LoadError::Placement { model: def.name.clone(), source })?
-        };
+        let placement = self.place(&def, true)?;
         let model = self.start(&def, &placement)?;
         let mut loaded = lock(&inner.loaded);
         loaded.layout.remove(&def.name);
@@ -365,6 +344,24 @@ impl Runtime {
         self.publish(&loaded);
         tracing::info!(model = %def.name, instances = ?placement.instances, "replaced");
         Ok(Replacement { model, old })
+    }
+
+    /// Where `def` goes: its own placement, else this thread's context, else the least-used
+    /// cores. A new model's name must be free; a replacement's must be loaded, and it is placed
+    /// as if the model of that name were gone.
+    fn place(&self, def: &ModelDef, replacing: bool) -> Result<corral_placement::Placement, LoadError> {
+        let at = def.placement.or_else(context::current).unwrap_or_default();
+        let loaded = lock(&self.inner.loaded);
+        let mut layout = std::borrow::Cow::Borrowed(&loaded.layout);
+        match (loaded.models.contains_key(&def.name), replacing) {
+            (true, false) => return Err(LoadError::Exists { name: def.name.clone() }),
+            (false, true) => return Err(LoadError::NotFound { name: def.name.clone() }),
+            (true, true) => layout.to_mut().remove(&def.name),
+            (false, false) => {}
+        }
+        layout
+            .place(&def.name, def.cores_per_instance, at)
+            .map_err(|source| LoadError::Placement { model: def.name.clone(), source })
     }
 
     /// Prepares `def` and starts one worker per instance of `placement`.
