@@ -111,7 +111,8 @@ pub(crate) fn submit<'py>(
     let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
     let future = event_loop.call_method0("create_future")?;
     let submitted = match tensors {
-        Ok(tensors) => py.detach(|| model.submit(tensors)).map_err(|e| errors::infer(py, e)),
+        // Never waits for room: the event loop's thread must not block.
+        Ok(tensors) => model.try_submit(tensors).map_err(|e| errors::infer(py, e)),
         Err(error) => Err(error),
     };
     let reply = match submitted {

@@ -38,6 +38,7 @@ pub(crate) fn infer(py: Python<'_>, error: InferError) -> PyErr {
     let class = match &error {
         InferError::Input { .. } => "InferenceError",
         InferError::Timeout { .. } => "ExecTimeoutError",
+        InferError::QueueFull { .. } => "QueueFullError",
         InferError::Unloaded { .. } => "ModelUnloadedError",
         InferError::Engine { .. } | InferError::Internal(_) => "EngineError",
     };

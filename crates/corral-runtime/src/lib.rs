@@ -65,7 +65,7 @@ use corral_engine::{
     Engine, EngineError, InputError, ModelSource, SessionPlacement, SimEngine, SimModel, Tensor, TensorSpec,
 };
 pub use corral_placement::{CoreSpan, Layout, PlacementError, Where};
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 pub use stats::ModelStats;
 pub use worker::Reply;
 
@@ -187,6 +187,10 @@ pub enum InferError {
     Timeout { model: String, waited: Duration },
     #[error("model `{model}` is not loaded")]
     Unloaded { model: String },
+    #[error(
+        "model `{model}` has {queue_len_max} calls waiting on its least busy replica; this call was refused\nhint: retry later, or add replicas"
+    )]
+    QueueFull { model: String, queue_len_max: usize },
     #[error("model `{model}`: {source}")]
     Engine {
         model: String,
@@ -420,6 +424,7 @@ impl Runtime {
                 recorder,
                 warning,
                 exec_timeout: inner.exec_timeout,
+                queue_len_max: inner.queue_len_max,
             }),
         })
     }
@@ -544,6 +549,8 @@ struct ModelInner {
     recorder: Arc<Recorder>,
     warning: Option<String>,
     exec_timeout: Duration,
+    /// Calls each instance's queue holds.
+    queue_len_max: usize,
 }
 
 struct Instance {
@@ -622,17 +629,29 @@ impl Model {
         self.submit(inputs)?.wait()
     }
 
-    /// Runs one inference without blocking a thread (for servers).
+    /// Runs one inference without blocking a thread (for servers): a call that finds its
+    /// replica's queue full fails at once with [`InferError::QueueFull`].
     pub fn infer_async(
         &self,
         inputs: Vec<Tensor>,
     ) -> impl Future<Output = Result<Inference, InferError>> + Send + 'static {
-        let submitted = self.submit(inputs);
+        let submitted = self.try_submit(inputs);
         async move { submitted?.await }
     }
 
-    /// Validates and queues a call; the [`Reply`] is waited on or awaited.
+    /// Validates and queues a call, waiting up to the exec timeout for room in a full queue;
+    /// the [`Reply`] is waited on or awaited.
     pub fn submit(&self, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
+        self.enqueue(inputs, true)
+    }
+
+    /// [`Model::submit`] that never waits: a full queue fails the call at once with
+    /// [`InferError::QueueFull`] (an async caller must not block its executor's thread).
+    pub fn try_submit(&self, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
+        self.enqueue(inputs, false)
+    }
+
+    fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool) -> Result<Reply, InferError> {
         let inner = &self.inner;
         inner.recorder.request();
         let failed = |error: InferError| {
@@ -650,13 +669,24 @@ impl Model {
         let now = Instant::now();
         let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx };
         instance.in_flight.fetch_add(1, Ordering::AcqRel);
-        match sender.send_timeout(job, inner.exec_timeout) {
+        let sent = if wait_for_room {
+            sender.send_timeout(job, inner.exec_timeout)
+        } else {
+            sender.try_send(job).map_err(|error| match error {
+                TrySendError::Full(job) => SendTimeoutError::Timeout(job),
+                TrySendError::Disconnected(job) => SendTimeoutError::Disconnected(job),
+            })
+        };
+        match sent {
             Ok(()) => Ok(reply),
             Err(error) => {
                 instance.in_flight.fetch_sub(1, Ordering::AcqRel);
                 let (job, error) = match error {
-                    SendTimeoutError::Timeout(job) => {
+                    SendTimeoutError::Timeout(job) if wait_for_room => {
                         (job, InferError::Timeout { model: inner.name.clone(), waited: inner.exec_timeout })
+                    }
+                    SendTimeoutError::Timeout(job) => {
+                        (job, InferError::QueueFull { model: inner.name.clone(), queue_len_max: inner.queue_len_max })
                     }
                     SendTimeoutError::Disconnected(job) => (job, InferError::Unloaded { model: inner.name.clone() }),
                 };

@@ -65,7 +65,7 @@ impl From<InferError> for ServeError {
         let kind = match &error {
             InferError::Input { .. } => ErrorKind::BadRequest,
             InferError::Unloaded { .. } => ErrorKind::NotFound,
-            InferError::Timeout { .. } => ErrorKind::Unavailable,
+            InferError::Timeout { .. } | InferError::QueueFull { .. } => ErrorKind::Unavailable,
             InferError::Engine { .. } | InferError::Internal(_) => ErrorKind::Internal,
         };
         ServeError::new(kind, error.to_string())

@@ -39,6 +39,7 @@ from ._errors import (
     ModelLoadError,
     ModelUnloadedError,
     PlacementError,
+    QueueFullError,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "ModelUnloadedError",
     "PlacementContext",
     "PlacementError",
+    "QueueFullError",
     "cores",
     "device",
     "init",

@@ -34,6 +34,9 @@ class InferenceError(CorralError, ValueError):
 class ExecTimeoutError(CorralError, TimeoutError):
     """A call that could not start within ``CORRAL_EXEC_TIMEOUT`` seconds (default 30)."""
 
+class QueueFullError(CorralError, RuntimeError):
+    """An async call refused at once because its replica's queue was full."""
+
 class EngineError(CorralError, RuntimeError):
     """The engine failed while running a call."""
 

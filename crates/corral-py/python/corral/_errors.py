@@ -33,6 +33,11 @@ class ExecTimeoutError(CorralError, TimeoutError):
     """A call that could not start within ``CORRAL_EXEC_TIMEOUT`` (its cores stayed busy)."""
 
 
+class QueueFullError(CorralError, RuntimeError):
+    """An async call refused at once because its replica's queue was full (retry, or add
+    replicas); blocking calls wait for room instead, up to ``CORRAL_EXEC_TIMEOUT``."""
+
+
 class EngineError(CorralError, RuntimeError):
     """The engine failed while running a call."""
 

@@ -137,6 +137,29 @@ fn replace_serves_from_the_old_model_until_the_new_one_is_ready() {
     new.infer(input()).expect("still serves");
 }
 
+/// Regression: `infer_async` queued with `send_timeout`, so a server's tokio worker could
+/// block for the whole exec timeout on a full queue.
+#[test]
+fn a_full_queue_refuses_async_calls_at_once() {
+    let settings =
+        RuntimeSettings { queue_len_max: 1, exec_timeout: Some(Duration::from_secs(5)), ..Default::default() };
+    let (_dir, runtime) = runtime_with("sim:1", None, None, settings);
+    let model = runtime.load(ModelDef::sim("m", sim(300, 0))).expect("load");
+    let running = model.submit(input()).expect("runs");
+    // Waits for the worker to take the first call if it has not yet, then fills the queue;
+    // the first call runs for 300 ms, so the queue stays full for the next lines.
+    let queued = model.submit(input()).expect("fills the one-slot queue");
+    let refused = model.try_submit(input()).err().expect("no room");
+    assert!(matches!(refused, InferError::QueueFull { queue_len_max: 1, .. }), "{refused}");
+    let refused_async = block_on(model.infer_async(input())).expect_err("no room");
+    assert!(matches!(refused_async, InferError::QueueFull { .. }), "{refused_async}");
+    // A blocking submit waits for room instead, and gets in.
+    let waited = model.submit(input()).expect("room came within the exec timeout");
+    for reply in [running, queued, waited] {
+        reply.wait().expect("accepted calls complete");
+    }
+}
+
 #[test]
 fn a_reply_can_be_waited_on_in_slices() {
     let (_dir, runtime) = runtime("sim:1", None, None);
