@@ -1,6 +1,11 @@
 //! `corral bench`: load a repository with its configured placement, drive calls from many
-//! threads (each starts on a different model and rotates), then report per model and per
-//! core. Latencies are measured by the callers, around the whole call.
+//! threads, then report per model and per core. Latencies are measured by the callers, around
+//! the whole call.
+//!
+//! Each model has callers of its own: thread `t` calls model `t mod M` only (so `--threads`
+//! is split as evenly as it goes, and every model gets at least one). A slow model then
+//! throttles only its own callers; a caller rotating over models would wait on the slowest
+//! and make models that share nothing look slow too.
 
 use std::{
     io::IsTerminal,
@@ -62,7 +67,7 @@ pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     if models.is_empty() {
         anyhow::bail!("no model could be loaded");
     }
-    let threads = args.threads.unwrap_or(2 * runtime.cores()).max(1);
+    let threads = args.threads.unwrap_or(2 * runtime.cores());
     let limit = match (args.requests, args.duration) {
         (Some(n), _) => Limit::Requests(n),
         (None, Some(secs)) if secs > 0.0 && secs.is_finite() => Limit::Duration(Duration::from_secs_f64(secs)),
@@ -79,8 +84,10 @@ pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     Ok(())
 }
 
-/// Warms every instance up once, then runs `threads` callers until `limit`.
+/// Warms every instance up once, then runs `threads` callers (at least one per model; see
+/// the module docs) until `limit`.
 pub fn drive(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) -> Report {
+    let threads = threads.max(models.len());
     let inputs: Vec<Vec<Tensor>> = models.iter().map(|m| corral_engine::sample_inputs(m.inputs(), 1)).collect();
     for (model, input) in models.iter().zip(&inputs) {
         for _ in 0..model.instances().len() {
@@ -99,7 +106,7 @@ pub fn drive(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) 
                 let (issued, done, stop, inputs) = (&issued, &done, &stop, &inputs);
                 s.spawn(move || {
                     let mut seen: Vec<(Vec<Duration>, u64)> = vec![(Vec::new(), 0); models.len()];
-                    let mut which = t % models.len();
+                    let which = t % models.len();
                     loop {
                         if stop.load(Ordering::Relaxed) {
                             break;
@@ -115,7 +122,6 @@ pub fn drive(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) 
                             Err(_) => seen[which].1 += 1,
                         }
                         done.fetch_add(1, Ordering::Relaxed);
-                        which = (which + 1) % models.len();
                     }
                     seen
                 })

@@ -176,7 +176,8 @@ pub struct BenchArgs {
     pub device: DeviceArg,
     #[command(flatten)]
     pub cores: CoreArgs,
-    /// Calling threads [default: 2 per process core]
+    /// Calling threads, split among the models (thread t calls model t mod M) [default: 2 per
+    /// process core, at least 1 per model]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Stop after this many calls in all

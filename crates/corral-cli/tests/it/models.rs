@@ -133,6 +133,28 @@ fn bench_reports_models_and_cores_and_counts_switches_on_shared_cores() {
     assert!(nc5["busy_fraction"].as_f64().expect("f") > 0.0);
 }
 
+/// Regression: every caller rotated over every model, so in the bad FlexEG layout A and D
+/// (which share no core) ran at B's and C's pace, as if the bad layout hurt them too. Each
+/// model now has its own callers: A and D keep their pace, B and C take turns on nc5.
+#[test]
+fn bench_gives_each_model_its_own_callers() {
+    let host = Host::new();
+    let bad_repo = flexeg_with_c_at(5);
+    let repo = bad_repo.path().display().to_string();
+    let args = ["bench", "--model-repository", &repo, "--device", "sim:inf1.6xlarge", "--threads", "8"];
+    let output = host.run(&[&args[..], &["--duration", "1.5", "--json"]].concat(), &[]);
+    let report: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let throughput = |name: &str| -> f64 {
+        let models = report["models"].as_array().expect("models");
+        let model = models.iter().find(|m| m["name"] == name).expect("model");
+        model["throughput_per_s"].as_f64().expect("f")
+    };
+    let (a, b, c, d) = (throughput("A"), throughput("B"), throughput("C"), throughput("D"));
+    // Simulated cores sleep, so the pace does not depend on this machine's load: A and D run
+    // two callers each on cores of their own; B and C serialize on nc5 and pay switches.
+    assert!(a > 1.5 * b && a > 1.5 * c && d > 1.5 * b && d > 1.5 * c, "A {a} B {b} C {c} D {d}");
+}
+
 #[test]
 fn demo_places_and_runs_real_models() {
     let host = Host::new();
