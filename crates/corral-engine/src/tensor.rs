@@ -217,6 +217,21 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// The elements in a buffer of their own: shared data is copied once, owned data moves.
+    pub fn into_owned(self) -> TensorData {
+        let TensorData::Shared(shared) = self else { return self };
+        match shared.view() {
+            TensorView::Bool(v) => TensorData::Bool(v.to_vec()),
+            TensorView::U8(v) => TensorData::U8(v.to_vec()),
+            TensorView::I8(v) => TensorData::I8(v.to_vec()),
+            TensorView::I16(v) => TensorData::I16(v.to_vec()),
+            TensorView::I32(v) => TensorData::I32(v.to_vec()),
+            TensorView::I64(v) => TensorData::I64(v.to_vec()),
+            TensorView::F32(v) => TensorData::F32(v.to_vec()),
+            TensorView::F64(v) => TensorData::F64(v.to_vec()),
+        }
+    }
+
     /// `len` zeros (false) of `datatype`.
     pub fn zeros(datatype: DataType, len: usize) -> TensorData {
         match datatype {
@@ -469,6 +484,7 @@ mod tests {
         assert_eq!(shared.len(), 3);
         assert_eq!(shared.to_le_bytes(), owned.to_le_bytes());
         assert_eq!(shared.clone(), shared, "clones share the buffer");
+        assert_eq!(shared.clone().into_owned(), owned);
         let tensor = Tensor::new("x", vec![1, 3], shared);
         assert!(validate_inputs(&[TensorSpec::new("x", DataType::F32, vec![1, 3])], &[tensor]).is_ok());
     }

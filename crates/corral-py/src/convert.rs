@@ -141,7 +141,8 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         Ok(PyArray1::from_vec(py, data).reshape(shape.to_vec())?.into_any())
     }
     let shape = &tensor.shape;
-    match tensor.data {
+    // Engines return owned buffers; a shared one (never seen today) is copied once.
+    match tensor.data.into_owned() {
         TensorData::Bool(v) => shaped(py, v, shape),
         TensorData::U8(v) => shaped(py, v, shape),
         TensorData::I8(v) => shaped(py, v, shape),
@@ -150,9 +151,6 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         TensorData::I64(v) => shaped(py, v, shape),
         TensorData::F32(v) => shaped(py, v, shape),
         TensorData::F64(v) => shaped(py, v, shape),
-        TensorData::Shared(shared) => {
-            let bytes = TensorData::from_le_bytes(shared.view().datatype(), &TensorData::Shared(shared).to_le_bytes());
-            array(py, Tensor::new(tensor.name, tensor.shape, bytes.expect("whole elements")))
-        }
+        TensorData::Shared(_) => unreachable!("into_owned leaves no shared data"),
     }
 }

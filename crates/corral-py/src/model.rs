@@ -142,18 +142,6 @@ impl Model {
             }
         }
     }
-
-    fn load_moved(&self, py: Python<'_>, context: Context) -> PyResult<()> {
-        let runtime = process::runtime(py)?;
-        self.handle(py)?;
-        let placement = process::placement(py, runtime, context)?;
-        let def = ModelDef { placement: Some(placement), ..self.def.clone() };
-        let replacement = py.detach(|| runtime.replace(def)).map_err(|e| errors::load(py, e))?;
-        *self.handle.write().unwrap_or_else(|p| p.into_inner()) = Some(replacement.model.clone());
-        // The old instances drain (accepted calls complete) without holding the GIL.
-        py.detach(move || drop(replacement));
-        Ok(())
-    }
 }
 
 /// The call's inputs as tensors: by position (in the model's input order), by name, or one dict.
@@ -364,7 +352,15 @@ impl Model {
 
     /// Moves the model to a placement context (`set_neuron_cores`, `set_multicore`).
     fn _move(&self, py: Python<'_>, context: Context) -> PyResult<()> {
-        self.load_moved(py, context)
+        let runtime = process::runtime(py)?;
+        self.handle(py)?;
+        let placement = process::placement(py, runtime, context)?;
+        let def = ModelDef { placement: Some(placement), ..self.def.clone() };
+        let replacement = py.detach(|| runtime.replace(def)).map_err(|e| errors::load(py, e))?;
+        *self.handle.write().unwrap_or_else(|p| p.into_inner()) = Some(replacement.model.clone());
+        // The old instances drain (accepted calls complete) without holding the GIL.
+        py.detach(move || drop(replacement));
+        Ok(())
     }
 
     /// Loads another copy of this model, placed by `context` (`DataParallel`'s replicas).

@@ -3,8 +3,6 @@
 (``model.instances``, process-relative) and where the calls ran (executions per instance).
 Each runs in its own Python process, since a process takes its cores once."""
 
-import pytest
-
 from conftest import finish, first_report, run_python, sim_model, start_python
 
 LOAD_TWICE = """
