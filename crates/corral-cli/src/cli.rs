@@ -90,7 +90,7 @@ pub struct CoreArgs {
     /// Take the first run of N consecutive free cores [default: $CORRAL_NUM_CORES]
     #[arg(long, value_name = "N", conflicts_with = "visible_cores")]
     pub num_cores: Option<String>,
-    /// Take exactly these global cores: 4, 4-5, 0,1,2 [default: $CORRAL_VISIBLE_CORES]
+    /// Take exactly these global cores: 4, 4-5, 0,1,2, 1,3 [default: $CORRAL_VISIBLE_CORES]
     #[arg(long, value_name = "LIST")]
     pub visible_cores: Option<String>,
     /// Legacy NeuronCore groups, e.g. 2,4,3,4 [default: $CORRAL_GROUP_SIZES]
@@ -113,7 +113,7 @@ pub struct LaunchArgs {
     pub device: DeviceArg,
     #[command(flatten)]
     pub cores: CoreArgs,
-    /// Start this many copies, each on its own consecutive cores
+    /// Start this many copies, each on its own cores
     #[arg(long, value_name = "I", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub instances: u32,
     /// The command and its arguments

@@ -1,5 +1,5 @@
 //! `corral launch`: take cores, start a command on them (or I copies, each on its own
-//! consecutive cores), and release each copy's cores when it exits, however it exits.
+//! cores), and release each copy's cores when it exits, however it exits.
 //!
 //! # Protocol
 //!
@@ -32,7 +32,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use corral_cores::{CoreRange, CoreRequest, DEVICE_ENV, Lease, Registry, Request, Sources, Ticket};
+use corral_cores::{CoreRequest, CoreSet, DEVICE_ENV, Device, Lease, Registry, Request, Sources, Ticket};
 use nix::{
     sched::CpuSet,
     sys::{
@@ -116,46 +116,60 @@ fn take_leases(
         return Ok(vec![Some(registry.adopt(&ticket, request)?)]);
     }
     let mut leases = Vec::with_capacity(instances);
-    for copy in split_request(request, instances, registry.device().len())? {
+    for copy in split_request(request, instances, registry.device())? {
         // On error the leases taken so far drop here: all or nothing.
         leases.push(Some(registry.acquire(&copy)?));
     }
     Ok(leases)
 }
 
-/// One request per copy: N cores each, an equal share of the visible cores, or of the device.
-fn split_request(request: &Request, instances: usize, device_len: usize) -> anyhow::Result<Vec<Request>> {
+/// One request per copy: N cores each, an equal share of the visible cores, or of the cores
+/// this launcher may take (the device, or the part inside its affinity), in ascending order.
+fn split_request(request: &Request, instances: usize, device: &Device) -> anyhow::Result<Vec<Request>> {
     if instances == 1 {
         return Ok(vec![request.clone()]);
     }
-    let share = |total: CoreRange, what: &str| -> anyhow::Result<Vec<Request>> {
-        if !total.count.is_multiple_of(instances) {
-            bail!(
-                "{what} has {} cores, which do not split evenly into {instances} copies\nhint: give a core count that {instances} divides, or use --num-cores",
-                total.count
-            );
-        }
-        let each = total.count / instances;
-        Ok((0..instances)
-            .map(|i| Request {
-                cores: CoreRequest::Visible(CoreRange::new(total.first + i * each, each)),
+    let share = |total: &CoreSet, each: usize| -> Vec<Request> {
+        let cores: Vec<usize> = total.iter().collect();
+        cores
+            .chunks(each)
+            .take(instances)
+            .enumerate()
+            .map(|(i, chunk)| Request {
+                cores: CoreRequest::Visible(
+                    CoreSet::from_indices(chunk.iter().copied()).expect("chunks are not empty"),
+                ),
                 groups: request.groups.clone(),
                 origin: format!("{} (copy {i})", request.origin),
             })
-            .collect())
+            .collect()
     };
     match (&request.cores, request.groups.is_some()) {
         // A count, or legacy groups (which take sum(sizes) cores): each copy asks for as many.
         (CoreRequest::Num(_), _) | (CoreRequest::All, true) => Ok((0..instances)
             .map(|i| Request { origin: format!("{} (copy {i})", request.origin), ..request.clone() })
             .collect()),
-        (CoreRequest::Visible(range), _) => share(*range, &request.origin),
-        (CoreRequest::All, false) => {
-            let each = device_len / instances;
-            if each == 0 {
-                bail!("{instances} copies cannot each get a core of a {device_len}-core device");
+        (CoreRequest::Visible(set), _) => {
+            request.check(&device.spec().to_string(), device.len())?;
+            if !set.len().is_multiple_of(instances) {
+                bail!(
+                    "{} has {} cores, which do not split evenly into {instances} copies\nhint: give a core count that {instances} divides, or use --num-cores",
+                    request.origin,
+                    set.len()
+                );
             }
-            share(CoreRange::new(0, each * instances), "the device")
+            Ok(share(set, set.len() / instances))
+        }
+        (CoreRequest::All, false) => {
+            let takeable = device.takeable().expect("a device has a core this process may take");
+            let each = takeable.len() / instances;
+            if each == 0 {
+                bail!(
+                    "{instances} copies cannot each get a core: this launcher may take {} core(s) ({takeable})",
+                    takeable.len()
+                );
+            }
+            Ok(share(&takeable, each))
         }
     }
 }

@@ -24,7 +24,7 @@ pub fn run(args: &ReserveArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyh
     let line = if args.json {
         json!({
             "device": device,
-            "cores": lease.cores().indices().collect::<Vec<_>>(),
+            "cores": lease.cores().iter().collect::<Vec<_>>(),
             "cpus": lease.cpus(),
             "pid": std::process::id(),
             "adopted": adopted,

@@ -1,18 +1,28 @@
 //! Devices: which cores corral manages on this host and what hardware stands behind each.
 //!
 //! A [`DeviceSpec`] is what the user names (`cpu`, `cpu:logical`, `sim:16`,
-//! `sim:inf1.6xlarge`); a [`Device`] is that spec resolved against this process's view of
-//! the machine: an ordered list of cores, each with the host CPUs it stands for.
+//! `sim:inf1.6xlarge`); a [`Device`] is that spec resolved on this host: an ordered list of
+//! cores, each with the host CPUs it stands for, and which of them this process may take.
 //!
-//! On `cpu` the cores are the CPUs this process may run on (`sched_getaffinity`, which
-//! already respects cgroup cpusets, v1 or v2), never all host CPUs blindly. SMT siblings
-//! (from sysfs `topology/thread_siblings_list`) form one core unless `cpu:logical` asks for
-//! one core per logical CPU. Cores are ordered by their lowest CPU number.
+//! On `cpu` the cores are the CPUs the container may use, the same list in every process on
+//! the host (SPEC §2): the cgroup cpuset at the root of this process's cgroup view (v2
+//! `cpuset.cpus.effective`, v1 `cpuset.effective_cpus`, whichever is mounted), else the
+//! online CPUs, plus any CPU the process's affinity names (so a process always sees the CPUs
+//! it runs on). SMT siblings (sysfs `topology/thread_siblings_list`) form one core unless
+//! `cpu:logical` asks for one core per logical CPU. Cores are ordered by their lowest CPU.
+//!
+//! A narrowed affinity (`taskset`, `corral launch`, a child cgroup, systemd `CPUAffinity`)
+//! never renumbers the cores: it marks which cores the process may take by default
+//! ([`Device::may_take`]), those with a CPU inside the affinity. A launcher that pinned a
+//! child before it started and the child thus agree on every index, and `corral ls` shows
+//! one numbering from every process. On `sim` every core may be taken.
 //!
 //! The registry locks *slots*, not cores: on `cpu` a slot is a host CPU, so `cpu` and
 //! `cpu:logical` processes compete for the same hardware; on `sim` a slot is a core.
 
 use std::{fmt, fs, str::FromStr};
+
+use crate::core_set::CoreSet;
 
 /// The simulated instance types and their core counts (SPEC §2).
 pub const SIM_PRESETS: &[(&str, usize)] = &[
@@ -122,34 +132,46 @@ pub struct Device {
     spec: DeviceSpec,
     /// For each core, the host CPUs it stands for (ascending); empty on `sim`.
     core_cpus: Vec<Vec<usize>>,
+    /// For each core, whether this process may take it by default (inside its affinity).
+    may_take: Vec<bool>,
 }
 
 impl Device {
     /// Resolves `spec` on this host.
     pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
         match spec {
-            DeviceSpec::Sim { cores, .. } => Ok(Device { core_cpus: vec![Vec::new(); cores], spec }),
+            DeviceSpec::Sim { cores, .. } => {
+                Ok(Device { core_cpus: vec![Vec::new(); cores], may_take: vec![true; cores], spec })
+            }
             DeviceSpec::Cpu { logical } => {
-                let allowed = allowed_cpus()?;
-                Ok(Device::from_cpus(spec, &allowed, |cpu| if logical { vec![cpu] } else { smt_siblings(cpu) }))
+                let affinity = allowed_cpus()?;
+                let host = host_cpus();
+                Ok(Device::from_cpus(spec, &host, &affinity, |cpu| if logical { vec![cpu] } else { smt_siblings(cpu) }))
             }
         }
     }
 
-    /// Groups `allowed` CPUs into cores: CPUs whose sibling sets (as reported by `siblings`)
-    /// coincide form one core. Pure, so the grouping can be tested on made-up topologies.
-    pub fn from_cpus(spec: DeviceSpec, allowed: &[usize], siblings: impl Fn(usize) -> Vec<usize>) -> Device {
-        let mut allowed = allowed.to_vec();
-        allowed.sort_unstable();
-        allowed.dedup();
+    /// Groups the `host` CPUs (and any of `affinity` missing from them) into cores: CPUs
+    /// whose sibling sets (as reported by `siblings`) coincide form one core, and a core may
+    /// be taken when one of its CPUs is in `affinity`. Pure, so the grouping can be tested on
+    /// made-up topologies.
+    pub fn from_cpus(
+        spec: DeviceSpec,
+        host: &[usize],
+        affinity: &[usize],
+        siblings: impl Fn(usize) -> Vec<usize>,
+    ) -> Device {
+        let mut cpus: Vec<usize> = host.iter().chain(affinity).copied().collect();
+        cpus.sort_unstable();
+        cpus.dedup();
         let mut core_cpus: Vec<Vec<usize>> = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
-        for &cpu in &allowed {
+        for &cpu in &cpus {
             if seen.contains(&cpu) {
                 continue;
             }
             let mut group: Vec<usize> =
-                siblings(cpu).into_iter().filter(|c| allowed.binary_search(c).is_ok() && !seen.contains(c)).collect();
+                siblings(cpu).into_iter().filter(|c| cpus.binary_search(c).is_ok() && !seen.contains(c)).collect();
             if !group.contains(&cpu) {
                 group.push(cpu);
             }
@@ -158,7 +180,24 @@ impl Device {
             seen.extend(group.iter().copied());
             core_cpus.push(group);
         }
-        Device { spec, core_cpus }
+        let may_take = core_cpus.iter().map(|group| group.iter().any(|cpu| affinity.contains(cpu))).collect();
+        Device { spec, core_cpus, may_take }
+    }
+
+    /// True when this process may take core `index` by default: on `cpu`, when one of its
+    /// CPUs is inside the process's affinity; always on `sim`.
+    pub fn may_take(&self, index: usize) -> bool {
+        self.may_take[index]
+    }
+
+    /// True when the affinity leaves some core out.
+    pub fn is_narrowed(&self) -> bool {
+        self.may_take.iter().any(|&may| !may)
+    }
+
+    /// The cores this process may take by default, ascending.
+    pub fn takeable(&self) -> Option<CoreSet> {
+        CoreSet::from_indices((0..self.len()).filter(|&i| self.may_take[i]))
     }
 
     pub fn spec(&self) -> &DeviceSpec {
@@ -196,6 +235,23 @@ pub fn allowed_cpus() -> Result<Vec<usize>, DeviceError> {
         return Err(DeviceError::NoCpus);
     }
     Ok(cpus)
+}
+
+/// The CPUs this container may use, the same in every process: the root cpuset of this
+/// process's cgroup view (v2, then v1), else the online CPUs; empty when none is readable
+/// (then the affinity alone makes the device).
+pub fn host_cpus() -> Vec<usize> {
+    const SOURCES: [&str; 3] = [
+        "/sys/fs/cgroup/cpuset.cpus.effective",
+        "/sys/fs/cgroup/cpuset/cpuset.effective_cpus",
+        "/sys/devices/system/cpu/online",
+    ];
+    SOURCES
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .filter_map(|text| parse_cpu_list(text.trim()))
+        .find(|cpus| !cpus.is_empty())
+        .unwrap_or_default()
 }
 
 /// The SMT siblings of `cpu` from sysfs; just `cpu` when the topology is not exposed.
@@ -293,11 +349,26 @@ mod tests {
     fn smt_siblings_form_one_core() {
         // 2 sockets x 2 cores x 2 threads: siblings are (n, n+4); the cgroup allows 0-2 and 4-5.
         let siblings = |cpu: usize| vec![cpu % 4, cpu % 4 + 4];
-        let physical = Device::from_cpus(DeviceSpec::Cpu { logical: false }, &[0, 1, 2, 4, 5], siblings);
+        let physical =
+            Device::from_cpus(DeviceSpec::Cpu { logical: false }, &[0, 1, 2, 4, 5], &[0, 1, 2, 4, 5], siblings);
         assert_eq!(physical.core_cpus, vec![vec![0, 4], vec![1, 5], vec![2]]);
-        let logical = Device::from_cpus(DeviceSpec::Cpu { logical: true }, &[5, 0, 1], |cpu| vec![cpu]);
+        let logical = Device::from_cpus(DeviceSpec::Cpu { logical: true }, &[5, 0, 1], &[0, 1, 5], |cpu| vec![cpu]);
         assert_eq!(logical.core_cpus, vec![vec![0], vec![1], vec![5]]);
         assert_eq!(physical.slot_names(0), vec!["cpu0.lock", "cpu4.lock"]);
+    }
+
+    #[test]
+    fn a_narrowed_affinity_limits_what_may_be_taken_but_keeps_the_numbering() {
+        // `taskset -c 5` on the host above: the same three cores, only nc1 (CPUs 1 and 5) takeable.
+        let siblings = |cpu: usize| vec![cpu % 4, cpu % 4 + 4];
+        let pinned = Device::from_cpus(DeviceSpec::Cpu { logical: false }, &[0, 1, 2, 4, 5], &[5], siblings);
+        assert_eq!(pinned.core_cpus, vec![vec![0, 4], vec![1, 5], vec![2]]);
+        assert_eq!(pinned.takeable().map(|s| s.to_string()), Some("nc1".to_owned()));
+        assert!(pinned.is_narrowed());
+        // An affinity naming a CPU the cpuset did not list still shows it, as its own core.
+        let odd = Device::from_cpus(DeviceSpec::Cpu { logical: true }, &[0, 1], &[1, 3], |cpu| vec![cpu]);
+        assert_eq!(odd.core_cpus, vec![vec![0], vec![1], vec![3]]);
+        assert_eq!(odd.takeable().map(|s| s.to_string()), Some("nc1-nc2".to_owned()));
     }
 
     #[test]
@@ -310,8 +381,12 @@ mod tests {
     }
 
     #[test]
-    fn this_host_has_cores() {
+    fn this_host_has_cores_numbered_host_wide() {
         let device = Device::open(DeviceSpec::Cpu { logical: true }).expect("affinity is readable");
-        assert_eq!(device.len(), allowed_cpus().expect("affinity").len());
+        let affinity = allowed_cpus().expect("affinity");
+        assert!(device.len() >= affinity.len());
+        let takeable: Vec<usize> =
+            device.takeable().expect("some").iter().flat_map(|i| device.cpus(i).to_vec()).collect();
+        assert_eq!(takeable, affinity);
     }
 }

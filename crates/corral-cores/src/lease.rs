@@ -40,10 +40,11 @@ use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    core_set::{CoreRange, CoreSet, parse_core_list},
     device::{Device, DeviceSpec},
     procfs,
     registry::{AcquireError, Owner, Registry},
-    request::{CoreRange, CoreRequest, Request},
+    request::{CoreRequest, Request},
 };
 
 /// The environment variable that carries a lease ticket to a child process.
@@ -66,8 +67,8 @@ pub(crate) struct SlotFile {
 #[derive(Debug)]
 pub struct Lease {
     device: DeviceSpec,
-    /// Global indices.
-    cores: CoreRange,
+    /// Global indices; process core `i` is the `i`-th, ascending.
+    cores: CoreSet,
     /// Per core (relative index), its host CPUs; empty on `sim`.
     core_cpus: Vec<Vec<usize>>,
     /// Legacy groups, process-relative; empty when none were asked for.
@@ -76,7 +77,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub(crate) fn new(device: &Device, cores: CoreRange, groups: Option<&[usize]>, files: Vec<SlotFile>) -> Lease {
+    pub(crate) fn new(device: &Device, cores: CoreSet, groups: Option<&[usize]>, files: Vec<SlotFile>) -> Lease {
         let mut first = 0;
         let groups = groups
             .unwrap_or_default()
@@ -89,8 +90,8 @@ impl Lease {
             .collect();
         Lease {
             device: device.spec().clone(),
+            core_cpus: cores.iter().map(|i| device.cpus(i).to_vec()).collect(),
             cores,
-            core_cpus: cores.indices().map(|i| device.cpus(i).to_vec()).collect(),
             groups,
             files,
         }
@@ -100,14 +101,14 @@ impl Lease {
         &self.device
     }
 
-    /// The leased cores, by global (device) index.
-    pub fn cores(&self) -> CoreRange {
-        self.cores
+    /// The leased cores, by global (device) index; consecutive or not.
+    pub fn cores(&self) -> &CoreSet {
+        &self.cores
     }
 
-    /// Number of cores; processes number them `0..len()`.
+    /// Number of cores; processes number them `0..len()`, in ascending global order.
     pub fn len(&self) -> usize {
-        self.cores.count
+        self.core_cpus.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,7 +149,7 @@ impl Lease {
     /// Publishes which models sit on each core (by process-relative index) in the owner
     /// records, so `corral ls` can show them next to the owner.
     pub fn publish_models(&self, per_core: &[Vec<String>]) {
-        let mut record = OwnerRecord::for_this_process(&self.device.to_string(), self.cores);
+        let mut record = OwnerRecord::for_this_process(&self.device.to_string(), &self.cores);
         record.models = per_core.to_vec();
         self.write_record(&record);
     }
@@ -178,8 +179,7 @@ impl Lease {
     pub fn hand_down(&self, command: &mut Command) {
         let ticket = Ticket {
             device: self.device.to_string(),
-            first: self.cores.first,
-            count: self.cores.count,
+            cores: self.cores.to_env_value(),
             slots: self.files.iter().map(|s| (s.name.clone(), s.file.as_raw_fd())).collect(),
         };
         command.env(LEASE_ENV, serde_json::to_string(&ticket).expect("a ticket always serializes"));
@@ -217,7 +217,7 @@ pub(crate) struct OwnerRecord {
     pub(crate) command: String,
     pub(crate) since_unix_ms: u64,
     pub(crate) device: String,
-    /// The whole lease, global indices (`2-3`).
+    /// The whole lease, global indices (`2-3`, `1,3`).
     pub(crate) cores: String,
     /// Models per leased core (process-relative order), when the holder publishes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -225,7 +225,7 @@ pub(crate) struct OwnerRecord {
 }
 
 impl OwnerRecord {
-    pub(crate) fn for_this_process(device: &str, cores: CoreRange) -> OwnerRecord {
+    pub(crate) fn for_this_process(device: &str, cores: &CoreSet) -> OwnerRecord {
         let pid = std::process::id();
         OwnerRecord {
             pid,
@@ -252,9 +252,9 @@ impl OwnerRecord {
 
     /// The owner as seen from global core `index`.
     pub(crate) fn into_owner(self, index: usize) -> Owner {
-        let first = crate::request::parse_core_list(&self.cores).map_or(index, |range| range.first);
-        let models =
-            index.checked_sub(first).and_then(|relative| self.models.get(relative)).cloned().unwrap_or_default();
+        // The record is untrusted text: the list is parsed without expansion, then searched.
+        let relative = parse_core_list(&self.cores).ok().and_then(|cores| cores.relative(index));
+        let models = relative.and_then(|relative| self.models.get(relative)).cloned().unwrap_or_default();
         Owner {
             pid: self.pid,
             command: self.command,
@@ -272,8 +272,8 @@ fn now_unix_ms() -> u64 {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Ticket {
     pub device: String,
-    pub first: usize,
-    pub count: usize,
+    /// Global indices in the list syntax (`2-3`, `1,3`).
+    pub cores: String,
     /// Slot file name → inherited descriptor.
     pub slots: Vec<(String, RawFd)>,
 }
@@ -289,8 +289,14 @@ impl Ticket {
         })
     }
 
-    pub fn cores(&self) -> CoreRange {
-        CoreRange::new(self.first, self.count.max(1))
+    /// The ticket's cores; an error names the ticket when they are not a core list.
+    pub fn cores(&self) -> Result<CoreSet, AcquireError> {
+        parse_core_list(&self.cores).map_err(|why| {
+            AcquireError::Inherited(format!(
+                "cannot adopt the lease in {LEASE_ENV}: its cores `{}` are not a core list ({why})\nhint: it is set by `corral launch`; unset it to take cores normally",
+                self.cores
+            ))
+        })
     }
 }
 
@@ -298,10 +304,10 @@ impl Registry {
     /// Adopts a lease handed down by a parent process, keeping the part `request` asks for
     /// (see the module docs for the steps).
     pub fn adopt(&self, ticket: &Ticket, request: &Request) -> Result<Lease, AcquireError> {
+        let leased = ticket.cores()?;
         let refuse = |why: String| {
             AcquireError::Inherited(format!(
-                "cannot adopt the lease in {LEASE_ENV} ({} on {}): {why}",
-                ticket.cores(),
+                "cannot adopt the lease in {LEASE_ENV} ({leased} on {}): {why}",
                 ticket.device
             ))
         };
@@ -312,21 +318,26 @@ impl Registry {
                 ticket.device
             )));
         }
-        let leased = ticket.cores();
-        if ticket.count == 0 || leased.end() > self.device().len() {
+        if leased.last() >= self.device().len() {
             return Err(refuse(format!("{device_name} has only {} cores", self.device().len())));
         }
+        // Cores are matched by identity: each index must stand for the very slots (host CPUs
+        // on `cpu`) that the parent locked, which holds because every process numbers the
+        // device the same way, whatever its affinity.
         let expected: Vec<(String, usize)> =
-            leased.indices().flat_map(|i| self.device().slot_names(i).into_iter().map(move |name| (name, i))).collect();
+            leased.iter().flat_map(|i| self.device().slot_names(i).into_iter().map(move |name| (name, i))).collect();
         let names: Vec<&str> = ticket.slots.iter().map(|(name, _)| name.as_str()).collect();
         if !names.iter().eq(expected.iter().map(|(name, _)| name)) {
             return Err(refuse(format!("it names slots {names:?}, expected {expected:?}")));
         }
-        let chosen = match request.cores {
-            CoreRequest::All => leased,
-            CoreRequest::Num(n) if n <= leased.count => CoreRange::new(leased.first, n),
-            CoreRequest::Visible(range) if range.first >= leased.first && range.end() <= leased.end() => range,
-            _ => {
+        let chosen = match &request.cores {
+            CoreRequest::All => Some(leased.clone()),
+            CoreRequest::Num(n) => first_run_within(&leased, *n).map(CoreSet::from),
+            CoreRequest::Visible(set) => leased.contains_set(set).then(|| set.clone()),
+        };
+        let chosen = match chosen {
+            Some(chosen) => chosen,
+            None => {
                 return Err(refuse(format!(
                     "{} asks for cores outside it\nhint: ask within {leased}, or unset {LEASE_ENV} to take cores normally",
                     request.origin
@@ -335,9 +346,9 @@ impl Registry {
         };
         request.check(&device_name, self.device().len())?;
         if let Some(groups) = &request.groups
-            && groups.iter().sum::<usize>() > chosen.count
+            && groups.iter().sum::<usize>() > chosen.len()
         {
-            return Err(refuse(format!("{}: the groups need more than {} cores", request.origin, chosen.count)));
+            return Err(refuse(format!("{}: the groups need more than {} cores", request.origin, chosen.len())));
         }
         for (name, fd) in &ticket.slots {
             // SAFETY: the borrow lives only for this `fstat`, which fails cleanly (EBADF) if the
@@ -371,8 +382,24 @@ impl Registry {
                 .is_ok_and(|flags| OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR);
             files.push(SlotFile { file, name: name.clone(), writable });
         }
-        let lease = Lease::new(self.device(), chosen, request.groups.as_deref(), files);
-        lease.write_record(&OwnerRecord::for_this_process(&device_name, chosen));
-        Ok(lease)
+        Ok(lease_with_record(self.device(), chosen, request.groups.as_deref(), files))
     }
+}
+
+/// A new lease on `cores`, its owner record (this process) written into each slot.
+pub(crate) fn lease_with_record(
+    device: &Device,
+    cores: CoreSet,
+    groups: Option<&[usize]>,
+    files: Vec<SlotFile>,
+) -> Lease {
+    let record = OwnerRecord::for_this_process(&device.spec().to_string(), &cores);
+    let lease = Lease::new(device, cores, groups, files);
+    lease.write_record(&record);
+    lease
+}
+
+/// The lowest run of `count` globally consecutive cores inside `set`.
+fn first_run_within(set: &CoreSet, count: usize) -> Option<CoreRange> {
+    set.runs().iter().find(|run| run.count >= count).map(|run| CoreRange::new(run.first, count))
 }

@@ -23,6 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod core_set;
 mod device;
 mod lease;
 mod procfs;
@@ -30,9 +31,10 @@ mod registry;
 mod request;
 mod take;
 
+pub use core_set::{CoreRange, CoreSet, parse_core_list};
 pub use device::{
     Device, DeviceError, DeviceSpec, DeviceSpecError, SIM_CORES_MAX, SIM_PRESETS, allowed_cpus, format_cpu_list,
-    parse_cpu_list,
+    host_cpus, parse_cpu_list,
 };
 pub use lease::{LEASE_ENV, Lease, Ticket};
 pub use registry::{
@@ -40,7 +42,7 @@ pub use registry::{
     longest_free_run,
 };
 pub use request::{
-    CoreRange, CoreRequest, GROUP_SIZES, GROUP_SIZES_NEURON, NUM_CORES, NUM_CORES_NEURON, Request, RequestError,
-    Source, Sources, VISIBLE_CORES, VISIBLE_CORES_NEURON, parse_core_list, parse_count, parse_group_sizes,
+    CoreRequest, GROUP_SIZES, GROUP_SIZES_NEURON, NUM_CORES, NUM_CORES_NEURON, Request, RequestError, Source, Sources,
+    VISIBLE_CORES, VISIBLE_CORES_NEURON, parse_count, parse_group_sizes,
 };
 pub use take::{DEVICE_ENV, TakeError, TakeSettings, take_cores};

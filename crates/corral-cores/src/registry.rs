@@ -16,9 +16,10 @@
 //!    serialised, so a core one allocator fails to lock is held by a settled lease, never by
 //!    another allocator's half-built attempt: no request fails while a long enough free run
 //!    exists. Releases need no lock and can happen at any time; they only free cores.
-//! 3. For each candidate run (the requested one, or every start from low to high for a
-//!    count), `try_lock` its slots in ascending order; on the first busy slot drop every lock
-//!    taken so far (rollback) and move the start past the busy core.
+//! 3. For each candidate (the requested cores, or every run from low to high for a count,
+//!    skipping cores outside this process's affinity), `try_lock` its slots in ascending
+//!    order; on the first busy slot drop every lock taken so far (rollback) and move the
+//!    start past the busy core.
 //! 4. Write an owner record (pid, process start time, command, time) into each locked file,
 //!    then drop `alloc.lock`.
 //!
@@ -42,10 +43,11 @@ use nix::{
 };
 
 use crate::{
+    core_set::{CoreRange, CoreSet},
     device::Device,
-    lease::{Lease, OwnerRecord, SlotFile},
+    lease::{Lease, OwnerRecord, SlotFile, lease_with_record},
     procfs,
-    request::{CoreRange, CoreRequest, Request, RequestError},
+    request::{CoreRequest, Request, RequestError},
 };
 
 /// Overrides the lock directory (tests, or hosts where `/run/lock` is not shared).
@@ -214,22 +216,20 @@ impl Registry {
         let device_name = self.device.spec().to_string();
         let device_len = self.device.len();
         request.check(&device_name, device_len)?;
+        let request = &self.within_affinity(request);
         let wanted = request.core_count(device_len);
 
         let alloc = self.lock_allocation()?;
-        let taken = match request.cores {
-            CoreRequest::Visible(range) => self.try_run(range).map(|files| (range, files)),
+        let taken = match &request.cores {
+            CoreRequest::Visible(set) => self.try_set(set).map(|files| (set.clone(), files)),
             CoreRequest::All if request.groups.is_none() => {
-                let range = CoreRange::new(0, device_len);
-                self.try_run(range).map(|files| (range, files))
+                let all = CoreSet::from(CoreRange::new(0, device_len));
+                self.try_set(&all).map(|files| (all, files))
             }
             CoreRequest::Num(_) | CoreRequest::All => self.first_free_run(wanted),
         };
-        let lease = taken.map(|(range, files)| {
-            let lease = Lease::new(&self.device, range, request.groups.as_deref(), files);
-            lease.write_record(&OwnerRecord::for_this_process(&device_name, range));
-            lease
-        });
+        let lease =
+            taken.map(|(cores, files)| lease_with_record(&self.device, cores, request.groups.as_deref(), files));
         drop(alloc);
         match lease {
             Ok(lease) => {
@@ -241,14 +241,31 @@ impl Registry {
         }
     }
 
-    /// Scans starts from low to high for `count` consecutive free cores; `Err(Ok(_))` when no
-    /// start works.
-    fn first_free_run(&self, count: usize) -> Result<(CoreRange, Vec<SlotFile>), Result<usize, RegistryError>> {
+    /// The default request of a process whose affinity leaves cores out takes the cores
+    /// inside it, as if `VISIBLE_CORES` named them (SPEC §2).
+    fn within_affinity(&self, request: &Request) -> Request {
+        match (&request.cores, &request.groups, self.device.takeable()) {
+            (CoreRequest::All, None, Some(takeable)) if self.device.is_narrowed() => Request {
+                origin: format!("default (the cores of this process's CPU affinity, {})", takeable.to_env_value()),
+                cores: CoreRequest::Visible(takeable),
+                groups: None,
+            },
+            _ => request.clone(),
+        }
+    }
+
+    /// Scans starts from low to high for `count` consecutive free cores that this process
+    /// may take; `Err(Ok(_))` when no start works.
+    fn first_free_run(&self, count: usize) -> Result<(CoreSet, Vec<SlotFile>), Result<usize, RegistryError>> {
         let mut start = 0;
         while start + count <= self.device.len() {
-            let range = CoreRange::new(start, count);
-            match self.try_run(range) {
-                Ok(files) => return Ok((range, files)),
+            if let Some(outside) = (start..start + count).rev().find(|&core| !self.device.may_take(core)) {
+                start = outside + 1;
+                continue;
+            }
+            let run = CoreSet::from(CoreRange::new(start, count));
+            match self.try_set(&run) {
+                Ok(files) => return Ok((run, files)),
                 Err(Ok(busy_core)) => start = busy_core + 1,
                 Err(Err(error)) => return Err(Err(error)),
             }
@@ -256,11 +273,11 @@ impl Registry {
         Err(Ok(self.device.len()))
     }
 
-    /// Locks every slot of `range` in ascending order; on the first busy core drops what it
+    /// Locks every slot of `cores` in ascending order; on the first busy core drops what it
     /// took and returns `Err(Ok(busy core))`.
-    fn try_run(&self, range: CoreRange) -> Result<Vec<SlotFile>, Result<usize, RegistryError>> {
+    fn try_set(&self, cores: &CoreSet) -> Result<Vec<SlotFile>, Result<usize, RegistryError>> {
         let mut files = Vec::new();
-        for core in range.indices() {
+        for core in cores.iter() {
             for name in self.device.slot_names(core) {
                 let slot = self.open_slot(&name).map_err(Err)?;
                 match slot.file.try_lock() {
@@ -299,17 +316,25 @@ impl Registry {
 
     fn busy_error(&self, request: &Request, wanted: usize) -> AcquireError {
         let status = self.status().unwrap_or_default();
-        let (asked, hint) = match request.cores {
-            CoreRequest::Visible(range) => {
-                (format!("{range} ({})", request.origin), "pick other cores, or stop the process that holds them")
+        let (asked, hint) = match &request.cores {
+            CoreRequest::Visible(set) => {
+                (format!("{set} ({})", request.origin), "pick other cores, or stop the process that holds them")
             }
+            _ if self.device.is_narrowed() => (
+                format!(
+                    "{wanted} consecutive cores ({}) inside this process's CPU affinity ({})",
+                    request.origin,
+                    self.device.takeable().map(|set| set.to_string()).unwrap_or_default()
+                ),
+                "wait for those processes to end or stop them, ask for fewer cores, or widen the affinity (taskset, cpuset)",
+            ),
             _ => (
                 format!("{wanted} consecutive cores ({})", request.origin),
                 "wait for those processes to end or stop them, or ask for fewer cores",
             ),
         };
-        let in_the_way = |core: usize| match request.cores {
-            CoreRequest::Visible(range) => range.contains(core),
+        let in_the_way = |core: usize| match &request.cores {
+            CoreRequest::Visible(set) => set.contains(core),
             _ => true,
         };
         AcquireError::Busy {

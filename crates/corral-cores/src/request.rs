@@ -14,56 +14,16 @@
 
 use std::fmt;
 
+#[cfg(test)]
+use crate::core_set::CoreRange;
+use crate::core_set::{CoreSet, parse_core_list};
+
 pub const VISIBLE_CORES: &str = "CORRAL_VISIBLE_CORES";
 pub const VISIBLE_CORES_NEURON: &str = "NEURON_RT_VISIBLE_CORES";
 pub const NUM_CORES: &str = "CORRAL_NUM_CORES";
 pub const NUM_CORES_NEURON: &str = "NEURON_RT_NUM_CORES";
 pub const GROUP_SIZES: &str = "CORRAL_GROUP_SIZES";
 pub const GROUP_SIZES_NEURON: &str = "NEURONCORE_GROUP_SIZES";
-
-/// A run of consecutive cores, by global (device) or process-relative index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CoreRange {
-    pub first: usize,
-    /// At least 1.
-    pub count: usize,
-}
-
-impl CoreRange {
-    pub fn new(first: usize, count: usize) -> CoreRange {
-        debug_assert!(count >= 1, "a core range is never empty");
-        CoreRange { first, count }
-    }
-
-    /// One past the last core.
-    pub fn end(&self) -> usize {
-        self.first + self.count
-    }
-
-    pub fn last(&self) -> usize {
-        self.end() - 1
-    }
-
-    pub fn contains(&self, index: usize) -> bool {
-        (self.first..self.end()).contains(&index)
-    }
-
-    pub fn indices(&self) -> std::ops::Range<usize> {
-        self.first..self.end()
-    }
-
-    /// The form environment variables take: `4` or `4-5`.
-    pub fn to_env_value(&self) -> String {
-        if self.count == 1 { self.first.to_string() } else { format!("{}-{}", self.first, self.last()) }
-    }
-}
-
-/// Displays as `nc4` or `nc4-nc5`.
-impl fmt::Display for CoreRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.count == 1 { write!(f, "nc{}", self.first) } else { write!(f, "nc{}-nc{}", self.first, self.last()) }
-    }
-}
 
 /// Which cores to take.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,8 +32,8 @@ pub enum CoreRequest {
     All,
     /// The first (lowest-index) run of this many consecutive free cores.
     Num(usize),
-    /// Exactly these cores.
-    Visible(CoreRange),
+    /// Exactly these cores, consecutive or not.
+    Visible(CoreSet),
 }
 
 /// A resolved request: cores, optional legacy groups, and how it was written.
@@ -95,14 +55,16 @@ impl Request {
         Request { cores: CoreRequest::Num(count), groups: None, origin: format!("{count} cores") }
     }
 
-    pub fn visible(range: CoreRange) -> Request {
-        Request { cores: CoreRequest::Visible(range), groups: None, origin: format!("cores {}", range.to_env_value()) }
+    pub fn visible(cores: impl Into<CoreSet>) -> Request {
+        let cores = cores.into();
+        let origin = format!("cores {}", cores.to_env_value());
+        Request { cores: CoreRequest::Visible(cores), groups: None, origin }
     }
 
     /// How many cores the request takes on a device of `device_len` cores.
     pub fn core_count(&self, device_len: usize) -> usize {
         match (&self.cores, &self.groups) {
-            (CoreRequest::Visible(range), _) => range.count,
+            (CoreRequest::Visible(set), _) => set.len(),
             (CoreRequest::Num(n), _) => *n,
             (CoreRequest::All, Some(groups)) => groups.iter().sum(),
             (CoreRequest::All, None) => device_len,
@@ -118,16 +80,16 @@ impl Request {
             device_len,
         };
         match &self.cores {
-            CoreRequest::Visible(range) if range.end() > device_len => {
-                return Err(too_big(format!("nc{}", range.last())));
+            CoreRequest::Visible(set) if set.last() >= device_len => {
+                return Err(too_big(format!("nc{}", set.last())));
             }
             CoreRequest::Num(n) if *n > device_len => return Err(too_big(format!("{n} cores"))),
             _ => {}
         }
         if let Some(groups) = &self.groups {
             let sum: usize = groups.iter().sum();
-            let available = match self.cores {
-                CoreRequest::Visible(range) => range.count,
+            let available = match &self.cores {
+                CoreRequest::Visible(set) => set.len(),
                 _ => device_len,
             };
             if sum > available {
@@ -205,7 +167,7 @@ impl Sources {
             self.groups.as_ref().map(|s| parse_group_sizes(&s.value).map_err(|r| malformed(s, r))).transpose()?;
 
         let (cores, mut origin) = match (visible, num, &self.visible, &self.num) {
-            (Some(range), _, Some(source), _) => (CoreRequest::Visible(range), source.to_string()),
+            (Some(set), _, Some(source), _) => (CoreRequest::Visible(set), source.to_string()),
             (None, Some(n), _, Some(source)) => (CoreRequest::Num(n), source.to_string()),
             _ => (CoreRequest::All, String::new()),
         };
@@ -229,7 +191,7 @@ fn malformed(source: &Source, reason: String) -> RequestError {
 
 fn hint_for(name: &str) -> &'static str {
     if name.contains("VISIBLE") || name.contains("visible") {
-        "write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"
+        "write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"
     } else if name.contains("GROUP") || name.contains("group") {
         "write group sizes of at least 1 core, separated by commas: `2,4,3,4`"
     } else {
@@ -249,56 +211,6 @@ pub enum RequestError {
     PastDevice { origin: String, asked: String, device: String, device_len: usize },
     #[error("{origin}: the groups need {sum} cores but only {available} are available to them")]
     GroupsDontFit { origin: String, sum: usize, available: usize },
-}
-
-/// Parses `4`, `4-5`, `0,1,2`, `0-2,3` into one consecutive run.
-/// No device has a core past this index; larger ones are refused while parsing, so that
-/// index arithmetic (`first + count`) can never overflow.
-const CORE_INDEX_MAX: usize = u32::MAX as usize;
-
-pub fn parse_core_list(text: &str) -> Result<CoreRange, String> {
-    if text.trim().is_empty() {
-        return Err("the value is empty".to_owned());
-    }
-    // Ranges stay ranges: `0-4000000000` is two numbers, never four billion of them, so a
-    // hostile value (an env var, an owner record) costs what its text costs.
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for part in text.split(',') {
-        let part = part.trim();
-        let index = |s: &str| {
-            let s = s.trim();
-            match s.parse::<usize>() {
-                Ok(core) if core > CORE_INDEX_MAX => Err(format!("core {core} is past any device")),
-                Ok(core) => Ok(core),
-                Err(_) => Err(format!("`{s}` is not a core index")),
-            }
-        };
-        match part.split_once('-') {
-            Some((lo, hi)) => {
-                let (lo, hi) = (index(lo)?, index(hi)?);
-                if lo > hi {
-                    return Err(format!("range {lo}-{hi} runs backwards"));
-                }
-                runs.push((lo, hi));
-            }
-            None => {
-                let core = index(part)?;
-                runs.push((core, core));
-            }
-        }
-    }
-    runs.sort_unstable();
-    for pair in runs.windows(2) {
-        let ((_, end), (next, _)) = (pair[0], pair[1]);
-        if next <= end {
-            return Err(format!("core {next} is listed twice"));
-        }
-        if next != end + 1 {
-            return Err(format!("cores {end} and {next} are not consecutive; a process owns one consecutive run"));
-        }
-    }
-    let (first, last) = (runs[0].0, runs[runs.len() - 1].1);
-    Ok(CoreRange::new(first, last - first + 1))
 }
 
 /// Parses a core count of at least 1.
@@ -344,6 +256,9 @@ mod tests {
         let result =
             Sources::from_env(lookup).overlay(explicit).resolve().and_then(|r| r.check("sim:8", 8).map(|()| r));
         let actual = match result {
+            Ok(Request { cores: CoreRequest::Visible(set), groups, origin }) => {
+                format!("Visible({set}) groups={groups:?} origin={origin}")
+            }
             Ok(Request { cores, groups, origin }) => format!("{cores:?} groups={groups:?} origin={origin}"),
             Err(err) => format!("error: {err}"),
         };
@@ -358,15 +273,15 @@ mod tests {
         check("NEURON_RT_NUM_CORES=3 CORRAL_NUM_CORES=2", expect![[r#"Num(2) groups=None origin=CORRAL_NUM_CORES=2"#]]);
         check(
             "CORRAL_VISIBLE_CORES=4-5 CORRAL_NUM_CORES=2",
-            expect![[r#"Visible(CoreRange { first: 4, count: 2 }) groups=None origin=CORRAL_VISIBLE_CORES=4-5"#]],
+            expect!["Visible(nc4-nc5) groups=None origin=CORRAL_VISIBLE_CORES=4-5"],
         );
         check(
             "NEURON_RT_VISIBLE_CORES=6 CORRAL_VISIBLE_CORES=4-5",
-            expect![[r#"Visible(CoreRange { first: 4, count: 2 }) groups=None origin=CORRAL_VISIBLE_CORES=4-5"#]],
+            expect!["Visible(nc4-nc5) groups=None origin=CORRAL_VISIBLE_CORES=4-5"],
         );
         check(
             "NEURON_RT_VISIBLE_CORES=6 CORRAL_NUM_CORES=1",
-            expect![[r#"Visible(CoreRange { first: 6, count: 1 }) groups=None origin=NEURON_RT_VISIBLE_CORES=6"#]],
+            expect!["Visible(nc6) groups=None origin=NEURON_RT_VISIBLE_CORES=6"],
         );
     }
 
@@ -378,65 +293,50 @@ mod tests {
         check_with(
             "CORRAL_NUM_CORES=4 CORRAL_GROUP_SIZES=1,1",
             visible,
-            expect![[
-                r#"Visible(CoreRange { first: 0, count: 2 }) groups=Some([1, 1]) origin=--visible-cores 0-1 CORRAL_GROUP_SIZES=1,1"#
-            ]],
+            expect!["Visible(nc0-nc1) groups=Some([1, 1]) origin=--visible-cores 0-1 CORRAL_GROUP_SIZES=1,1"],
         );
     }
 
     #[test]
     fn visible_core_syntax() {
-        check(
-            "CORRAL_VISIBLE_CORES=4",
-            expect![[r#"Visible(CoreRange { first: 4, count: 1 }) groups=None origin=CORRAL_VISIBLE_CORES=4"#]],
-        );
-        check(
-            "CORRAL_VISIBLE_CORES=0,1,2",
-            expect![[r#"Visible(CoreRange { first: 0, count: 3 }) groups=None origin=CORRAL_VISIBLE_CORES=0,1,2"#]],
-        );
-        check(
-            "CORRAL_VISIBLE_CORES=0-2,3",
-            expect![[r#"Visible(CoreRange { first: 0, count: 4 }) groups=None origin=CORRAL_VISIBLE_CORES=0-2,3"#]],
-        );
-        check(
-            "CORRAL_VISIBLE_CORES=3,0-2",
-            expect![[r#"Visible(CoreRange { first: 0, count: 4 }) groups=None origin=CORRAL_VISIBLE_CORES=3,0-2"#]],
-        );
+        check("CORRAL_VISIBLE_CORES=4", expect!["Visible(nc4) groups=None origin=CORRAL_VISIBLE_CORES=4"]);
+        check("CORRAL_VISIBLE_CORES=0,1,2", expect!["Visible(nc0-nc2) groups=None origin=CORRAL_VISIBLE_CORES=0,1,2"]);
+        check("CORRAL_VISIBLE_CORES=0-2,3", expect!["Visible(nc0-nc3) groups=None origin=CORRAL_VISIBLE_CORES=0-2,3"]);
+        check("CORRAL_VISIBLE_CORES=3,0-2", expect!["Visible(nc0-nc3) groups=None origin=CORRAL_VISIBLE_CORES=3,0-2"]);
         check(
             "CORRAL_VISIBLE_CORES=4-2",
             expect![[r#"
-            error: CORRAL_VISIBLE_CORES=4-2 is not valid: range 4-2 runs backwards
-            hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+                error: CORRAL_VISIBLE_CORES=4-2 is not valid: range 4-2 runs backwards
+                hint: write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"#]],
         );
         check(
             "NEURON_RT_VISIBLE_CORES=x",
             expect![[r#"
-            error: NEURON_RT_VISIBLE_CORES=x is not valid: `x` is not a core index
-            hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+                error: NEURON_RT_VISIBLE_CORES=x is not valid: `x` is not a core index
+                hint: write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"#]],
         );
         check(
-            "CORRAL_VISIBLE_CORES=0,2",
-            expect![[r#"
-            error: CORRAL_VISIBLE_CORES=0,2 is not valid: cores 0 and 2 are not consecutive; a process owns one consecutive run
-            hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+            "NEURON_RT_VISIBLE_CORES=3,1",
+            expect!["Visible(nc1,nc3) groups=None origin=NEURON_RT_VISIBLE_CORES=3,1"],
         );
+        check("CORRAL_VISIBLE_CORES=0,2", expect!["Visible(nc0,nc2) groups=None origin=CORRAL_VISIBLE_CORES=0,2"]);
         check(
             "CORRAL_VISIBLE_CORES=0-2,2",
             expect![[r#"
-            error: CORRAL_VISIBLE_CORES=0-2,2 is not valid: core 2 is listed twice
-            hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+                error: CORRAL_VISIBLE_CORES=0-2,2 is not valid: core 2 is listed twice
+                hint: write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"#]],
         );
         check(
             "CORRAL_VISIBLE_CORES=",
             expect![[r#"
-            error: CORRAL_VISIBLE_CORES= is not valid: the value is empty
-            hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+                error: CORRAL_VISIBLE_CORES= is not valid: the value is empty
+                hint: write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"#]],
         );
         check(
             "CORRAL_VISIBLE_CORES=1-",
             expect![[r#"
-            error: CORRAL_VISIBLE_CORES=1- is not valid: `` is not a core index
-            hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+                error: CORRAL_VISIBLE_CORES=1- is not valid: `` is not a core index
+                hint: write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"#]],
         );
         // Regression: ranges were expanded before the device-size check, so this value made
         // the process allocate tens of GB and abort.
@@ -450,7 +350,7 @@ mod tests {
             "CORRAL_VISIBLE_CORES=0-18446744073709551615",
             expect![[r#"
                 error: CORRAL_VISIBLE_CORES=0-18446744073709551615 is not valid: core 18446744073709551615 is past any device
-                hint: write one consecutive run of global core indices: `4`, `4-5`, `0,1,2` or `0-2,3`"#]],
+                hint: write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"#]],
         );
         check(
             "CORRAL_VISIBLE_CORES=7-8",
@@ -517,9 +417,7 @@ mod tests {
         );
         check(
             "CORRAL_GROUP_SIZES=1,2 CORRAL_VISIBLE_CORES=4-6",
-            expect![[
-                r#"Visible(CoreRange { first: 4, count: 3 }) groups=Some([1, 2]) origin=CORRAL_VISIBLE_CORES=4-6 CORRAL_GROUP_SIZES=1,2"#
-            ]],
+            expect!["Visible(nc4-nc6) groups=Some([1, 2]) origin=CORRAL_VISIBLE_CORES=4-6 CORRAL_GROUP_SIZES=1,2"],
         );
         check(
             "CORRAL_GROUP_SIZES=2,2 CORRAL_VISIBLE_CORES=4-6",

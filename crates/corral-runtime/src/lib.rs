@@ -60,7 +60,7 @@ use std::{
 };
 
 pub use context::{PlacementContext, cores_context, group_context, multicore_context};
-use corral_cores::{CoreRange, DeviceSpec, Lease, TakeError, TakeSettings};
+use corral_cores::{CoreSet, DeviceSpec, Lease, TakeError, TakeSettings};
 use corral_engine::{
     Engine, EngineError, InputError, ModelSource, SessionPlacement, SimEngine, SimModel, Tensor, TensorSpec,
 };
@@ -298,8 +298,9 @@ impl Runtime {
         self.inner.lease.len()
     }
 
-    /// The process cores by device (global) index.
-    pub fn global_cores(&self) -> CoreRange {
+    /// The process cores by device (global) index, consecutive or not; process core `i` is
+    /// the `i`-th in ascending order.
+    pub fn global_cores(&self) -> &CoreSet {
         self.inner.lease.cores()
     }
 
@@ -464,7 +465,7 @@ impl Runtime {
             .enumerate()
             .map(|(index, c)| CoreStats {
                 index,
-                global: self.inner.lease.cores().first + index,
+                global: self.inner.lease.cores().global(index).expect("one counter per leased core"),
                 cpus: self.inner.lease.core_cpus(index).to_vec(),
                 executions: c.executions,
                 busy: c.busy,

@@ -89,13 +89,16 @@ fn json_has_device_cores_and_owners() {
 }
 
 #[test]
-fn cpu_device_lists_this_process_cpus() {
+fn cpu_device_lists_the_host_cpus() {
     let host = Host::new();
     let listing = host.ls("cpu:logical");
     let cpus: Vec<u64> =
         listing["cores"].as_array().expect("cores").iter().map(|c| c["cpus"][0].as_u64().expect("cpu")).collect();
-    let allowed: Vec<u64> = corral_cores::allowed_cpus().expect("affinity").iter().map(|&c| c as u64).collect();
-    assert_eq!(cpus, allowed);
+    let mut host_cpus = corral_cores::host_cpus();
+    host_cpus.extend(corral_cores::allowed_cpus().expect("affinity"));
+    host_cpus.sort_unstable();
+    host_cpus.dedup();
+    assert_eq!(cpus, host_cpus.iter().map(|&c| c as u64).collect::<Vec<_>>());
 }
 
 #[test]

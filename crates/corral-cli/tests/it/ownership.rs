@@ -26,6 +26,27 @@ fn visible_cores_take_exactly_those() {
 }
 
 #[test]
+fn visible_cores_need_not_be_consecutive() {
+    // What Ray hands an actor after fragmentation.
+    let host = Host::new();
+    let holder = host.reserve(&[], &[("CORRAL_DEVICE", "sim:4"), ("NEURON_RT_VISIBLE_CORES", "3,1")]);
+    assert_eq!(holder.cores(), [1, 3]);
+    let pid = u64::from(holder.pid());
+    assert_eq!(held(&host.ls("sim:4")), [(1, pid), (3, pid)]);
+    // The cores between are free for others, and a request overlapping the set waits its turn.
+    let between = host.reserve(&["--device", "sim:4", "--num-cores", "1"], &[]);
+    assert_eq!(between.cores(), [0]);
+    let output = host.run(&["reserve", "--seconds", "0", "--device", "sim:4", "--visible-cores", "2-3"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: requested nc2-nc3 (--visible-cores 2-3) on sim:4; longest free run is nc2 (1); nc3 held by pid"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn held_cores_fail_with_the_holders_pid_and_command() {
     let host = Host::new();
     let holder = host.reserve(&["--device", "sim:8", "--num-cores", "6"], &[]);
@@ -143,7 +164,7 @@ fn a_child_cannot_take_more_than_its_inherited_lease() {
 #[test]
 fn a_forged_lease_ticket_is_refused() {
     let host = Host::new();
-    let ticket = r#"{"device":"sim:8","first":0,"count":1,"slots":[["nc0.lock",0]]}"#;
+    let ticket = r#"{"device":"sim:8","cores":"0","slots":[["nc0.lock",0]]}"#;
     let output = host.run(&["reserve", "--seconds", "0", "--device", "sim:8"], &[("CORRAL_LEASE", ticket)]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -160,8 +181,8 @@ fn malformed_settings_fail_before_anything_is_taken() {
     for (name, value, message, valid) in [
         (
             "CORRAL_VISIBLE_CORES",
-            "0,2",
-            "error: CORRAL_VISIBLE_CORES=0,2 is not valid: cores 0 and 2 are not consecutive",
+            "0-1,1",
+            "error: CORRAL_VISIBLE_CORES=0-1,1 is not valid: core 1 is listed twice",
             ("CORRAL_NUM_CORES", "2"),
         ),
         (

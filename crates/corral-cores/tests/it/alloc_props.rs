@@ -1,15 +1,15 @@
 //! Property tests of the allocator against a model of which cores are held: no core is in
 //! two leases, a count request succeeds exactly when a long enough free run exists (and takes
-//! the lowest one), an explicit request succeeds exactly when its cores are free, and readers
-//! see what the model says.
+//! the lowest one), an explicit request (consecutive or not) succeeds exactly when its cores
+//! are free, and readers see what the model says.
 
-use corral_cores::{CoreRange, Lease, Request};
+use corral_cores::{CoreRange, CoreSet, Lease, Request};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
     Num(usize),
-    Visible(usize, usize),
+    Visible(Vec<usize>),
     All,
     Release(usize),
 }
@@ -17,7 +17,8 @@ enum Op {
 fn op(cores: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (1..=cores).prop_map(Op::Num),
-        2 => (0..cores, 1..=cores).prop_map(move |(first, count)| Op::Visible(first, count.min(cores - first))),
+        2 => (0..cores, 1..=cores).prop_map(move |(first, count)| Op::Visible((first..cores).take(count).collect())),
+        1 => prop::collection::vec(0..cores, 1..=cores).prop_map(Op::Visible),
         1 => Just(Op::All),
         3 => any::<usize>().prop_map(Op::Release),
     ]
@@ -38,16 +39,17 @@ proptest! {
         let mut leases: Vec<Lease> = Vec::new();
         for op in ops {
             let (request, expected) = match op {
-                Op::Num(n) => (Request::num(n), first_free_run(&held, n).map(|s| CoreRange::new(s, n))),
-                Op::Visible(first, count) => {
-                    let range = CoreRange::new(first, count);
-                    (Request::visible(range), held[first..first + count].iter().all(|h| !h).then_some(range))
+                Op::Num(n) => (Request::num(n), first_free_run(&held, n).map(|s| CoreSet::from(CoreRange::new(s, n)))),
+                Op::Visible(indices) => {
+                    let set = CoreSet::from_indices(indices).expect("never empty");
+                    let free = set.iter().all(|i| !held[i]);
+                    (Request::visible(set.clone()), free.then_some(set))
                 }
-                Op::All => (Request::all(), held.iter().all(|h| !h).then_some(CoreRange::new(0, cores))),
+                Op::All => (Request::all(), held.iter().all(|h| !h).then(|| CoreSet::from(CoreRange::new(0, cores)))),
                 Op::Release(i) => {
                     if !leases.is_empty() {
                         let lease = leases.swap_remove(i % leases.len());
-                        for core in lease.cores().indices() {
+                        for core in lease.cores().iter() {
                             held[core] = false;
                         }
                     }
@@ -56,8 +58,8 @@ proptest! {
             };
             match registry.acquire(&request) {
                 Ok(lease) => {
-                    prop_assert_eq!(Some(lease.cores()), expected, "granted {:?}", request);
-                    for core in lease.cores().indices() {
+                    prop_assert_eq!(Some(lease.cores()), expected.as_ref(), "granted {:?}", request);
+                    for core in lease.cores().iter() {
                         prop_assert!(!held[core], "nc{} granted twice", core);
                         held[core] = true;
                     }

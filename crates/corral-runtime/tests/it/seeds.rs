@@ -36,7 +36,7 @@ fn example_2_two_processes_with_two_cores_each() {
     for (runtime, global) in [(&first, [0, 1]), (&second, [2, 3])] {
         let m0 = runtime.load(ModelDef::sim("m0", sim(0, 0))).expect("load");
         let m1 = runtime.load(ModelDef::sim("m1", sim(0, 0))).expect("load");
-        let base = runtime.global_cores().first;
+        let base = runtime.global_cores().first();
         assert_eq!([base + m0.instances()[0].first, base + m1.instances()[0].first], global);
     }
 }
@@ -51,8 +51,27 @@ fn example_3_visible_cores() {
     let runtime = corral_runtime::Runtime::new(settings).expect("starts");
     let m0 = runtime.load(ModelDef::sim("m0", sim(0, 0))).expect("load");
     let m1 = runtime.load(ModelDef::sim("m1", sim(0, 0))).expect("load");
-    let base = runtime.global_cores().first;
+    let base = runtime.global_cores().first();
     assert_eq!([base + m0.instances()[0].first, base + m1.instances()[0].first], [4, 5]);
+}
+
+#[test]
+fn example_3_visible_cores_that_are_not_consecutive() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut settings = corral_runtime::RuntimeSettings::default();
+    settings.take.device = Some("sim:4".parse().expect("valid"));
+    settings.take.lock_dir = Some(dir.path().to_owned());
+    settings.take.explicit.visible = Some(corral_cores::Source::new("NEURON_RT_VISIBLE_CORES", "1,3"));
+    let runtime = corral_runtime::Runtime::new(settings).expect("starts");
+    assert_eq!(runtime.global_cores().to_string(), "nc1,nc3");
+    // Process cores 0 and 1 are nc1 and nc3; a 2-core model spans both.
+    let globals: Vec<usize> = runtime.core_stats().iter().map(|c| c.global).collect();
+    assert_eq!(globals, [1, 3]);
+    let wide = runtime.load(ModelDef::sim("wide", sim(0, 0)).cores(2)).expect("a 2-core model fits");
+    assert_eq!(wide.instances(), [CoreSpan::new(0, 2)]);
+    wide.infer(input()).expect("infer");
+    let executions: Vec<u64> = runtime.core_stats().iter().map(|c| c.executions).collect();
+    assert_eq!(executions, [1, 1], "the gang held both cores");
 }
 
 #[test]
