@@ -3,14 +3,19 @@
 //!
 //! Every error is `{"error": "..."}` with Triton's status: 400 bad request, 404 unknown model,
 //! 413 body over the limit, 503 not ready or timed out, 500 engine failure.
+//!
+//! Every request's body is read (up to the body limit) before any handler answers, so an
+//! early error (an unknown or unloaded model, a bad header) reaches the client as a status
+//! instead of a connection closed under a body it is still sending.
 
 use std::sync::Arc;
 
 use axum::{
     Router,
     body::Body,
-    extract::{Path, State},
+    extract::{Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -43,7 +48,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/models/{model}/load", post(load))
         .route("/v2/repository/models/{model}/unload", post(unload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the KServe v2 protocol") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_first))
         .with_state(state)
+}
+
+/// Reads the whole body (within the limit) before the handler runs; see the module docs.
+async fn read_body_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match body_bytes(&state, &parts.headers, body).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -5,6 +5,13 @@
 //! reloads, so that metrics always add up to what clients saw. Loads and unloads are
 //! serialised; an unload first removes the model from the table (new calls get NOT_FOUND at
 //! once), then waits for the calls already accepted to complete.
+//!
+//! A reload (a load of a loaded model) never leaves a gap: the new version is started beside
+//! the old one ([`Runtime::replace`]: placed as if the old were gone, so when every core is
+//! taken the two share cores for the swap, switches counted), new calls go to it from the
+//! moment it is in the table, and the old version is dropped once the calls that reached it
+//! have been answered. A reload that fails leaves the old version serving; the failure is the
+//! load's answer and the model's reason in the repository index, as Triton does.
 
 use std::{
     collections::BTreeMap,
@@ -269,8 +276,14 @@ impl ServerState {
     }
 
     fn load_blocking(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+        let old = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
         let failed = |message: String| {
-            lock(&self.reasons).insert(name.to_owned(), message.clone());
+            let reason = if old.is_some() {
+                format!("reload failed, the loaded version keeps serving: {message}")
+            } else {
+                message.clone()
+            };
+            lock(&self.reasons).insert(name.to_owned(), reason);
             tracing::warn!(model = name, "load failed: {message}");
             Err(ServeError::bad_request(format!("failed to load `{name}`: {message}")))
         };
@@ -279,11 +292,15 @@ impl ServerState {
             Err(error @ RepoError::BadName(_)) => return Err(ServeError::bad_request(error.to_string())),
             Err(error) => return failed(error.to_string()),
         };
-        // A reload replaces the model: the old one stops taking calls and finishes its own.
-        self.unload_blocking(name);
-        let model = match self.runtime.load(repo_model.def) {
-            Ok(model) => model,
-            Err(error) => return failed(error.to_string()),
+        let (model, replacement) = match &old {
+            Some(_) => match self.runtime.replace(repo_model.def) {
+                Ok(replacement) => (replacement.model.clone(), Some(replacement)),
+                Err(error) => return failed(error.to_string()),
+            },
+            None => match self.runtime.load(repo_model.def) {
+                Ok(model) => (model, None),
+                Err(error) => return failed(error.to_string()),
+            },
         };
         let config = repo_model.config;
         let batcher = config
@@ -300,7 +317,22 @@ impl ServerState {
         lock(&self.reasons).remove(name);
         self.models.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), Arc::new(served));
         tracing::info!(model = name, "serving");
+        if let Some(old) = old {
+            self.retire(old, replacement);
+        }
         Ok(())
+    }
+
+    /// Waits until no call holds the replaced version any more (each call holds it from its
+    /// lookup to its answer), then stops it. A call stuck past the execution timeout is not
+    /// waited for: the old version stops under it and it is answered as unloaded.
+    fn retire(&self, old: Arc<Served>, replacement: Option<corral_runtime::Replacement>) {
+        let deadline = Instant::now() + self.runtime.exec_timeout() + std::time::Duration::from_secs(1);
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(old); // its batcher, if any, ends with it
+        drop(replacement); // drains and stops the old instances
     }
 
     /// Unloads `name`; unloading a model that is not loaded succeeds (as Triton's does).
@@ -343,7 +375,9 @@ impl ServerState {
             .into_iter()
             .map(|name| match loaded.get(&name) {
                 Some(served) => {
-                    IndexEntry { name, version: Some(served.version.clone()), state: "READY", reason: String::new() }
+                    // A loaded model's reason is a failed reload's, if any.
+                    let reason = reasons.get(&name).cloned().unwrap_or_default();
+                    IndexEntry { name, version: Some(served.version.clone()), state: "READY", reason }
                 }
                 None => {
                     let reason = reasons.get(&name).cloned().unwrap_or_default();

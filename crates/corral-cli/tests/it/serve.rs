@@ -278,3 +278,31 @@ fn traffic_survives_reloads_and_metrics_match_the_clients() {
     eprintln!("{stdout}");
     assert_eq!(http(&server.http, "GET", "/v2/health/live", b"").0, 200, "still alive");
 }
+
+#[test]
+fn reloads_under_traffic_answer_every_call_and_a_failed_reload_keeps_the_old_version() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    put_onnx(dir.path(), "add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    let server = Server::start(&host, dir.path(), &["--model-control-mode", "explicit", "--load-model", "add"]);
+    server.wait_ready();
+    let model_file = dir.path().join("add/1/model.onnx");
+    let args = [Server::port(&server.http), model_file.to_str().expect("utf-8"), "20"];
+    let stdout = server.run_client("serve_reload.py", &args, "reload checks passed");
+    eprintln!("{stdout}");
+}
+
+#[test]
+fn an_error_answer_reads_the_body_first() {
+    // Regression: a 404 went out before a large body was read and the connection closed
+    // under the client, which saw a broken pipe instead of the status.
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    put_onnx(dir.path(), "add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    let server = Server::start(&host, dir.path(), &[]);
+    server.wait_ready();
+    let body = vec![b' '; 16 << 20];
+    let (status, answer) = http(&server.http, "POST", "/v2/models/nonexistent/infer", &body);
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer.contains("model `nonexistent` is not loaded"), "{answer}");
+}
