@@ -10,6 +10,7 @@ pub fn take_settings(device: &DeviceArg, cores: Option<&CoreArgs>) -> TakeSettin
         visible: cores.visible_cores.as_ref().map(|v| Source::new("--visible-cores", v.as_str())),
         num: cores.num_cores.as_ref().map(|v| Source::new("--num-cores", v.as_str())),
         groups: cores.group_sizes.as_ref().map(|v| Source::new("--group-sizes", v.as_str())),
+        shadowed: Vec::new(),
     });
     TakeSettings { device: device.device.clone(), explicit, lock_dir: None }
 }

@@ -130,20 +130,33 @@ pub struct Sources {
     pub visible: Option<Source>,
     pub num: Option<Source>,
     pub groups: Option<Source>,
+    /// Values that a higher-precedence one replaced (a Neuron alias under its corral name,
+    /// the environment under an explicit argument): never used, but still parsed, so that a
+    /// typo never hides.
+    pub shadowed: Vec<Source>,
 }
 
 impl Sources {
     /// Reads the environment through `lookup` (so tests need not touch the real one).
     /// A corral name overrides its Neuron alias.
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Sources {
-        let pick = |corral: &str, neuron: &str| {
+        let mut shadowed = Vec::new();
+        let mut pick = |corral: &str, neuron: &str| {
             let corral_value = lookup(corral).map(|v| Source::new(corral, v));
-            corral_value.or_else(|| lookup(neuron).map(|v| Source::new(neuron, v)))
+            let neuron_value = lookup(neuron).map(|v| Source::new(neuron, v));
+            match (corral_value, neuron_value) {
+                (Some(corral_value), Some(neuron_value)) => {
+                    shadowed.push(neuron_value);
+                    Some(corral_value)
+                }
+                (corral_value, neuron_value) => corral_value.or(neuron_value),
+            }
         };
         Sources {
             visible: pick(VISIBLE_CORES, VISIBLE_CORES_NEURON),
             num: pick(NUM_CORES, NUM_CORES_NEURON),
             groups: pick(GROUP_SIZES, GROUP_SIZES_NEURON),
+            shadowed,
         }
     }
 
@@ -151,15 +164,37 @@ impl Sources {
     /// both core requests below it; explicit groups replace groups.
     pub fn overlay(self, explicit: Sources) -> Sources {
         let explicit_cores = explicit.visible.is_some() || explicit.num.is_some();
+        let mut shadowed = self.shadowed;
+        shadowed.extend(explicit.shadowed);
+        if explicit_cores {
+            shadowed.extend(self.visible.clone());
+            shadowed.extend(self.num.clone());
+        }
+        if explicit.groups.is_some() {
+            shadowed.extend(self.groups.clone());
+        }
         Sources {
             visible: if explicit_cores { explicit.visible } else { self.visible },
             num: if explicit_cores { explicit.num } else { self.num },
             groups: explicit.groups.or(self.groups),
+            shadowed,
         }
     }
 
     /// Parses every value present, then applies precedence and the group rules.
     pub fn resolve(&self) -> Result<Request, RequestError> {
+        for source in &self.shadowed {
+            let reason = if is_visible(&source.name) {
+                parse_core_list(&source.value).err()
+            } else if is_groups(&source.name) {
+                parse_group_sizes(&source.value).err()
+            } else {
+                parse_count(&source.value).err()
+            };
+            if let Some(reason) = reason {
+                return Err(malformed(source, reason));
+            }
+        }
         let visible =
             self.visible.as_ref().map(|s| parse_core_list(&s.value).map_err(|r| malformed(s, r))).transpose()?;
         let num = self.num.as_ref().map(|s| parse_count(&s.value).map_err(|r| malformed(s, r))).transpose()?;
@@ -189,10 +224,18 @@ fn malformed(source: &Source, reason: String) -> RequestError {
     RequestError::Malformed { setting: source.to_string(), reason, hint: hint_for(&source.name) }
 }
 
+fn is_visible(name: &str) -> bool {
+    name.contains("VISIBLE") || name.contains("visible")
+}
+
+fn is_groups(name: &str) -> bool {
+    name.contains("GROUP") || name.contains("group")
+}
+
 fn hint_for(name: &str) -> &'static str {
-    if name.contains("VISIBLE") || name.contains("visible") {
+    if is_visible(name) {
         "write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"
-    } else if name.contains("GROUP") || name.contains("group") {
+    } else if is_groups(name) {
         "write group sizes of at least 1 core, separated by commas: `2,4,3,4`"
     } else {
         "write a whole number of cores, at least 1: `2`"
@@ -382,7 +425,21 @@ mod tests {
             "CORRAL_NUM_CORES=9",
             expect![[r#"error: CORRAL_NUM_CORES=9 asks for 9 cores, but sim:8 has 8 cores (nc0-nc7)"#]],
         );
-        // A malformed value fails even where a higher-precedence value would win.
+        // A malformed value fails even where a higher-precedence value would win: another
+        // setting, the corral name over its Neuron alias, or an explicit argument.
+        check(
+            "CORRAL_NUM_CORES=2 NEURON_RT_NUM_CORES=two",
+            expect![[r#"
+                error: NEURON_RT_NUM_CORES=two is not valid: `two` is not a whole number
+                hint: write a whole number of cores, at least 1: `2`"#]],
+        );
+        check_with(
+            "NEURON_RT_VISIBLE_CORES=4-2",
+            Sources { num: Some(Source::new("--num-cores", "1")), ..Sources::default() },
+            expect![[r#"
+                error: NEURON_RT_VISIBLE_CORES=4-2 is not valid: range 4-2 runs backwards
+                hint: write global core indices and ranges: `4`, `4-5`, `0,1,2`, `0-2,3` or `1,3`"#]],
+        );
         check(
             "CORRAL_VISIBLE_CORES=1 CORRAL_NUM_CORES=x",
             expect![[r#"

@@ -146,17 +146,12 @@ pub(crate) fn init(
         if name == corral_onnx::DYLIB_ENV { value.or_else(|| ort_library.clone()) } else { value }
     };
     let choice = corral_onnx::onnx_engine(lookup).map_err(|e| raise(py, "ConfigError", e.to_string()))?;
-    let device_spec = match &settings.device {
-        Some(text) => Some(
-            text.parse::<DeviceSpec>()
-                .map_err(|e| raise(py, "ConfigError", format!("device={text:?} is not valid: {e}")))?,
-        ),
-        None => None,
-    };
+    let device_spec = parse_device(py, settings.device.as_deref())?;
     let explicit_sources = Sources {
         visible: settings.visible_cores.as_ref().map(|v| Source::new("visible_cores", v.as_str())),
         num: settings.num_cores.as_ref().map(|v| Source::new("num_cores", v.as_str())),
         groups: settings.group_sizes.as_ref().map(|v| Source::new("group_sizes", v.as_str())),
+        shadowed: Vec::new(),
     };
     let runtime_settings = RuntimeSettings {
         take: TakeSettings { device: device_spec, explicit: explicit_sources, lock_dir: None },
