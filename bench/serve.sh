@@ -4,6 +4,6 @@
 # light_squeezenet and magika: one table. Optional argument: seconds per point (default 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup >/dev/null
+./scripts/setup --tests >/dev/null
 echo "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 exec .venv/bin/python bench/serve.py "$@"

@@ -33,6 +33,14 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve a repository's models over KServe v2 REST and gRPC (Triton-compatible), with metrics
     Serve(ServeArgs),
+    /// Print the resources a Ray node should declare for this device: {"neuron_cores": N}
+    RayResources(RayResourcesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RayResourcesArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,5 +1,8 @@
 //! `corral ls`: each core of a device and its owner, as a table or JSON. Reads the registry
 //! without taking any lock, so it never disturbs an allocation.
+//!
+//! `corral ray-resources` lives here too: what a Ray node should declare so that Ray hands
+//! out exactly the cores corral will own (`ray start --resources "$(corral ray-resources)"`).
 
 use std::{io::Write, time::SystemTime};
 
@@ -7,7 +10,10 @@ use anyhow::Context;
 use corral_cores::{CoreStatus, Owner, format_cpu_list};
 use serde::Serialize;
 
-use crate::{cli::LsArgs, settings::take_settings};
+use crate::{
+    cli::{LsArgs, RayResourcesArgs},
+    settings::take_settings,
+};
 
 pub fn run(args: &LsArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     let registry = take_settings(&args.device, None).open_registry(lookup)?;
@@ -24,6 +30,14 @@ pub fn run(args: &LsArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::R
         table(&device, &status)
     };
     std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write to stdout")
+}
+
+/// Prints `{"neuron_cores": N}`, N the device's cores: Ray then hands each task and actor
+/// core IDs of that device in `NEURON_RT_VISIBLE_CORES`, which corral takes as global indices.
+pub fn ray_resources(args: &RayResourcesArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let device = take_settings(&args.device, None).open_device(lookup)?;
+    let line = serde_json::json!({ "neuron_cores": device.len() }).to_string() + "\n";
+    std::io::stdout().lock().write_all(line.as_bytes()).context("cannot write to stdout")
 }
 
 #[derive(Serialize)]

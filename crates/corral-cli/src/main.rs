@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => bench::run(&args, &lookup).map(|()| 0),
         cli::Command::Demo(args) => demo::run(&args, &lookup).map(|()| 0),
         cli::Command::Serve(args) => serve::run(&args, &lookup).map(|()| 0),
+        cli::Command::RayResources(args) => ls::ray_resources(&args, &lookup).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

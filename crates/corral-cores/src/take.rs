@@ -53,9 +53,14 @@ impl TakeSettings {
         }
     }
 
+    /// Resolves the device on this host without opening its registry.
+    pub fn open_device(&self, lookup: &impl Fn(&str) -> Option<String>) -> Result<Device, TakeError> {
+        Ok(Device::open(self.device_spec(lookup)?)?)
+    }
+
     /// Opens the registry of the resolved device without taking anything.
     pub fn open_registry(&self, lookup: &impl Fn(&str) -> Option<String>) -> Result<Registry, TakeError> {
-        let device = Device::open(self.device_spec(lookup)?)?;
+        let device = self.open_device(lookup)?;
         let lock_dir = self.lock_dir.clone().unwrap_or_else(|| default_lock_dir(lookup));
         Ok(Registry::open(device, &lock_dir)?)
     }

@@ -25,6 +25,7 @@ fn _corral(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(process::started, m)?)?;
     m.add_function(wrap_pyfunction!(process::device, m)?)?;
     m.add_function(wrap_pyfunction!(process::cores, m)?)?;
+    m.add_function(wrap_pyfunction!(process::device_cores, m)?)?;
     m.add_function(wrap_pyfunction!(process::check_placement, m)?)?;
     m.add_function(wrap_pyfunction!(process::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(model::load, m)?)?;

@@ -175,6 +175,24 @@ pub(crate) fn init(
     Ok(choice.notice)
 }
 
+fn parse_device(py: Python<'_>, device: Option<&str>) -> PyResult<Option<DeviceSpec>> {
+    device
+        .map(|text| {
+            text.parse::<DeviceSpec>()
+                .map_err(|e| raise(py, "ConfigError", format!("device={text:?} is not valid: {e}")))
+        })
+        .transpose()
+}
+
+/// How many cores `device` (else `CORRAL_DEVICE`, else `cpu`) has on this host; takes none.
+#[pyfunction]
+#[pyo3(signature = (device=None))]
+pub(crate) fn device_cores(py: Python<'_>, device: Option<String>) -> PyResult<usize> {
+    let settings = TakeSettings { device: parse_device(py, device.as_deref())?, ..TakeSettings::default() };
+    let device = settings.open_device(&|name: &str| std::env::var(name).ok());
+    device.map(|d| d.len()).map_err(|e| raise(py, "ConfigError", e.to_string()))
+}
+
 /// Whether the runtime has started: in this process, or (for a forked child) in its parent,
 /// in which case every use raises `ForkError`.
 #[pyfunction]

@@ -58,6 +58,50 @@ def sim_model(folder: pathlib.Path, name: str, *, cores: int = 1, latency_ms: fl
     return path
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def corral_bin() -> pathlib.Path:
+    """The ``corral`` binary ``./scripts/setup`` built (else a debug build)."""
+    for build in ("release", "debug"):
+        path = ROOT / "target" / build / "corral"
+        if path.exists():
+            return path
+    raise AssertionError("no target/release/corral: run ./scripts/setup first")
+
+
+def corral_ls(lock_dir, device: str) -> dict:
+    """``corral ls --json`` of ``device`` in the registry under ``lock_dir``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    env["CORRAL_LOCK_DIR"] = str(lock_dir)
+    done = subprocess.run([corral_bin(), "ls", "--json", "--device", device], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def ray_modules():
+    """``ray``, ``ray.serve`` and ``Cluster``, imported with every Ray process bound to
+    127.0.0.1 and without Ray's own deprecation warnings."""
+    import warnings
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ray = pytest.importorskip("ray", reason="Ray is installed by ./scripts/setup --tests")
+        from ray import serve
+        from ray.cluster_utils import Cluster
+    return ray, serve, Cluster
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def child_env(lock_dir, **env) -> dict:
     """This process's environment for a child, with its own lock folder and ``env`` on top."""
     merged = {k: v for k, v in os.environ.items() if k != "CORRAL_DEVICE"}

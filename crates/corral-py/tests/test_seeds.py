@@ -3,7 +3,7 @@
 (``model.instances``, process-relative) and where the calls ran (executions per instance).
 Each runs in its own Python process, since a process takes its cores once."""
 
-from conftest import finish, first_report, run_python, sim_model, start_python
+from conftest import corral_ls, finish, first_report, run_python, sim_model, start_python
 
 LOAD_TWICE = """
 m0 = corral.load(MODEL)  # Loads to nc0
@@ -45,6 +45,29 @@ def test_visible_cores(repo, tmp_path):
                      CORRAL_DEVICE="sim:8", NEURON_RT_VISIBLE_CORES="4-5")
     assert got["owned"] == [4, 5]
     assert got["m0"] == [[0]] and got["m1"] == [[1]], "m0 on nc4, m1 on nc5"
+
+
+def test_visible_cores_that_are_not_consecutive(repo, tmp_path):
+    # What Ray hands an actor after fragmentation: exactly nc1 and nc3, as process cores 0, 1.
+    code = """
+wide = corral.load(MODEL)
+wide(x)
+report(owned=[c["global_index"] for c in corral.cores()], instances=wide.instances,
+       executions=[c["executions"] for c in corral.cores()])
+sys.stdin.read()
+"""
+    child = start_python(seed(code, sim_model(repo, "wide", cores=2)), tmp_path,
+                         CORRAL_DEVICE="sim:4", NEURON_RT_VISIBLE_CORES="1,3")
+    try:
+        got = first_report(child)
+        listing = corral_ls(tmp_path, "sim:4")
+    finally:
+        finish(child)
+    assert got["owned"] == [1, 3]
+    assert got["instances"] == [[0, 1]], "a 2-core model spans process cores 0 and 1"
+    assert got["executions"] == [1, 1], "one call held both cores"
+    held = {core["index"]: core["owner"]["pid"] for core in listing["cores"] if core["owner"]}
+    assert held == {1: child.pid, 3: child.pid}
 
 
 RAN_ON = """

@@ -109,3 +109,15 @@ fn unknown_device_lists_the_valid_ones() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown device `sim:inf3.nano`") && stderr.contains("inf1.6xlarge"), "{stderr}");
 }
+
+#[test]
+fn ray_resources_declare_the_device_cores() {
+    let host = Host::new();
+    let output = host.run(&["ray-resources", "--device", "sim:inf2.24xlarge"], &[]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"neuron_cores\":12}\n");
+    let output = host.run(&["ray-resources"], &[("CORRAL_DEVICE", "sim:6")]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"neuron_cores\":6}\n");
+    let output = host.run(&["ray-resources"], &[("CORRAL_DEVICE", "tpu")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: CORRAL_DEVICE=tpu is not valid"));
+}
