@@ -25,8 +25,10 @@
 
 mod core_set;
 mod device;
+mod inherit;
 mod lease;
 mod procfs;
+mod record;
 mod registry;
 mod request;
 mod take;
@@ -36,10 +38,11 @@ pub use device::{
     Device, DeviceError, DeviceSpec, DeviceSpecError, SIM_CORES_MAX, SIM_PRESETS, allowed_cpus, format_cpu_list,
     host_cpus, parse_cpu_list,
 };
-pub use lease::{LEASE_ENV, Lease, Ticket};
+pub use inherit::{LEASE_ENV, Ticket};
+pub use lease::Lease;
+pub use record::Owner;
 pub use registry::{
-    ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, Owner, Registry, RegistryError, default_lock_dir,
-    longest_free_run,
+    ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, Registry, RegistryError, default_lock_dir, longest_free_run,
 };
 pub use request::{
     CoreRequest, GROUP_SIZES, GROUP_SIZES_NEURON, NUM_CORES, NUM_CORES_NEURON, Request, RequestError, Source, Sources,

@@ -33,7 +33,7 @@ use std::{
     os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     thread,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use nix::{
@@ -45,8 +45,9 @@ use nix::{
 use crate::{
     core_set::{CoreRange, CoreSet},
     device::Device,
-    lease::{Lease, OwnerRecord, SlotFile, lease_with_record},
+    lease::{Lease, SlotFile, lease_with_record},
     procfs,
+    record::{Owner, OwnerRecord},
     request::{CoreRequest, Request, RequestError},
 };
 
@@ -133,29 +134,6 @@ fn busy_message(
         }
     }
     message + "\nhint: " + hint
-}
-
-/// Who holds a core.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub pid: u32,
-    pub command: String,
-    /// When the lease was taken; unknown when the holder wrote no record.
-    pub since: Option<SystemTime>,
-    /// The models the holder published on this core.
-    pub models: Vec<String>,
-}
-
-/// `pid 4121 (python serve.py) since 12:01:07`
-impl std::fmt::Display for Owner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} ({})", self.pid, self.command)?;
-        if let Some(since) = self.since {
-            let stamp = humantime::format_rfc3339_seconds(since).to_string();
-            write!(f, " since {} UTC", &stamp[11..19])?;
-        }
-        Ok(())
-    }
 }
 
 /// One core as a reader sees it.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use crate::{
     device::{Device, DeviceError, DeviceSpec, DeviceSpecError},
-    lease::{Lease, Ticket},
+    inherit::Ticket,
+    lease::Lease,
     registry::{AcquireError, Registry, RegistryError, default_lock_dir},
     request::{RequestError, Sources},
 };

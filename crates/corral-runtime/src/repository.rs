@@ -45,7 +45,7 @@ use corral_placement::Where;
 use serde::Deserialize;
 
 use self::pbtxt::{Message, Value, number};
-use crate::ModelDef;
+use crate::runtime::ModelDef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {

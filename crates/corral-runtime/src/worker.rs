@@ -31,10 +31,22 @@ use corral_placement::CoreSpan;
 use crossbeam_channel::Receiver;
 
 use crate::{
-    InferError, Inference,
+    error::InferError,
     scheduler::{ModelId, Scheduler},
     stats::Recorder,
 };
+
+/// The answer to one call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inference {
+    pub outputs: Vec<Tensor>,
+    /// Which replica ran it, and on which process cores.
+    pub instance: usize,
+    pub cores: CoreSpan,
+    /// When the engine started on it, and for how long it ran.
+    pub started: Instant,
+    pub compute: Duration,
+}
 
 /// One call waiting for its instance.
 pub(crate) struct Job {

@@ -12,12 +12,15 @@ use corral_engine::{Tensor, TensorData};
 use corral_runtime::{Inference, Model};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::state::{Counters, ErrorKind, ServeError};
+use crate::{
+    counters::Counters,
+    error::{CallError, ErrorKind},
+};
 
 struct Call {
     inputs: Vec<Tensor>,
     rows: usize,
-    reply: oneshot::Sender<Result<Inference, ServeError>>,
+    reply: oneshot::Sender<Result<Inference, CallError>>,
 }
 
 pub struct Batcher {
@@ -32,10 +35,10 @@ impl Batcher {
         Batcher { calls }
     }
 
-    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Inference, ServeError> {
+    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Inference, CallError> {
         let rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(1);
         let (reply, answer) = oneshot::channel();
-        let gone = || ServeError::new(ErrorKind::NotFound, "the model was unloaded");
+        let gone = || CallError::new(ErrorKind::NotFound, "the model was unloaded");
         self.calls.send(Call { inputs, rows, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
@@ -91,7 +94,7 @@ async fn collect(
 async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters>) {
     if batch.len() == 1 {
         let call = batch.into_iter().next().expect("one call");
-        let result = model.infer_async(call.inputs).await.map_err(ServeError::from);
+        let result = model.infer_async(call.inputs).await.map_err(CallError::from);
         counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = call.reply.send(result);
         return;
@@ -114,7 +117,7 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
     let inference = match result {
         Ok(inference) => inference,
         Err(error) => {
-            let error = ServeError::from(error);
+            let error = CallError::from(error);
             for call in batch {
                 let _ = call.reply.send(Err(error.clone()));
             }
@@ -123,7 +126,7 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
     };
     let mut offset = 0;
     for call in batch {
-        let outputs: Result<Vec<Tensor>, ServeError> =
+        let outputs: Result<Vec<Tensor>, CallError> =
             inference.outputs.iter().map(|output| split(output, rows, offset, call.rows)).collect();
         offset += call.rows;
         let answer = outputs.map(|outputs| Inference { outputs, ..inference.clone() });
@@ -132,9 +135,9 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
 }
 
 /// Rows `offset..offset + count` of `output`, whose first dimension is `rows`.
-fn split(output: &Tensor, rows: usize, offset: usize, count: usize) -> Result<Tensor, ServeError> {
+fn split(output: &Tensor, rows: usize, offset: usize, count: usize) -> Result<Tensor, CallError> {
     if output.shape.first() != Some(&rows) {
-        return Err(ServeError::new(
+        return Err(CallError::new(
             ErrorKind::Internal,
             format!("output `{}` has shape {:?}: cannot split a batch of {rows} rows", output.name, output.shape),
         ));

@@ -12,8 +12,11 @@ use corral_engine::{DataType, Tensor, TensorData};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    codec, metadata,
-    state::{ErrorKind, ServeError, ServerState, Tally},
+    codec,
+    counters::Tally,
+    error::{CallError, ErrorKind},
+    metadata,
+    state::ServerState,
 };
 
 #[allow(clippy::all, clippy::pedantic)]
@@ -35,7 +38,7 @@ pub struct Grpc {
     state: Arc<ServerState>,
 }
 
-fn status(error: ServeError) -> Status {
+fn status(error: CallError) -> Status {
     match error.kind {
         ErrorKind::BadRequest => Status::invalid_argument(error.message),
         ErrorKind::NotFound => Status::not_found(error.message),

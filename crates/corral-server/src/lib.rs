@@ -10,6 +10,8 @@
 
 mod batcher;
 pub mod codec;
+mod counters;
+mod error;
 pub mod grpc;
 mod metadata;
 pub mod metrics;

@@ -10,11 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use corral_engine::DataType;
 use serde_json::{Value, json};
 
-use crate::{
-    codec::WantedOutput,
-    repository::Declared,
-    state::{ServeError, Served, Tally},
-};
+use crate::{codec::WantedOutput, counters::Tally, error::CallError, repository::Declared, state::Served};
 
 pub const SERVER_NAME: &str = "corral";
 pub const EXTENSIONS: [&str; 5] =
@@ -147,7 +143,7 @@ pub fn wanted_outputs(
     served: &Served,
     wanted: &[WantedOutput],
     binary_all: bool,
-) -> Result<Vec<(String, bool)>, ServeError> {
+) -> Result<Vec<(String, bool)>, CallError> {
     let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
     if wanted.is_empty() {
         return Ok(names.iter().map(|n| (n.to_string(), binary_all)).collect());
@@ -158,7 +154,7 @@ pub fn wanted_outputs(
             if names.contains(&w.name.as_str()) {
                 Ok((w.name.clone(), w.binary.unwrap_or(binary_all)))
             } else {
-                Err(ServeError::bad_request(format!(
+                Err(CallError::bad_request(format!(
                     "model `{}` has no output `{}`; its outputs are {}",
                     served.name,
                     w.name,

@@ -13,7 +13,7 @@ pub fn render(state: &ServerState) -> String {
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    type Read = fn(&crate::state::Counters) -> u64;
+    type Read = fn(&crate::counters::Counters) -> u64;
     let per_model: [(&str, &str, &str, Read); 9] = [
         ("nv_inference_request_success", "counter", "Successful inference requests", |c| c.success.count.load(Relaxed)),
         ("nv_inference_request_failure", "counter", "Failed inference requests", |c| c.fail.count.load(Relaxed)),

@@ -22,8 +22,10 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
-    codec, metadata,
-    state::{ErrorKind, ServeError, ServerState},
+    codec,
+    error::{CallError, ErrorKind},
+    metadata,
+    state::ServerState,
 };
 
 type AppState = Arc<ServerState>;
@@ -75,13 +77,13 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
-impl IntoResponse for ServeError {
+impl IntoResponse for CallError {
     fn into_response(self) -> Response {
         error(status_of(self.kind), self.message)
     }
 }
 
-type Answer = Result<Response, ServeError>;
+type Answer = Result<Response, CallError>;
 
 fn ok_json(value: Value) -> Answer {
     Ok(axum::Json(value).into_response())
@@ -148,10 +150,10 @@ async fn model_stats_v(State(state): State<AppState>, Path((model, version)): Pa
 }
 
 /// The body, refused with 413 beyond the limit (announced or actual).
-async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ServeError> {
+async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, CallError> {
     let limit = state.body_limit;
     let too_large = || {
-        ServeError::new(
+        CallError::new(
             ErrorKind::TooLarge,
             format!("the request body is over the limit of {limit} bytes; raise --max-body-bytes"),
         )
@@ -184,10 +186,10 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     let header_len = match headers.get(HEADER_LEN) {
         None => None,
         Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
-            ServeError::bad_request("Inference-Header-Content-Length must be a whole number of bytes")
+            CallError::bad_request("Inference-Header-Content-Length must be a whole number of bytes")
         })?),
     };
-    let request = codec::decode(&body, header_len).map_err(|e| ServeError::bad_request(e.0))?;
+    let request = codec::decode(&body, header_len).map_err(|e| CallError::bad_request(e.0))?;
     drop(body);
     let wanted = metadata::wanted_outputs(&served, &request.outputs, request.binary_output)?;
     let inference = state.infer(&served, request.inputs).await?;
@@ -216,7 +218,7 @@ async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
         false
     } else {
         let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| ServeError::bad_request(format!("the body is not valid JSON: {e}")))?;
+            .map_err(|e| CallError::bad_request(format!("the body is not valid JSON: {e}")))?;
         value.get("ready").and_then(Value::as_bool).unwrap_or(false)
     };
     let entries: Vec<Value> = state
@@ -239,9 +241,9 @@ async fn load(State(state): State<AppState>, Path(model): Path<String>, headers:
     let body = body_bytes(&state, &headers, body).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| ServeError::bad_request(format!("the body is not valid JSON: {e}")))?;
+            .map_err(|e| CallError::bad_request(format!("the body is not valid JSON: {e}")))?;
         if value.get("parameters").and_then(Value::as_object).is_some_and(|p| !p.is_empty()) {
-            return Err(ServeError::bad_request("load parameters (config, files) are not supported by corral"));
+            return Err(CallError::bad_request("load parameters (config, files) are not supported by corral"));
         }
     }
     state.request_load(&model).await?;

@@ -18,16 +18,18 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, Ordering::Relaxed},
     },
     time::{Instant, SystemTime},
 };
 
 use corral_engine::Tensor;
-use corral_runtime::{InferError, Inference, Model, Runtime};
+use corral_runtime::{Inference, Model, Runtime};
 
 use crate::{
     batcher::Batcher,
+    counters::Counters,
+    error::{CallError, ErrorKind},
     repository::{self, RepoError, ServeConfig},
 };
 
@@ -38,77 +40,6 @@ pub enum ControlMode {
     None,
     /// Only `--load-model` at start, then what the repository API asks.
     Explicit,
-}
-
-/// Which protocol-independent failure a call met; each protocol maps it to its own codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    BadRequest,
-    NotFound,
-    TooLarge,
-    Unavailable,
-    Internal,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ServeError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl ServeError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ServeError {
-        ServeError { kind, message: message.into() }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> ServeError {
-        ServeError::new(ErrorKind::BadRequest, message)
-    }
-}
-
-impl From<InferError> for ServeError {
-    fn from(error: InferError) -> ServeError {
-        let kind = match &error {
-            InferError::Input { .. } => ErrorKind::BadRequest,
-            InferError::Unloaded { .. } => ErrorKind::NotFound,
-            InferError::Timeout { .. } | InferError::QueueFull { .. } => ErrorKind::Unavailable,
-            InferError::Engine { .. } | InferError::Internal(_) => ErrorKind::Internal,
-        };
-        ServeError::new(kind, error.to_string())
-    }
-}
-
-/// A duration counter: how many, and their total.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub count: AtomicU64,
-    pub ns: AtomicU64,
-}
-
-impl Tally {
-    fn add(&self, d: std::time::Duration) {
-        self.count.fetch_add(1, Relaxed);
-        self.ns.fetch_add(d.as_nanos() as u64, Relaxed);
-    }
-}
-
-/// Triton's per-model statistics, kept per model name.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub success: Tally,
-    pub fail: Tally,
-    pub queue: Tally,
-    pub compute_input: Tally,
-    pub compute_infer: Tally,
-    pub compute_output: Tally,
-    /// Inferences, counting each batch row (Triton's inference_count).
-    pub inferences: AtomicU64,
-    /// Engine executions (a batch of combined requests is one).
-    pub executions: AtomicU64,
-    pub pending: AtomicU64,
-    /// Milliseconds since the epoch of the last inference.
-    pub last_inference_ms: AtomicU64,
 }
 
 /// A loaded model as served.
@@ -193,15 +124,15 @@ impl ServerState {
     }
 
     /// The loaded model `name`, at `version` when one is given.
-    pub fn model(&self, name: &str, version: &str) -> Result<Arc<Served>, ServeError> {
+    pub fn model(&self, name: &str, version: &str) -> Result<Arc<Served>, CallError> {
         let served = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
         let Some(served) = served else {
             let why = lock(&self.reasons).get(name).cloned();
             let why = why.map(|w| format!(": {w}")).unwrap_or_default();
-            return Err(ServeError::new(ErrorKind::NotFound, format!("model `{name}` is not loaded{why}")));
+            return Err(CallError::new(ErrorKind::NotFound, format!("model `{name}` is not loaded{why}")));
         };
         if !version.is_empty() && version != served.version {
-            return Err(ServeError::new(
+            return Err(CallError::new(
                 ErrorKind::NotFound,
                 format!("model `{name}` has no version {version}; version {} is loaded", served.version),
             ));
@@ -210,14 +141,14 @@ impl ServerState {
     }
 
     /// Runs one call of `served`, counting it as Triton does.
-    pub async fn infer(&self, served: &Served, inputs: Vec<Tensor>) -> Result<Inference, ServeError> {
+    pub async fn infer(&self, served: &Served, inputs: Vec<Tensor>) -> Result<Inference, CallError> {
         let counters = &served.counters;
         let start = Instant::now();
         counters.pending.fetch_add(1, Relaxed);
         let batch = served.batch_of(&inputs);
         let result = match &served.batcher {
             Some(batcher) => batcher.infer(inputs).await,
-            None => served.model.infer_async(inputs).await.map_err(ServeError::from),
+            None => served.model.infer_async(inputs).await.map_err(CallError::from),
         };
         counters.pending.fetch_sub(1, Relaxed);
         let elapsed = start.elapsed();
@@ -244,9 +175,9 @@ impl ServerState {
         lock(&self.counters).entry(name.to_owned()).or_default().clone()
     }
 
-    fn refuse_without_control(&self) -> Result<(), ServeError> {
+    fn refuse_without_control(&self) -> Result<(), CallError> {
         if self.control == ControlMode::None {
-            return Err(ServeError::bad_request(
+            return Err(CallError::bad_request(
                 "model control is off: start corral serve with --model-control-mode explicit to load and unload models",
             ));
         }
@@ -254,28 +185,28 @@ impl ServerState {
     }
 
     /// The repository API's load: loads `name`, or reloads it when loaded.
-    pub async fn request_load(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+    pub async fn request_load(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
         self.refuse_without_control()?;
         self.load(name).await
     }
 
-    pub async fn request_unload(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+    pub async fn request_unload(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
         self.refuse_without_control()?;
         self.unload(name).await
     }
 
     /// Loads (or reloads) `name` from the repository.
-    pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
-        repository::check_name(name).map_err(|e| ServeError::bad_request(e.to_string()))?;
+    pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+        repository::check_name(name).map_err(|e| CallError::bad_request(e.to_string()))?;
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || this.load_blocking(&name))
             .await
-            .map_err(|e| ServeError::new(ErrorKind::Internal, format!("load task failed: {e}")))?
+            .map_err(|e| CallError::new(ErrorKind::Internal, format!("load task failed: {e}")))?
     }
 
-    fn load_blocking(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
+    fn load_blocking(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
         let old = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
         let failed = |message: String| {
             let reason = if old.is_some() {
@@ -285,11 +216,11 @@ impl ServerState {
             };
             lock(&self.reasons).insert(name.to_owned(), reason);
             tracing::warn!(model = name, "load failed: {message}");
-            Err(ServeError::bad_request(format!("failed to load `{name}`: {message}")))
+            Err(CallError::bad_request(format!("failed to load `{name}`: {message}")))
         };
         let repo_model = match repository::read(&self.repository, name) {
             Ok(model) => model,
-            Err(error @ RepoError::BadName(_)) => return Err(ServeError::bad_request(error.to_string())),
+            Err(error @ RepoError::BadName(_)) => return Err(CallError::bad_request(error.to_string())),
             Err(error) => return failed(error.to_string()),
         };
         let (model, replacement) = match &old {
@@ -336,8 +267,8 @@ impl ServerState {
     }
 
     /// Unloads `name`; unloading a model that is not loaded succeeds (as Triton's does).
-    pub async fn unload(self: &Arc<Self>, name: &str) -> Result<(), ServeError> {
-        repository::check_name(name).map_err(|e| ServeError::bad_request(e.to_string()))?;
+    pub async fn unload(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+        repository::check_name(name).map_err(|e| CallError::bad_request(e.to_string()))?;
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
         let name = name.to_owned();
@@ -347,7 +278,7 @@ impl ServerState {
             }
         })
         .await
-        .map_err(|e| ServeError::new(ErrorKind::Internal, format!("unload task failed: {e}")))
+        .map_err(|e| CallError::new(ErrorKind::Internal, format!("unload task failed: {e}")))
     }
 
     /// Removes `name` from the table, then waits for its accepted calls. False if not loaded.

@@ -1,0 +1,102 @@
+//! Owner records: the line a holder writes into each lock file it holds (pid, process start
+//! time, command, time, lease, models), and [`Owner`], what a reader makes of one.
+//!
+//! Records are advisory and untrusted: any local user can write one (lock files are 0666).
+//! A reader reads at most 4 KiB, parses lists as ranges without expanding them, and trusts a
+//! record only while `/proc/locks` says its core is held and its process still runs.
+
+use std::{
+    fs::File,
+    io::Read,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    core_set::{CoreSet, parse_core_list},
+    procfs,
+};
+
+/// Who holds a core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub command: String,
+    /// When the lease was taken; unknown when the holder wrote no record.
+    pub since: Option<SystemTime>,
+    /// The models the holder published on this core.
+    pub models: Vec<String>,
+}
+
+/// `pid 4121 (python serve.py) since 12:01:07`
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} ({})", self.pid, self.command)?;
+        if let Some(since) = self.since {
+            let stamp = humantime::format_rfc3339_seconds(since).to_string();
+            write!(f, " since {} UTC", &stamp[11..19])?;
+        }
+        Ok(())
+    }
+}
+
+/// What a holder writes into each lock file: one JSON line.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct OwnerRecord {
+    pub(crate) pid: u32,
+    /// With `pid`, names one process for the life of the host (pids are reused).
+    pub(crate) start_ticks: u64,
+    pub(crate) command: String,
+    pub(crate) since_unix_ms: u64,
+    pub(crate) device: String,
+    /// The whole lease, global indices (`2-3`, `1,3`).
+    pub(crate) cores: String,
+    /// Models per leased core (process-relative order), when the holder publishes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) models: Vec<Vec<String>>,
+}
+
+impl OwnerRecord {
+    pub(crate) fn for_this_process(device: &str, cores: &CoreSet) -> OwnerRecord {
+        let pid = std::process::id();
+        OwnerRecord {
+            pid,
+            start_ticks: procfs::start_ticks(pid).unwrap_or(0),
+            command: procfs::command_line(pid).unwrap_or_else(|| "?".to_owned()),
+            since_unix_ms: now_unix_ms(),
+            device: device.to_owned(),
+            cores: cores.to_env_value(),
+            models: Vec::new(),
+        }
+    }
+
+    pub(crate) fn read(mut file: &File) -> Option<OwnerRecord> {
+        const RECORD_BYTES_MAX: u64 = 4096;
+        let mut text = String::new();
+        file.by_ref().take(RECORD_BYTES_MAX).read_to_string(&mut text).ok()?;
+        serde_json::from_str(text.lines().next()?).ok()
+    }
+
+    /// True while the recorded process is the one still running under that pid.
+    pub(crate) fn is_alive(&self) -> bool {
+        procfs::start_ticks(self.pid).is_some_and(|ticks| self.start_ticks == 0 || ticks == self.start_ticks)
+    }
+
+    /// The owner as seen from global core `index`.
+    pub(crate) fn into_owner(self, index: usize) -> Owner {
+        // The record is untrusted text: the list is parsed without expansion, then searched.
+        let relative = parse_core_list(&self.cores).ok().and_then(|cores| cores.relative(index));
+        let models = relative.and_then(|relative| self.models.get(relative)).cloned().unwrap_or_default();
+        Owner {
+            pid: self.pid,
+            command: self.command,
+            since: Some(UNIX_EPOCH + Duration::from_millis(self.since_unix_ms)),
+            models,
+        }
+    }
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

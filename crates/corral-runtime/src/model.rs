@@ -1,0 +1,193 @@
+//! [`Model`]: a loaded model's handle, its instances, and the call paths (blocking, with a
+//! timeout, async), which pick a replica and queue the call on it.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex, MutexGuard, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use corral_engine::{Tensor, TensorSpec};
+use corral_placement::CoreSpan;
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+
+use crate::{
+    error::InferError,
+    stats::{ModelStats, Recorder},
+    worker::{self, Inference, Job, Reply},
+};
+
+/// A loaded model: call it from any number of threads.
+#[derive(Clone)]
+pub struct Model {
+    pub(crate) inner: Arc<ModelInner>,
+}
+
+pub(crate) struct ModelInner {
+    pub(crate) name: String,
+    pub(crate) cores_per_instance: usize,
+    pub(crate) inputs: Vec<TensorSpec>,
+    pub(crate) outputs: Vec<TensorSpec>,
+    pub(crate) instances: Vec<Instance>,
+    /// Round-robin position.
+    pub(crate) next: AtomicUsize,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) warning: Option<String>,
+    pub(crate) exec_timeout: Duration,
+    /// Calls each instance's queue holds.
+    pub(crate) queue_len_max: usize,
+}
+
+pub(crate) struct Instance {
+    pub(crate) cores: CoreSpan,
+    /// `None` once unloaded.
+    pub(crate) jobs: RwLock<Option<Sender<Job>>>,
+    /// Calls queued or executing on this instance.
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ModelInner {
+    pub(crate) fn close_and_join(&self) {
+        for instance in &self.instances {
+            instance.jobs.write().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        for instance in &self.instances {
+            if let Some(thread) = lock(&instance.thread).take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// Round-robin from the next position, skipping busy replicas when one is idle.
+    fn pick(&self) -> usize {
+        let n = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let order = (0..n).map(|i| (start + i) % n);
+        let idle = order.clone().find(|&i| self.instances[i].in_flight.load(Ordering::Acquire) == 0);
+        idle.unwrap_or_else(|| {
+            order.min_by_key(|&i| self.instances[i].in_flight.load(Ordering::Acquire)).expect("a model has an instance")
+        })
+    }
+}
+
+impl Drop for ModelInner {
+    fn drop(&mut self) {
+        self.close_and_join();
+    }
+}
+
+impl Model {
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// K, the cores each instance spans.
+    pub fn cores_per_instance(&self) -> usize {
+        self.inner.cores_per_instance
+    }
+
+    /// Each instance's process cores.
+    pub fn instances(&self) -> Vec<CoreSpan> {
+        self.inner.instances.iter().map(|i| i.cores).collect()
+    }
+
+    pub fn inputs(&self) -> &[TensorSpec] {
+        &self.inner.inputs
+    }
+
+    pub fn outputs(&self) -> &[TensorSpec] {
+        &self.inner.outputs
+    }
+
+    /// The warning its load raised (shared cores), if any.
+    pub fn warning(&self) -> Option<&str> {
+        self.inner.warning.as_deref()
+    }
+
+    pub fn stats(&self) -> ModelStats {
+        self.inner.recorder.snapshot()
+    }
+
+    /// Runs one inference, blocking until its outputs are ready.
+    pub fn infer(&self, inputs: Vec<Tensor>) -> Result<Inference, InferError> {
+        self.submit(inputs)?.wait()
+    }
+
+    /// Runs one inference without blocking a thread (for servers): a call that finds its
+    /// replica's queue full fails at once with [`InferError::QueueFull`].
+    pub fn infer_async(
+        &self,
+        inputs: Vec<Tensor>,
+    ) -> impl Future<Output = Result<Inference, InferError>> + Send + 'static {
+        let submitted = self.try_submit(inputs);
+        async move { submitted?.await }
+    }
+
+    /// Validates and queues a call, waiting up to the exec timeout for room in a full queue;
+    /// the [`Reply`] is waited on or awaited.
+    pub fn submit(&self, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
+        self.enqueue(inputs, true)
+    }
+
+    /// [`Model::submit`] that never waits: a full queue fails the call at once with
+    /// [`InferError::QueueFull`] (an async caller must not block its executor's thread).
+    pub fn try_submit(&self, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
+        self.enqueue(inputs, false)
+    }
+
+    fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool) -> Result<Reply, InferError> {
+        let inner = &self.inner;
+        inner.recorder.request();
+        let failed = |error: InferError| {
+            inner.recorder.failure();
+            Err(error)
+        };
+        if let Err(source) = corral_engine::validate_inputs(&inner.inputs, &inputs) {
+            return failed(InferError::Input { model: inner.name.clone(), source });
+        }
+        let instance = &inner.instances[inner.pick()];
+        let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return failed(InferError::Unloaded { model: inner.name.clone() });
+        };
+        let (reply_tx, reply) = worker::reply_pair();
+        let now = Instant::now();
+        let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx };
+        instance.in_flight.fetch_add(1, Ordering::AcqRel);
+        let sent = if wait_for_room {
+            sender.send_timeout(job, inner.exec_timeout)
+        } else {
+            sender.try_send(job).map_err(|error| match error {
+                TrySendError::Full(job) => SendTimeoutError::Timeout(job),
+                TrySendError::Disconnected(job) => SendTimeoutError::Disconnected(job),
+            })
+        };
+        match sent {
+            Ok(()) => Ok(reply),
+            Err(error) => {
+                instance.in_flight.fetch_sub(1, Ordering::AcqRel);
+                let (job, error) = match error {
+                    SendTimeoutError::Timeout(job) if wait_for_room => {
+                        (job, InferError::Timeout { model: inner.name.clone(), waited: inner.exec_timeout })
+                    }
+                    SendTimeoutError::Timeout(job) => {
+                        (job, InferError::QueueFull { model: inner.name.clone(), queue_len_max: inner.queue_len_max })
+                    }
+                    SendTimeoutError::Disconnected(job) => (job, InferError::Unloaded { model: inner.name.clone() }),
+                };
+                // No worker will see this job: answer its reply here.
+                job.reply.send(Err(error.clone()));
+                failed(error)
+            }
+        }
+    }
+}
+
+/// Locks `mutex`, taking it over from a thread that panicked while holding it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,372 @@
+//! [`Runtime`]: a process's cores (its lease), the layout of the models on them, and loading,
+//! replacing, moving and unloading models.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use corral_cores::{CoreSet, DeviceSpec, Lease};
+use corral_engine::{Engine, ModelSource, SessionPlacement, SimEngine, SimModel};
+use corral_placement::{Layout, Where};
+
+use crate::{
+    context,
+    error::{LoadError, RuntimeError},
+    model::{Instance, Model, ModelInner, lock},
+    scheduler::Scheduler,
+    settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
+    stats::Recorder,
+    worker,
+};
+
+/// A model to load: what it is, its cores per instance (K) and, optionally, its placement
+/// (else the thread's context, else the least-used cores).
+#[derive(Clone, Debug)]
+pub struct ModelDef {
+    pub name: String,
+    pub source: ModelSource,
+    pub cores_per_instance: usize,
+    pub placement: Option<Where>,
+}
+
+impl ModelDef {
+    pub fn sim(name: impl Into<String>, model: SimModel) -> ModelDef {
+        ModelDef { name: name.into(), source: ModelSource::Sim(model), cores_per_instance: 1, placement: None }
+    }
+
+    pub fn onnx(name: impl Into<String>, path: impl Into<std::path::PathBuf>) -> ModelDef {
+        ModelDef { name: name.into(), source: ModelSource::Onnx(path.into()), cores_per_instance: 1, placement: None }
+    }
+
+    /// Sets K, the cores each instance spans.
+    pub fn cores(mut self, k: usize) -> ModelDef {
+        self.cores_per_instance = k;
+        self
+    }
+
+    pub fn at(mut self, placement: Where) -> ModelDef {
+        self.placement = Some(placement);
+        self
+    }
+}
+
+/// Per-core statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreStats {
+    /// Process-relative index.
+    pub index: usize,
+    /// Device (global) index.
+    pub global: usize,
+    pub cpus: Vec<usize>,
+    pub executions: u64,
+    pub busy: Duration,
+    pub switches: u64,
+    pub models: Vec<String>,
+}
+
+/// A process's cores and the models on them. Cheap to clone; all clones share one runtime.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    lease: Lease,
+    scheduler: Arc<Scheduler>,
+    loaded: Mutex<Loaded>,
+    /// Serialises loads (slow: engines parse models) without blocking calls or reads.
+    load_lock: Mutex<()>,
+    next_model_id: AtomicU64,
+    exec_timeout: Duration,
+    queue_len_max: usize,
+    run_max: usize,
+    onnx_engine: Option<Arc<dyn Engine>>,
+}
+
+struct Loaded {
+    layout: Layout,
+    models: BTreeMap<String, Model>,
+}
+
+impl Runtime {
+    /// Takes this process's cores as `settings` and the environment say.
+    pub fn new(settings: RuntimeSettings) -> Result<Runtime, RuntimeError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let exec_timeout = match settings.exec_timeout {
+            Some(timeout) => timeout,
+            None => exec_timeout_from(lookup(EXEC_TIMEOUT_ENV))?,
+        };
+        let (_registry, lease) = corral_cores::take_cores(&settings.take, lookup)?;
+        Ok(Runtime::with_lease(lease, RuntimeSettings { exec_timeout: Some(exec_timeout), ..settings }))
+    }
+
+    /// Everything from the environment (`CORRAL_DEVICE`, `NEURON_RT_NUM_CORES`, …).
+    pub fn from_env() -> Result<Runtime, RuntimeError> {
+        Runtime::new(RuntimeSettings::default())
+    }
+
+    /// A runtime on cores already leased.
+    pub fn with_lease(lease: Lease, settings: RuntimeSettings) -> Runtime {
+        let group_sizes: Vec<usize> = lease.groups().iter().map(|g| g.count).collect();
+        let inner = Inner {
+            scheduler: Arc::new(Scheduler::new(lease.len())),
+            loaded: Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }),
+            lease,
+            load_lock: Mutex::new(()),
+            next_model_id: AtomicU64::new(1),
+            exec_timeout: settings.exec_timeout.unwrap_or(EXEC_TIMEOUT_DEFAULT),
+            queue_len_max: settings.queue_len_max.max(1),
+            run_max: settings.run_max.max(1),
+            onnx_engine: settings.onnx_engine,
+        };
+        Runtime { inner: Arc::new(inner) }
+    }
+
+    pub fn device(&self) -> &DeviceSpec {
+        self.inner.lease.device()
+    }
+
+    /// Number of process cores; APIs number them `0..cores()`.
+    pub fn cores(&self) -> usize {
+        self.inner.lease.len()
+    }
+
+    /// The process cores by device (global) index, consecutive or not; process core `i` is
+    /// the `i`-th in ascending order.
+    pub fn global_cores(&self) -> &CoreSet {
+        self.inner.lease.cores()
+    }
+
+    pub fn exec_timeout(&self) -> Duration {
+        self.inner.exec_timeout
+    }
+
+    /// The descriptors that hold this process's cores (see `corral_cores::Lease::lock_fds`):
+    /// a forked child closes its copies so that it never keeps the parent's cores.
+    pub fn lock_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.inner.lease.lock_fds()
+    }
+
+    /// Loads a model: places it (explicit placement, else this thread's context, else the
+    /// least-used cores), prepares it once, and starts one worker per instance. Nothing
+    /// already loaded is disturbed when it fails.
+    pub fn load(&self, def: ModelDef) -> Result<Model, LoadError> {
+        let inner = &self.inner;
+        let _one_load_at_a_time = lock(&inner.load_lock);
+        let placement = self.place(&def, false)?;
+        let model = self.start(&def, &placement)?;
+        let mut loaded = lock(&inner.loaded);
+        loaded.layout.commit(&placement);
+        loaded.models.insert(def.name.clone(), model.clone());
+        self.publish(&loaded);
+        tracing::info!(model = %def.name, instances = ?placement.instances, "loaded");
+        Ok(model)
+    }
+
+    /// Loads `def` beside the loaded model of the same name and gives the name to it: the new
+    /// instances are placed as if the old ones were gone (sharing their cores, and counting
+    /// switches, while both exist), started, and only then made the model of that name. The
+    /// old model keeps answering calls until the returned [`Replacement`] is dropped, which
+    /// drains and stops it, so a caller holding the old handle switches to the new one first.
+    /// When anything fails, the old model stays loaded and untouched.
+    pub fn replace(&self, def: ModelDef) -> Result<Replacement, LoadError> {
+        let inner = &self.inner;
+        let _one_load_at_a_time = lock(&inner.load_lock);
+        let placement = self.place(&def, true)?;
+        let model = self.start(&def, &placement)?;
+        let mut loaded = lock(&inner.loaded);
+        loaded.layout.remove(&def.name);
+        loaded.layout.commit(&placement);
+        // An unload that ran meanwhile (unloads do not wait for loads) leaves no old model.
+        let old = loaded.models.insert(def.name.clone(), model.clone());
+        self.publish(&loaded);
+        tracing::info!(model = %def.name, instances = ?placement.instances, "replaced");
+        Ok(Replacement { model, old })
+    }
+
+    /// Where `def` goes: its own placement, else this thread's context, else the least-used
+    /// cores. A new model's name must be free; a replacement's must be loaded, and it is placed
+    /// as if the model of that name were gone.
+    fn place(&self, def: &ModelDef, replacing: bool) -> Result<corral_placement::Placement, LoadError> {
+        let at = def.placement.or_else(context::current).unwrap_or_default();
+        let loaded = lock(&self.inner.loaded);
+        let mut layout = std::borrow::Cow::Borrowed(&loaded.layout);
+        match (loaded.models.contains_key(&def.name), replacing) {
+            (true, false) => return Err(LoadError::Exists { name: def.name.clone() }),
+            (false, true) => return Err(LoadError::NotFound { name: def.name.clone() }),
+            (true, true) => layout.to_mut().remove(&def.name),
+            (false, false) => {}
+        }
+        layout
+            .place(&def.name, def.cores_per_instance, at)
+            .map_err(|source| LoadError::Placement { model: def.name.clone(), source })
+    }
+
+    /// Prepares `def` and starts one worker per instance of `placement`.
+    fn start(&self, def: &ModelDef, placement: &corral_placement::Placement) -> Result<Model, LoadError> {
+        let inner = &self.inner;
+        let engine: Arc<dyn Engine> = match &def.source {
+            ModelSource::Sim(_) => Arc::new(SimEngine),
+            ModelSource::Onnx(_) => {
+                inner.onnx_engine.clone().ok_or_else(|| LoadError::NoOnnxEngine { model: def.name.clone() })?
+            }
+        };
+        let engine_error = |source| LoadError::Engine { model: def.name.clone(), source };
+        let prepared = engine.prepare(&def.source).map_err(engine_error)?;
+        let model_id = inner.next_model_id.fetch_add(1, Ordering::Relaxed);
+        let recorder = Arc::new(Recorder::new(placement.instances.len()));
+        let mut instances = Vec::with_capacity(placement.instances.len());
+        for (index, &cores) in placement.instances.iter().enumerate() {
+            let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| inner.lease.core_cpus(c).to_vec()).collect();
+            let session = prepared.session(&SessionPlacement { core_cpus: core_cpus.clone() }).map_err(engine_error)?;
+            let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(inner.queue_len_max);
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let spec = worker::WorkerSpec {
+                model: def.name.clone(),
+                model_id,
+                instance: index,
+                cores,
+                first_core_cpus: core_cpus[0].clone(),
+                scheduler: inner.scheduler.clone(),
+                recorder: recorder.clone(),
+                in_flight: in_flight.clone(),
+                exec_timeout: inner.exec_timeout,
+                run_max: inner.run_max,
+            };
+            let thread = worker::spawn(spec, session, jobs_rx)
+                .map_err(|source| LoadError::Thread { model: def.name.clone(), source })?;
+            // On a later failure, `instances` drops: queues close and workers end.
+            instances.push(Instance {
+                cores,
+                jobs: RwLock::new(Some(jobs_tx)),
+                in_flight,
+                thread: Mutex::new(Some(thread)),
+            });
+        }
+        let warning = placement.warning();
+        if let Some(warning) = &warning {
+            tracing::warn!("{warning}");
+        }
+        Ok(Model {
+            inner: Arc::new(ModelInner {
+                name: def.name.clone(),
+                cores_per_instance: def.cores_per_instance,
+                inputs: prepared.inputs().to_vec(),
+                outputs: prepared.outputs().to_vec(),
+                instances,
+                next: AtomicUsize::new(0),
+                recorder,
+                warning,
+                exec_timeout: inner.exec_timeout,
+                queue_len_max: inner.queue_len_max,
+            }),
+        })
+    }
+
+    /// Unloads a model: new calls fail at once, calls already accepted complete first.
+    pub fn unload(&self, name: &str) -> Result<(), LoadError> {
+        let model = {
+            let mut loaded = lock(&self.inner.loaded);
+            let model = loaded.models.remove(name).ok_or_else(|| LoadError::NotFound { name: name.to_owned() })?;
+            loaded.layout.remove(name);
+            self.publish(&loaded);
+            model
+        };
+        model.inner.close_and_join();
+        Ok(())
+    }
+
+    pub fn model(&self, name: &str) -> Option<Model> {
+        lock(&self.inner.loaded).models.get(name).cloned()
+    }
+
+    /// Loaded models, by name.
+    pub fn models(&self) -> Vec<Model> {
+        lock(&self.inner.loaded).models.values().cloned().collect()
+    }
+
+    /// The placement of everything loaded.
+    pub fn layout(&self) -> Layout {
+        lock(&self.inner.loaded).layout.clone()
+    }
+
+    pub fn core_stats(&self) -> Vec<CoreStats> {
+        let counters = self.inner.scheduler.counters();
+        let per_core = models_per_core(&lock(&self.inner.loaded).layout);
+        counters
+            .into_iter()
+            .enumerate()
+            .map(|(index, c)| CoreStats {
+                index,
+                global: self.inner.lease.cores().global(index).expect("one counter per leased core"),
+                cpus: self.inner.lease.core_cpus(index).to_vec(),
+                executions: c.executions,
+                busy: c.busy,
+                switches: c.switches,
+                models: per_core[index].clone(),
+            })
+            .collect()
+    }
+
+    fn publish(&self, loaded: &Loaded) {
+        self.inner.lease.publish_models(&models_per_core(&loaded.layout));
+    }
+}
+
+fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
+    let mut per_core = vec![Vec::new(); layout.cores()];
+    for placed in layout.placed() {
+        for core in placed.cores.cores() {
+            if !per_core[core].contains(&placed.model) {
+                per_core[core].push(placed.model.clone());
+            }
+        }
+    }
+    per_core
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Finish accepted calls before the lease (and so the cores) goes.
+        let models: Vec<Model> = lock(&self.loaded).models.values().cloned().collect();
+        for model in models {
+            model.inner.close_and_join();
+        }
+    }
+}
+
+/// What [`Runtime::replace`] gives: the new model, and the old one, which keeps answering
+/// calls made through its handles until this is dropped; dropping it drains and stops it.
+#[must_use = "dropping the replacement at once stops the old model before its callers move to the new one"]
+pub struct Replacement {
+    pub model: Model,
+    old: Option<Model>,
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            old.inner.close_and_join();
+        }
+    }
+}
+
+fn exec_timeout_from(value: Option<String>) -> Result<Duration, RuntimeError> {
+    let Some(value) = value else { return Ok(EXEC_TIMEOUT_DEFAULT) };
+    let bad = |reason: &str| RuntimeError::Setting {
+        name: EXEC_TIMEOUT_ENV,
+        value: value.clone(),
+        reason: reason.to_owned(),
+        hint: "give seconds, e.g. 30 or 0.5",
+    };
+    let seconds: f64 = value.trim().parse().map_err(|_| bad("not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds.is_finite() && seconds < 1e9) {
+        return Err(bad("must be more than 0"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
