@@ -2,7 +2,7 @@
 //! time, command, time, lease, models), and [`Owner`], what a reader makes of one.
 //!
 //! Records are advisory and untrusted: any local user can write one (lock files are 0666).
-//! A reader reads at most 4 KiB, parses lists as ranges without expanding them, and trusts a
+//! A reader reads at most 64 KiB, parses lists as ranges without expanding them, and trusts a
 //! record only while `/proc/locks` says its core is held and its process still runs.
 
 use std::{
@@ -17,6 +17,13 @@ use crate::{
     core_set::{CoreSet, parse_core_list},
     procfs,
 };
+
+/// The most of a lock file a reader reads: a record longer than this is unreadable.
+pub(crate) const RECORD_BYTES_MAX: u64 = 64 << 10;
+
+/// A lock file whose content is not an owner record (cut, garbage, or planted).
+#[derive(Debug)]
+pub(crate) struct Unreadable;
 
 /// Who holds a core.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,11 +78,16 @@ impl OwnerRecord {
         }
     }
 
-    pub(crate) fn read(mut file: &File) -> Option<OwnerRecord> {
-        const RECORD_BYTES_MAX: u64 = 4096;
-        let mut text = String::new();
-        file.by_ref().take(RECORD_BYTES_MAX).read_to_string(&mut text).ok()?;
-        serde_json::from_str(text.lines().next()?).ok()
+    /// Reads the record of a lock file: `Ok(None)` when there is none (an empty file),
+    /// `Err(Unreadable)` when the first line, within [`RECORD_BYTES_MAX`], is not a record.
+    pub(crate) fn read(mut file: &File) -> Result<Option<OwnerRecord>, Unreadable> {
+        let mut bytes = Vec::new();
+        file.by_ref().take(RECORD_BYTES_MAX).read_to_end(&mut bytes).map_err(|_| Unreadable)?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        serde_json::from_slice(line).map(Some).map_err(|_| Unreadable)
     }
 
     /// True while the recorded process is the one still running under that pid.

@@ -334,7 +334,10 @@ impl Registry {
                 CoreStatus { index, cpus: self.device.cpus(index).to_vec(), owners: Vec::new(), held_unknown: false };
             for name in self.device.slot_names(index) {
                 let Some((file, stat)) = self.open_existing(&name)? else { continue };
-                let record = OwnerRecord::read(&file).filter(OwnerRecord::is_alive);
+                let (record, unreadable) = match OwnerRecord::read(&file) {
+                    Ok(record) => (record.filter(OwnerRecord::is_alive), false),
+                    Err(_) => (None, true),
+                };
                 let key = procfs::FileKey::of(&stat);
                 let mut holder = holders.as_ref().map(|h| h.get(&key).copied());
                 if let (Some(None), Some(_)) = (holder, &record) {
@@ -353,7 +356,10 @@ impl Registry {
                     }
                     (Some(Some(pid)), None) => Some(Owner {
                         pid,
-                        command: procfs::command_line(pid).unwrap_or_else(|| "?".to_owned()),
+                        command: {
+                            let command = procfs::command_line(pid).unwrap_or_else(|| "?".to_owned());
+                            if unreadable { format!("{command} (unreadable record)") } else { command }
+                        },
                         since: None,
                         models: Vec::new(),
                     }),

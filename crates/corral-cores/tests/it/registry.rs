@@ -99,6 +99,15 @@ fn a_hostile_record_on_a_held_core_cannot_crash_readers() {
         let busy = registry.acquire(&Request::all()).expect_err("nc0 is held");
         assert!(busy.to_string().contains("nc0 held by pid"), "{cores}: {busy}");
     }
+    // Garbage, or a record past the size cap: the holder comes from the kernel's lock table,
+    // marked as such, and nothing more is read.
+    for planted in ["{\"pid\": 1, \"cores\"".to_owned(), format!("{{\"command\":\"{}\"}}", "x".repeat(1 << 20))] {
+        std::fs::write(dir.path().join("sim-2/nc0.lock"), planted).expect("the file is world-writable");
+        let status = registry.status().expect("status");
+        let owner = &status[0].owners[0];
+        assert_eq!(owner.pid, std::process::id());
+        assert!(owner.command.ends_with("(unreadable record)"), "{}", owner.command);
+    }
 }
 
 #[test]
