@@ -3,6 +3,7 @@
 //! concurrent starts, inherited leases) is tested with real processes in `corral-cli`.
 
 mod alloc_props;
+mod fuzz;
 mod registry;
 
 use corral_cores::{Device, Registry};

@@ -2,6 +2,7 @@
 //! and §5.2, execution rules of §6, and the repository format.
 
 mod execution;
+mod fuzz;
 mod repository;
 mod seeds;
 

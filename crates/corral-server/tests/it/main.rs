@@ -1,5 +1,5 @@
 //! Property tests of the request decoders: whatever bytes arrive, the REST body decoder
-//! (JSON and binary) and the gRPC input decoder return a value or an error, never panic,
+//! (JSON and binary), the gRPC wire decoder and input decoder return a value or an error, never panic,
 //! and well-formed requests decode to exactly the tensors they carry.
 
 use corral_engine::{DataType, TensorData};
@@ -140,5 +140,33 @@ proptest! {
             .collect();
         let request = pb::ModelInferRequest { inputs, raw_input_contents: raw, ..Default::default() };
         let _ = corral_server::grpc::decode_inputs(&request);
+    }
+
+    #[test]
+    fn grpc_wire_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+        shape in prop::collection::vec(-3i64..1000, 0..4),
+        raw in prop::collection::vec(any::<u8>(), 0..64),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+    ) {
+        // What tonic hands the service: the message decoded from the wire, then its inputs;
+        // from random bytes, and from a real request's encoding with bytes flipped.
+        let input = pb::model_infer_request::InferInputTensor {
+            name: "x".to_owned(),
+            datatype: "FP32".to_owned(),
+            shape,
+            ..Default::default()
+        };
+        let request = pb::ModelInferRequest { inputs: vec![input], raw_input_contents: vec![raw], ..Default::default() };
+        let mut mutated = prost::Message::encode_to_vec(&request);
+        for (at, xor) in flips {
+            let i = at.index(mutated.len());
+            mutated[i] ^= xor;
+        }
+        for wire in [bytes.as_slice(), mutated.as_slice()] {
+            if let Ok(request) = <pb::ModelInferRequest as prost::Message>::decode(wire) {
+                let _ = corral_server::grpc::decode_inputs(&request);
+            }
+        }
     }
 }
