@@ -70,22 +70,32 @@ pub fn default_lock_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot prepare the lock folder {}", path.display())]
-    Folder {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot prepare the lock folder {}: {error}\nhint: {}", path.display(), folder_hint(error))]
+    Folder { path: PathBuf, error: io::Error },
     #[error("{} is a symbolic link; corral never follows links in its lock folder\nhint: remove it, or point {LOCK_DIR_ENV} at a real folder", path.display())]
     Symlink { path: PathBuf },
     #[error("{} is not a regular file; someone else put it in corral's lock folder\nhint: remove it", path.display())]
     NotAFile { path: PathBuf },
-    #[error("cannot open or lock {}", path.display())]
-    Slot {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot open or lock {}: {error}\nhint: {}", path.display(), folder_hint(error))]
+    Slot { path: PathBuf, error: io::Error },
+}
+
+/// What to do about a lock folder the system refused.
+fn folder_hint(error: &io::Error) -> String {
+    let elsewhere = format!("point {LOCK_DIR_ENV} at a folder this user can write");
+    match error.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => format!(
+            "this user may not write there: ask its owner to make it shared (mode 1777, as corral creates it), or {elsewhere}"
+        ),
+        Some(libc::EROFS) => format!("the file system is read-only; {elsewhere}"),
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            format!("the file system is full (no space or no inodes left): free some, or {elsewhere}")
+        }
+        Some(libc::ENOENT | libc::ENOTDIR) => {
+            format!("a folder above it does not exist and cannot be made; {elsewhere}")
+        }
+        _ => format!("check the folder, or {elsewhere}"),
+    }
 }
 
 /// The error of a request that could not be granted.
@@ -164,7 +174,7 @@ pub struct Registry {
 impl Registry {
     /// Opens (creating if needed) the registry folder of `device` under `lock_dir`.
     pub fn open(device: Device, lock_dir: &Path) -> Result<Registry, RegistryError> {
-        let folder_error = |source: io::Error| RegistryError::Folder { path: lock_dir.to_owned(), source };
+        let folder_error = |source: io::Error| RegistryError::Folder { path: lock_dir.to_owned(), error: source };
         if let Some(parent) = lock_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(folder_error)?;
         }
@@ -262,7 +272,7 @@ impl Registry {
                     Ok(()) => files.push(slot),
                     Err(TryLockError::WouldBlock) => return Err(Ok(core)),
                     Err(TryLockError::Error(source)) => {
-                        return Err(Err(RegistryError::Slot { path: self.path.join(&name), source }));
+                        return Err(Err(RegistryError::Slot { path: self.path.join(&name), error: source }));
                     }
                 }
             }
@@ -286,7 +296,7 @@ impl Registry {
                     return Err(AcquireError::AllocTimeout { path: self.path.join(ALLOC_LOCK) });
                 }
                 Err(TryLockError::Error(source)) => {
-                    return Err(RegistryError::Slot { path: self.path.join(ALLOC_LOCK), source }.into());
+                    return Err(RegistryError::Slot { path: self.path.join(ALLOC_LOCK), error: source }.into());
                 }
             }
         }
@@ -425,7 +435,7 @@ impl Registry {
 fn slot_error(path: PathBuf, errno: Errno) -> RegistryError {
     match errno {
         Errno::ELOOP => RegistryError::Symlink { path },
-        errno => RegistryError::Slot { path, source: io::Error::from(errno) },
+        errno => RegistryError::Slot { path, error: io::Error::from(errno) },
     }
 }
 
@@ -447,7 +457,7 @@ fn open_dir(parent: Option<&OwnedFd>, name: &Path) -> Result<OwnedFd, RegistryEr
     };
     result.map_err(|errno| match errno {
         Errno::ELOOP | Errno::ENOTDIR if is_symlink(parent, name) => RegistryError::Symlink { path: name.to_owned() },
-        errno => RegistryError::Folder { path: name.to_owned(), source: io::Error::from(errno) },
+        errno => RegistryError::Folder { path: name.to_owned(), error: io::Error::from(errno) },
     })
 }
 
@@ -462,11 +472,11 @@ fn ensure_dir(parent: &OwnedFd, name: &Path, full: &Path) -> Result<OwnedFd, Reg
     let created = match mkdirat(parent, name, Mode::from_bits_truncate(0o1777)) {
         Ok(()) => true,
         Err(Errno::EEXIST) => false,
-        Err(errno) => return Err(RegistryError::Folder { path: full.to_owned(), source: io::Error::from(errno) }),
+        Err(errno) => return Err(RegistryError::Folder { path: full.to_owned(), error: io::Error::from(errno) }),
     };
     let dir = open_dir(Some(parent), name).map_err(|error| match error {
         RegistryError::Symlink { .. } => RegistryError::Symlink { path: full.to_owned() },
-        RegistryError::Folder { source, .. } => RegistryError::Folder { path: full.to_owned(), source },
+        RegistryError::Folder { error, .. } => RegistryError::Folder { path: full.to_owned(), error },
         other => other,
     })?;
     if created {

@@ -214,3 +214,29 @@ fn malformed_settings_fail_before_anything_is_taken() {
     assert!(stderr.starts_with("error: CORRAL_DEVICE=tpu is not valid\n  caused by: unknown device `tpu`"), "{stderr}");
     assert_eq!(held(&host.ls("sim:8")), []);
 }
+
+#[test]
+fn a_lock_folder_this_user_cannot_write_is_named_with_what_to_do() {
+    let host = Host::new();
+    let theirs = host.dir.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    let lock_dir = theirs.join("corral");
+    let mut command = host.corral(&["reserve", "--device", "sim:2", "--seconds", "0"]);
+    command.env("CORRAL_LOCK_DIR", &lock_dir);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root writes anywhere: run as nobody against root's 0755 folder instead.
+        use std::os::unix::process::CommandExt;
+        std::fs::set_permissions(&theirs, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        command.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(&theirs, std::os::unix::fs::PermissionsExt::from_mode(0o555)).expect("chmod");
+    }
+    let output = command.output().expect("reserve runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    expect_test::expect![[r#"
+        error: cannot prepare the lock folder LOCKS: Permission denied (os error 13)
+        hint: this user may not write there: ask its owner to make it shared (mode 1777, as corral creates it), or point CORRAL_LOCK_DIR at a folder this user can write"#]]
+    .assert_eq(stderr.trim_end().replace(&*lock_dir.to_string_lossy(), "LOCKS").as_str());
+}
