@@ -180,6 +180,7 @@ impl Device {
             seen.extend(group.iter().copied());
             core_cpus.push(group);
         }
+        let affinity: std::collections::BTreeSet<usize> = affinity.iter().copied().collect();
         let may_take = core_cpus.iter().map(|group| group.iter().any(|cpu| affinity.contains(cpu))).collect();
         Device { spec, core_cpus, may_take }
     }

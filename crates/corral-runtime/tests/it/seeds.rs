@@ -4,7 +4,7 @@ use std::{sync::Arc, thread, time::Instant};
 
 use corral_runtime::{CoreSpan, ModelDef, Where, cores_context, group_context, multicore_context};
 
-use super::{input, runtime, sim};
+use super::{input, runtime, runtime_with, sim};
 
 /// Process cores each sequential call of `model` executed on.
 fn executes_on(model: &corral_runtime::Model, calls: usize) -> Vec<usize> {
@@ -41,14 +41,16 @@ fn example_2_two_processes_with_two_cores_each() {
     }
 }
 
+/// A runtime on `device` that took `NEURON_RT_VISIBLE_CORES=value`.
+fn visible(device: &str, value: &str) -> (tempfile::TempDir, corral_runtime::Runtime) {
+    let mut settings = corral_runtime::RuntimeSettings::default();
+    settings.take.explicit.visible = Some(corral_cores::Source::new("NEURON_RT_VISIBLE_CORES", value));
+    runtime_with(device, None, None, settings)
+}
+
 #[test]
 fn example_3_visible_cores() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut settings = corral_runtime::RuntimeSettings::default();
-    settings.take.device = Some("sim:8".parse().expect("valid"));
-    settings.take.lock_dir = Some(dir.path().to_owned());
-    settings.take.explicit.visible = Some(corral_cores::Source::new("NEURON_RT_VISIBLE_CORES", "4-5"));
-    let runtime = corral_runtime::Runtime::new(settings).expect("starts");
+    let (_dir, runtime) = visible("sim:8", "4-5");
     let m0 = runtime.load(ModelDef::sim("m0", sim(0, 0))).expect("load");
     let m1 = runtime.load(ModelDef::sim("m1", sim(0, 0))).expect("load");
     let base = runtime.global_cores().first();
@@ -57,12 +59,7 @@ fn example_3_visible_cores() {
 
 #[test]
 fn example_3_visible_cores_that_are_not_consecutive() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut settings = corral_runtime::RuntimeSettings::default();
-    settings.take.device = Some("sim:4".parse().expect("valid"));
-    settings.take.lock_dir = Some(dir.path().to_owned());
-    settings.take.explicit.visible = Some(corral_cores::Source::new("NEURON_RT_VISIBLE_CORES", "1,3"));
-    let runtime = corral_runtime::Runtime::new(settings).expect("starts");
+    let (_dir, runtime) = visible("sim:4", "1,3");
     assert_eq!(runtime.global_cores().to_string(), "nc1,nc3");
     // Process cores 0 and 1 are nc1 and nc3; a 2-core model spans both.
     let globals: Vec<usize> = runtime.core_stats().iter().map(|c| c.global).collect();
