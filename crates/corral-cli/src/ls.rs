@@ -65,8 +65,15 @@ struct JsonOwner {
     command: String,
     /// RFC 3339, UTC; null when the holder wrote no record.
     since: Option<String>,
-    /// Models the holder placed on this core.
-    models: Vec<String>,
+    /// Every instance the holder placed, with its global cores.
+    models: Vec<JsonInstance>,
+}
+
+#[derive(Clone, Serialize)]
+struct JsonInstance {
+    name: String,
+    instance: usize,
+    cores: Vec<usize>,
 }
 
 impl From<&CoreStatus> for JsonCore {
@@ -88,7 +95,11 @@ impl From<&Owner> for JsonOwner {
             pid: owner.pid,
             command: owner.command.clone(),
             since: owner.since.map(rfc3339),
-            models: owner.models.clone(),
+            models: owner
+                .instances
+                .iter()
+                .map(|i| JsonInstance { name: i.name.clone(), instance: i.instance, cores: i.cores.clone() })
+                .collect(),
         }
     }
 }

@@ -113,8 +113,8 @@ impl Lease {
         self.write_record(&record);
     }
 
-    /// Publishes which models sit on each core (by process-relative index) in the owner
-    /// records, so `corral ls` can show them next to the owner.
+    /// Publishes which instances sit on each core (by process-relative index, labelled
+    /// `name[replica]`) in the owner records, so `corral ls` can show them next to the owner.
     pub fn publish_models(&self, per_core: &[Vec<String>]) {
         let mut record = OwnerRecord::for_this_process(&self.device.to_string(), &self.cores);
         record.models = per_core.to_vec();

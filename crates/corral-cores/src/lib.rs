@@ -40,7 +40,7 @@ pub use device::{
 };
 pub use inherit::{LEASE_ENV, Ticket};
 pub use lease::Lease;
-pub use record::Owner;
+pub use record::{Owner, OwnerInstance, instance_label};
 pub use registry::{
     ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, Registry, RegistryError, default_lock_dir, longest_free_run,
 };

@@ -32,8 +32,31 @@ pub struct Owner {
     pub command: String,
     /// When the lease was taken; unknown when the holder wrote no record.
     pub since: Option<SystemTime>,
-    /// The models the holder published on this core.
+    /// The instances the holder published on this core, as `name[replica]`.
     pub models: Vec<String>,
+    /// Every instance the holder published, on any of its cores.
+    pub instances: Vec<OwnerInstance>,
+}
+
+/// One instance of a model, as its holder published it: `squeezenet[1]` on nc3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerInstance {
+    pub name: String,
+    /// The replica's index within its model.
+    pub instance: usize,
+    /// Global core indices, ascending.
+    pub cores: Vec<usize>,
+}
+
+/// The label a holder publishes for replica `instance` of `model` (`squeezenet[0]`).
+pub fn instance_label(model: &str, instance: usize) -> String {
+    format!("{model}[{instance}]")
+}
+
+/// Splits `name[instance]`; `None` for anything else.
+fn parse_label(label: &str) -> Option<(&str, usize)> {
+    let (name, rest) = label.rsplit_once('[')?;
+    Some((name, rest.strip_suffix(']')?.parse().ok()?))
 }
 
 /// `pid 4121 (python serve.py) since 12:01:07`
@@ -98,13 +121,26 @@ impl OwnerRecord {
     /// The owner as seen from global core `index`.
     pub(crate) fn into_owner(self, index: usize) -> Owner {
         // The record is untrusted text: the list is parsed without expansion, then searched.
-        let relative = parse_core_list(&self.cores).ok().and_then(|cores| cores.relative(index));
+        let cores = parse_core_list(&self.cores).ok();
+        let relative = cores.as_ref().and_then(|cores| cores.relative(index));
         let models = relative.and_then(|relative| self.models.get(relative)).cloned().unwrap_or_default();
+        // Walks the published lists once; their size is bounded by the record's.
+        let mut instances: Vec<OwnerInstance> = Vec::new();
+        for (relative, labels) in self.models.iter().enumerate() {
+            let Some(global) = cores.as_ref().and_then(|cores| cores.global(relative)) else { break };
+            for (name, instance) in labels.iter().filter_map(|label| parse_label(label)) {
+                match instances.iter_mut().find(|i| i.name == name && i.instance == instance) {
+                    Some(known) => known.cores.push(global),
+                    None => instances.push(OwnerInstance { name: name.to_owned(), instance, cores: vec![global] }),
+                }
+            }
+        }
         Owner {
             pid: self.pid,
             command: self.command,
             since: Some(UNIX_EPOCH + Duration::from_millis(self.since_unix_ms)),
             models,
+            instances,
         }
     }
 }

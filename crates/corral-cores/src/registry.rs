@@ -372,6 +372,7 @@ impl Registry {
                         },
                         since: None,
                         models: Vec::new(),
+                        instances: Vec::new(),
                     }),
                 };
                 if let Some(owner) = owner

@@ -314,8 +314,19 @@ impl Runtime {
     }
 
     fn publish(&self, loaded: &Loaded) {
-        self.inner.lease.publish_models(&models_per_core(&loaded.layout));
+        self.inner.lease.publish_models(&instances_per_core(&loaded.layout));
     }
+}
+
+/// Per process core, the instances on it as `name[replica]`, for the owner records.
+fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
+    let mut per_core = vec![Vec::new(); layout.cores()];
+    for placed in layout.placed() {
+        for core in placed.cores.cores() {
+            per_core[core].push(corral_cores::instance_label(&placed.model, placed.replica));
+        }
+    }
+    per_core
 }
 
 fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {

@@ -121,3 +121,41 @@ fn ray_resources_declare_the_device_cores() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: CORRAL_DEVICE=tpu is not valid"));
 }
+
+#[test]
+fn instances_show_per_core_and_per_owner() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(repo.path().join("tick")).expect("mkdir");
+    std::fs::write(
+        repo.path().join("tick/config.toml"),
+        "platform = \"sim\"\n[placement]\nstart = 1\ncount = 2\n[sim]\nlatency_ms = 1\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n",
+    )
+    .expect("config");
+    let repo_arg = repo.path().to_str().expect("utf-8");
+    let args = ["serve", "--model-repository", repo_arg, "--device", "sim:4", "--num-cores", "3", "--http-port", "0"];
+    let mut server = host.corral(&[&args[..], &["--grpc-port", "0", "--metrics-port", "0"]].concat());
+    server.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut server = server.spawn().expect("serve starts");
+    // Wait (bounded) until the model is published.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let listing = loop {
+        let listing = host.ls("sim:4");
+        if listing["cores"][2]["owner"]["models"].as_array().is_some_and(|m| !m.is_empty()) {
+            break listing;
+        }
+        assert!(std::time::Instant::now() < deadline, "tick was never published: {listing}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let models = &listing["cores"][0]["owner"]["models"];
+    assert_eq!(
+        models,
+        &serde_json::json!([{"name": "tick", "instance": 0, "cores": [1]}, {"name": "tick", "instance": 1, "cores": [2]}])
+    );
+    let table = String::from_utf8(host.run(&["ls", "--device", "sim:4"], &[]).stdout).expect("utf-8");
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("nc")).collect();
+    assert!(!rows[0].contains("tick["), "nc0 holds no instance: {table}");
+    assert!(rows[1].contains("tick[0]") && rows[2].contains("tick[1]"), "{table}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
