@@ -92,6 +92,11 @@ impl Model {
     }
 
     /// Each instance's process cores.
+    /// Calls queued or executing on each instance, in replica order.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.inner.instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).collect()
+    }
+
     pub fn instances(&self) -> Vec<CoreSpan> {
         self.inner.instances.iter().map(|i| i.cores).collect()
     }

@@ -1,10 +1,12 @@
 //! Prometheus text for the metrics port. Per model, Triton's names (`nv_inference_*`, with
-//! `model` and `version` labels; durations in microseconds); then what Triton lacks, per
-//! instance and per core: executions, busy time and model switches (`corral_*`).
+//! `model` and `version` labels; durations in microseconds); then what Triton lacks
+//! (`corral_*`): a request-duration histogram per model (seconds), queue depth per instance,
+//! executions per instance, and per core utilisation (since the last scrape), executions,
+//! busy time and model switches.
 
 use std::{fmt::Write, sync::atomic::Ordering::Relaxed};
 
-use crate::state::ServerState;
+use crate::{counters::DURATION_BUCKETS, state::ServerState};
 
 /// Renders every metric. Counters of unloaded models stay (their totals only grow).
 pub fn render(state: &ServerState) -> String {
@@ -43,6 +45,23 @@ pub fn render(state: &ServerState) -> String {
             let _ = writeln!(out, "{name}{{model=\"{model}\",version=\"1\"}} {}", read(c));
         }
     }
+    let name = "corral_request_duration_seconds";
+    family(&mut out, name, "histogram", "Request duration from acceptance to answer, every answered request");
+    for (model, c) in &counters {
+        let (cumulative, sum) = c.duration.cumulative();
+        let bounds = DURATION_BUCKETS.iter().map(|le| le.to_string()).chain(["+Inf".to_owned()]);
+        for (le, count) in bounds.zip(&cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{le}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_sum{{model=\"{model}\"}} {sum:.6}");
+        let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {}", cumulative.last().copied().unwrap_or(0));
+    }
+    family(&mut out, "corral_queue_depth", "gauge", "Calls queued or executing on each model instance");
+    for served in state.served() {
+        for (i, depth) in served.model.queue_depths().iter().enumerate() {
+            let _ = writeln!(out, "corral_queue_depth{{model=\"{}\",instance=\"{i}\"}} {depth}", served.name);
+        }
+    }
     family(&mut out, "corral_instance_executions_total", "counter", "Executions per model instance");
     for served in state.served() {
         let stats = served.model.stats();
@@ -55,6 +74,14 @@ pub fn render(state: &ServerState) -> String {
         }
     }
     let cores = state.runtime.core_stats();
+    family(&mut out, "corral_core_utilization", "gauge", "Share of time each core executed, since the last scrape");
+    for (core, utilization) in cores.iter().zip(state.core_utilization(&cores)) {
+        let _ = writeln!(
+            out,
+            "corral_core_utilization{{core=\"nc{}\",global=\"{}\"}} {utilization:.4}",
+            core.index, core.global
+        );
+    }
     let per_core: [(&str, &str, &str); 3] = [
         ("corral_core_executions_total", "counter", "Executions run on each core"),
         ("corral_core_busy_seconds_total", "counter", "Time each core spent executing"),

@@ -83,6 +83,8 @@ pub struct ServerState {
     reasons: Mutex<BTreeMap<String, String>>,
     control_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
+    /// Each core's busy time at the last metrics scrape, and when it was.
+    last_scrape: Mutex<Option<(Instant, Vec<std::time::Duration>)>>,
     pub started: Instant,
 }
 
@@ -102,6 +104,7 @@ impl ServerState {
             reasons: Mutex::new(BTreeMap::new()),
             control_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
+            last_scrape: Mutex::new(None),
             started: Instant::now(),
         }
     }
@@ -116,6 +119,24 @@ impl ServerState {
 
     pub fn served(&self) -> Vec<Arc<Served>> {
         self.models.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Each core's share of time spent executing since the previous call (since the server
+    /// started, on the first), between 0 and 1.
+    pub fn core_utilization(&self, cores: &[corral_runtime::CoreStats]) -> Vec<f64> {
+        let now = Instant::now();
+        let busy: Vec<std::time::Duration> = cores.iter().map(|c| c.busy).collect();
+        let mut last = lock(&self.last_scrape);
+        let (since, before) =
+            last.take().unwrap_or_else(|| (self.started, vec![std::time::Duration::ZERO; busy.len()]));
+        let elapsed = now.saturating_duration_since(since).as_secs_f64().max(1e-9);
+        let shares = busy
+            .iter()
+            .zip(before.iter().chain(std::iter::repeat(&std::time::Duration::ZERO)))
+            .map(|(now, then)| (now.saturating_sub(*then).as_secs_f64() / elapsed).clamp(0.0, 1.0))
+            .collect();
+        *last = Some((now, busy));
+        shares
     }
 
     /// Every model name's counters, loaded or not.
@@ -152,6 +173,7 @@ impl ServerState {
         };
         counters.pending.fetch_sub(1, Relaxed);
         let elapsed = start.elapsed();
+        counters.duration.observe(elapsed);
         match &result {
             Ok(inference) => {
                 counters.success.add(elapsed);

@@ -306,3 +306,80 @@ fn an_error_answer_reads_the_body_first() {
     assert_eq!(status, 404, "{answer}");
     assert!(answer.contains("model `nonexistent` is not loaded"), "{answer}");
 }
+
+#[test]
+fn metric_names_and_labels() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    put_sim(dir.path(), "tick", 1);
+    let mut server = host.corral(&[
+        "serve",
+        "--model-repository",
+        dir.path().to_str().expect("utf-8"),
+        "--device",
+        "sim:2",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+    ]);
+    server.stdin(Stdio::null()).stderr(Stdio::piped());
+    let mut child = server.spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let line = lines.find_map(|l| l.ok().filter(|l| l.starts_with("corral serve: HTTP"))).expect("started");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (http_at, metrics_at) = (words[3], words[7]);
+    let body = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1.0]}]}"#;
+    for _ in 0..600 {
+        if http(http_at, "GET", "/v2/health/ready", b"").0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        assert_eq!(http(http_at, "POST", "/v2/models/tick/infer", body).0, 200);
+    }
+    let (status, text) = http(metrics_at, "GET", "/metrics", b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    let value = |prefix: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).expect(prefix)
+    };
+    assert_eq!(value("corral_request_duration_seconds_count{model=\"tick\"}"), 3.0);
+    assert_eq!(value("corral_request_duration_seconds_bucket{model=\"tick\",le=\"+Inf\"}"), 3.0);
+    assert_eq!(value("corral_request_duration_seconds_bucket{model=\"tick\",le=\"0.0005\"}"), 0.0, "1 ms calls");
+    // Names and labels, values dropped; one bucket line stands for all.
+    let shape: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.contains("_bucket{") || l.contains("le=\"+Inf\""))
+        .map(|l| l.rsplit_once(' ').map_or(l, |(labels, _)| labels))
+        .collect();
+    expect_test::expect![[r#"
+        nv_inference_request_success{model="tick",version="1"}
+        nv_inference_request_failure{model="tick",version="1"}
+        nv_inference_count{model="tick",version="1"}
+        nv_inference_exec_count{model="tick",version="1"}
+        nv_inference_pending_request_count{model="tick",version="1"}
+        nv_inference_request_duration_us{model="tick",version="1"}
+        nv_inference_queue_duration_us{model="tick",version="1"}
+        nv_inference_compute_infer_duration_us{model="tick",version="1"}
+        nv_inference_compute_input_duration_us{model="tick",version="1"}
+        corral_request_duration_seconds_bucket{model="tick",le="+Inf"}
+        corral_request_duration_seconds_sum{model="tick"}
+        corral_request_duration_seconds_count{model="tick"}
+        corral_queue_depth{model="tick",instance="0"}
+        corral_instance_executions_total{model="tick",instance="0",cores="nc0"}
+        corral_core_utilization{core="nc0",global="0"}
+        corral_core_utilization{core="nc1",global="1"}
+        corral_core_executions_total{core="nc0",global="0",models="tick"}
+        corral_core_executions_total{core="nc1",global="1",models=""}
+        corral_core_busy_seconds_total{core="nc0",global="0",models="tick"}
+        corral_core_busy_seconds_total{core="nc1",global="1",models=""}
+        corral_core_switches_total{core="nc0",global="0",models="tick"}
+        corral_core_switches_total{core="nc1",global="1",models=""}"#]]
+    .assert_eq(&shape.join("\n"));
+}

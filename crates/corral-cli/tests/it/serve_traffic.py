@@ -112,4 +112,15 @@ for model in ["add", "tick", "flip"]:
     if served.get(model) != ok:
         print(f"FAILED: metrics say {served.get(model)} successes for {model}, clients counted {ok}")
         sys.exit(1)
+# The latency histogram: cumulative buckets, +Inf and _count equal to every answered call.
+for model in ["add", "tick", "flip"]:
+    buckets = [int(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith(f'corral_request_duration_seconds_bucket{{model="{model}",')]
+    count = next(int(line.split()[-1]) for line in metrics.splitlines()
+                 if line.startswith(f'corral_request_duration_seconds_count{{model="{model}"}}'))
+    failures = next(int(line.split()[-1]) for line in metrics.splitlines()
+                    if line.startswith(f'nv_inference_request_failure{{model="{model}",'))
+    if buckets != sorted(buckets) or buckets[-1] != count or count != served[model] + failures:
+        print(f"FAILED: {model}'s histogram {buckets} (count {count}) is not its {served[model]} + {failures} calls")
+        sys.exit(1)
 print("traffic checks passed")
