@@ -97,10 +97,6 @@ impl CoreSet {
         self.runs[self.runs.len() - 1].last()
     }
 
-    pub fn is_consecutive(&self) -> bool {
-        self.runs.len() == 1
-    }
-
     pub fn contains(&self, index: usize) -> bool {
         self.runs.iter().any(|r| r.contains(index))
     }

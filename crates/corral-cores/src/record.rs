@@ -6,6 +6,7 @@
 //! record only while `/proc/locks` says its core is held and its process still runs.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     io::Read,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -124,17 +125,19 @@ impl OwnerRecord {
         let cores = parse_core_list(&self.cores).ok();
         let relative = cores.as_ref().and_then(|cores| cores.relative(index));
         let models = relative.and_then(|relative| self.models.get(relative)).cloned().unwrap_or_default();
-        // Walks the published lists once; their size is bounded by the record's.
-        let mut instances: Vec<OwnerInstance> = Vec::new();
+        // One pass over the published lists (bounded by the record's size), grouped by key in a
+        // map, so a hostile record of many labels costs n log n, not n squared.
+        let mut grouped: BTreeMap<(&str, usize), Vec<usize>> = BTreeMap::new();
         for (relative, labels) in self.models.iter().enumerate() {
             let Some(global) = cores.as_ref().and_then(|cores| cores.global(relative)) else { break };
-            for (name, instance) in labels.iter().filter_map(|label| parse_label(label)) {
-                match instances.iter_mut().find(|i| i.name == name && i.instance == instance) {
-                    Some(known) => known.cores.push(global),
-                    None => instances.push(OwnerInstance { name: name.to_owned(), instance, cores: vec![global] }),
-                }
+            for key in labels.iter().filter_map(|label| parse_label(label)) {
+                grouped.entry(key).or_default().push(global);
             }
         }
+        let instances = grouped
+            .into_iter()
+            .map(|((name, instance), cores)| OwnerInstance { name: name.to_owned(), instance, cores })
+            .collect();
         Owner {
             pid: self.pid,
             command: self.command,
