@@ -345,14 +345,18 @@ impl Registry {
             for name in self.device.slot_names(index) {
                 let Some((file, stat)) = self.open_existing(&name)? else { continue };
                 let (record, unreadable) = match OwnerRecord::read(&file) {
-                    Ok(record) => (record.filter(OwnerRecord::is_alive), false),
+                    Ok(record) => (record, false),
                     Err(_) => (None, true),
                 };
+                let written = record.is_some() || unreadable;
+                let record = record.filter(OwnerRecord::is_alive);
                 let key = procfs::FileKey::of(&stat);
                 let mut holder = holders.as_ref().map(|h| h.get(&key).copied());
-                if let (Some(None), Some(_)) = (holder, &record) {
+                if holder == Some(None) && written {
                     // `/proc/locks` is produced in page-sized passes and can skip an entry
-                    // while other locks come and go; a live record earns a second look.
+                    // while other locks come and go; a file with anything written in it (a
+                    // holder's record, however stale or garbled) earns a second look. Released
+                    // files are emptied, so free cores cost no extra reads.
                     holder = Some(rereads.holder(key));
                 }
                 let owner = match (holder, record) {

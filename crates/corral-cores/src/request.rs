@@ -271,13 +271,17 @@ pub fn parse_group_sizes(text: &str) -> Result<Vec<usize>, String> {
     if text.trim().is_empty() {
         return Err("the value is empty".to_owned());
     }
-    text.split(',')
+    let sizes = text
+        .split(',')
         .map(|part| match part.trim().parse::<usize>() {
             Ok(0) => Err("a group of 0 cores".to_owned()),
             Ok(n) => Ok(n),
             Err(_) => Err(format!("`{}` is not a group size", part.trim())),
         })
-        .collect()
+        .collect::<Result<Vec<usize>, String>>()?;
+    // Checked once here, so every later sum of the sizes is known not to overflow.
+    sizes.iter().try_fold(0usize, |sum, &n| sum.checked_add(n)).ok_or("the sizes add up past any machine's cores")?;
+    Ok(sizes)
 }
 
 #[cfg(test)]
@@ -464,6 +468,12 @@ mod tests {
             "CORRAL_GROUP_SIZES=2,,1",
             expect![[r#"
             error: CORRAL_GROUP_SIZES=2,,1 is not valid: `` is not a group size
+            hint: write group sizes of at least 1 core, separated by commas: `2,4,3,4`"#]],
+        );
+        check(
+            "NEURONCORE_GROUP_SIZES=18446744073709551615,1",
+            expect![[r#"
+            error: NEURONCORE_GROUP_SIZES=18446744073709551615,1 is not valid: the sizes add up past any machine's cores
             hint: write group sizes of at least 1 core, separated by commas: `2,4,3,4`"#]],
         );
         check(
