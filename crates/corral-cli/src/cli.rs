@@ -35,6 +35,37 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the resources a Ray node should declare for this device: {"neuron_cores": N}
     RayResources(RayResourcesArgs),
+    /// Watch each core and model live: owners, utilisation, calls, latency (like neuron-top)
+    Top(TopArgs),
+    /// Print a JSON report per period in neuron-monitor's shape
+    Monitor(MonitorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// Time between refreshes: 1s, 500ms, 2 [default: 1s]
+    #[arg(long, value_name = "S")]
+    pub interval: Option<String>,
+    /// Print one frame as text and exit
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// A neuron-monitor configuration file (period, neuron_runtimes[{tag_filter, metrics}], system_metrics)
+    #[arg(short = 'c', long = "config-file", value_name = "CONFIG.json")]
+    pub config_file: Option<std::path::PathBuf>,
+    /// Time between reports: 1s, 500ms, 2 [default: the config's, else 5s]
+    #[arg(long, value_name = "S")]
+    pub period: Option<String>,
+    /// Exit after this many reports
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -8,13 +8,16 @@ mod bench;
 mod cli;
 mod demo;
 mod launch;
+mod live;
 mod ls;
 mod models;
+mod monitor;
 mod plan;
 mod reserve;
 mod serve;
 mod settings;
 mod table;
+mod top;
 
 use std::process::ExitCode;
 
@@ -33,6 +36,8 @@ fn main() -> ExitCode {
         cli::Command::Demo(args) => demo::run(&args, &lookup).map(|()| 0),
         cli::Command::Serve(args) => serve::run(&args, &lookup).map(|()| 0),
         cli::Command::RayResources(args) => ls::ray_resources(&args, &lookup).map(|()| 0),
+        cli::Command::Top(args) => top::run(&args, &lookup).map(|()| 0),
+        cli::Command::Monitor(args) => monitor::run(&args, &lookup).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -184,7 +184,7 @@ impl Registry {
                 .is_ok_and(|flags| OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR);
             files.push(SlotFile { file, name: name.clone(), writable });
         }
-        Ok(lease_with_record(self.device(), chosen, request.groups.as_deref(), files))
+        Ok(lease_with_record(self, chosen, request.groups.as_deref(), files))
     }
 }
 

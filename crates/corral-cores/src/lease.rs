@@ -3,7 +3,8 @@
 //! Dropping a [`Lease`] (or dying) releases it. Before its files close, `Drop` truncates the
 //! owner records it wrote, so a reader never sees a stale record for a free core (and would
 //! ignore one anyway: a record only counts while its lock is held by a live process).
-//! Handing a lease to a child and adopting it there is `inherit.rs`.
+//! Handing a lease to a child and adopting it there is `inherit.rs`; the live counters a
+//! lease publishes beside its first lock file are `live.rs`.
 
 use std::{
     fs::File,
@@ -16,8 +17,10 @@ use std::{
 use crate::{
     core_set::{CoreRange, CoreSet},
     device::{Device, DeviceSpec},
+    live::{self, Publication},
     procfs,
     record::{OwnerRecord, now_unix_ms},
+    registry::Registry,
 };
 
 /// One open lock file.
@@ -41,10 +44,18 @@ pub struct Lease {
     /// Legacy groups, process-relative; empty when none were asked for.
     groups: Vec<CoreRange>,
     pub(crate) files: Vec<SlotFile>,
+    /// The publication file beside the first slot; `None` when it cannot be opened for writing.
+    live: Option<SlotFile>,
 }
 
 impl Lease {
-    pub(crate) fn new(device: &Device, cores: CoreSet, groups: Option<&[usize]>, files: Vec<SlotFile>) -> Lease {
+    pub(crate) fn new(
+        device: &Device,
+        cores: CoreSet,
+        groups: Option<&[usize]>,
+        files: Vec<SlotFile>,
+        live: Option<SlotFile>,
+    ) -> Lease {
         let mut first = 0;
         let groups = groups
             .unwrap_or_default()
@@ -61,6 +72,7 @@ impl Lease {
             cores,
             groups,
             files,
+            live,
         }
     }
 
@@ -134,6 +146,17 @@ impl Lease {
         }
     }
 
+    /// Rewrites this lease's live publication (see `live.rs`); a no-op when its file could
+    /// not be opened for writing. Not for the hot path: the caller publishes on a timer.
+    pub fn publish_live(&self, publication: &Publication) {
+        let Some(slot) = self.live.as_ref().filter(|s| s.writable) else { return };
+        let bytes = live::encode_bounded(publication);
+        let written = slot.file.write_all_at(&bytes, 0).and_then(|()| slot.file.set_len(bytes.len() as u64));
+        if let Err(error) = written {
+            tracing::warn!(slot = %slot.name, %error, "cannot write the live publication");
+        }
+    }
+
     /// The descriptors whose `flock`s hold this lease. A forked child shares them (and so
     /// keeps the cores held after the parent ends) until it closes its copies; closing them
     /// in the child leaves the parent's locks in place.
@@ -144,22 +167,31 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        for slot in self.files.iter().filter(|s| s.writable) {
+        for slot in self.files.iter().chain(&self.live).filter(|s| s.writable) {
             let _ = slot.file.set_len(0);
         }
         // Closing the files (next) releases the locks.
     }
 }
 
-/// A new lease on `cores`, its owner record (this process) written into each slot.
+/// A new lease on `cores`, its owner record (this process) written into each slot and its
+/// publication file opened.
 pub(crate) fn lease_with_record(
-    device: &Device,
+    registry: &Registry,
     cores: CoreSet,
     groups: Option<&[usize]>,
     files: Vec<SlotFile>,
 ) -> Lease {
+    let device = registry.device();
     let record = OwnerRecord::for_this_process(&device.spec().to_string(), &cores);
-    let lease = Lease::new(device, cores, groups, files);
+    let live = files.first().and_then(|first| match registry.open_slot(&live::live_name(&first.name)) {
+        Ok(slot) => Some(slot),
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the live publication file; top and monitor will not see this process");
+            None
+        }
+    });
+    let lease = Lease::new(device, cores, groups, files, live);
     lease.write_record(&record);
     lease
 }

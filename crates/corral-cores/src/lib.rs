@@ -27,6 +27,7 @@ mod core_set;
 mod device;
 mod inherit;
 mod lease;
+mod live;
 mod procfs;
 mod record;
 mod registry;
@@ -40,9 +41,19 @@ pub use device::{
 };
 pub use inherit::{LEASE_ENV, Ticket};
 pub use lease::Lease;
-pub use record::{Owner, OwnerInstance, instance_label};
+pub use live::{
+    LIVE_BYTES_MAX, LiveCore, LiveModel, PROCESS_TAG, PROCESS_TAG_NEURON, PUBLISH_INTERVAL, Publication, Unreadable,
+    latency_bucket_limit,
+};
+pub use record::{Owner, OwnerInstance, instance_label, now_unix_ms};
+
+/// The start time of `pid` in clock ticks since boot; with the pid it names one process.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    procfs::start_ticks(pid)
+}
 pub use registry::{
-    ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, Registry, RegistryError, default_lock_dir, longest_free_run,
+    ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, LiveEntry, Registry, RegistryError, default_lock_dir,
+    longest_free_run,
 };
 pub use request::{
     CoreRequest, GROUP_SIZES, GROUP_SIZES_NEURON, NUM_CORES, NUM_CORES_NEURON, Request, RequestError, Source, Sources,

@@ -46,6 +46,7 @@ use crate::{
     core_set::{CoreRange, CoreSet},
     device::Device,
     lease::{Lease, SlotFile, lease_with_record},
+    live::{self, Publication, Unreadable},
     procfs,
     record::{Owner, OwnerRecord},
     request::{CoreRequest, Request, RequestError},
@@ -163,6 +164,16 @@ impl CoreStatus {
     }
 }
 
+/// A publication found beside a held core.
+#[derive(Clone, Debug)]
+pub struct LiveEntry {
+    /// The core whose lock file it sits beside (the first of its publisher's lease).
+    pub core: usize,
+    /// The core's holder, who published it (for an unreadable file: who holds the core).
+    pub owner: Owner,
+    pub publication: Result<Publication, Unreadable>,
+}
+
 /// The registry of one device on this host.
 #[derive(Debug)]
 pub struct Registry {
@@ -216,8 +227,7 @@ impl Registry {
             }
             CoreRequest::Num(_) | CoreRequest::All => self.first_free_run(wanted),
         };
-        let lease =
-            taken.map(|(cores, files)| lease_with_record(&self.device, cores, request.groups.as_deref(), files));
+        let lease = taken.map(|(cores, files)| lease_with_record(self, cores, request.groups.as_deref(), files));
         drop(alloc);
         match lease {
             Ok(lease) => {
@@ -388,6 +398,35 @@ impl Registry {
             cores.push(status);
         }
         Ok(cores)
+    }
+
+    /// The live publications beside the held cores of `status` (see `live.rs`), each checked
+    /// against its core's holder: a publication by anyone but that live process is ignored,
+    /// and one that cannot be read is returned as [`Unreadable`], never trusted.
+    pub fn live(&self, status: &[CoreStatus]) -> Vec<LiveEntry> {
+        let mut entries = Vec::new();
+        for core in status.iter().filter(|c| !c.owners.is_empty()) {
+            let Some(first_slot) = self.device.slot_names(core.index).into_iter().next() else { continue };
+            let Ok(Some((file, _))) = self.open_existing(&live::live_name(&first_slot)) else { continue };
+            let publication = match live::read(&file) {
+                Ok(None) => continue,
+                Ok(Some(publication)) => publication,
+                Err(why) => {
+                    let owner = &core.owners[0];
+                    entries.push(LiveEntry { core: core.index, owner: owner.clone(), publication: Err(why) });
+                    continue;
+                }
+            };
+            let by_holder = core.owners.iter().find(|o| o.pid == publication.pid);
+            match by_holder {
+                Some(owner) if procfs::start_ticks(owner.pid) == Some(publication.start_ticks) => {
+                    entries.push(LiveEntry { core: core.index, owner: owner.clone(), publication: Ok(publication) });
+                }
+                // A former holder's, or someone's forgery: nothing to trust.
+                _ => {}
+            }
+        }
+        entries
     }
 
     /// Opens (creating if needed) a slot's lock file without following links.

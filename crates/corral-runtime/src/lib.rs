@@ -45,6 +45,7 @@
 mod context;
 mod error;
 mod model;
+mod publish;
 pub mod repository;
 mod runtime;
 pub mod scheduler;

@@ -29,6 +29,8 @@ pub struct Model {
 
 pub(crate) struct ModelInner {
     pub(crate) name: String,
+    /// The scheduler's id of this load (a reload gets a new one).
+    pub(crate) id: crate::scheduler::ModelId,
     pub(crate) cores_per_instance: usize,
     pub(crate) inputs: Vec<TensorSpec>,
     pub(crate) outputs: Vec<TensorSpec>,

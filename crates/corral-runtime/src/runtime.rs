@@ -18,6 +18,7 @@ use crate::{
     context,
     error::{LoadError, RuntimeError},
     model::{Instance, Model, ModelInner, lock},
+    publish::{self, Publisher, Sources},
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
     stats::Recorder,
@@ -67,6 +68,8 @@ pub struct CoreStats {
     pub busy: Duration,
     pub switches: u64,
     pub models: Vec<String>,
+    /// The model that ran on this core last, while it is loaded.
+    pub last_model: Option<String>,
 }
 
 /// A process's cores and the models on them. Cheap to clone; all clones share one runtime.
@@ -76,9 +79,11 @@ pub struct Runtime {
 }
 
 struct Inner {
-    lease: Lease,
+    lease: Arc<Lease>,
     scheduler: Arc<Scheduler>,
-    loaded: Mutex<Loaded>,
+    loaded: Arc<Mutex<Loaded>>,
+    /// Stopped and joined first when the runtime drops, so the lease goes with the runtime.
+    publisher: Mutex<Option<Publisher>>,
     /// Serialises loads (slow: engines parse models) without blocking calls or reads.
     load_lock: Mutex<()>,
     next_model_id: AtomicU64,
@@ -88,9 +93,9 @@ struct Inner {
     onnx_engine: Option<Arc<dyn Engine>>,
 }
 
-struct Loaded {
-    layout: Layout,
-    models: BTreeMap<String, Model>,
+pub(crate) struct Loaded {
+    pub(crate) layout: Layout,
+    pub(crate) models: BTreeMap<String, Model>,
 }
 
 impl Runtime {
@@ -113,9 +118,16 @@ impl Runtime {
     /// A runtime on cores already leased.
     pub fn with_lease(lease: Lease, settings: RuntimeSettings) -> Runtime {
         let group_sizes: Vec<usize> = lease.groups().iter().map(|g| g.count).collect();
+        let lease = Arc::new(lease);
+        let scheduler = Arc::new(Scheduler::new(lease.len()));
+        let loaded =
+            Arc::new(Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }));
+        let publisher =
+            Publisher::start(Sources { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() });
         let inner = Inner {
-            scheduler: Arc::new(Scheduler::new(lease.len())),
-            loaded: Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }),
+            scheduler,
+            loaded,
+            publisher: Mutex::new(publisher),
             lease,
             load_lock: Mutex::new(()),
             next_model_id: AtomicU64::new(1),
@@ -255,6 +267,7 @@ impl Runtime {
         Ok(Model {
             inner: Arc::new(ModelInner {
                 name: def.name.clone(),
+                id: model_id,
                 cores_per_instance: def.cores_per_instance,
                 inputs: prepared.inputs().to_vec(),
                 outputs: prepared.outputs().to_vec(),
@@ -295,22 +308,11 @@ impl Runtime {
         lock(&self.inner.loaded).layout.clone()
     }
 
+    /// Per-core counters. An instance adds its executions and busy time when it releases its
+    /// cores, a moment after it sends its last reply, so they may trail a reply just received.
     pub fn core_stats(&self) -> Vec<CoreStats> {
-        let counters = self.inner.scheduler.counters();
-        let per_core = models_per_core(&lock(&self.inner.loaded).layout);
-        counters
-            .into_iter()
-            .enumerate()
-            .map(|(index, c)| CoreStats {
-                index,
-                global: self.inner.lease.cores().global(index).expect("one counter per leased core"),
-                cpus: self.inner.lease.core_cpus(index).to_vec(),
-                executions: c.executions,
-                busy: c.busy,
-                switches: c.switches,
-                models: per_core[index].clone(),
-            })
-            .collect()
+        let inner = &self.inner;
+        publish::core_stats(&inner.lease, &inner.scheduler, &lock(&inner.loaded))
     }
 
     fn publish(&self, loaded: &Loaded) {
@@ -329,7 +331,7 @@ fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
     per_core
 }
 
-fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
+pub(crate) fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
     let mut per_core = vec![Vec::new(); layout.cores()];
     for placed in layout.placed() {
         for core in placed.cores.cores() {
@@ -343,6 +345,10 @@ fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The publisher holds the lease too: stop it first, so the lease ends with the runtime.
+        if let Some(publisher) = lock(&self.publisher).take() {
+            publisher.stop();
+        }
         // Finish accepted calls before the lease (and so the cores) goes.
         let models: Vec<Model> = lock(&self.loaded).models.values().cloned().collect();
         for model in models {

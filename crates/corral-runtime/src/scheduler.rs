@@ -40,12 +40,13 @@ pub struct CoreCounters {
     pub executions: u64,
     pub busy: Duration,
     pub switches: u64,
+    /// The model that took this core last.
+    pub last_model: Option<ModelId>,
 }
 
 #[derive(Debug, Default)]
 struct CoreState {
     busy: bool,
-    last_model: Option<ModelId>,
     counters: CoreCounters,
 }
 
@@ -119,11 +120,11 @@ impl Scheduler {
                 for core in span.cores() {
                     let core = &mut state.cores[core];
                     core.busy = true;
-                    if core.last_model.is_some_and(|last| last != model) {
+                    if core.counters.last_model.is_some_and(|last| last != model) {
                         core.counters.switches += 1;
                         switched = true;
                     }
-                    core.last_model = Some(model);
+                    core.counters.last_model = Some(model);
                 }
                 return Ok(Gang { scheduler: self, span, switched, executions: 0, busy: Duration::ZERO });
             }

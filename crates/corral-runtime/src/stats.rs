@@ -42,6 +42,8 @@ pub(crate) struct Recorder {
     compute_ns: AtomicU64,
     instance_executions: Vec<AtomicU64>,
     latency: Vec<AtomicU64>,
+    /// Engine time per execution, the same buckets (monitor's `device_latency`).
+    compute: Vec<AtomicU64>,
 }
 
 impl Recorder {
@@ -54,6 +56,7 @@ impl Recorder {
             compute_ns: AtomicU64::new(0),
             instance_executions: (0..instances).map(|_| AtomicU64::new(0)).collect(),
             latency: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            compute: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -70,11 +73,23 @@ impl Recorder {
         self.instance_executions[instance].fetch_add(1, Relaxed);
         self.queue_ns.fetch_add(queue.as_nanos() as u64, Relaxed);
         self.compute_ns.fetch_add(compute.as_nanos() as u64, Relaxed);
+        self.compute[bucket(compute)].fetch_add(1, Relaxed);
     }
 
     /// Records the whole latency of a successful call.
     pub(crate) fn latency(&self, latency: Duration) {
         self.latency[bucket(latency)].fetch_add(1, Relaxed);
+    }
+
+    /// The latency histogram as `[bucket, count]` pairs for non-empty buckets (the live
+    /// publication's form; bucket limits are [`corral_cores::latency_bucket_limit`]).
+    pub(crate) fn latency_buckets(&self) -> Vec<(u32, u64)> {
+        sparse(&self.latency)
+    }
+
+    /// The engine-time histogram, as [`Recorder::latency_buckets`].
+    pub(crate) fn compute_buckets(&self) -> Vec<(u32, u64)> {
+        sparse(&self.compute)
     }
 
     pub(crate) fn snapshot(&self) -> ModelStats {
@@ -93,6 +108,11 @@ impl Recorder {
     }
 }
 
+fn sparse(histogram: &[AtomicU64]) -> Vec<(u32, u64)> {
+    let counts = histogram.iter().map(|b| b.load(Relaxed));
+    counts.enumerate().filter(|&(_, count)| count > 0).map(|(index, count)| (index as u32, count)).collect()
+}
+
 fn bucket(latency: Duration) -> usize {
     let micros = latency.as_secs_f64() * 1e6;
     if micros <= 1.0 {
@@ -101,9 +121,9 @@ fn bucket(latency: Duration) -> usize {
     ((micros.log2() * BUCKETS_PER_OCTAVE as f64) as usize).min(BUCKETS - 1)
 }
 
-/// The upper bound of bucket `index`.
+/// The upper bound of bucket `index` (the scheme the live publication documents).
 fn bucket_limit(index: usize) -> Duration {
-    Duration::from_secs_f64(2f64.powf((index + 1) as f64 / BUCKETS_PER_OCTAVE as f64) / 1e6)
+    Duration::from_secs_f64(corral_cores::latency_bucket_limit(index as u32))
 }
 
 /// The smallest bucket limit below which a `fraction` of the samples fall.

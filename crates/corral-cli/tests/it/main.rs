@@ -3,9 +3,11 @@
 
 mod cpu;
 mod launch;
+mod live;
 mod ls;
 mod models;
 mod ownership;
+mod schema;
 mod serve;
 mod tidy;
 

@@ -28,7 +28,7 @@ fn put_onnx(dir: &Path, model: &str, from: PathBuf) {
 }
 
 /// A simulated model `x -> y` (FP32 [1]) taking `latency_ms`.
-fn put_sim(dir: &Path, model: &str, latency_ms: u32) {
+pub(super) fn put_sim(dir: &Path, model: &str, latency_ms: u32) {
     std::fs::create_dir_all(dir.join(model)).expect("mkdir");
     let config = format!(
         "platform = \"sim\"\n[sim]\nlatency_ms = {latency_ms}\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n"
@@ -61,9 +61,9 @@ instance_group [ { count: 2, kind: KIND_CPU } ]
 }
 
 /// A running `corral serve` on free ports; killed when dropped.
-struct Server {
-    child: Child,
-    http: String,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) http: String,
     grpc: String,
     metrics: String,
     stderr: Arc<Mutex<String>>,
@@ -71,10 +71,20 @@ struct Server {
 
 impl Server {
     fn start(host: &Host, repo: &Path, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--model-repository", repo.to_str().expect("utf-8"), "--device", "cpu"];
+        Server::start_with(host, repo, extra, &[])
+    }
+
+    /// With `extra` flags (`--device` among them replaces the default `cpu`) and variables.
+    pub(super) fn start_with(host: &Host, repo: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec!["serve", "--model-repository", repo.to_str().expect("utf-8")];
+        if !extra.contains(&"--device") {
+            args.extend(["--device", "cpu"]);
+        }
         args.extend(["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]);
         args.extend(extra);
-        let mut child = host.corral(&args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let mut command = host.corral(&args);
+        command.envs(env.iter().copied());
+        let mut child = command.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
         let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut address_line = None;
@@ -121,7 +131,7 @@ impl Server {
     }
 
     /// Waits until `/v2/health/ready` answers 200.
-    fn wait_ready(&self) {
+    pub(super) fn wait_ready(&self) {
         for _ in 0..600 {
             if http(&self.http, "GET", "/v2/health/ready", b"").0 == 200 {
                 return;
@@ -140,7 +150,7 @@ impl Drop for Server {
 }
 
 /// One HTTP/1.1 call on a fresh connection: (status, body).
-fn http(address: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+pub(super) fn http(address: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(address) else { return (0, String::new()) };
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

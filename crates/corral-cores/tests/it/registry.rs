@@ -181,3 +181,35 @@ fn status_sees_held_cores_while_other_locks_churn() {
         assert_eq!(misses, 0, "held cores were reported free");
     });
 }
+
+#[test]
+fn a_publication_counts_only_while_its_publisher_holds_the_core() {
+    let (dir, registry) = registry("sim:4");
+    let lease =
+        registry.acquire(&Request::visible(corral_cores::parse_core_list("1-2").expect("valid"))).expect("free");
+    let pid = std::process::id();
+    let publication = corral_cores::Publication {
+        pid,
+        start_ticks: corral_cores::process_start_ticks(pid).expect("alive"),
+        seq: 3,
+        cores: vec![corral_cores::LiveCore { core: 1, executions: 5, ..Default::default() }],
+        ..Default::default()
+    };
+    lease.publish_live(&publication);
+    let entries = registry.live(&registry.status().expect("status"));
+    assert_eq!(entries.len(), 1, "one file, beside the lease's first core");
+    assert_eq!((entries[0].core, entries[0].owner.pid), (1, pid));
+    assert_eq!(entries[0].publication.as_ref().expect("trusted"), &publication);
+
+    // Claiming another start time (a reused pid) is not trusted.
+    lease.publish_live(&corral_cores::Publication { start_ticks: 1, ..publication.clone() });
+    assert!(registry.live(&registry.status().expect("status")).is_empty());
+
+    // The lease ends: the file is emptied, and even a planted copy beside a free core counts for nothing.
+    lease.publish_live(&publication);
+    let kept = std::fs::read(dir.path().join("sim-4/nc1.live")).expect("written");
+    drop(lease);
+    assert_eq!(std::fs::metadata(dir.path().join("sim-4/nc1.live")).expect("stays").len(), 0);
+    std::fs::write(dir.path().join("sim-4/nc1.live"), kept).expect("world-writable");
+    assert!(registry.live(&registry.status().expect("status")).is_empty());
+}

@@ -1,0 +1,372 @@
+//! `corral monitor` and `corral top` against real publishers: a `corral serve` the test calls
+//! and a `corral bench` that keeps its core busy, both on a simulated device (honest timing:
+//! a simulated execution takes its latency in wall time), plus crafted publication files.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::{
+    Holder, Host,
+    schema::violations,
+    serve::{Server, http, put_sim},
+};
+
+fn schema() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/monitor-report.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("schema is JSON")
+}
+
+/// A child process, killed when dropped, and the folder it reads (removed after it).
+struct Killed(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Killed {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `corral bench` keeping one core of `sim:4` busy for a minute with a model of 20 ms
+/// (long enough that the gaps between calls are a small share even on a loaded machine).
+fn busy_bench(host: &Host) -> Killed {
+    let dir = tempfile::tempdir().expect("dir");
+    put_sim(dir.path(), "tick", 20);
+    let repo = dir.path().to_str().expect("utf-8");
+    let args = ["bench", "--model-repository", repo, "--device", "sim:4", "--num-cores", "1", "--duration", "60"];
+    let mut command = host.corral(&[&args[..], &["--threads", "2"]].concat());
+    command.env("CORRAL_PROCESS_TAG", "busy").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    Killed(command.spawn().expect("bench starts"), dir)
+}
+
+/// The runtime of `report` published by `pid`.
+fn runtime(report: &Value, pid: u32) -> Option<&Value> {
+    report["neuron_runtime_data"].as_array()?.iter().find(|r| r["pid"] == pid)
+}
+
+fn completed(runtime: &Value) -> u64 {
+    runtime["report"]["execution_stats"]["execution_summary"]["completed"].as_u64().expect("completed")
+}
+
+/// Utilisation (percent) of each core the runtime holds.
+fn utilization(runtime: &Value) -> Vec<f64> {
+    let cores = runtime["report"]["neuroncore_counters"]["neuroncores_in_use"].as_object().expect("cores");
+    cores.values().map(|c| c["neuroncore_utilization"].as_f64().expect("number")).collect()
+}
+
+struct Monitor {
+    holder: Holder,
+    schema: Value,
+}
+
+impl Monitor {
+    fn start(host: &Host, extra: &[&str]) -> Monitor {
+        let command = host.corral(&[&["monitor", "--device", "sim:4", "--period", "0.5"], extra].concat());
+        Monitor { holder: Holder::start(command).expect("monitor starts"), schema: schema() }
+    }
+
+    /// The next report, checked against the schema.
+    fn next(&mut self) -> Value {
+        let line = std::mem::take(&mut self.holder.first_line);
+        let line = if line.is_empty() { self.holder.next_line() } else { line };
+        let report: Value = serde_json::from_str(&line).expect("a report is one JSON line");
+        let broken = violations(&self.schema, &self.schema, &report, "$");
+        assert!(broken.is_empty(), "the report breaks the schema: {broken:#?}\n{report:#}");
+        report
+    }
+
+    /// Reports until one satisfies `done`, within `limit`.
+    fn until(&mut self, limit: Duration, what: &str, mut done: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let report = self.next();
+            if done(&report) {
+                return report;
+            }
+            assert!(Instant::now() < deadline, "no report showed {what} in {limit:?}; the last:\n{report:#}");
+        }
+    }
+}
+
+#[test]
+fn monitor_reports_follow_the_schema_count_every_call_and_drop_ended_processes() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    put_sim(repo.path(), "tick", 2);
+    let device = ["--device", "sim:4", "--num-cores", "1"];
+    let server = Server::start_with(&host, repo.path(), &device, &[("CORRAL_PROCESS_TAG", "served")]);
+    server.wait_ready();
+    let mut bench = busy_bench(&host);
+    let (served, busy) = (server.child.id(), bench.id());
+    let mut monitor = Monitor::start(&host, &[]);
+
+    // Both publish; the bench's core is saturated while the server's is idle.
+    monitor.until(Duration::from_secs(30), "a busy bench", |r| {
+        runtime(r, busy).is_some_and(|b| completed(b) > 0) && runtime(r, served).is_some()
+    });
+    let report = monitor.next(); // a whole period of the bench at work
+    let bench_runtime = runtime(&report, busy).expect("bench");
+    assert_eq!(bench_runtime["neuron_runtime_tag"], "busy");
+    assert!(utilization(bench_runtime)[0] > 70.0, "a saturated core is near 100%: {bench_runtime:#}");
+    let served_runtime = runtime(&report, served).expect("server");
+    assert_eq!(served_runtime["neuron_runtime_tag"], "served");
+    assert_eq!(utilization(served_runtime), vec![0.0], "an idle core is at 0");
+    let loaded = &served_runtime["report"]["memory_used"]["loaded_models"];
+    assert_eq!(loaded[0]["name"], "tick");
+
+    // Every call the test makes is counted once, across however many periods it spans.
+    let calls = 25;
+    for _ in 0..calls {
+        let (status, body) = http(
+            &server.http,
+            "POST",
+            "/v2/models/tick/infer",
+            br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut counted = 0;
+    let mut quiet = 0;
+    monitor.until(Duration::from_secs(30), "the calls settle", |r| {
+        let n = runtime(r, served).map_or(0, completed);
+        counted += n;
+        quiet = if n == 0 && counted > 0 { quiet + 1 } else { 0 };
+        quiet >= 2
+    });
+    assert_eq!(counted, calls, "completed, summed over the reports, is the calls made");
+
+    // A process that ends is gone from the next reports.
+    bench.0.kill().expect("kill");
+    bench.0.wait().expect("reaped");
+    let report = monitor.until(Duration::from_secs(5), "the bench gone", |r| runtime(r, busy).is_none());
+    assert!(runtime(&report, served).is_some(), "the server stays");
+}
+
+#[test]
+fn a_config_file_filters_by_tag_and_bad_ones_say_what_is_wrong() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    put_sim(repo.path(), "tick", 2);
+    let server = Server::start_with(
+        &host,
+        repo.path(),
+        &["--device", "sim:4", "--num-cores", "1"],
+        &[("NEURON_PROCESS_TAG", "app-1")],
+    );
+    server.wait_ready();
+    let _bench = busy_bench(&host);
+    let config = repo.path().join("monitor.json");
+    std::fs::write(
+        &config,
+        r#"{"period": "500ms", "neuron_runtimes": [{"tag_filter": "app-.*", "metrics": [{"type": "execution_stats"}, {"type": "neuroncore_counters", "period": "2s"}]}], "system_metrics": [{"type": "memory_info"}]}"#,
+    )
+    .expect("config");
+    let mut monitor = Monitor::start(&host, &["-c", config.to_str().expect("utf-8")]);
+    let report = monitor.until(Duration::from_secs(30), "the server", |r| runtime(r, server.child.id()).is_some());
+    let runtimes = report["neuron_runtime_data"].as_array().expect("list");
+    assert_eq!(runtimes.len(), 1, "the bench (tag busy) is filtered out: {report:#}");
+    let groups: Vec<&String> = runtimes[0]["report"].as_object().expect("report").keys().collect();
+    assert_eq!(groups, ["execution_stats", "neuroncore_counters"]);
+    let system: Vec<&String> = report["system_data"].as_object().expect("system").keys().collect();
+    assert_eq!(system, ["memory_info"]);
+
+    for (text, says) in [
+        (r#"{"period": "soon"}"#, "`soon` is not a period"),
+        (r#"{"neuron_runtimes": [{"tag_filter": "(", "metrics": []}]}"#, "tag_filter `(` is not a regular expression"),
+        (r#"{"neuron_runtimes": [{"metrics": [{"type": "flops"}]}]}"#, "unknown metric type `flops`"),
+        (r#"{"periodd": "1s"}"#, "is not a monitor configuration: unknown field `periodd`"),
+    ] {
+        std::fs::write(&config, text).expect("config");
+        let output = host.run(&["monitor", "--device", "sim:4", "-c", config.to_str().expect("utf-8")], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{text}: {stderr}");
+    }
+}
+
+/// Writes `bytes` as the publication beside `core` of `sim:4`.
+fn plant(host: &Host, core: usize, bytes: &[u8]) {
+    std::fs::write(host.dir.path().join(format!("sim-4/nc{core}.live")), bytes).expect("world-writable");
+}
+
+#[test]
+fn killed_publishers_and_crafted_files_leave_top_monitor_and_ls_working() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    put_sim(repo.path(), "tick", 2);
+    let mut server = Server::start_with(&host, repo.path(), &["--device", "sim:4", "--visible-cores", "2"], &[]);
+    server.wait_ready();
+    let publication = host.dir.path().join("sim-4/nc2.live");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&publication).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "the server never published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: the file stays behind, naming a process that holds nothing.
+    server.child.kill().expect("kill");
+    server.child.wait().expect("reaped");
+    assert!(std::fs::metadata(&publication).expect("left behind").len() > 0);
+    // A holder that publishes nothing sits on nc0 beside a torn file, and on nc1 beside a
+    // whole publication of another process (the dead server's, copied).
+    let holder = host.reserve(&["--device", "sim:4", "--visible-cores", "0-1"], &[]);
+    plant(&host, 0, b"{\"pid\": 1, \"cores\": [");
+    plant(&host, 1, &std::fs::read(&publication).expect("readable"));
+
+    let top = host.run(&["top", "--once", "--device", "sim:4", "--interval", "0.2"], &[]);
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("nc")).collect();
+    assert!(rows[2].contains("  -  "), "the killed server's core is free: {text}");
+    assert!(
+        text.contains(&format!("{}", holder.pid())) && text.contains("(unreadable: publication beside core 0"),
+        "{text}"
+    );
+    assert!(!text.contains("tick"), "nothing of the dead server is trusted: {text}");
+
+    let monitor = host.run(&["monitor", "--device", "sim:4", "--period", "0.2", "--count", "1"], &[]);
+    assert!(monitor.status.success(), "{}", String::from_utf8_lossy(&monitor.stderr));
+    let report: Value = serde_json::from_slice(&monitor.stdout).expect("JSON");
+    let schema = schema();
+    assert!(violations(&schema, &schema, &report, "$").is_empty());
+    let runtimes = report["neuron_runtime_data"].as_array().expect("list");
+    assert_eq!(runtimes.len(), 1, "{report:#}");
+    assert_eq!(runtimes[0]["pid"], holder.pid());
+    assert!(runtimes[0]["error"].as_str().expect("error").contains("hash does not match"), "{report:#}");
+
+    let ls = host.ls("sim:4");
+    assert_eq!(ls["cores"][2]["held"], false);
+    assert_eq!(ls["cores"][0]["owner"]["pid"], holder.pid());
+}
+
+/// Replaces what changes from run to run (pids, the period, host figures, column padding).
+fn redact_top(text: &str, pids: &[u32]) -> String {
+    let mut text = text.replace(env!("CARGO_BIN_EXE_corral"), "corral");
+    for pid in pids {
+        text = text.replace(&pid.to_string(), "<pid>");
+    }
+    let lines = text.lines().map(|line| {
+        if line.starts_with("vCPU") {
+            return "vCPU <host>".to_owned();
+        }
+        let line = match line.find(", over ") {
+            Some(at) => format!("{}, over <s>,{}", &line[..at], &line[at..].split_once("s,").map_or("", |(_, r)| r)),
+            None => line.to_owned(),
+        };
+        line.split("  ").filter(|c| !c.is_empty()).map(str::trim).collect::<Vec<_>>().join("  ")
+    });
+    lines.collect::<Vec<_>>().join("\n") + "\n"
+}
+
+#[test]
+fn top_once_prints_one_frame() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    put_sim(repo.path(), "tick", 2);
+    let holder = host.reserve(&["--device", "sim:4", "--visible-cores", "0"], &[]);
+    let server = Server::start_with(&host, repo.path(), &["--device", "sim:4", "--visible-cores", "2-3"], &[]);
+    server.wait_ready();
+    let output = host.run(&["top", "--once", "--device", "sim:4", "--interval", "0.3"], &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    expect_test::expect![[r#"
+        corral top: sim:4, 4 cores, over <s>, processes: all, sort: core
+
+        CORE  OWNER  INSTANCES  UTIL  EXEC/S  SWITCH/S
+        nc0  <pid> corral reserve --json -…  -  ··········  0%  0.0  0.0
+        nc1  -  -  ··········  0%  0.0  0.0
+        nc2  <pid> corral serve --model-re…  tick[0]  ··········  0%  0.0  0.0
+        nc3  <pid> corral serve --model-re…  -  ··········  0%  0.0  0.0
+
+        PID  COMMAND  MODEL  REQ/S  P50  P99  FAIL/S  QUEUE
+        <pid>  corral serve --model-re…  tick  0.0  -  -  0.0  0
+
+        vCPU <host>
+    "#]]
+    .assert_eq(&redact_top(&String::from_utf8_lossy(&output.stdout), &[holder.pid(), server.child.id()]));
+}
+
+/// A private tmux server, killed when dropped.
+struct Tmux {
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().expect("tmux runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "top"])
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "the screen never showed {what}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn top_in_a_terminal_shows_owners_models_and_load_and_restores_the_terminal_on_q() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    put_sim(repo.path(), "tick", 2);
+    let server = Server::start_with(&host, repo.path(), &["--device", "sim:4", "--visible-cores", "3"], &[]);
+    server.wait_ready();
+    let bench = busy_bench(&host);
+    let tmux = Tmux { socket: host.dir.path().join("tmux.sock") };
+    let script = format!(
+        "CORRAL_LOCK_DIR={} {} top --device sim:4 --interval 0.5; echo top exited $?; sleep 60",
+        host.dir.path().display(),
+        env!("CARGO_BIN_EXE_corral"),
+    );
+    tmux.run(&["new-session", "-d", "-s", "top", "-x", "160", "-y", "40", &script]);
+    let row = |screen: &str, core: &str| {
+        screen.lines().find(|l| l.trim_start().starts_with(core)).map(str::to_owned).unwrap_or_default()
+    };
+    let screen = tmux.wait_for("the busy core", |s| {
+        let busy = row(s, "nc0");
+        busy.contains("tick[0]") && !busy.contains(" 0%")
+    });
+    let busy = row(&screen, "nc0");
+    assert!(busy.contains(&bench.id().to_string()), "nc0's owner is the bench: {screen}");
+    let idle = row(&screen, "nc3");
+    assert!(idle.contains(&server.child.id().to_string()) && idle.contains("tick[0]"), "{screen}");
+    assert!(idle.contains("··········   0%"), "the server's core is idle: {screen}");
+    assert!(row(&screen, "nc1").contains(" -  "), "nc1 is free: {screen}");
+    assert_eq!(tmux.run(&["display-message", "-p", "-t", "top", "#{alternate_on}"]).trim(), "1");
+
+    // tab narrows to one process, then the next.
+    tmux.run(&["send-keys", "-t", "top", "Tab"]);
+    tmux.wait_for("the filter", |s| s.contains("processes: pid "));
+
+    tmux.run(&["send-keys", "-t", "top", "q"]);
+    let screen = tmux.wait_for("top's exit", |s| s.contains("top exited"));
+    assert!(screen.contains("top exited 0"), "{screen}");
+    assert!(!screen.contains("CORE"), "the alternate screen is gone: {screen}");
+    assert_eq!(tmux.run(&["display-message", "-p", "-t", "top", "#{alternate_on}"]).trim(), "0");
+    assert_eq!(tmux.run(&["display-message", "-p", "-t", "top", "#{cursor_flag}"]).trim(), "1", "the cursor shows");
+    drop(bench);
+}

@@ -1,0 +1,144 @@
+//! The live publication: a thread per runtime that rewrites the lease's
+//! [`Publication`](corral_cores::Publication) every [`PUBLISH_INTERVAL`], so `corral top`,
+//! `corral monitor` and anyone else on the host can read this process's counters.
+//!
+//! The thread only reads what the dispatch path already counts (atomics and the scheduler's
+//! per-core counters, under its lock for a copy), so calls pay nothing for it. It holds the
+//! lease, the scheduler and the loaded models by `Arc`, never the runtime itself: the runtime
+//! stops and joins it when it drops, and the lease ends with the runtime as before.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, RecvTimeoutError},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use corral_cores::{CoreSet, Lease, LiveCore, LiveModel, PUBLISH_INTERVAL, Publication};
+
+use crate::{
+    model::{Model, lock},
+    runtime::{CoreStats, Loaded, models_per_core},
+    scheduler::Scheduler,
+};
+
+/// What a publication is made from.
+pub(crate) struct Sources {
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) loaded: Arc<Mutex<Loaded>>,
+}
+
+pub(crate) struct Publisher {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Starts publishing; `None` (with a warning) when no thread can be started.
+    pub(crate) fn start(sources: Sources) -> Option<Publisher> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let tag = [corral_cores::PROCESS_TAG, corral_cores::PROCESS_TAG_NEURON]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+        let spawned = std::thread::Builder::new().name("corral-publish".into()).spawn(move || {
+            let mut seq = 0;
+            loop {
+                seq += 1;
+                sources.lease.publish_live(&publication(&sources, tag.clone(), seq));
+                match stopped.recv_timeout(PUBLISH_INTERVAL) {
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        });
+        match spawned {
+            Ok(thread) => Some(Publisher { stop, thread }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the live publication thread; top and monitor will not see this process");
+                None
+            }
+        }
+    }
+
+    /// Stops the thread and waits for it (at most one publication's time).
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+/// Per-core statistics of a runtime.
+pub(crate) fn core_stats(lease: &Lease, scheduler: &Scheduler, loaded: &Loaded) -> Vec<CoreStats> {
+    let per_core = models_per_core(&loaded.layout);
+    let name_of = |id| loaded.models.values().find(|m| m.inner.id == id).map(|m| m.name().to_owned());
+    scheduler
+        .counters()
+        .into_iter()
+        .enumerate()
+        .map(|(index, c)| CoreStats {
+            index,
+            global: lease.cores().global(index).expect("one counter per leased core"),
+            cpus: lease.core_cpus(index).to_vec(),
+            executions: c.executions,
+            busy: c.busy,
+            switches: c.switches,
+            models: per_core[index].clone(),
+            last_model: c.last_model.and_then(name_of),
+        })
+        .collect()
+}
+
+fn publication(sources: &Sources, tag: Option<String>, seq: u64) -> Publication {
+    let pid = std::process::id();
+    let (cores, models) = {
+        let loaded = lock(&sources.loaded);
+        let cores = core_stats(&sources.lease, &sources.scheduler, &loaded);
+        (cores, loaded.models.values().cloned().collect::<Vec<Model>>())
+    };
+    let global = sources.lease.cores();
+    Publication {
+        pid,
+        start_ticks: corral_cores::process_start_ticks(pid).unwrap_or(0),
+        tag,
+        unix_ms: corral_cores::now_unix_ms(),
+        seq,
+        cores: cores
+            .into_iter()
+            .map(|c| LiveCore {
+                core: c.global,
+                executions: c.executions,
+                busy_ns: duration_ns(c.busy),
+                switches: c.switches,
+                model: c.last_model,
+            })
+            .collect(),
+        models: models.iter().map(|model| live_model(model, global)).collect(),
+        truncated: false,
+    }
+}
+
+fn live_model(model: &Model, global: &CoreSet) -> LiveModel {
+    let stats = model.stats();
+    let instances = model.instances().into_iter().map(|span| {
+        let cores = span.cores().filter_map(|relative| global.global(relative));
+        CoreSet::from_indices(cores).map(|set| set.to_env_value()).unwrap_or_default()
+    });
+    LiveModel {
+        name: model.name().to_owned(),
+        id: model.inner.id,
+        instances: instances.collect(),
+        requests: stats.requests,
+        failures: stats.failures,
+        executions: stats.executions,
+        queue_depth: model.queue_depths().into_iter().map(|d| d as u64).collect(),
+        latency: model.inner.recorder.latency_buckets(),
+        compute: model.inner.recorder.compute_buckets(),
+    }
+}
+
+fn duration_ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
