@@ -122,8 +122,8 @@ impl Runtime {
         let scheduler = Arc::new(Scheduler::new(lease.len()));
         let loaded =
             Arc::new(Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }));
-        let publisher =
-            Publisher::start(Sources { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() });
+        let sources = Sources { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
+        let publisher = if settings.publish { Publisher::start(sources) } else { None };
         let inner = Inner {
             scheduler,
             loaded,

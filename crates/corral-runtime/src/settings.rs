@@ -23,6 +23,9 @@ pub struct RuntimeSettings {
     pub run_max: usize,
     /// The engine for ONNX models (ONNX Runtime or tract), chosen by the caller.
     pub onnx_engine: Option<Arc<dyn Engine>>,
+    /// Publish live counters for `corral top` and `corral monitor` (on by default; off
+    /// keeps them inside the process, and lets benchmarks measure what publishing costs).
+    pub publish: bool,
 }
 
 impl Default for RuntimeSettings {
@@ -33,6 +36,7 @@ impl Default for RuntimeSettings {
             queue_len_max: 1024,
             run_max: 8,
             onnx_engine: None,
+            publish: true,
         }
     }
 }
