@@ -57,7 +57,8 @@ pub use context::{PlacementContext, cores_context, group_context, multicore_cont
 pub use corral_placement::{CoreSpan, Layout, PlacementError, Where};
 pub use error::{InferError, LoadError, RuntimeError};
 pub use model::Model;
-pub use runtime::{CoreStats, ModelDef, Replacement, Runtime};
+pub use publish::CoreStats;
+pub use runtime::{ModelDef, Replacement, Runtime};
 pub use settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings};
 pub use stats::ModelStats;
 pub use worker::{Inference, Reply};

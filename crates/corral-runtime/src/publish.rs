@@ -8,6 +8,7 @@
 //! stops and joins it when it drops, and the lease ends with the runtime as before.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc, Mutex,
         mpsc::{self, RecvTimeoutError},
@@ -18,11 +19,47 @@ use std::{
 
 use corral_cores::{CoreSet, Lease, LiveCore, LiveModel, PUBLISH_INTERVAL, Publication};
 
+use corral_placement::Layout;
+
 use crate::{
     model::{Model, lock},
-    runtime::{CoreStats, Loaded, models_per_core},
     scheduler::Scheduler,
 };
+
+/// Per-core statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreStats {
+    /// Process-relative index.
+    pub index: usize,
+    /// Device (global) index.
+    pub global: usize,
+    pub cpus: Vec<usize>,
+    pub executions: u64,
+    pub busy: Duration,
+    pub switches: u64,
+    pub models: Vec<String>,
+    /// The model that ran on this core last, while it is loaded.
+    pub last_model: Option<String>,
+}
+
+/// What a runtime has loaded: the placement, and the models by name.
+pub(crate) struct Loaded {
+    pub(crate) layout: Layout,
+    pub(crate) models: BTreeMap<String, Model>,
+}
+
+/// Per process core, the models on it (each named once).
+pub(crate) fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
+    let mut per_core = vec![Vec::new(); layout.cores()];
+    for placed in layout.placed() {
+        for core in placed.cores.cores() {
+            if !per_core[core].contains(&placed.model) {
+                per_core[core].push(placed.model.clone());
+            }
+        }
+    }
+    per_core
+}
 
 /// What a publication is made from.
 pub(crate) struct Sources {

@@ -18,7 +18,7 @@ use crate::{
     context,
     error::{LoadError, RuntimeError},
     model::{Instance, Model, ModelInner, lock},
-    publish::{self, Publisher, Sources},
+    publish::{self, CoreStats, Loaded, Publisher, Sources},
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
     stats::Recorder,
@@ -56,22 +56,6 @@ impl ModelDef {
     }
 }
 
-/// Per-core statistics.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CoreStats {
-    /// Process-relative index.
-    pub index: usize,
-    /// Device (global) index.
-    pub global: usize,
-    pub cpus: Vec<usize>,
-    pub executions: u64,
-    pub busy: Duration,
-    pub switches: u64,
-    pub models: Vec<String>,
-    /// The model that ran on this core last, while it is loaded.
-    pub last_model: Option<String>,
-}
-
 /// A process's cores and the models on them. Cheap to clone; all clones share one runtime.
 #[derive(Clone)]
 pub struct Runtime {
@@ -91,11 +75,6 @@ struct Inner {
     queue_len_max: usize,
     run_max: usize,
     onnx_engine: Option<Arc<dyn Engine>>,
-}
-
-pub(crate) struct Loaded {
-    pub(crate) layout: Layout,
-    pub(crate) models: BTreeMap<String, Model>,
 }
 
 impl Runtime {
@@ -326,18 +305,6 @@ fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
     for placed in layout.placed() {
         for core in placed.cores.cores() {
             per_core[core].push(corral_cores::instance_label(&placed.model, placed.replica));
-        }
-    }
-    per_core
-}
-
-pub(crate) fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
-    let mut per_core = vec![Vec::new(); layout.cores()];
-    for placed in layout.placed() {
-        for core in placed.cores.cores() {
-            if !per_core[core].contains(&placed.model) {
-                per_core[core].push(placed.model.clone());
-            }
         }
     }
     per_core
