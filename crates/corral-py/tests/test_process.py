@@ -1,13 +1,14 @@
 """What happens around a process: forks, Ctrl-C, threads and the GIL, the end of a model's
 and of the process's life. Each case runs in child processes of its own."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-from conftest import child_env, first_report, run_python, sim_model, start_python
+from conftest import child_env, corral_bin, finish, first_report, run_python, sim_model, start_python
 
 
 def test_a_forked_child_never_keeps_the_parents_cores(repo, tmp_path):
@@ -114,3 +115,33 @@ def test_importing_corral_starts_nothing(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_python_process_is_seen_by_monitor_and_top(repo, tmp_path):
+    # The Python package's runtime publishes its counters like any other: corral monitor
+    # counts its calls, and corral top names its instances.
+    code = f"MODEL = {str(sim_model(repo, 'pym', latency_ms=1))!r}\n" + """
+m = corral.load(MODEL)
+for _ in range(7):
+    m(x)
+report(done=True)
+sys.stdin.read()
+"""
+    child = start_python(code, tmp_path, CORRAL_DEVICE="sim:2", CORRAL_PROCESS_TAG="py-app")
+    try:
+        first_report(child)
+        env = child_env(tmp_path)
+        monitor = subprocess.run(
+            [corral_bin(), "monitor", "--device", "sim:2", "--period", "0.3", "--count", "1"],
+            env=env, capture_output=True, text=True, timeout=30)
+        assert monitor.returncode == 0, monitor.stderr
+        runtime, = json.loads(monitor.stdout)["neuron_runtime_data"]
+        assert (runtime["pid"], runtime["neuron_runtime_tag"]) == (child.pid, "py-app")
+        loaded = runtime["report"]["memory_used"]["loaded_models"]
+        assert [m["name"] for m in loaded] == ["pym"]
+        top = subprocess.run([corral_bin(), "top", "--once", "--device", "sim:2", "--interval", "0.2"],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert top.returncode == 0, top.stderr
+        assert "pym[0]" in top.stdout and str(child.pid) in top.stdout, top.stdout
+    finally:
+        assert finish(child) == 0

@@ -287,8 +287,7 @@ impl Runtime {
         lock(&self.inner.loaded).layout.clone()
     }
 
-    /// Per-core counters. An instance adds its executions and busy time when it releases its
-    /// cores, a moment after it sends its last reply, so they may trail a reply just received.
+    /// Per-core counters; an execution is counted before its caller is answered.
     pub fn core_stats(&self) -> Vec<CoreStats> {
         let inner = &self.inner;
         publish::core_stats(&inner.lease, &inner.scheduler, &lock(&inner.loaded))

@@ -16,13 +16,20 @@
 //! 4. A waiter whose deadline passes leaves the waiters (waking the others, whom it may have
 //!    been blocking) and fails with a timeout.
 //!
+//! Executions and busy time are atomics per core, added by [`Gang::record`] as each execution
+//! ends (before its caller is answered), so statistics and the live publication see every
+//! execution at once without taking the lock; switches are counted under the lock in step 3.
+//!
 //! Cores are taken all at once under a single lock, so no worker ever holds some cores while
 //! waiting for others: there is no hold-and-wait, hence no deadlock between gangs. The
 //! earliest waiter that has been overtaken `OVERTAKE_MAX` times blocks every later
 //! overlapping waiter, so it runs as soon as its cores drain: waits are bounded.
 
 use std::{
-    sync::{Condvar, Mutex, MutexGuard},
+    sync::{
+        Condvar, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::{Duration, Instant},
 };
 
@@ -86,6 +93,8 @@ impl State {
 pub struct Scheduler {
     state: Mutex<State>,
     wake: Condvar,
+    /// Per core: executions and busy nanoseconds, outside the lock.
+    work: Vec<(AtomicU64, AtomicU64)>,
 }
 
 /// Why a gang could not be taken.
@@ -95,7 +104,8 @@ pub struct TimedOut;
 impl Scheduler {
     pub fn new(cores: usize) -> Scheduler {
         let state = State { cores: (0..cores).map(|_| CoreState::default()).collect(), ..State::default() };
-        Scheduler { state: Mutex::new(state), wake: Condvar::new() }
+        let work = (0..cores).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect();
+        Scheduler { state: Mutex::new(state), wake: Condvar::new(), work }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -126,7 +136,7 @@ impl Scheduler {
                     }
                     core.counters.last_model = Some(model);
                 }
-                return Ok(Gang { scheduler: self, span, switched, executions: 0, busy: Duration::ZERO });
+                return Ok(Gang { scheduler: self, span, switched });
             }
             let now = Instant::now();
             if now >= deadline {
@@ -144,7 +154,12 @@ impl Scheduler {
 
     /// Counters of every core, in index order.
     pub fn counters(&self) -> Vec<CoreCounters> {
-        self.lock().cores.iter().map(|c| c.counters.clone()).collect()
+        let mut counters: Vec<CoreCounters> = self.lock().cores.iter().map(|c| c.counters.clone()).collect();
+        for (core, (executions, busy_ns)) in counters.iter_mut().zip(&self.work) {
+            core.executions = executions.load(Relaxed);
+            core.busy = Duration::from_nanos(busy_ns.load(Relaxed));
+        }
+        counters
     }
 
     /// The cores currently executing (for tests and `top`).
@@ -159,9 +174,6 @@ pub struct Gang<'a> {
     scheduler: &'a Scheduler,
     span: CoreSpan,
     switched: bool,
-    /// Counted here and added to the cores on release, under the lock release takes anyway.
-    executions: u64,
-    busy: Duration,
 }
 
 impl Gang<'_> {
@@ -171,10 +183,14 @@ impl Gang<'_> {
         std::mem::take(&mut self.switched)
     }
 
-    /// Records one execution of `busy` on each core of the gang (counted on release).
+    /// Records one execution of `busy` on each core of the gang, visible at once.
     pub fn record(&mut self, busy: Duration) {
-        self.executions += 1;
-        self.busy += busy;
+        let nanos = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+        for core in self.span.cores() {
+            let (executions, busy_ns) = &self.scheduler.work[core];
+            executions.fetch_add(1, Relaxed);
+            busy_ns.fetch_add(nanos, Relaxed);
+        }
     }
 }
 
@@ -184,8 +200,6 @@ impl Drop for Gang<'_> {
         for core in self.span.cores() {
             let core = &mut state.cores[core];
             core.busy = false;
-            core.counters.executions += self.executions;
-            core.counters.busy += self.busy;
         }
         let others_wait = !state.waiters.is_empty();
         drop(state);

@@ -215,7 +215,7 @@ fn perf_analyzer_runs_over_http_and_grpc_without_errors() {
             .env("LD_LIBRARY_PATH", &cudart)
             .args(["-m", "magika", "-i", protocol, "-u", address, "--shape", "bytes:1,2048"])
             .args(["--concurrency-range", "1:4:3", "--measurement-mode", "count_windows"])
-            .args(["--measurement-request-count", "40", "--max-trials", "4", "--stability-percentage", "100"])
+            .args(["--measurement-request-count", "40", "--max-trials", "10", "--stability-percentage", "100"])
             .output()
             .expect("perf_analyzer runs");
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
