@@ -34,7 +34,11 @@ impl From<InferError> for CallError {
     fn from(error: InferError) -> CallError {
         let kind = match &error {
             InferError::Input { .. } => ErrorKind::BadRequest,
-            InferError::Unloaded { .. } => ErrorKind::NotFound,
+            InferError::Unloaded { model } => {
+                // Triton's words, as for any call to a model that is not there.
+                let message = format!("Request for unknown model: '{model}' has no available versions (unloaded)");
+                return CallError::new(ErrorKind::NotFound, message);
+            }
             InferError::Timeout { .. } | InferError::QueueFull { .. } => ErrorKind::Unavailable,
             InferError::Engine { .. } | InferError::Internal(_) => ErrorKind::Internal,
         };

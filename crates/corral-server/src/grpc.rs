@@ -73,6 +73,13 @@ pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<Vec<Tensor>, Str
             let count =
                 codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
             let data = if let Some(bytes) = raw.get(i) {
+                if input.contents.is_some() {
+                    // Triton's words.
+                    return Err(format!(
+                        "contents field must not be specified when using raw_input_contents for '{name}' for model '{}'",
+                        request.model_name
+                    ));
+                }
                 if Some(bytes.len()) != count.checked_mul(datatype.size()) {
                     return Err(format!(
                         "input `{name}`: raw_input_contents has {} bytes but shape {shape:?} of {datatype} needs {}",

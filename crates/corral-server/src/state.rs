@@ -144,18 +144,29 @@ impl ServerState {
         lock(&self.counters).iter().map(|(n, c)| (n.clone(), c.clone())).collect()
     }
 
-    /// The loaded model `name`, at `version` when one is given.
+    /// The loaded model `name`, at `version` when one is given. Errors use Triton's words
+    /// (clients match them), with corral's reason after them where there is one.
     pub fn model(&self, name: &str, version: &str) -> Result<Arc<Served>, CallError> {
+        if !version.is_empty() && version.parse::<i64>().is_err() {
+            return Err(CallError::bad_request(format!(
+                "failed to get model version from specified version string '{version}'"
+            )));
+        }
         let served = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
         let Some(served) = served else {
-            let why = lock(&self.reasons).get(name).cloned();
-            let why = why.map(|w| format!(": {w}")).unwrap_or_default();
-            return Err(CallError::new(ErrorKind::NotFound, format!("model `{name}` is not loaded{why}")));
+            let message = match lock(&self.reasons).get(name) {
+                Some(why) => format!("Request for unknown model: '{name}' has no available versions ({why})"),
+                None => format!("Request for unknown model: '{name}' is not found"),
+            };
+            return Err(CallError::new(ErrorKind::NotFound, message));
         };
         if !version.is_empty() && version != served.version {
             return Err(CallError::new(
                 ErrorKind::NotFound,
-                format!("model `{name}` has no version {version}; version {} is loaded", served.version),
+                format!(
+                    "Request for unknown model: '{name}' version {version} is not found (version {} is loaded)",
+                    served.version
+                ),
             ));
         }
         Ok(served)

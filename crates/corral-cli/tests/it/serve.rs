@@ -314,7 +314,7 @@ fn an_error_answer_reads_the_body_first() {
     let body = vec![b' '; 16 << 20];
     let (status, answer) = http(&server.http, "POST", "/v2/models/nonexistent/infer", &body);
     assert_eq!(status, 404, "{answer}");
-    assert!(answer.contains("model `nonexistent` is not loaded"), "{answer}");
+    assert!(answer.contains("Request for unknown model: 'nonexistent' is not found"), "{answer}");
 }
 
 #[test]

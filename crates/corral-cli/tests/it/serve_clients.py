@@ -131,7 +131,7 @@ def error_of(status_expected, method, path, body=None, headers=None, contains=""
     check(f"{method} {path} -> {status_expected} ({message[:70]})", status == status_expected and contains in message, (status, text))
 
 
-error_of(404, "GET", "/v2/models/nope", contains="`nope` is not loaded")
+error_of(404, "GET", "/v2/models/nope", contains="Request for unknown model: 'nope' is not found")
 error_of(400, "POST", "/v2/models/magika/infer", b"{not json", contains="not valid JSON")
 error_of(400, "POST", "/v2/models/magika/infer", json.dumps({"inputs": [{"name": "byts", "shape": [1, 2048], "datatype": "INT32", "data": [0] * 2048}]}).encode(), contains="byts")
 error_of(400, "POST", "/v2/models/magika/infer", json.dumps({"inputs": [{"name": "bytes", "shape": [1, 2048], "datatype": "FP32", "data": [0] * 2048}]}).encode(), contains="INT32")
@@ -153,6 +153,36 @@ try:
     check("gRPC wrong datatype fails", False)
 except InferenceServerException as e:
     check("gRPC wrong datatype -> INVALID_ARGUMENT", "INVALID_ARGUMENT" in str(e.status()), e)
+# Triton's own words, which clients and scripts written for Triton match, over both protocols.
+def triton_error(what, call, starts):
+    try:
+        call()
+        check(what, False, "no error")
+    except InferenceServerException as e:
+        check(f"{what}: {e.message()[:80]}", e.message().startswith(starts), e.message())
+
+
+for client in (http, grpc):
+    kind = "HTTP" if client is http else "gRPC"
+    triton_error(f"{kind} unknown model", lambda: client.get_model_metadata("foo"), "Request for unknown model: 'foo' is not found")
+    triton_error(f"{kind} unknown version", lambda: client.get_model_metadata("magika", model_version="99"),
+                 "Request for unknown model: 'magika' version 99 is not found")
+    triton_error(f"{kind} bad version string", lambda: client.get_model_metadata("magika", model_version="latest"),
+                 "failed to get model version from specified version string 'latest'")
+from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
+import grpc as grpcio  # noqa: E402
+
+stub = service_pb2_grpc.GRPCInferenceServiceStub(grpcio.insecure_channel(GRPC))
+mixed = service_pb2.ModelInferRequest(model_name="magika")
+tensor = mixed.inputs.add(name="bytes", datatype="INT32", shape=[1, 2048])
+tensor.contents.int_contents.extend([0] * 2048)
+mixed.raw_input_contents.append(np.zeros((1, 2048), np.int32).tobytes())
+try:
+    stub.ModelInfer(mixed)
+    check("contents with raw_input_contents fails", False)
+except grpcio.RpcError as e:
+    check("contents with raw_input_contents: Triton's words", e.details().startswith(
+        "contents field must not be specified when using raw_input_contents for 'bytes' for model 'magika'"), e.details())
 close("still serving after errors", http.infer("magika", [i], outputs=[out]).as_numpy("target_label"))
 
 # Repository: index, unload, reload, explicit load.
@@ -161,7 +191,8 @@ check("index shows broken with its reason", index["broken"]["state"] == "UNAVAIL
 check("index shows magika ready", index["magika"]["state"] == "READY")
 http.unload_model("add")
 check("unloaded model is not ready", not http.is_model_ready("add"))
-error_of(404, "POST", "/v2/models/add/infer", json.dumps({"inputs": []}).encode(), contains="not loaded")
+error_of(404, "POST", "/v2/models/add/infer", json.dumps({"inputs": []}).encode(),
+         contains="Request for unknown model: 'add' has no available versions")
 grpc.load_model("add")
 check("reloaded over gRPC", grpc.is_model_ready("add"))
 grpc.unload_model("add")
