@@ -29,9 +29,13 @@ use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServi
 
 pub fn service(state: Arc<ServerState>) -> GrpcInferenceServiceServer<Grpc> {
     let limit = state.body_limit;
+    // gzip both ways (a client's `compression_algorithm="gzip"`); answers are compressed only
+    // for a client that accepts gzip. The limit applies to the inflated message.
     GrpcInferenceServiceServer::new(Grpc { state })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
 }
 
 pub struct Grpc {

@@ -10,6 +10,7 @@
 
 mod batcher;
 pub mod codec;
+mod compress;
 mod counters;
 mod error;
 pub mod grpc;

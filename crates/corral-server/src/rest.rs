@@ -7,6 +7,10 @@
 //! Every request's body is read (up to the body limit) before any handler answers, so an
 //! early error (an unknown or unloaded model, a bad header) reaches the client as a status
 //! instead of a connection closed under a body it is still sending.
+//!
+//! Compression (`compress.rs`): a body with `Content-Encoding: gzip` or `deflate` is inflated
+//! there too, under the same limit, checked while inflating; an answer is compressed when the
+//! request's `Accept-Encoding` names gzip or deflate.
 
 use std::sync::Arc;
 
@@ -22,7 +26,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
-    codec,
+    codec, compress,
     error::{CallError, ErrorKind},
     metadata,
     state::ServerState,
@@ -54,13 +58,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Reads the whole body (within the limit) before the handler runs; see the module docs.
+/// Reads the whole body (within the limit) before the handler runs, inflating a compressed
+/// one, and compresses the answer when asked; see the module docs.
 async fn read_body_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    match body_bytes(&state, &parts.headers, body).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-        Err(error) => error.into_response(),
-    }
+    let (mut parts, body) = request.into_parts();
+    let answer_encoding = compress::accepted(&parts.headers);
+    let bytes = match body_bytes(&state, &parts.headers, body).await {
+        Ok(bytes) => bytes,
+        Err(error) => return compress::answer(error.into_response(), answer_encoding).await,
+    };
+    let bytes = match compress::inflate_request(&mut parts.headers, bytes, state.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(error) => return compress::answer(error.into_response(), answer_encoding).await,
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    compress::answer(response, answer_encoding).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -112,6 +112,18 @@ gi = tgrpc.InferInput("bytes", list(x.shape), "INT32")
 gi.set_data_from_numpy(x)
 close("gRPC", grpc.infer("magika", [gi]).as_numpy("target_label"))
 
+# Compression: requests and answers, both protocols.
+for algorithm in ("gzip", "deflate"):
+    i = thttp.InferInput("bytes", list(x.shape), "INT32")
+    i.set_data_from_numpy(x, binary_data=True)
+    got = http.infer("magika", [i], request_compression_algorithm=algorithm, response_compression_algorithm=algorithm)
+    close(f"HTTP {algorithm} request and answer", got.as_numpy("target_label"))
+with urllib.request.urlopen(urllib.request.Request(f"http://{HTTP}/v2", headers={"Accept-Encoding": "gzip"})) as r:
+    import gzip as gz
+    check("an answer is gzipped when asked", r.headers["Content-Encoding"] == "gzip"
+          and json.loads(gz.decompress(r.read()))["name"] == "corral")
+close("gRPC gzip", grpc.infer("magika", [gi], compression_algorithm="gzip").as_numpy("target_label"))
+
 kserve = subprocess.run([sys.executable, __file__, "kserve", f"http://{HTTP}", magika_path], capture_output=True, text=True)
 print(kserve.stdout, end="")
 check("kserve SDK client", kserve.returncode == 0, kserve.stderr)
@@ -139,6 +151,19 @@ error_of(400, "POST", "/v2/models/magika/infer", json.dumps({"inputs": [{"name":
 header = json.dumps({"inputs": [{"name": "bytes", "shape": [1, 2048], "datatype": "INT32", "parameters": {"binary_data_size": 8192}}]}).encode()
 error_of(400, "POST", "/v2/models/magika/infer", header + b"\0" * 100, {"Inference-Header-Content-Length": str(len(header))}, contains="truncated")
 error_of(413, "POST", "/v2/models/magika/infer", b" " * 70_000, contains="over the limit")
+import gzip  # noqa: E402
+
+error_of(413, "POST", "/v2/models/magika/infer", gzip.compress(b" " * 70_000), {"Content-Encoding": "gzip"},
+         contains="inflates past the limit")
+error_of(400, "POST", "/v2/models/magika/infer", b"not gzip", {"Content-Encoding": "gzip"}, contains="not valid gzip")
+error_of(400, "POST", "/v2/models/magika/infer", b"{}", {"Content-Encoding": "br"}, contains="unsupported Content-Encoding")
+try:
+    big = tgrpc.InferInput("bytes", [10, 2048], "INT32")
+    big.set_data_from_numpy(np.zeros((10, 2048), np.int32))
+    grpc.infer("magika", [big], compression_algorithm="gzip")
+    check("a gzip message inflating past the limit fails", False)
+except InferenceServerException as e:
+    check("gRPC gzip past the limit -> RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED" in str(e.status()), e)
 error_of(400, "POST", "/v2/repository/models/..%2Fetc/load", contains="not a valid model name")
 error_of(400, "POST", "/v2/repository/models/broken/load", contains="broken")
 try:
