@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use corral_engine::{DataType, Tensor, TensorData};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -190,6 +191,46 @@ fn duration(tally: &Tally) -> Option<pb::StatisticDuration> {
 
 type Answer<T> = Result<Response<T>, Status>;
 
+/// Requests of one stream running or answered but not yet sent, before reading waits.
+const STREAM_IN_FLIGHT_MAX: usize = 256;
+
+fn stream_error(message: &str, id: String, model_name: String, model_version: String) -> pb::ModelStreamInferResponse {
+    let response = pb::ModelInferResponse { model_name, model_version, id, ..Default::default() };
+    pb::ModelStreamInferResponse { error_message: message.to_owned(), infer_response: Some(response) }
+}
+
+/// One ModelInfer call, as the unary RPC and each message of a stream run it.
+async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
+    let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
+    let inputs = decode_inputs(&r).map_err(Status::invalid_argument)?;
+    let wanted: Vec<codec::WantedOutput> =
+        r.outputs.iter().map(|o| codec::WantedOutput { name: o.name.clone(), binary: None }).collect();
+    let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
+    drop(r.raw_input_contents);
+    let inference = state.infer(&served, inputs).await.map_err(status)?;
+    let mut outputs = Vec::with_capacity(wanted.len());
+    let mut raw = Vec::with_capacity(wanted.len());
+    for (name, _) in &wanted {
+        let Some(tensor) = inference.outputs.iter().find(|t| &t.name == name) else { continue };
+        outputs.push(pb::model_infer_response::InferOutputTensor {
+            name: tensor.name.clone(),
+            datatype: tensor.datatype().kserve_name().to_owned(),
+            shape: tensor.shape.iter().map(|&d| d as i64).collect(),
+            parameters: Default::default(),
+            contents: None,
+        });
+        raw.push(tensor.data.to_le_bytes());
+    }
+    Ok(pb::ModelInferResponse {
+        model_name: served.name.clone(),
+        model_version: served.version.clone(),
+        id: r.id,
+        parameters: Default::default(),
+        outputs,
+        raw_output_contents: raw,
+    })
+}
+
 #[tonic::async_trait]
 impl GrpcInferenceService for Grpc {
     async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Answer<pb::ServerLiveResponse> {
@@ -226,35 +267,48 @@ impl GrpcInferenceService for Grpc {
     }
 
     async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Answer<pb::ModelInferResponse> {
-        let r = request.into_inner();
-        let served = self.state.model(&r.model_name, &r.model_version).map_err(status)?;
-        let inputs = decode_inputs(&r).map_err(Status::invalid_argument)?;
-        let wanted: Vec<codec::WantedOutput> =
-            r.outputs.iter().map(|o| codec::WantedOutput { name: o.name.clone(), binary: None }).collect();
-        let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
-        drop(r.raw_input_contents);
-        let inference = self.state.infer(&served, inputs).await.map_err(status)?;
-        let mut outputs = Vec::with_capacity(wanted.len());
-        let mut raw = Vec::with_capacity(wanted.len());
-        for (name, _) in &wanted {
-            let Some(tensor) = inference.outputs.iter().find(|t| &t.name == name) else { continue };
-            outputs.push(pb::model_infer_response::InferOutputTensor {
-                name: tensor.name.clone(),
-                datatype: tensor.datatype().kserve_name().to_owned(),
-                shape: tensor.shape.iter().map(|&d| d as i64).collect(),
-                parameters: Default::default(),
-                contents: None,
-            });
-            raw.push(tensor.data.to_le_bytes());
-        }
-        Ok(Response::new(pb::ModelInferResponse {
-            model_name: served.name.clone(),
-            model_version: served.version.clone(),
-            id: r.id,
-            parameters: Default::default(),
-            outputs,
-            raw_output_contents: raw,
-        }))
+        infer_one(&self.state, request.into_inner()).await.map(Response::new)
+    }
+
+    type ModelStreamInferStream = ReceiverStream<Result<pb::ModelStreamInferResponse, Status>>;
+
+    /// Every request of the stream runs as it arrives (as many at once as the client sends);
+    /// answers go back in the order the requests came. A failed request is answered with its
+    /// `error_message` (and its id), and the stream goes on.
+    async fn model_stream_infer(
+        &self,
+        request: Request<tonic::Streaming<pb::ModelInferRequest>>,
+    ) -> Answer<Self::ModelStreamInferStream> {
+        let mut inbound = request.into_inner();
+        let (answers, outbound) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT_MAX);
+        let (order, mut in_order) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT_MAX);
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            // Reads requests until the client closes its side (or the stream breaks).
+            while let Ok(Some(request)) = inbound.message().await {
+                let state = state.clone();
+                let id = (request.id.clone(), request.model_name.clone(), request.model_version.clone());
+                let call = tokio::spawn(async move { infer_one(&state, request).await });
+                if order.send((id, call)).await.is_err() {
+                    return; // the client stopped reading answers
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(((id, model_name, model_version), call)) = in_order.recv().await {
+                let answer = match call.await {
+                    Ok(Ok(response)) => {
+                        pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
+                    }
+                    Ok(Err(status)) => stream_error(status.message(), id, model_name, model_version),
+                    Err(_) => stream_error("the request failed inside the server", id, model_name, model_version),
+                };
+                if answers.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(outbound)))
     }
 
     async fn model_config(&self, request: Request<pb::ModelConfigRequest>) -> Answer<pb::ModelConfigResponse> {

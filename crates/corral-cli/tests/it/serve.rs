@@ -210,10 +210,13 @@ fn perf_analyzer_runs_over_http_and_grpc_without_errors() {
         .map(|e| e.path().join("site-packages/nvidia/cuda_runtime/lib"))
         .find(|p| p.is_dir())
         .expect("nvidia-cuda-runtime-cu12 in .venv-perf");
-    for (protocol, address) in [("http", &server.http), ("grpc", &server.grpc)] {
+    for (protocol, address, extra) in
+        [("http", &server.http, None), ("grpc", &server.grpc, None), ("grpc", &server.grpc, Some("--streaming"))]
+    {
         let output = Command::new(venv.join("bin/perf_analyzer"))
             .env("LD_LIBRARY_PATH", &cudart)
             .args(["-m", "magika", "-i", protocol, "-u", address, "--shape", "bytes:1,2048"])
+            .args(extra)
             .args(["--concurrency-range", "1:4:3", "--measurement-mode", "count_windows"])
             .args(["--measurement-request-count", "40", "--max-trials", "10", "--stability-percentage", "100"])
             .output()

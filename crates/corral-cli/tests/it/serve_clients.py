@@ -112,6 +112,27 @@ gi = tgrpc.InferInput("bytes", list(x.shape), "INT32")
 gi.set_data_from_numpy(x)
 close("gRPC", grpc.infer("magika", [gi]).as_numpy("target_label"))
 
+# Streaming: answers come back in the order sent, whatever the ids; an error is one answer and
+# the stream goes on.
+import queue  # noqa: E402
+import random  # noqa: E402
+
+answers = queue.Queue()
+grpc.start_stream(callback=lambda result, error: answers.put((result, error)))
+ids = [f"call-{n}" for n in random.Random(3).sample(range(1000), 20)]
+sent = ids[:10] + ["error"] + ids[10:]
+for request_id in sent:
+    grpc.async_stream_infer("nope" if request_id == "error" else "magika", [gi], request_id=request_id)
+got = [answers.get(timeout=60) for _ in sent]
+grpc.stop_stream()
+seen = ["error" if error else result.get_response().id for result, error in got]
+check("stream answers in order, ids kept", seen == sent, seen)
+failed = got[10][1]
+check("a failed stream request is an answer with Triton's words",
+      failed is not None and failed.message().startswith("Request for unknown model: 'nope' is not found"), failed)
+worst = max(float(np.abs(r.as_numpy("target_label") - reference).max()) for r, e in got if e is None)
+check(f"streamed magika equals onnxruntime (worst {worst:.1e})", worst <= 1e-4)
+
 # Compression: requests and answers, both protocols.
 for algorithm in ("gzip", "deflate"):
     i = thttp.InferInput("bytes", list(x.shape), "INT32")
