@@ -11,6 +11,8 @@
 use corral_engine::{DataType, Tensor, TensorData, TensorView};
 use serde_json::{Map, Value, json};
 
+use crate::shm::{ShmInput, ShmRef};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct CodecError(pub String);
@@ -24,6 +26,8 @@ fn bad<T>(message: impl Into<String>) -> Result<T, CodecError> {
 pub struct WantedOutput {
     pub name: String,
     pub binary: Option<bool>,
+    /// Written into this shared memory instead of the answer.
+    pub shm: Option<ShmRef>,
 }
 
 /// A decoded inference request.
@@ -31,6 +35,8 @@ pub struct WantedOutput {
 pub struct InferRequest {
     pub id: Option<String>,
     pub inputs: Vec<Tensor>,
+    /// Inputs whose bytes are in registered shared memory (read by the caller).
+    pub shm_inputs: Vec<ShmInput>,
     /// Empty: every output.
     pub outputs: Vec<WantedOutput>,
     /// `parameters.binary_data_output`: outputs binary unless an output says otherwise.
@@ -64,6 +70,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
         return bad("the request needs an `inputs` array");
     };
     let mut inputs = Vec::with_capacity(inputs_json.len());
+    let mut shm_inputs = Vec::new();
     for (i, input) in inputs_json.iter().enumerate() {
         let Value::Object(input) = input else { return bad(format!("inputs[{i}] must be an object")) };
         let name = match input.get("name") {
@@ -77,7 +84,15 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
         let shape = shape(input.get("shape")).map_err(|e| CodecError(format!("input `{name}`: {e}")))?;
         let count =
             elements(&shape).ok_or_else(|| CodecError(format!("input `{name}`: shape {shape:?} is too large")))?;
-        let binary_size = parameters(input, &format!("input `{name}`"))?
+        let input_parameters = parameters(input, &format!("input `{name}`"))?;
+        if let Some(at) = shm_parameters(input_parameters, &format!("input '{name}'"))? {
+            if input.get("data").is_some() || input_parameters.is_some_and(|p| p.contains_key("binary_data_size")) {
+                return bad(format!("input '{name}' names a shared memory region and also carries data"));
+            }
+            shm_inputs.push(ShmInput { name, datatype, shape, at });
+            continue;
+        }
+        let binary_size = input_parameters
             .and_then(|p| p.get("binary_data_size"))
             .map(|v| {
                 v.as_u64().ok_or_else(|| CodecError(format!("input `{name}`: binary_data_size must be a whole number")))
@@ -123,13 +138,31 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
                 let Some(Value::String(name)) = o.get("name") else {
                     return bad(format!("outputs[{i}] needs a string `name`"));
                 };
-                let binary = flag(parameters(o, &format!("output `{name}`"))?, "binary_data")?;
-                Ok(WantedOutput { name: name.clone(), binary })
+                let output_parameters = parameters(o, &format!("output `{name}`"))?;
+                let binary = flag(output_parameters, "binary_data")?;
+                let shm = shm_parameters(output_parameters, &format!("output '{name}'"))?;
+                Ok(WantedOutput { name: name.clone(), binary, shm })
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return bad("`outputs` must be an array"),
     };
-    Ok(InferRequest { id, inputs, outputs, binary_output })
+    Ok(InferRequest { id, inputs, shm_inputs, outputs, binary_output })
+}
+
+/// `shared_memory_region`, `_offset` and `_byte_size` of a tensor's parameters.
+fn shm_parameters(parameters: Option<&Map<String, Value>>, what: &str) -> Result<Option<ShmRef>, CodecError> {
+    let Some(parameters) = parameters else { return Ok(None) };
+    let region = match parameters.get("shared_memory_region") {
+        None => None,
+        Some(Value::String(region)) => Some(region.as_str()),
+        Some(_) => return bad(format!("{what}: shared_memory_region must be a string")),
+    };
+    let number = |key: &str| match parameters.get(key) {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| CodecError(format!("{what}: {key} must be a whole number"))),
+    };
+    let (offset, byte_size) = (number("shared_memory_offset")?, number("shared_memory_byte_size")?);
+    crate::shm::reference(region, offset, byte_size, what).map_err(|e| CodecError(e.message))
 }
 
 /// A KServe datatype name; BYTES and the 16-bit floats are named as unsupported.
@@ -242,17 +275,29 @@ pub struct Encoded {
 }
 
 /// Encodes outputs (already filtered to what was asked) with their binary choice.
-pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor, bool)]) -> Encoded {
+/// How one output goes back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputForm {
+    Json,
+    Binary,
+    /// Already written into shared memory: the answer only gives its name, type and shape.
+    Shm(ShmRef),
+}
+
+pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor, OutputForm)]) -> Encoded {
     let mut binary = Vec::new();
     let list: Vec<Value> = outputs
         .iter()
-        .map(|(tensor, as_binary)| {
+        .map(|(tensor, form)| {
             let mut out = json!({
                 "name": tensor.name,
                 "datatype": tensor.datatype().kserve_name(),
                 "shape": tensor.shape,
             });
-            if *as_binary {
+            if let OutputForm::Shm(_) = form {
+                // As Triton answers: neither data nor parameters (its C++ client reads any
+                // output `parameters` as binary data sizes).
+            } else if *form == OutputForm::Binary {
                 let bytes = tensor.data.to_le_bytes();
                 out["parameters"] = json!({ "binary_data_size": bytes.len() });
                 binary.extend_from_slice(&bytes);
@@ -267,7 +312,7 @@ pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor,
         header["id"] = json!(id);
     }
     let mut body = serde_json::to_vec(&header).expect("JSON values serialize");
-    if outputs.iter().any(|(_, b)| *b) {
+    if outputs.iter().any(|(_, form)| *form == OutputForm::Binary) {
         let header_len = body.len();
         body.extend_from_slice(&binary);
         Encoded { body, header_len: Some(header_len) }
@@ -311,7 +356,7 @@ mod tests {
         let request = decode(&body, Some(header.len())).expect("decodes");
         assert_eq!(request.inputs[0].data, TensorData::I32(vec![7, -1]));
         assert_eq!(request.inputs[1].data, TensorData::Bool(vec![true]));
-        assert_eq!(request.outputs, vec![WantedOutput { name: "y".into(), binary: Some(true) }]);
+        assert_eq!(request.outputs, vec![WantedOutput { name: "y".into(), binary: Some(true), shm: None }]);
     }
 
     #[test]
@@ -358,13 +403,13 @@ mod tests {
     #[test]
     fn outputs_encode_as_json_or_binary() {
         let y = Tensor::new("y", vec![2], TensorData::F32(vec![0.5, 1.0]));
-        let json_only = encode("m", "1", Some("7"), &[(&y, false)]);
+        let json_only = encode("m", "1", Some("7"), &[(&y, OutputForm::Json)]);
         assert_eq!(json_only.header_len, None);
         assert_eq!(
             String::from_utf8(json_only.body).expect("utf-8"),
             r#"{"id":"7","model_name":"m","model_version":"1","outputs":[{"data":[0.5,1.0],"datatype":"FP32","name":"y","shape":[2]}]}"#
         );
-        let binary = encode("m", "1", None, &[(&y, true)]);
+        let binary = encode("m", "1", None, &[(&y, OutputForm::Binary)]);
         let n = binary.header_len.expect("binary");
         assert_eq!(&binary.body[n..], &[0, 0, 0, 63, 0, 0, 128, 63]);
     }

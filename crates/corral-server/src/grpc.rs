@@ -17,6 +17,7 @@ use crate::{
     counters::Tally,
     error::{CallError, ErrorKind},
     metadata,
+    shm::{self, ShmInput, ShmRef},
     state::ServerState,
 };
 
@@ -53,52 +54,86 @@ fn status(error: CallError) -> Status {
     }
 }
 
+/// A ModelInfer request's inputs: those it carries, and those in shared memory.
+#[derive(Debug, Default)]
+pub struct DecodedInputs {
+    pub tensors: Vec<Tensor>,
+    pub shm: Vec<ShmInput>,
+}
+
+/// The `shared_memory_*` parameters of a tensor.
+fn shm_reference(
+    parameters: &std::collections::HashMap<String, pb::InferParameter>,
+    what: &str,
+) -> Result<Option<ShmRef>, String> {
+    use pb::infer_parameter::ParameterChoice;
+    let get = |key: &str| parameters.get(key).and_then(|p| p.parameter_choice.as_ref());
+    let region = match get("shared_memory_region") {
+        None => None,
+        Some(ParameterChoice::StringParam(region)) => Some(region.as_str()),
+        Some(_) => return Err(format!("{what}: shared_memory_region must be a string")),
+    };
+    let number = |key: &str| match get(key) {
+        None => Ok(None),
+        Some(ParameterChoice::Int64Param(n)) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(ParameterChoice::Uint64Param(n)) => Ok(Some(*n)),
+        Some(_) => Err(format!("{what}: {key} must be a whole number")),
+    };
+    let (offset, byte_size) = (number("shared_memory_offset")?, number("shared_memory_byte_size")?);
+    shm::reference(region, offset, byte_size, what).map_err(|e| e.message)
+}
+
 /// The inputs of a ModelInfer request, checked against their shapes before any allocation.
-pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<Vec<Tensor>, String> {
+/// `raw_input_contents` holds one entry per input that is not in shared memory, in order.
+pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, String> {
     let raw = &request.raw_input_contents;
-    if !raw.is_empty() && raw.len() != request.inputs.len() {
+    let mut decoded = DecodedInputs::default();
+    let mut carried = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
+        let name = &input.name;
+        let datatype = codec::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
+        let shape: Vec<usize> = input
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| format!("input `{name}`: shape dimension {d} is negative")))
+            .collect::<Result<_, _>>()?;
+        match shm_reference(&input.parameters, &format!("input '{name}'"))? {
+            Some(at) => decoded.shm.push(ShmInput { name: name.clone(), datatype, shape, at }),
+            None => carried.push((input, datatype, shape)),
+        }
+    }
+    if !raw.is_empty() && raw.len() != carried.len() {
         return Err(format!(
-            "raw_input_contents has {} entries for {} inputs; give one per input or none",
+            "raw_input_contents has {} entries for {} inputs not in shared memory; give one per input or none",
             raw.len(),
-            request.inputs.len()
+            carried.len()
         ));
     }
-    request
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, input)| {
-            let name = &input.name;
-            let datatype = codec::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
-            let shape: Vec<usize> = input
-                .shape
-                .iter()
-                .map(|&d| usize::try_from(d).map_err(|_| format!("input `{name}`: shape dimension {d} is negative")))
-                .collect::<Result<_, _>>()?;
-            let count =
-                codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
-            let data = if let Some(bytes) = raw.get(i) {
-                if input.contents.is_some() {
-                    // Triton's words.
-                    return Err(format!(
-                        "contents field must not be specified when using raw_input_contents for '{name}' for model '{}'",
-                        request.model_name
-                    ));
-                }
-                if Some(bytes.len()) != count.checked_mul(datatype.size()) {
-                    return Err(format!(
-                        "input `{name}`: raw_input_contents has {} bytes but shape {shape:?} of {datatype} needs {}",
-                        bytes.len(),
-                        count.saturating_mul(datatype.size())
-                    ));
-                }
-                TensorData::from_le_bytes(datatype, bytes).expect("length checked")
-            } else {
-                typed(input.contents.as_ref(), datatype, count).map_err(|e| format!("input `{name}`: {e}"))?
-            };
-            Ok(Tensor::new(name.clone(), shape, data))
-        })
-        .collect()
+    for (i, (input, datatype, shape)) in carried.into_iter().enumerate() {
+        let name = &input.name;
+        let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
+        let data = if let Some(bytes) = raw.get(i) {
+            if input.contents.is_some() {
+                // Triton's words.
+                return Err(format!(
+                    "contents field must not be specified when using raw_input_contents for '{name}' for model '{}'",
+                    request.model_name
+                ));
+            }
+            if Some(bytes.len()) != count.checked_mul(datatype.size()) {
+                return Err(format!(
+                    "input `{name}`: raw_input_contents has {} bytes but shape {shape:?} of {datatype} needs {}",
+                    bytes.len(),
+                    count.saturating_mul(datatype.size())
+                ));
+            }
+            TensorData::from_le_bytes(datatype, bytes).expect("length checked")
+        } else {
+            typed(input.contents.as_ref(), datatype, count).map_err(|e| format!("input `{name}`: {e}"))?
+        };
+        decoded.tensors.push(Tensor::new(name.clone(), shape, data));
+    }
+    Ok(decoded)
 }
 
 fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: usize) -> Result<TensorData, String> {
@@ -202,24 +237,53 @@ fn stream_error(message: &str, id: String, model_name: String, model_version: St
 /// One ModelInfer call, as the unary RPC and each message of a stream run it.
 async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
     let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
-    let inputs = decode_inputs(&r).map_err(Status::invalid_argument)?;
-    let wanted: Vec<codec::WantedOutput> =
-        r.outputs.iter().map(|o| codec::WantedOutput { name: o.name.clone(), binary: None }).collect();
+    let DecodedInputs { mut tensors, shm: shm_inputs } = decode_inputs(&r).map_err(Status::invalid_argument)?;
+    let wanted = r
+        .outputs
+        .iter()
+        .map(|o| {
+            let shm =
+                shm_reference(&o.parameters, &format!("output '{}'", o.name)).map_err(Status::invalid_argument)?;
+            Ok(codec::WantedOutput { name: o.name.clone(), binary: None, shm })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
     let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
     drop(r.raw_input_contents);
-    let inference = state.infer(&served, inputs).await.map_err(status)?;
+    for input in &shm_inputs {
+        tensors.push(input.read(&state.shm).map_err(status)?);
+    }
+    let inference = state.infer(&served, tensors).await.map_err(status)?;
     let mut outputs = Vec::with_capacity(wanted.len());
     let mut raw = Vec::with_capacity(wanted.len());
-    for (name, _) in &wanted {
-        let Some(tensor) = inference.outputs.iter().find(|t| &t.name == name) else { continue };
+    for want in &wanted {
+        let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
+        let bytes = tensor.data.to_le_bytes();
+        let mut parameters = std::collections::HashMap::new();
+        match &want.shm {
+            Some(at) => {
+                state.shm.write(at, &bytes, &format!("output '{}'", want.name)).map_err(status)?;
+                use pb::infer_parameter::ParameterChoice;
+                let param = |choice| pb::InferParameter { parameter_choice: Some(choice) };
+                parameters
+                    .insert("shared_memory_region".to_owned(), param(ParameterChoice::StringParam(at.region.clone())));
+                parameters
+                    .insert("shared_memory_offset".to_owned(), param(ParameterChoice::Int64Param(at.offset as i64)));
+                parameters.insert(
+                    "shared_memory_byte_size".to_owned(),
+                    param(ParameterChoice::Int64Param(bytes.len() as i64)),
+                );
+                // Clients index raw_output_contents by output position: keep the places.
+                raw.push(Vec::new());
+            }
+            None => raw.push(bytes),
+        }
         outputs.push(pb::model_infer_response::InferOutputTensor {
             name: tensor.name.clone(),
             datatype: tensor.datatype().kserve_name().to_owned(),
             shape: tensor.shape.iter().map(|&d| d as i64).collect(),
-            parameters: Default::default(),
+            parameters,
             contents: None,
         });
-        raw.push(tensor.data.to_le_bytes());
     }
     Ok(pb::ModelInferResponse {
         model_name: served.name.clone(),
@@ -268,6 +332,74 @@ impl GrpcInferenceService for Grpc {
 
     async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Answer<pb::ModelInferResponse> {
         infer_one(&self.state, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn system_shared_memory_status(
+        &self,
+        request: Request<pb::SystemSharedMemoryStatusRequest>,
+    ) -> Answer<pb::SystemSharedMemoryStatusResponse> {
+        let name = request.into_inner().name;
+        let regions = self.state.shm.status((!name.is_empty()).then_some(name.as_str())).map_err(status)?;
+        let regions = regions
+            .into_iter()
+            .map(|r| {
+                let status = pb::system_shared_memory_status_response::RegionStatus {
+                    name: r.name.clone(),
+                    key: r.key,
+                    offset: r.offset,
+                    byte_size: r.byte_size,
+                };
+                (r.name, status)
+            })
+            .collect();
+        Ok(Response::new(pb::SystemSharedMemoryStatusResponse { regions }))
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        request: Request<pb::SystemSharedMemoryRegisterRequest>,
+    ) -> Answer<pb::SystemSharedMemoryRegisterResponse> {
+        let r = request.into_inner();
+        self.state.shm.register(&r.name, &r.key, r.offset, r.byte_size).map_err(status)?;
+        Ok(Response::new(pb::SystemSharedMemoryRegisterResponse {}))
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        request: Request<pb::SystemSharedMemoryUnregisterRequest>,
+    ) -> Answer<pb::SystemSharedMemoryUnregisterResponse> {
+        let name = request.into_inner().name;
+        self.state.shm.unregister((!name.is_empty()).then_some(name.as_str()));
+        Ok(Response::new(pb::SystemSharedMemoryUnregisterResponse {}))
+    }
+
+    async fn cuda_shared_memory_status(
+        &self,
+        _: Request<pb::CudaSharedMemoryStatusRequest>,
+    ) -> Answer<pb::CudaSharedMemoryStatusResponse> {
+        Err(Status::invalid_argument(shm::CUDA_UNSUPPORTED))
+    }
+
+    async fn cuda_shared_memory_register(
+        &self,
+        _: Request<pb::CudaSharedMemoryRegisterRequest>,
+    ) -> Answer<pb::CudaSharedMemoryRegisterResponse> {
+        Err(Status::invalid_argument(shm::CUDA_UNSUPPORTED))
+    }
+
+    async fn cuda_shared_memory_unregister(
+        &self,
+        _: Request<pb::CudaSharedMemoryUnregisterRequest>,
+    ) -> Answer<pb::CudaSharedMemoryUnregisterResponse> {
+        Err(Status::invalid_argument(shm::CUDA_UNSUPPORTED))
+    }
+
+    async fn trace_setting(&self, _: Request<pb::TraceSettingRequest>) -> Answer<pb::TraceSettingResponse> {
+        Err(Status::unimplemented("trace settings are not supported by corral; its metrics port has the counters"))
+    }
+
+    async fn log_settings(&self, _: Request<pb::LogSettingsRequest>) -> Answer<pb::LogSettingsResponse> {
+        Err(Status::unimplemented("log settings are not supported by corral; set RUST_LOG or -v at start"))
     }
 
     type ModelStreamInferStream = ReceiverStream<Result<pb::ModelStreamInferResponse, Status>>;

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::{codec::WantedOutput, counters::Tally, error::CallError, repository::Declared, state::Served};
 
 pub const SERVER_NAME: &str = "corral";
-pub const EXTENSIONS: [&str; 5] =
-    ["binary_tensor_data", "model_configuration", "model_repository", "statistics", "metrics"];
+pub const EXTENSIONS: [&str; 6] =
+    ["binary_tensor_data", "model_configuration", "model_repository", "statistics", "metrics", "system_shared_memory"];
 
 pub fn server() -> Value {
     json!({ "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS })
@@ -139,20 +139,16 @@ pub fn stats(served: &Served) -> Value {
 
 /// The outputs to return, in the model's order, each with its binary choice; an unknown
 /// name is the client's mistake.
-pub fn wanted_outputs(
-    served: &Served,
-    wanted: &[WantedOutput],
-    binary_all: bool,
-) -> Result<Vec<(String, bool)>, CallError> {
+pub fn wanted_outputs(served: &Served, wanted: &[WantedOutput], binary_all: bool) -> Result<Vec<Wanted>, CallError> {
     let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
     if wanted.is_empty() {
-        return Ok(names.iter().map(|n| (n.to_string(), binary_all)).collect());
+        return Ok(names.iter().map(|n| Wanted { name: n.to_string(), binary: binary_all, shm: None }).collect());
     }
     wanted
         .iter()
         .map(|w| {
             if names.contains(&w.name.as_str()) {
-                Ok((w.name.clone(), w.binary.unwrap_or(binary_all)))
+                Ok(Wanted { name: w.name.clone(), binary: w.binary.unwrap_or(binary_all), shm: w.shm.clone() })
             } else {
                 Err(CallError::bad_request(format!(
                     "model `{}` has no output `{}`; its outputs are {}",
@@ -163,4 +159,12 @@ pub fn wanted_outputs(
             }
         })
         .collect()
+}
+
+/// An output to send back: by name, binary or not, or into shared memory.
+#[derive(Clone, Debug)]
+pub struct Wanted {
+    pub name: String,
+    pub binary: bool,
+    pub shm: Option<crate::shm::ShmRef>,
 }

@@ -53,6 +53,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/index", post(index))
         .route("/v2/repository/models/{model}/load", post(load))
         .route("/v2/repository/models/{model}/unload", post(unload))
+        .route("/v2/systemsharedmemory/status", get(shm_status_all))
+        .route("/v2/systemsharedmemory/region/{name}/status", get(shm_status))
+        .route("/v2/systemsharedmemory/region/{name}/register", post(shm_register))
+        .route("/v2/systemsharedmemory/unregister", post(shm_unregister_all))
+        .route("/v2/systemsharedmemory/region/{name}/unregister", post(shm_unregister))
+        .route("/v2/cudasharedmemory/{*rest}", get(cuda_shm).post(cuda_shm))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the KServe v2 protocol") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_first))
         .with_state(state)
@@ -201,14 +207,26 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
             CallError::bad_request("Inference-Header-Content-Length must be a whole number of bytes")
         })?),
     };
-    let request = codec::decode(&body, header_len).map_err(|e| CallError::bad_request(e.0))?;
+    let mut request = codec::decode(&body, header_len).map_err(|e| CallError::bad_request(e.0))?;
     drop(body);
     let wanted = metadata::wanted_outputs(&served, &request.outputs, request.binary_output)?;
+    for input in &request.shm_inputs {
+        request.inputs.push(input.read(&state.shm)?);
+    }
     let inference = state.infer(&served, request.inputs).await?;
-    let outputs: Vec<(&corral_engine::Tensor, bool)> = wanted
-        .iter()
-        .filter_map(|(name, binary)| inference.outputs.iter().find(|t| &t.name == name).map(|t| (t, *binary)))
-        .collect();
+    let mut outputs = Vec::with_capacity(wanted.len());
+    for want in &wanted {
+        let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
+        let form = match &want.shm {
+            Some(at) => {
+                state.shm.write(at, &tensor.data.to_le_bytes(), &format!("output '{}'", want.name))?;
+                codec::OutputForm::Shm(at.clone())
+            }
+            None if want.binary => codec::OutputForm::Binary,
+            None => codec::OutputForm::Json,
+        };
+        outputs.push((tensor, form));
+    }
     let encoded = codec::encode(&served.name, &served.version, request.id.as_deref(), &outputs);
     let mut response = Response::new(Body::from(encoded.body));
     let headers = response.headers_mut();
@@ -222,6 +240,56 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
         }
     }
     Ok(response)
+}
+
+async fn shm_status_all(State(state): State<AppState>) -> Answer {
+    shm_status_of(&state, None)
+}
+
+async fn shm_status(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    shm_status_of(&state, Some(&name))
+}
+
+fn shm_status_of(state: &ServerState, name: Option<&str>) -> Answer {
+    let regions = state.shm.status(name)?;
+    let list = regions
+        .into_iter()
+        .map(|r| json!({ "name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size }));
+    ok_json(Value::Array(list.collect()))
+}
+
+async fn shm_register(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let body = body_bytes(&state, &headers, body).await?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| CallError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let key = value.get("key").and_then(Value::as_str).ok_or_else(|| {
+        CallError::bad_request("registering a region needs {\"key\": \"/name\", \"offset\": N, \"byte_size\": N}")
+    })?;
+    let number = |field: &str| match value.get(field) {
+        None => Ok(0),
+        Some(v) => v.as_u64().ok_or_else(|| CallError::bad_request(format!("`{field}` must be a whole number"))),
+    };
+    state.shm.register(&name, key, number("offset")?, number("byte_size")?)?;
+    ok_json(json!({}))
+}
+
+async fn shm_unregister_all(State(state): State<AppState>) -> Answer {
+    state.shm.unregister(None);
+    ok_json(json!({}))
+}
+
+async fn shm_unregister(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    state.shm.unregister(Some(&name));
+    ok_json(json!({}))
+}
+
+async fn cuda_shm() -> Answer {
+    Err(CallError::bad_request(crate::shm::CUDA_UNSUPPORTED))
 }
 
 async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {

@@ -86,6 +86,8 @@ pub struct ServerState {
     /// Each core's busy time at the last metrics scrape, and when it was.
     last_scrape: Mutex<Option<(Instant, Vec<std::time::Duration>)>>,
     pub started: Instant,
+    /// Registered system shared-memory regions (both protocols share them).
+    pub shm: crate::shm::Regions,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,6 +108,7 @@ impl ServerState {
             ready: AtomicBool::new(false),
             last_scrape: Mutex::new(None),
             started: Instant::now(),
+            shm: crate::shm::Regions::default(),
         }
     }
 

@@ -210,9 +210,14 @@ fn perf_analyzer_runs_over_http_and_grpc_without_errors() {
         .map(|e| e.path().join("site-packages/nvidia/cuda_runtime/lib"))
         .find(|p| p.is_dir())
         .expect("nvidia-cuda-runtime-cu12 in .venv-perf");
-    for (protocol, address, extra) in
-        [("http", &server.http, None), ("grpc", &server.grpc, None), ("grpc", &server.grpc, Some("--streaming"))]
-    {
+    let shared: &[&str] = &["--shared-memory", "system"];
+    for (protocol, address, extra) in [
+        ("http", &server.http, &[][..]),
+        ("grpc", &server.grpc, &[]),
+        ("grpc", &server.grpc, &["--streaming"]),
+        ("http", &server.http, shared),
+        ("grpc", &server.grpc, shared),
+    ] {
         let output = Command::new(venv.join("bin/perf_analyzer"))
             .env("LD_LIBRARY_PATH", &cudart)
             .args(["-m", "magika", "-i", protocol, "-u", address, "--shape", "bytes:1,2048"])
@@ -222,6 +227,7 @@ fn perf_analyzer_runs_over_http_and_grpc_without_errors() {
             .output()
             .expect("perf_analyzer runs");
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let protocol = format!("{protocol} {}", extra.join(" "));
         assert!(output.status.success(), "{protocol}:\n{text}");
         assert!(text.contains("Concurrency: 4, throughput:"), "{protocol}:\n{text}");
         assert!(!text.to_lowercase().contains("error"), "{protocol}:\n{text}");
@@ -395,4 +401,15 @@ fn metric_names_and_labels() {
         corral_core_switches_total{core="nc0",global="0",models="tick"}
         corral_core_switches_total{core="nc1",global="1",models=""}"#]]
     .assert_eq(&shape.join("\n"));
+}
+
+#[test]
+fn system_shared_memory_round_trips_and_bad_regions_get_clear_errors() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    put_onnx(dir.path(), "add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    let server = Server::start(&host, dir.path(), &[]);
+    server.wait_ready();
+    let ports = [Server::port(&server.http), Server::port(&server.grpc)];
+    server.run_client("serve_shm.py", &ports, "all checks passed");
 }

@@ -1,0 +1,250 @@
+//! Triton's system shared-memory extension: clients register regions of POSIX shared memory
+//! (`/dev/shm/<key>`) and name them in a call's input and output parameters
+//! (`shared_memory_region`, `shared_memory_offset`, `shared_memory_byte_size`) instead of
+//! sending the bytes.
+//!
+//! A region is an open file, read and written with `pread`/`pwrite`, not mapped: a client
+//! that truncates or removes its file can then cost a call a clean error, never the server a
+//! `SIGBUS`. Every use checks the file is still linked and long enough, and every offset and
+//! size against the region, before any allocation. CUDA shared memory is refused with a clear
+//! message (this server has no GPU path).
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
+    sync::{Arc, Mutex},
+};
+
+use corral_engine::{DataType, Tensor, TensorData};
+
+use crate::error::CallError;
+
+/// An input whose bytes are in shared memory: read just before the call runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShmInput {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<usize>,
+    pub at: ShmRef,
+}
+
+impl ShmInput {
+    /// Checks the size against the shape (before reading anything), then reads the tensor.
+    pub fn read(&self, regions: &Regions) -> Result<Tensor, CallError> {
+        let name = &self.name;
+        let elements = self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let needed = elements.and_then(|n| n.checked_mul(self.datatype.size()));
+        if needed != Some(self.at.byte_size as usize) {
+            return Err(CallError::bad_request(format!(
+                "input '{name}': shared_memory_byte_size is {} but shape {:?} of {} needs {}",
+                self.at.byte_size,
+                self.shape,
+                self.datatype,
+                needed.map_or("more than can be addressed".to_owned(), |n| n.to_string())
+            )));
+        }
+        let bytes = regions.read(&self.at, &format!("input '{name}'"))?;
+        let data = TensorData::from_le_bytes(self.datatype, &bytes).expect("size checked against the shape");
+        Ok(Tensor::new(name.clone(), self.shape.clone(), data))
+    }
+}
+
+/// Where a tensor's bytes are in shared memory, as a call names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShmRef {
+    pub region: String,
+    pub offset: u64,
+    pub byte_size: u64,
+}
+
+/// What a status request shows of a region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionStatus {
+    pub name: String,
+    pub key: String,
+    pub offset: u64,
+    pub byte_size: u64,
+}
+
+struct Region {
+    status: RegionStatus,
+    file: Arc<File>,
+}
+
+/// The registered regions of a server.
+#[derive(Default)]
+pub struct Regions {
+    regions: Mutex<BTreeMap<String, Region>>,
+}
+
+pub const CUDA_UNSUPPORTED: &str =
+    "CUDA shared memory is not supported on this server (corral serves CPU cores); use system shared memory";
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Regions {
+    /// Registers `name` as `byte_size` bytes at `offset` of `/dev/shm/<key>`.
+    pub fn register(&self, name: &str, key: &str, offset: u64, byte_size: u64) -> Result<(), CallError> {
+        let fail =
+            |why: String| CallError::bad_request(format!("failed to register shared memory region '{name}': {why}"));
+        if name.is_empty() {
+            return Err(CallError::bad_request("a shared memory region needs a name"));
+        }
+        let file_name = key.strip_prefix('/').unwrap_or(key);
+        if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
+            return Err(fail(format!("key '{key}' is not a shared memory key (`/name`, as shm_open takes)")));
+        }
+        let path = std::path::Path::new("/dev/shm").join(file_name);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|error| fail(format!("cannot open {}: {error}", path.display())))?;
+        let length = file.metadata().map_err(|error| fail(error.to_string()))?.len();
+        let end = offset.checked_add(byte_size).filter(|&end| end <= length);
+        if end.is_none() {
+            return Err(fail(format!(
+                "offset {offset} + byte_size {byte_size} is past the end of '{key}' ({length} bytes)"
+            )));
+        }
+        let mut regions = lock(&self.regions);
+        if regions.contains_key(name) {
+            return Err(CallError::bad_request(format!("shared memory region '{name}' already in manager")));
+        }
+        let status = RegionStatus { name: name.to_owned(), key: key.to_owned(), offset, byte_size };
+        regions.insert(name.to_owned(), Region { status, file: Arc::new(file) });
+        Ok(())
+    }
+
+    /// Unregisters `name`, or every region when `None` (unknown names are no error, as in Triton).
+    pub fn unregister(&self, name: Option<&str>) {
+        let mut regions = lock(&self.regions);
+        match name {
+            Some(name) => {
+                regions.remove(name);
+            }
+            None => regions.clear(),
+        }
+    }
+
+    /// The status of `name`, or of every region.
+    pub fn status(&self, name: Option<&str>) -> Result<Vec<RegionStatus>, CallError> {
+        let regions = lock(&self.regions);
+        match name {
+            None => Ok(regions.values().map(|r| r.status.clone()).collect()),
+            Some(name) => regions.get(name).map(|r| vec![r.status.clone()]).ok_or_else(|| unknown(name)),
+        }
+    }
+
+    /// The file and the absolute position of `at`'s bytes, checked against the region and
+    /// the file as it is now.
+    fn locate(&self, at: &ShmRef, what: &str) -> Result<(Arc<File>, u64), CallError> {
+        let (file, region_offset, region_size) = {
+            let regions = lock(&self.regions);
+            let region = regions.get(&at.region).ok_or_else(|| unknown(&at.region))?;
+            (region.file.clone(), region.status.offset, region.status.byte_size)
+        };
+        if at.offset.checked_add(at.byte_size).is_none_or(|end| end > region_size) {
+            return Err(CallError::bad_request(format!(
+                "{what}: shared memory offset {} + byte_size {} is past the end of region '{}' ({region_size} bytes)",
+                at.offset, at.byte_size, at.region
+            )));
+        }
+        let start = region_offset + at.offset;
+        let meta = file.metadata().map_err(|e| CallError::bad_request(format!("{what}: {e}")))?;
+        if meta.nlink() == 0 {
+            return Err(CallError::bad_request(format!(
+                "{what}: the file of shared memory region '{}' was removed; register it again",
+                at.region
+            )));
+        }
+        if start + at.byte_size > meta.len() {
+            return Err(CallError::bad_request(format!(
+                "{what}: the file of shared memory region '{}' shrank to {} bytes; register it again",
+                at.region,
+                meta.len()
+            )));
+        }
+        Ok((file, start))
+    }
+
+    /// The `at.byte_size` bytes `at` names.
+    pub fn read(&self, at: &ShmRef, what: &str) -> Result<Vec<u8>, CallError> {
+        let (file, start) = self.locate(at, what)?;
+        let mut bytes = vec![0; at.byte_size as usize];
+        file.read_exact_at(&mut bytes, start).map_err(|e| CallError::bad_request(format!("{what}: {e}")))?;
+        Ok(bytes)
+    }
+
+    /// Writes `bytes` at `at` (which must hold them).
+    pub fn write(&self, at: &ShmRef, bytes: &[u8], what: &str) -> Result<(), CallError> {
+        if bytes.len() as u64 > at.byte_size {
+            return Err(CallError::bad_request(format!(
+                "shared memory size specified with the request for {what} should be at least {} bytes to hold the results",
+                bytes.len()
+            )));
+        }
+        let (file, start) = self.locate(at, what)?;
+        file.write_all_at(bytes, start).map_err(|e| CallError::bad_request(format!("{what}: {e}")))
+    }
+}
+
+fn unknown(name: &str) -> CallError {
+    CallError::bad_request(format!("Unable to find system shared memory region: '{name}'"))
+}
+
+/// Reads a call's shared-memory parameters: `None` when `region` is absent.
+pub fn reference(
+    region: Option<&str>,
+    offset: Option<u64>,
+    byte_size: Option<u64>,
+    what: &str,
+) -> Result<Option<ShmRef>, CallError> {
+    let Some(region) = region else {
+        if offset.is_some() || byte_size.is_some() {
+            return Err(CallError::bad_request(format!(
+                "{what}: shared_memory_offset or shared_memory_byte_size without shared_memory_region"
+            )));
+        }
+        return Ok(None);
+    };
+    let byte_size = byte_size
+        .ok_or_else(|| CallError::bad_request(format!("{what}: shared_memory_region needs shared_memory_byte_size")))?;
+    Ok(Some(ShmRef { region: region.to_owned(), offset: offset.unwrap_or(0), byte_size }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_sizes_and_a_shrinking_file_are_checked() {
+        let key = format!("corral-shm-test-{}", std::process::id());
+        let path = std::path::Path::new("/dev/shm").join(&key);
+        std::fs::write(&path, [7u8; 64]).expect("/dev/shm is writable");
+        let regions = Regions::default();
+        assert!(regions.register("r", &format!("/{key}"), 8, 100).is_err(), "past the file");
+        regions.register("r", &format!("/{key}"), 8, 32).expect("fits");
+        assert!(regions.register("r", &format!("/{key}"), 0, 1).unwrap_err().message.contains("already in manager"));
+        let at = |offset, byte_size| ShmRef { region: "r".into(), offset, byte_size };
+        assert_eq!(regions.read(&at(0, 4), "input").expect("reads"), vec![7; 4]);
+        assert!(regions.read(&at(30, 4), "input").unwrap_err().message.contains("past the end of region 'r'"));
+        assert!(regions.read(&at(u64::MAX, 2), "input").is_err(), "overflow is an error, not a panic");
+        regions.write(&at(4, 4), &[1, 2, 3, 4], "output `y`").expect("writes");
+        assert_eq!(&std::fs::read(&path).expect("read")[12..16], &[1, 2, 3, 4]);
+        assert!(regions.write(&at(0, 2), &[0; 4], "output `y`").unwrap_err().message.contains("at least 4 bytes"));
+        std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(10).expect("shrink");
+        assert!(regions.read(&at(0, 4), "input").unwrap_err().message.contains("shrank"));
+        std::fs::remove_file(&path).expect("remove");
+        assert!(regions.read(&at(0, 1), "input").unwrap_err().message.contains("was removed"));
+        assert!(regions.register("x", "/../etc/passwd", 0, 1).is_err());
+        regions.unregister(None);
+        assert!(
+            regions.status(Some("r")).unwrap_err().message.contains("Unable to find system shared memory region: 'r'")
+        );
+    }
+}
