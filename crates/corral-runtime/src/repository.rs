@@ -153,10 +153,23 @@ pub fn read_folder(dir: &Path) -> Result<Option<ModelFolder>, RepositoryError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(bad(e.to_string())),
     };
+    read_folder_as(dir, pbtxt, true)
+}
+
+/// Reads one model folder as `config` (a Triton model configuration given at load time, in
+/// place of its `config.pbtxt`; its `config.toml`, if any, is not read either).
+pub fn read_folder_with(dir: &Path, config: Message) -> Result<ModelFolder, RepositoryError> {
+    let folder = read_folder_as(dir, Some(config), false)?;
+    folder.ok_or_else(|| RepositoryError::Model { path: dir.to_owned(), reason: "no model file".to_owned() })
+}
+
+fn read_folder_as(dir: &Path, pbtxt: Option<Message>, toml_too: bool) -> Result<Option<ModelFolder>, RepositoryError> {
+    let pbtxt_path = dir.join("config.pbtxt");
+    let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
     let def = match &pbtxt {
         Some(config) => {
             let file = pbtxt_model_file(config).map_err(bad)?;
-            if dir.join("config.toml").is_file() {
+            if toml_too && dir.join("config.toml").is_file() {
                 read_toml_model(dir)?.ok_or_else(|| bad("no model file".to_owned()))?
             } else {
                 pbtxt_model(dir, config, &file).map_err(bad)?

@@ -541,10 +541,17 @@ impl GrpcInferenceService for Grpc {
         request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Answer<pb::RepositoryModelLoadResponse> {
         let r = request.into_inner();
-        if !r.parameters.is_empty() {
-            return Err(Status::invalid_argument("load parameters (config, files) are not supported by corral"));
+        let mut over = crate::repository::LoadOverride::default();
+        for (key, parameter) in r.parameters {
+            use pb::model_repository_parameter::ParameterChoice;
+            let (text, bytes) = match parameter.parameter_choice {
+                Some(ParameterChoice::StringParam(text)) => (Some(text), None),
+                Some(ParameterChoice::BytesParam(bytes)) => (None, Some(bytes)),
+                _ => (None, None),
+            };
+            over.add(&key, text.as_deref(), bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
-        self.state.request_load(&r.model_name).await.map_err(status)?;
+        self.state.request_load(&r.model_name, over).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
     }
 

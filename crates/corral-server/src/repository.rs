@@ -82,6 +82,144 @@ pub fn names(repo: &Path) -> Vec<String> {
     names
 }
 
+/// What a load request may give in place of the repository's files (Triton's repository
+/// extension): a model configuration (JSON) replacing `config.pbtxt`, and the model's files
+/// (`file:1/model.onnx` → bytes), which need the configuration too.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOverride {
+    pub config: Option<String>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl LoadOverride {
+    /// Sorts a load request's parameters: `config`, `file:<path>`; anything else is refused.
+    pub fn add(&mut self, key: &str, text: Option<&str>, bytes: Option<Vec<u8>>) -> Result<(), RepoError> {
+        match (key, text, bytes) {
+            ("config", Some(text), _) => self.config = Some(text.to_owned()),
+            ("config", None, _) => {
+                return Err(RepoError::Invalid("load parameter `config` must be a JSON string".into()));
+            }
+            (file, _, Some(bytes)) if file.starts_with("file:") => self.files.push((file[5..].to_owned(), bytes)),
+            (file, _, None) if file.starts_with("file:") => {
+                return Err(RepoError::Invalid(format!("load parameter `{file}` must hold the file's bytes")));
+            }
+            (other, _, _) => {
+                return Err(RepoError::Invalid(format!(
+                    "load parameter `{other}` is not supported; corral reads `config` and `file:<path>`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.config.is_none() && self.files.is_empty()
+    }
+}
+
+/// A folder of files given with a load, removed when dropped.
+pub struct GivenFiles {
+    root: std::path::PathBuf,
+}
+
+impl Drop for GivenFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Triton's model configuration in JSON, as the tree `config.pbtxt` parses into; map fields
+/// (`parameters`) become its `key`/`value` messages.
+pub fn config_from_json(text: &str) -> Result<Message, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the `config` override is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(object) = value else {
+        return Err("the `config` override must be a JSON object".into());
+    };
+    Ok(message_from_json(&object))
+}
+
+fn message_from_json(object: &serde_json::Map<String, serde_json::Value>) -> Message {
+    let mut message = Message::default();
+    for (key, value) in object {
+        match (key.as_str(), value) {
+            ("parameters", serde_json::Value::Object(map)) => {
+                for (name, entry) in map {
+                    let mut parameter = Message::default();
+                    parameter.fields.push(("key".into(), Value::Str(name.clone())));
+                    if let Some(value) = value_from_json(entry) {
+                        parameter.fields.push(("value".into(), value));
+                    }
+                    message.fields.push(("parameters".into(), Value::Message(parameter)));
+                }
+            }
+            (_, value) => {
+                if let Some(value) = value_from_json(value) {
+                    message.fields.push((key.clone(), value));
+                }
+            }
+        }
+    }
+    message
+}
+
+fn value_from_json(value: &serde_json::Value) -> Option<Value> {
+    use serde_json::Value as J;
+    Some(match value {
+        J::Null => return None,
+        J::Bool(b) => Value::Word(b.to_string()),
+        J::Number(n) => Value::Word(n.to_string()),
+        J::String(s) => Value::Str(s.clone()),
+        J::Array(items) => Value::List(items.iter().filter_map(value_from_json).collect()),
+        J::Object(object) => Value::Message(message_from_json(object)),
+    })
+}
+
+/// Reads model `name` of `repo`, or as `over` gives it.
+pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoModel, Option<GivenFiles>), RepoError> {
+    check_name(name)?;
+    if over.is_empty() {
+        return Ok((read(repo, name)?, None));
+    }
+    let text = over.config.as_deref().ok_or_else(|| {
+        RepoError::Invalid("loading with `file:` parameters needs a `config` parameter too (as Triton's)".into())
+    })?;
+    let pbtxt = config_from_json(text).map_err(RepoError::Invalid)?;
+    let (dir, given) = if over.files.is_empty() {
+        let dir = repo.join(name);
+        if !dir.is_dir() {
+            return Err(RepoError::NotFound(name.to_owned()));
+        }
+        (dir, None)
+    } else {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("corral-load-{}-{n}", std::process::id()));
+        let given = GivenFiles { root: root.clone() };
+        let dir = root.join(name);
+        for (path, bytes) in &over.files {
+            let relative = Path::new(path);
+            let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if path.is_empty() || !plain {
+                return Err(RepoError::Invalid(format!("file:{path} must be a relative path inside the model folder")));
+            }
+            let target = dir.join(relative);
+            let written = std::fs::create_dir_all(target.parent().expect("joined under dir"))
+                .and_then(|()| std::fs::write(&target, bytes));
+            written.map_err(|e| RepoError::Invalid(format!("cannot write file:{path}: {e}")))?;
+        }
+        (dir, Some(given))
+    };
+    let folder =
+        runtime_repository::read_folder_with(&dir, pbtxt.clone()).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let mut config =
+        serve_config(&pbtxt).map_err(|reason| RepoError::Invalid(format!("the `config` override: {reason}")))?;
+    config.platform = "onnxruntime_onnx".to_owned();
+    let mut def = folder.def;
+    def.name = name.to_owned();
+    Ok((RepoModel { def, config }, given))
+}
+
 /// Reads model `name` of `repo`.
 pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
     check_name(name)?;

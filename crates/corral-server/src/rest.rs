@@ -316,17 +316,35 @@ async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
     ok_json(Value::Array(entries))
 }
 
+/// Triton's load: an empty body, or `{"parameters": {"config": "<model config JSON>",
+/// "file:1/model.onnx": "<base64>"}}`.
 async fn load(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Answer {
-    // Load parameters (config overrides, files) are not supported: refuse them rather than ignore.
     let body = body_bytes(&state, &headers, body).await?;
+    let mut over = crate::repository::LoadOverride::default();
     if !body.iter().all(u8::is_ascii_whitespace) {
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| CallError::bad_request(format!("the body is not valid JSON: {e}")))?;
-        if value.get("parameters").and_then(Value::as_object).is_some_and(|p| !p.is_empty()) {
-            return Err(CallError::bad_request("load parameters (config, files) are not supported by corral"));
+        let parameters = match value.get("parameters") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(p)) => Some(p),
+            Some(_) => return Err(CallError::bad_request("`parameters` must be an object")),
+        };
+        for (key, value) in parameters.into_iter().flatten() {
+            let text = value.as_str();
+            let bytes = match (key.starts_with("file:"), text) {
+                (true, Some(text)) => {
+                    use base64::Engine;
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(text.trim())
+                        .map_err(|e| CallError::bad_request(format!("load parameter `{key}` is not base64: {e}")))?;
+                    Some(decoded)
+                }
+                _ => None,
+            };
+            over.add(key, text, bytes).map_err(|e| CallError::bad_request(e.to_string()))?;
         }
     }
-    state.request_load(&model).await?;
+    state.request_load(&model, over).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -30,7 +30,7 @@ use crate::{
     batcher::Batcher,
     counters::Counters,
     error::{CallError, ErrorKind},
-    repository::{self, RepoError, ServeConfig},
+    repository::{self, LoadOverride, RepoError, ServeConfig},
 };
 
 /// How models get loaded, as Triton's `--model-control-mode`.
@@ -221,9 +221,9 @@ impl ServerState {
     }
 
     /// The repository API's load: loads `name`, or reloads it when loaded.
-    pub async fn request_load(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+    pub async fn request_load(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
         self.refuse_without_control()?;
-        self.load(name).await
+        self.load_as(name, over).await
     }
 
     pub async fn request_unload(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
@@ -233,16 +233,21 @@ impl ServerState {
 
     /// Loads (or reloads) `name` from the repository.
     pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+        self.load_as(name, LoadOverride::default()).await
+    }
+
+    /// Loads (or reloads) `name` with a load request's configuration and files.
+    pub async fn load_as(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
         repository::check_name(name).map_err(|e| CallError::bad_request(e.to_string()))?;
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || this.load_blocking(&name))
+        tokio::task::spawn_blocking(move || this.load_blocking(&name, &over))
             .await
             .map_err(|e| CallError::new(ErrorKind::Internal, format!("load task failed: {e}")))?
     }
 
-    fn load_blocking(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+    fn load_blocking(self: &Arc<Self>, name: &str, over: &LoadOverride) -> Result<(), CallError> {
         let old = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
         let failed = |message: String| {
             let reason = if old.is_some() {
@@ -254,7 +259,8 @@ impl ServerState {
             tracing::warn!(model = name, "load failed: {message}");
             Err(CallError::bad_request(format!("failed to load `{name}`: {message}")))
         };
-        let repo_model = match repository::read(&self.repository, name) {
+        // Files given with the load live until the model is loaded (engines read them then).
+        let (repo_model, _given) = match repository::read_with(&self.repository, name, over) {
             Ok(model) => model,
             Err(error @ RepoError::BadName(_)) => return Err(CallError::bad_request(error.to_string())),
             Err(error) => return failed(error.to_string()),

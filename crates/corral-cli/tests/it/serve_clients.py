@@ -246,6 +246,50 @@ check("unloaded over gRPC", not grpc.is_model_ready("add"))
 http.load_model("add")
 check("loaded again over HTTP", http.is_model_ready("add"))
 
+# Load with a configuration override, and with the model's files (Triton's repository extension).
+def add_config(name, max_batch_size):
+    dims = [4, 5] if max_batch_size else [3, 4, 5]
+    tensor = lambda n: {"name": n, "data_type": "TYPE_FP32", "dims": dims}  # noqa: E731
+    return json.dumps({"name": name, "backend": "onnxruntime", "max_batch_size": max_batch_size,
+                       "input": [tensor("x"), tensor("y")], "output": [tensor("sum")]})
+
+
+def add_works(client, module, name):
+    a, b = module.InferInput("x", [3, 4, 5], "FP32"), module.InferInput("y", [3, 4, 5], "FP32")
+    a.set_data_from_numpy(np.ones((3, 4, 5), np.float32))
+    b.set_data_from_numpy(np.ones((3, 4, 5), np.float32))
+    return float(client.infer(name, [a, b]).as_numpy("sum").sum()) == 120.0
+
+
+http.load_model("add", config=add_config("add", 3))
+check("HTTP load with a config override", http.get_model_config("add")["max_batch_size"] == 3 and add_works(http, thttp, "add"))
+try:
+    http.load_model("add", config="{not json")
+    check("a bad override fails", False)
+except InferenceServerException as e:
+    check("a bad override is a clear 400", "not valid JSON" in e.message() and e.status() == "400", e)
+check("the loaded version keeps serving after a bad override",
+      http.get_model_config("add")["max_batch_size"] == 3 and add_works(http, thttp, "add"))
+grpc.load_model("add", config=add_config("add", 0))
+check("gRPC load with a config override", grpc.get_model_config("add").config.max_batch_size == 0)
+add_path = magika_path.split("/magika/")[0] + "/onnx/backend/test/data/node/test_add/model.onnx"
+with open(add_path, "rb") as f:
+    add_bytes = f.read()
+http.load_model("given", config=add_config("given", 0), files={"file:1/model.onnx": add_bytes})
+check("HTTP load with the model's files", add_works(http, thttp, "given"))
+grpc.load_model("given_g", config=add_config("given_g", 0), files={"file:1/model.onnx": add_bytes})
+check("gRPC load with the model's files", add_works(grpc, tgrpc, "given_g"))
+try:
+    http.load_model("escape", config=add_config("escape", 0), files={"file:../x.onnx": add_bytes})
+    check("a file path leaving the folder fails", False)
+except InferenceServerException as e:
+    check("a file path leaving the folder is refused", "relative path inside the model folder" in e.message(), e)
+try:
+    grpc.load_model("given", files={"file:1/model.onnx": add_bytes})
+    check("files without config fail", False)
+except InferenceServerException as e:
+    check("files without a config are refused", "needs a `config` parameter" in e.message(), e)
+
 # Statistics agree with what was sent.
 stats = http.get_inference_statistics("magika")["model_stats"][0]
 check("magika statistics count successes", stats["inference_stats"]["success"]["count"] >= 5, stats)
