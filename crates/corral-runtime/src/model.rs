@@ -138,16 +138,22 @@ impl Model {
     /// Validates and queues a call, waiting up to the exec timeout for room in a full queue;
     /// the [`Reply`] is waited on or awaited.
     pub fn submit(&self, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
-        self.enqueue(inputs, true)
+        self.enqueue(inputs, true, None)
     }
 
     /// [`Model::submit`] that never waits: a full queue fails the call at once with
     /// [`InferError::QueueFull`] (an async caller must not block its executor's thread).
     pub fn try_submit(&self, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
-        self.enqueue(inputs, false)
+        self.enqueue(inputs, false, None)
     }
 
-    fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool) -> Result<Reply, InferError> {
+    /// [`Model::try_submit`] to one instance (`instance < instances().len()`): its calls run
+    /// in the order they were submitted, as a sequence's must.
+    pub fn try_submit_to(&self, instance: usize, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
+        self.enqueue(inputs, false, Some(instance % self.inner.instances.len()))
+    }
+
+    fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool, to: Option<usize>) -> Result<Reply, InferError> {
         let inner = &self.inner;
         inner.recorder.request();
         let failed = |error: InferError| {
@@ -157,7 +163,7 @@ impl Model {
         if let Err(source) = corral_engine::validate_inputs(&inner.inputs, &inputs) {
             return failed(InferError::Input { model: inner.name.clone(), source });
         }
-        let instance = &inner.instances[inner.pick()];
+        let instance = &inner.instances[to.unwrap_or_else(|| inner.pick())];
         let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
             return failed(InferError::Unloaded { model: inner.name.clone() });
         };

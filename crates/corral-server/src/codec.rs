@@ -11,7 +11,10 @@
 use corral_engine::{DataType, Tensor, TensorData, TensorView};
 use serde_json::{Map, Value, json};
 
-use crate::shm::{ShmInput, ShmRef};
+use crate::{
+    sequence::{SequenceId, SequenceParams},
+    shm::{ShmInput, ShmRef},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -41,6 +44,8 @@ pub struct InferRequest {
     pub outputs: Vec<WantedOutput>,
     /// `parameters.binary_data_output`: outputs binary unless an output says otherwise.
     pub binary_output: bool,
+    /// `parameters.sequence_id`, `sequence_start`, `sequence_end`.
+    pub sequence: SequenceParams,
 }
 
 /// Parses a decimal shape dimension list, checking the element count does not overflow.
@@ -65,7 +70,21 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return bad("`id` must be a string"),
     };
-    let binary_output = flag(parameters(&header, "the request")?, "binary_data_output")?.unwrap_or(false);
+    let request_parameters = parameters(&header, "the request")?;
+    let binary_output = flag(request_parameters, "binary_data_output")?.unwrap_or(false);
+    let sequence_id = request_parameters.and_then(|p| p.get("sequence_id")).map(|id| match id {
+        Value::String(text) => Ok(SequenceId::Text(text.clone())),
+        other => other
+            .as_u64()
+            .map(SequenceId::Number)
+            .ok_or_else(|| "sequence_id must be a whole number or a string".to_owned()),
+    });
+    let sequence = SequenceParams::read(
+        sequence_id,
+        flag(request_parameters, "sequence_start")?,
+        flag(request_parameters, "sequence_end")?,
+    )
+    .map_err(CodecError)?;
     let Some(Value::Array(inputs_json)) = header.get("inputs") else {
         return bad("the request needs an `inputs` array");
     };
@@ -146,7 +165,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
             .collect::<Result<_, _>>()?,
         Some(_) => return bad("`outputs` must be an array"),
     };
-    Ok(InferRequest { id, inputs, shm_inputs, outputs, binary_output })
+    Ok(InferRequest { id, inputs, shm_inputs, outputs, binary_output, sequence })
 }
 
 /// `shared_memory_region`, `_offset` and `_byte_size` of a tensor's parameters.

@@ -17,6 +17,7 @@ use crate::{
     counters::Tally,
     error::{CallError, ErrorKind},
     metadata,
+    sequence::{SequenceId, SequenceParams},
     shm::{self, ShmInput, ShmRef},
     state::ServerState,
 };
@@ -205,6 +206,42 @@ fn tensor_metadata(views: Vec<metadata::TensorView>) -> Vec<pb::model_metadata_r
         .collect()
 }
 
+fn sequence_batching(sequence: &crate::repository::SequenceConfig) -> pb::ModelSequenceBatching {
+    use crate::repository::{ControlKind, Flag, FlagValues};
+    use pb::model_sequence_batching::{Control, ControlInput, StrategyDirect, control::Kind};
+    let control_input = sequence
+        .controls
+        .iter()
+        .map(|c| {
+            let mut control = Control::default();
+            match c.kind {
+                ControlKind::Flag(flag, values) => {
+                    control.kind = match flag {
+                        Flag::Start => Kind::ControlSequenceStart,
+                        Flag::End => Kind::ControlSequenceEnd,
+                        Flag::Ready => Kind::ControlSequenceReady,
+                    } as i32;
+                    match values {
+                        FlagValues::Int32(v) => control.int32_false_true = v.to_vec(),
+                        FlagValues::Fp32(v) => control.fp32_false_true = v.to_vec(),
+                        FlagValues::Bool(v) => control.bool_false_true = v.to_vec(),
+                    }
+                }
+                ControlKind::CorrId(datatype) => {
+                    control.kind = Kind::ControlSequenceCorrid as i32;
+                    control.data_type = data_type(datatype);
+                }
+            }
+            ControlInput { name: c.input.clone(), control: vec![control] }
+        })
+        .collect();
+    pb::ModelSequenceBatching {
+        max_sequence_idle_microseconds: sequence.idle.as_micros() as u64,
+        control_input,
+        direct: Some(StrategyDirect {}),
+    }
+}
+
 fn data_type(datatype: DataType) -> i32 {
     let value = match datatype {
         DataType::Bool => pb::DataType::TypeBool,
@@ -234,6 +271,26 @@ fn stream_error(message: &str, id: String, model_name: String, model_version: St
     pb::ModelStreamInferResponse { error_message: message.to_owned(), infer_response: Some(response) }
 }
 
+/// A request's `sequence_id`, `sequence_start` and `sequence_end` parameters.
+fn sequence_params(
+    parameters: &std::collections::HashMap<String, pb::InferParameter>,
+) -> Result<SequenceParams, String> {
+    use pb::infer_parameter::ParameterChoice;
+    let get = |key: &str| parameters.get(key).and_then(|p| p.parameter_choice.as_ref());
+    let id = get("sequence_id").map(|id| match id {
+        ParameterChoice::StringParam(text) => Ok(SequenceId::Text(text.clone())),
+        ParameterChoice::Int64Param(n) if *n >= 0 => Ok(SequenceId::Number(*n as u64)),
+        ParameterChoice::Uint64Param(n) => Ok(SequenceId::Number(*n)),
+        _ => Err("sequence_id must be a whole number or a string".to_owned()),
+    });
+    let flag = |key: &str| match get(key) {
+        None => Ok(None),
+        Some(ParameterChoice::BoolParam(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("{key} must be true or false")),
+    };
+    SequenceParams::read(id, flag("sequence_start")?, flag("sequence_end")?)
+}
+
 /// One ModelInfer call, as the unary RPC and each message of a stream run it.
 async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
     let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
@@ -252,7 +309,8 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
     for input in &shm_inputs {
         tensors.push(input.read(&state.shm).map_err(status)?);
     }
-    let inference = state.infer(&served, tensors).await.map_err(status)?;
+    let sequence = sequence_params(&r.parameters).map_err(Status::invalid_argument)?;
+    let inference = state.infer(&served, tensors, &sequence).await.map_err(status)?;
     let mut outputs = Vec::with_capacity(wanted.len());
     let mut raw = Vec::with_capacity(wanted.len());
     for want in &wanted {
@@ -404,9 +462,10 @@ impl GrpcInferenceService for Grpc {
 
     type ModelStreamInferStream = ReceiverStream<Result<pb::ModelStreamInferResponse, Status>>;
 
-    /// Every request of the stream runs as it arrives (as many at once as the client sends);
-    /// answers go back in the order the requests came. A failed request is answered with its
-    /// `error_message` (and its id), and the stream goes on.
+    /// Every request of the stream runs as it arrives (as many at once as the client sends;
+    /// a request of a sequence waits for the one before it); answers go back in the order the
+    /// requests came. A failed request is answered with its `error_message` (and its id), and
+    /// the stream goes on.
     async fn model_stream_infer(
         &self,
         request: Request<tonic::Streaming<pb::ModelInferRequest>>,
@@ -420,7 +479,15 @@ impl GrpcInferenceService for Grpc {
             while let Ok(Some(request)) = inbound.message().await {
                 let state = state.clone();
                 let id = (request.id.clone(), request.model_name.clone(), request.model_version.clone());
-                let call = tokio::spawn(async move { infer_one(&state, request).await });
+                // A sequence's requests must reach the model in the order sent: run each to
+                // its end before reading the next. Other requests run side by side.
+                let in_sequence = request.parameters.contains_key("sequence_id");
+                let call = if in_sequence {
+                    let result = infer_one(&state, request).await;
+                    tokio::spawn(async move { result })
+                } else {
+                    tokio::spawn(async move { infer_one(&state, request).await })
+                };
                 if order.send((id, call)).await.is_err() {
                     return; // the client stopped reading answers
                 }
@@ -476,6 +543,7 @@ impl GrpcInferenceService for Grpc {
                 preferred_batch_size: Vec::new(),
                 max_queue_delay_microseconds: d.as_micros() as u64,
             }),
+            sequence_batching: served.config.sequence.as_ref().map(sequence_batching),
             parameters,
         };
         Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))

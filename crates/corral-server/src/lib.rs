@@ -18,6 +18,7 @@ mod metadata;
 pub mod metrics;
 pub mod repository;
 mod rest;
+pub mod sequence;
 pub mod shm;
 mod state;
 

@@ -109,7 +109,43 @@ pub fn config(served: &Served) -> Value {
     if let Some(delay) = served.config.batch_delay {
         config["dynamic_batching"] = json!({ "max_queue_delay_microseconds": delay.as_micros() as u64 });
     }
+    if let Some(sequence) = &served.config.sequence {
+        config["sequence_batching"] = sequence_json(sequence);
+    }
     config
+}
+
+fn sequence_json(sequence: &crate::repository::SequenceConfig) -> Value {
+    use crate::repository::{ControlKind, Flag, FlagValues};
+    let inputs: Vec<Value> = sequence
+        .controls
+        .iter()
+        .map(|c| {
+            let control = match c.kind {
+                ControlKind::Flag(flag, values) => {
+                    let kind = match flag {
+                        Flag::Start => "CONTROL_SEQUENCE_START",
+                        Flag::End => "CONTROL_SEQUENCE_END",
+                        Flag::Ready => "CONTROL_SEQUENCE_READY",
+                    };
+                    match values {
+                        FlagValues::Int32(v) => json!({ "kind": kind, "int32_false_true": v }),
+                        FlagValues::Fp32(v) => json!({ "kind": kind, "fp32_false_true": v }),
+                        FlagValues::Bool(v) => json!({ "kind": kind, "bool_false_true": v }),
+                    }
+                }
+                ControlKind::CorrId(datatype) => {
+                    json!({ "kind": "CONTROL_SEQUENCE_CORRID", "data_type": config_type(datatype) })
+                }
+            };
+            json!({ "name": c.input, "control": [control] })
+        })
+        .collect();
+    json!({
+        "max_sequence_idle_microseconds": sequence.idle.as_micros() as u64,
+        "control_input": inputs,
+        "direct": {},
+    })
 }
 
 fn duration_json(tally: &Tally) -> Value {

@@ -32,6 +32,121 @@ pub struct ServeConfig {
     /// Declared in `config.pbtxt` (shape without the batch dimension), else empty.
     pub inputs: Vec<Declared>,
     pub outputs: Vec<Declared>,
+    /// Triton's sequence batcher (`sequence_batching`), when the model is stateful.
+    pub sequence: Option<SequenceConfig>,
+}
+
+/// `sequence_batching`: how long a sequence may idle, and the control inputs corral fills.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceConfig {
+    pub idle: Duration,
+    pub controls: Vec<Control>,
+}
+
+/// One `control_input`: the input it fills and with what.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Control {
+    pub input: String,
+    pub kind: ControlKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ControlKind {
+    /// START, END or READY, as the pair of values for false and true.
+    Flag(Flag, FlagValues),
+    /// The sequence's id, as this type.
+    CorrId(DataType),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    Start,
+    End,
+    Ready,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FlagValues {
+    Int32([i32; 2]),
+    Fp32([f32; 2]),
+    Bool([bool; 2]),
+}
+
+/// Fields of a model configuration that corral does not honour: a load that names them fails
+/// rather than serve something else than the configuration says.
+fn refuse_unsupported(config: &Message) -> Result<(), String> {
+    if config.get("ensemble_scheduling").is_some() {
+        return Err("ensemble_scheduling: ensembles are not served by corral".to_owned());
+    }
+    if let Some(Value::Message(policy)) = config.get("model_transaction_policy")
+        && policy.text("decoupled") == Some("true")
+    {
+        return Err(
+            "model_transaction_policy { decoupled: true }: decoupled models are not served by corral".to_owned()
+        );
+    }
+    if let Some(Value::Message(sequence)) = config.get("sequence_batching")
+        && sequence.get("state").is_some()
+    {
+        return Err("sequence_batching { state }: implicit state is not served by corral".to_owned());
+    }
+    Ok(())
+}
+
+fn sequence_config(config: &Message) -> Result<Option<SequenceConfig>, String> {
+    let Some(sequence) = config.get("sequence_batching") else { return Ok(None) };
+    let Value::Message(sequence) = sequence else { return Err("sequence_batching must be a message".to_owned()) };
+    let idle = sequence
+        .text("max_sequence_idle_microseconds")
+        .map(|t| number(t, "max_sequence_idle_microseconds"))
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let mut controls = Vec::new();
+    for input in sequence.all("control_input") {
+        let Value::Message(input) = input else { return Err("control_input must be a message".to_owned()) };
+        let name = input.text("name").ok_or("a control_input has no name")?.to_owned();
+        for control in input.all("control") {
+            let Value::Message(control) = control else { return Err(format!("control_input `{name}`: bad control")) };
+            let kind = control.text("kind").unwrap_or_default();
+            let pair = |field: &'static str| -> Option<Vec<String>> {
+                let values: Vec<String> = control.all(field).filter_map(Value::text).map(str::to_owned).collect();
+                (!values.is_empty()).then_some(values)
+            };
+            let values = if let Some(v) = pair("int32_false_true") {
+                let n = |i: usize| v.get(i).map(|t| number(t, "int32_false_true")).transpose();
+                FlagValues::Int32([n(0)?.unwrap_or(0) as i32, n(1)?.unwrap_or(1) as i32])
+            } else if let Some(v) = pair("fp32_false_true") {
+                let f =
+                    |i: usize| v.get(i).and_then(|t| t.parse::<f32>().ok()).ok_or("fp32_false_true needs two numbers");
+                FlagValues::Fp32([f(0)?, f(1)?])
+            } else if let Some(v) = pair("bool_false_true") {
+                FlagValues::Bool([v.first().is_some_and(|t| t == "true"), v.get(1).is_some_and(|t| t == "true")])
+            } else {
+                FlagValues::Int32([0, 1])
+            };
+            let kind = match kind {
+                "CONTROL_SEQUENCE_START" => ControlKind::Flag(Flag::Start, values),
+                "CONTROL_SEQUENCE_END" => ControlKind::Flag(Flag::End, values),
+                "CONTROL_SEQUENCE_READY" => ControlKind::Flag(Flag::Ready, values),
+                "CONTROL_SEQUENCE_CORRID" => {
+                    let data_type = control.text("data_type").unwrap_or("TYPE_UINT64");
+                    let datatype = match data_type {
+                        "TYPE_INT64" => DataType::I64,
+                        "TYPE_INT32" => DataType::I32,
+                        other => {
+                            return Err(format!(
+                                "control_input `{name}`: CORRID of {other} is not served by corral; use TYPE_INT64 or TYPE_INT32"
+                            ));
+                        }
+                    };
+                    ControlKind::CorrId(datatype)
+                }
+                other => return Err(format!("control_input `{name}`: control kind `{other}` is not served by corral")),
+            };
+            controls.push(Control { input: name.clone(), kind });
+        }
+    }
+    Ok(Some(SequenceConfig { idle: Duration::from_micros(idle.max(0) as u64), controls }))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -276,12 +391,16 @@ fn serve_config(config: &Message) -> Result<ServeConfig, String> {
             })
             .collect()
     };
+    refuse_unsupported(config)?;
+    let sequence = sequence_config(config)?;
     Ok(ServeConfig {
         platform: String::new(),
         max_batch_size: max_batch_size as usize,
-        batch_delay: batch_delay.filter(|_| max_batch_size > 0),
+        // A sequence model's calls go to their sequence's instance, one by one.
+        batch_delay: batch_delay.filter(|_| max_batch_size > 0 && sequence.is_none()),
         inputs: tensors("input")?,
         outputs: tensors("output")?,
+        sequence,
     })
 }
 

@@ -213,7 +213,7 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     for input in &request.shm_inputs {
         request.inputs.push(input.read(&state.shm)?);
     }
-    let inference = state.infer(&served, request.inputs).await?;
+    let inference = state.infer(&served, request.inputs, &request.sequence).await?;
     let mut outputs = Vec::with_capacity(wanted.len());
     for want in &wanted {
         let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };

@@ -31,6 +31,7 @@ use crate::{
     counters::Counters,
     error::{CallError, ErrorKind},
     repository::{self, LoadOverride, RepoError, ServeConfig},
+    sequence::{SequenceParams, Sequencer},
 };
 
 /// How models get loaded, as Triton's `--model-control-mode`.
@@ -50,6 +51,7 @@ pub struct Served {
     pub config: ServeConfig,
     pub counters: Arc<Counters>,
     batcher: Option<Batcher>,
+    sequencer: Option<Sequencer>,
 }
 
 impl Served {
@@ -176,14 +178,23 @@ impl ServerState {
     }
 
     /// Runs one call of `served`, counting it as Triton does.
-    pub async fn infer(&self, served: &Served, inputs: Vec<Tensor>) -> Result<Inference, CallError> {
+    pub async fn infer(
+        &self,
+        served: &Served,
+        inputs: Vec<Tensor>,
+        sequence: &SequenceParams,
+    ) -> Result<Inference, CallError> {
         let counters = &served.counters;
         let start = Instant::now();
         counters.pending.fetch_add(1, Relaxed);
         let batch = served.batch_of(&inputs);
-        let result = match &served.batcher {
-            Some(batcher) => batcher.infer(inputs).await,
-            None => served.model.infer_async(inputs).await.map_err(CallError::from),
+        let result = match (&served.sequencer, &served.batcher) {
+            (Some(sequencer), _) => match sequencer.submit(&served.model, inputs, sequence) {
+                Ok(reply) => reply.await.map_err(CallError::from),
+                Err(error) => Err(error),
+            },
+            (None, Some(batcher)) => batcher.infer(inputs).await,
+            (None, None) => served.model.infer_async(inputs).await.map_err(CallError::from),
         };
         counters.pending.fetch_sub(1, Relaxed);
         let elapsed = start.elapsed();
@@ -279,6 +290,10 @@ impl ServerState {
         let batcher = config
             .batch_delay
             .map(|delay| Batcher::start(model.clone(), config.max_batch_size, delay, self.counters_for(name)));
+        let sequencer = config
+            .sequence
+            .clone()
+            .map(|sequence| Sequencer::new(sequence, model.instances().len(), config.max_batch_size > 0));
         let served = Served {
             name: name.to_owned(),
             version: "1".to_owned(),
@@ -286,6 +301,7 @@ impl ServerState {
             config,
             counters: self.counters_for(name),
             batcher,
+            sequencer,
         };
         lock(&self.reasons).remove(name);
         self.models.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), Arc::new(served));

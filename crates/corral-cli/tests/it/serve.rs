@@ -164,6 +164,16 @@ pub(super) fn http(address: &str, method: &str, path: &str, body: &[u8]) -> (u16
     (status, body)
 }
 
+/// The CUDA runtime library folder perf_analyzer links against (it loads it even on CPU).
+fn cuda_runtime() -> PathBuf {
+    std::fs::read_dir(project().join(".venv-perf/lib"))
+        .expect(".venv-perf made by ./scripts/setup")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/nvidia/cuda_runtime/lib"))
+        .find(|p| p.is_dir())
+        .expect("nvidia-cuda-runtime-cu12 in .venv-perf")
+}
+
 fn python(venv: &str) -> PathBuf {
     project().join(venv).join("bin/python")
 }
@@ -204,12 +214,7 @@ fn perf_analyzer_runs_over_http_and_grpc_without_errors() {
     let server = Server::start(&host, repo.path(), &["--model-control-mode", "explicit", "--load-model", "magika"]);
     server.wait_ready();
     let venv = project().join(".venv-perf");
-    let cudart = std::fs::read_dir(venv.join("lib"))
-        .expect(".venv-perf made by ./scripts/setup")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/nvidia/cuda_runtime/lib"))
-        .find(|p| p.is_dir())
-        .expect("nvidia-cuda-runtime-cu12 in .venv-perf");
+    let cudart = cuda_runtime();
     let shared: &[&str] = &["--shared-memory", "system"];
     for (protocol, address, extra) in [
         ("http", &server.http, &[][..]),
@@ -412,4 +417,81 @@ fn system_shared_memory_round_trips_and_bad_regions_get_clear_errors() {
     server.wait_ready();
     let ports = [Server::port(&server.http), Server::port(&server.grpc)];
     server.run_client("serve_shm.py", &ports, "all checks passed");
+}
+
+/// A repository with `seq`: the control-values model of `sequence_model.py` behind Triton's
+/// sequence batcher (2 instances, 500 ms idle limit).
+fn sequence_repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("seq/1")).expect("mkdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sequence_model.py");
+    let made =
+        Command::new(python(".venv")).arg(script).arg(dir.path().join("seq/1/model.onnx")).output().expect("python");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let flag = |name: &str, kind: &str| {
+        format!("{{ name: \"{name}\" control [ {{ kind: CONTROL_SEQUENCE_{kind} int32_false_true: [ 0, 1 ] }} ] }}")
+    };
+    let config = format!(
+        r#"name: "seq"
+backend: "onnxruntime"
+max_batch_size: 0
+input [ {{ name: "INPUT", data_type: TYPE_INT32, dims: [ 1 ] }} ]
+output [ {{ name: "OUTPUT", data_type: TYPE_INT32, dims: [ 1 ] }}, {{ name: "CORRID_OUT", data_type: TYPE_INT64, dims: [ 1 ] }} ]
+instance_group [ {{ count: 2, kind: KIND_CPU }} ]
+sequence_batching {{
+  max_sequence_idle_microseconds: 500000
+  direct {{ }}
+  control_input [ {}, {}, {}, {{ name: "CORRID" control [ {{ kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_INT64 }} ] }} ]
+}}
+"#,
+        flag("START", "START"),
+        flag("END", "END"),
+        flag("READY", "READY"),
+    );
+    std::fs::write(dir.path().join("seq/config.pbtxt"), config).expect("pbtxt");
+    dir
+}
+
+#[test]
+fn sequences_keep_their_instance_order_and_controls_and_perf_analyzer_runs_them() {
+    let host = Host::new();
+    let repo = sequence_repository();
+    let server = Server::start(&host, repo.path(), &[]);
+    server.wait_ready();
+    let ports = [Server::port(&server.http), Server::port(&server.grpc), Server::port(&server.metrics)];
+    server.run_client("serve_sequence.py", &ports, "all checks passed");
+    let output = Command::new(project().join(".venv-perf/bin/perf_analyzer"))
+        .env("LD_LIBRARY_PATH", cuda_runtime())
+        .args(["-m", "seq", "-i", "grpc", "-u", &server.grpc, "--sequence-length", "10"])
+        .args(["--concurrency-range", "2:2", "--measurement-mode", "count_windows"])
+        .args(["--measurement-request-count", "40", "--max-trials", "10", "--stability-percentage", "100"])
+        .output()
+        .expect("perf_analyzer runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && text.contains("Concurrency: 2, throughput:"), "{text}");
+    assert!(!text.to_lowercase().contains("error"), "{text}");
+}
+
+#[test]
+fn configurations_corral_does_not_honour_fail_the_load_naming_the_field() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, extra) in [
+        ("ens", "ensemble_scheduling { step [ ] }"),
+        ("dec", "model_transaction_policy { decoupled: true }"),
+        ("state", "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" } ] }"),
+    ] {
+        put_onnx(dir.path(), name, site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+        std::fs::write(dir.path().join(name).join("config.pbtxt"), format!("backend: \"onnxruntime\"\n{extra}\n"))
+            .expect("pbtxt");
+    }
+    let server = Server::start(&host, dir.path(), &[]);
+    server.wait_ready();
+    let (_, index) = http(&server.http, "POST", "/v2/repository/index", b"");
+    let index: serde_json::Value = serde_json::from_str(&index).expect("JSON");
+    for (name, says) in [("ens", "ensemble_scheduling"), ("dec", "decoupled"), ("state", "implicit state")] {
+        let entry = index.as_array().expect("list").iter().find(|e| e["name"] == name).expect("listed");
+        assert_eq!(entry["state"], "UNAVAILABLE", "{entry}");
+        assert!(entry["reason"].as_str().expect("reason").contains(says), "{entry}");
+    }
 }
