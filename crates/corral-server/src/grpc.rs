@@ -294,6 +294,7 @@ fn sequence_params(
 /// One ModelInfer call, as the unary RPC and each message of a stream run it.
 async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
     let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
+    let decoding = std::time::Instant::now();
     let DecodedInputs { mut tensors, shm: shm_inputs } = decode_inputs(&r).map_err(Status::invalid_argument)?;
     let wanted = r
         .outputs
@@ -310,7 +311,9 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
         tensors.push(input.read(&state.shm).map_err(status)?);
     }
     let sequence = sequence_params(&r.parameters).map_err(Status::invalid_argument)?;
-    let inference = state.infer(&served, tensors, &sequence).await.map_err(status)?;
+    let decoded = decoding.elapsed();
+    let inference = state.infer(&served, tensors, &sequence, decoded).await.map_err(status)?;
+    let encoding = std::time::Instant::now();
     let mut outputs = Vec::with_capacity(wanted.len());
     let mut raw = Vec::with_capacity(wanted.len());
     for want in &wanted {
@@ -343,6 +346,7 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
             contents: None,
         });
     }
+    state.encoded(&served, encoding.elapsed());
     Ok(pb::ModelInferResponse {
         model_name: served.name.clone(),
         model_version: served.version.clone(),

@@ -16,7 +16,7 @@ pub fn render(state: &ServerState) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
     type Read = fn(&crate::counters::Counters) -> u64;
-    let per_model: [(&str, &str, &str, Read); 9] = [
+    let per_model: [(&str, &str, &str, Read); 10] = [
         ("nv_inference_request_success", "counter", "Successful inference requests", |c| c.success.count.load(Relaxed)),
         ("nv_inference_request_failure", "counter", "Failed inference requests", |c| c.fail.count.load(Relaxed)),
         ("nv_inference_count", "counter", "Inferences performed (batch rows count one each)", |c| {
@@ -37,6 +37,9 @@ pub fn render(state: &ServerState) -> String {
         }),
         ("nv_inference_compute_input_duration_us", "counter", "Cumulative input preparation time", |c| {
             c.compute_input.ns.load(Relaxed) / 1000
+        }),
+        ("nv_inference_compute_output_duration_us", "counter", "Cumulative output preparation time", |c| {
+            c.compute_output.ns.load(Relaxed) / 1000
         }),
     ];
     for (name, kind, help, read) in per_model {

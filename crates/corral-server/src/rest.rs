@@ -207,13 +207,16 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
             CallError::bad_request("Inference-Header-Content-Length must be a whole number of bytes")
         })?),
     };
+    let decoding = std::time::Instant::now();
     let mut request = codec::decode(&body, header_len).map_err(|e| CallError::bad_request(e.0))?;
     drop(body);
     let wanted = metadata::wanted_outputs(&served, &request.outputs, request.binary_output)?;
     for input in &request.shm_inputs {
         request.inputs.push(input.read(&state.shm)?);
     }
-    let inference = state.infer(&served, request.inputs, &request.sequence).await?;
+    let decoded = decoding.elapsed();
+    let inference = state.infer(&served, request.inputs, &request.sequence, decoded).await?;
+    let encoding = std::time::Instant::now();
     let mut outputs = Vec::with_capacity(wanted.len());
     for want in &wanted {
         let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
@@ -228,6 +231,7 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
         outputs.push((tensor, form));
     }
     let encoded = codec::encode(&served.name, &served.version, request.id.as_deref(), &outputs);
+    state.encoded(&served, encoding.elapsed());
     let mut response = Response::new(Body::from(encoded.body));
     let headers = response.headers_mut();
     match encoded.header_len {

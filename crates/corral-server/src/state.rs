@@ -177,12 +177,14 @@ impl ServerState {
         Ok(served)
     }
 
-    /// Runs one call of `served`, counting it as Triton does.
+    /// Runs one call of `served`, counting it as Triton does; `decoded` is the time the
+    /// protocol took to turn the request into `inputs` (Triton's `compute_input`).
     pub async fn infer(
         &self,
         served: &Served,
         inputs: Vec<Tensor>,
         sequence: &SequenceParams,
+        decoded: std::time::Duration,
     ) -> Result<Inference, CallError> {
         let counters = &served.counters;
         let start = Instant::now();
@@ -201,11 +203,10 @@ impl ServerState {
         counters.duration.observe(elapsed);
         match &result {
             Ok(inference) => {
-                counters.success.add(elapsed);
+                counters.success.add(decoded + elapsed);
                 counters.queue.add(inference.started.saturating_duration_since(start));
                 counters.compute_infer.add(inference.compute);
-                counters.compute_input.add(std::time::Duration::ZERO);
-                counters.compute_output.add(std::time::Duration::ZERO);
+                counters.compute_input.add(decoded);
                 counters.inferences.fetch_add(batch, Relaxed);
                 if served.batcher.is_none() {
                     counters.executions.fetch_add(1, Relaxed);
@@ -216,6 +217,13 @@ impl ServerState {
             Err(_) => counters.fail.add(elapsed),
         }
         result
+    }
+
+    /// Counts the time a protocol took to turn a call's outputs into its answer (Triton's
+    /// `compute_output`; it also lengthens the call's success time).
+    pub fn encoded(&self, served: &Served, took: std::time::Duration) {
+        served.counters.compute_output.add(took);
+        served.counters.success.ns.fetch_add(took.as_nanos() as u64, Relaxed);
     }
 
     fn counters_for(&self, name: &str) -> Arc<Counters> {

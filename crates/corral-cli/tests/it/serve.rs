@@ -392,6 +392,7 @@ fn metric_names_and_labels() {
         nv_inference_queue_duration_us{model="tick",version="1"}
         nv_inference_compute_infer_duration_us{model="tick",version="1"}
         nv_inference_compute_input_duration_us{model="tick",version="1"}
+        nv_inference_compute_output_duration_us{model="tick",version="1"}
         corral_request_duration_seconds_bucket{model="tick",le="+Inf"}
         corral_request_duration_seconds_sum{model="tick"}
         corral_request_duration_seconds_count{model="tick"}
