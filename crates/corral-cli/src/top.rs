@@ -6,7 +6,8 @@
 //! On a terminal it is a full-screen UI (ratatui + crossterm): `q` (or Esc, Ctrl-C) quits,
 //! `tab` cycles the process filter (all, then each process), `s` cycles the core sort. The
 //! terminal is restored however it exits: on return, on error, on panic (a hook), and on
-//! SIGTERM/SIGHUP (a flag the loop polls). When stdout is not a terminal it prints the same
+//! SIGTERM/SIGHUP (a flag a watchdog thread acts on, as the loop may be stuck in crossterm's
+//! reader when the terminal is gone). When stdout is not a terminal it prints the same
 //! frame as plain text every interval; `--once` prints one frame and exits.
 
 use std::{
@@ -228,6 +229,19 @@ fn interactive(registry: &Registry, device: &str, interval: Duration) -> anyhow:
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { nix::sys::signal::sigaction(signal, &action) }.context("cannot install a signal handler")?;
     }
+    // crossterm's event reader can spin on a terminal that hung up (reads of 0 bytes, never
+    // returning to the loop), so a watchdog thread, not the loop, acts on SIGTERM and SIGHUP:
+    // it restores what it can and exits.
+    std::thread::Builder::new()
+        .name("corral-top-stop".into())
+        .spawn(|| {
+            while !STOP.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            restore();
+            std::process::exit(0);
+        })
+        .context("cannot start the signal watchdog")?;
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore();
@@ -275,9 +289,6 @@ fn ui_loop(registry: &Registry, device: &str, interval: Duration) -> anyhow::Res
                 KeyCode::Char('s') => sort = sort.next(),
                 _ => {}
             }
-        }
-        if STOP.load(Ordering::Relaxed) {
-            return Ok(());
         }
         if Instant::now() >= next_sample {
             let after = Snapshot::take(registry).context("cannot read the registry")?;

@@ -1,10 +1,13 @@
 //! The KServe v2 gRPC service (`inference.GRPCInferenceService`) on tonic, with Triton's
-//! model config, statistics and repository calls. Errors are gRPC statuses:
-//! INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED (too large), UNAVAILABLE, INTERNAL.
+//! model config, statistics, repository (with load overrides), system shared memory and
+//! streaming calls, and sequences. Errors are gRPC statuses with a message:
+//! INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED (too large), UNAVAILABLE, INTERNAL, and
+//! UNIMPLEMENTED for trace and log settings.
 //!
-//! Inputs come as `raw_input_contents` (little-endian bytes, one entry per input, what
-//! tritonclient sends) or typed `contents`; outputs always go back as `raw_output_contents`,
-//! as Triton's do.
+//! Inputs come as `raw_input_contents` (little-endian bytes, one entry per input not in shared
+//! memory, what tritonclient sends), typed `contents`, or a shared-memory region; outputs go
+//! back as `raw_output_contents`, as Triton's do (an empty entry for an output written into
+//! shared memory, so entries stay at their outputs' positions).
 
 use std::sync::Arc;
 

@@ -370,3 +370,39 @@ fn top_in_a_terminal_shows_owners_models_and_load_and_restores_the_terminal_on_q
     assert_eq!(tmux.run(&["display-message", "-p", "-t", "top", "#{cursor_flag}"]).trim(), "1", "the cursor shows");
     drop(bench);
 }
+
+#[test]
+fn top_ends_when_its_terminal_hangs_up_or_it_is_terminated() {
+    // Regression: with its terminal gone, crossterm's reader spun on end-of-file inside top's
+    // loop, so top kept one CPU busy and ignored SIGHUP and SIGTERM.
+    let host = Host::new();
+    for ending in ["hang-up", "SIGTERM"] {
+        let tmux = Tmux { socket: host.dir.path().join(format!("tmux-{ending}.sock")) };
+        let script = format!(
+            "exec env CORRAL_LOCK_DIR={} {} top --device sim:4 --interval 0.5",
+            host.dir.path().display(),
+            env!("CARGO_BIN_EXE_corral"),
+        );
+        tmux.run(&["new-session", "-d", "-s", "top", "-x", "120", "-y", "30", &script]);
+        tmux.wait_for("top's first frame", |s| s.contains("corral top: sim:4"));
+        let pid: i32 = tmux.run(&["display-message", "-p", "-t", "top", "#{pane_pid}"]).trim().parse().expect("pid");
+        match ending {
+            "hang-up" => drop(tmux),
+            _ => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+                .expect("signal"),
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Gone, or a zombie waiting for tmux (state Z), once it has exited.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        };
+        while alive() {
+            if Instant::now() > deadline {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                panic!("top still ran 10 s after its {ending}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

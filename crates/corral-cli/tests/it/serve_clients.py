@@ -49,18 +49,12 @@ if sys.argv[1] == "kserve":
 
 import tritonclient.grpc as tgrpc  # noqa: E402
 import tritonclient.http as thttp  # noqa: E402
+from checks import check, fails  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 http_port, grpc_port, metrics_port, magika_path = sys.argv[1:5]
 HTTP = f"127.0.0.1:{http_port}"
 GRPC = f"127.0.0.1:{grpc_port}"
-
-
-def check(what, ok, detail=""):
-    if not ok:
-        print(f"FAILED: {what} {detail}", flush=True)
-        sys.exit(1)
-    print(f"ok: {what}", flush=True)
 
 
 def raw(method, path, body=None, headers=None):
@@ -200,21 +194,13 @@ try:
 except InferenceServerException as e:
     check("gRPC wrong datatype -> INVALID_ARGUMENT", "INVALID_ARGUMENT" in str(e.status()), e)
 # Triton's own words, which clients and scripts written for Triton match, over both protocols.
-def triton_error(what, call, starts):
-    try:
-        call()
-        check(what, False, "no error")
-    except InferenceServerException as e:
-        check(f"{what}: {e.message()[:80]}", e.message().startswith(starts), e.message())
-
-
 for client in (http, grpc):
     kind = "HTTP" if client is http else "gRPC"
-    triton_error(f"{kind} unknown model", lambda: client.get_model_metadata("foo"), "Request for unknown model: 'foo' is not found")
-    triton_error(f"{kind} unknown version", lambda: client.get_model_metadata("magika", model_version="99"),
-                 "Request for unknown model: 'magika' version 99 is not found")
-    triton_error(f"{kind} bad version string", lambda: client.get_model_metadata("magika", model_version="latest"),
-                 "failed to get model version from specified version string 'latest'")
+    fails(f"{kind} unknown model", lambda: client.get_model_metadata("foo"), "Request for unknown model: 'foo' is not found", starts=True)
+    fails(f"{kind} unknown version", lambda: client.get_model_metadata("magika", model_version="99"),
+          "Request for unknown model: 'magika' version 99 is not found", starts=True)
+    fails(f"{kind} bad version string", lambda: client.get_model_metadata("magika", model_version="latest"),
+          "failed to get model version from specified version string 'latest'", starts=True)
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 import grpc as grpcio  # noqa: E402
 

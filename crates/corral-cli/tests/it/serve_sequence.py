@@ -15,22 +15,7 @@ import urllib.request
 import numpy as np
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from tritonclient.utils import InferenceServerException
-
-
-def check(what, ok, detail=""):
-    if not ok:
-        print(f"FAILED: {what} {detail}", flush=True)
-        sys.exit(1)
-    print(f"ok: {what}", flush=True)
-
-
-def fails(what, call, starts):
-    try:
-        call()
-        check(what, False, "no error")
-    except InferenceServerException as e:
-        check(f"{what}: {e.message()[:100]}", e.message().startswith(starts), e.message())
+from checks import check, fails
 
 
 http_port, grpc_port, metrics_port = sys.argv[1:4]
@@ -67,15 +52,16 @@ check("the two sequences ran on one instance each", len(per_instance) == 2 and a
       per_instance)
 
 fails("a request after END without START", lambda: call(http, thttp, 7, 41),
-      "inference request for sequence 41 to model 'seq' must specify the START flag on the first request of the sequence")
+      "inference request for sequence 41 to model 'seq' must specify the START flag on the first request of the sequence",
+      starts=True)
 fails("a request without a sequence id", lambda: http.infer("seq", value(thttp, 1)),
-      "inference request to model 'seq' must specify a non-zero or non-empty correlation ID")
+      "inference request to model 'seq' must specify a non-zero or non-empty correlation ID", starts=True)
 call(http, thttp, 1, 43, start=True)
 time.sleep(1.0)
 fails("a sequence that idled out", lambda: call(http, thttp, 2, 43),
-      "inference request for sequence 43 to model 'seq' must specify the START flag")
+      "inference request for sequence 43 to model 'seq' must specify the START flag", starts=True)
 fails("a string id with a numeric CORRID input", lambda: call(grpc, tgrpc, 1, "abc", start=True),
-      "sequence id `abc` is a string but control input `CORRID` takes a number")
+      "sequence id `abc` is a string but control input `CORRID` takes a number", starts=True)
 
 # A streamed sequence of 20 requests with ids out of order: answers in order.
 answers = queue.Queue()

@@ -14,22 +14,7 @@ import numpy as np
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 import tritonclient.utils.shared_memory as shm
-from tritonclient.utils import InferenceServerException
-
-
-def check(what, ok, detail=""):
-    if not ok:
-        print(f"FAILED: {what} {detail}", flush=True)
-        sys.exit(1)
-    print(f"ok: {what}", flush=True)
-
-
-def fails(what, call, contains):
-    try:
-        call()
-        check(what, False, "no error")
-    except InferenceServerException as e:
-        check(f"{what}: {e.message()[:90]}", contains in e.message(), e.message())
+from checks import check, fails
 
 
 http_port, grpc_port = sys.argv[1:3]

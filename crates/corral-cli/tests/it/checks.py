@@ -1,0 +1,25 @@
+"""What the client scripts of tests/it share: a check that prints one line and stops the
+script at the first failure, and a check that a call fails with a given message."""
+
+import sys
+
+from tritonclient.utils import InferenceServerException
+
+
+def check(what, ok, detail=""):
+    if not ok:
+        print(f"FAILED: {what} {detail}", flush=True)
+        sys.exit(1)
+    print(f"ok: {what}", flush=True)
+
+
+def fails(what, call, text, starts=False):
+    """`call()` must raise tritonclient's error whose message contains `text` (or, with
+    `starts`, begins with it)."""
+    try:
+        call()
+        check(what, False, "no error")
+    except InferenceServerException as e:
+        message = e.message()
+        found = message.startswith(text) if starts else text in message
+        check(f"{what}: {message[:100]}", found, message)
