@@ -76,6 +76,13 @@ fn launched_copies_on_real_cores_each_own_and_are_pinned_to_their_core() {
         owners.push((index as u64, pid));
     }
     assert_eq!(held(&host.ls("cpu")), owners);
+    // SIGTERM to the launcher reaches both copies (a SIGKILL would leave them running).
+    launched.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = launched.wait();
+    assert_eq!(code, 0, "the copies release their cores and exit 0 on SIGTERM: {stderr}");
+    for (_, pid) in owners {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "copy {pid} ended with its launcher");
+    }
 }
 
 #[test]
