@@ -190,6 +190,9 @@ fn datatype(ty: TensorElementType) -> Option<DataType> {
     Some(match ty {
         TensorElementType::Bool => DataType::Bool,
         TensorElementType::Uint8 => DataType::U8,
+        TensorElementType::Uint16 => DataType::U16,
+        TensorElementType::Uint32 => DataType::U32,
+        TensorElementType::Uint64 => DataType::U64,
         TensorElementType::Int8 => DataType::I8,
         TensorElementType::Int16 => DataType::I16,
         TensorElementType::Int32 => DataType::I32,
@@ -269,6 +272,9 @@ impl Session for OrtInstance {
             let value = match input.data.view() {
                 TensorView::Bool(v) => view(shape, v)?,
                 TensorView::U8(v) => view(shape, v)?,
+                TensorView::U16(v) => view(shape, v)?,
+                TensorView::U32(v) => view(shape, v)?,
+                TensorView::U64(v) => view(shape, v)?,
                 TensorView::I8(v) => view(shape, v)?,
                 TensorView::I16(v) => view(shape, v)?,
                 TensorView::I32(v) => view(shape, v)?,
@@ -300,6 +306,9 @@ fn extract(name: &str, datatype: DataType, value: &DynValue) -> Result<Tensor, E
     let (shape, data) = match datatype {
         DataType::Bool => take::<bool>(value).map(|(s, d)| (s, TensorData::Bool(d)))?,
         DataType::U8 => take::<u8>(value).map(|(s, d)| (s, TensorData::U8(d)))?,
+        DataType::U16 => take::<u16>(value).map(|(s, d)| (s, TensorData::U16(d)))?,
+        DataType::U32 => take::<u32>(value).map(|(s, d)| (s, TensorData::U32(d)))?,
+        DataType::U64 => take::<u64>(value).map(|(s, d)| (s, TensorData::U64(d)))?,
         DataType::I8 => take::<i8>(value).map(|(s, d)| (s, TensorData::I8(d)))?,
         DataType::I16 => take::<i16>(value).map(|(s, d)| (s, TensorData::I16(d)))?,
         DataType::I32 => take::<i32>(value).map(|(s, d)| (s, TensorData::I32(d)))?,

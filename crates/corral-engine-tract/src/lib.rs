@@ -184,6 +184,9 @@ fn datatype(datum: DatumType, name: &str, path: &Path) -> Result<DataType, Engin
     Ok(match datum {
         DatumType::Bool => DataType::Bool,
         DatumType::U8 => DataType::U8,
+        DatumType::U16 => DataType::U16,
+        DatumType::U32 => DataType::U32,
+        DatumType::U64 => DataType::U64,
         DatumType::I8 => DataType::I8,
         DatumType::I16 => DataType::I16,
         DatumType::I32 => DataType::I32,
@@ -304,6 +307,9 @@ fn to_tract(input: &Tensor) -> Result<TValue, EngineError> {
     match input.data.view() {
         TensorView::Bool(v) => tract_tensor(shape, v),
         TensorView::U8(v) => tract_tensor(shape, v),
+        TensorView::U16(v) => tract_tensor(shape, v),
+        TensorView::U32(v) => tract_tensor(shape, v),
+        TensorView::U64(v) => tract_tensor(shape, v),
         TensorView::I8(v) => tract_tensor(shape, v),
         TensorView::I16(v) => tract_tensor(shape, v),
         TensorView::I32(v) => tract_tensor(shape, v),
@@ -320,6 +326,9 @@ fn from_tract(spec: &TensorSpec, value: &TValue) -> Result<Tensor, EngineError> 
     let data = match spec.datatype {
         DataType::Bool => TensorData::Bool(take(value)?),
         DataType::U8 => TensorData::U8(take(value)?),
+        DataType::U16 => TensorData::U16(take(value)?),
+        DataType::U32 => TensorData::U32(take(value)?),
+        DataType::U64 => TensorData::U64(take(value)?),
         DataType::I8 => TensorData::I8(take(value)?),
         DataType::I16 => TensorData::I16(take(value)?),
         DataType::I32 => TensorData::I32(take(value)?),

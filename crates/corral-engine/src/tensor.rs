@@ -8,6 +8,9 @@ use std::{fmt, str::FromStr};
 pub enum DataType {
     Bool,
     U8,
+    U16,
+    U32,
+    U64,
     I8,
     I16,
     I32,
@@ -17,9 +20,12 @@ pub enum DataType {
 }
 
 impl DataType {
-    pub const ALL: [DataType; 8] = [
+    pub const ALL: [DataType; 11] = [
         DataType::Bool,
         DataType::U8,
+        DataType::U16,
+        DataType::U32,
+        DataType::U64,
         DataType::I8,
         DataType::I16,
         DataType::I32,
@@ -33,6 +39,9 @@ impl DataType {
         match self {
             DataType::Bool => "BOOL",
             DataType::U8 => "UINT8",
+            DataType::U16 => "UINT16",
+            DataType::U32 => "UINT32",
+            DataType::U64 => "UINT64",
             DataType::I8 => "INT8",
             DataType::I16 => "INT16",
             DataType::I32 => "INT32",
@@ -46,9 +55,9 @@ impl DataType {
     pub fn size(self) -> usize {
         match self {
             DataType::Bool | DataType::U8 | DataType::I8 => 1,
-            DataType::I16 => 2,
-            DataType::I32 | DataType::F32 => 4,
-            DataType::I64 | DataType::F64 => 8,
+            DataType::I16 | DataType::U16 => 2,
+            DataType::I32 | DataType::U32 | DataType::F32 => 4,
+            DataType::I64 | DataType::U64 | DataType::F64 => 8,
         }
     }
 }
@@ -77,6 +86,9 @@ impl FromStr for DataType {
 pub enum TensorData {
     Bool(Vec<bool>),
     U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
     I8(Vec<i8>),
     I16(Vec<i16>),
     I32(Vec<i32>),
@@ -92,6 +104,9 @@ pub enum TensorData {
 pub enum TensorView<'a> {
     Bool(&'a [bool]),
     U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
     I8(&'a [i8]),
     I16(&'a [i16]),
     I32(&'a [i32]),
@@ -114,7 +129,7 @@ macro_rules! element {
         }
     )*};
 }
-element!(bool => Bool, u8 => U8, i8 => I8, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64);
+element!(bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64, i8 => I8, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64);
 
 /// Elements that live in a buffer kept alive by `owner` (say, a numpy array), so a caller's
 /// input reaches the engine without a copy. Cloning shares the buffer.
@@ -162,6 +177,9 @@ impl TensorView<'_> {
         match self {
             TensorView::Bool(_) => DataType::Bool,
             TensorView::U8(_) => DataType::U8,
+            TensorView::U16(_) => DataType::U16,
+            TensorView::U32(_) => DataType::U32,
+            TensorView::U64(_) => DataType::U64,
             TensorView::I8(_) => DataType::I8,
             TensorView::I16(_) => DataType::I16,
             TensorView::I32(_) => DataType::I32,
@@ -175,6 +193,9 @@ impl TensorView<'_> {
         match self {
             TensorView::Bool(v) => v.len(),
             TensorView::U8(v) => v.len(),
+            TensorView::U16(v) => v.len(),
+            TensorView::U32(v) => v.len(),
+            TensorView::U64(v) => v.len(),
             TensorView::I8(v) => v.len(),
             TensorView::I16(v) => v.len(),
             TensorView::I32(v) => v.len(),
@@ -195,6 +216,9 @@ impl TensorData {
         match self {
             TensorData::Bool(v) => TensorView::Bool(v),
             TensorData::U8(v) => TensorView::U8(v),
+            TensorData::U16(v) => TensorView::U16(v),
+            TensorData::U32(v) => TensorView::U32(v),
+            TensorData::U64(v) => TensorView::U64(v),
             TensorData::I8(v) => TensorView::I8(v),
             TensorData::I16(v) => TensorView::I16(v),
             TensorData::I32(v) => TensorView::I32(v),
@@ -223,6 +247,9 @@ impl TensorData {
         match shared.view() {
             TensorView::Bool(v) => TensorData::Bool(v.to_vec()),
             TensorView::U8(v) => TensorData::U8(v.to_vec()),
+            TensorView::U16(v) => TensorData::U16(v.to_vec()),
+            TensorView::U32(v) => TensorData::U32(v.to_vec()),
+            TensorView::U64(v) => TensorData::U64(v.to_vec()),
             TensorView::I8(v) => TensorData::I8(v.to_vec()),
             TensorView::I16(v) => TensorData::I16(v.to_vec()),
             TensorView::I32(v) => TensorData::I32(v.to_vec()),
@@ -237,6 +264,9 @@ impl TensorData {
         match datatype {
             DataType::Bool => TensorData::Bool(vec![false; len]),
             DataType::U8 => TensorData::U8(vec![0; len]),
+            DataType::U16 => TensorData::U16(vec![0; len]),
+            DataType::U32 => TensorData::U32(vec![0; len]),
+            DataType::U64 => TensorData::U64(vec![0; len]),
             DataType::I8 => TensorData::I8(vec![0; len]),
             DataType::I16 => TensorData::I16(vec![0; len]),
             DataType::I32 => TensorData::I32(vec![0; len]),
@@ -259,6 +289,9 @@ impl TensorData {
         Some(match datatype {
             DataType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
             DataType::U8 => TensorData::U8(bytes.to_vec()),
+            DataType::U16 => TensorData::U16(each(bytes, u16::from_le_bytes)),
+            DataType::U32 => TensorData::U32(each(bytes, u32::from_le_bytes)),
+            DataType::U64 => TensorData::U64(each(bytes, u64::from_le_bytes)),
             DataType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
             DataType::I16 => TensorData::I16(each(bytes, i16::from_le_bytes)),
             DataType::I32 => TensorData::I32(each(bytes, i32::from_le_bytes)),
@@ -280,6 +313,9 @@ impl TensorData {
         match self.view() {
             TensorView::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
             TensorView::U8(v) => v.to_vec(),
+            TensorView::U16(v) => each(v, u16::to_le_bytes),
+            TensorView::U32(v) => each(v, u32::to_le_bytes),
+            TensorView::U64(v) => each(v, u64::to_le_bytes),
             TensorView::I8(v) => v.iter().map(|&x| x as u8).collect(),
             TensorView::I16(v) => each(v, i16::to_le_bytes),
             TensorView::I32(v) => each(v, i32::to_le_bytes),
@@ -294,6 +330,9 @@ impl TensorData {
         match self.view() {
             TensorView::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
             TensorView::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::U16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::U32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::U64(v) => v.iter().map(|&x| x as f64).collect(),
             TensorView::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorView::I16(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorView::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),

@@ -26,6 +26,9 @@ pub(crate) fn numpy_name(datatype: DataType) -> &'static str {
     match datatype {
         DataType::Bool => "bool",
         DataType::U8 => "uint8",
+        DataType::U16 => "uint16",
+        DataType::U32 => "uint32",
+        DataType::U64 => "uint64",
         DataType::I8 => "int8",
         DataType::I16 => "int16",
         DataType::I32 => "int32",
@@ -65,6 +68,9 @@ pub(crate) fn tensor(
     let data = match datatype {
         DataType::Bool => elements(array, TensorData::Bool)?,
         DataType::U8 => elements(array, TensorData::U8)?,
+        DataType::U16 => elements(array, TensorData::U16)?,
+        DataType::U32 => elements(array, TensorData::U32)?,
+        DataType::U64 => elements(array, TensorData::U64)?,
         DataType::I8 => elements(array, TensorData::I8)?,
         DataType::I16 => elements(array, TensorData::I16)?,
         DataType::I32 => elements(array, TensorData::I32)?,
@@ -106,6 +112,9 @@ fn descr(py: Python<'_>, datatype: DataType) -> Bound<'_, numpy::PyArrayDescr> {
     match datatype {
         DataType::Bool => numpy::dtype::<bool>(py),
         DataType::U8 => numpy::dtype::<u8>(py),
+        DataType::U16 => numpy::dtype::<u16>(py),
+        DataType::U32 => numpy::dtype::<u32>(py),
+        DataType::U64 => numpy::dtype::<u64>(py),
         DataType::I8 => numpy::dtype::<i8>(py),
         DataType::I16 => numpy::dtype::<i16>(py),
         DataType::I32 => numpy::dtype::<i32>(py),
@@ -145,6 +154,9 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
     match tensor.data.into_owned() {
         TensorData::Bool(v) => shaped(py, v, shape),
         TensorData::U8(v) => shaped(py, v, shape),
+        TensorData::U16(v) => shaped(py, v, shape),
+        TensorData::U32(v) => shaped(py, v, shape),
+        TensorData::U64(v) => shaped(py, v, shape),
         TensorData::I8(v) => shaped(py, v, shape),
         TensorData::I16(v) => shaped(py, v, shape),
         TensorData::I32(v) => shaped(py, v, shape),

@@ -187,9 +187,7 @@ fn shm_parameters(parameters: Option<&Map<String, Value>>, what: &str) -> Result
 /// A KServe datatype name; BYTES and the 16-bit floats are named as unsupported.
 pub fn datatype(name: &str) -> Result<DataType, String> {
     match name {
-        "BYTES" | "FP16" | "BF16" | "UINT16" | "UINT32" | "UINT64" => {
-            Err(format!("datatype {name} is not supported by corral's engines yet"))
-        }
+        "BYTES" | "FP16" | "BF16" => Err(format!("datatype {name} is not supported by corral's engines yet")),
         _ => name.parse(),
     }
 }
@@ -245,6 +243,17 @@ fn json_data(data: &Value, datatype: DataType, count: usize) -> Result<TensorDat
         DataType::U8 => {
             TensorData::U8(values.map(|(i, v)| whole(i, v, 0, 255).map(|x| x as u8)).collect::<Result<_, _>>()?)
         }
+        DataType::U16 => TensorData::U16(
+            values.map(|(i, v)| whole(i, v, 0, u16::MAX.into()).map(|x| x as u16)).collect::<Result<_, _>>()?,
+        ),
+        DataType::U32 => TensorData::U32(
+            values.map(|(i, v)| whole(i, v, 0, u32::MAX.into()).map(|x| x as u32)).collect::<Result<_, _>>()?,
+        ),
+        DataType::U64 => TensorData::U64(
+            values
+                .map(|(i, v)| v.as_u64().ok_or_else(|| format!("data[{i}] = {v} is not a {datatype} value")))
+                .collect::<Result<_, _>>()?,
+        ),
         DataType::I8 => {
             TensorData::I8(values.map(|(i, v)| whole(i, v, -128, 127).map(|x| x as i8)).collect::<Result<_, _>>()?)
         }
@@ -344,6 +353,9 @@ fn json_values(data: &TensorData) -> Value {
     match data.view() {
         TensorView::Bool(v) => json!(v),
         TensorView::U8(v) => json!(v),
+        TensorView::U16(v) => json!(v),
+        TensorView::U32(v) => json!(v),
+        TensorView::U64(v) => json!(v),
         TensorView::I8(v) => json!(v),
         TensorView::I16(v) => json!(v),
         TensorView::I32(v) => json!(v),

@@ -169,6 +169,23 @@ fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: 
                 .collect();
             TensorData::U8(v?)
         }
+        DataType::U16 => {
+            check(c.uint_contents.len(), "uint_contents")?;
+            let v: Result<Vec<u16>, String> = c
+                .uint_contents
+                .iter()
+                .map(|&x| u16::try_from(x).map_err(|_| format!("{x} is not a UINT16 value")))
+                .collect();
+            TensorData::U16(v?)
+        }
+        DataType::U32 => {
+            check(c.uint_contents.len(), "uint_contents")?;
+            TensorData::U32(c.uint_contents.clone())
+        }
+        DataType::U64 => {
+            check(c.uint64_contents.len(), "uint64_contents")?;
+            TensorData::U64(c.uint64_contents.clone())
+        }
         DataType::I8 => {
             check(c.int_contents.len(), "int_contents")?;
             TensorData::I8(narrow(&c.int_contents, -128, 127)?.into_iter().map(|x| x as i8).collect())
@@ -249,6 +266,9 @@ fn data_type(datatype: DataType) -> i32 {
     let value = match datatype {
         DataType::Bool => pb::DataType::TypeBool,
         DataType::U8 => pb::DataType::TypeUint8,
+        DataType::U16 => pb::DataType::TypeUint16,
+        DataType::U32 => pb::DataType::TypeUint32,
+        DataType::U64 => pb::DataType::TypeUint64,
         DataType::I8 => pb::DataType::TypeInt8,
         DataType::I16 => pb::DataType::TypeInt16,
         DataType::I32 => pb::DataType::TypeInt32,

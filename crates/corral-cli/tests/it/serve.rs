@@ -496,3 +496,24 @@ fn configurations_corral_does_not_honour_fail_the_load_naming_the_field() {
         assert!(entry["reason"].as_str().expect("reason").contains(says), "{entry}");
     }
 }
+
+#[test]
+fn unsigned_integer_tensors_round_trip_over_http_and_grpc() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("unsigned/1")).expect("mkdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/unsigned_model.py");
+    let made = Command::new(python(".venv"))
+        .arg(script)
+        .arg(dir.path().join("unsigned/1/model.onnx"))
+        .output()
+        .expect("python");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let server = Server::start(&host, dir.path(), &[]);
+    server.wait_ready();
+    server.run_client(
+        "serve_unsigned.py",
+        &[Server::port(&server.http), Server::port(&server.grpc)],
+        "all checks passed",
+    );
+}
