@@ -534,7 +534,13 @@ mod tests {
         assert_eq!("TYPE_INT64".parse::<DataType>(), Ok(DataType::I64));
         assert_eq!(
             "float".parse::<DataType>().unwrap_err(),
-            "unknown datatype `float`; use one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP32, FP64"
+            "unknown datatype `float`; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64"
         );
+        assert_eq!("TYPE_UINT64".parse::<DataType>(), Ok(DataType::U64));
+        for datatype in DataType::ALL {
+            let bytes = TensorData::zeros(datatype, 3).to_le_bytes();
+            assert_eq!(bytes.len(), 3 * datatype.size(), "{datatype}");
+            assert_eq!(TensorData::from_le_bytes(datatype, &bytes), Some(TensorData::zeros(datatype, 3)));
+        }
     }
 }

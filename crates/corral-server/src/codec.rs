@@ -407,7 +407,7 @@ mod tests {
             (
                 br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
                 None,
-                "input `x`: unknown datatype `FLOAT`; use one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP32, FP64",
+                "input `x`: unknown datatype `FLOAT`; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64",
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#,
