@@ -1,6 +1,7 @@
 """What the client scripts of tests/it share: a check that prints one line and stops the
 script at the first failure, and a check that a call fails with a given message."""
 
+import os
 import sys
 
 from tritonclient.utils import InferenceServerException
@@ -9,7 +10,10 @@ from tritonclient.utils import InferenceServerException
 def check(what, ok, detail=""):
     if not ok:
         print(f"FAILED: {what} {detail}", flush=True)
-        sys.exit(1)
+        sys.stderr.flush()
+        # Not sys.exit: a client thread still waiting on an open stream would keep the
+        # interpreter from ending.
+        os._exit(1)
     print(f"ok: {what}", flush=True)
 
 

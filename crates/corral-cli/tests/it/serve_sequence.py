@@ -1,6 +1,6 @@
 """Sequences with tritonclient against a running `corral serve` whose `seq` model (see
 sequence_model.py) has `sequence_batching` with START, END, READY and CORRID control inputs,
-2 instances, and a 500 ms idle limit: interleaved sequences over HTTP, a streamed sequence
+2 instances, and a 2 s idle limit: interleaved sequences over HTTP, a streamed sequence
 of 20 requests over gRPC, and Triton's errors for a missing id, a sequence that never
 started, and one that idled out. Prints one line per check.
 
@@ -57,7 +57,7 @@ fails("a request after END without START", lambda: call(http, thttp, 7, 41),
 fails("a request without a sequence id", lambda: http.infer("seq", value(thttp, 1)),
       "inference request to model 'seq' must specify a non-zero or non-empty correlation ID", starts=True)
 call(http, thttp, 1, 43, start=True)
-time.sleep(1.0)
+time.sleep(2.5)
 fails("a sequence that idled out", lambda: call(http, thttp, 2, 43),
       "inference request for sequence 43 to model 'seq' must specify the START flag", starts=True)
 fails("a string id with a numeric CORRID input", lambda: call(grpc, tgrpc, 1, "abc", start=True),
