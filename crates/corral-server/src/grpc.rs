@@ -162,21 +162,11 @@ fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: 
         }
         DataType::U8 => {
             check(c.uint_contents.len(), "uint_contents")?;
-            let v: Result<Vec<u8>, String> = c
-                .uint_contents
-                .iter()
-                .map(|&x| u8::try_from(x).map_err(|_| format!("{x} is not a UINT8 value")))
-                .collect();
-            TensorData::U8(v?)
+            TensorData::U8(narrow_unsigned(&c.uint_contents, datatype)?)
         }
         DataType::U16 => {
             check(c.uint_contents.len(), "uint_contents")?;
-            let v: Result<Vec<u16>, String> = c
-                .uint_contents
-                .iter()
-                .map(|&x| u16::try_from(x).map_err(|_| format!("{x} is not a UINT16 value")))
-                .collect();
-            TensorData::U16(v?)
+            TensorData::U16(narrow_unsigned(&c.uint_contents, datatype)?)
         }
         DataType::U32 => {
             check(c.uint_contents.len(), "uint_contents")?;
@@ -224,6 +214,11 @@ fn tensor_metadata(views: Vec<metadata::TensorView>) -> Vec<pb::model_metadata_r
             shape: t.shape,
         })
         .collect()
+}
+
+/// `uint_contents` as a narrower unsigned type, each value checked to fit.
+fn narrow_unsigned<T: TryFrom<u32>>(values: &[u32], datatype: DataType) -> Result<Vec<T>, String> {
+    values.iter().map(|&x| T::try_from(x).map_err(|_| format!("{x} is not a {datatype} value"))).collect()
 }
 
 fn sequence_batching(sequence: &crate::repository::SequenceConfig) -> pb::ModelSequenceBatching {

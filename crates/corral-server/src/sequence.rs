@@ -142,11 +142,6 @@ impl Sequencer {
         };
         Ok(Tensor::new(input.to_owned(), shape, data))
     }
-
-    /// Live sequences (for tests and statistics).
-    pub fn live_count(&self) -> usize {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
 }
 
 fn too_big(input: &str, id: u64) -> CallError {
