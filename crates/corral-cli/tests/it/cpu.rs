@@ -120,3 +120,41 @@ fn a_pinned_process_takes_only_the_cores_of_its_affinity_and_sees_one_numbering(
     let explicit = Holder::start(command).expect("explicit cores are taken");
     assert_eq!(explicit.cores(), [0]);
 }
+
+#[test]
+fn monitor_and_top_see_a_pinned_server_on_its_real_core() {
+    let host = Host::new();
+    let Some(cores) = two_cores(&host) else { return };
+    let repo = tempfile::tempdir().expect("dir");
+    super::serve::put_sim(repo.path(), "tick", 2);
+    let repo_arg = repo.path().to_str().expect("utf-8");
+    let args = ["serve", "--model-repository", repo_arg, "--device", "cpu", "--http-port", "0", "--grpc-port", "0"];
+    let mut command = host.corral(&[&args[..], &["--metrics-port", "0"]].concat());
+    pin(&mut command, &cores[1].1);
+    command.env("CORRAL_PROCESS_TAG", "pinned");
+    command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut server = command.spawn().expect("serve starts");
+    // Its publication sits beside its first CPU's lock file, named by the host-wide numbering.
+    let live = host.dir.path().join("cpu").join(format!("cpu{}.live", cores[1].1[0]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&live).map_or(0, |m| m.len()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no publication at {}", live.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = host.run(&["monitor", "--device", "cpu", "--period", "0.3", "--count", "1"], &[]);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let runtime = report["neuron_runtime_data"].as_array().expect("list").iter().find(|r| r["pid"] == server.id());
+    let runtime = runtime.unwrap_or_else(|| panic!("the server is in the report: {report:#}"));
+    assert_eq!(runtime["neuron_runtime_tag"], "pinned");
+    let in_use: Vec<&String> =
+        runtime["report"]["neuroncore_counters"]["neuroncores_in_use"].as_object().expect("cores").keys().collect();
+    assert_eq!(in_use, ["1"], "nc1, the core of its affinity: {runtime:#}");
+    let subgraph = &runtime["report"]["memory_used"]["loaded_models"][0]["subgraphs"]["sg_00"];
+    assert_eq!(subgraph["neuroncore_index"], 1, "{runtime:#}");
+    let top = host.run(&["top", "--once", "--device", "cpu", "--interval", "0.2"], &[]);
+    let text = String::from_utf8_lossy(&top.stdout);
+    let nc1 = text.lines().find(|l| l.starts_with("nc1 ")).unwrap_or_default();
+    assert!(nc1.contains(&server.id().to_string()) && nc1.contains("tick[0]"), "{text}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
