@@ -11,6 +11,10 @@
 //! (already pinned to the instance's first core by the runtime) plus K-1 threads that ONNX
 //! Runtime pins to the other cores' CPUs (`session.intra_op_thread_affinities`). Spinning is
 //! off so an idle replica leaves its core to nobody but itself, and never burns a neighbour's.
+//!
+//! BYTES tensors are ONNX string tensors. ONNX Runtime copies each element as a C string, so
+//! an element holding a NUL byte is refused with the element named; outputs must be UTF-8
+//! (as `ort` reads them), which string models produce.
 
 use std::{
     path::{Path, PathBuf},
@@ -18,11 +22,12 @@ use std::{
 };
 
 use corral_engine::{
-    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec, TensorView,
+    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec,
+    TensorView, bf16, f16,
 };
 use ort::{
     session::{Session as OrtSession, SessionInputValue, builder::GraphOptimizationLevel},
-    value::{DynValue, TensorElementType, TensorRef, ValueType},
+    value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, Utf8Data, ValueType},
 };
 
 /// Names the library explicitly; wins over every other place.
@@ -197,8 +202,11 @@ fn datatype(ty: TensorElementType) -> Option<DataType> {
         TensorElementType::Int16 => DataType::I16,
         TensorElementType::Int32 => DataType::I32,
         TensorElementType::Int64 => DataType::I64,
+        TensorElementType::Float16 => DataType::F16,
+        TensorElementType::Bfloat16 => DataType::BF16,
         TensorElementType::Float32 => DataType::F32,
         TensorElementType::Float64 => DataType::F64,
+        TensorElementType::String => DataType::Bytes,
         _ => return None,
     })
 }
@@ -264,6 +272,28 @@ fn view<'a, T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug 
     TensorRef::from_array_view((shape.to_vec(), data)).map(Into::into).map_err(|e| EngineError::Run(e.to_string()))
 }
 
+/// One BYTES element, handed to ONNX Runtime as the bytes of a string element.
+#[derive(Clone)]
+struct Element(Vec<u8>);
+
+impl Utf8Data for Element {
+    fn as_utf8_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn strings<'a>(name: &str, shape: &[usize], data: &[Vec<u8>]) -> Result<SessionInputValue<'a>, EngineError> {
+    if let Some(i) = data.iter().position(|e| e.contains(&0)) {
+        return Err(EngineError::Run(format!(
+            "BYTES input `{name}`: element {i} holds a NUL byte, which ONNX Runtime's string tensors cannot carry"
+        )));
+    }
+    let elements: Vec<Element> = data.iter().cloned().map(Element).collect();
+    OrtTensor::from_string_array((shape.to_vec(), &elements[..]))
+        .map(Into::into)
+        .map_err(|e| EngineError::Run(e.to_string()))
+}
+
 impl Session for OrtInstance {
     fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
@@ -279,8 +309,11 @@ impl Session for OrtInstance {
                 TensorView::I16(v) => view(shape, v)?,
                 TensorView::I32(v) => view(shape, v)?,
                 TensorView::I64(v) => view(shape, v)?,
+                TensorView::F16(v) => view(shape, v)?,
+                TensorView::BF16(v) => view(shape, v)?,
                 TensorView::F32(v) => view(shape, v)?,
                 TensorView::F64(v) => view(shape, v)?,
+                TensorView::Bytes(v) => strings(&input.name, shape, v)?,
             };
             values.push((input.name.clone(), value));
         }
@@ -314,7 +347,15 @@ fn extract(name: &str, datatype: DataType, value: &DynValue) -> Result<Tensor, E
         DataType::I32 => take::<i32>(value).map(|(s, d)| (s, TensorData::I32(d)))?,
         DataType::I64 => take::<i64>(value).map(|(s, d)| (s, TensorData::I64(d)))?,
         DataType::F32 => take::<f32>(value).map(|(s, d)| (s, TensorData::F32(d)))?,
+        DataType::F16 => take::<f16>(value).map(|(s, d)| (s, TensorData::F16(d)))?,
+        DataType::BF16 => take::<bf16>(value).map(|(s, d)| (s, TensorData::BF16(d)))?,
         DataType::F64 => take::<f64>(value).map(|(s, d)| (s, TensorData::F64(d)))?,
+        DataType::Bytes => {
+            let (shape, data) =
+                value.try_extract_strings().map_err(|e| EngineError::Run(format!("string output `{name}`: {e}")))?;
+            let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
+            (shape, TensorData::Bytes(data.into_iter().map(String::into_bytes).collect()))
+        }
     };
     Ok(Tensor::new(name, shape, data))
 }

@@ -13,6 +13,9 @@
 //!
 //! Dimensions the model leaves open (`batch`, `-1`) stay symbolic in the plan, and are bound
 //! at each run from the input shapes.
+//!
+//! tract has no BF16, and its strings are UTF-8: a BYTES element that is not text is refused
+//! with the element named (ONNX Runtime carries any bytes but NUL).
 
 use std::{
     collections::HashMap,
@@ -191,8 +194,10 @@ fn datatype(datum: DatumType, name: &str, path: &Path) -> Result<DataType, Engin
         DatumType::I16 => DataType::I16,
         DatumType::I32 => DataType::I32,
         DatumType::I64 => DataType::I64,
+        DatumType::F16 => DataType::F16,
         DatumType::F32 => DataType::F32,
         DatumType::F64 => DataType::F64,
+        DatumType::String => DataType::Bytes,
         other => {
             return Err(EngineError::Load {
                 path: path.to_owned(),
@@ -314,8 +319,30 @@ fn to_tract(input: &Tensor) -> Result<TValue, EngineError> {
         TensorView::I16(v) => tract_tensor(shape, v),
         TensorView::I32(v) => tract_tensor(shape, v),
         TensorView::I64(v) => tract_tensor(shape, v),
+        TensorView::F16(v) => tract_tensor(shape, v),
         TensorView::F32(v) => tract_tensor(shape, v),
         TensorView::F64(v) => tract_tensor(shape, v),
+        TensorView::BF16(_) => Err(EngineError::Run(format!(
+            "input `{}` is BF16, which tract does not carry; run the model with onnxruntime",
+            input.name
+        ))),
+        TensorView::Bytes(v) => {
+            let text = v
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    String::from_utf8(e.clone()).map_err(|_| {
+                        EngineError::Run(format!(
+                            "BYTES input `{}`: element {i} is not UTF-8 text, which tract's strings must be",
+                            input.name
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<String>, _>>()?;
+            tract_onnx::prelude::tract_ndarray::ArrayD::from_shape_vec(shape.as_slice(), text)
+                .map(|a| TractTensor::from(a).into_tvalue())
+                .map_err(|e| EngineError::Run(format!("input `{}`: {e}", input.name)))
+        }
     }
 }
 
@@ -333,8 +360,18 @@ fn from_tract(spec: &TensorSpec, value: &TValue) -> Result<Tensor, EngineError> 
         DataType::I16 => TensorData::I16(take(value)?),
         DataType::I32 => TensorData::I32(take(value)?),
         DataType::I64 => TensorData::I64(take(value)?),
+        DataType::F16 => TensorData::F16(take(value)?),
         DataType::F32 => TensorData::F32(take(value)?),
         DataType::F64 => TensorData::F64(take(value)?),
+        DataType::BF16 => return Err(EngineError::Run(format!("output `{}`: tract has no BF16", spec.name))),
+        DataType::Bytes => TensorData::Bytes(
+            value
+                .as_slice::<String>()
+                .map_err(|e| EngineError::Run(format!("{e:#}")))?
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+        ),
     };
     Ok(Tensor::new(spec.name.clone(), value.shape().to_vec(), data))
 }

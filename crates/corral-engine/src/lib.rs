@@ -12,8 +12,8 @@ use std::{path::PathBuf, sync::Arc};
 
 pub use sim::{SimEngine, SimModel};
 pub use tensor::{
-    DataType, Element, InputError, SharedData, Tensor, TensorData, TensorSpec, TensorView, sample_inputs,
-    validate_inputs,
+    DataType, Element, InputError, SharedData, Tensor, TensorData, TensorSpec, TensorView, WireError, bf16, f16,
+    sample_inputs, validate_inputs,
 };
 
 /// Where one instance's session runs: for each of its K cores, the host CPUs behind it

@@ -1,7 +1,13 @@
 //! Tensors with KServe datatype names, their declared specs, and input validation that
 //! names the input, what was expected and what came.
+//!
+//! `BYTES` elements are byte strings of any length; their wire form (KServe binary tensors,
+//! gRPC raw contents, shared memory) is Triton's: each element as a 4-byte little-endian
+//! length and then its bytes. `FP16` and `BF16` hold `half`'s types.
 
 use std::{fmt, str::FromStr};
+
+pub use half::{bf16, f16};
 
 /// Element types, named as KServe v2 names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,12 +21,15 @@ pub enum DataType {
     I16,
     I32,
     I64,
+    F16,
+    BF16,
     F32,
     F64,
+    Bytes,
 }
 
 impl DataType {
-    pub const ALL: [DataType; 11] = [
+    pub const ALL: [DataType; 14] = [
         DataType::Bool,
         DataType::U8,
         DataType::U16,
@@ -30,8 +39,11 @@ impl DataType {
         DataType::I16,
         DataType::I32,
         DataType::I64,
+        DataType::F16,
+        DataType::BF16,
         DataType::F32,
         DataType::F64,
+        DataType::Bytes,
     ];
 
     /// The KServe name: `FP32`, `INT64`, …
@@ -46,19 +58,23 @@ impl DataType {
             DataType::I16 => "INT16",
             DataType::I32 => "INT32",
             DataType::I64 => "INT64",
+            DataType::F16 => "FP16",
+            DataType::BF16 => "BF16",
             DataType::F32 => "FP32",
             DataType::F64 => "FP64",
+            DataType::Bytes => "BYTES",
         }
     }
 
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
+    /// Bytes per element; `None` for BYTES, whose elements have their own lengths.
+    pub fn size(self) -> Option<usize> {
+        Some(match self {
             DataType::Bool | DataType::U8 | DataType::I8 => 1,
-            DataType::I16 | DataType::U16 => 2,
+            DataType::I16 | DataType::U16 | DataType::F16 | DataType::BF16 => 2,
             DataType::I32 | DataType::U32 | DataType::F32 => 4,
             DataType::I64 | DataType::U64 | DataType::F64 => 8,
-        }
+            DataType::Bytes => return None,
+        })
     }
 }
 
@@ -74,6 +90,9 @@ impl FromStr for DataType {
     fn from_str(name: &str) -> Result<DataType, String> {
         let upper = name.trim().to_ascii_uppercase();
         let upper = upper.strip_prefix("TYPE_").unwrap_or(&upper); // Triton's config spelling
+        if upper == "STRING" {
+            return Ok(DataType::Bytes); // Triton's config name for BYTES
+        }
         DataType::ALL.into_iter().find(|d| d.kserve_name() == upper).ok_or_else(|| {
             let names: Vec<&str> = DataType::ALL.iter().map(|d| d.kserve_name()).collect();
             format!("unknown datatype `{name}`; use one of {}", names.join(", "))
@@ -93,8 +112,11 @@ pub enum TensorData {
     I16(Vec<i16>),
     I32(Vec<i32>),
     I64(Vec<i64>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    Bytes(Vec<Vec<u8>>),
     /// Elements read in place from a buffer something else owns (a caller's numpy array).
     Shared(SharedData),
 }
@@ -111,8 +133,11 @@ pub enum TensorView<'a> {
     I16(&'a [i16]),
     I32(&'a [i32]),
     I64(&'a [i64]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
     F32(&'a [f32]),
     F64(&'a [f64]),
+    Bytes(&'a [Vec<u8>]),
 }
 
 /// An element type a tensor can hold.
@@ -129,7 +154,7 @@ macro_rules! element {
         }
     )*};
 }
-element!(bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64, i8 => I8, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64);
+element!(bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64, i8 => I8, i16 => I16, i32 => I32, i64 => I64, f16 => F16, bf16 => BF16, f32 => F32, f64 => F64);
 
 /// Elements that live in a buffer kept alive by `owner` (say, a numpy array), so a caller's
 /// input reaches the engine without a copy. Cloning shares the buffer.
@@ -184,8 +209,11 @@ impl TensorView<'_> {
             TensorView::I16(_) => DataType::I16,
             TensorView::I32(_) => DataType::I32,
             TensorView::I64(_) => DataType::I64,
+            TensorView::F16(_) => DataType::F16,
+            TensorView::BF16(_) => DataType::BF16,
             TensorView::F32(_) => DataType::F32,
             TensorView::F64(_) => DataType::F64,
+            TensorView::Bytes(_) => DataType::Bytes,
         }
     }
 
@@ -200,8 +228,11 @@ impl TensorView<'_> {
             TensorView::I16(v) => v.len(),
             TensorView::I32(v) => v.len(),
             TensorView::I64(v) => v.len(),
+            TensorView::F16(v) => v.len(),
+            TensorView::BF16(v) => v.len(),
             TensorView::F32(v) => v.len(),
             TensorView::F64(v) => v.len(),
+            TensorView::Bytes(v) => v.len(),
         }
     }
 
@@ -223,8 +254,11 @@ impl TensorData {
             TensorData::I16(v) => TensorView::I16(v),
             TensorData::I32(v) => TensorView::I32(v),
             TensorData::I64(v) => TensorView::I64(v),
+            TensorData::F16(v) => TensorView::F16(v),
+            TensorData::BF16(v) => TensorView::BF16(v),
             TensorData::F32(v) => TensorView::F32(v),
             TensorData::F64(v) => TensorView::F64(v),
+            TensorData::Bytes(v) => TensorView::Bytes(v),
             TensorData::Shared(shared) => shared.view(),
         }
     }
@@ -244,22 +278,10 @@ impl TensorData {
     /// The elements in a buffer of their own: shared data is copied once, owned data moves.
     pub fn into_owned(self) -> TensorData {
         let TensorData::Shared(shared) = self else { return self };
-        match shared.view() {
-            TensorView::Bool(v) => TensorData::Bool(v.to_vec()),
-            TensorView::U8(v) => TensorData::U8(v.to_vec()),
-            TensorView::U16(v) => TensorData::U16(v.to_vec()),
-            TensorView::U32(v) => TensorData::U32(v.to_vec()),
-            TensorView::U64(v) => TensorData::U64(v.to_vec()),
-            TensorView::I8(v) => TensorData::I8(v.to_vec()),
-            TensorView::I16(v) => TensorData::I16(v.to_vec()),
-            TensorView::I32(v) => TensorData::I32(v.to_vec()),
-            TensorView::I64(v) => TensorData::I64(v.to_vec()),
-            TensorView::F32(v) => TensorData::F32(v.to_vec()),
-            TensorView::F64(v) => TensorData::F64(v.to_vec()),
-        }
+        shared.view().to_owned()
     }
 
-    /// `len` zeros (false) of `datatype`.
+    /// `len` zeros (false, empty strings) of `datatype`.
     pub fn zeros(datatype: DataType, len: usize) -> TensorData {
         match datatype {
             DataType::Bool => TensorData::Bool(vec![false; len]),
@@ -271,16 +293,125 @@ impl TensorData {
             DataType::I16 => TensorData::I16(vec![0; len]),
             DataType::I32 => TensorData::I32(vec![0; len]),
             DataType::I64 => TensorData::I64(vec![0; len]),
+            DataType::F16 => TensorData::F16(vec![f16::ZERO; len]),
+            DataType::BF16 => TensorData::BF16(vec![bf16::ZERO; len]),
             DataType::F32 => TensorData::F32(vec![0.0; len]),
             DataType::F64 => TensorData::F64(vec![0.0; len]),
+            DataType::Bytes => TensorData::Bytes(vec![Vec::new(); len]),
         }
     }
 
-    /// Elements from little-endian bytes (the wire form of KServe binary tensors and gRPC raw
-    /// contents); `None` when the length is not a whole number of elements. BOOL is one byte,
-    /// non-zero for true.
+    /// Elements `range` of this tensor's flat elements, in a buffer of their own (a batch's
+    /// rows handed back to each call).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
+        self.view().slice(range).to_owned()
+    }
+
+    /// The elements of `parts` one after another; `None` when they differ in datatype.
+    pub fn concat(parts: &[&TensorData]) -> Option<TensorData> {
+        let datatype = parts.first()?.datatype();
+        if parts.iter().any(|p| p.datatype() != datatype) {
+            return None;
+        }
+        if datatype == DataType::Bytes {
+            let mut all = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+            for part in parts {
+                if let TensorView::Bytes(v) = part.view() {
+                    all.extend_from_slice(v);
+                }
+            }
+            return Some(TensorData::Bytes(all));
+        }
+        let mut bytes = Vec::new();
+        for part in parts {
+            bytes.extend_from_slice(&part.to_le_bytes());
+        }
+        TensorData::from_le_bytes(datatype, &bytes)
+    }
+}
+
+impl<'a> TensorView<'a> {
+    /// Elements `range`, still borrowed. Panics when `range` runs past the elements.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorView<'a> {
+        match *self {
+            TensorView::Bool(v) => TensorView::Bool(&v[range]),
+            TensorView::U8(v) => TensorView::U8(&v[range]),
+            TensorView::U16(v) => TensorView::U16(&v[range]),
+            TensorView::U32(v) => TensorView::U32(&v[range]),
+            TensorView::U64(v) => TensorView::U64(&v[range]),
+            TensorView::I8(v) => TensorView::I8(&v[range]),
+            TensorView::I16(v) => TensorView::I16(&v[range]),
+            TensorView::I32(v) => TensorView::I32(&v[range]),
+            TensorView::I64(v) => TensorView::I64(&v[range]),
+            TensorView::F16(v) => TensorView::F16(&v[range]),
+            TensorView::BF16(v) => TensorView::BF16(&v[range]),
+            TensorView::F32(v) => TensorView::F32(&v[range]),
+            TensorView::F64(v) => TensorView::F64(&v[range]),
+            TensorView::Bytes(v) => TensorView::Bytes(&v[range]),
+        }
+    }
+
+    /// The elements copied into a buffer of their own.
+    pub fn to_owned(&self) -> TensorData {
+        match *self {
+            TensorView::Bool(v) => TensorData::Bool(v.to_vec()),
+            TensorView::U8(v) => TensorData::U8(v.to_vec()),
+            TensorView::U16(v) => TensorData::U16(v.to_vec()),
+            TensorView::U32(v) => TensorData::U32(v.to_vec()),
+            TensorView::U64(v) => TensorData::U64(v.to_vec()),
+            TensorView::I8(v) => TensorData::I8(v.to_vec()),
+            TensorView::I16(v) => TensorData::I16(v.to_vec()),
+            TensorView::I32(v) => TensorData::I32(v.to_vec()),
+            TensorView::I64(v) => TensorData::I64(v.to_vec()),
+            TensorView::F16(v) => TensorData::F16(v.to_vec()),
+            TensorView::BF16(v) => TensorData::BF16(v.to_vec()),
+            TensorView::F32(v) => TensorData::F32(v.to_vec()),
+            TensorView::F64(v) => TensorData::F64(v.to_vec()),
+            TensorView::Bytes(v) => TensorData::Bytes(v.to_vec()),
+        }
+    }
+}
+
+/// Why wire bytes are not a tensor of the shape they came with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("{got} bytes but {count} elements of {datatype} need {}", .needed.map_or("more than can be addressed".to_owned(), |n| n.to_string()))]
+    Size { got: usize, count: usize, datatype: DataType, needed: Option<usize> },
+    #[error(
+        "the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element {index} runs past the end"
+    )]
+    Torn { index: usize },
+    #[error("{found} BYTES elements but the shape needs {count}")]
+    Count { found: usize, count: usize },
+}
+
+impl TensorData {
+    /// `count` elements of `datatype` from their wire form, every length checked (a hostile
+    /// length costs nothing: nothing is allocated before the bytes are known to be there).
+    pub fn from_wire(datatype: DataType, bytes: &[u8], count: usize) -> Result<TensorData, WireError> {
+        match datatype.size() {
+            Some(size) => {
+                let needed = count.checked_mul(size);
+                if needed != Some(bytes.len()) {
+                    return Err(WireError::Size { got: bytes.len(), count, datatype, needed });
+                }
+                Ok(TensorData::from_le_bytes(datatype, bytes).expect("size checked"))
+            }
+            None => {
+                let elements = split_bytes(bytes)?;
+                if elements.len() != count {
+                    return Err(WireError::Count { found: elements.len(), count });
+                }
+                Ok(TensorData::Bytes(elements))
+            }
+        }
+    }
+
+    /// Elements from their wire form (little-endian numbers, length-prefixed BYTES); `None`
+    /// when the bytes are not whole elements. BOOL is one byte, non-zero for true.
     pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> Option<TensorData> {
-        if !bytes.len().is_multiple_of(datatype.size()) {
+        let Some(size) = datatype.size() else { return split_bytes(bytes).ok().map(TensorData::Bytes) };
+        if !bytes.len().is_multiple_of(size) {
             return None;
         }
         fn each<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
@@ -296,12 +427,15 @@ impl TensorData {
             DataType::I16 => TensorData::I16(each(bytes, i16::from_le_bytes)),
             DataType::I32 => TensorData::I32(each(bytes, i32::from_le_bytes)),
             DataType::I64 => TensorData::I64(each(bytes, i64::from_le_bytes)),
+            DataType::F16 => TensorData::F16(each(bytes, f16::from_le_bytes)),
+            DataType::BF16 => TensorData::BF16(each(bytes, bf16::from_le_bytes)),
             DataType::F32 => TensorData::F32(each(bytes, f32::from_le_bytes)),
             DataType::F64 => TensorData::F64(each(bytes, f64::from_le_bytes)),
+            DataType::Bytes => unreachable!("BYTES has no element size"),
         })
     }
 
-    /// The elements as little-endian bytes: the inverse of [`TensorData::from_le_bytes`].
+    /// The elements in their wire form: the inverse of [`TensorData::from_le_bytes`].
     pub fn to_le_bytes(&self) -> Vec<u8> {
         fn each<const N: usize, T: Copy>(v: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
             let mut out = Vec::with_capacity(v.len() * N);
@@ -320,12 +454,24 @@ impl TensorData {
             TensorView::I16(v) => each(v, i16::to_le_bytes),
             TensorView::I32(v) => each(v, i32::to_le_bytes),
             TensorView::I64(v) => each(v, i64::to_le_bytes),
+            TensorView::F16(v) => each(v, f16::to_le_bytes),
+            TensorView::BF16(v) => each(v, bf16::to_le_bytes),
             TensorView::F32(v) => each(v, f32::to_le_bytes),
             TensorView::F64(v) => each(v, f64::to_le_bytes),
+            TensorView::Bytes(v) => {
+                let mut out = Vec::with_capacity(v.iter().map(|e| 4 + e.len()).sum());
+                for element in v {
+                    let len = u32::try_from(element.len()).expect("a BYTES element under 4 GiB");
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(element);
+                }
+                out
+            }
         }
     }
 
-    /// Every element as f64 (for comparisons in tests and tools).
+    /// Every element as f64 (for comparisons in tests and tools, and ranking for
+    /// classification); a BYTES element is read as decimal text, NaN when it is not a number.
     pub fn to_f64(&self) -> Vec<f64> {
         match self.view() {
             TensorView::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
@@ -337,10 +483,33 @@ impl TensorData {
             TensorView::I16(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorView::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorView::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorView::F16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorView::BF16(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorView::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorView::F64(v) => v.to_vec(),
+            TensorView::Bytes(v) => v
+                .iter()
+                .map(|e| std::str::from_utf8(e).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(f64::NAN))
+                .collect(),
         }
     }
+}
+
+/// Length-prefixed BYTES elements, each length checked against what is left.
+fn split_bytes(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
+    let mut elements = Vec::new();
+    while !bytes.is_empty() {
+        let torn = WireError::Torn { index: elements.len() };
+        let (len, rest) = bytes.split_first_chunk::<4>().ok_or(torn.clone())?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(torn);
+        }
+        let (element, rest) = rest.split_at(len);
+        elements.push(element.to_vec());
+        bytes = rest;
+    }
+    Ok(elements)
 }
 
 /// A named tensor.
@@ -385,6 +554,9 @@ pub fn sample_inputs(specs: &[TensorSpec], dynamic: usize) -> Vec<Tensor> {
                 DataType::I64 => TensorData::I64((0..len).map(byte).collect()),
                 DataType::I32 => TensorData::I32((0..len).map(|i| byte(i) as i32).collect()),
                 DataType::Bool => TensorData::Bool((0..len).map(|i| i % 3 == 0).collect()),
+                DataType::F16 => TensorData::F16((0..len).map(|i| f16::from_f64(wave(i))).collect()),
+                DataType::BF16 => TensorData::BF16((0..len).map(|i| bf16::from_f64(wave(i))).collect()),
+                DataType::Bytes => TensorData::Bytes((0..len).map(|i| format!("s{}", byte(i)).into_bytes()).collect()),
                 other => TensorData::zeros(other, len),
             };
             Tensor::new(spec.name.clone(), shape, data)
@@ -534,13 +706,54 @@ mod tests {
         assert_eq!("TYPE_INT64".parse::<DataType>(), Ok(DataType::I64));
         assert_eq!(
             "float".parse::<DataType>().unwrap_err(),
-            "unknown datatype `float`; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64"
+            "unknown datatype `float`; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES"
         );
         assert_eq!("TYPE_UINT64".parse::<DataType>(), Ok(DataType::U64));
+        assert_eq!("TYPE_STRING".parse::<DataType>(), Ok(DataType::Bytes));
         for datatype in DataType::ALL {
-            let bytes = TensorData::zeros(datatype, 3).to_le_bytes();
-            assert_eq!(bytes.len(), 3 * datatype.size(), "{datatype}");
-            assert_eq!(TensorData::from_le_bytes(datatype, &bytes), Some(TensorData::zeros(datatype, 3)));
+            let data = sample_inputs(&[TensorSpec::new("x", datatype, vec![3])], 1).remove(0).data;
+            let bytes = data.to_le_bytes();
+            if let Some(size) = datatype.size() {
+                assert_eq!(bytes.len(), 3 * size, "{datatype}");
+            }
+            assert_eq!(TensorData::from_le_bytes(datatype, &bytes).as_ref(), Some(&data), "{datatype}");
+            assert_eq!(TensorData::from_wire(datatype, &bytes, 3).as_ref(), Ok(&data), "{datatype}");
+            let parts = [&data.slice(0..1), &data.slice(1..3)];
+            assert_eq!(TensorData::concat(&parts).as_ref(), Some(&data), "{datatype}");
         }
+    }
+
+    #[test]
+    fn bytes_wire_form_is_length_prefixed_and_checked() {
+        let data = TensorData::Bytes(vec![b"hi".to_vec(), Vec::new(), vec![0xff, 0]]);
+        let wire = data.to_le_bytes();
+        assert_eq!(wire, [2, 0, 0, 0, b'h', b'i', 0, 0, 0, 0, 2, 0, 0, 0, 0xff, 0]);
+        let errors: Vec<String> = [
+            TensorData::from_wire(DataType::Bytes, &wire, 2),
+            TensorData::from_wire(DataType::Bytes, &wire[..15], 3),
+            TensorData::from_wire(DataType::Bytes, &wire[..2], 1),
+            TensorData::from_wire(DataType::Bytes, &[255, 255, 255, 255, 1], 1),
+            TensorData::from_wire(DataType::F16, &wire, 3),
+            TensorData::from_wire(DataType::F64, &[], usize::MAX),
+        ]
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().to_string())
+        .collect();
+        expect![[r#"
+            3 BYTES elements but the shape needs 2
+            the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element 2 runs past the end
+            the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element 0 runs past the end
+            the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element 0 runs past the end
+            16 bytes but 3 elements of FP16 need 6
+            0 bytes but 18446744073709551615 elements of FP64 need more than can be addressed"#]].assert_eq(&errors.join("\n"));
+        assert_eq!(TensorData::from_wire(DataType::Bytes, &[], 0), Ok(TensorData::Bytes(Vec::new())));
+        assert_eq!(
+            TensorData::Bytes(vec![b"2.5".to_vec(), b"x".to_vec()])
+                .to_f64()
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>(),
+            ["2.5", "NaN"]
+        );
     }
 }

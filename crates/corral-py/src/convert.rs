@@ -10,10 +10,14 @@
 //! computation. Other layouts are gathered once, in logical order, into a new buffer.
 //!
 //! Outputs: each tensor's buffer becomes the numpy array's buffer (no copy), reshaped.
+//!
+//! BYTES tensors are numpy object arrays of `bytes`, as Triton's Python clients hand them
+//! out; an input may also hold `str` (sent as UTF-8) or be a fixed-width `S`/`U` array.
+//! numpy has no BF16, so BF16 tensors are refused with a message saying so.
 
 use std::sync::Arc;
 
-use corral_engine::{DataType, SharedData, Tensor, TensorData};
+use corral_engine::{DataType, SharedData, Tensor, TensorData, f16};
 use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
@@ -33,8 +37,11 @@ pub(crate) fn numpy_name(datatype: DataType) -> &'static str {
         DataType::I16 => "int16",
         DataType::I32 => "int32",
         DataType::I64 => "int64",
+        DataType::F16 => "float16",
+        DataType::BF16 => "bfloat16",
         DataType::F32 => "float32",
         DataType::F64 => "float64",
+        DataType::Bytes => "object",
     }
 }
 
@@ -47,6 +54,9 @@ pub(crate) fn tensor(
     value: &Bound<'_, PyAny>,
     expected: Option<DataType>,
 ) -> PyResult<Tensor> {
+    if expected == Some(DataType::Bytes) {
+        return byte_strings(py, model, name, value);
+    }
     let owned;
     let array = match value.cast::<PyUntypedArray>() {
         Ok(array) => array,
@@ -56,7 +66,11 @@ pub(crate) fn tensor(
         }
     };
     let dtype = array.dtype();
-    let Some(datatype) = DataType::ALL.into_iter().find(|&d| dtype.is_equiv_to(&descr(py, d))) else {
+    if matches!(dtype.kind(), b'O' | b'S' | b'U') {
+        return byte_strings(py, model, name, array);
+    }
+    let Some(datatype) = DataType::ALL.into_iter().find(|&d| descr(py, d).is_some_and(|e| dtype.is_equiv_to(&e)))
+    else {
         let wanted = expected.map_or(String::new(), |d| format!("; the model expects {}", numpy_name(d)));
         return Err(raise(
             py,
@@ -75,10 +89,36 @@ pub(crate) fn tensor(
         DataType::I16 => elements(array, TensorData::I16)?,
         DataType::I32 => elements(array, TensorData::I32)?,
         DataType::I64 => elements(array, TensorData::I64)?,
+        DataType::F16 => elements(array, TensorData::F16)?,
         DataType::F32 => elements(array, TensorData::F32)?,
         DataType::F64 => elements(array, TensorData::F64)?,
+        DataType::BF16 | DataType::Bytes => unreachable!("no numpy dtype is matched to them"),
     };
     Ok(Tensor::new(name, shape, data))
+}
+
+/// A BYTES input: each element of `numpy.asarray(value, dtype=object)` as `bytes` or `str`.
+fn byte_strings(py: Python<'_>, model: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<Tensor> {
+    let numpy = py.import("numpy")?;
+    let bad = |reason: String| {
+        raise(py, "InferenceError", format!("model `{model}`: input `{name}` must hold bytes or str (BYTES): {reason}"))
+    };
+    let array = numpy.call_method1("asarray", (value, "object")).map_err(|e| bad(e.value(py).to_string()))?;
+    let array = array.cast_into::<PyUntypedArray>().map_err(|_| bad("numpy.asarray did not make an array".into()))?;
+    let shape = array.shape().to_vec();
+    let mut data = Vec::with_capacity(array.len());
+    for (i, element) in array.call_method0("ravel")?.try_iter()?.enumerate() {
+        let element = element?;
+        if let Ok(bytes) = element.cast::<pyo3::types::PyBytes>() {
+            data.push(bytes.as_bytes().to_vec());
+        } else if let Ok(text) = element.cast::<pyo3::types::PyString>() {
+            data.push(text.to_str()?.as_bytes().to_vec());
+        } else {
+            let kind = element.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            return Err(bad(format!("element {i} is {kind}")));
+        }
+    }
+    Ok(Tensor::new(name, shape, TensorData::Bytes(data)))
 }
 
 /// `numpy.asarray(value)`, with the model's dtype for values that have none of their own.
@@ -108,8 +148,9 @@ fn as_array<'py>(
     converted.cast_into::<PyUntypedArray>().map_err(|_| bad("numpy.asarray did not make an array".to_owned()))
 }
 
-fn descr(py: Python<'_>, datatype: DataType) -> Bound<'_, numpy::PyArrayDescr> {
-    match datatype {
+/// numpy's dtype for `datatype`; `None` for BF16 (numpy has none) and BYTES (object arrays).
+fn descr(py: Python<'_>, datatype: DataType) -> Option<Bound<'_, numpy::PyArrayDescr>> {
+    Some(match datatype {
         DataType::Bool => numpy::dtype::<bool>(py),
         DataType::U8 => numpy::dtype::<u8>(py),
         DataType::U16 => numpy::dtype::<u16>(py),
@@ -119,9 +160,11 @@ fn descr(py: Python<'_>, datatype: DataType) -> Bound<'_, numpy::PyArrayDescr> {
         DataType::I16 => numpy::dtype::<i16>(py),
         DataType::I32 => numpy::dtype::<i32>(py),
         DataType::I64 => numpy::dtype::<i64>(py),
+        DataType::F16 => numpy::dtype::<f16>(py),
         DataType::F32 => numpy::dtype::<f32>(py),
         DataType::F64 => numpy::dtype::<f64>(py),
-    }
+        DataType::BF16 | DataType::Bytes => return None,
+    })
 }
 
 /// The elements in logical (row-major) order: the array's own buffer when it is
@@ -161,8 +204,18 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         TensorData::I16(v) => shaped(py, v, shape),
         TensorData::I32(v) => shaped(py, v, shape),
         TensorData::I64(v) => shaped(py, v, shape),
+        TensorData::F16(v) => shaped(py, v, shape),
         TensorData::F32(v) => shaped(py, v, shape),
         TensorData::F64(v) => shaped(py, v, shape),
+        TensorData::BF16(_) => {
+            Err(raise(py, "InferenceError", format!("output `{}` is BF16, which numpy has no dtype for", tensor.name)))
+        }
+        TensorData::Bytes(v) => {
+            let elements = v.iter().map(|e| pyo3::types::PyBytes::new(py, e));
+            let list = pyo3::types::PyList::new(py, elements)?;
+            let numpy = py.import("numpy")?;
+            numpy.call_method1("array", (list, "object"))?.call_method1("reshape", (shape.clone(),))
+        }
         TensorData::Shared(_) => unreachable!("into_owned leaves no shared data"),
     }
 }

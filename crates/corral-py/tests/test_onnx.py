@@ -201,3 +201,28 @@ def test_stats_and_cores(squeezenet):
     assert [c["index"] for c in cores] == [0, 1]
     assert all(c["cpus"] for c in cores), "real cores have CPUs"
     assert any(squeezenet.name in c["models"] and c["executions"] > 0 and c["busy_seconds"] > 0 for c in cores)
+
+
+def test_strings_and_halves_round_trip(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    def value(name, kind):
+        return helper.make_tensor_value_info(name, kind, ["n"])
+
+    nodes = [helper.make_node("Identity", ["text"], ["text_out"]),
+             helper.make_node("Cast", ["half"], ["half_text"], to=TensorProto.STRING)]
+    graph = helper.make_graph(nodes, "typed",
+                              [value("text", TensorProto.STRING), value("half", TensorProto.FLOAT16)],
+                              [value("text_out", TensorProto.STRING), value("half_text", TensorProto.STRING)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "typed.onnx"
+    onnx.save(model, path)
+    loaded = corral.load(path)
+    text = np.array([b"abc", "caf\u00e9", b""], dtype=object)
+    got = loaded.infer(text=text, half=np.array([0.5, -2.0, 1024.0], np.float16))
+    assert got["text_out"].dtype == object and got["text_out"].tolist() == [b"abc", "caf\u00e9".encode(), b""]
+    assert [float(t) for t in got["half_text"]] == [0.5, -2.0, 1024.0]
+    with pytest.raises(corral.InferenceError, match="must hold bytes or str"):
+        loaded.infer(text=np.array([1, 2], dtype=object), half=np.zeros(2, np.float16))

@@ -102,13 +102,10 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
     let combined: Vec<Tensor> = (0..batch[0].inputs.len())
         .map(|i| {
             let first = &batch[0].inputs[i];
-            let mut bytes = Vec::new();
-            for call in &batch {
-                bytes.extend_from_slice(&call.inputs[i].data.to_le_bytes());
-            }
+            let parts: Vec<&TensorData> = batch.iter().map(|call| &call.inputs[i].data).collect();
             let mut shape = first.shape.clone();
             shape[0] = rows;
-            let data = TensorData::from_le_bytes(first.datatype(), &bytes).expect("whole elements");
+            let data = TensorData::concat(&parts).expect("inputs validated to the model's datatypes");
             Tensor::new(first.name.clone(), shape, data)
         })
         .collect();
@@ -142,11 +139,9 @@ fn split(output: &Tensor, rows: usize, offset: usize, count: usize) -> Result<Te
             format!("output `{}` has shape {:?}: cannot split a batch of {rows} rows", output.name, output.shape),
         ));
     }
-    let bytes = output.data.to_le_bytes();
-    let per_row = bytes.len() / rows.max(1);
-    let mine = &bytes[offset * per_row..(offset + count) * per_row];
+    let per_row = output.data.len() / rows.max(1);
     let mut shape = output.shape.clone();
     shape[0] = count;
-    let data = TensorData::from_le_bytes(output.datatype(), mine).expect("whole rows");
+    let data = output.data.slice(offset * per_row..(offset + count) * per_row);
     Ok(Tensor::new(output.name.clone(), shape, data))
 }

@@ -8,7 +8,7 @@
 //! body costs at most its own length; every mistake is a [`CodecError`] with a message for
 //! the client (HTTP 400), never a panic.
 
-use corral_engine::{DataType, Tensor, TensorData, TensorView};
+use corral_engine::{DataType, Tensor, TensorData, TensorView, bf16, f16};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -31,6 +31,8 @@ pub struct WantedOutput {
     pub binary: Option<bool>,
     /// Written into this shared memory instead of the answer.
     pub shm: Option<ShmRef>,
+    /// `classification`: the top this many classes instead of the tensor; 0 for the tensor.
+    pub class_count: usize,
 }
 
 /// A decoded inference request.
@@ -120,8 +122,9 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
         let data = match (binary_size, input.get("data")) {
             (Some(_), Some(_)) => return bad(format!("input `{name}` has both `data` and binary_data_size")),
             (Some(size), None) => {
-                let expected = count.checked_mul(datatype.size());
-                if expected != Some(size as usize) {
+                let expected = datatype.size().map(|element| count.checked_mul(element));
+                if expected.is_some_and(|expected| expected != Some(size as usize)) {
+                    let expected = expected.flatten();
                     return bad(format!(
                         "input `{name}`: binary_data_size is {size} bytes but shape {shape:?} of {datatype} needs {}",
                         expected.map_or("more than can be addressed".to_owned(), |e| e.to_string())
@@ -135,7 +138,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
                 }
                 let (mine, rest) = binary.split_at(size as usize);
                 binary = rest;
-                TensorData::from_le_bytes(datatype, mine).expect("size checked against the element size")
+                TensorData::from_wire(datatype, mine, count).map_err(|e| CodecError(format!("input `{name}`: {e}")))?
             }
             (None, Some(data)) => {
                 json_data(data, datatype, count).map_err(|e| CodecError(format!("input `{name}`: {e}")))?
@@ -160,7 +163,13 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
                 let output_parameters = parameters(o, &format!("output `{name}`"))?;
                 let binary = flag(output_parameters, "binary_data")?;
                 let shm = shm_parameters(output_parameters, &format!("output '{name}'"))?;
-                Ok(WantedOutput { name: name.clone(), binary, shm })
+                let class_count = match output_parameters.and_then(|p| p.get("classification")) {
+                    None => 0,
+                    Some(k) => k.as_u64().and_then(|k| usize::try_from(k).ok()).ok_or_else(|| {
+                        CodecError(format!("output `{name}`: classification must be a whole number 0 or more"))
+                    })?,
+                };
+                Ok(WantedOutput { name: name.clone(), binary, shm, class_count })
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return bad("`outputs` must be an array"),
@@ -184,12 +193,9 @@ fn shm_parameters(parameters: Option<&Map<String, Value>>, what: &str) -> Result
     crate::shm::reference(region, offset, byte_size, what).map_err(|e| CodecError(e.message))
 }
 
-/// A KServe datatype name; BYTES and the 16-bit floats are named as unsupported.
+/// A KServe datatype name.
 pub fn datatype(name: &str) -> Result<DataType, String> {
-    match name {
-        "BYTES" | "FP16" | "BF16" => Err(format!("datatype {name} is not supported by corral's engines yet")),
-        _ => name.parse(),
-    }
+    name.parse()
 }
 
 fn parameters<'a>(object: &'a Map<String, Value>, what: &str) -> Result<Option<&'a Map<String, Value>>, CodecError> {
@@ -274,6 +280,20 @@ fn json_data(data: &Value, datatype: DataType, count: usize) -> Result<TensorDat
             TensorData::F32(values.map(|(i, v)| number(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?)
         }
         DataType::F64 => TensorData::F64(values.map(|(i, v)| number(i, v)).collect::<Result<_, _>>()?),
+        DataType::F16 => {
+            TensorData::F16(values.map(|(i, v)| number(i, v).map(f16::from_f64)).collect::<Result<_, _>>()?)
+        }
+        DataType::BF16 => {
+            TensorData::BF16(values.map(|(i, v)| number(i, v).map(bf16::from_f64)).collect::<Result<_, _>>()?)
+        }
+        DataType::Bytes => TensorData::Bytes(
+            values
+                .map(|(i, v)| match v {
+                    Value::String(text) => Ok(text.as_bytes().to_vec()),
+                    other => Err(format!("data[{i}] = {other} is not a string (BYTES elements are JSON strings)")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
     })
 }
 
@@ -362,6 +382,11 @@ fn json_values(data: &TensorData) -> Value {
         TensorView::I64(v) => json!(v),
         TensorView::F32(v) => json!(v),
         TensorView::F64(v) => json!(v),
+        TensorView::F16(v) => v.iter().map(|x| json!(x.to_f32())).collect(),
+        TensorView::BF16(v) => v.iter().map(|x| json!(x.to_f32())).collect(),
+        // JSON carries text: bytes that are not UTF-8 come back with U+FFFD in their place
+        // (ask for the output in binary to get them exactly).
+        TensorView::Bytes(v) => v.iter().map(|e| Value::String(String::from_utf8_lossy(e).into_owned())).collect(),
     }
 }
 
@@ -387,12 +412,15 @@ mod tests {
         let request = decode(&body, Some(header.len())).expect("decodes");
         assert_eq!(request.inputs[0].data, TensorData::I32(vec![7, -1]));
         assert_eq!(request.inputs[1].data, TensorData::Bool(vec![true]));
-        assert_eq!(request.outputs, vec![WantedOutput { name: "y".into(), binary: Some(true), shm: None }]);
+        assert_eq!(
+            request.outputs,
+            vec![WantedOutput { name: "y".into(), binary: Some(true), shm: None, class_count: 0 }]
+        );
     }
 
     #[test]
     fn malformed_bodies_say_what_is_wrong() {
-        let cases: [(&[u8], Option<usize>, &str); 8] = [
+        let cases: [(&[u8], Option<usize>, &str); 10] = [
             (b"{", None, "the body is not valid JSON: EOF while parsing an object at line 1 column 1"),
             (
                 br#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#,
@@ -407,7 +435,7 @@ mod tests {
             (
                 br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
                 None,
-                "input `x`: unknown datatype `FLOAT`; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64",
+                "input `x`: unknown datatype `FLOAT`; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES",
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#,
@@ -420,6 +448,16 @@ mod tests {
                 "input `x`: the body ends 0 bytes into its 8 binary bytes (truncated?)",
             ),
             (br#"{"inputs":[]}"#, Some(99), "Inference-Header-Content-Length is 99 but the body has only 13 bytes"),
+            (
+                br#"{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["a",7]}]}"#,
+                None,
+                "input `s`: data[1] = 7 is not a string (BYTES elements are JSON strings)",
+            ),
+            (
+                b"{\"inputs\":[{\"name\":\"s\",\"shape\":[1],\"datatype\":\"BYTES\",\"parameters\":{\"binary_data_size\":6}}]}\x05\0\0\0ab",
+                Some(92),
+                "input `s`: the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element 0 runs past the end",
+            ),
             (
                 br#"{"inputs":[{"name":"x","shape":[4294967296,4294967296,4294967296],"datatype":"FP32","data":[]}]}"#,
                 None,

@@ -124,14 +124,8 @@ pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, S
                     request.model_name
                 ));
             }
-            if Some(bytes.len()) != count.checked_mul(datatype.size()) {
-                return Err(format!(
-                    "input `{name}`: raw_input_contents has {} bytes but shape {shape:?} of {datatype} needs {}",
-                    bytes.len(),
-                    count.saturating_mul(datatype.size())
-                ));
-            }
-            TensorData::from_le_bytes(datatype, bytes).expect("length checked")
+            TensorData::from_wire(datatype, bytes, count)
+                .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?
         } else {
             typed(input.contents.as_ref(), datatype, count).map_err(|e| format!("input `{name}`: {e}"))?
         };
@@ -202,6 +196,13 @@ fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: 
             check(c.fp64_contents.len(), "fp64_contents")?;
             TensorData::F64(c.fp64_contents.clone())
         }
+        DataType::Bytes => {
+            check(c.bytes_contents.len(), "bytes_contents")?;
+            TensorData::Bytes(c.bytes_contents.clone())
+        }
+        DataType::F16 | DataType::BF16 => {
+            return Err(format!("{datatype} has no typed contents field; send it in raw_input_contents"));
+        }
     })
 }
 
@@ -268,8 +269,11 @@ fn data_type(datatype: DataType) -> i32 {
         DataType::I16 => pb::DataType::TypeInt16,
         DataType::I32 => pb::DataType::TypeInt32,
         DataType::I64 => pb::DataType::TypeInt64,
+        DataType::F16 => pb::DataType::TypeFp16,
+        DataType::BF16 => pb::DataType::TypeBf16,
         DataType::F32 => pb::DataType::TypeFp32,
         DataType::F64 => pb::DataType::TypeFp64,
+        DataType::Bytes => pb::DataType::TypeString,
     };
     value as i32
 }
@@ -320,7 +324,19 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
         .map(|o| {
             let shm =
                 shm_reference(&o.parameters, &format!("output '{}'", o.name)).map_err(Status::invalid_argument)?;
-            Ok(codec::WantedOutput { name: o.name.clone(), binary: None, shm })
+            use pb::infer_parameter::ParameterChoice;
+            let class_count = match o.parameters.get("classification").and_then(|p| p.parameter_choice.as_ref()) {
+                None => 0,
+                Some(ParameterChoice::Int64Param(k)) if *k >= 0 => *k as usize,
+                Some(ParameterChoice::Uint64Param(k)) => *k as usize,
+                Some(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "output `{}`: classification must be a whole number 0 or more",
+                        o.name
+                    )));
+                }
+            };
+            Ok(codec::WantedOutput { name: o.name.clone(), binary: None, shm, class_count })
         })
         .collect::<Result<Vec<_>, Status>>()?;
     let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
@@ -336,6 +352,7 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
     let mut raw = Vec::with_capacity(wanted.len());
     for want in &wanted {
         let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
+        let tensor = want.answer(&served, tensor).map_err(status)?;
         let bytes = tensor.data.to_le_bytes();
         let mut parameters = std::collections::HashMap::new();
         match &want.shm {
@@ -537,11 +554,21 @@ impl GrpcInferenceService for Grpc {
         let served = self.state.model(&r.name, &r.version).map_err(status)?;
         let input = metadata::inputs(&served)
             .into_iter()
-            .map(|t| pb::ModelInput { name: t.name, data_type: data_type(t.datatype), dims: t.dims })
+            .map(|t| pb::ModelInput {
+                name: t.name,
+                data_type: data_type(t.datatype),
+                format: t.format.and_then(|f| pb::model_input::Format::from_str_name(&f)).map_or(0, |f| f as i32),
+                dims: t.dims,
+            })
             .collect();
         let output = metadata::outputs(&served)
             .into_iter()
-            .map(|t| pb::ModelOutput { name: t.name, data_type: data_type(t.datatype), dims: t.dims })
+            .map(|t| pb::ModelOutput {
+                name: t.name,
+                data_type: data_type(t.datatype),
+                dims: t.dims,
+                label_filename: t.label_filename.unwrap_or_default(),
+            })
             .collect();
         let parameters = [(
             "corral.cores".to_owned(),

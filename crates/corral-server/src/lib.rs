@@ -9,6 +9,7 @@
 //! the cores.
 
 mod batcher;
+mod classify;
 pub mod codec;
 mod compress;
 mod counters;

@@ -13,8 +13,15 @@ use serde_json::{Value, json};
 use crate::{codec::WantedOutput, counters::Tally, error::CallError, repository::Declared, state::Served};
 
 pub const SERVER_NAME: &str = "corral";
-pub const EXTENSIONS: [&str; 6] =
-    ["binary_tensor_data", "model_configuration", "model_repository", "statistics", "metrics", "system_shared_memory"];
+pub const EXTENSIONS: [&str; 7] = [
+    "classification",
+    "binary_tensor_data",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+    "metrics",
+    "system_shared_memory",
+];
 
 pub fn server() -> Value {
     json!({ "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS })
@@ -28,6 +35,9 @@ pub struct TensorView {
     pub shape: Vec<i64>,
     /// Without it.
     pub dims: Vec<i64>,
+    /// `config.pbtxt`'s input `format` and output `label_filename`, when given.
+    pub format: Option<String>,
+    pub label_filename: Option<String>,
 }
 
 fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::TensorSpec]) -> Vec<TensorView> {
@@ -41,7 +51,14 @@ fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::Tensor
                 if batched && let Some(first) = shape.first_mut() {
                     *first = -1;
                 }
-                TensorView { name: spec.name.clone(), datatype: spec.datatype, shape, dims }
+                TensorView {
+                    name: spec.name.clone(),
+                    datatype: spec.datatype,
+                    shape,
+                    dims,
+                    format: None,
+                    label_filename: None,
+                }
             })
             .collect();
     }
@@ -50,7 +67,14 @@ fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::Tensor
         .map(|d| {
             let shape =
                 if batched { std::iter::once(-1).chain(d.dims.iter().copied()).collect() } else { d.dims.clone() };
-            TensorView { name: d.name.clone(), datatype: d.datatype, shape, dims: d.dims.clone() }
+            TensorView {
+                name: d.name.clone(),
+                datatype: d.datatype,
+                shape,
+                dims: d.dims.clone(),
+                format: d.format.clone(),
+                label_filename: d.label_filename.clone(),
+            }
         })
         .collect()
 }
@@ -77,10 +101,10 @@ pub fn model(served: &Served) -> Value {
     })
 }
 
-/// Triton's name for a datatype in a model config: `TYPE_FP32`, …
+/// Triton's name for a datatype in a model config: `TYPE_FP32`, `TYPE_STRING` (BYTES), …
 pub fn config_type(datatype: DataType) -> String {
     match datatype {
-        DataType::Bool => "TYPE_BOOL".to_owned(),
+        DataType::Bytes => "TYPE_STRING".to_owned(),
         other => format!("TYPE_{}", other.kserve_name()),
     }
 }
@@ -91,7 +115,16 @@ pub fn backend(served: &Served) -> &'static str {
 
 /// Triton's ModelConfig JSON (what perf_analyzer reads first).
 pub fn config(served: &Served) -> Value {
-    let tensor = |t: &TensorView| json!({ "name": t.name, "data_type": config_type(t.datatype), "dims": t.dims });
+    let tensor = |t: &TensorView| {
+        let mut tensor = json!({ "name": t.name, "data_type": config_type(t.datatype), "dims": t.dims });
+        if let Some(format) = &t.format {
+            tensor["format"] = json!(format);
+        }
+        if let Some(file) = &t.label_filename {
+            tensor["label_filename"] = json!(file);
+        }
+        tensor
+    };
     let mut config = json!({
         "name": served.name,
         "platform": served.config.platform,
@@ -178,13 +211,21 @@ pub fn stats(served: &Served) -> Value {
 pub fn wanted_outputs(served: &Served, wanted: &[WantedOutput], binary_all: bool) -> Result<Vec<Wanted>, CallError> {
     let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
     if wanted.is_empty() {
-        return Ok(names.iter().map(|n| Wanted { name: n.to_string(), binary: binary_all, shm: None }).collect());
+        return Ok(names
+            .iter()
+            .map(|n| Wanted { name: n.to_string(), binary: binary_all, shm: None, class_count: 0 })
+            .collect());
     }
     wanted
         .iter()
         .map(|w| {
             if names.contains(&w.name.as_str()) {
-                Ok(Wanted { name: w.name.clone(), binary: w.binary.unwrap_or(binary_all), shm: w.shm.clone() })
+                Ok(Wanted {
+                    name: w.name.clone(),
+                    binary: w.binary.unwrap_or(binary_all),
+                    shm: w.shm.clone(),
+                    class_count: w.class_count,
+                })
             } else {
                 Err(CallError::bad_request(format!(
                     "model `{}` has no output `{}`; its outputs are {}",
@@ -203,4 +244,18 @@ pub struct Wanted {
     pub name: String,
     pub binary: bool,
     pub shm: Option<crate::shm::ShmRef>,
+    /// `classification`: the top this many classes instead of the tensor; 0 for the tensor.
+    pub class_count: usize,
+}
+
+impl Wanted {
+    /// The tensor to send for this output: `tensor` itself or its classes.
+    pub fn answer<'a>(
+        &self,
+        served: &Served,
+        tensor: &'a corral_engine::Tensor,
+    ) -> Result<std::borrow::Cow<'a, corral_engine::Tensor>, CallError> {
+        let labels = served.config.outputs.iter().find(|o| o.name == self.name).map_or(&[][..], |o| &o.labels[..]);
+        crate::classify::answer(tensor, self.class_count, served.config.max_batch_size > 0, labels)
+    }
 }

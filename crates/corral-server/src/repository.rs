@@ -1,8 +1,10 @@
 //! The server's view of a model repository: the model folder is read by
 //! `corral_runtime::repository` (corral's `config.toml` or Triton's `config.pbtxt`, placement
 //! included), and this module adds what only a server needs from `config.pbtxt`:
-//! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`) and
-//! `dynamic_batching { max_queue_delay_microseconds }`. Other fields are accepted and ignored.
+//! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, an input's `format`, an
+//! output's `label_filename`, read at load from the model folder) and
+//! `dynamic_batching { max_queue_delay_microseconds }`. Other fields are accepted and ignored,
+//! except those that change what a call means (see [`refuse_unsupported`]).
 //!
 //! Model names are checked before any path is built: a name is a plain folder name of the
 //! repository (letters, digits, `_`, `-`, `.`; not starting with `.`), so a request can never
@@ -154,6 +156,11 @@ pub struct Declared {
     pub name: String,
     pub datatype: DataType,
     pub dims: Vec<i64>,
+    /// An input's `format` (`FORMAT_NCHW`, …), shown back as given; `None` when absent.
+    pub format: Option<String>,
+    /// An output's `label_filename`, and its labels (line `i` names class `i`).
+    pub label_filename: Option<String>,
+    pub labels: Vec<String>,
 }
 
 /// One model as the repository describes it.
@@ -328,7 +335,7 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
     let folder =
         runtime_repository::read_folder_with(&dir, pbtxt.clone()).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let mut config =
-        serve_config(&pbtxt).map_err(|reason| RepoError::Invalid(format!("the `config` override: {reason}")))?;
+        serve_config(&pbtxt, &dir).map_err(|reason| RepoError::Invalid(format!("the `config` override: {reason}")))?;
     config.platform = "onnxruntime_onnx".to_owned();
     let mut def = folder.def;
     def.name = name.to_owned();
@@ -347,7 +354,7 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
         RepoError::Invalid(format!("{}: holds no config.toml, config.pbtxt or <version>/model.onnx", dir.display()))
     })?;
     let mut config = match &folder.pbtxt {
-        Some(pbtxt) => serve_config(pbtxt)
+        Some(pbtxt) => serve_config(pbtxt, &dir)
             .map_err(|reason| RepoError::Invalid(format!("{}: {reason}", dir.join("config.pbtxt").display())))?,
         None => ServeConfig::default(),
     };
@@ -359,8 +366,9 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
     Ok(RepoModel { def: folder.def, config })
 }
 
-/// Triton's serving fields of a `config.pbtxt` whose model the runtime's reader accepted.
-fn serve_config(config: &Message) -> Result<ServeConfig, String> {
+/// Triton's serving fields of a `config.pbtxt` whose model the runtime's reader accepted;
+/// label files are read from `dir`, the model folder.
+fn serve_config(config: &Message, dir: &Path) -> Result<ServeConfig, String> {
     let max_batch_size = config.text("max_batch_size").map(|t| number(t, "max_batch_size")).transpose()?;
     let max_batch_size = max_batch_size.unwrap_or(0);
     if max_batch_size < 0 {
@@ -387,7 +395,28 @@ fn serve_config(config: &Message) -> Result<ServeConfig, String> {
                 let data_type = t.text("data_type").ok_or_else(|| format!("{field} `{name}` has no data_type"))?;
                 let datatype: DataType = data_type.parse().map_err(|e| format!("{field} `{name}`: {e}"))?;
                 let dims = t.all("dims").map(|d| number(d.text().unwrap_or(""), "dims")).collect::<Result<_, _>>()?;
-                Ok(Declared { name, datatype, dims })
+                let format = t.text("format").map(str::to_owned);
+                if let Some(format) = &format
+                    && !["FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW"].contains(&format.as_str())
+                {
+                    return Err(format!(
+                        "{field} `{name}`: format {format} is not valid; use FORMAT_NONE, FORMAT_NHWC or FORMAT_NCHW"
+                    ));
+                }
+                let label_filename = t.text("label_filename").filter(|f| !f.is_empty()).map(str::to_owned);
+                let labels = match &label_filename {
+                    Some(file) => {
+                        let plain = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                        if !plain {
+                            return Err(format!(
+                                "{field} `{name}`: label_filename `{file}` must name a file inside the model folder"
+                            ));
+                        }
+                        crate::classify::read_labels(&dir.join(file)).map_err(|e| format!("{field} `{name}`: {e}"))?
+                    }
+                    None => Vec::new(),
+                };
+                Ok(Declared { name, datatype, dims, format, label_filename, labels })
             })
             .collect()
     };
@@ -407,6 +436,28 @@ fn serve_config(config: &Message) -> Result<ServeConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_read_at_load_and_bad_ones_fail_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("labels.txt"), "cat\ndog\n").expect("labels");
+        let config = |output: &str| {
+            let text = format!(
+                "input [ {{ name: \"x\" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 2 ] }} ]\noutput [ {{ name: \"y\" data_type: TYPE_FP32 dims: [ 2 ] {output} }} ]"
+            );
+            serve_config(&runtime_repository::pbtxt::parse(&text).expect("parses"), dir.path())
+        };
+        let good = config("label_filename: \"labels.txt\"").expect("loads");
+        assert_eq!(good.outputs[0].labels, ["cat", "dog"]);
+        assert_eq!(good.outputs[0].label_filename.as_deref(), Some("labels.txt"));
+        assert_eq!(good.inputs[0].format.as_deref(), Some("FORMAT_NCHW"));
+        let missing = config("label_filename: \"nope.txt\"").unwrap_err();
+        assert!(missing.starts_with("output `y`: label_filename: cannot read "), "{missing}");
+        assert_eq!(
+            config("label_filename: \"../labels.txt\"").unwrap_err(),
+            "output `y`: label_filename `../labels.txt` must name a file inside the model folder"
+        );
+    }
 
     #[test]
     fn names_that_could_leave_the_repository_are_refused() {

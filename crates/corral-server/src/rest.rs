@@ -220,6 +220,7 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     let mut outputs = Vec::with_capacity(wanted.len());
     for want in &wanted {
         let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
+        let tensor = want.answer(&served, tensor)?;
         let form = match &want.shm {
             Some(at) => {
                 state.shm.write(at, &tensor.data.to_le_bytes(), &format!("output '{}'", want.name))?;
@@ -230,6 +231,8 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
         };
         outputs.push((tensor, form));
     }
+    let outputs: Vec<(&corral_engine::Tensor, codec::OutputForm)> =
+        outputs.iter().map(|(tensor, form)| (tensor.as_ref(), form.clone())).collect();
     let encoded = codec::encode(&served.name, &served.version, request.id.as_deref(), &outputs);
     state.encoded(&served, encoding.elapsed());
     let mut response = Response::new(Body::from(encoded.body));

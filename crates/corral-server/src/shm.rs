@@ -34,8 +34,8 @@ impl ShmInput {
     pub fn read(&self, regions: &Regions) -> Result<Tensor, CallError> {
         let name = &self.name;
         let elements = self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        let needed = elements.and_then(|n| n.checked_mul(self.datatype.size()));
-        if needed != Some(self.at.byte_size as usize) {
+        let needed = self.datatype.size().map(|size| elements.and_then(|n| n.checked_mul(size)));
+        if let Some(needed) = needed.filter(|&needed| needed != Some(self.at.byte_size as usize)) {
             return Err(CallError::bad_request(format!(
                 "input '{name}': shared_memory_byte_size is {} but shape {:?} of {} needs {}",
                 self.at.byte_size,
@@ -45,7 +45,10 @@ impl ShmInput {
             )));
         }
         let bytes = regions.read(&self.at, &format!("input '{name}'"))?;
-        let data = TensorData::from_le_bytes(self.datatype, &bytes).expect("size checked against the shape");
+        let count =
+            elements.ok_or_else(|| CallError::bad_request(format!("input '{name}': the shape is too large")))?;
+        let data = TensorData::from_wire(self.datatype, &bytes, count)
+            .map_err(|e| CallError::bad_request(format!("input '{name}': shared memory holds {e}")))?;
         Ok(Tensor::new(name.clone(), self.shape.clone(), data))
     }
 }

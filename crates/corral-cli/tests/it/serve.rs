@@ -504,22 +504,15 @@ fn configurations_corral_does_not_honour_fail_the_load_naming_the_field() {
 }
 
 #[test]
-fn unsigned_integer_tensors_round_trip_over_http_and_grpc() {
+fn typed_tensors_and_classes_round_trip_over_http_and_grpc() {
     let host = Host::new();
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::create_dir_all(dir.path().join("unsigned/1")).expect("mkdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/unsigned_model.py");
-    let made = Command::new(python(".venv"))
-        .arg(script)
-        .arg(dir.path().join("unsigned/1/model.onnx"))
-        .output()
-        .expect("python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/typed_models.py");
+    let made = Command::new(python(".venv")).arg(script).arg(dir.path()).output().expect("python");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let server = Server::start(&host, dir.path(), &[]);
     server.wait_ready();
-    server.run_client(
-        "serve_unsigned.py",
-        &[Server::port(&server.http), Server::port(&server.grpc)],
-        "all checks passed",
-    );
+    let ports = [Server::port(&server.http), Server::port(&server.grpc)];
+    server.run_client("serve_unsigned.py", &ports, "all checks passed");
+    server.run_client("serve_typed.py", &ports, "all checks passed");
 }

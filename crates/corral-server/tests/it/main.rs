@@ -115,6 +115,43 @@ proptest! {
     }
 
     #[test]
+    fn bytes_elements_decode_exactly_in_every_form(
+        elements in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..8),
+        texts in prop::collection::vec("\\PC{0,12}", 0..8),
+    ) {
+        let data = TensorData::Bytes(elements.clone());
+        let wire = data.to_le_bytes();
+        let entry = json!({ "name": "s", "datatype": "BYTES", "shape": [elements.len()],
+                            "parameters": { "binary_data_size": wire.len() } });
+        let mut body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
+        let header_len = body.len();
+        body.extend_from_slice(&wire);
+        prop_assert_eq!(&codec::decode(&body, Some(header_len)).expect("binary").inputs[0].data, &data);
+
+        let entry = json!({ "name": "s", "datatype": "BYTES", "shape": [texts.len()], "data": texts });
+        let body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
+        let as_bytes: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
+        prop_assert_eq!(&codec::decode(&body, None).expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
+
+        let input = |contents| pb::model_infer_request::InferInputTensor {
+            name: "s".to_owned(),
+            datatype: "BYTES".to_owned(),
+            shape: vec![elements.len() as i64],
+            parameters: Default::default(),
+            contents,
+        };
+        let raw = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire.clone()], ..Default::default() };
+        prop_assert_eq!(&corral_server::grpc::decode_inputs(&raw).expect("raw").tensors[0].data, &data);
+        let typed = pb::InferTensorContents { bytes_contents: elements.clone(), ..Default::default() };
+        let typed = pb::ModelInferRequest { inputs: vec![input(Some(typed))], ..Default::default() };
+        prop_assert_eq!(&corral_server::grpc::decode_inputs(&typed).expect("typed").tensors[0].data, &data);
+        if !wire.is_empty() {
+            let torn = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire[..wire.len() - 1].to_vec()], ..Default::default() };
+            prop_assert!(corral_server::grpc::decode_inputs(&torn).is_err());
+        }
+    }
+
+    #[test]
     fn grpc_inputs_never_panic(
         entries in prop::collection::vec(
             ("[a-z]{0,3}", prop::sample::select(TYPES.to_vec()), prop::collection::vec(-2i64..6, 0..4),
