@@ -66,7 +66,7 @@ pub(crate) fn tensor(
         }
     };
     let dtype = array.dtype();
-    if matches!(dtype.kind(), b'O' | b'S' | b'U') {
+    if matches!(dtype.kind(), b'O' | b'S' | b'U') && expected.is_none_or(|d| d == DataType::Bytes) {
         return byte_strings(py, model, name, array);
     }
     let Some(datatype) = DataType::ALL.into_iter().find(|&d| descr(py, d).is_some_and(|e| dtype.is_equiv_to(&e)))

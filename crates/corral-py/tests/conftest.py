@@ -94,6 +94,18 @@ def ray_modules():
     return ray, serve, Cluster
 
 
+def add_node(cluster, **kwargs):
+    """``cluster.add_node(**kwargs)``, tried a second time when Ray's raylet misses the fixed
+    30 s it is given to register (seen once on a loaded 2-CPU CI machine, before any corral
+    code runs in the node)."""
+    try:
+        return cluster.add_node(**kwargs)
+    except Exception as e:  # Ray raises a bare Exception for it
+        if "timed out during startup" not in str(e):
+            raise
+        return cluster.add_node(**kwargs)
+
+
 def free_port() -> int:
     import socket
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import corral_ls, free_port, ray_modules, sim_model
+from conftest import add_node, corral_ls, free_port, ray_modules, sim_model
 
 ray, serve, Cluster = ray_modules()
 import corral.ray  # noqa: E402
@@ -33,8 +33,8 @@ def cluster(tmp_path_factory):
     nodes = Cluster()
     try:
         for lock in locks:
-            nodes.add_node(num_cpus=2, resources=corral.ray.node_resources("sim:4"), include_dashboard=False,
-                           env_vars={"CORRAL_DEVICE": "sim:4", "CORRAL_LOCK_DIR": str(lock)})
+            add_node(nodes, num_cpus=2, resources=corral.ray.node_resources("sim:4"), include_dashboard=False,
+                     env_vars={"CORRAL_DEVICE": "sim:4", "CORRAL_LOCK_DIR": str(lock)})
         ray.init(address=nodes.address, log_to_driver=False)
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -7,7 +7,7 @@ what onnxruntime answers.
 import numpy as np
 import pytest
 
-from conftest import SQUEEZENET, corral_ls, free_port, ray_modules
+from conftest import SQUEEZENET, add_node, corral_ls, free_port, ray_modules
 
 ray, serve, Cluster = ray_modules()
 import corral.ray  # noqa: E402
@@ -28,7 +28,7 @@ def test_replicas_on_real_cores_are_pinned_apart_and_match_onnxruntime(tmp_path)
     lock = tmp_path / "locks"
     node = Cluster()
     try:
-        node.add_node(num_cpus=2, resources=corral.ray.node_resources("cpu"), include_dashboard=False,
+        add_node(node, num_cpus=2, resources=corral.ray.node_resources("cpu"), include_dashboard=False,
                       env_vars={"CORRAL_DEVICE": "cpu", "CORRAL_LOCK_DIR": str(lock)})
         ray.init(address=node.address, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
