@@ -8,12 +8,17 @@
 //! - `tract`: the pure-Rust engine (1.2x to 5x slower, no library needed).
 //! - `auto`: ONNX Runtime when found, else tract with a one-line [`Choice::notice`] saying
 //!   how to get ONNX Runtime. The caller shows the notice (stderr, a Python warning).
+//!
+//! tract is the `tract` feature (on by default). A build without it (the demo's release
+//! build, see ./scripts/setup) answers `tract` with an error saying how to get it, and `auto`
+//! without ONNX Runtime with ONNX Runtime's own error.
 
 use std::sync::Arc;
 
 use corral_engine::Engine;
 pub use corral_engine_ort::DYLIB_ENV;
 use corral_engine_ort::{OrtEngine, OrtLoadError};
+#[cfg(feature = "tract")]
 use corral_engine_tract::TractEngine;
 
 /// Chooses the ONNX engine.
@@ -25,6 +30,20 @@ pub enum OnnxEngineError {
     Unknown(String),
     #[error("{ONNX_ENGINE_ENV}=onnxruntime: {0}")]
     OrtMissing(#[source] OrtLoadError),
+    #[error(
+        "{ONNX_ENGINE_ENV}=tract: this build of corral leaves tract out\nhint: build with the `tract` feature (the default; ./scripts/setup --tests builds it)"
+    )]
+    NoTract,
+    #[error("{0}")]
+    NoEngine(#[source] OrtLoadError),
+}
+
+/// tract, when this build has it.
+fn tract() -> Option<Arc<dyn Engine>> {
+    #[cfg(feature = "tract")]
+    return Some(Arc::new(TractEngine::new()));
+    #[cfg(not(feature = "tract"))]
+    None
 }
 
 /// The engine chosen, and what the user should be told about the choice.
@@ -39,15 +58,15 @@ pub fn onnx_engine(lookup: impl Fn(&str) -> Option<String>) -> Result<Choice, On
     let wanted = lookup(ONNX_ENGINE_ENV).unwrap_or_default();
     let chosen = |engine: Arc<dyn Engine>| Choice { engine, notice: None };
     match wanted.trim() {
-        "tract" => Ok(chosen(Arc::new(TractEngine::new()))),
+        "tract" => Ok(chosen(tract().ok_or(OnnxEngineError::NoTract)?)),
         "onnxruntime" | "ort" => Ok(chosen(ort(lookup).map_err(OnnxEngineError::OrtMissing)?)),
         "" | "auto" => Ok(match ort(lookup) {
             Ok(engine) => chosen(engine),
             Err(error) => {
                 let reason = error.to_string();
-                let reason = reason.lines().next().unwrap_or_default();
+                let reason = reason.lines().next().unwrap_or_default().to_owned();
                 Choice {
-                    engine: Arc::new(TractEngine::new()),
+                    engine: tract().ok_or(OnnxEngineError::NoEngine(error))?,
                     notice: Some(format!(
                         "using tract (pure Rust, 1.2x to 5x slower): {reason}; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime"
                     )),
@@ -78,6 +97,20 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "tract"))]
+    #[test]
+    fn a_build_without_tract_says_how_to_get_an_engine() {
+        let tract = |name: &str| (name == ONNX_ENGINE_ENV).then(|| "tract".to_owned());
+        assert_eq!(
+            onnx_engine(tract).err().expect("no tract").to_string(),
+            "CORRAL_ONNX_ENGINE=tract: this build of corral leaves tract out\nhint: build with the `tract` feature (the default; ./scripts/setup --tests builds it)"
+        );
+        let missing = |name: &str| (name == DYLIB_ENV).then(|| "/nonexistent/libonnxruntime.so".to_owned());
+        let error = onnx_engine(missing).err().expect("no engine at all").to_string();
+        assert!(error.starts_with("ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not name a file"), "{error}");
+    }
+
+    #[cfg(feature = "tract")]
     #[test]
     fn tract_needs_no_library() {
         let lookup = |name: &str| (name == ONNX_ENGINE_ENV).then(|| " tract ".to_owned());

@@ -147,3 +147,52 @@ fn dependency_rules_hold_transitively() {
         forbid(member, &["corral-py", "pyo3", "numpy"], "nothing depends on the Python bindings");
     }
 }
+
+/// Every crate's features in a build of `package` alone (with `extra` flags), as `cargo tree`
+/// resolves them: "name version" -> features.
+fn features_of(package: &str, extra: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["tree", "--offline", "--locked", "-p", package, "-e", "normal,build", "--prefix", "none"])
+        .args(["-f", "{p}|{f}"])
+        .args(extra)
+        .current_dir(workspace())
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut features: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((crate_, list)) = line.split_once('|') else { continue };
+        let mut words = crate_.split_whitespace();
+        let id = format!("{} {}", words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let list = list.split_whitespace().next().unwrap_or("");
+        // `(*)` marks a crate already listed: no features of its own.
+        let named = list.split(',').filter(|f| !f.is_empty() && !f.starts_with('('));
+        features.entry(id).or_default().extend(named.map(str::to_owned));
+    }
+    features
+}
+
+/// ./scripts/setup builds the CLI and then the Python package: a shared crate with other
+/// features in the second build is compiled again, with everything above it (minutes on the
+/// 2-CPU machine). corral-py names the CLI graph's extra features (see its Cargo.toml). Both
+/// ways setup builds: with the tract feature (tests) and without (the demo).
+#[test]
+fn the_python_package_builds_on_the_clis_dependencies() {
+    for extra in [&[][..], &["--no-default-features"][..]] {
+        let cli = features_of("corral-cli", extra);
+        let py = features_of("corral-py", extra);
+        let differ: Vec<String> = py
+            .iter()
+            .filter_map(|(id, features)| {
+                let theirs = cli.get(id)?;
+                (theirs != features).then(|| {
+                    let only_cli: Vec<&String> = theirs.difference(features).collect();
+                    let only_py: Vec<&String> = features.difference(theirs).collect();
+                    format!("{id}: CLI only {only_cli:?}, corral-py only {only_py:?}")
+                })
+            })
+            .collect();
+        assert!(differ.is_empty(), "{extra:?}: give corral-py's Cargo.toml the same features:\n{}", differ.join("\n"));
+    }
+}
