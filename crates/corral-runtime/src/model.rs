@@ -5,7 +5,7 @@ use std::{
     future::Future,
     sync::{
         Arc, Mutex, MutexGuard, RwLock,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -50,6 +50,8 @@ pub(crate) struct Instance {
     pub(crate) jobs: RwLock<Option<Sender<Job>>>,
     /// Calls queued or executing on this instance.
     pub(crate) in_flight: Arc<AtomicUsize>,
+    /// How long its last execution took, written by its worker.
+    pub(crate) last_compute_ns: Arc<AtomicU64>,
     pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -167,10 +169,11 @@ impl Model {
         let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
             return failed(InferError::Unloaded { model: inner.name.clone() });
         };
-        let (reply_tx, reply) = worker::reply_pair();
+        let before = instance.in_flight.fetch_add(1, Ordering::AcqRel);
+        let spin = worker::caller_spin(before, instance.last_compute_ns.load(Ordering::Relaxed));
+        let (reply_tx, reply) = worker::reply_pair(spin);
         let now = Instant::now();
         let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx };
-        instance.in_flight.fetch_add(1, Ordering::AcqRel);
         let sent = if wait_for_room {
             sender.send_timeout(job, inner.exec_timeout)
         } else {

@@ -217,6 +217,7 @@ impl Runtime {
             let session = prepared.session(&SessionPlacement { core_cpus: core_cpus.clone() }).map_err(engine_error)?;
             let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(inner.queue_len_max);
             let in_flight = Arc::new(AtomicUsize::new(0));
+            let last_compute_ns = Arc::new(AtomicU64::new(0));
             let spec = worker::WorkerSpec {
                 model: def.name.clone(),
                 model_id,
@@ -226,6 +227,7 @@ impl Runtime {
                 scheduler: inner.scheduler.clone(),
                 recorder: recorder.clone(),
                 in_flight: in_flight.clone(),
+                last_compute_ns: last_compute_ns.clone(),
                 exec_timeout: inner.exec_timeout,
                 run_max: inner.run_max,
             };
@@ -236,6 +238,7 @@ impl Runtime {
                 cores,
                 jobs: RwLock::new(Some(jobs_tx)),
                 in_flight,
+                last_compute_ns,
                 thread: Mutex::new(Some(thread)),
             });
         }
