@@ -28,10 +28,19 @@ type Context = (String, i64, i64);
 /// `name` (default: the file's stem or the folder's name, made unique in this process), placed
 /// by `context`, else the folder's configuration, else on the least-used cores.
 #[pyfunction]
-#[pyo3(signature = (path, name=None, context=None))]
-pub(crate) fn load(py: Python<'_>, path: PathBuf, name: Option<String>, context: Option<Context>) -> PyResult<Model> {
+#[pyo3(signature = (path, name=None, context=None, elastic=None))]
+pub(crate) fn load(
+    py: Python<'_>,
+    path: PathBuf,
+    name: Option<String>,
+    context: Option<Context>,
+    elastic: Option<bool>,
+) -> PyResult<Model> {
     let runtime = process::runtime(py)?;
     let mut def = read(py, &path)?;
+    if let Some(elastic) = elastic {
+        def.elastic = elastic;
+    }
     if let Some(context) = context {
         def.placement = Some(process::placement(py, runtime, context)?);
     }

@@ -226,3 +226,22 @@ def test_strings_and_halves_round_trip(tmp_path):
     assert [float(t) for t in got["half_text"]] == [0.5, -2.0, 1024.0]
     with pytest.raises(corral.InferenceError, match="must hold bytes or str"):
         loaded.infer(text=np.array([1, 2], dtype=object), half=np.zeros(2, np.float16))
+
+
+def test_an_elastic_model_runs_a_lone_call_on_both_real_cores():
+    with corral.multicore_context(), pytest.warns(UserWarning, match="shares nc0, nc1"):
+        model = corral.load(SQUEEZENET, elastic=True)  # beside the module's squeezenet
+    assert [i["cores"] for i in model.stats()["instances"]] == [[0], [1]]
+    x = squeezenet_input()
+    want = reference(SQUEEZENET, {"data_0": x})["softmaxout_1"]
+
+    def executions():
+        return [c["executions"] for c in corral.cores()]
+
+    before = executions()
+    got = model.infer(data_0=x)["softmaxout_1"]
+    after = executions()
+    # One call, executed once, on a gang of both cores: each core counts it.
+    assert sum(i["executions"] for i in model.stats()["instances"]) == 1
+    assert [a - b for a, b in zip(after, before)] == [1, 1]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

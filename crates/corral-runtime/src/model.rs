@@ -35,6 +35,8 @@ pub(crate) struct ModelInner {
     pub(crate) inputs: Vec<TensorSpec>,
     pub(crate) outputs: Vec<TensorSpec>,
     pub(crate) instances: Vec<Instance>,
+    /// Instance 0 also holds a wide session over every instance's core (elastic instances).
+    pub(crate) elastic: bool,
     /// Round-robin position.
     pub(crate) next: AtomicUsize,
     pub(crate) recorder: Arc<Recorder>,
@@ -93,6 +95,11 @@ impl Model {
     /// K, the cores each instance spans.
     pub fn cores_per_instance(&self) -> usize {
         self.inner.cores_per_instance
+    }
+
+    /// True when a lone call may run on every instance's core at once (elastic instances).
+    pub fn elastic(&self) -> bool {
+        self.inner.elastic
     }
 
     /// Each instance's process cores.
@@ -165,7 +172,11 @@ impl Model {
         if let Err(source) = corral_engine::validate_inputs(&inner.inputs, &inputs) {
             return failed(InferError::Input { model: inner.name.clone(), source });
         }
-        let instance = &inner.instances[to.unwrap_or_else(|| inner.pick())];
+        // Elastic: a call that finds every replica idle goes to instance 0 marked wide; its
+        // worker runs it on all the cores if they are still free when it starts.
+        let wide =
+            to.is_none() && inner.elastic && inner.instances.iter().all(|i| i.in_flight.load(Ordering::Acquire) == 0);
+        let instance = &inner.instances[if wide { 0 } else { to.unwrap_or_else(|| inner.pick()) }];
         let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
             return failed(InferError::Unloaded { model: inner.name.clone() });
         };
@@ -173,7 +184,7 @@ impl Model {
         let spin = worker::caller_spin(before, instance.last_compute_ns.load(Ordering::Relaxed));
         let (reply_tx, reply) = worker::reply_pair(spin);
         let now = Instant::now();
-        let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx };
+        let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx, wide };
         let sent = if wait_for_room {
             sender.send_timeout(job, inner.exec_timeout)
         } else {

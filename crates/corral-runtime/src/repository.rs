@@ -11,6 +11,7 @@
 //! start = 0                # start_nc
 //! count = 4                # nc_count, or "all" for multicore
 //! # group = 1             # legacy group index instead
+//! elastic = true           # single-core replicas may run a lone call on all their cores
 //! [sim]
 //! latency_ms = 10.0
 //! switch_ms = 2.0
@@ -27,7 +28,8 @@
 //! From `config.pbtxt` (protobuf text, [`pbtxt`]) this module reads what places and finds the
 //! model: `platform`/`backend` (ONNX only), `default_model_filename`, `instance_group`
 //! (`count` replicas of K cores each) and `parameters` with keys `corral.cores` (K),
-//! `corral.start`, `corral.count` (a number or `all`) and `corral.group`. The server reads
+//! `corral.start`, `corral.count` (a number or `all`), `corral.group` and `corral.elastic`
+//! (`true` or `false`). The server reads
 //! Triton's serving fields (batching, declared tensors) from the same parsed file. When both
 //! files exist, the model and its placement come from `config.toml`.
 //!
@@ -79,6 +81,8 @@ struct PlacementConfig {
     start: Option<usize>,
     count: Option<Count>,
     group: Option<usize>,
+    #[serde(default)]
+    elastic: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,7 +216,12 @@ fn pbtxt_model(dir: &Path, config: &Message, file: &str) -> Result<ModelDef, Str
     let replicas = pbtxt_replicas(config)?;
     let placement = pbtxt_placement(config, k, replicas)?;
     let name = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
-    Ok(ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement })
+    let elastic = match config.parameter("corral.elastic") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(format!("corral.elastic = `{other}` is not valid; use \"true\" or \"false\"")),
+    };
+    Ok(ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement, elastic })
 }
 
 /// The replicas `instance_group { count }` asks for, summed over groups.
@@ -328,7 +337,7 @@ fn read_toml_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
             return Err(bad(&config_path, format!("platform `{other}` is not supported; use \"onnx\" or \"sim\"")));
         }
     };
-    Ok(Some(ModelDef { name, source, cores_per_instance: k, placement }))
+    Ok(Some(ModelDef { name, source, cores_per_instance: k, placement, elastic: config.placement.elastic }))
 }
 
 fn placement(config: &PlacementConfig) -> Result<Option<Where>, String> {

@@ -12,7 +12,7 @@ use std::{
 
 use corral_cores::{CoreSet, DeviceSpec, Lease};
 use corral_engine::{Engine, ModelSource, SessionPlacement, SimEngine, SimModel};
-use corral_placement::{Layout, Where};
+use corral_placement::{CoreSpan, Layout, Where};
 
 use crate::{
     context,
@@ -33,20 +33,46 @@ pub struct ModelDef {
     pub source: ModelSource,
     pub cores_per_instance: usize,
     pub placement: Option<Where>,
+    /// Elastic instances: single-core replicas on adjacent cores may also run a call across
+    /// all their cores at once, when those cores are all idle (see [`ModelDef::elastic`]).
+    pub elastic: bool,
 }
 
 impl ModelDef {
     pub fn sim(name: impl Into<String>, model: SimModel) -> ModelDef {
-        ModelDef { name: name.into(), source: ModelSource::Sim(model), cores_per_instance: 1, placement: None }
+        ModelDef {
+            name: name.into(),
+            source: ModelSource::Sim(model),
+            cores_per_instance: 1,
+            placement: None,
+            elastic: false,
+        }
     }
 
     pub fn onnx(name: impl Into<String>, path: impl Into<std::path::PathBuf>) -> ModelDef {
-        ModelDef { name: name.into(), source: ModelSource::Onnx(path.into()), cores_per_instance: 1, placement: None }
+        ModelDef {
+            name: name.into(),
+            source: ModelSource::Onnx(path.into()),
+            cores_per_instance: 1,
+            placement: None,
+            elastic: false,
+        }
     }
 
     /// Sets K, the cores each instance spans.
     pub fn cores(mut self, k: usize) -> ModelDef {
         self.cores_per_instance = k;
+        self
+    }
+
+    /// Elastic instances (off by default). With single-core replicas on adjacent cores, a
+    /// call that finds every replica idle runs on one wide session spanning all their cores
+    /// (an engine session with one thread per core, pinned), so a lone call gets every idle
+    /// core; under load every core runs its own replica as without. The wide session is the
+    /// extra memory: one more session per model. Ignored (with a log line) when the replicas
+    /// span more than one core or are not adjacent.
+    pub fn elastic(mut self, on: bool) -> ModelDef {
+        self.elastic = on;
         self
     }
 
@@ -211,6 +237,15 @@ impl Runtime {
         let prepared = engine.prepare(&def.source).map_err(engine_error)?;
         let model_id = inner.next_model_id.fetch_add(1, Ordering::Relaxed);
         let recorder = Arc::new(Recorder::new(placement.instances.len()));
+        let mut wide = match elastic_span(def, &placement.instances) {
+            Some(span) => {
+                let core_cpus: Vec<Vec<usize>> = span.cores().map(|c| inner.lease.core_cpus(c).to_vec()).collect();
+                let session = prepared.session(&SessionPlacement { core_cpus }).map_err(engine_error)?;
+                Some(worker::Wide { span, session })
+            }
+            None => None,
+        };
+        let elastic = wide.is_some();
         let mut instances = Vec::with_capacity(placement.instances.len());
         for (index, &cores) in placement.instances.iter().enumerate() {
             let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| inner.lease.core_cpus(c).to_vec()).collect();
@@ -231,7 +266,7 @@ impl Runtime {
                 exec_timeout: inner.exec_timeout,
                 run_max: inner.run_max,
             };
-            let thread = worker::spawn(spec, session, jobs_rx)
+            let thread = worker::spawn(spec, session, wide.take(), jobs_rx)
                 .map_err(|source| LoadError::Thread { model: def.name.clone(), source })?;
             // On a later failure, `instances` drops: queues close and workers end.
             instances.push(Instance {
@@ -249,6 +284,7 @@ impl Runtime {
         Ok(Model {
             inner: Arc::new(ModelInner {
                 name: def.name.clone(),
+                elastic,
                 id: model_id,
                 cores_per_instance: def.cores_per_instance,
                 inputs: prepared.inputs().to_vec(),
@@ -355,4 +391,21 @@ fn exec_timeout_from(value: Option<String>) -> Result<Duration, RuntimeError> {
         return Err(bad("must be more than 0"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The cores an elastic model's wide session spans: all its replicas', when each is one core
+/// and together they are adjacent; `None` otherwise (logged when elastic was asked for).
+fn elastic_span(def: &ModelDef, instances: &[CoreSpan]) -> Option<CoreSpan> {
+    if !def.elastic || instances.len() < 2 {
+        return None;
+    }
+    let first = instances.iter().map(|s| s.first).min()?;
+    let mut cores: Vec<usize> = instances.iter().map(|s| s.first).collect();
+    cores.sort_unstable();
+    let adjacent = cores.iter().enumerate().all(|(i, &c)| c == first + i);
+    if def.cores_per_instance != 1 || instances.iter().any(|s| s.count != 1) || !adjacent {
+        tracing::warn!(model = %def.name, "elastic instances need single-core replicas on adjacent cores; left off");
+        return None;
+    }
+    Some(CoreSpan { first, count: instances.len() })
 }

@@ -13,6 +13,12 @@
 //!    instead of paying a switch each. The run limit and the scheduler's aging bound the
 //!    wait of other models.
 //! 4. Release the gang, reply, repeat. A panicking engine fails the call, not the worker.
+//!
+//! Elastic instances: the worker of instance 0 of an elastic model also holds a wide session
+//! spanning every instance's core. A job marked wide (it found every replica idle) first
+//! tries, without waiting, to take all those cores; if it gets them it runs on the wide
+//! session and releases them at once, else it runs as any other job. A wide run never waits
+//! for cores, so it can only ever use cores nobody else wanted at that moment.
 
 use std::{
     future::Future,
@@ -32,7 +38,7 @@ use crossbeam_channel::Receiver;
 
 use crate::{
     error::InferError,
-    scheduler::{ModelId, Scheduler},
+    scheduler::{Gang, ModelId, Scheduler},
     stats::Recorder,
 };
 
@@ -54,6 +60,14 @@ pub(crate) struct Job {
     pub(crate) queued_at: Instant,
     pub(crate) deadline: Instant,
     pub(crate) reply: ReplySender,
+    /// Found every replica idle: may run on the wide session (elastic instances).
+    pub(crate) wide: bool,
+}
+
+/// An elastic model's wide session and the cores it spans.
+pub(crate) struct Wide {
+    pub(crate) span: CoreSpan,
+    pub(crate) session: Box<dyn Session>,
 }
 
 /// What a worker needs besides its session.
@@ -74,12 +88,15 @@ pub(crate) struct WorkerSpec {
 pub(crate) fn spawn(
     spec: WorkerSpec,
     session: Box<dyn Session>,
+    wide: Option<Wide>,
     jobs: Receiver<Job>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("corral-nc{}", spec.cores.first)).spawn(move || run(spec, session, jobs))
+    std::thread::Builder::new()
+        .name(format!("corral-nc{}", spec.cores.first))
+        .spawn(move || run(spec, session, wide, jobs))
 }
 
-fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
+fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, jobs: Receiver<Job>) {
     if !spec.first_core_cpus.is_empty() {
         let mut set = nix::sched::CpuSet::new();
         for &cpu in &spec.first_core_cpus {
@@ -107,6 +124,13 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
             fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
             continue;
         }
+        if job.wide
+            && let Some(wide) = wide.as_mut()
+            && let Ok(mut gang) = spec.scheduler.acquire(wide.span, spec.model_id, Instant::now())
+        {
+            execute(&spec, wide.session.as_mut(), &mut gang, job, wide.span);
+            continue;
+        }
         let Ok(mut gang) = spec.scheduler.acquire(spec.cores, spec.model_id, job.deadline) else {
             fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
             continue;
@@ -114,26 +138,7 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
         let mut next = Some(job);
         let mut in_a_row = 0;
         while let Some(job) = next.take() {
-            let switched = gang.take_switched();
-            let started = Instant::now();
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| session.run(&job.inputs, switched)));
-            let compute = started.elapsed();
-            gang.record(compute);
-            spec.last_compute_ns.store(compute.as_nanos() as u64, Ordering::Relaxed);
-            let result = match outcome {
-                Ok(Ok(outputs)) => {
-                    spec.recorder.execution(spec.instance, started - job.queued_at, compute);
-                    spec.recorder.latency(job.queued_at.elapsed());
-                    Ok(Inference { outputs, instance: spec.instance, cores: spec.cores, started, compute })
-                }
-                Ok(Err(error)) => Err(InferError::Engine { model: spec.model.clone(), source: error }),
-                Err(_) => Err(InferError::Internal(format!("the engine panicked running {}", spec.model))),
-            };
-            if result.is_err() {
-                spec.recorder.failure();
-            }
-            job.reply.send(result);
-            spec.in_flight.fetch_sub(1, Ordering::AcqRel);
+            execute(&spec, session.as_mut(), &mut gang, job, spec.cores);
             in_a_row += 1;
             if in_a_row < spec.run_max {
                 match jobs.try_recv() {
@@ -146,6 +151,30 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
             }
         }
     }
+}
+
+/// Runs `job` on `session` within `gang` (whose cores are `cores`), records it, and replies.
+fn execute(spec: &WorkerSpec, session: &mut dyn Session, gang: &mut Gang<'_>, job: Job, cores: CoreSpan) {
+    let switched = gang.take_switched();
+    let started = Instant::now();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| session.run(&job.inputs, switched)));
+    let compute = started.elapsed();
+    gang.record(compute);
+    spec.last_compute_ns.store(compute.as_nanos() as u64, Ordering::Relaxed);
+    let result = match outcome {
+        Ok(Ok(outputs)) => {
+            spec.recorder.execution(spec.instance, started - job.queued_at, compute);
+            spec.recorder.latency(job.queued_at.elapsed());
+            Ok(Inference { outputs, instance: spec.instance, cores, started, compute })
+        }
+        Ok(Err(error)) => Err(InferError::Engine { model: spec.model.clone(), source: error }),
+        Err(_) => Err(InferError::Internal(format!("the engine panicked running {}", spec.model))),
+    };
+    if result.is_err() {
+        spec.recorder.failure();
+    }
+    job.reply.send(result);
+    spec.in_flight.fetch_sub(1, Ordering::AcqRel);
 }
 
 fn fail(spec: &WorkerSpec, job: Job, error: InferError) {

@@ -570,10 +570,13 @@ impl GrpcInferenceService for Grpc {
                 label_filename: t.label_filename.unwrap_or_default(),
             })
             .collect();
-        let parameters = [(
-            "corral.cores".to_owned(),
-            pb::ModelParameter { string_value: served.model.cores_per_instance().to_string() },
-        )]
+        let parameters = [
+            (
+                "corral.cores".to_owned(),
+                pb::ModelParameter { string_value: served.model.cores_per_instance().to_string() },
+            ),
+            ("corral.elastic".to_owned(), pb::ModelParameter { string_value: served.model.elastic().to_string() }),
+        ]
         .into_iter()
         .collect();
         let config = pb::ModelConfig {

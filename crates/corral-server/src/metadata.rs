@@ -137,7 +137,10 @@ pub fn config(served: &Served) -> Value {
             "kind": "KIND_CPU",
             "count": served.model.instances().len(),
         }],
-        "parameters": { "corral.cores": { "string_value": served.model.cores_per_instance().to_string() } },
+        "parameters": {
+            "corral.cores": { "string_value": served.model.cores_per_instance().to_string() },
+            "corral.elastic": { "string_value": served.model.elastic().to_string() },
+        },
     });
     if let Some(delay) = served.config.batch_delay {
         config["dynamic_batching"] = json!({ "max_queue_delay_microseconds": delay.as_micros() as u64 });

@@ -116,16 +116,19 @@ def init(device=None, num_cores=None, visible_cores=None, group_sizes=None) -> N
     _start(device, num_cores, visible_cores, group_sizes, explicit=True)
 
 
-def load(path, *, name: str | None = None, ctx: PlacementContext | None = None) -> Model:
+def load(path, *, name: str | None = None, ctx: PlacementContext | None = None,
+         elastic: bool | None = None) -> Model:
     """Loads a model: an ``.onnx`` file, or a model folder with ``config.toml`` or
     ``config.pbtxt`` (as ``corral serve`` reads them; simulated models too).
 
     Placement: ``ctx`` if given, else the innermost active context of this thread or task,
-    else the folder's configuration, else one instance on the least-used cores."""
+    else the folder's configuration, else one instance on the least-used cores. ``elastic``
+    (default: the folder's, else off): single-core replicas on adjacent cores may run a call
+    that finds them all idle on all their cores at once."""
     if not _corral.started():
         _start(explicit=False)
     placement = ctx._placement if ctx is not None else _placement.get()
-    return _corral.load(os.fspath(path), name, placement)
+    return _corral.load(os.fspath(path), name, placement, elastic)
 
 
 class PlacementContext:

@@ -138,11 +138,13 @@ def init(
     ``NEURON_RT_VISIBLE_CORES`` and ``NEURONCORE_GROUP_SIZES``. Raises ``ConfigError`` if corral
     already started here with other settings, ``CoresBusyError`` when the cores are taken."""
 
-def load(path: str | PathLike[str], *, name: str | None = None, ctx: PlacementContext | None = None) -> Model:
+def load(path: str | PathLike[str], *, name: str | None = None, ctx: PlacementContext | None = None,
+         elastic: bool | None = None) -> Model:
     """Loads an ``.onnx`` file, or a model folder with ``config.toml`` or ``config.pbtxt``.
     Placement: ``ctx``, else the innermost active context, else the folder's configuration,
     else one instance on the least-used cores. The first load starts the runtime from the
-    environment."""
+    environment. ``elastic``: single-core replicas on adjacent cores may run a call that finds
+    them all idle on all their cores at once (default: the folder's setting, else off)."""
 
 def neuron_cores_context(start_nc: int = -1, nc_count: int = -1) -> PlacementContext:
     """Loads start at ``start_nc`` (-1: least used) over ``nc_count`` cores (-1: one instance;

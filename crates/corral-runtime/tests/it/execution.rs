@@ -292,3 +292,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_elastic_model_gives_a_lone_call_every_idle_core_and_busy_cores_to_their_replicas() {
+    let (_dir, runtime) = runtime("sim:4", None, None);
+    let at = Where::Cores { start: Some(0), count: Some(3) };
+    let elastic = runtime.load(ModelDef::sim("e", sim(20, 0)).at(at).elastic(true)).expect("loads");
+    let lone = elastic.infer(input()).expect("runs");
+    assert_eq!(lone.cores, CoreSpan { first: 0, count: 3 }, "a lone call spans all three idle cores");
+    // Three at once: the first finds every replica idle, the others find it busy; every call
+    // is answered, and a call that is not alone runs on one core.
+    let replies: Vec<_> = (0..3).map(|_| elastic.submit(input()).expect("queued")).collect();
+    let cores: Vec<CoreSpan> = replies.into_iter().map(|r| r.wait().expect("answered").cores).collect();
+    assert!(cores[1..].iter().all(|c| c.count == 1), "{cores:?}");
+    // Off by default, and left off where the replicas are not single cores.
+    let plain = runtime.load(ModelDef::sim("p", sim(1, 0)).at(Where::Cores { start: Some(3), count: Some(1) }));
+    assert_eq!(plain.expect("loads").infer(input()).expect("runs").cores.count, 1);
+    runtime.unload("e").expect("unloads");
+    let wide = ModelDef::sim("w", sim(1, 0)).cores(3).at(Where::Cores { start: Some(0), count: Some(3) });
+    assert_eq!(runtime.load(wide.elastic(true)).expect("loads").infer(input()).expect("runs").cores.count, 3);
+}

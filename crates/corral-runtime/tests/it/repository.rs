@@ -101,12 +101,24 @@ fn config_pbtxt_folders_give_their_placement() {
     write(repo, "broken/config.pbtxt", "name: \"broken\"\ninput [ { name: \"x\" ");
     write(repo, "zero/config.pbtxt", &cores("0"));
     write(repo, "zero/1/model.onnx", "bytes");
+    let elastic =
+        |v: &str| format!("{group}\nparameters {{ key: \"corral.elastic\" value {{ string_value: \"{v}\" }} }}");
+    write(repo, "stretchy/config.pbtxt", &elastic("true"));
+    write(repo, "stretchy/1/model.onnx", "bytes");
+    write(repo, "sloppy/config.pbtxt", &elastic("yes"));
+    write(repo, "sloppy/1/model.onnx", "bytes");
     let (models, errors) = repository::read(repo).expect("readable");
+    assert_eq!(
+        models.iter().map(|m| (m.name.as_str(), m.elastic)).collect::<Vec<_>>(),
+        [("renamed", false), ("replicas", false), ("stretchy", true)]
+    );
     let out = show(repo, &models, &errors, false);
     expect![[r#"
         renamed K=1 at=Some("multicore")
         replicas K=2 at=Some("start_nc=-1 nc_count=4")
+        stretchy K=1 at=Some("start_nc=-1 nc_count=2")
         error: REPO/broken/config.pbtxt: line 2, column 21: missing `}`
+        error: REPO/sloppy/config.pbtxt: corral.elastic = `yes` is not valid; use "true" or "false"
         error: REPO/tf/config.pbtxt: platform `tensorflow_savedmodel` / backend `` is not served by corral; use platform "onnxruntime_onnx" or backend "onnxruntime"
         error: REPO/zero/config.pbtxt: corral.cores = 0: a model needs at least 1 core per instance
     "#]].assert_eq(&out);
