@@ -3,7 +3,8 @@
 For light_squeezenet and magika, the same fixed input (zeros) everywhere:
   ceiling  raw onnxruntime, one single-thread process pinned to each CPU, aggregate inferences/s
   corral   perf_analyzer -> corral serve (release; one single-core replica per core), HTTP with
-           binary tensors and gRPC, concurrency 1, 4, 16: throughput, p50, p99
+           binary tensors and gRPC, concurrency 1, 2, 4, 16: throughput, p50, p99
+  elastic  the same with elastic instances (corral.elastic: a lone call runs on every idle core)
   kserve   the same against bench/kserve_peer.py (kserve + onnxruntime, all CPUs' threads)
 
 usage: bench/serve.py [SECONDS_PER_POINT]   (run through bench/serve.sh)
@@ -29,7 +30,7 @@ MODELS = {
     "squeezenet": (f"{SITE}/onnx/backend/test/data/light/light_squeezenet.onnx", "data_0", [1, 3, 224, 224], "FP32"),
     "magika": (f"{SITE}/magika/models/standard_v3_3/model.onnx", "bytes", [1, 2048], "INT32"),
 }
-CONCURRENCY = [1, 4, 16]
+CONCURRENCY = [1, 2, 4, 16]
 
 CEILING_WORKER = """
 import sys, time, numpy as np, onnxruntime as ort
@@ -84,13 +85,15 @@ def perf(model, protocol, port, concurrency):
 
 def run_server(kind, model, http_port, grpc_port):
     path = MODELS[model][0]
-    if kind == "corral":
+    if kind in ("corral", "elastic"):
         repo = tempfile.mkdtemp()
         os.makedirs(f"{repo}/{model}/1")
         os.symlink(path, f"{repo}/{model}/1/model.onnx")
+        elastic = "true" if kind == "elastic" else "false"
         with open(f"{repo}/{model}/config.pbtxt", "w") as f:
             f.write(f'name: "{model}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
-                    f"instance_group [ {{ count: {len(CPUS)}, kind: KIND_CPU }} ]\n")
+                    f"instance_group [ {{ count: {len(CPUS)}, kind: KIND_CPU }} ]\n"
+                    f'parameters {{ key: "corral.elastic" value {{ string_value: "{elastic}" }} }}\n')
         command = [f"{ROOT}/target/release/corral", "serve", "--model-repository", repo, "--device", "cpu",
                    "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(http_port + 2)]
         env = {**os.environ, "CORRAL_LOCK_DIR": tempfile.mkdtemp()}
@@ -108,7 +111,7 @@ def main():
     for model in MODELS:
         top = ceiling(model)
         print(f"{model:<11}{'ceiling':<8}{'-':<6}{'-':>5}{top:>10.1f}{1.0:>9.2f}{'-':>9}{'-':>9}", flush=True)
-        for kind, port in (("corral", 18100), ("kserve", 18200)):
+        for kind, port in (("corral", 18100), ("elastic", 18300), ("kserve", 18200)):
             proc = run_server(kind, model, port, port + 1)
             try:
                 for protocol, p in (("http", port), ("grpc", port + 1)):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# corral serve vs its ceiling (raw onnxruntime, one pinned process per CPU) and vs a Python
-# KServe server, with perf_analyzer over HTTP and gRPC at concurrency 1, 4 and 16, for
-# light_squeezenet and magika: one table. Optional argument: seconds per point (default 4).
+# corral serve (with and without elastic instances) vs its ceiling (raw onnxruntime, one
+# pinned process per CPU) and vs a Python KServe server, perf_analyzer over HTTP and gRPC at
+# concurrency 1, 2, 4 and 16, for light_squeezenet and magika: one table. Optional argument:
+# seconds per point (default 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup --tests >/dev/null

@@ -37,6 +37,8 @@ pub(crate) struct ModelInner {
     pub(crate) instances: Vec<Instance>,
     /// Instance 0 also holds a wide session over every instance's core (elastic instances).
     pub(crate) elastic: bool,
+    /// Calls in flight that recent calls found on arrival, averaged (×1000, 1/8 weight each).
+    pub(crate) arrivals_saw: AtomicU64,
     /// Round-robin position.
     pub(crate) next: AtomicUsize,
     pub(crate) recorder: Arc<Recorder>,
@@ -172,10 +174,18 @@ impl Model {
         if let Err(source) = corral_engine::validate_inputs(&inner.inputs, &inputs) {
             return failed(InferError::Input { model: inner.name.clone(), source });
         }
-        // Elastic: a call that finds every replica idle goes to instance 0 marked wide; its
-        // worker runs it on all the cores if they are still free when it starts.
-        let wide =
-            to.is_none() && inner.elastic && inner.instances.iter().all(|i| i.in_flight.load(Ordering::Acquire) == 0);
+        // Elastic: a call that finds every replica idle, while recent calls found the model
+        // mostly idle too, goes to instance 0 marked wide; its worker runs it on all the cores
+        // if they are still free when it starts. Under steady traffic of two or more callers
+        // arrivals keep finding calls in flight, so a gap between calls does not make the next
+        // one wide and the call after it wait (measured: c2 over gRPC lost 18% without this).
+        let wide = to.is_none() && inner.elastic && {
+            let seen: u64 = inner.instances.iter().map(|i| i.in_flight.load(Ordering::Acquire) as u64).sum();
+            let before = inner.arrivals_saw.load(Ordering::Relaxed);
+            let average = before - before / 8 + seen * 1000 / 8;
+            inner.arrivals_saw.store(average, Ordering::Relaxed);
+            seen == 0 && average < ELASTIC_BUSY_MAX
+        };
         let instance = &inner.instances[if wide { 0 } else { to.unwrap_or_else(|| inner.pick()) }];
         let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
             return failed(InferError::Unloaded { model: inner.name.clone() });
@@ -213,6 +223,10 @@ impl Model {
         }
     }
 }
+
+/// Above this average of calls found in flight on arrival (×1000), no call goes wide: the
+/// model is busy enough that its replicas will be wanted.
+const ELASTIC_BUSY_MAX: u64 = 250;
 
 /// Locks `mutex`, taking it over from a thread that panicked while holding it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

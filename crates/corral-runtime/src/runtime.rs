@@ -285,6 +285,7 @@ impl Runtime {
             inner: Arc::new(ModelInner {
                 name: def.name.clone(),
                 elastic,
+                arrivals_saw: AtomicU64::new(0),
                 id: model_id,
                 cores_per_instance: def.cores_per_instance,
                 inputs: prepared.inputs().to_vec(),

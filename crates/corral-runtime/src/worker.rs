@@ -173,14 +173,15 @@ fn execute(spec: &WorkerSpec, session: &mut dyn Session, gang: &mut Gang<'_>, jo
     if result.is_err() {
         spec.recorder.failure();
     }
-    job.reply.send(result);
+    // Done before the reply: a caller that submits again at once must find this replica idle.
     spec.in_flight.fetch_sub(1, Ordering::AcqRel);
+    job.reply.send(result);
 }
 
 fn fail(spec: &WorkerSpec, job: Job, error: InferError) {
     spec.recorder.failure();
-    job.reply.send(Err(error));
     spec.in_flight.fetch_sub(1, Ordering::AcqRel);
+    job.reply.send(Err(error));
 }
 
 /// How long a caller or an idle worker spins before blocking. A handoff between threads
