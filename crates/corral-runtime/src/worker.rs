@@ -15,7 +15,7 @@
 //! 4. Release the gang, reply, repeat. A panicking engine fails the call, not the worker.
 //!
 //! Elastic instances: the worker of instance 0 of an elastic model also holds a wide session
-//! spanning every instance's core. A job marked wide (it found every replica idle) first
+//! spanning every instance's core. A job marked wide (see `Model`'s enqueue) first
 //! tries, without waiting, to take all those cores; if it gets them it runs on the wide
 //! session and releases them at once, else it runs as any other job. A wide run never waits
 //! for cores, so it can only ever use cores nobody else wanted at that moment.

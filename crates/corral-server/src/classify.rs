@@ -44,10 +44,11 @@ pub fn top_k(tensor: &Tensor, k: usize, batched: bool, labels: &[String]) -> Res
     let per_row = tensor.data.len().checked_div(rows).unwrap_or(0);
     let classes = k.min(per_row);
     let values = tensor.data.view();
+    let ranked = tensor.data.to_f64();
     let mut strings = Vec::with_capacity(rows * classes);
     for row in 0..rows {
         let start = row * per_row;
-        let row_values = tensor.data.slice(start..start + per_row).to_f64();
+        let row_values = &ranked[start..start + per_row];
         let mut order: Vec<usize> = (0..per_row).collect();
         order.sort_by(|&a, &b| row_values[b].total_cmp(&row_values[a]));
         for &index in &order[..classes] {

@@ -144,11 +144,6 @@ fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: 
             Err(format!("contents.{field} has {len} values but the shape needs {count}"))
         }
     };
-    let narrow = |v: &[i32], min: i32, max: i32| -> Result<Vec<i32>, String> {
-        v.iter()
-            .map(|&x| if (min..=max).contains(&x) { Ok(x) } else { Err(format!("{x} is not a {datatype} value")) })
-            .collect()
-    };
     Ok(match datatype {
         DataType::Bool => {
             check(c.bool_contents.len(), "bool_contents")?;
@@ -156,11 +151,11 @@ fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: 
         }
         DataType::U8 => {
             check(c.uint_contents.len(), "uint_contents")?;
-            TensorData::U8(narrow_unsigned(&c.uint_contents, datatype)?)
+            TensorData::U8(narrow(&c.uint_contents, datatype)?)
         }
         DataType::U16 => {
             check(c.uint_contents.len(), "uint_contents")?;
-            TensorData::U16(narrow_unsigned(&c.uint_contents, datatype)?)
+            TensorData::U16(narrow(&c.uint_contents, datatype)?)
         }
         DataType::U32 => {
             check(c.uint_contents.len(), "uint_contents")?;
@@ -172,13 +167,11 @@ fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: 
         }
         DataType::I8 => {
             check(c.int_contents.len(), "int_contents")?;
-            TensorData::I8(narrow(&c.int_contents, -128, 127)?.into_iter().map(|x| x as i8).collect())
+            TensorData::I8(narrow(&c.int_contents, datatype)?)
         }
         DataType::I16 => {
             check(c.int_contents.len(), "int_contents")?;
-            TensorData::I16(
-                narrow(&c.int_contents, i16::MIN.into(), i16::MAX.into())?.into_iter().map(|x| x as i16).collect(),
-            )
+            TensorData::I16(narrow(&c.int_contents, datatype)?)
         }
         DataType::I32 => {
             check(c.int_contents.len(), "int_contents")?;
@@ -217,8 +210,8 @@ fn tensor_metadata(views: Vec<metadata::TensorView>) -> Vec<pb::model_metadata_r
         .collect()
 }
 
-/// `uint_contents` as a narrower unsigned type, each value checked to fit.
-fn narrow_unsigned<T: TryFrom<u32>>(values: &[u32], datatype: DataType) -> Result<Vec<T>, String> {
+/// `uint_contents` or `int_contents` as a narrower type, each value checked to fit.
+fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(values: &[S], datatype: DataType) -> Result<Vec<T>, String> {
     values.iter().map(|&x| T::try_from(x).map_err(|_| format!("{x} is not a {datatype} value"))).collect()
 }
 
