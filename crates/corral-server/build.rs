@@ -6,6 +6,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
     unsafe { std::env::set_var("PROTOC", protoc) };
     println!("cargo:rerun-if-changed=proto/inference.proto");
-    tonic_prost_build::configure().build_client(false).compile_protos(&["proto/inference.proto"], &["proto"])?;
+    // A request's raw tensors are decoded as `Bytes`: views of the received message, not a
+    // copy of each (a 600 KB image would otherwise be copied once more before its decode).
+    tonic_prost_build::configure()
+        .build_client(false)
+        .bytes(".inference.ModelInferRequest.raw_input_contents")
+        .compile_protos(&["proto/inference.proto"], &["proto"])?;
     Ok(())
 }

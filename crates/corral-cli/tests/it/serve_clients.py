@@ -139,6 +139,36 @@ with urllib.request.urlopen(urllib.request.Request(f"http://{HTTP}/v2", headers=
           and json.loads(gz.decompress(r.read()))["name"] == "corral")
 close("gRPC gzip", grpc.infer("magika", [gi], compression_algorithm="gzip").as_numpy("target_label"))
 
+
+def grpc_answer_compressed(gzip_request):
+    """Whether a raw ModelInfer answer to a client that accepts gzip came compressed (the
+    message's own flag: grpc-encoding only names what a compressed message would use)."""
+    import gzip as gz
+    import tempfile
+    from tritonclient.grpc import service_pb2
+    request = service_pb2.ModelInferRequest(model_name="magika", raw_input_contents=[x.tobytes()])
+    request.inputs.add(name="bytes", datatype="INT32", shape=list(x.shape))
+    payload = request.SerializeToString()
+    flag, payload = (1, gz.compress(payload)) if gzip_request else (0, payload)
+    with tempfile.NamedTemporaryFile() as body, tempfile.NamedTemporaryFile() as answer:
+        body.write(bytes([flag]) + len(payload).to_bytes(4, "big") + payload)
+        body.flush()
+        headers = ["content-type: application/grpc", "te: trailers", "grpc-accept-encoding: identity,deflate,gzip"]
+        if gzip_request:
+            headers.append("grpc-encoding: gzip")
+        trailers = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-D", "-", "-o", answer.name,
+                                   *[a for h in headers for a in ("-H", h)], "--data-binary", f"@{body.name}",
+                                   f"http://{GRPC}/inference.GRPCInferenceService/ModelInfer"],
+                                  capture_output=True, text=True, check=True).stdout
+        framed = answer.read()
+    assert "grpc-status: 0" in trailers and len(framed) > 5, trailers
+    return framed[0] == 1
+
+
+# grpc clients accept gzip by default; compressing every tensor answer would cost CPU for little.
+check("a plain gRPC request gets a plain answer", not grpc_answer_compressed(False))
+check("a gzip gRPC request gets a gzip answer", grpc_answer_compressed(True))
+
 kserve = subprocess.run([sys.executable, __file__, "kserve", f"http://{HTTP}", magika_path], capture_output=True, text=True)
 print(kserve.stdout, end="")
 check("kserve SDK client", kserve.returncode == 0, kserve.stderr)

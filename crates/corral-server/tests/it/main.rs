@@ -140,13 +140,13 @@ proptest! {
             parameters: Default::default(),
             contents,
         };
-        let raw = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire.clone()], ..Default::default() };
+        let raw = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire.clone().into()], ..Default::default() };
         prop_assert_eq!(&corral_server::grpc::decode_inputs(&raw).expect("raw").tensors[0].data, &data);
         let typed = pb::InferTensorContents { bytes_contents: elements.clone(), ..Default::default() };
         let typed = pb::ModelInferRequest { inputs: vec![input(Some(typed))], ..Default::default() };
         prop_assert_eq!(&corral_server::grpc::decode_inputs(&typed).expect("typed").tensors[0].data, &data);
         if !wire.is_empty() {
-            let torn = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire[..wire.len() - 1].to_vec()], ..Default::default() };
+            let torn = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire[..wire.len() - 1].to_vec().into()], ..Default::default() };
             prop_assert!(corral_server::grpc::decode_inputs(&torn).is_err());
         }
     }
@@ -175,6 +175,7 @@ proptest! {
                 }
             })
             .collect();
+        let raw = raw.into_iter().map(Into::into).collect();
         let request = pb::ModelInferRequest { inputs, raw_input_contents: raw, ..Default::default() };
         let _ = corral_server::grpc::decode_inputs(&request);
     }
@@ -194,7 +195,7 @@ proptest! {
             shape,
             ..Default::default()
         };
-        let request = pb::ModelInferRequest { inputs: vec![input], raw_input_contents: vec![raw], ..Default::default() };
+        let request = pb::ModelInferRequest { inputs: vec![input], raw_input_contents: vec![raw.into()], ..Default::default() };
         let mut mutated = prost::Message::encode_to_vec(&request);
         for (at, xor) in flips {
             let i = at.index(mutated.len());
