@@ -7,6 +7,7 @@ For light_squeezenet and magika, the same fixed input (zeros) everywhere:
            binary tensors and gRPC, concurrency 1, 2, 4, 16: throughput, p50, p99
   elastic  the same with elastic instances (corral.elastic: a lone call runs on every idle core)
   kserve   the same against bench/kserve_peer.py (kserve + onnxruntime, all CPUs' threads)
+The three servers run side by side and take turns at each point (protocol, concurrency).
 
 usage: bench/serve.py [SECONDS_PER_POINT]   (run through bench/serve.sh)
 """
@@ -118,18 +119,23 @@ def main():
         # model's rows, and their mean is what "of ceil" divides by.
         first = ceiling(model)
         rows = []
-        for kind, port in (("corral", 18100), ("elastic", 18300), ("kserve", 18200)):
-            proc = run_server(kind, model, port, port + 1)
-            try:
-                for protocol, p in (("http", port), ("grpc", port + 1)):
-                    for c in CONCURRENCY:
-                        figures, why = perf(model, protocol, p, c)
+        # All three servers stay up (idle ones cost nothing) and take turns point by point, so
+        # the machine's drift falls on each of them alike.
+        servers = {kind: (port, run_server(kind, model, port, port + 1))
+                   for kind, port in (("corral", 18100), ("elastic", 18300), ("kserve", 18200))}
+        try:
+            for protocol in ("http", "grpc"):
+                for c in CONCURRENCY:
+                    for kind, (port, _) in servers.items():
+                        figures, why = perf(model, protocol, port + (protocol == "grpc"), c)
                         rows.append((kind, protocol, c, figures, why))
                         print(f"  {model} {kind} {protocol} c{c}: {figures or why.strip()[-160:]}", file=sys.stderr,
                               flush=True)
-            finally:
+        finally:
+            for _, proc in servers.values():
                 proc.terminate()
                 proc.wait()
+        rows.sort(key=lambda row: list(servers).index(row[0]))
         last = ceiling(model)
         top = (first + last) / 2
         print(f"{model:<11}{'ceiling':<8}{'-':<6}{'-':>5}{top:>10.1f}{1.0:>9.2f}{'-':>9}{'-':>9}"
