@@ -19,12 +19,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import resource
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve import ceiling  # noqa: E402
+from serve import ceiling, wait_ready  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITE = glob.glob(f"{ROOT}/.venv/lib/python3*/site-packages")[0]
@@ -108,12 +107,7 @@ def main():
          "--http-port", str(HTTP), "--grpc-port", str(GRPC), "--metrics-port", str(HTTP + 2)],
         env={**os.environ, "CORRAL_LOCK_DIR": tempfile.mkdtemp()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{HTTP}/v2/health/ready").status == 200:
-                    break
-            except Exception:
-                time.sleep(0.1)
+        wait_ready(HTTP, server)
         top = ceiling("squeezenet")
         alone_ms = len(CPUS) * 1000 / top
         print(f"{len(CPUS)} CPUs; squeezenet, concurrency 16, {SECONDS:.0f} s windows; ceiling {top:.1f}/s, "
