@@ -51,6 +51,7 @@ mod runtime;
 pub mod scheduler;
 mod settings;
 mod stats;
+mod wait;
 mod worker;
 
 pub use context::{PlacementContext, cores_context, group_context, multicore_context};

@@ -18,6 +18,7 @@ use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use crate::{
     error::InferError,
     stats::{ModelStats, Recorder},
+    wait,
     worker::{self, Inference, Job, Reply},
 };
 
@@ -191,8 +192,8 @@ impl Model {
             return failed(InferError::Unloaded { model: inner.name.clone() });
         };
         let before = instance.in_flight.fetch_add(1, Ordering::AcqRel);
-        let spin = worker::caller_spin(before, instance.last_compute_ns.load(Ordering::Relaxed));
-        let (reply_tx, reply) = worker::reply_pair(spin);
+        let patience = wait::caller_patience(before, instance.last_compute_ns.load(Ordering::Relaxed));
+        let (reply_tx, reply) = worker::reply_pair(patience);
         let now = Instant::now();
         let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx, wide };
         let sent = if wait_for_room {

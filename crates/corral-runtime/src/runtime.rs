@@ -240,8 +240,9 @@ impl Runtime {
         let mut wide = match elastic_span(def, &placement.instances) {
             Some(span) => {
                 let core_cpus: Vec<Vec<usize>> = span.cores().map(|c| inner.lease.core_cpus(c).to_vec()).collect();
+                let cpus = core_cpus.concat();
                 let session = prepared.session(&SessionPlacement { core_cpus }).map_err(engine_error)?;
-                Some(worker::Wide { span, session })
+                Some(worker::Wide { span, session, cpus })
             }
             None => None,
         };
@@ -259,6 +260,7 @@ impl Runtime {
                 instance: index,
                 cores,
                 first_core_cpus: core_cpus[0].clone(),
+                cpus: core_cpus.concat(),
                 scheduler: inner.scheduler.clone(),
                 recorder: recorder.clone(),
                 in_flight: in_flight.clone(),

@@ -40,6 +40,7 @@ use crate::{
     error::InferError,
     scheduler::{Gang, ModelId, Scheduler},
     stats::Recorder,
+    wait::{Executing, Patience, SPIN_MAX, caller_spin_until, spin_until},
 };
 
 /// The answer to one call.
@@ -68,6 +69,8 @@ pub(crate) struct Job {
 pub(crate) struct Wide {
     pub(crate) span: CoreSpan,
     pub(crate) session: Box<dyn Session>,
+    /// Every CPU of the span's cores.
+    pub(crate) cpus: Vec<usize>,
 }
 
 /// What a worker needs besides its session.
@@ -77,6 +80,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) instance: usize,
     pub(crate) cores: CoreSpan,
     pub(crate) first_core_cpus: Vec<usize>,
+    /// Every CPU of the instance's cores (its engine threads run on the others).
+    pub(crate) cpus: Vec<usize>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) in_flight: Arc<AtomicUsize>,
@@ -128,7 +133,7 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, 
             && let Some(wide) = wide.as_mut()
             && let Ok(mut gang) = spec.scheduler.acquire(wide.span, spec.model_id, Instant::now())
         {
-            execute(&spec, wide.session.as_mut(), &mut gang, job, wide.span);
+            execute(&spec, wide.session.as_mut(), &mut gang, job, wide.span, &wide.cpus);
             continue;
         }
         let Ok(mut gang) = spec.scheduler.acquire(spec.cores, spec.model_id, job.deadline) else {
@@ -138,7 +143,7 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, 
         let mut next = Some(job);
         let mut in_a_row = 0;
         while let Some(job) = next.take() {
-            execute(&spec, session.as_mut(), &mut gang, job, spec.cores);
+            execute(&spec, session.as_mut(), &mut gang, job, spec.cores, &spec.cpus);
             in_a_row += 1;
             if in_a_row < spec.run_max {
                 match jobs.try_recv() {
@@ -153,12 +158,22 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, 
     }
 }
 
-/// Runs `job` on `session` within `gang` (whose cores are `cores`), records it, and replies.
-fn execute(spec: &WorkerSpec, session: &mut dyn Session, gang: &mut Gang<'_>, job: Job, cores: CoreSpan) {
+/// Runs `job` on `session` within `gang` (whose cores are `cores`, on `cpus`), records it,
+/// and replies.
+fn execute(
+    spec: &WorkerSpec,
+    session: &mut dyn Session,
+    gang: &mut Gang<'_>,
+    job: Job,
+    cores: CoreSpan,
+    cpus: &[usize],
+) {
     let switched = gang.take_switched();
+    let executing = Executing::on(cpus);
     let started = Instant::now();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| session.run(&job.inputs, switched)));
     let compute = started.elapsed();
+    drop(executing);
     gang.record(compute);
     spec.last_compute_ns.store(compute.as_nanos() as u64, Ordering::Relaxed);
     let result = match outcome {
@@ -182,44 +197,6 @@ fn fail(spec: &WorkerSpec, job: Job, error: InferError) {
     spec.recorder.failure();
     spec.in_flight.fetch_sub(1, Ordering::AcqRel);
     job.reply.send(Err(error));
-}
-
-/// How long a caller or an idle worker spins before blocking. A handoff between threads
-/// that are both awake costs well under a microsecond; one that parks and wakes a thread
-/// costs several. The bound keeps spinning below 1% of a millisecond-scale inference.
-const SPIN_MAX: Duration = Duration::from_micros(30);
-
-/// Executions shorter than this are sub-millisecond models, whose callers may spin longer.
-const SHORT_COMPUTE: Duration = Duration::from_micros(500);
-
-/// How long a blocking caller spins for its answer: [`SPIN_MAX`], or, when its call found the
-/// instance idle (`queued_before` 0) and the instance's last execution was short, that
-/// execution twice over plus a margin: a sub-millisecond model's answer then comes back to an
-/// awake caller instead of paying a wake-up (several microseconds, 3% of an 80 µs model). A
-/// call behind others sleeps after [`SPIN_MAX`] as before, so callers queued on a busy
-/// replica never spin against the workers for the CPUs.
-pub(crate) fn caller_spin(queued_before: usize, last_compute_ns: u64) -> Duration {
-    let last = Duration::from_nanos(last_compute_ns);
-    if queued_before == 0 && !last.is_zero() && last <= SHORT_COMPUTE {
-        (last * 2 + SPIN_MAX).max(SPIN_MAX)
-    } else {
-        SPIN_MAX
-    }
-}
-
-/// Polls `ready` for at most `spin`, yielding the CPU between looks (the thread that will
-/// make it ready may share this CPU); true if it became true.
-fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    loop {
-        if ready() {
-            return true;
-        }
-        if started.elapsed() >= spin {
-            return false;
-        }
-        std::thread::yield_now();
-    }
 }
 
 /// The answer, once there is one, and the waker of an async caller waiting for it.
@@ -249,13 +226,16 @@ pub(crate) struct ReplySender {
 /// The caller's end: [`Reply::wait`] blocks, or `.await` it.
 pub struct Reply {
     slot: Arc<Slot>,
-    /// How long a blocking wait spins before sleeping (see [`caller_spin`]).
-    spin: Duration,
+    /// How a blocking wait naps, spins and sleeps (see [`crate::wait`]).
+    patience: Patience,
+    /// When the nap ends.
+    nap_until: Instant,
 }
 
-pub(crate) fn reply_pair(spin: Duration) -> (ReplySender, Reply) {
+pub(crate) fn reply_pair(patience: Patience) -> (ReplySender, Reply) {
     let slot = Arc::new(Slot::default());
-    (ReplySender { slot: slot.clone(), sent: false }, Reply { slot, spin })
+    let nap_until = Instant::now() + patience.nap;
+    (ReplySender { slot: slot.clone(), sent: false }, Reply { slot, patience, nap_until })
 }
 
 impl ReplySender {
@@ -288,10 +268,13 @@ impl Drop for ReplySender {
 }
 
 impl Reply {
-    /// Blocks until the call is answered (spinning briefly first: short calls come back
-    /// before a sleeping thread could be woken).
+    /// Blocks until the call is answered (napping, then spinning first when the answer's
+    /// time can be told: see [`crate::wait`]).
     pub fn wait(self) -> Result<Inference, InferError> {
-        spin_until(self.spin, || self.slot.answered.load(Ordering::Acquire));
+        if let Some(result) = self.nap(self.nap_until) {
+            return result;
+        }
+        caller_spin_until(self.patience.spin, || self.slot.answered.load(Ordering::Acquire));
         let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(result) = state.answer.take() {
@@ -305,8 +288,11 @@ impl Reply {
     /// Blocks at most `timeout`; gives the reply back when no answer came in time, so the
     /// caller can do something else (look for a signal) and wait again.
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<Inference, InferError>, Reply> {
-        spin_until(self.spin, || self.slot.answered.load(Ordering::Acquire));
         let deadline = Instant::now() + timeout;
+        if let Some(result) = self.nap(self.nap_until.min(deadline)) {
+            return Ok(result);
+        }
+        caller_spin_until(self.patience.spin, || self.slot.answered.load(Ordering::Acquire));
         let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(result) = state.answer.take() {
@@ -316,6 +302,28 @@ impl Reply {
             if left.is_zero() {
                 drop(state);
                 return Err(self);
+            }
+            state.sleeping = true;
+            state = self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+impl Reply {
+    /// Sleeps until `until` unless the answer comes first (then returns it).
+    fn nap(&self, until: Instant) -> Option<Result<Inference, InferError>> {
+        if self.patience.nap.is_zero() {
+            return None;
+        }
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(result) = state.answer.take() {
+                return Some(result);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                state.sleeping = false;
+                return None;
             }
             state.sleeping = true;
             state = self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
@@ -335,19 +343,5 @@ impl Future for Reply {
                 Poll::Pending
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_call_on_an_idle_replica_of_a_short_model_spins_longer() {
-        let us = Duration::from_micros;
-        assert_eq!(caller_spin(0, 80_000), us(190), "an idle 80 µs model: twice its last run plus the base");
-        assert_eq!(caller_spin(1, 80_000), SPIN_MAX, "behind another call: sleep as usual");
-        assert_eq!(caller_spin(0, 6_700_000), SPIN_MAX, "a 6.7 ms model gains nothing from spinning");
-        assert_eq!(caller_spin(0, 0), SPIN_MAX, "no execution yet");
     }
 }

@@ -1,0 +1,177 @@
+//! How callers and workers wait for each other: look, spin, nap, sleep.
+//!
+//! Waking a sleeping thread is the dearest part of a handoff. On a VM whose idle CPUs halt at
+//! once (the 2-CPU Firecracker VMs this project is measured on poll 0 ns before halting), a
+//! futex wake-up of a thread on an idle CPU costs 30-40 µs after a short sleep and 100-200 µs
+//! after milliseconds of one (`./bench/runtime.sh parity`: 1.5-2.5% of a 7 ms model, 40% of
+//! an 80 µs one). Spinning avoids it but takes a CPU a worker may need. The rules:
+//!
+//! - A worker that finished a job spins [`SPIN_MAX`] for the next one before parking.
+//! - A caller waits by its call's [`Patience`]: a call behind others spins [`SPIN_MAX`] and
+//!   sleeps (its answer is a whole execution away). A call that found its replica idle knows
+//!   roughly when the answer comes, the replica's last execution: for a sub-millisecond model
+//!   it spins through it; for a longer one it naps (sleeps with a timeout, woken early by the
+//!   answer if it comes first) until [`LEAD`] before it, then spins, so the wake-up's cost is
+//!   paid while the worker still computes.
+//! - A caller spins only while its CPU executes none of this process's workers' calls
+//!   ([`Executing`] marks them): on a CPU shared with a busy worker it sleeps at once and the
+//!   worker keeps the CPU.
+//! - Spinning is a loop of looks and the CPU's spin-wait hint, with a `sched_yield` every
+//!   [`YIELD_EVERY`] for any other thread of the CPU. Yielding between every two looks (as
+//!   corral did) costs half a microsecond a look here, and in 3 of 8 parity runs the worker's
+//!   own execution beside such a caller ran 26-31% slower than the raw session's (none of 8
+//!   with the hint).
+
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+/// How long a caller behind other calls, or an idle worker, spins before sleeping. A handoff
+/// between threads that are both awake costs a microsecond or two.
+pub(crate) const SPIN_MAX: Duration = Duration::from_micros(30);
+
+/// Executions up to this long are spun through whole by a caller of an idle replica.
+const SHORT_COMPUTE: Duration = Duration::from_micros(500);
+
+/// How long before its expected answer a napping caller wakes: a timed wake-up is late by up
+/// to 200 µs here (the same halted-CPU cost, plus the kernel's 50 µs timer slack).
+const LEAD: Duration = Duration::from_micros(300);
+
+/// Executions longer than this are not napped through: the wake-up is noise beside them.
+const NAP_COMPUTE_MAX: Duration = Duration::from_secs(1);
+
+/// How a blocking caller waits for its answer: sleep `nap` (an answer wakes it early), then
+/// spin at most `spin`, then sleep until answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Patience {
+    pub(crate) nap: Duration,
+    pub(crate) spin: Duration,
+}
+
+/// The patience of a call that found `queued_before` calls ahead of it on an instance whose
+/// last execution took `last_compute_ns` (0: none yet).
+pub(crate) fn caller_patience(queued_before: usize, last_compute_ns: u64) -> Patience {
+    let last = Duration::from_nanos(last_compute_ns);
+    let base = Patience { nap: Duration::ZERO, spin: SPIN_MAX };
+    if queued_before > 0 || last.is_zero() {
+        base
+    } else if last <= SHORT_COMPUTE {
+        Patience { nap: Duration::ZERO, spin: last * 2 + SPIN_MAX }
+    } else if last <= NAP_COMPUTE_MAX {
+        // Spin past the expected end by an eighth of the execution: a slow run still lands.
+        Patience { nap: last - LEAD, spin: LEAD + last / 8 }
+    } else {
+        base
+    }
+}
+
+/// Polls `ready` for at most `spin`, yielding the CPU between looks; true if it became true.
+pub(crate) fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    spin_while(spin, &mut ready, || true)
+}
+
+/// [`spin_until`] for a caller: also stops (false) as soon as its CPU executes a worker's call.
+pub(crate) fn caller_spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    spin_while(spin, &mut ready, || !this_cpu_executes())
+}
+
+fn spin_while(spin: Duration, ready: &mut impl FnMut() -> bool, mut may_spin: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    let mut yielded = started;
+    loop {
+        if ready() {
+            return true;
+        }
+        let now = Instant::now();
+        if now - started >= spin || !may_spin() {
+            return false;
+        }
+        if now - yielded >= YIELD_EVERY {
+            std::thread::yield_now();
+            yielded = Instant::now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// A spinning thread yields its CPU this often, for any other thread of the CPU.
+const YIELD_EVERY: Duration = Duration::from_micros(4);
+
+/// CPUs above this are not tracked; a caller there never spins past a look.
+const TRACKED_CPUS: usize = 1024;
+
+/// Per CPU, how many workers' executions use it now (the worker's thread and the engine's
+/// threads of a multi-core or wide session).
+static EXECUTIONS: [AtomicU32; TRACKED_CPUS] = [const { AtomicU32::new(0) }; TRACKED_CPUS];
+
+/// Marks `cpus` as executing a call until dropped.
+pub(crate) struct Executing<'a>(&'a [usize]);
+
+impl<'a> Executing<'a> {
+    pub(crate) fn on(cpus: &'a [usize]) -> Self {
+        for &cpu in cpus.iter().filter(|&&cpu| cpu < TRACKED_CPUS) {
+            EXECUTIONS[cpu].fetch_add(1, Ordering::Relaxed);
+        }
+        Executing(cpus)
+    }
+}
+
+impl Drop for Executing<'_> {
+    fn drop(&mut self) {
+        for &cpu in self.0.iter().filter(|&&cpu| cpu < TRACKED_CPUS) {
+            EXECUTIONS[cpu].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether the CPU this thread runs on executes a worker's call now (or cannot be told).
+fn this_cpu_executes() -> bool {
+    match nix::sched::sched_getcpu() {
+        Ok(cpu) if cpu < TRACKED_CPUS => EXECUTIONS[cpu].load(Ordering::Relaxed) > 0,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_on_an_idle_replica_waits_by_its_last_execution() {
+        let us = Duration::from_micros;
+        let patience = |nap, spin| Patience { nap, spin };
+        assert_eq!(caller_patience(0, 80_000), patience(us(0), us(190)), "80 µs: spin through twice it");
+        assert_eq!(caller_patience(0, 6_800_000), patience(us(6_500), us(1_150)), "6.8 ms: nap, then spin");
+        assert_eq!(caller_patience(1, 80_000), patience(us(0), SPIN_MAX), "behind another call");
+        assert_eq!(caller_patience(1, 6_800_000), patience(us(0), SPIN_MAX), "behind another call");
+        assert_eq!(caller_patience(0, 0), patience(us(0), SPIN_MAX), "no execution yet");
+        assert_eq!(caller_patience(0, 5_000_000_000), patience(us(0), SPIN_MAX), "a 5 s model");
+    }
+
+    #[test]
+    fn a_caller_stops_spinning_on_a_cpu_that_executes_a_call() {
+        let cpu = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .ok()
+            .and_then(|set| (0..TRACKED_CPUS).find(|&c| set.is_set(c).unwrap_or(false)))
+            .expect("an allowed CPU");
+        let mut one = nix::sched::CpuSet::new();
+        one.set(cpu).expect("cpu fits");
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).expect("pin the test thread");
+        let long = Duration::from_secs(5);
+        let started = Instant::now();
+        let executing = Executing::on(std::slice::from_ref(&cpu));
+        assert!(!caller_spin_until(long, || false), "gives up at once beside an execution");
+        drop(executing);
+        assert!(started.elapsed() < long);
+        let mut looks = 0;
+        assert!(
+            caller_spin_until(long, || {
+                looks += 1;
+                looks == 3
+            }),
+            "spins on a CPU with no execution"
+        );
+    }
+}
