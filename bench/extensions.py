@@ -1,4 +1,4 @@
-"""Triton's extensions side by side on one corral serve: perf_analyzer at concurrency 16 on
+"""Triton's extensions side by side on one corral serve: perf_analyzer at concurrency 16 (and 4) on
 light_squeezenet (a 1x3x224x224 FP32 input, 602 KB, resnet50's input size) over plain HTTP
 (binary tensors), HTTP with system shared memory, plain gRPC, gRPC streaming and gRPC with
 system shared memory. For each: throughput, p50, p99, and where the server's time went per
@@ -33,12 +33,16 @@ SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
 CPUS = sorted(os.sched_getaffinity(0))
 MODEL = f"{SITE}/onnx/backend/test/data/light/light_squeezenet.onnx"
 HTTP, GRPC = 18300, 18301
+# (name, protocol, port, concurrency, perf_analyzer's extra arguments); the c4 cases show what
+# going from 4 to 16 calls in flight costs, per inference, on each side.
 CASES = [
-    ("HTTP", "http", HTTP, []),
-    ("HTTP + shared memory", "http", HTTP, ["--shared-memory", "system"]),
-    ("gRPC", "grpc", GRPC, []),
-    ("gRPC streaming", "grpc", GRPC, ["--streaming"]),
-    ("gRPC + shared memory", "grpc", GRPC, ["--shared-memory", "system"]),
+    ("HTTP c4", "http", HTTP, 4, []),
+    ("HTTP", "http", HTTP, 16, []),
+    ("HTTP + shared memory", "http", HTTP, 16, ["--shared-memory", "system"]),
+    ("gRPC c4", "grpc", GRPC, 4, []),
+    ("gRPC", "grpc", GRPC, 16, []),
+    ("gRPC streaming", "grpc", GRPC, 16, ["--streaming"]),
+    ("gRPC + shared memory", "grpc", GRPC, 16, ["--shared-memory", "system"]),
 ]
 
 
@@ -83,10 +87,10 @@ def client_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def perf(protocol, port, extra):
+def perf(protocol, port, concurrency, extra):
     with tempfile.NamedTemporaryFile(suffix=".csv") as out:
         command = [PERF, "-m", "squeezenet", "-i", protocol, "-u", f"127.0.0.1:{port}", "--input-data", "zero",
-                   "--concurrency-range", "16", "--measurement-interval", str(int(SECONDS * 1000)),
+                   "--concurrency-range", str(concurrency), "--measurement-interval", str(int(SECONDS * 1000)),
                    "--stability-percentage", "50", "--max-trials", "10", "--percentile", "99", "-f", out.name, *extra]
         result = subprocess.run(command, env={**os.environ, "LD_LIBRARY_PATH": CUDART}, capture_output=True, text=True)
         if result.returncode != 0:
@@ -110,16 +114,17 @@ def main():
         wait_ready(HTTP, server)
         top = ceiling("squeezenet")
         alone_ms = len(CPUS) * 1000 / top
-        print(f"{len(CPUS)} CPUs; squeezenet, concurrency 16, {SECONDS:.0f} s windows; ceiling {top:.1f}/s, "
+        print(f"{len(CPUS)} CPUs; squeezenet, concurrency 16 unless named, {SECONDS:.0f} s windows; ceiling {top:.1f}/s, "
               f"{alone_ms:.2f} ms of CPU per inference alone")
         print("per request: decode / queue / compute / encode in microseconds, decode's share of the server's time;")
         print("CPU: share of the machine's time to corral's workers / corral's other threads / perf_analyzer / the rest,")
-        print("and the workers' CPU time per inference (ms)")
+        print("and CPU time per inference (ms) of the workers, corral's other threads and perf_analyzer")
         print(f"{'case':<22}{'infer/s':>9}{'of ceil':>8}{'p50 ms':>8}{'p99 ms':>8}{'decode':>8}{'queue':>8}{'compute':>9}"
-              f"{'encode':>8}{'decode %':>9}{'workers':>8}{'server':>7}{'client':>7}{'rest':>6}{'w ms/inf':>9}")
-        for name, protocol, port, extra in CASES:
+              f"{'encode':>8}{'decode %':>9}{'workers':>8}{'server':>7}{'client':>7}{'rest':>6}{'w ms/inf':>9}"
+              f"{'s ms/inf':>9}{'c ms/inf':>9}")
+        for name, protocol, port, concurrency, extra in CASES:
             before, cpu_before = stats(), (server_seconds(server.pid), client_seconds(), machine_seconds())
-            figures, why = perf(protocol, port, extra)
+            figures, why = perf(protocol, port, concurrency, extra)
             after, cpu_after = stats(), (server_seconds(server.pid), client_seconds(), machine_seconds())
             if figures is None:
                 print(f"{name:<22}  failed: {why.strip()[-200:]}", flush=True)
@@ -137,7 +142,8 @@ def main():
             rate, p50, p99 = figures
             print(f"{name:<22}{rate:>9.1f}{rate / top:>8.2f}{p50:>8.2f}{p99:>8.2f}{us('compute_input'):>8.0f}"
                   f"{us('queue'):>8.0f}{us('compute_infer'):>9.0f}{us('compute_output'):>8.0f}{share:>8.1f}%"
-                  f"{pct(workers):>8}{pct(other):>7}{pct(client):>7}{pct(rest):>6}{workers * 1000 / n:>9.2f}", flush=True)
+                  f"{pct(workers):>8}{pct(other):>7}{pct(client):>7}{pct(rest):>6}{workers * 1000 / n:>9.2f}"
+                  f"{other * 1000 / n:>9.2f}{client * 1000 / n:>9.2f}", flush=True)
     finally:
         server.terminate()
         server.wait()
