@@ -275,14 +275,7 @@ impl Reply {
             return result;
         }
         caller_spin_until(self.patience.spin, || self.slot.answered.load(Ordering::Acquire));
-        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(result) = state.answer.take() {
-                return result;
-            }
-            state.sleeping = true;
-            state = self.slot.ready.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
+        self.sleep(None).expect("an untimed sleep ends with the answer")
     }
 
     /// Blocks at most `timeout`; gives the reply back when no answer came in time, so the
@@ -293,40 +286,36 @@ impl Reply {
             return Ok(result);
         }
         caller_spin_until(self.patience.spin, || self.slot.answered.load(Ordering::Acquire));
-        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(result) = state.answer.take() {
-                return Ok(result);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                drop(state);
-                return Err(self);
-            }
-            state.sleeping = true;
-            state = self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        match self.sleep(Some(deadline)) {
+            Some(result) => Ok(result),
+            None => Err(self),
         }
     }
-}
 
-impl Reply {
-    /// Sleeps until `until` unless the answer comes first (then returns it).
+    /// A call whose answer's time can be told sleeps until shortly before it (`until`).
     fn nap(&self, until: Instant) -> Option<Result<Inference, InferError>> {
-        if self.patience.nap.is_zero() {
-            return None;
-        }
+        if self.patience.nap.is_zero() { None } else { self.sleep(Some(until)) }
+    }
+
+    /// Sleeps until the answer comes (and returns it), or until `until` if given (then None).
+    fn sleep(&self, until: Option<Instant>) -> Option<Result<Inference, InferError>> {
         let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(result) = state.answer.take() {
                 return Some(result);
             }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                state.sleeping = false;
-                return None;
-            }
             state.sleeping = true;
-            state = self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+            state = match until {
+                None => self.slot.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        state.sleeping = false;
+                        return None;
+                    }
+                    self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
         }
     }
 }
