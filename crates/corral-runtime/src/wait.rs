@@ -66,7 +66,8 @@ pub(crate) fn caller_patience(queued_before: usize, last_compute_ns: u64) -> Pat
     }
 }
 
-/// Polls `ready` for at most `spin`, yielding the CPU between looks; true if it became true.
+/// Polls `ready` for at most `spin` (see the module's rule on spinning); true if it became
+/// true.
 pub(crate) fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
     spin_while(spin, &mut ready, || true)
 }

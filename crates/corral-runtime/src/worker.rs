@@ -226,16 +226,16 @@ pub(crate) struct ReplySender {
 /// The caller's end: [`Reply::wait`] blocks, or `.await` it.
 pub struct Reply {
     slot: Arc<Slot>,
-    /// How a blocking wait naps, spins and sleeps (see [`crate::wait`]).
-    patience: Patience,
-    /// When the nap ends.
-    nap_until: Instant,
+    /// When a blocking wait's nap ends, if it naps (see [`crate::wait`]).
+    nap_until: Option<Instant>,
+    /// How long it then spins before sleeping.
+    spin: Duration,
 }
 
 pub(crate) fn reply_pair(patience: Patience) -> (ReplySender, Reply) {
     let slot = Arc::new(Slot::default());
-    let nap_until = Instant::now() + patience.nap;
-    (ReplySender { slot: slot.clone(), sent: false }, Reply { slot, patience, nap_until })
+    let nap_until = (!patience.nap.is_zero()).then(|| Instant::now() + patience.nap);
+    (ReplySender { slot: slot.clone(), sent: false }, Reply { slot, nap_until, spin: patience.spin })
 }
 
 impl ReplySender {
@@ -271,10 +271,10 @@ impl Reply {
     /// Blocks until the call is answered (napping, then spinning first when the answer's
     /// time can be told: see [`crate::wait`]).
     pub fn wait(self) -> Result<Inference, InferError> {
-        if let Some(result) = self.nap(self.nap_until) {
+        if let Some(result) = self.nap_until.and_then(|until| self.sleep(Some(until))) {
             return result;
         }
-        caller_spin_until(self.patience.spin, || self.slot.answered.load(Ordering::Acquire));
+        caller_spin_until(self.spin, || self.slot.answered.load(Ordering::Acquire));
         self.sleep(None).expect("an untimed sleep ends with the answer")
     }
 
@@ -282,19 +282,14 @@ impl Reply {
     /// caller can do something else (look for a signal) and wait again.
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<Inference, InferError>, Reply> {
         let deadline = Instant::now() + timeout;
-        if let Some(result) = self.nap(self.nap_until.min(deadline)) {
+        if let Some(result) = self.nap_until.and_then(|until| self.sleep(Some(until.min(deadline)))) {
             return Ok(result);
         }
-        caller_spin_until(self.patience.spin, || self.slot.answered.load(Ordering::Acquire));
+        caller_spin_until(self.spin, || self.slot.answered.load(Ordering::Acquire));
         match self.sleep(Some(deadline)) {
             Some(result) => Ok(result),
             None => Err(self),
         }
-    }
-
-    /// A call whose answer's time can be told sleeps until shortly before it (`until`).
-    fn nap(&self, until: Instant) -> Option<Result<Inference, InferError>> {
-        if self.patience.nap.is_zero() { None } else { self.sleep(Some(until)) }
     }
 
     /// Sleeps until the answer comes (and returns it), or until `until` if given (then None).

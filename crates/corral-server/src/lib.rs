@@ -133,8 +133,8 @@ pub async fn serve(
     let metrics_server = axum::serve(metrics, metrics_app).with_graceful_shutdown(stopped());
     let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
     // HTTP/2 frames of up to 1 MiB instead of 16 KiB: a 602 KB input arrives in one DATA
-    // frame instead of 37, and the server's threads spent 0.49-0.55 ms of CPU per squeezenet
-    // call at c16 instead of 0.58-0.62 (alternating runs, perf_analyzer over gRPC).
+    // frame instead of 37, and the server's threads spent 0.49-0.65 ms of CPU per squeezenet
+    // call at c16 instead of 0.58-0.76 (7 alternating pairs, perf_analyzer over gRPC).
     let grpc_server = tonic::transport::Server::builder()
         .max_frame_size(Some(1 << 20))
         .add_service(grpc::service(state.clone()))
