@@ -137,7 +137,21 @@ fn this_cpu_executes() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use corral_engine::{DataType, SimModel, Tensor, TensorSpec};
+
     use super::*;
+    use crate::{ModelDef, Runtime, RuntimeSettings};
+
+    /// The tests that mark or read the process-wide per-CPU counts take turns.
+    static MARKS: Mutex<()> = Mutex::new(());
+
+    fn pin_to(cpu: usize) {
+        let mut one = nix::sched::CpuSet::new();
+        one.set(cpu).expect("cpu fits");
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).expect("pin the test thread");
+    }
 
     #[test]
     fn a_call_on_an_idle_replica_waits_by_its_last_execution() {
@@ -153,13 +167,12 @@ mod tests {
 
     #[test]
     fn a_caller_stops_spinning_on_a_cpu_that_executes_a_call() {
+        let _turn = MARKS.lock().unwrap_or_else(|p| p.into_inner());
         let cpu = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
             .ok()
             .and_then(|set| (0..TRACKED_CPUS).find(|&c| set.is_set(c).unwrap_or(false)))
             .expect("an allowed CPU");
-        let mut one = nix::sched::CpuSet::new();
-        one.set(cpu).expect("cpu fits");
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).expect("pin the test thread");
+        pin_to(cpu);
         let long = Duration::from_secs(5);
         let started = Instant::now();
         let executing = Executing::on(std::slice::from_ref(&cpu));
@@ -174,5 +187,41 @@ mod tests {
             }),
             "spins on a CPU with no execution"
         );
+    }
+
+    #[test]
+    fn a_worker_on_the_real_cpu_device_marks_its_cpu_while_it_executes() {
+        let _turn = MARKS.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = RuntimeSettings::default();
+        settings.take.device = Some("cpu".parse().expect("the cpu device"));
+        settings.take.lock_dir = Some(dir.path().to_owned());
+        settings.take.explicit.num = Some(corral_cores::Source::new("CORRAL_NUM_CORES", "1"));
+        let runtime = Runtime::new(settings).expect("one real core");
+        let cpu = runtime.core_stats()[0].cpus[0];
+        let spec = |name: &str, shape| TensorSpec::new(name, DataType::F32, shape);
+        let slow = SimModel {
+            inputs: vec![spec("x", vec![1])],
+            outputs: vec![spec("y", vec![1])],
+            latency: Duration::from_millis(400),
+            switch: Duration::ZERO,
+        };
+        let model = runtime.load(ModelDef::sim("slow", slow)).expect("load");
+        let executions = || EXECUTIONS[cpu].load(Ordering::Relaxed);
+        assert_eq!(executions(), 0, "nothing runs yet");
+        let reply = model.submit(vec![Tensor::zeros_like(&spec("x", vec![1]))]).expect("submit");
+        let started = Instant::now();
+        while executions() == 0 && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(executions(), 1, "the worker marks its core's CPU while it runs");
+        let looker = std::thread::spawn(move || {
+            pin_to(cpu);
+            caller_spin_until(Duration::from_secs(5), || false)
+        });
+        let (looked, spun) = (Instant::now(), looker.join().expect("looker"));
+        assert!(!spun && looked.elapsed() < Duration::from_secs(5), "a caller on that CPU does not spin");
+        reply.wait().expect("answered");
+        assert_eq!(executions(), 0, "the mark ends with the execution");
     }
 }
