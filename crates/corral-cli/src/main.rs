@@ -1,8 +1,9 @@
 //! The `corral` binary: parse arguments, resolve settings, call the library, and map errors
 //! to exit codes. Nothing here knows how cores are locked; see `corral-cores`.
 //!
-//! Exit codes: 0 success; 1 an error corral reported; 2 bad usage (from clap); for
-//! `launch`, the launched command's own status (128 + signal when it was killed).
+//! Exit codes: 0 success; 1 an error corral reported (for `plan`, also a model that does not
+//! fit); 2 bad usage (from clap); for `launch`, the launched command's own status (128 +
+//! signal when it was killed).
 
 mod bench;
 mod cli;
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Ls(args) => ls::run(&args, &lookup).map(|()| 0),
         cli::Command::Launch(args) => launch::run(&args, &lookup),
         cli::Command::Reserve(args) => reserve::run(&args, &lookup).map(|()| 0),
-        cli::Command::Plan(args) => plan::run(&args, &lookup).map(|()| 0),
+        cli::Command::Plan(args) => plan::run(&args, &lookup),
         cli::Command::Bench(args) => bench::run(&args, &lookup).map(|()| 0),
         cli::Command::Demo(args) => demo::run(&args, &lookup).map(|()| 0),
         cli::Command::Serve(args) => serve::run(&args, &lookup).map(|()| 0),

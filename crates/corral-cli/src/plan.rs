@@ -1,5 +1,9 @@
 //! `corral plan`: place a repository's models without running them, as a process with the
 //! requested cores would, and draw the core map (text, JSON, or SVG).
+//!
+//! A model that cannot be placed is named (an `error:` line, or `errors` in the JSON) after
+//! the map of what could be placed, and the exit status is 1, so a script can tell a layout
+//! that fits from one that does not.
 
 use std::fmt::Write as _;
 
@@ -10,7 +14,8 @@ use serde_json::json;
 
 use crate::{cli::PlanArgs, settings::take_settings};
 
-pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+/// Returns the exit status: 0 when every model was placed, 1 when any could not be.
+pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<u8> {
     let settings = take_settings(&args.device, Some(&args.cores));
     let device = Device::open(settings.device_spec(lookup)?)?;
     let request = Sources::from_env(lookup).overlay(settings.explicit.clone()).resolve()?;
@@ -56,7 +61,7 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
             println!("error: {error}");
         }
     }
-    Ok(())
+    Ok(if errors.is_empty() { 0 } else { 1 })
 }
 
 /// The core map as SVG: cores in a row, one bar per instance, shared cores in red.
