@@ -108,9 +108,44 @@ pub struct ServeArgs {
     /// A model to load at start in explicit mode (repeat for more)
     #[arg(long, value_name = "NAME")]
     pub load_model: Vec<String>,
-    /// Largest request body accepted, in bytes (413 beyond) [default: 64 MiB]
-    #[arg(long, value_name = "BYTES")]
+    /// Largest request accepted over REST and gRPC, in bytes [default: 64 MiB]
+    #[arg(long, value_name = "BYTES", value_parser = parse_byte_limit)]
     pub max_body_bytes: Option<usize>,
+    /// Triton's flag: the largest REST request body, in bytes (gRPC keeps its default)
+    #[arg(long, value_name = "BYTES", value_parser = parse_byte_limit, conflicts_with = "max_body_bytes")]
+    pub http_max_input_size: Option<usize>,
+    /// Triton's trace file: traced requests are written here (the API cannot change it)
+    #[arg(long, value_name = "FILE")]
+    pub trace_file: Option<std::path::PathBuf>,
+    /// Trace level at start: OFF or TIMESTAMPS (changeable through /v2/trace/setting)
+    #[arg(long, value_enum, default_value = "off")]
+    pub trace_level: TraceLevelArg,
+    /// Trace every Nth request (N > 0)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trace_rate: u32,
+    /// Traces to take before stopping; -1 for no limit
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1..))]
+    pub trace_count: i32,
+    /// Write every N traces to FILE.<i>; 0 writes them all to FILE when the server stops
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub trace_log_frequency: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceLevelArg {
+    #[value(name = "off", alias = "OFF")]
+    Off,
+    #[value(name = "timestamps", alias = "TIMESTAMPS")]
+    Timestamps,
+}
+
+/// A request size limit: a whole number of bytes, more than 0 (Triton refuses 0 too).
+fn parse_byte_limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be greater than 0".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number of bytes")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! What `corral top` and `corral monitor` show: two [`Snapshot`]s of a device (who holds
 //! each core, and each holder's live publication, see `corral_cores::live`) and of the host
-//! (`/proc/stat`, `/proc/meminfo`), turned into rates over the time between them ([`View`]).
+//! (`/proc/stat`: CPU times and context switches, `/proc/meminfo`), turned into rates and
+//! counts over the time between them ([`View`]).
 //!
 //! Publications are cumulative; a process is matched between snapshots by pid and start
 //! time, and one seen for the first time is measured from zero (it publishes as soon as it
@@ -20,6 +21,8 @@ pub struct Snapshot {
     pub status: Vec<CoreStatus>,
     pub entries: Vec<LiveEntry>,
     pub cpu: Vec<CpuTimes>,
+    /// Context switches on the host since it booted (`ctxt` of `/proc/stat`).
+    pub context_switches: u64,
     pub memory: Memory,
     /// Per holder pid, its user and system CPU time so far (clock ticks).
     process_cpu: BTreeMap<u32, (u64, u64)>,
@@ -31,7 +34,8 @@ impl Snapshot {
         let entries = registry.live(&status);
         let pids = status.iter().flat_map(|c| c.owners.iter().map(|o| o.pid));
         let process_cpu = pids.filter_map(|pid| Some((pid, process_ticks(pid)?))).collect();
-        Ok(Snapshot { at: Instant::now(), status, entries, cpu: cpu_times(), memory: memory(), process_cpu })
+        let (cpu, context_switches) = proc_stat();
+        Ok(Snapshot { at: Instant::now(), status, entries, cpu, context_switches, memory: memory(), process_cpu })
     }
 
     /// The trusted publications, by pid.
@@ -100,10 +104,24 @@ pub struct Memory {
     pub swap_used: u64,
 }
 
-/// Every CPU line of `/proc/stat`: the aggregate first, then each CPU.
-fn cpu_times() -> Vec<CpuTimes> {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    text.lines()
+/// `/proc/stat`: every CPU line (the aggregate first, then each CPU), and `ctxt`, the context
+/// switches since boot (0 when unreadable).
+fn proc_stat() -> (Vec<CpuTimes>, u64) {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+fn parse_proc_stat(text: &str) -> (Vec<CpuTimes>, u64) {
+    let context_switches = text
+        .lines()
+        .find_map(|line| line.strip_prefix("ctxt "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0);
+    (cpu_times(text), context_switches)
+}
+
+fn cpu_times(proc_stat: &str) -> Vec<CpuTimes> {
+    proc_stat
+        .lines()
         .filter(|line| line.starts_with("cpu"))
         .map(|line| {
             let v: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
@@ -154,6 +172,8 @@ pub struct View {
     pub processes: Vec<ProcessView>,
     /// The aggregate first, then each CPU.
     pub cpu: Vec<CpuUsage>,
+    /// Context switches on the host during the period.
+    pub context_switches: u64,
     pub memory: Memory,
 }
 
@@ -191,7 +211,10 @@ pub struct ModelView {
     pub instances: Vec<String>,
     /// Calls completed (successfully) in the period.
     pub completed: u64,
+    /// Calls that failed in the period, for any reason.
     pub failed: u64,
+    /// The part of `failed` refused for inputs that did not match the model's.
+    pub failed_input: u64,
     pub queue_depth: Vec<u64>,
     /// Whole-call latency of the period's calls.
     pub latency: Percentiles,
@@ -199,7 +222,7 @@ pub struct ModelView {
     pub compute: Percentiles,
 }
 
-/// Seconds; `None` when no call completed in the period.
+/// Seconds; all `None` when no call completed in the period.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Percentiles {
     pub p0: Option<f64>,
@@ -209,6 +232,13 @@ pub struct Percentiles {
     pub p75: Option<f64>,
     pub p99: Option<f64>,
     pub p100: Option<f64>,
+}
+
+impl Percentiles {
+    /// True when no call completed in the period.
+    pub fn is_empty(&self) -> bool {
+        self.p100.is_none()
+    }
 }
 
 impl View {
@@ -276,12 +306,16 @@ impl View {
                             let before =
                                 previous.and_then(|p| p.models.iter().find(|o| o.name == m.name && o.id == m.id));
                             let latency = delta(&m.latency, before.map(|b| &b.latency[..]));
+                            let failed = m.failures.saturating_sub(before.map_or(0, |b| b.failures));
+                            let failed_input = m.input_failures.saturating_sub(before.map_or(0, |b| b.input_failures));
                             ModelView {
                                 name: m.name.clone(),
                                 id: m.id,
                                 instances: m.instances.clone(),
                                 completed: latency.iter().map(|(_, n)| n).sum(),
-                                failed: m.failures.saturating_sub(before.map_or(0, |b| b.failures)),
+                                failed,
+                                // A part of `failed` (one publication counts both at once).
+                                failed_input: failed_input.min(failed),
                                 queue_depth: m.queue_depth.clone(),
                                 latency: percentiles(&latency),
                                 compute: percentiles(&delta(&m.compute, before.map(|b| &b.compute[..]))),
@@ -297,7 +331,14 @@ impl View {
             .iter()
             .enumerate()
             .map(|(i, a)| CpuUsage::between(&before.cpu.get(i).copied().unwrap_or_default(), a));
-        View { period, cores, processes: processes.into_values().collect(), cpu: cpu.collect(), memory: after.memory }
+        View {
+            period,
+            cores,
+            processes: processes.into_values().collect(),
+            cpu: cpu.collect(),
+            context_switches: after.context_switches.saturating_sub(before.context_switches),
+            memory: after.memory,
+        }
     }
 }
 
@@ -361,5 +402,13 @@ mod tests {
         assert_eq!(p.p100, Some(latency_bucket_limit(30)));
         assert_eq!(percentiles(&[]).p50, None);
         assert_eq!(delta(&[(1, 1)], Some(&[(1, 5)])), vec![], "a counter that went back counts as zero");
+    }
+
+    #[test]
+    fn proc_stat_gives_cpu_times_and_context_switches() {
+        let text = "cpu  10 1 5 100 2 0 3 0 0 0\ncpu0 10 1 5 100 2 0 3 0 0 0\nintr 5 1\nctxt 123456\nbtime 1\n";
+        let (cpu, context_switches) = parse_proc_stat(text);
+        assert_eq!((cpu.len(), cpu[1].soft_irq, context_switches), (2, 3, 123456));
+        assert_eq!(parse_proc_stat("").1, 0);
     }
 }

@@ -4,11 +4,14 @@
 use anyhow::Context;
 use corral_server::{BODY_LIMIT_DEFAULT, ControlMode, ServeOptions};
 
-use crate::cli::{ControlArg, ServeArgs};
+use crate::cli::{ControlArg, ServeArgs, TraceLevelArg};
 
 pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     if args.model_control_mode == ControlArg::None && !args.load_model.is_empty() {
         anyhow::bail!("--load-model needs --model-control-mode explicit (mode none loads every model)");
+    }
+    if args.trace_level == TraceLevelArg::Timestamps && args.trace_file.is_none() {
+        anyhow::bail!("--trace-level timestamps needs --trace-file FILE, where the traces are written");
     }
     let runtime = crate::models::runtime(&args.device, Some(&args.cores), lookup)?;
     let options = ServeOptions {
@@ -22,7 +25,20 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
             ControlArg::Explicit => ControlMode::Explicit,
         },
         load_models: args.load_model.clone(),
-        body_limit: args.max_body_bytes.unwrap_or(BODY_LIMIT_DEFAULT),
+        // --max-body-bytes sets both protocols' limit; Triton's --http-max-input-size the
+        // REST one only (clap refuses both together).
+        body_limit: args.max_body_bytes.or(args.http_max_input_size).unwrap_or(BODY_LIMIT_DEFAULT),
+        grpc_limit: args.max_body_bytes.unwrap_or(BODY_LIMIT_DEFAULT),
+        trace_file: args.trace_file.clone(),
+        trace: corral_server::trace::TraceSetting {
+            level: match args.trace_level {
+                TraceLevelArg::Off => corral_server::trace::Level::Off,
+                TraceLevelArg::Timestamps => corral_server::trace::Level::Timestamps,
+            },
+            rate: args.trace_rate,
+            count: args.trace_count,
+            log_frequency: args.trace_log_frequency,
+        },
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(runtime.cores().clamp(2, 8))

@@ -1,10 +1,10 @@
 //! Live publication: a runtime's counters, readable by any process on the host.
 //!
 //! A lease holder writes a [`Publication`] (per core: executions, busy time, switches, the
-//! model last run; per model: calls, failures, queue depth per instance and the cumulative
-//! latency histogram) into one file beside its first slot's lock file: `nc3.lock` gets
-//! `nc3.live`. Readers ([`Registry::live`](crate::Registry::live)) take no lock and never
-//! touch the publisher.
+//! model last run; per model: calls, failures (those refused for bad inputs also counted
+//! apart), queue depth per instance and the cumulative latency histogram) into one file
+//! beside its first slot's lock file: `nc3.lock` gets `nc3.live`. Readers
+//! ([`Registry::live`](crate::Registry::live)) take no lock and never touch the publisher.
 //!
 //! # Trust
 //!
@@ -78,7 +78,12 @@ pub struct LiveModel {
     /// Per instance, its cores (global indices, `2-3`).
     pub instances: Vec<String>,
     pub requests: u64,
+    /// Calls that failed, for any reason.
     pub failures: u64,
+    /// The part of `failures` refused because their inputs did not match the model's
+    /// (neuron-monitor's `incorrect_input`). Publishers before this field wrote none: 0.
+    #[serde(default)]
+    pub input_failures: u64,
     pub executions: u64,
     /// Per instance, calls accepted and not yet answered.
     pub queue_depth: Vec<u64>,
@@ -215,5 +220,12 @@ mod tests {
         assert!(bytes.len() as u64 <= LIVE_BYTES_MAX);
         let kept = decode(&bytes).expect("whole");
         assert!(kept.truncated && kept.models.len() == 10, "{}", kept.models.len());
+    }
+
+    #[test]
+    fn a_model_published_before_input_failures_existed_reads_as_none() {
+        let old = r#"{"name":"m","id":1,"instances":["0"],"requests":3,"failures":2,"executions":1,"queue_depth":[0],"latency":[]}"#;
+        let model: LiveModel = serde_json::from_str(old).expect("an older publisher's model");
+        assert_eq!((model.failures, model.input_failures), (2, 0));
     }
 }

@@ -12,9 +12,11 @@
 //! Runtime pins to the other cores' CPUs (`session.intra_op_thread_affinities`). Spinning is
 //! off so an idle replica leaves its core to nobody but itself, and never burns a neighbour's.
 //!
-//! BYTES tensors are ONNX string tensors. ONNX Runtime copies each element as a C string, so
-//! an element holding a NUL byte is refused with the element named; outputs must be UTF-8
-//! (as `ort` reads them), which string models produce.
+//! BYTES tensors are ONNX string tensors, which are byte strings with lengths: elements go in
+//! and come out through the C API's explicit-length functions
+//! (`GetResizedStringTensorElementBuffer`, `GetStringTensorDataLength` and
+//! `GetStringTensorContent`), so any bytes cross, NULs and non-UTF-8 included, exactly as
+//! Triton's string examples send them.
 
 use std::{
     path::{Path, PathBuf},
@@ -26,8 +28,9 @@ use corral_engine::{
     TensorView, bf16, f16,
 };
 use ort::{
+    AsPointer,
     session::{Session as OrtSession, SessionInputValue, builder::GraphOptimizationLevel},
-    value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, Utf8Data, ValueType},
+    value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType},
 };
 
 /// Names the library explicitly; wins over every other place.
@@ -272,26 +275,65 @@ fn view<'a, T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug 
     TensorRef::from_array_view((shape.to_vec(), data)).map(Into::into).map_err(|e| EngineError::Run(e.to_string()))
 }
 
-/// One BYTES element, handed to ONNX Runtime as the bytes of a string element.
-#[derive(Clone)]
-struct Element(Vec<u8>);
-
-impl Utf8Data for Element {
-    fn as_utf8_bytes(&self) -> &[u8] {
-        &self.0
-    }
+/// `status` (an ONNX Runtime C API call's result) as this call's error.
+///
+/// # Safety
+/// `status` must come from an ONNX Runtime API call, and is consumed.
+unsafe fn checked(status: ort::sys::OrtStatusPtr, what: &str) -> Result<(), EngineError> {
+    // SAFETY: the caller passes a status an API call just returned; it is released here.
+    unsafe { ort::Error::result_from_status(status) }.map_err(|e| EngineError::Run(format!("{what}: {e}")))
 }
 
+/// A string tensor of `data`'s elements, each written with its length, so an element may hold
+/// any bytes (ONNX Runtime's `FillStringTensor`, which `ort` uses, takes C strings).
 fn strings<'a>(name: &str, shape: &[usize], data: &[Vec<u8>]) -> Result<SessionInputValue<'a>, EngineError> {
-    if let Some(i) = data.iter().position(|e| e.contains(&0)) {
-        return Err(EngineError::Run(format!(
-            "BYTES input `{name}`: element {i} holds a NUL byte, which ONNX Runtime's string tensors cannot carry"
-        )));
+    let run = |e: ort::Error| EngineError::Run(format!("BYTES input `{name}`: {e}"));
+    // A tensor of empty strings of the right shape, made by `ort`, then each element resized
+    // and filled in place.
+    let empty = vec![""; data.len()];
+    let mut tensor = OrtTensor::from_string_array((shape.to_vec(), &empty[..])).map_err(run)?;
+    let api = ort::api();
+    for (index, element) in data.iter().enumerate() {
+        let mut buffer: *mut std::ffi::c_char = std::ptr::null_mut();
+        // SAFETY: `tensor` is a live string tensor of `data.len()` elements (made above, so
+        // `index` is in range); ONNX Runtime allocates `element.len()` bytes for the element
+        // and points `buffer` at them.
+        let status =
+            unsafe { (api.GetResizedStringTensorElementBuffer)(tensor.ptr_mut(), index, element.len(), &mut buffer) };
+        // SAFETY: the status was just returned by the API.
+        unsafe { checked(status, &format!("BYTES input `{name}`, element {index}")) }?;
+        if !element.is_empty() {
+            // SAFETY: `buffer` holds `element.len()` writable bytes owned by the tensor, which
+            // lives until the call; the two regions cannot overlap (one is ours).
+            unsafe { std::ptr::copy_nonoverlapping(element.as_ptr(), buffer.cast::<u8>(), element.len()) };
+        }
     }
-    let elements: Vec<Element> = data.iter().cloned().map(Element).collect();
-    OrtTensor::from_string_array((shape.to_vec(), &elements[..]))
-        .map(Into::into)
-        .map_err(|e| EngineError::Run(e.to_string()))
+    Ok(tensor.into())
+}
+
+/// A string output's elements as bytes, each exactly as long as ONNX Runtime says.
+fn string_elements(name: &str, value: &DynValue, count: usize) -> Result<Vec<Vec<u8>>, EngineError> {
+    let what = format!("string output `{name}`");
+    let api = ort::api();
+    let mut total = 0usize;
+    // SAFETY: `value` is a live string tensor (its type was checked by the caller).
+    unsafe { checked((api.GetStringTensorDataLength)(value.ptr(), &mut total), &what) }?;
+    let mut bytes = vec![0u8; total];
+    let mut offsets = vec![0usize; count + 1];
+    // SAFETY: `bytes` holds `total` bytes and `offsets` `count` entries (one more is ours), the
+    // sizes ONNX Runtime reported for this tensor of `count` elements.
+    let status = unsafe {
+        (api.GetStringTensorContent)(value.ptr(), bytes.as_mut_ptr().cast(), total, offsets.as_mut_ptr(), count)
+    };
+    // SAFETY: the status was just returned by the API.
+    unsafe { checked(status, &what) }?;
+    offsets[count] = total;
+    offsets
+        .windows(2)
+        .map(|w| {
+            bytes.get(w[0]..w[1]).map(<[u8]>::to_vec).ok_or_else(|| EngineError::Run(format!("{what}: bad offsets")))
+        })
+        .collect()
 }
 
 impl Session for OrtInstance {
@@ -351,10 +393,14 @@ fn extract(name: &str, datatype: DataType, value: &DynValue) -> Result<Tensor, E
         DataType::BF16 => take::<bf16>(value).map(|(s, d)| (s, TensorData::BF16(d)))?,
         DataType::F64 => take::<f64>(value).map(|(s, d)| (s, TensorData::F64(d)))?,
         DataType::Bytes => {
-            let (shape, data) =
-                value.try_extract_strings().map_err(|e| EngineError::Run(format!("string output `{name}`: {e}")))?;
-            let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
-            (shape, TensorData::Bytes(data.into_iter().map(String::into_bytes).collect()))
+            let shape: Vec<usize> = match value.dtype() {
+                ValueType::Tensor { ty: TensorElementType::String, shape, .. } => {
+                    shape.iter().map(|&d| d.max(0) as usize).collect()
+                }
+                other => return Err(EngineError::Run(format!("string output `{name}` is a {other}"))),
+            };
+            let count = shape.iter().product();
+            (shape, TensorData::Bytes(string_elements(name, value, count)?))
         }
     };
     Ok(Tensor::new(name, shape, data))

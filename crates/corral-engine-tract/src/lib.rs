@@ -15,7 +15,7 @@
 //! at each run from the input shapes.
 //!
 //! tract has no BF16, and its strings are UTF-8: a BYTES element that is not text is refused
-//! with the element named (ONNX Runtime carries any bytes but NUL).
+//! with the element named (ONNX Runtime carries any bytes).
 
 use std::{
     collections::HashMap,

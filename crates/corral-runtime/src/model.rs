@@ -128,6 +128,14 @@ impl Model {
         self.inner.warning.as_deref()
     }
 
+    /// Counts a call a front end refused for its inputs before calling (a server checks
+    /// requests in its protocol's words first), as the model's own check would have: one
+    /// request, one input failure.
+    pub fn count_refused_input(&self) {
+        self.inner.recorder.request();
+        self.inner.recorder.input_failure();
+    }
+
     pub fn stats(&self) -> ModelStats {
         self.inner.recorder.snapshot()
     }
@@ -169,7 +177,10 @@ impl Model {
         let inner = &self.inner;
         inner.recorder.request();
         let failed = |error: InferError| {
-            inner.recorder.failure();
+            match error {
+                InferError::Input { .. } => inner.recorder.input_failure(),
+                _ => inner.recorder.failure(),
+            }
             Err(error)
         };
         if let Err(source) = corral_engine::validate_inputs(&inner.inputs, &inputs) {

@@ -169,6 +169,7 @@ fn live_model(model: &Model, global: &CoreSet) -> LiveModel {
         instances: instances.collect(),
         requests: stats.requests,
         failures: stats.failures,
+        input_failures: stats.input_failures,
         executions: stats.executions,
         queue_depth: model.queue_depths().into_iter().map(|d| d as u64).collect(),
         latency: model.inner.recorder.latency_buckets(),

@@ -1,8 +1,13 @@
-//! Model repositories in Triton's layout: `REPO/<name>/<version>/model.onnx` (the highest
-//! numeric version) with corral's `config.toml` or Triton's `config.pbtxt` beside the
-//! versions. A single `.onnx` file is accepted wherever a repository is. The runtime, the
-//! server and the Python package all read model folders here, so a folder means the same
-//! thing to each.
+//! Model repositories in Triton's layout: `REPO/<name>/<version>/model.onnx` with corral's
+//! `config.toml` or Triton's `config.pbtxt` beside the versions. A single `.onnx` file is
+//! accepted wherever a repository is. The runtime, the server and the Python package all read
+//! model folders here, so a folder means the same thing to each.
+//!
+//! Versions follow Triton's `version_policy` (SPEC §8): the numeric folders of the model that
+//! the policy selects, the latest one by default ([`VersionPolicy`]). `corral serve` loads
+//! every selected version as a model of its own; `plan`, `bench`, `demo` and Python, which
+//! place and call one model per folder, take the highest selected version. A simulated model
+//! has no version folders and is version 1.
 //!
 //! ```toml
 //! platform = "onnx"        # or "sim"
@@ -12,6 +17,10 @@
 //! count = 4                # nc_count, or "all" for multicore
 //! # group = 1             # legacy group index instead
 //! elastic = true           # single-core replicas may run a lone call on all their cores
+//! [versions]               # Triton's version_policy; default: the latest 1
+//! policy = "latest"        # or "all", or "specific"
+//! latest = 2               # with "latest": how many of the highest versions
+//! # specific = [1, 3]      # with "specific": exactly these versions
 //! [sim]
 //! latency_ms = 10.0
 //! switch_ms = 2.0
@@ -29,7 +38,8 @@
 //! model: `platform`/`backend` (ONNX only), `default_model_filename`, `instance_group`
 //! (`count` replicas of K cores each) and `parameters` with keys `corral.cores` (K),
 //! `corral.start`, `corral.count` (a number or `all`), `corral.group` and `corral.elastic`
-//! (`true` or `false`). The server reads
+//! (`true` or `false`), and `version_policy` (`latest { num_versions }`, `all {}`,
+//! `specific { versions }`). The server reads
 //! Triton's serving fields (batching, declared tensors) from the same parsed file. When both
 //! files exist, the model and its placement come from `config.toml`.
 //!
@@ -73,6 +83,16 @@ struct Config {
     input: Vec<TensorConfig>,
     #[serde(default)]
     output: Vec<TensorConfig>,
+    versions: Option<VersionsConfig>,
+}
+
+/// `[versions]` of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionsConfig {
+    policy: Option<String>,
+    latest: Option<i64>,
+    specific: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,8 +159,188 @@ pub fn read(path: &Path) -> Result<(Vec<ModelDef>, Vec<RepositoryError>), Reposi
 /// when it has one (the server reads Triton's serving fields from it).
 #[derive(Clone, Debug)]
 pub struct ModelFolder {
+    /// The highest selected version, named after the folder.
     pub def: ModelDef,
     pub pbtxt: Option<Message>,
+    /// Every version the policy selects, ascending, each named after the folder (a server
+    /// renames them); a simulated model is version 1.
+    pub versions: Vec<Version>,
+}
+
+/// One selected version of a model folder.
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub number: u64,
+    pub def: ModelDef,
+}
+
+/// Which version folders of a model are loaded: Triton's `version_policy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VersionPolicy {
+    /// The `n` highest versions (Triton's default is the latest 1).
+    Latest(u64),
+    All,
+    /// Exactly these versions; each must exist.
+    Specific(Vec<u64>),
+}
+
+impl Default for VersionPolicy {
+    fn default() -> VersionPolicy {
+        VersionPolicy::Latest(1)
+    }
+}
+
+impl VersionPolicy {
+    /// The versions of `model` to load out of those `found` (any order), ascending. A policy
+    /// that selects nothing, or a specific version that is not there, is an error naming it,
+    /// in Triton's words (`model_lifecycle.cc`, `VersionsToLoad`). Triton only logs a missing
+    /// specific version when another one exists; corral refuses the load, so a typo in the
+    /// list never serves less than was asked.
+    pub fn select(&self, found: &[u64], model: &str) -> Result<Vec<u64>, String> {
+        let mut found = found.to_vec();
+        found.sort_unstable();
+        found.dedup();
+        let selected = match self {
+            VersionPolicy::Latest(n) => found[found.len().saturating_sub(*n as usize)..].to_vec(),
+            VersionPolicy::All => found.clone(),
+            VersionPolicy::Specific(wanted) => {
+                let mut wanted = wanted.clone();
+                wanted.sort_unstable();
+                wanted.dedup();
+                if let Some(missing) = wanted.iter().find(|v| !found.contains(v)) {
+                    return Err(format!(
+                        "version {missing} is specified for model '{model}', but the version directory is not present"
+                    ));
+                }
+                wanted
+            }
+        };
+        if selected.is_empty() {
+            let why = match self {
+                VersionPolicy::Latest(0) => " (version_policy latest num_versions 0 selects none)",
+                _ if found.is_empty() => " (no version folder such as 1/ was found)",
+                _ => "",
+            };
+            return Err(format!(
+                "at least one version must be available under the version policy of model '{model}'{why}"
+            ));
+        }
+        Ok(selected)
+    }
+}
+
+/// The numeric version folders of `dir`, ascending.
+pub fn version_folders(dir: &Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut versions: Vec<u64> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().and_then(|v| v.parse::<u64>().ok()))
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// `version_policy` of a `config.pbtxt` (or of a load's JSON configuration).
+fn pbtxt_version_policy(config: &Message) -> Result<VersionPolicy, String> {
+    let Some(policy) = config.get("version_policy") else { return Ok(VersionPolicy::default()) };
+    let Value::Message(policy) = policy else { return Err("version_policy must be a message".to_owned()) };
+    let whole = |text: &str, what: &str| -> Result<u64, String> {
+        let n = number(text, what)?;
+        u64::try_from(n).map_err(|_| format!("{what} {n} is not valid; use 0 or more"))
+    };
+    match policy.fields.last().map(|(name, value)| (name.as_str(), value)) {
+        None => Ok(VersionPolicy::default()),
+        Some(("latest", Value::Message(latest))) => {
+            let n = latest.text("num_versions").map(|t| whole(t, "version_policy latest num_versions")).transpose()?;
+            latest_policy(n.unwrap_or(1), "version_policy latest num_versions")
+        }
+        Some(("all", _)) => Ok(VersionPolicy::All),
+        Some(("specific", Value::Message(specific))) => {
+            let versions = specific
+                .all("versions")
+                .map(|v| whole(v.text().unwrap_or_default(), "version_policy specific versions"))
+                .collect::<Result<Vec<_>, _>>()?;
+            specific_policy(versions, "version_policy specific versions")
+        }
+        Some((other, _)) => Err(format!(
+            "version_policy `{other}` is not valid; use latest {{ num_versions: N }}, all {{}} or specific {{ versions: [..] }}"
+        )),
+    }
+}
+
+fn latest_policy(n: u64, what: &str) -> Result<VersionPolicy, String> {
+    if n == 0 {
+        return Err(format!(
+            "{what} = 0: at least one version must be available under the version policy; use 1 or more"
+        ));
+    }
+    Ok(VersionPolicy::Latest(n))
+}
+
+fn specific_policy(versions: Vec<u64>, what: &str) -> Result<VersionPolicy, String> {
+    if versions.is_empty() {
+        return Err(format!("{what} is empty; name at least one version"));
+    }
+    Ok(VersionPolicy::Specific(versions))
+}
+
+/// `[versions]` of a `config.toml`.
+fn toml_version_policy(config: Option<&VersionsConfig>) -> Result<VersionPolicy, String> {
+    let Some(config) = config else { return Ok(VersionPolicy::default()) };
+    let policy = match (&config.policy, &config.latest, &config.specific) {
+        (Some(policy), ..) => policy.as_str(),
+        (None, _, Some(_)) => "specific",
+        (None, ..) => "latest",
+    };
+    let whole = |n: i64, what: &str| u64::try_from(n).map_err(|_| format!("{what} = {n} is not valid; use 0 or more"));
+    match policy {
+        "latest" if config.specific.is_none() => latest_policy(
+            config.latest.map(|n| whole(n, "[versions] latest")).transpose()?.unwrap_or(1),
+            "[versions] latest",
+        ),
+        "all" if config.latest.is_none() && config.specific.is_none() => Ok(VersionPolicy::All),
+        "specific" if config.latest.is_none() => {
+            let versions = config.specific.clone().ok_or("[versions] policy = \"specific\" needs specific = [..]")?;
+            let versions =
+                versions.into_iter().map(|n| whole(n, "[versions] specific")).collect::<Result<Vec<_>, _>>()?;
+            specific_policy(versions, "[versions] specific")
+        }
+        "latest" | "all" | "specific" => Err(format!(
+            "[versions] policy = \"{policy}\" cannot be combined with {}; give `latest = N` only with \"latest\" and `specific = [..]` only with \"specific\"",
+            if config.latest.is_some() { "latest" } else { "specific" }
+        )),
+        other => Err(format!("[versions] policy = \"{other}\" is not valid; use \"latest\", \"all\" or \"specific\"")),
+    }
+}
+
+/// The selected versions of `dir` under `policy`, each with its `file`, which must exist.
+fn selected_versions(dir: &Path, policy: &VersionPolicy, file: &str) -> Result<Vec<(u64, PathBuf)>, String> {
+    let found = version_folders(dir);
+    if found.is_empty() {
+        return Err(format!("no <version>/{file} found (e.g. 1/{file})"));
+    }
+    let model = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    policy
+        .select(&found, &model)?
+        .into_iter()
+        .map(|v| {
+            let path = dir.join(v.to_string()).join(file);
+            if path.is_file() {
+                Ok((v, path))
+            } else {
+                Err(format!("version {v} has no {file} ({v}/{file} is missing)"))
+            }
+        })
+        .collect()
+}
+
+/// The folder's model as each selected version: `def` with its source at that version.
+fn versions_of(def: &ModelDef, paths: Vec<(u64, PathBuf)>) -> Vec<Version> {
+    paths
+        .into_iter()
+        .map(|(number, path)| Version { number, def: ModelDef { source: ModelSource::Onnx(path), ..def.clone() } })
+        .collect()
 }
 
 /// Reads one model folder; `Ok(None)` for a folder that holds no model at all.
@@ -170,21 +370,22 @@ pub fn read_folder_with(dir: &Path, config: Message) -> Result<ModelFolder, Repo
 fn read_folder_as(dir: &Path, pbtxt: Option<Message>, toml_too: bool) -> Result<Option<ModelFolder>, RepositoryError> {
     let pbtxt_path = dir.join("config.pbtxt");
     let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
-    let def = match &pbtxt {
+    let (def, versions) = match &pbtxt {
         Some(config) => {
             let file = pbtxt_model_file(config).map_err(bad)?;
+            let policy = pbtxt_version_policy(config).map_err(bad)?;
             if toml_too && dir.join("config.toml").is_file() {
-                read_toml_model(dir)?.ok_or_else(|| bad("no model file".to_owned()))?
+                read_toml_model(dir, policy)?.ok_or_else(|| bad("no model file".to_owned()))?
             } else {
-                pbtxt_model(dir, config, &file).map_err(bad)?
+                pbtxt_model(dir, config, &file, &policy).map_err(bad)?
             }
         }
-        None => match read_toml_model(dir)? {
-            Some(def) => def,
+        None => match read_toml_model(dir, VersionPolicy::default())? {
+            Some(model) => model,
             None => return Ok(None),
         },
     };
-    Ok(Some(ModelFolder { def, pbtxt }))
+    Ok(Some(ModelFolder { def, pbtxt, versions }))
 }
 
 /// The model file a `config.pbtxt` names (`default_model_filename`, else `model.onnx`), after
@@ -205,9 +406,14 @@ fn pbtxt_model_file(config: &Message) -> Result<String, String> {
     Ok(file)
 }
 
-fn pbtxt_model(dir: &Path, config: &Message, file: &str) -> Result<ModelDef, String> {
-    let path =
-        latest_version(dir, file).ok_or_else(|| format!("no <version>/{file} found next to it (e.g. 1/{file})"))?;
+fn pbtxt_model(
+    dir: &Path,
+    config: &Message,
+    file: &str,
+    policy: &VersionPolicy,
+) -> Result<(ModelDef, Vec<Version>), String> {
+    let paths = selected_versions(dir, policy, file)?;
+    let path = paths.last().expect("a policy selects at least one version").1.clone();
     let k = config.parameter("corral.cores").map(|v| number(v, "corral.cores")).transpose()?.unwrap_or(1);
     if k < 1 {
         return Err(format!("corral.cores = {k}: a model needs at least 1 core per instance"));
@@ -221,7 +427,9 @@ fn pbtxt_model(dir: &Path, config: &Message, file: &str) -> Result<ModelDef, Str
         Some("true") => true,
         Some(other) => return Err(format!("corral.elastic = `{other}` is not valid; use \"true\" or \"false\"")),
     };
-    Ok(ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement, elastic })
+    let def = ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement, elastic };
+    let versions = versions_of(&def, paths);
+    Ok((def, versions))
 }
 
 /// The replicas `instance_group { count }` asks for, summed over groups.
@@ -269,8 +477,9 @@ fn pbtxt_placement(config: &Message, k: usize, replicas: Option<usize>) -> Resul
     })
 }
 
-/// A folder read by its `config.toml` (or by its `<version>/model.onnx` alone).
-fn read_toml_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
+/// A folder read by its `config.toml` (or by its `<version>/model.onnx` alone); its
+/// `[versions]`, else `policy` (from a `config.pbtxt` beside it, else the default).
+fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef, Vec<Version>)>, RepositoryError> {
     let name = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
     let config_path = dir.join("config.toml");
     let bad = |path: &Path, reason: String| RepositoryError::Model { path: path.to_owned(), reason };
@@ -293,8 +502,12 @@ fn read_toml_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
             })
             .collect()
     };
+    let policy = match &config.versions {
+        Some(_) => toml_version_policy(config.versions.as_ref()).map_err(|reason| bad(&config_path, reason))?,
+        None => policy,
+    };
     let platform = config.platform.as_deref().unwrap_or("onnx");
-    let source = match platform {
+    let (source, paths) = match platform {
         "sim" => {
             let sim = config.sim.as_ref().ok_or_else(|| {
                 bad(&config_path, "platform = \"sim\" needs a [sim] table with latency_ms".to_owned())
@@ -317,27 +530,33 @@ fn read_toml_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
             {
                 return Err(bad(&config_path, "latency_ms and switch_ms must be 0 or more".to_owned()));
             }
-            ModelSource::Sim(SimModel {
+            let model = SimModel {
                 inputs: tensors(&config.input, "input")?,
                 outputs: tensors(&config.output, "output")?,
                 latency: Duration::from_secs_f64(sim.latency_ms / 1e3),
                 switch: Duration::from_secs_f64(sim.switch_ms / 1e3),
-            })
+            };
+            (ModelSource::Sim(model), None)
         }
         "onnx" | "onnxruntime_onnx" => {
-            let Some(file) = latest_version(dir, "model.onnx") else {
-                if config_path.exists() {
-                    return Err(bad(dir, "no <version>/model.onnx found (e.g. 1/model.onnx)".to_owned()));
-                }
+            if version_folders(dir).is_empty() && !config_path.exists() {
                 return Ok(None);
-            };
-            ModelSource::Onnx(file)
+            }
+            let paths = selected_versions(dir, &policy, "model.onnx").map_err(|reason| bad(dir, reason))?;
+            let path = paths.last().expect("a policy selects at least one version").1.clone();
+            (ModelSource::Onnx(path), Some(paths))
         }
         other => {
             return Err(bad(&config_path, format!("platform `{other}` is not supported; use \"onnx\" or \"sim\"")));
         }
     };
-    Ok(Some(ModelDef { name, source, cores_per_instance: k, placement, elastic: config.placement.elastic }))
+    let def = ModelDef { name, source, cores_per_instance: k, placement, elastic: config.placement.elastic };
+    let versions = match paths {
+        Some(paths) => versions_of(&def, paths),
+        // A simulated model has no version folders: it is version 1.
+        None => vec![Version { number: 1, def: def.clone() }],
+    };
+    Ok(Some((def, versions)))
 }
 
 fn placement(config: &PlacementConfig) -> Result<Option<Where>, String> {
@@ -363,15 +582,4 @@ fn placement(config: &PlacementConfig) -> Result<Option<Where>, String> {
         (None, false, None, None) => None,
         (None, false, start, count) => Some(Where::Cores { start, count }),
     })
-}
-
-/// `<dir>/<highest numeric version>/<file>`.
-pub fn latest_version(dir: &Path, file: &str) -> Option<PathBuf> {
-    let versions = std::fs::read_dir(dir).ok()?;
-    versions
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|v| v.parse::<u64>().ok()).map(|v| (v, e.path().join(file))))
-        .filter(|(_, path)| path.is_file())
-        .max_by_key(|(v, _)| *v)
-        .map(|(_, path)| path)
 }

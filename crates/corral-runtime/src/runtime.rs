@@ -206,6 +206,35 @@ impl Runtime {
         Ok(Replacement { model, old })
     }
 
+    /// Undoes a [`Runtime::replace`] whose swap the caller decided against (a reload of
+    /// several versions where a later one failed): the old model gets its name and cores back
+    /// and the new one is stopped. Calls already made through the new model's handle are
+    /// answered first; the old model never stopped, so nothing it accepted is lost.
+    pub fn revert(&self, mut replacement: Replacement) {
+        let new = replacement.model.clone();
+        let Some(old) = replacement.old.take() else {
+            // Nothing to give the name back to (it was unloaded meanwhile): stop the new one.
+            let _ = self.unload(new.name());
+            return;
+        };
+        {
+            let mut loaded = lock(&self.inner.loaded);
+            if loaded.models.get(new.name()).is_some_and(|m| Arc::ptr_eq(&m.inner, &new.inner)) {
+                loaded.layout.remove(new.name());
+                let placement = corral_placement::Placement {
+                    model: old.name().to_owned(),
+                    instances: old.instances(),
+                    shared: Vec::new(),
+                };
+                loaded.layout.commit(&placement);
+                loaded.models.insert(old.name().to_owned(), old);
+                self.publish(&loaded);
+            }
+        }
+        new.inner.close_and_join();
+        tracing::info!(model = %new.name(), "replacement reverted");
+    }
+
     /// Where `def` goes: its own placement, else this thread's context, else the least-used
     /// cores. A new model's name must be free; a replacement's must be loaded, and it is placed
     /// as if the model of that name were gone.

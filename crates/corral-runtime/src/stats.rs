@@ -1,5 +1,6 @@
 //! Per-model statistics, updated lock-free from workers and callers: request and failure
-//! counts, total queue and compute time, and a latency histogram for percentiles.
+//! counts (with calls refused for bad inputs counted apart, for monitor's
+//! `incorrect_input`), total queue and compute time, and a latency histogram for percentiles.
 //!
 //! The histogram has logarithmic buckets, [`BUCKETS_PER_OCTAVE`] per doubling from 1 µs
 //! (about 9% wide each), so a percentile is exact to within one bucket and recording costs one
@@ -22,6 +23,9 @@ pub struct ModelStats {
     pub requests: u64,
     /// Calls that failed: bad inputs, timeouts, engine errors.
     pub failures: u64,
+    /// The part of `failures` refused before queueing because their inputs did not match the
+    /// model's (`InferError::Input`).
+    pub input_failures: u64,
     /// Executions run by the engine.
     pub executions: u64,
     pub queue_time: Duration,
@@ -36,7 +40,10 @@ pub struct ModelStats {
 #[derive(Debug)]
 pub(crate) struct Recorder {
     requests: AtomicU64,
-    failures: AtomicU64,
+    /// Failures other than bad inputs; kept apart from `input_failures` so that one snapshot's
+    /// `failures` is their sum, never a count that has one and not yet the other.
+    other_failures: AtomicU64,
+    input_failures: AtomicU64,
     executions: AtomicU64,
     queue_ns: AtomicU64,
     compute_ns: AtomicU64,
@@ -50,7 +57,8 @@ impl Recorder {
     pub(crate) fn new(instances: usize) -> Recorder {
         Recorder {
             requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            other_failures: AtomicU64::new(0),
+            input_failures: AtomicU64::new(0),
             executions: AtomicU64::new(0),
             queue_ns: AtomicU64::new(0),
             compute_ns: AtomicU64::new(0),
@@ -64,8 +72,14 @@ impl Recorder {
         self.requests.fetch_add(1, Relaxed);
     }
 
+    /// Counts a failed call (for one refused for its inputs, [`Recorder::input_failure`]).
     pub(crate) fn failure(&self) {
-        self.failures.fetch_add(1, Relaxed);
+        self.other_failures.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a call refused because its inputs did not match the model's.
+    pub(crate) fn input_failure(&self) {
+        self.input_failures.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn execution(&self, instance: usize, queue: Duration, compute: Duration) {
@@ -94,9 +108,11 @@ impl Recorder {
 
     pub(crate) fn snapshot(&self) -> ModelStats {
         let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
+        let (other_failures, input_failures) = (self.other_failures.load(Relaxed), self.input_failures.load(Relaxed));
         ModelStats {
             requests: self.requests.load(Relaxed),
-            failures: self.failures.load(Relaxed),
+            failures: other_failures + input_failures,
+            input_failures,
             executions: self.executions.load(Relaxed),
             queue_time: Duration::from_nanos(self.queue_ns.load(Relaxed)),
             compute_time: Duration::from_nanos(self.compute_ns.load(Relaxed)),
@@ -162,5 +178,15 @@ mod tests {
         within(stats.p90, 90.0);
         within(stats.p99, 99.0);
         assert_eq!(Recorder::new(1).snapshot().p50, Duration::ZERO);
+    }
+
+    #[test]
+    fn input_failures_are_a_part_of_failures() {
+        let recorder = Recorder::new(1);
+        recorder.failure();
+        recorder.input_failure();
+        recorder.input_failure();
+        let stats = recorder.snapshot();
+        assert_eq!((stats.failures, stats.input_failures), (3, 2));
     }
 }

@@ -96,6 +96,9 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
         let call = batch.into_iter().next().expect("one call");
         let result = model.infer_async(call.inputs).await.map_err(CallError::from);
         counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(inference) = &result {
+            counters.batch(rows as u64, Duration::ZERO, inference.compute);
+        }
         let _ = call.reply.send(result);
         return;
     }
@@ -112,7 +115,12 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
     let result = model.infer_async(combined).await;
     counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let inference = match result {
-        Ok(inference) => inference,
+        Ok(inference) => {
+            // One execution of the whole batch (Triton's batch_stats; inputs are concatenated
+            // and outputs split in the server, not counted as the model's).
+            counters.batch(rows as u64, Duration::ZERO, inference.compute);
+            inference
+        }
         Err(error) => {
             let error = CallError::from(error);
             for call in batch {

@@ -5,24 +5,34 @@
 //! (`binary_data` per output, or `binary_data_output` for all).
 //!
 //! Decoding checks every size against the shape before allocating anything, so a hostile
-//! body costs at most its own length; every mistake is a [`CodecError`] with a message for
-//! the client (HTTP 400), never a panic.
+//! body costs at most its own length; every mistake is a [`CallError`] with a message for
+//! the client, never a panic. Where Triton checks the same thing, the words and the status
+//! are Triton's (`http_server.cc`: `EVBufferToInput`, `ValidateInputContentType`,
+//! `ReadDataFromJson`); its JSON errors are 500s.
 
 use corral_engine::{DataType, Tensor, TensorData, TensorView, bf16, f16};
 use serde_json::{Map, Value, json};
 
 use crate::{
+    error::{CallError, ErrorKind},
     sequence::{SequenceId, SequenceParams},
     shm::{ShmInput, ShmRef},
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CodecError(pub String);
+/// A decoding mistake of the client's.
+type CodecError = CallError;
 
 fn bad<T>(message: impl Into<String>) -> Result<T, CodecError> {
-    Err(CodecError(message.into()))
+    Err(CallError::bad_request(message))
 }
+
+/// Triton's JSON errors are INTERNAL (500).
+fn json_error<T>(message: impl Into<String>) -> Result<T, CodecError> {
+    Err(CallError::new(ErrorKind::Internal, message))
+}
+
+/// Triton's `HTTP_MAX_JSON_NESTING_DEPTH`: arrays nested in an input's `data`.
+pub const JSON_NESTING_MAX: usize = 100;
 
 /// An output the client asked for, and whether it wants it binary.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,8 +65,9 @@ pub fn elements(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
-/// Decodes a request body; `header_len` is `Inference-Header-Content-Length` when present.
-pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, CodecError> {
+/// Decodes a request body for `model`; `header_len` is `Inference-Header-Content-Length`
+/// when present.
+pub fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
     let (header, mut binary) = match header_len {
         Some(n) if n > body.len() => {
             return bad(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
@@ -64,9 +75,16 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
         Some(n) => body.split_at(n),
         None => (body, &[][..]),
     };
-    let header: Value =
-        serde_json::from_slice(header).map_err(|e| CodecError(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(header) = header else { return bad("the body must be a JSON object") };
+    let header: Value = match serde_json::from_slice(header) {
+        Ok(header) => header,
+        Err(e) => {
+            return json_error(format!(
+                "failed to parse the request JSON buffer: {e} at {}",
+                e.column().saturating_sub(1)
+            ));
+        }
+    };
+    let Value::Object(header) = header else { return json_error("attempt to access JSON non-object as object") };
     let id = match header.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id.clone()),
@@ -86,7 +104,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
         flag(request_parameters, "sequence_start")?,
         flag(request_parameters, "sequence_end")?,
     )
-    .map_err(CodecError)?;
+    .map_err(CallError::bad_request)?;
     let Some(Value::Array(inputs_json)) = header.get("inputs") else {
         return bad("the request needs an `inputs` array");
     };
@@ -99,56 +117,75 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
             _ => return bad(format!("inputs[{i}] needs a string `name`")),
         };
         let datatype = match input.get("datatype") {
-            Some(Value::String(d)) => datatype(d).map_err(|e| CodecError(format!("input `{name}`: {e}")))?,
+            Some(Value::String(d)) => {
+                datatype(d).map_err(|e| CallError::bad_request(format!("input `{name}`: {e}")))?
+            }
             _ => return bad(format!("input `{name}` needs a string `datatype`")),
         };
-        let shape = shape(input.get("shape")).map_err(|e| CodecError(format!("input `{name}`: {e}")))?;
-        let count =
-            elements(&shape).ok_or_else(|| CodecError(format!("input `{name}`: shape {shape:?} is too large")))?;
+        let shape = shape(input.get("shape")).map_err(|e| CallError::new(ErrorKind::Internal, e))?;
+        let count = elements(&shape).ok_or_else(|| {
+            CallError::bad_request(format!(
+                "invalid shape for input '{name}': shape {} causes total element count to exceed maximum size of 9223372036854775807",
+                dims(&shape)
+            ))
+        })?;
         let input_parameters = parameters(input, &format!("input `{name}`"))?;
+        // Triton's rule (ValidateInputContentType): exactly one source of data.
+        let sources: Vec<&str> = [
+            (input.contains_key("data"), "'data'"),
+            (input_parameters.is_some_and(|p| p.contains_key("binary_data_size")), "'binary_data_size'"),
+            (input_parameters.is_some_and(|p| p.contains_key("shared_memory_region")), "'shared_memory_region'"),
+        ]
+        .into_iter()
+        .filter_map(|(set, field)| set.then_some(field))
+        .collect();
+        if sources.len() != 1 {
+            let set =
+                if sources.is_empty() { "no field is set".to_owned() } else { format!("set {}", sources.join(" ")) };
+            return bad(format!(
+                "Input must set only one of the following fields: 'data', 'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But {set}"
+            ));
+        }
         if let Some(at) = shm_parameters(input_parameters, &format!("input '{name}'"))? {
-            if input.get("data").is_some() || input_parameters.is_some_and(|p| p.contains_key("binary_data_size")) {
-                return bad(format!("input '{name}' names a shared memory region and also carries data"));
-            }
             shm_inputs.push(ShmInput { name, datatype, shape, at });
             continue;
         }
         let binary_size = input_parameters
             .and_then(|p| p.get("binary_data_size"))
             .map(|v| {
-                v.as_u64().ok_or_else(|| CodecError(format!("input `{name}`: binary_data_size must be a whole number")))
+                v.as_u64().ok_or_else(|| {
+                    CallError::new(
+                        ErrorKind::Internal,
+                        "Unable to parse 'binary_data_size': attempt to access JSON non-unsigned-integer as unsigned-integer",
+                    )
+                })
             })
             .transpose()?;
         let data = match (binary_size, input.get("data")) {
-            (Some(_), Some(_)) => return bad(format!("input `{name}` has both `data` and binary_data_size")),
-            (Some(size), None) => {
+            (Some(size), _) => {
                 let expected = datatype.size().map(|element| count.checked_mul(element));
-                if expected.is_some_and(|expected| expected != Some(size as usize)) {
-                    let expected = expected.flatten();
-                    return bad(format!(
-                        "input `{name}`: binary_data_size is {size} bytes but shape {shape:?} of {datatype} needs {}",
-                        expected.map_or("more than can be addressed".to_owned(), |e| e.to_string())
-                    ));
+                if let Some(expected) = expected.filter(|&expected| expected != Some(size as usize)) {
+                    let expected = expected.unwrap_or(usize::MAX);
+                    return Err(crate::error::byte_size_mismatch(id.as_deref(), &name, model, expected, size as usize));
                 }
                 if binary.len() < size as usize {
                     return bad(format!(
-                        "input `{name}`: the body ends {} bytes into its {size} binary bytes (truncated?)",
-                        binary.len()
+                        "unexpected size for input '{name}', expecting {} additional bytes for model '{model}'",
+                        size as usize - binary.len()
                     ));
                 }
                 let (mine, rest) = binary.split_at(size as usize);
                 binary = rest;
-                TensorData::from_wire(datatype, mine, count).map_err(|e| CodecError(format!("input `{name}`: {e}")))?
+                TensorData::from_wire(datatype, mine, count)
+                    .map_err(|e| CallError::bad_request(format!("input '{name}': {e}")))?
             }
-            (None, Some(data)) => {
-                json_data(data, datatype, count).map_err(|e| CodecError(format!("input `{name}`: {e}")))?
-            }
-            (None, None) => return bad(format!("input `{name}` has neither `data` nor binary_data_size")),
+            (None, Some(data)) => json_data(data, datatype, count, &name)?,
+            (None, None) => unreachable!("exactly one source of data was checked above"),
         };
         inputs.push(Tensor::new(name, shape, data));
     }
     if !binary.is_empty() {
-        return bad(format!("{} bytes follow the last binary input; check binary_data_size", binary.len()));
+        return bad(format!("unexpected additional input data for model '{model}'"));
     }
     let outputs = match header.get("outputs") {
         None | Some(Value::Null) => Vec::new(),
@@ -163,10 +200,21 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Co
                 let output_parameters = parameters(o, &format!("output `{name}`"))?;
                 let binary = flag(output_parameters, "binary_data")?;
                 let shm = shm_parameters(output_parameters, &format!("output '{name}'"))?;
+                // Triton's words (http_server.cc, ParseJsonTritonIO).
+                let has = |key: &str| output_parameters.is_some_and(|p| p.contains_key(key));
+                if shm.is_some() && has("classification") {
+                    return bad("Output can't set both 'shared_memory_region' and 'classification'");
+                }
+                // tritonclient sends `binary_data: false` beside a region; only true conflicts.
+                if shm.is_some() && binary == Some(true) {
+                    return bad("Output can't set both 'shared_memory_region' and 'binary_data'");
+                }
                 let class_count = match output_parameters.and_then(|p| p.get("classification")) {
                     None => 0,
                     Some(k) => k.as_u64().and_then(|k| usize::try_from(k).ok()).ok_or_else(|| {
-                        CodecError(format!("output `{name}`: classification must be a whole number 0 or more"))
+                        CallError::bad_request(format!(
+                            "output `{name}`: classification must be a whole number 0 or more"
+                        ))
                     })?,
                 };
                 Ok(WantedOutput { name: name.clone(), binary, shm, class_count })
@@ -187,10 +235,12 @@ fn shm_parameters(parameters: Option<&Map<String, Value>>, what: &str) -> Result
     };
     let number = |key: &str| match parameters.get(key) {
         None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| CodecError(format!("{what}: {key} must be a whole number"))),
+        Some(v) => {
+            v.as_u64().map(Some).ok_or_else(|| CallError::bad_request(format!("{what}: {key} must be a whole number")))
+        }
     };
     let (offset, byte_size) = (number("shared_memory_offset")?, number("shared_memory_byte_size")?);
-    crate::shm::reference(region, offset, byte_size, what).map_err(|e| CodecError(e.message))
+    crate::shm::reference(region, offset, byte_size, what)
 }
 
 /// A KServe datatype name.
@@ -214,24 +264,49 @@ fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<Option<bo
     }
 }
 
+/// An input's `shape`, with Triton's words for one that is not an array of whole numbers.
 fn shape(value: Option<&Value>) -> Result<Vec<usize>, String> {
-    let Some(Value::Array(dims)) = value else { return Err("needs a `shape` array".to_owned()) };
+    let Some(value) = value else { return Err("attempt to access non-existing object member 'shape'".to_owned()) };
+    let Value::Array(dims) = value else {
+        return Err("Unable to parse 'shape': attempt to access JSON non-array as array".to_owned());
+    };
     dims.iter()
         .map(|d| {
-            d.as_u64()
-                .map(|d| d as usize)
-                .ok_or_else(|| format!("shape dimension {d} must be a whole number 0 or more"))
+            d.as_u64().map(|d| d as usize).ok_or_else(|| {
+                "Unable to parse 'shape': attempt to access JSON non-unsigned-integer as unsigned-integer".to_owned()
+            })
         })
         .collect()
 }
 
-/// Flattens `data` (flat or nested arrays), checking the count before converting.
-fn json_data(data: &Value, datatype: DataType, count: usize) -> Result<TensorData, String> {
+fn dims(shape: &[usize]) -> String {
+    format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(","))
+}
+
+/// Flattens `data` (flat or nested arrays, as deep as Triton allows), checking the count
+/// before converting; a count that is not the shape's is Triton's 500.
+fn json_data(data: &Value, datatype: DataType, count: usize, name: &str) -> Result<TensorData, CallError> {
     let mut flat: Vec<&Value> = Vec::new();
-    flatten(data, &mut flat, count)?;
-    if flat.len() != count {
-        return Err(format!("`data` has {} elements but the shape needs {count}", flat.len()));
+    match flatten(data, &mut flat, count, 0) {
+        Ok(()) => {}
+        Err(Flatten::TooDeep) => {
+            // Triton: http_server.cc, ReadDataFromJsonHelper (BYTES are checked unwrapped).
+            let limit = format!("JSON nesting depth exceeds maximum allowed limit ({JSON_NESTING_MAX})");
+            return bad(if datatype == DataType::Bytes { limit } else { format!("Unable to parse 'data': {limit}") });
+        }
+        Err(Flatten::TooMany) => {
+            return json_error("Unable to parse 'data': Shape does not match true shape of 'data' field");
+        }
     }
+    if flat.len() != count {
+        return json_error("Failed to parse 'data' field: shape does not match true shape");
+    }
+    json_values_of(&flat, datatype, count).map_err(|e| CallError::bad_request(format!("input `{name}`: {e}")))
+}
+
+/// Converts flattened JSON values to `datatype`, naming the first that does not fit.
+fn json_values_of(flat: &[&Value], datatype: DataType, count: usize) -> Result<TensorData, String> {
+    debug_assert_eq!(flat.len(), count);
     let number = |i: usize, v: &Value| v.as_f64().ok_or_else(|| format!("data[{i}] = {v} is not a number"));
     let whole = |i: usize, v: &Value, min: i64, max: i64| -> Result<i64, String> {
         match v.as_i64() {
@@ -297,18 +372,27 @@ fn json_data(data: &Value, datatype: DataType, count: usize) -> Result<TensorDat
     })
 }
 
-/// Depth-first flattening that stops as soon as there are more values than the shape needs.
-fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, count: usize) -> Result<(), String> {
+enum Flatten {
+    TooDeep,
+    TooMany,
+}
+
+/// Depth-first flattening that stops as soon as there are more values than the shape needs,
+/// or arrays nest [`JSON_NESTING_MAX`] deep.
+fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, count: usize, depth: usize) -> Result<(), Flatten> {
+    if depth >= JSON_NESTING_MAX {
+        return Err(Flatten::TooDeep);
+    }
     match value {
         Value::Array(items) => {
             for item in items {
-                flatten(item, out, count)?;
+                flatten(item, out, count, depth + 1)?;
             }
             Ok(())
         }
         scalar => {
             if out.len() == count {
-                return Err(format!("`data` has more elements than the shape's {count}"));
+                return Err(Flatten::TooMany);
             }
             out.push(scalar);
             Ok(())
@@ -398,8 +482,8 @@ mod tests {
     fn nested_and_flat_json_data_read_alike() {
         let flat = br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#;
         let nested = br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}]}"#;
-        assert_eq!(decode(flat, None), decode(nested, None));
-        let request = decode(flat, None).expect("decodes");
+        assert_eq!(decode(flat, None, "m"), decode(nested, None, "m"));
+        let request = decode(flat, None, "m").expect("decodes");
         assert_eq!(request.inputs[0].data, TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]));
     }
 
@@ -409,7 +493,7 @@ mod tests {
         let mut body = header.to_vec();
         body.extend_from_slice(&7i32.to_le_bytes());
         body.extend_from_slice(&(-1i32).to_le_bytes());
-        let request = decode(&body, Some(header.len())).expect("decodes");
+        let request = decode(&body, Some(header.len()), "m").expect("decodes");
         assert_eq!(request.inputs[0].data, TensorData::I32(vec![7, -1]));
         assert_eq!(request.inputs[1].data, TensorData::Bool(vec![true]));
         assert_eq!(
@@ -419,54 +503,99 @@ mod tests {
     }
 
     #[test]
-    fn malformed_bodies_say_what_is_wrong() {
-        let cases: [(&[u8], Option<usize>, &str); 10] = [
-            (b"{", None, "the body is not valid JSON: EOF while parsing an object at line 1 column 1"),
+    fn malformed_bodies_say_what_is_wrong_in_tritons_words() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{}1{}}}]}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        let (deep, almost) = (nested(100), nested(99));
+        assert!(decode(almost.as_bytes(), None, "m").is_ok(), "99 nested arrays are allowed");
+        let cases: [(&[u8], Option<usize>, ErrorKind, &str); 12] = [
+            (b"{", None, ErrorKind::Internal, "failed to parse the request JSON buffer: EOF while parsing an object at line 1 column 1 at 0"),
             (
                 br#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#,
                 None,
-                "input `x`: `data` has 2 elements but the shape needs 3",
+                ErrorKind::Internal,
+                "Failed to parse 'data' field: shape does not match true shape",
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,2]}]}"#,
                 None,
-                "input `x`: `data` has more elements than the shape's 1",
+                ErrorKind::Internal,
+                "Unable to parse 'data': Shape does not match true shape of 'data' field",
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
                 None,
+                ErrorKind::BadRequest,
                 "input `x`: unknown datatype `FLOAT`; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES",
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#,
                 None,
+                ErrorKind::BadRequest,
                 "input `x`: data[0] = 300 is not a UINT8 value",
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#,
                 Some(91),
-                "input `x`: the body ends 0 bytes into its 8 binary bytes (truncated?)",
+                ErrorKind::BadRequest,
+                "unexpected size for input 'x', expecting 8 additional bytes for model 'm'",
             ),
-            (br#"{"inputs":[]}"#, Some(99), "Inference-Header-Content-Length is 99 but the body has only 13 bytes"),
+            (
+                br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#,
+                Some(91),
+                ErrorKind::BadRequest,
+                "[request id: <id_unknown>] input byte size mismatch for input 'x' for model 'm'. Expected 8, got 4",
+            ),
             (
                 br#"{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["a",7]}]}"#,
                 None,
+                ErrorKind::BadRequest,
                 "input `s`: data[1] = 7 is not a string (BYTES elements are JSON strings)",
             ),
             (
                 b"{\"inputs\":[{\"name\":\"s\",\"shape\":[1],\"datatype\":\"BYTES\",\"parameters\":{\"binary_data_size\":6}}]}\x05\0\0\0ab",
                 Some(92),
-                "input `s`: the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element 0 runs past the end",
+                ErrorKind::BadRequest,
+                "input 's': the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element 0 runs past the end",
             ),
             (
                 br#"{"inputs":[{"name":"x","shape":[4294967296,4294967296,4294967296],"datatype":"FP32","data":[]}]}"#,
                 None,
-                "input `x`: shape [4294967296, 4294967296, 4294967296] is too large",
+                ErrorKind::BadRequest,
+                "invalid shape for input 'x': shape [4294967296,4294967296,4294967296] causes total element count to exceed maximum size of 9223372036854775807",
+            ),
+            (
+                br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"parameters":{"binary_data_size":4}}]}"#,
+                None,
+                ErrorKind::BadRequest,
+                "Input must set only one of the following fields: 'data', 'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But set 'data' 'binary_data_size'",
+            ),
+            (
+                br#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}"#,
+                None,
+                ErrorKind::Internal,
+                "Unable to parse 'shape': attempt to access JSON non-unsigned-integer as unsigned-integer",
             ),
         ];
-        for (body, header_len, message) in cases {
-            assert_eq!(decode(body, header_len).unwrap_err().0, message, "{}", String::from_utf8_lossy(body));
+        for (body, header_len, kind, message) in cases {
+            let error = decode(body, header_len, "m").unwrap_err();
+            assert_eq!((error.kind, error.message.as_str()), (kind, message), "{}", String::from_utf8_lossy(body));
         }
+        let too_deep = decode(deep.as_bytes(), None, "m").unwrap_err();
+        assert_eq!(too_deep.message, "Unable to parse 'data': JSON nesting depth exceeds maximum allowed limit (100)");
+        assert_eq!(too_deep.kind, ErrorKind::BadRequest);
+        let surplus = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#;
+        let mut body = surplus.to_vec();
+        body.extend_from_slice(&[0; 6]);
+        assert_eq!(
+            decode(&body, Some(surplus.len()), "m").unwrap_err().message,
+            "unexpected additional input data for model 'm'"
+        );
     }
 
     #[test]

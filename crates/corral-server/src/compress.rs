@@ -1,6 +1,9 @@
 //! HTTP compression, as Triton's HTTP endpoint and tritonclient do it: request bodies with
 //! `Content-Encoding: gzip` or `deflate` (zlib, as Python's `zlib.compress` writes it), and
-//! answers compressed when `Accept-Encoding` names either.
+//! inference answers compressed when `Accept-Encoding` names either. Only inference answers:
+//! Triton compresses nothing else (metadata, statistics, repository, errors), and clients
+//! such as `tritonclient.http.aio` (whose aiohttp always sends `Accept-Encoding`) inflate
+//! only inference answers.
 //!
 //! Inflating stops one byte past the body limit, so a small body that would inflate past it
 //! (a zip bomb) costs at most the limit, and answers 413 like an oversized plain body. Both
@@ -24,9 +27,10 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// A request's `Content-Encoding`, matched exactly as Triton does.
     fn parse(token: &str) -> Option<Encoding> {
-        match token.trim().to_ascii_lowercase().as_str() {
-            "gzip" | "x-gzip" => Some(Encoding::Gzip),
+        match token {
+            "gzip" => Some(Encoding::Gzip),
             "deflate" => Some(Encoding::Deflate),
             _ => None,
         }
@@ -40,17 +44,33 @@ impl Encoding {
     }
 }
 
-/// The encoding to answer in: the first of gzip or deflate that `Accept-Encoding` names
-/// with a non-zero weight.
+/// The encoding to answer an inference in, by Triton's rule (`http_server.cc`,
+/// `CompressionTypeUsed`): each `Accept-Encoding` item, leading spaces stripped, may carry a
+/// weight after a literal `;q=` (default 1); of `identity`, `gzip` and `deflate` (exact
+/// case), the first with the strictly highest weight above 0 wins, and identity means none.
 pub fn accepted(headers: &HeaderMap) -> Option<Encoding> {
     let accept = headers.get(header::ACCEPT_ENCODING)?.to_str().ok()?;
-    accept.split(',').find_map(|item| {
-        let mut parts = item.split(';');
-        let encoding = Encoding::parse(parts.next()?)?;
-        let refused =
-            parts.any(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f64>().ok()) == Some(0.0));
-        (!refused).then_some(encoding)
-    })
+    let mut best: (Option<Encoding>, f64) = (None, 0.0);
+    for item in accept.split(',') {
+        let item = item.trim_start_matches(' ');
+        let (name, weight) = match item.split_once(";q=") {
+            Some((name, weight)) => match weight.trim_end().parse::<f64>() {
+                Ok(weight) => (name, weight),
+                Err(_) => continue,
+            },
+            None => (item.trim_end(), 1.0),
+        };
+        let encoding = match name {
+            "identity" => None,
+            "gzip" => Some(Encoding::Gzip),
+            "deflate" => Some(Encoding::Deflate),
+            _ => continue,
+        };
+        if weight > best.1 {
+            best = (encoding, weight);
+        }
+    }
+    best.0
 }
 
 /// Inflates `body` as its `Content-Encoding` says, at most `limit` bytes, and fixes the
@@ -66,9 +86,9 @@ pub async fn inflate_request(
         headers.remove(header::CONTENT_ENCODING);
         return Ok(body);
     }
-    let encoding = Encoding::parse(&text).ok_or_else(|| {
-        CallError::bad_request(format!("unsupported Content-Encoding `{text}`; send gzip, deflate or identity"))
-    })?;
+    // Triton: 501 with `Accept-Encoding: gzip, deflate` (added by the REST layer).
+    let encoding =
+        Encoding::parse(&text).ok_or_else(|| CallError::new(ErrorKind::Unsupported, "Unsupported compression type"))?;
     let inflated = tokio::task::spawn_blocking(move || inflate(encoding, &body, limit))
         .await
         .map_err(|_| CallError::new(ErrorKind::Internal, "inflating the request body failed"))??;
@@ -87,11 +107,11 @@ fn inflate(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, Cal
         CallError::bad_request(format!("the request body is not valid {} data: {error}", encoding.name()))
     })?;
     if out.len() > limit {
+        // Triton's words (http_server.cc, DecompressBuffer).
         return Err(CallError::new(
             ErrorKind::TooLarge,
             format!(
-                "the request body inflates past the limit of {limit} bytes ({} compressed); raise --max-body-bytes",
-                encoding.name()
+                "Decompressed data size exceeds the maximum allowed value of {limit} bytes. Use --http-max-input-size to increase the limit."
             ),
         ));
     }
@@ -113,7 +133,6 @@ pub async fn answer(response: Response, encoding: Option<Encoding>) -> Response 
     let Ok(compressed) = compressed else { return Response::from_parts(parts, Body::empty()) };
     parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.name()));
     parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(compressed.len()));
-    parts.headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
     Response::from_parts(parts, Body::from(compressed))
 }
 
@@ -148,8 +167,18 @@ mod tests {
             assert_eq!(error.kind, ErrorKind::TooLarge, "{error}");
             assert_eq!(inflate(encoding, b"not compressed", 1000).expect_err("garbage").kind, ErrorKind::BadRequest);
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br;q=1, gzip;q=0, deflate"));
-        assert_eq!(accepted(&headers), Some(Encoding::Deflate));
+        let pick = |accept: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept));
+            accepted(&headers)
+        };
+        // Triton's rule: the highest weight, the first on a tie; `; q=` (with a space) and
+        // unknown or capitalised names are ignored; identity means none.
+        assert_eq!(pick("br;q=1, gzip;q=0, deflate"), Some(Encoding::Deflate));
+        assert_eq!(pick("gzip, deflate"), Some(Encoding::Gzip));
+        assert_eq!(pick("gzip;q=0.5, deflate;q=0.8"), Some(Encoding::Deflate));
+        assert_eq!(pick("identity, gzip"), None);
+        assert_eq!(pick("gzip; q=0.5, GZIP, deflate;q=0.1"), Some(Encoding::Deflate));
+        assert_eq!(pick("gzip;q=0"), None);
     }
 }

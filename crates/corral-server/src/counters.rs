@@ -1,7 +1,14 @@
 //! Triton's per-model counters, kept per model name for the server's life (across unloads and
 //! reloads), so that metrics always add up to what clients saw.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 /// A duration counter: how many, and their total.
 #[derive(Debug, Default)]
@@ -54,9 +61,7 @@ pub struct Counters {
     pub success: Tally,
     pub fail: Tally,
     pub queue: Tally,
-    pub compute_input: Tally,
-    pub compute_infer: Tally,
-    pub compute_output: Tally,
+    pub compute: Compute,
     /// Inferences, counting each batch row (Triton's inference_count).
     pub inferences: AtomicU64,
     /// Engine executions (a batch of combined requests is one).
@@ -66,4 +71,65 @@ pub struct Counters {
     pub duration: Histogram,
     /// Milliseconds since the epoch of the last inference.
     pub last_inference_ms: AtomicU64,
+    /// Triton's `batch_stats`: per batch size executed, its executions' times.
+    batches: Mutex<BTreeMap<u64, BatchStats>>,
+}
+
+/// Triton's `compute_input`, `compute_infer` and `compute_output`, with one count for the
+/// three: a call counts once its answer is encoded, with all three times, so no reader ever
+/// sees the three counts differ (perf_analyzer refuses statistics where they do).
+#[derive(Debug, Default)]
+pub struct Compute {
+    pub count: AtomicU64,
+    pub input_ns: AtomicU64,
+    pub infer_ns: AtomicU64,
+    pub output_ns: AtomicU64,
+}
+
+impl Compute {
+    pub(crate) fn add(&self, input: Duration, infer: Duration, output: Duration) {
+        self.input_ns.fetch_add(input.as_nanos() as u64, Relaxed);
+        self.infer_ns.fetch_add(infer.as_nanos() as u64, Relaxed);
+        self.output_ns.fetch_add(output.as_nanos() as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// `(count, ns)` of each of the three, in Triton's order: input, infer, output.
+    pub fn read(&self) -> [(u64, u64); 3] {
+        let count = self.count.load(Relaxed);
+        [self.input_ns.load(Relaxed), self.infer_ns.load(Relaxed), self.output_ns.load(Relaxed)].map(|ns| (count, ns))
+    }
+}
+
+/// One batch size's executions (Triton's `InferBatchStatistics`): each of the three counts
+/// every execution of that size, with its time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    pub count: u64,
+    pub compute_input_ns: u64,
+    pub compute_infer_ns: u64,
+    pub compute_output_ns: u64,
+}
+
+impl Counters {
+    /// Counts one execution of `batch_size` (Triton: once per model execution, by its total
+    /// batch size); `output` may be added later with [`Counters::batch_output`].
+    pub(crate) fn batch(&self, batch_size: u64, input: Duration, infer: Duration) {
+        let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = batches.entry(batch_size).or_default();
+        stats.count += 1;
+        stats.compute_input_ns += input.as_nanos() as u64;
+        stats.compute_infer_ns += infer.as_nanos() as u64;
+    }
+
+    /// Adds an execution's output time to its batch size.
+    pub(crate) fn batch_output(&self, batch_size: u64, output: Duration) {
+        let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        batches.entry(batch_size).or_default().compute_output_ns += output.as_nanos() as u64;
+    }
+
+    /// Every batch size executed, ascending.
+    pub fn batch_stats(&self) -> Vec<(u64, BatchStats)> {
+        self.batches.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(&n, &s)| (n, s)).collect()
+    }
 }

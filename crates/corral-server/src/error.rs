@@ -11,6 +11,8 @@ pub enum ErrorKind {
     TooLarge,
     Unavailable,
     Internal,
+    /// What corral (like Triton in its configuration) does not do: HTTP 501, UNIMPLEMENTED.
+    Unsupported,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -44,4 +46,21 @@ impl From<InferError> for CallError {
         };
         CallError::new(kind, error.to_string())
     }
+}
+
+/// Triton's `[request id: <id>] ` prefix of its request checks' errors (`<id_unknown>`
+/// without an id: `infer_request.h`, `LogRequest`).
+pub fn request_prefix(id: Option<&str>) -> String {
+    match id.filter(|id| !id.is_empty()) {
+        Some(id) => format!("[request id: {id}] "),
+        None => "[request id: <id_unknown>] ".to_owned(),
+    }
+}
+
+/// Triton's error for an input whose bytes do not fill its shape.
+pub fn byte_size_mismatch(id: Option<&str>, input: &str, model: &str, expected: usize, got: usize) -> CallError {
+    CallError::bad_request(format!(
+        "{}input byte size mismatch for input '{input}' for model '{model}'. Expected {expected}, got {got}",
+        request_prefix(id)
+    ))
 }

@@ -33,8 +33,8 @@ pub mod pb {
 
 use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 
-pub fn service(state: Arc<ServerState>) -> GrpcInferenceServiceServer<Grpc> {
-    let limit = state.body_limit;
+/// The service over `state`, refusing messages over `limit` bytes (inflated).
+pub fn service(state: Arc<ServerState>, limit: usize) -> GrpcInferenceServiceServer<Grpc> {
     // gzip both ways (a client's `compression_algorithm="gzip"`); a unary answer is compressed
     // only when its request was (see `model_infer`), a stream's whenever the client accepts
     // gzip. The limit applies to the inflated message.
@@ -56,6 +56,7 @@ fn status(error: CallError) -> Status {
         ErrorKind::TooLarge => Status::resource_exhausted(error.message),
         ErrorKind::Unavailable => Status::unavailable(error.message),
         ErrorKind::Internal => Status::internal(error.message),
+        ErrorKind::Unsupported => Status::unimplemented(error.message),
     }
 }
 
@@ -88,12 +89,16 @@ fn shm_reference(
     shm::reference(region, offset, byte_size, what).map_err(|e| e.message)
 }
 
-/// The inputs of a ModelInfer request, checked against their shapes before any allocation.
-/// `raw_input_contents` holds one entry per input that is not in shared memory, in order.
+/// The inputs of a ModelInfer request, checked against their shapes before any allocation,
+/// in Triton's order and words (`infer_handler.cc`, `InferGRPCToInput`): inputs in order; a
+/// shared-memory input must carry no contents; typed `contents` are refused while
+/// `raw_input_contents` is given; every other input takes the next raw entry (entries left
+/// over are ignored, as Triton ignores them).
 pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, String> {
     let raw = &request.raw_input_contents;
+    let model = &request.model_name;
     let mut decoded = DecodedInputs::default();
-    let mut carried = Vec::with_capacity(request.inputs.len());
+    let mut next_raw = 0;
     for input in &request.inputs {
         let name = &input.name;
         let datatype = codec::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
@@ -102,101 +107,103 @@ pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, S
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| format!("input `{name}`: shape dimension {d} is negative")))
             .collect::<Result<_, _>>()?;
-        match shm_reference(&input.parameters, &format!("input '{name}'"))? {
-            Some(at) => decoded.shm.push(ShmInput { name: name.clone(), datatype, shape, at }),
-            None => carried.push((input, datatype, shape)),
-        }
-    }
-    if !raw.is_empty() && raw.len() != carried.len() {
-        return Err(format!(
-            "raw_input_contents has {} entries for {} inputs not in shared memory; give one per input or none",
-            raw.len(),
-            carried.len()
-        ));
-    }
-    for (i, (input, datatype, shape)) in carried.into_iter().enumerate() {
-        let name = &input.name;
-        let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
-        let data = if let Some(bytes) = raw.get(i) {
+        if let Some(at) = shm_reference(&input.parameters, &format!("input '{name}'"))? {
             if input.contents.is_some() {
-                // Triton's words.
                 return Err(format!(
-                    "contents field must not be specified when using raw_input_contents for '{name}' for model '{}'",
-                    request.model_name
+                    "unexpected 'content' provided when using shared memory for input tensor '{name}' for model '{model}'"
                 ));
             }
-            TensorData::from_wire(datatype, bytes, count)
-                .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?
-        } else {
-            typed(input.contents.as_ref(), datatype, count).map_err(|e| format!("input `{name}`: {e}"))?
+            decoded.shm.push(ShmInput { name: name.clone(), datatype, shape, at });
+            continue;
+        }
+        let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
+        let data = match &input.contents {
+            Some(_) if !raw.is_empty() => {
+                return Err(format!(
+                    "contents field must not be specified when using raw_input_contents for '{name}' for model '{model}'"
+                ));
+            }
+            Some(contents) => typed(contents, datatype, count, name, model, &request.id)?,
+            None => {
+                let bytes = raw.get(next_raw).ok_or_else(|| {
+                    format!("unable to find data for input tensor '{name}' for model '{model}' in request.")
+                })?;
+                next_raw += 1;
+                if let Some(expected) = datatype.size().map(|size| count.saturating_mul(size))
+                    && expected != bytes.len()
+                {
+                    let id = Some(request.id.as_str());
+                    return Err(crate::error::byte_size_mismatch(id, name, model, expected, bytes.len()).message);
+                }
+                TensorData::from_wire(datatype, bytes, count)
+                    .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?
+            }
         };
         decoded.tensors.push(Tensor::new(name.clone(), shape, data));
     }
     Ok(decoded)
 }
 
-fn typed(contents: Option<&pb::InferTensorContents>, datatype: DataType, count: usize) -> Result<TensorData, String> {
-    let empty = pb::InferTensorContents::default();
-    let c = contents.unwrap_or(&empty);
-    let check = |len: usize, field: &str| {
-        if len == count {
-            Ok(())
-        } else {
-            Err(format!("contents.{field} has {len} values but the shape needs {count}"))
-        }
-    };
-    Ok(match datatype {
-        DataType::Bool => {
-            check(c.bool_contents.len(), "bool_contents")?;
-            TensorData::Bool(c.bool_contents.clone())
-        }
-        DataType::U8 => {
-            check(c.uint_contents.len(), "uint_contents")?;
-            TensorData::U8(narrow(&c.uint_contents, datatype)?)
-        }
-        DataType::U16 => {
-            check(c.uint_contents.len(), "uint_contents")?;
-            TensorData::U16(narrow(&c.uint_contents, datatype)?)
-        }
-        DataType::U32 => {
-            check(c.uint_contents.len(), "uint_contents")?;
-            TensorData::U32(c.uint_contents.clone())
-        }
-        DataType::U64 => {
-            check(c.uint64_contents.len(), "uint64_contents")?;
-            TensorData::U64(c.uint64_contents.clone())
-        }
-        DataType::I8 => {
-            check(c.int_contents.len(), "int_contents")?;
-            TensorData::I8(narrow(&c.int_contents, datatype)?)
-        }
-        DataType::I16 => {
-            check(c.int_contents.len(), "int_contents")?;
-            TensorData::I16(narrow(&c.int_contents, datatype)?)
-        }
-        DataType::I32 => {
-            check(c.int_contents.len(), "int_contents")?;
-            TensorData::I32(c.int_contents.clone())
-        }
-        DataType::I64 => {
-            check(c.int64_contents.len(), "int64_contents")?;
-            TensorData::I64(c.int64_contents.clone())
-        }
-        DataType::F32 => {
-            check(c.fp32_contents.len(), "fp32_contents")?;
-            TensorData::F32(c.fp32_contents.clone())
-        }
-        DataType::F64 => {
-            check(c.fp64_contents.len(), "fp64_contents")?;
-            TensorData::F64(c.fp64_contents.clone())
-        }
-        DataType::Bytes => {
-            check(c.bytes_contents.len(), "bytes_contents")?;
-            TensorData::Bytes(c.bytes_contents.clone())
-        }
+/// Typed `contents` as `datatype`: its own field must hold the shape's values (Triton's
+/// words for another field, or a count that is not the shape's).
+fn typed(
+    c: &pb::InferTensorContents,
+    datatype: DataType,
+    count: usize,
+    name: &str,
+    model: &str,
+    id: &str,
+) -> Result<TensorData, String> {
+    let fields: [(&str, usize); 9] = [
+        ("BOOL", c.bool_contents.len()),
+        ("INT32", c.int_contents.len()),
+        ("INT64", c.int64_contents.len()),
+        ("UINT32", c.uint_contents.len()),
+        ("UINT64", c.uint64_contents.len()),
+        ("FP32", c.fp32_contents.len()),
+        ("FP64", c.fp64_contents.len()),
+        ("BYTES", c.bytes_contents.len()),
+        ("", 0),
+    ];
+    // Which field a datatype's values go in (Triton: narrower integers share the 32-bit ones).
+    let field = match datatype {
+        DataType::Bool => "BOOL",
+        DataType::I8 | DataType::I16 | DataType::I32 => "INT32",
+        DataType::I64 => "INT64",
+        DataType::U8 | DataType::U16 | DataType::U32 => "UINT32",
+        DataType::U64 => "UINT64",
+        DataType::F32 => "FP32",
+        DataType::F64 => "FP64",
+        DataType::Bytes => "BYTES",
         DataType::F16 | DataType::BF16 => {
             return Err(format!("{datatype} has no typed contents field; send it in raw_input_contents"));
         }
+    };
+    if let Some((other, _)) = fields.iter().find(|&&(f, len)| len > 0 && f != field) {
+        return Err(format!(
+            "unexpected explicit tensor data for input tensor '{name}' for model '{model}' of type '{other}', expected datatype '{}'",
+            datatype.kserve_name()
+        ));
+    }
+    let given = fields.iter().find(|&&(f, _)| f == field).map_or(0, |&(_, len)| len);
+    if given != count {
+        let size = datatype.size().unwrap_or(1);
+        return Err(crate::error::byte_size_mismatch(Some(id), name, model, count * size, given * size).message);
+    }
+    Ok(match datatype {
+        DataType::Bool => TensorData::Bool(c.bool_contents.clone()),
+        DataType::U8 => TensorData::U8(narrow(&c.uint_contents, datatype)?),
+        DataType::U16 => TensorData::U16(narrow(&c.uint_contents, datatype)?),
+        DataType::U32 => TensorData::U32(c.uint_contents.clone()),
+        DataType::U64 => TensorData::U64(c.uint64_contents.clone()),
+        DataType::I8 => TensorData::I8(narrow(&c.int_contents, datatype)?),
+        DataType::I16 => TensorData::I16(narrow(&c.int_contents, datatype)?),
+        DataType::I32 => TensorData::I32(c.int_contents.clone()),
+        DataType::I64 => TensorData::I64(c.int64_contents.clone()),
+        DataType::F32 => TensorData::F32(c.fp32_contents.clone()),
+        DataType::F64 => TensorData::F64(c.fp64_contents.clone()),
+        DataType::Bytes => TensorData::Bytes(c.bytes_contents.clone()),
+        DataType::F16 | DataType::BF16 => unreachable!("refused above"),
     })
 }
 
@@ -277,6 +284,12 @@ fn duration(tally: &Tally) -> Option<pb::StatisticDuration> {
     Some(pb::StatisticDuration { count: tally.count.load(Relaxed), ns: tally.ns.load(Relaxed) })
 }
 
+/// Triton's `compute_input` (0), `compute_infer` (1) or `compute_output` (2).
+fn compute(counters: &crate::counters::Counters, which: usize) -> Option<pb::StatisticDuration> {
+    let (count, ns) = counters.compute.read()[which];
+    Some(pb::StatisticDuration { count, ns })
+}
+
 type Answer<T> = Result<Response<T>, Status>;
 
 /// Requests of one stream running or answered but not yet sent, before reading waits.
@@ -309,9 +322,12 @@ fn sequence_params(
 
 /// One ModelInfer call, as the unary RPC and each message of a stream run it.
 async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
+    let received = std::time::Instant::now();
     let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
+    let mut trace = state.trace(&served, received);
     let decoding = std::time::Instant::now();
-    let DecodedInputs { mut tensors, shm: shm_inputs } = decode_inputs(&r).map_err(Status::invalid_argument)?;
+    let DecodedInputs { mut tensors, shm: shm_inputs } =
+        decode_inputs(&r).map_err(|e| status(state.refused(&served, CallError::bad_request(e))))?;
     let wanted = r
         .outputs
         .iter()
@@ -333,6 +349,17 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
             Ok(codec::WantedOutput { name: o.name.clone(), binary: None, shm, class_count })
         })
         .collect::<Result<Vec<_>, Status>>()?;
+    let metas: Vec<crate::validate::InputMeta> = tensors
+        .iter()
+        .map(|t| crate::validate::InputMeta { name: &t.name, datatype: t.datatype(), shape: &t.shape })
+        .chain(shm_inputs.iter().map(|i| crate::validate::InputMeta {
+            name: &i.name,
+            datatype: i.datatype,
+            shape: &i.shape,
+        }))
+        .collect();
+    let asked: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
+    crate::validate::request(&served, Some(&r.id), &metas, &asked).map_err(|e| status(state.refused(&served, e)))?;
     let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
     drop(r.raw_input_contents);
     for input in &shm_inputs {
@@ -340,7 +367,12 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
     }
     let sequence = sequence_params(&r.parameters).map_err(Status::invalid_argument)?;
     let decoded = decoding.elapsed();
+    let batch = served.batch_of(&tensors);
+    if let Some(trace) = &mut trace {
+        trace.point("QUEUE_START", std::time::Instant::now());
+    }
     let inference = state.infer(&served, tensors, &sequence, decoded).await.map_err(status)?;
+    ServerState::traced_compute(&mut trace, &inference);
     let encoding = std::time::Instant::now();
     let mut outputs = Vec::with_capacity(wanted.len());
     let mut raw = Vec::with_capacity(wanted.len());
@@ -375,7 +407,8 @@ async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::
             contents: None,
         });
     }
-    state.encoded(&served, encoding.elapsed());
+    state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
+    state.trace_end(trace);
     Ok(pb::ModelInferResponse {
         model_name: served.name.clone(),
         model_version: served.version.clone(),
@@ -414,7 +447,7 @@ impl GrpcInferenceService for Grpc {
         let served = self.state.model(&r.name, &r.version).map_err(status)?;
         Ok(Response::new(pb::ModelMetadataResponse {
             name: served.name.clone(),
-            versions: vec![served.version.clone()],
+            versions: metadata::versions_listed(&self.state, &served, &r.version),
             platform: served.config.platform.clone(),
             inputs: tensor_metadata(metadata::inputs(&served)),
             outputs: tensor_metadata(metadata::outputs(&served)),
@@ -471,29 +504,61 @@ impl GrpcInferenceService for Grpc {
         Ok(Response::new(pb::SystemSharedMemoryUnregisterResponse {}))
     }
 
+    // Triton built without GPUs (grpc_server.cc): status lists no region, unregister
+    // succeeds, register is refused.
     async fn cuda_shared_memory_status(
         &self,
-        _: Request<pb::CudaSharedMemoryStatusRequest>,
+        request: Request<pb::CudaSharedMemoryStatusRequest>,
     ) -> Answer<pb::CudaSharedMemoryStatusResponse> {
-        Err(Status::invalid_argument(shm::CUDA_UNSUPPORTED))
+        let name = request.into_inner().name;
+        shm::cuda_status(&self.state.shm, (!name.is_empty()).then_some(name.as_str())).map_err(status)?;
+        Ok(Response::new(pb::CudaSharedMemoryStatusResponse::default()))
     }
 
     async fn cuda_shared_memory_register(
         &self,
-        _: Request<pb::CudaSharedMemoryRegisterRequest>,
+        request: Request<pb::CudaSharedMemoryRegisterRequest>,
     ) -> Answer<pb::CudaSharedMemoryRegisterResponse> {
-        Err(Status::invalid_argument(shm::CUDA_UNSUPPORTED))
+        Err(status(shm::cuda_register(&request.into_inner().name)))
     }
 
     async fn cuda_shared_memory_unregister(
         &self,
         _: Request<pb::CudaSharedMemoryUnregisterRequest>,
     ) -> Answer<pb::CudaSharedMemoryUnregisterResponse> {
-        Err(Status::invalid_argument(shm::CUDA_UNSUPPORTED))
+        Ok(Response::new(pb::CudaSharedMemoryUnregisterResponse {}))
     }
 
-    async fn trace_setting(&self, _: Request<pb::TraceSettingRequest>) -> Answer<pb::TraceSettingResponse> {
-        Err(Status::unimplemented("trace settings are not supported by corral; its metrics port has the counters"))
+    /// Triton's trace extension (grpc_server.cc, TraceSetting): a key with no values clears it.
+    async fn trace_setting(&self, request: Request<pb::TraceSettingRequest>) -> Answer<pb::TraceSettingResponse> {
+        let r = request.into_inner();
+        let model = (!r.model_name.is_empty()).then_some(r.model_name.as_str());
+        if let Some(model) = model {
+            self.state.model(model, "").map_err(status)?;
+        }
+        let setting = if r.settings.is_empty() {
+            self.state.trace.get(model)
+        } else {
+            let settings = r.settings.into_iter().map(|(k, v)| (k, v.value)).collect();
+            let update = crate::trace::Update::from_grpc(&settings).map_err(status)?;
+            self.state.trace.update(model, &update).map_err(status)?
+        };
+        let settings = setting
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| {
+                let value = match value {
+                    serde_json::Value::Array(items) => {
+                        items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+                    }
+                    serde_json::Value::String(text) => vec![text.clone()],
+                    other => vec![other.to_string()],
+                };
+                (key.clone(), pb::trace_setting_response::SettingValue { value })
+            })
+            .collect();
+        Ok(Response::new(pb::TraceSettingResponse { settings }))
     }
 
     async fn log_settings(&self, _: Request<pb::LogSettingsRequest>) -> Answer<pb::LogSettingsResponse> {
@@ -608,10 +673,14 @@ impl GrpcInferenceService for Grpc {
     ) -> Answer<pb::ModelStatisticsResponse> {
         use std::sync::atomic::Ordering::Relaxed;
         let r = request.into_inner();
-        let served = if r.name.is_empty() {
-            self.state.served()
-        } else {
-            vec![self.state.model(&r.name, &r.version).map_err(status)?]
+        // Triton: no name means every model, no version every loaded version of the model.
+        let served = match (r.name.is_empty(), r.version.is_empty()) {
+            (true, _) => self.state.served(),
+            (false, true) => {
+                self.state.model(&r.name, "").map_err(status)?;
+                self.state.versions(&r.name)
+            }
+            (false, false) => vec![self.state.model(&r.name, &r.version).map_err(status)?],
         };
         let model_stats = served
             .iter()
@@ -627,10 +696,27 @@ impl GrpcInferenceService for Grpc {
                         success: duration(&c.success),
                         fail: duration(&c.fail),
                         queue: duration(&c.queue),
-                        compute_input: duration(&c.compute_input),
-                        compute_infer: duration(&c.compute_infer),
-                        compute_output: duration(&c.compute_output),
+                        compute_input: compute(c, 0),
+                        compute_infer: compute(c, 1),
+                        compute_output: compute(c, 2),
+                        cache_hit: duration(&Tally::default()),
+                        cache_miss: duration(&Tally::default()),
                     }),
+                    batch_stats: c
+                        .batch_stats()
+                        .into_iter()
+                        .map(|(batch_size, b)| {
+                            let of = |ns| Some(pb::StatisticDuration { count: b.count, ns });
+                            pb::InferBatchStatistics {
+                                batch_size,
+                                compute_input: of(b.compute_input_ns),
+                                compute_infer: of(b.compute_infer_ns),
+                                compute_output: of(b.compute_output_ns),
+                            }
+                        })
+                        .collect(),
+                    memory_usage: Vec::new(),
+                    response_stats: Default::default(),
                 }
             })
             .collect();
@@ -646,11 +732,11 @@ impl GrpcInferenceService for Grpc {
             .state
             .index()
             .into_iter()
-            .filter(|e| !ready_only || e.state == "READY")
+            .filter(|e| !ready_only || e.state == Some("READY"))
             .map(|e| pb::repository_index_response::ModelIndex {
                 name: e.name,
                 version: e.version.unwrap_or_default(),
-                state: e.state.to_owned(),
+                state: e.state.unwrap_or_default().to_owned(),
                 reason: e.reason,
             })
             .collect();
@@ -663,14 +749,24 @@ impl GrpcInferenceService for Grpc {
     ) -> Answer<pb::RepositoryModelLoadResponse> {
         let r = request.into_inner();
         let mut over = crate::repository::LoadOverride::default();
+        // Triton's words (grpc_server.cc, RepositoryModelLoad).
         for (key, parameter) in r.parameters {
             use pb::model_repository_parameter::ParameterChoice;
-            let (text, bytes) = match parameter.parameter_choice {
-                Some(ParameterChoice::StringParam(text)) => (Some(text), None),
-                Some(ParameterChoice::BytesParam(bytes)) => (None, Some(bytes)),
-                _ => (None, None),
-            };
-            over.add(&key, text.as_deref(), bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            match (key.as_str(), parameter.parameter_choice) {
+                ("config", Some(ParameterChoice::StringParam(text))) => over.config(&text),
+                ("config", _) => {
+                    return Err(Status::invalid_argument(format!(
+                        "invalid value type for load parameter '{key}', expected string_param."
+                    )));
+                }
+                (file, Some(ParameterChoice::BytesParam(bytes))) if file.starts_with("file:") => over.file(file, bytes),
+                (file, _) if file.starts_with("file:") => {
+                    return Err(Status::invalid_argument(format!(
+                        "invalid value type for load parameter '{key}', expected bytes_param."
+                    )));
+                }
+                _ => return Err(Status::invalid_argument(format!("unrecognized load parameter '{key}'."))),
+            }
         }
         self.state.request_load(&r.model_name, over).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))

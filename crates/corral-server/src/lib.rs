@@ -22,6 +22,8 @@ mod rest;
 pub mod sequence;
 pub mod shm;
 mod state;
+pub mod trace;
+mod validate;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -47,7 +49,14 @@ pub struct ServeOptions {
     pub control: ControlMode,
     /// Loaded at start in explicit mode.
     pub load_models: Vec<String>,
+    /// The largest REST request body (`--max-body-bytes`, Triton's `--http-max-input-size`).
     pub body_limit: usize,
+    /// The largest gRPC message, inflated (`--max-body-bytes`).
+    pub grpc_limit: usize,
+    /// Triton's `--trace-file`: where traces go (the API cannot change it).
+    pub trace_file: Option<PathBuf>,
+    /// The trace setting at start (`--trace-level`, `--trace-rate`, …).
+    pub trace: trace::TraceSetting,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +106,10 @@ pub async fn serve(
     let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
     on_bound(Bound { http: local(&http), grpc: local(&grpc), metrics: local(&metrics) });
 
-    let state = Arc::new(ServerState::new(runtime, options.repository.clone(), options.control, options.body_limit));
+    let traces = trace::Traces::new(options.trace_file.clone(), options.trace.clone());
+    let state =
+        Arc::new(ServerState::new(runtime, options.repository.clone(), options.control, options.body_limit, traces));
+    let grpc_limit = options.grpc_limit;
     let startup = {
         let state = state.clone();
         let names = match options.control {
@@ -137,7 +149,7 @@ pub async fn serve(
     // call at c16 instead of 0.58-0.76 (7 alternating pairs, perf_analyzer over gRPC).
     let grpc_server = tonic::transport::Server::builder()
         .max_frame_size(Some(1 << 20))
-        .add_service(grpc::service(state.clone()))
+        .add_service(grpc::service(state.clone(), grpc_limit))
         .serve_with_incoming_shutdown(incoming, stopped());
     tokio::spawn(async move {
         shutdown.await;
@@ -146,6 +158,7 @@ pub async fn serve(
     });
     let (rest, metrics, grpc) = tokio::join!(rest_server.into_future(), metrics_server.into_future(), grpc_server);
     startup.abort();
+    state.trace.flush();
     rest.map_err(|e| ServeError::Server { what: "HTTP", reason: e.to_string() })?;
     metrics.map_err(|e| ServeError::Server { what: "metrics", reason: e.to_string() })?;
     grpc.map_err(|e| ServeError::Server { what: "gRPC", reason: e.to_string() })?;

@@ -91,14 +91,26 @@ fn tensors_json(views: &[TensorView]) -> Vec<Value> {
     views.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape })).collect()
 }
 
-pub fn model(served: &Served) -> Value {
+/// Model metadata; `versions` as Triton lists them: the version asked for, else every loaded
+/// version (see [`versions_listed`]).
+pub fn model(served: &Served, versions: &[String]) -> Value {
     json!({
         "name": served.name,
-        "versions": [served.version],
+        "versions": versions,
         "platform": served.config.platform,
         "inputs": tensors_json(&inputs(served)),
         "outputs": tensors_json(&outputs(served)),
     })
+}
+
+/// The `versions` of a model's metadata: the one asked for, else each loaded version
+/// (Triton: `ModelMetadata` lists every ready version when none is named).
+pub fn versions_listed(state: &crate::state::ServerState, served: &Served, asked: &str) -> Vec<String> {
+    if asked.is_empty() {
+        state.versions(&served.name).iter().map(|s| s.version.clone()).collect()
+    } else {
+        vec![served.version.clone()]
+    }
 }
 
 /// Triton's name for a datatype in a model config: `TYPE_FP32`, `TYPE_STRING` (BYTES), …
@@ -191,6 +203,7 @@ fn duration_json(tally: &Tally) -> Value {
 /// Triton's statistics for one model.
 pub fn stats(served: &Served) -> Value {
     let c = &served.counters;
+    let compute = c.compute.read().map(|(count, ns)| json!({ "count": count, "ns": ns }));
     json!({
         "name": served.name,
         "version": served.version,
@@ -201,11 +214,23 @@ pub fn stats(served: &Served) -> Value {
             "success": duration_json(&c.success),
             "fail": duration_json(&c.fail),
             "queue": duration_json(&c.queue),
-            "compute_input": duration_json(&c.compute_input),
-            "compute_infer": duration_json(&c.compute_infer),
-            "compute_output": duration_json(&c.compute_output),
+            "compute_input": compute[0],
+            "compute_infer": compute[1],
+            "compute_output": compute[2],
+            "cache_hit": { "count": 0, "ns": 0 },
+            "cache_miss": { "count": 0, "ns": 0 },
         },
-        "batch_stats": [],
+        "response_stats": {},
+        "batch_stats": c.batch_stats().iter().map(|(batch_size, b)| {
+            let of = |ns: u64| json!({ "count": b.count, "ns": ns });
+            json!({
+                "batch_size": batch_size,
+                "compute_input": of(b.compute_input_ns),
+                "compute_infer": of(b.compute_infer_ns),
+                "compute_output": of(b.compute_output_ns),
+            })
+        }).collect::<Vec<_>>(),
+        "memory_usage": [],
     })
 }
 

@@ -1,8 +1,14 @@
-//! Prometheus text for the metrics port. Per model, Triton's names (`nv_inference_*`, with
-//! `model` and `version` labels; durations in microseconds); then what Triton lacks
-//! (`corral_*`): a request-duration histogram per model (seconds), queue depth per instance,
-//! executions per instance, and per core utilisation (since the last scrape), executions,
-//! busy time and model switches.
+//! Prometheus text for the metrics port. Per model version, Triton's names (`nv_inference_*`,
+//! with `model` and `version` labels; durations in microseconds); then what Triton lacks
+//! (`corral_*`): a request-duration histogram per model version (seconds), queue depth and
+//! executions per instance, and per core executions, busy time and model switches.
+//!
+//! Every series keeps its labels for the server's life, so `rate()` never sees a reset that
+//! did not happen: no label changes when a model loads, reloads or its instances move. What
+//! does change (which models run on a core, which cores an instance spans) is an info gauge
+//! of its own (`corral_core_models`, `corral_instance_cores`, value 1). Utilisation is
+//! `rate(corral_core_busy_seconds_total[1m])`: a scrape changes nothing, so any number of
+//! scrapers read the same counters.
 
 use std::{fmt::Write, sync::atomic::Ordering::Relaxed};
 
@@ -33,75 +39,93 @@ pub fn render(state: &ServerState) -> String {
             c.queue.ns.load(Relaxed) / 1000
         }),
         ("nv_inference_compute_infer_duration_us", "counter", "Cumulative engine time", |c| {
-            c.compute_infer.ns.load(Relaxed) / 1000
+            c.compute.infer_ns.load(Relaxed) / 1000
         }),
         ("nv_inference_compute_input_duration_us", "counter", "Cumulative input preparation time", |c| {
-            c.compute_input.ns.load(Relaxed) / 1000
+            c.compute.input_ns.load(Relaxed) / 1000
         }),
         ("nv_inference_compute_output_duration_us", "counter", "Cumulative output preparation time", |c| {
-            c.compute_output.ns.load(Relaxed) / 1000
+            c.compute.output_ns.load(Relaxed) / 1000
         }),
     ];
     for (name, kind, help, read) in per_model {
         family(&mut out, name, kind, help);
-        for (model, c) in &counters {
-            let _ = writeln!(out, "{name}{{model=\"{model}\",version=\"1\"}} {}", read(c));
+        for (model, version, c) in &counters {
+            let _ = writeln!(out, "{name}{{model=\"{model}\",version=\"{version}\"}} {}", read(c));
         }
     }
     let name = "corral_request_duration_seconds";
     family(&mut out, name, "histogram", "Request duration from acceptance to answer, every answered request");
-    for (model, c) in &counters {
+    for (model, version, c) in &counters {
         let (cumulative, sum) = c.duration.cumulative();
         let bounds = DURATION_BUCKETS.iter().map(|le| le.to_string()).chain(["+Inf".to_owned()]);
+        let labels = format!("model=\"{model}\",version=\"{version}\"");
         for (le, count) in bounds.zip(&cumulative) {
-            let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{le}\"}} {count}");
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {count}");
         }
-        let _ = writeln!(out, "{name}_sum{{model=\"{model}\"}} {sum:.6}");
-        let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {}", cumulative.last().copied().unwrap_or(0));
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum:.6}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", cumulative.last().copied().unwrap_or(0));
     }
+    let served = state.served();
     family(&mut out, "corral_queue_depth", "gauge", "Calls queued or executing on each model instance");
-    for served in state.served() {
-        for (i, depth) in served.model.queue_depths().iter().enumerate() {
-            let _ = writeln!(out, "corral_queue_depth{{model=\"{}\",instance=\"{i}\"}} {depth}", served.name);
+    for s in &served {
+        for (i, depth) in s.model.queue_depths().iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "corral_queue_depth{{model=\"{}\",version=\"{}\",instance=\"{i}\"}} {depth}",
+                s.name, s.version
+            );
         }
     }
     family(&mut out, "corral_instance_executions_total", "counter", "Executions per model instance");
-    for served in state.served() {
-        let stats = served.model.stats();
-        for (i, (span, executions)) in served.model.instances().iter().zip(&stats.instance_executions).enumerate() {
+    for s in &served {
+        let stats = s.model.stats();
+        for (i, executions) in stats.instance_executions.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "corral_instance_executions_total{{model=\"{}\",instance=\"{i}\",cores=\"{span}\"}} {executions}",
-                served.name
+                "corral_instance_executions_total{{model=\"{}\",version=\"{}\",instance=\"{i}\"}} {executions}",
+                s.name, s.version
+            );
+        }
+    }
+    family(&mut out, "corral_instance_cores", "gauge", "The process cores each model instance spans (info: always 1)");
+    for s in &served {
+        for (i, span) in s.model.instances().iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "corral_instance_cores{{model=\"{}\",version=\"{}\",instance=\"{i}\",cores=\"{span}\"}} 1",
+                s.name, s.version
             );
         }
     }
     let cores = state.runtime.core_stats();
-    family(&mut out, "corral_core_utilization", "gauge", "Share of time each core executed, since the last scrape");
-    for (core, utilization) in cores.iter().zip(state.core_utilization(&cores)) {
-        let _ = writeln!(
-            out,
-            "corral_core_utilization{{core=\"nc{}\",global=\"{}\"}} {utilization:.4}",
-            core.index, core.global
-        );
-    }
-    let per_core: [(&str, &str, &str); 3] = [
-        ("corral_core_executions_total", "counter", "Executions run on each core"),
-        ("corral_core_busy_seconds_total", "counter", "Time each core spent executing"),
-        ("corral_core_switches_total", "counter", "Times a core changed model"),
+    let per_core: [(&str, &str); 3] = [
+        ("corral_core_executions_total", "Executions run on each core"),
+        ("corral_core_busy_seconds_total", "Time each core spent executing; its rate is the core's utilisation"),
+        ("corral_core_switches_total", "Times a core changed model"),
     ];
-    for (name, kind, help) in per_core {
-        family(&mut out, name, kind, help);
+    for (name, help) in per_core {
+        family(&mut out, name, "counter", help);
         for core in &cores {
             let value = match name {
                 "corral_core_executions_total" => core.executions.to_string(),
                 "corral_core_busy_seconds_total" => format!("{:.6}", core.busy.as_secs_f64()),
                 _ => core.switches.to_string(),
             };
-            let models = core.models.join(",");
+            let _ = writeln!(out, "{name}{{core=\"nc{}\",global=\"{}\"}} {value}", core.index, core.global);
+        }
+    }
+    family(&mut out, "corral_core_models", "gauge", "The model versions placed on each core (info: always 1)");
+    for core in &cores {
+        for runtime_name in &core.models {
+            // Served versions are `NAME@V` in the runtime; anything else has no version.
+            let (model, version) = match runtime_name.rsplit_once('@') {
+                Some((model, version)) if version.parse::<u64>().is_ok() => (model, version),
+                _ => (runtime_name.as_str(), ""),
+            };
             let _ = writeln!(
                 out,
-                "{name}{{core=\"nc{}\",global=\"{}\",models=\"{models}\"}} {value}",
+                "corral_core_models{{core=\"nc{}\",global=\"{}\",model=\"{model}\",version=\"{version}\"}} 1",
                 core.index, core.global
             );
         }

@@ -163,13 +163,36 @@ pub struct Declared {
     pub labels: Vec<String>,
 }
 
-/// One model as the repository describes it.
+/// One model as the repository describes it: each version its policy selects, ascending,
+/// and the serving fields they share.
 #[derive(Clone, Debug)]
 pub struct RepoModel {
-    pub def: ModelDef,
+    pub versions: Vec<RepoVersion>,
     pub config: ServeConfig,
 }
 
+/// One version to serve: the runtime model, named `NAME@V` (so `corral ls`, `top` and
+/// `monitor` tell versions apart), placed as a model of its own.
+#[derive(Clone, Debug)]
+pub struct RepoVersion {
+    pub number: u64,
+    pub def: ModelDef,
+}
+
+/// The runtime's name for version `version` of model `name`.
+pub fn runtime_name(name: &str, version: u64) -> String {
+    format!("{name}@{version}")
+}
+
+fn versions(name: &str, folder: runtime_repository::ModelFolder) -> Vec<RepoVersion> {
+    folder
+        .versions
+        .into_iter()
+        .map(|v| RepoVersion { number: v.number, def: ModelDef { name: runtime_name(name, v.number), ..v.def } })
+        .collect()
+}
+
+/// Why a model could not be read; each protocol answers in Triton's words and codes.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RepoError {
     #[error(
@@ -178,6 +201,12 @@ pub enum RepoError {
     BadName(String),
     #[error("no model named `{0}` in the repository")]
     NotFound(String),
+    /// The files given with a load could not be written (Triton: a failed poll).
+    #[error("{0}")]
+    Given(String),
+    /// A load request's own mistake (its configuration or files), in Triton's words.
+    #[error("{0}")]
+    Request(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -214,24 +243,15 @@ pub struct LoadOverride {
 }
 
 impl LoadOverride {
-    /// Sorts a load request's parameters: `config`, `file:<path>`; anything else is refused.
-    pub fn add(&mut self, key: &str, text: Option<&str>, bytes: Option<Vec<u8>>) -> Result<(), RepoError> {
-        match (key, text, bytes) {
-            ("config", Some(text), _) => self.config = Some(text.to_owned()),
-            ("config", None, _) => {
-                return Err(RepoError::Invalid("load parameter `config` must be a JSON string".into()));
-            }
-            (file, _, Some(bytes)) if file.starts_with("file:") => self.files.push((file[5..].to_owned(), bytes)),
-            (file, _, None) if file.starts_with("file:") => {
-                return Err(RepoError::Invalid(format!("load parameter `{file}` must hold the file's bytes")));
-            }
-            (other, _, _) => {
-                return Err(RepoError::Invalid(format!(
-                    "load parameter `{other}` is not supported; corral reads `config` and `file:<path>`"
-                )));
-            }
-        }
-        Ok(())
+    /// The `config` parameter: Triton's model configuration as JSON.
+    pub fn config(&mut self, text: &str) {
+        self.config = Some(text.to_owned());
+    }
+
+    /// A `file:<path>` parameter and its bytes; `key` is the whole parameter name.
+    pub fn file(&mut self, key: &str, bytes: Vec<u8>) {
+        let path = key.strip_prefix("file:").unwrap_or(key);
+        self.files.push((path.to_owned(), bytes));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -239,14 +259,17 @@ impl LoadOverride {
     }
 }
 
-/// A folder of files given with a load, removed when dropped.
+/// A folder of files given with a load: private to this user (a random name made with mode
+/// 0700 by `tempfile`, so no other local user can plant links in it or guess it), and
+/// removed when dropped.
 pub struct GivenFiles {
-    root: std::path::PathBuf,
+    root: tempfile::TempDir,
 }
 
-impl Drop for GivenFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+impl GivenFiles {
+    /// The private folder the files were written under.
+    pub fn root(&self) -> &Path {
+        self.root.path()
     }
 }
 
@@ -254,9 +277,9 @@ impl Drop for GivenFiles {
 /// (`parameters`) become its `key`/`value` messages.
 pub fn config_from_json(text: &str) -> Result<Message, String> {
     let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("the `config` override is not valid JSON: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("the configuration is not valid JSON: {e}"))?;
     let serde_json::Value::Object(object) = value else {
-        return Err("the `config` override must be a JSON object".into());
+        return Err("the configuration must be a JSON object".into());
     };
     Ok(message_from_json(&object))
 }
@@ -303,10 +326,11 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
     if over.is_empty() {
         return Ok((read(repo, name)?, None));
     }
+    // Triton's words (model_repository_manager.cc).
     let text = over.config.as_deref().ok_or_else(|| {
-        RepoError::Invalid("loading with `file:` parameters needs a `config` parameter too (as Triton's)".into())
+        RepoError::Request("Load parameter 'config' must be specified for model file override".into())
     })?;
-    let pbtxt = config_from_json(text).map_err(RepoError::Invalid)?;
+    let pbtxt = config_from_json(text).map_err(|e| RepoError::Request(format!("Invalid config override: {e}")))?;
     let (dir, given) = if over.files.is_empty() {
         let dir = repo.join(name);
         if !dir.is_dir() {
@@ -314,32 +338,34 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
         }
         (dir, None)
     } else {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let root = std::env::temp_dir().join(format!("corral-load-{}-{n}", std::process::id()));
-        let given = GivenFiles { root: root.clone() };
-        let dir = root.join(name);
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::Builder::new()
+            .prefix("corral-load-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| RepoError::Given(format!("cannot make a private folder for the load's files: {e}")))?;
+        let dir = root.path().join(name);
         for (path, bytes) in &over.files {
             let relative = Path::new(path);
             let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
             if path.is_empty() || !plain {
-                return Err(RepoError::Invalid(format!("file:{path} must be a relative path inside the model folder")));
+                return Err(RepoError::Request(format!(
+                    "Invalid file parameter 'file:{path}' with normalized path '{path}' must stay within model directory."
+                )));
             }
             let target = dir.join(relative);
             let written = std::fs::create_dir_all(target.parent().expect("joined under dir"))
                 .and_then(|()| std::fs::write(&target, bytes));
-            written.map_err(|e| RepoError::Invalid(format!("cannot write file:{path}: {e}")))?;
+            written.map_err(|e| RepoError::Given(format!("cannot write file:{path}: {e}")))?;
         }
-        (dir, Some(given))
+        (dir, Some(GivenFiles { root }))
     };
     let folder =
         runtime_repository::read_folder_with(&dir, pbtxt.clone()).map_err(|e| RepoError::Invalid(e.to_string()))?;
-    let mut config =
-        serve_config(&pbtxt, &dir).map_err(|reason| RepoError::Invalid(format!("the `config` override: {reason}")))?;
+    let mut config = serve_config(&pbtxt, &dir)
+        .map_err(|reason| RepoError::Request(format!("Invalid config override: {reason}")))?;
     config.platform = "onnxruntime_onnx".to_owned();
-    let mut def = folder.def;
-    def.name = name.to_owned();
-    Ok((RepoModel { def, config }, given))
+    Ok((RepoModel { versions: versions(name, folder), config }, given))
 }
 
 /// Reads model `name` of `repo`.
@@ -363,7 +389,7 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
         ModelSource::Onnx(_) => "onnxruntime_onnx",
     }
     .to_owned();
-    Ok(RepoModel { def: folder.def, config })
+    Ok(RepoModel { versions: versions(name, folder), config })
 }
 
 /// Triton's serving fields of a `config.pbtxt` whose model the runtime's reader accepted;
@@ -457,6 +483,31 @@ mod tests {
             config("label_filename: \"../labels.txt\"").unwrap_err(),
             "output `y`: label_filename `../labels.txt` must name a file inside the model folder"
         );
+    }
+
+    #[test]
+    fn files_given_with_a_load_live_in_a_private_folder_removed_after_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let repo = tempfile::tempdir().expect("repo");
+        let mut over = LoadOverride::default();
+        over.config(r#"{"platform": "onnxruntime_onnx"}"#);
+        over.file("file:1/model.onnx", b"bytes".to_vec());
+        let (model, given) = read_with(repo.path(), "m", &over).expect("reads");
+        let given = given.expect("files were written");
+        let root = given.root().to_owned();
+        let mode = std::fs::metadata(&root).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "only this user may enter the folder");
+        assert!(root.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("corral-load-")));
+        assert_eq!(model.versions.len(), 1);
+        assert_eq!(model.versions[0].def.name, "m@1");
+        let ModelSource::Onnx(file) = &model.versions[0].def.source else { panic!("an onnx model") };
+        assert!(file.starts_with(&root), "{}", file.display());
+        assert_eq!(std::fs::read(file).expect("written"), b"bytes");
+        // Two loads never share a folder: the name is random, not a counter.
+        let (_, other) = read_with(repo.path(), "m", &over).expect("reads");
+        assert_ne!(other.expect("files").root(), root);
+        drop(given);
+        assert!(!root.exists(), "removed once the load is done");
     }
 
     #[test]

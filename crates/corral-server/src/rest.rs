@@ -2,15 +2,16 @@
 //! statistics, repository control), on axum.
 //!
 //! Every error is `{"error": "..."}` with Triton's status: 400 bad request, 404 unknown model,
-//! 413 body over the limit, 503 not ready or timed out, 500 engine failure.
+//! 400 body over the limit, 503 not ready or timed out, 500 engine failure, 501 what Triton
+//! does not do either.
 //!
 //! Every request's body is read (up to the body limit) before any handler answers, so an
 //! early error (an unknown or unloaded model, a bad header) reaches the client as a status
 //! instead of a connection closed under a body it is still sending.
 //!
 //! Compression (`compress.rs`): a body with `Content-Encoding: gzip` or `deflate` is inflated
-//! there too, under the same limit, checked while inflating; an answer is compressed when the
-//! request's `Accept-Encoding` names gzip or deflate.
+//! there too, under the same limit, checked while inflating; an inference answer (and only
+//! that, as Triton) is compressed when the request's `Accept-Encoding` asks.
 
 use std::sync::Arc;
 
@@ -25,11 +26,14 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+use corral_engine::TensorData;
+
 use crate::{
     codec, compress,
     error::{CallError, ErrorKind},
     metadata,
-    state::ServerState,
+    state::{Served, ServerState},
+    validate,
 };
 
 type AppState = Arc<ServerState>;
@@ -51,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
         .route("/v2/repository/index", post(index))
+        .route("/v2/trace/setting", get(trace_get).post(trace_post))
+        .route("/v2/models/{model}/trace/setting", get(model_trace_get).post(model_trace_post))
         .route("/v2/repository/models/{model}/load", post(load))
         .route("/v2/repository/models/{model}/unload", post(unload))
         .route("/v2/systemsharedmemory/status", get(shm_status_all))
@@ -58,27 +64,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/systemsharedmemory/region/{name}/register", post(shm_register))
         .route("/v2/systemsharedmemory/unregister", post(shm_unregister_all))
         .route("/v2/systemsharedmemory/region/{name}/unregister", post(shm_unregister))
-        .route("/v2/cudasharedmemory/{*rest}", get(cuda_shm).post(cuda_shm))
+        .route("/v2/cudasharedmemory/status", get(cuda_shm_status_all))
+        .route("/v2/cudasharedmemory/region/{name}/status", get(cuda_shm_status))
+        .route("/v2/cudasharedmemory/register", post(cuda_shm_register_unnamed))
+        .route("/v2/cudasharedmemory/region/{name}/register", post(cuda_shm_register))
+        .route("/v2/cudasharedmemory/unregister", post(cuda_shm_unregister))
+        .route("/v2/cudasharedmemory/region/{name}/unregister", post(cuda_shm_unregister))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the KServe v2 protocol") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_first))
         .with_state(state)
 }
 
 /// Reads the whole body (within the limit) before the handler runs, inflating a compressed
-/// one, and compresses the answer when asked; see the module docs.
+/// one; see the module docs.
 async fn read_body_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    let answer_encoding = compress::accepted(&parts.headers);
     let bytes = match body_bytes(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
-        Err(error) => return compress::answer(error.into_response(), answer_encoding).await,
+        Err(error) => return error.into_response(),
     };
     let bytes = match compress::inflate_request(&mut parts.headers, bytes, state.body_limit).await {
         Ok(bytes) => bytes,
-        Err(error) => return compress::answer(error.into_response(), answer_encoding).await,
+        Err(error) if error.kind == ErrorKind::Unsupported => {
+            // Triton names what it reads.
+            let mut response = error.into_response();
+            response.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate"));
+            return response;
+        }
+        Err(error) => return error.into_response(),
     };
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    compress::answer(response, answer_encoding).await
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -89,9 +104,11 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        // Triton answers a body over --http-max-input-size with 400.
+        ErrorKind::TooLarge => StatusCode::BAD_REQUEST,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
     }
 }
 
@@ -124,17 +141,24 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn model_metadata(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
-    ok_json(metadata::model(&*state.model(&model, "")?))
+    model_metadata_at(&state, &model, "")
 }
 
 async fn model_metadata_v(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
-    ok_json(metadata::model(&*state.model(&model, &version)?))
+    model_metadata_at(&state, &model, &version)
 }
 
+fn model_metadata_at(state: &ServerState, model: &str, version: &str) -> Answer {
+    let served = state.model(model, version)?;
+    ok_json(metadata::model(&served, &metadata::versions_listed(state, &served, version)))
+}
+
+/// A model version's readiness: 200 when it serves, else Triton's error for the lookup (404
+/// for a model or version that is not loaded).
 fn readiness(state: &ServerState, model: &str, version: &str) -> Response {
     match state.model(model, version) {
         Ok(_) => axum::Json(json!({ "ready": true })).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.message),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -159,32 +183,38 @@ async fn all_stats(State(state): State<AppState>) -> Answer {
     ok_json(json!({ "model_stats": stats }))
 }
 
+/// Every loaded version's statistics (Triton: no version named means all of them).
 async fn model_stats(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
-    ok_json(json!({ "model_stats": [metadata::stats(&*state.model(&model, "")?)] }))
+    state.model(&model, "")?;
+    let stats: Vec<Value> = state.versions(&model).iter().map(|s| metadata::stats(s)).collect();
+    ok_json(json!({ "model_stats": stats }))
 }
 
 async fn model_stats_v(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
     ok_json(json!({ "model_stats": [metadata::stats(&*state.model(&model, &version)?)] }))
 }
 
-/// The body, refused with 413 beyond the limit (announced or actual).
+/// The body, refused beyond the limit (announced or actual) with Triton's 400 and words
+/// (http_server.cc, EVBufferToJson), which name its flag; corral takes it too.
 async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, CallError> {
     let limit = state.body_limit;
-    let too_large = || {
+    let too_large = |size: String| {
         CallError::new(
             ErrorKind::TooLarge,
-            format!("the request body is over the limit of {limit} bytes; raise --max-body-bytes"),
+            format!(
+                "request JSON size of {size} bytes exceeds the maximum allowed input size of {limit} bytes. Use --http-max-input-size to increase the limit."
+            ),
         )
     };
     let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+    if let Some(size) = announced.filter(|&n| n > limit as u64) {
+        return Err(too_large(size.to_string()));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large(format!("more than {limit}")))
 }
 
 async fn infer(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Answer {
-    infer_at(state, model, String::new(), headers, body).await
+    infer_compressed(state, model, String::new(), headers, body).await
 }
 
 async fn infer_v(
@@ -193,29 +223,130 @@ async fn infer_v(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    infer_at(state, model, version, headers, body).await
+    infer_compressed(state, model, version, headers, body).await
+}
+
+/// An inference, its answer compressed when `Accept-Encoding` asks (errors never are).
+// Triton: http_server.cc, InferRequestClass::FinalizeResponse compresses inference answers only.
+async fn infer_compressed(state: AppState, model: String, version: String, headers: HeaderMap, body: Body) -> Answer {
+    let encoding = compress::accepted(&headers);
+    let response = infer_at(state, model, version, headers, body).await?;
+    Ok(compress::answer(response, encoding).await)
 }
 
 const HEADER_LEN: &str = "inference-header-content-length";
 
+/// Triton's raw binary request (`docs/protocol/extension_binary_data.md`, "Raw Binary
+/// Request"; `infer_request.cc`, `Normalize`): a model of one input takes the whole body as
+/// that input, its datatype and shape from the configuration (a batching model's batch is 1;
+/// one variable dimension is what the bytes make it; a BYTES input is one element, the body),
+/// and every output comes back binary. Errors are Triton's.
+fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferRequest, CallError> {
+    let prefix = crate::error::request_prefix(None);
+    let model = &served.name;
+    let inputs = metadata::inputs(served);
+    let [input] = &inputs[..] else {
+        return Err(CallError::bad_request(format!(
+            "{prefix}Raw request must only have 1 input (found 1) to be deduced but got {} inputs in '{model}' model configuration",
+            inputs.len()
+        )));
+    };
+    let batch: &[i64] = if served.config.max_batch_size > 0 { &[1] } else { &[] };
+    let mut shape: Vec<i64> = batch.iter().chain(&input.dims).copied().collect();
+    let variable: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] < 0).collect();
+    if variable.len() > 1 {
+        return Err(CallError::bad_request(format!(
+            "{prefix}The shape of the raw input '{}' can not be deduced because there are more than one variable-sized dimension",
+            input.name
+        )));
+    }
+    let data = match input.datatype.size() {
+        None => {
+            if !variable.is_empty() || shape.iter().product::<i64>() != 1 {
+                return Err(CallError::bad_request(format!(
+                    "{prefix}For BYTE datatype raw input '{}', the model must have input shape [1]",
+                    input.name
+                )));
+            }
+            TensorData::Bytes(vec![body.to_vec()])
+        }
+        Some(size) => {
+            if let Some(&at) = variable.first() {
+                let others: i64 = shape.iter().enumerate().filter(|&(i, _)| i != at).map(|(_, &d)| d).product();
+                shape[at] = body.len() as i64 / others.max(1) / size as i64;
+            }
+            let count = shape.iter().product::<i64>().max(0) as usize;
+            let expected = count.saturating_mul(size);
+            if expected != body.len() {
+                // Triton names the input `raw_input` here (its map key).
+                return Err(crate::error::byte_size_mismatch(None, "raw_input", model, expected, body.len()));
+            }
+            TensorData::from_wire(input.datatype, &body, count).map_err(|e| CallError::bad_request(e.to_string()))?
+        }
+    };
+    let shape = shape.iter().map(|&d| d as usize).collect();
+    Ok(codec::InferRequest {
+        id: None,
+        inputs: vec![corral_engine::Tensor::new(input.name.clone(), shape, data)],
+        shm_inputs: Vec::new(),
+        outputs: Vec::new(),
+        binary_output: true,
+        sequence: Default::default(),
+    })
+}
+
 async fn infer_at(state: AppState, model: String, version: String, headers: HeaderMap, body: Body) -> Answer {
+    let received = std::time::Instant::now();
     let served = state.model(&model, &version)?;
+    let mut trace = state.trace(&served, received);
     let body = body_bytes(&state, &headers, body).await?;
+    // Triton's words (http_server.cc, GetInferenceHeaderLength).
     let header_len = match headers.get(HEADER_LEN) {
         None => None,
-        Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
-            CallError::bad_request("Inference-Header-Content-Length must be a whole number of bytes")
-        })?),
+        Some(v) => {
+            let text = v.to_str().unwrap_or_default();
+            let n: i64 = text.trim().parse().map_err(|_| {
+                CallError::bad_request(format!("Unable to parse Inference-Header-Content-Length, got: {text}"))
+            })?;
+            if n < 0 || n > body.len() as i64 {
+                return Err(CallError::bad_request(format!(
+                    "inference header size should be in range (0, {}), got: {n}",
+                    body.len()
+                )));
+            }
+            Some(n as usize)
+        }
     };
     let decoding = std::time::Instant::now();
-    let mut request = codec::decode(&body, header_len).map_err(|e| CallError::bad_request(e.0))?;
+    // A header of length 0 (or an empty body without one) is Triton's raw binary request: the
+    // whole body is the one input's bytes.
+    let raw = header_len == Some(0) || (header_len.is_none() && body.is_empty());
+    let decoded = if raw { raw_request(&served, body.clone()) } else { codec::decode(&body, header_len, &served.name) };
+    let mut request = decoded.map_err(|e| state.refused(&served, e))?;
     drop(body);
+    let metas: Vec<validate::InputMeta> = request
+        .inputs
+        .iter()
+        .map(|t| validate::InputMeta { name: &t.name, datatype: t.datatype(), shape: &t.shape })
+        .chain(request.shm_inputs.iter().map(|i| validate::InputMeta {
+            name: &i.name,
+            datatype: i.datatype,
+            shape: &i.shape,
+        }))
+        .collect();
+    let asked: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
+    validate::request(&served, request.id.as_deref(), &metas, &asked).map_err(|e| state.refused(&served, e))?;
     let wanted = metadata::wanted_outputs(&served, &request.outputs, request.binary_output)?;
     for input in &request.shm_inputs {
         request.inputs.push(input.read(&state.shm)?);
     }
     let decoded = decoding.elapsed();
+    let batch = served.batch_of(&request.inputs);
+    if let Some(trace) = &mut trace {
+        trace.point("QUEUE_START", std::time::Instant::now());
+    }
     let inference = state.infer(&served, request.inputs, &request.sequence, decoded).await?;
+    ServerState::traced_compute(&mut trace, &inference);
     let encoding = std::time::Instant::now();
     let mut outputs = Vec::with_capacity(wanted.len());
     for want in &wanted {
@@ -234,7 +365,8 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     let outputs: Vec<(&corral_engine::Tensor, codec::OutputForm)> =
         outputs.iter().map(|(tensor, form)| (tensor.as_ref(), form.clone())).collect();
     let encoded = codec::encode(&served.name, &served.version, request.id.as_deref(), &outputs);
-    state.encoded(&served, encoding.elapsed());
+    state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
+    state.trace_end(trace);
     let mut response = Response::new(Body::from(encoded.body));
     let headers = response.headers_mut();
     match encoded.header_len {
@@ -272,50 +404,101 @@ async fn shm_register(
     body: Body,
 ) -> Answer {
     let body = body_bytes(&state, &headers, body).await?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| CallError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let key = value.get("key").and_then(Value::as_str).ok_or_else(|| {
-        CallError::bad_request("registering a region needs {\"key\": \"/name\", \"offset\": N, \"byte_size\": N}")
-    })?;
-    let number = |field: &str| match value.get(field) {
-        None => Ok(0),
-        Some(v) => v.as_u64().ok_or_else(|| CallError::bad_request(format!("`{field}` must be a whole number"))),
+    let value = json_body(&body)?;
+    // Triton's words (http_server.cc, HandleSystemSharedMemory); wrong types are its JSON
+    // errors (500).
+    let key = match value.get("key") {
+        None => return Err(CallError::bad_request("Shared memory register request has no 'key' field")),
+        Some(key) => key.as_str().ok_or_else(|| json_type_error("string", "string"))?,
     };
-    state.shm.register(&name, key, number("offset")?, number("byte_size")?)?;
-    ok_json(json!({}))
+    let number = |field: &str| match value.get(field) {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| json_type_error("unsigned-integer", "unsigned-integer")),
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let byte_size = number("byte_size")?
+        .ok_or_else(|| CallError::bad_request("Shared memory register request has no 'byte_size' field"))?;
+    state.shm.register(&name, key, offset, byte_size)?;
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn shm_unregister_all(State(state): State<AppState>) -> Answer {
     state.shm.unregister(None);
-    ok_json(json!({}))
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn shm_unregister(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     state.shm.unregister(Some(&name));
-    ok_json(json!({}))
+    Ok(StatusCode::OK.into_response())
 }
 
-async fn cuda_shm() -> Answer {
-    Err(CallError::bad_request(crate::shm::CUDA_UNSUPPORTED))
+/// A request body as JSON; a body that does not parse is Triton's 500 (its JSON errors are
+/// INTERNAL: http_server.cc, EVRequestToJson).
+fn json_body(body: &[u8]) -> Result<Value, CallError> {
+    serde_json::from_slice(body).map_err(|e| {
+        CallError::new(
+            ErrorKind::Internal,
+            format!("failed to parse the request JSON buffer: {e} at {}", e.column().saturating_sub(1)),
+        )
+    })
+}
+
+/// Triton's error for a JSON value of the wrong type (`attempt to access JSON non-string as
+/// string`), which it answers with 500.
+fn json_type_error(kind: &str, as_kind: &str) -> CallError {
+    CallError::new(ErrorKind::Internal, format!("attempt to access JSON non-{kind} as {as_kind}"))
+}
+
+// Triton built without GPUs (http_server.cc, HandleCudaSharedMemory): status lists no region,
+// unregister succeeds, register is refused.
+async fn cuda_shm_status_all() -> Answer {
+    ok_json(json!([]))
+}
+
+async fn cuda_shm_status(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    crate::shm::cuda_status(&state.shm, Some(&name))?;
+    ok_json(json!([]))
+}
+
+async fn cuda_shm_register_unnamed() -> Answer {
+    Err(crate::shm::cuda_register(""))
+}
+
+async fn cuda_shm_register(Path(name): Path<String>) -> Answer {
+    Err(crate::shm::cuda_register(&name))
+}
+
+async fn cuda_shm_unregister() -> Answer {
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
     let body = body_bytes(&state, &headers, body).await?;
+    // Triton's words (http_server.cc, HandleRepositoryIndex).
     let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
         false
     } else {
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| CallError::bad_request(format!("the body is not valid JSON: {e}")))?;
-        value.get("ready").and_then(Value::as_bool).unwrap_or(false)
+        match json_body(&body)?.get("ready") {
+            None => false,
+            Some(ready) => ready
+                .as_bool()
+                .ok_or_else(|| CallError::bad_request("Invalid value for 'ready': expected a boolean"))?,
+        }
     };
     let entries: Vec<Value> = state
         .index()
         .into_iter()
-        .filter(|e| !ready_only || e.state == "READY")
+        .filter(|e| !ready_only || e.state == Some("READY"))
         .map(|e| {
-            let mut entry = json!({ "name": e.name, "state": e.state, "reason": e.reason });
+            let mut entry = json!({ "name": e.name });
             if let Some(version) = e.version {
                 entry["version"] = json!(version);
+            }
+            if let Some(state) = e.state {
+                entry["state"] = json!(state);
+            }
+            if !e.reason.is_empty() {
+                entry["reason"] = json!(e.reason);
             }
             entry
         })
@@ -329,26 +512,27 @@ async fn load(State(state): State<AppState>, Path(model): Path<String>, headers:
     let body = body_bytes(&state, &headers, body).await?;
     let mut over = crate::repository::LoadOverride::default();
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| CallError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        let value = json_body(&body)?;
         let parameters = match value.get("parameters") {
             None | Some(Value::Null) => None,
             Some(Value::Object(p)) => Some(p),
-            Some(_) => return Err(CallError::bad_request("`parameters` must be an object")),
+            Some(_) => return Err(json_type_error("object", "object")),
         };
+        // Triton's answers (http_server.cc, HandleRepositoryControl): values are strings,
+        // `file:` ones base64; any other key is its 500.
         for (key, value) in parameters.into_iter().flatten() {
-            let text = value.as_str();
-            let bytes = match (key.starts_with("file:"), text) {
-                (true, Some(text)) => {
-                    use base64::Engine;
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(text.trim())
-                        .map_err(|e| CallError::bad_request(format!("load parameter `{key}` is not base64: {e}")))?;
-                    Some(decoded)
-                }
-                _ => None,
-            };
-            over.add(key, text, bytes).map_err(|e| CallError::bad_request(e.to_string()))?;
+            let text = value.as_str().ok_or_else(|| json_type_error("string", "string"))?;
+            if key == "config" {
+                over.config(text);
+            } else if key.starts_with("file:") {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|e| CallError::bad_request(format!("Unable to decode '{key}' as base64: {e}")))?;
+                over.file(key, bytes);
+            } else {
+                return Err(CallError::new(ErrorKind::Internal, "unexpected error on creating Triton parameter"));
+            }
         }
     }
     state.request_load(&model, over).await?;
@@ -358,4 +542,31 @@ async fn load(State(state): State<AppState>, Path(model): Path<String>, headers:
 async fn unload(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
     state.request_unload(&model).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+// Triton's trace extension (http_server.cc, HandleTrace): the server's setting, or a loaded
+// model's.
+async fn trace_get(State(state): State<AppState>) -> Answer {
+    ok_json(state.trace.get(None))
+}
+
+async fn trace_post(State(state): State<AppState>, body: Body) -> Answer {
+    let update = crate::trace::Update::from_json(&json_body(&body_of(body).await)?)?;
+    ok_json(state.trace.update(None, &update)?)
+}
+
+async fn model_trace_get(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
+    state.model(&model, "")?;
+    ok_json(state.trace.get(Some(&model)))
+}
+
+async fn model_trace_post(State(state): State<AppState>, Path(model): Path<String>, body: Body) -> Answer {
+    state.model(&model, "")?;
+    let update = crate::trace::Update::from_json(&json_body(&body_of(body).await)?)?;
+    ok_json(state.trace.update(Some(&model), &update)?)
+}
+
+/// A body the middleware already read (within the limit).
+async fn body_of(body: Body) -> bytes::Bytes {
+    axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default()
 }

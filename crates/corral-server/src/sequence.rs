@@ -51,6 +51,8 @@ struct Live {
 
 /// The live sequences of one loaded model.
 pub struct Sequencer {
+    /// The model's name as clients know it (errors name it).
+    name: String,
     config: SequenceConfig,
     instances: usize,
     /// With a control input's batch dimension when the model batches.
@@ -59,14 +61,26 @@ pub struct Sequencer {
 }
 
 impl Sequencer {
-    pub fn new(config: SequenceConfig, instances: usize, batched: bool) -> Sequencer {
-        Sequencer { config, instances: instances.max(1), batched, live: Mutex::new(HashMap::new()) }
+    pub fn new(name: &str, config: SequenceConfig, instances: usize, batched: bool) -> Sequencer {
+        Sequencer {
+            name: name.to_owned(),
+            config,
+            instances: instances.max(1),
+            batched,
+            live: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Routes one call of `model` to its sequence's instance with the control inputs added,
     /// and queues it there (the lock held across routing and queueing keeps the order).
     pub fn submit(&self, model: &Model, mut inputs: Vec<Tensor>, params: &SequenceParams) -> Result<Reply, CallError> {
-        let name = model.name();
+        let name = &self.name;
+        // Triton's words (sequence_batch_scheduler.cc, Enqueue): one row per request.
+        if self.batched && inputs.iter().any(|input| input.shape.first().is_some_and(|&rows| rows != 1)) {
+            return Err(CallError::bad_request(format!(
+                "inference request to model '{name}' must specify batch-size 1 due to requirements of sequence batcher"
+            )));
+        }
         let Some(id) = &params.id else {
             return Err(CallError::bad_request(format!(
                 "inference request to model '{name}' must specify a non-zero or non-empty correlation ID"

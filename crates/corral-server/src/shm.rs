@@ -6,8 +6,14 @@
 //! A region is an open file, read and written with `pread`/`pwrite`, not mapped: a client
 //! that truncates or removes its file can then cost a call a clean error, never the server a
 //! `SIGBUS`. Every use checks the file is still linked and long enough, and every offset and
-//! size against the region, before any allocation. CUDA shared memory is refused with a clear
-//! message (this server has no GPU path).
+//! size against the region, before any allocation.
+//!
+//! Errors are Triton's, word for word and code for code (`shared_memory_manager.cc`,
+//! `common.cc` `ValidateSharedMemoryKey`): a key with Triton's reserved prefix is refused
+//! first, then a name already registered, a key that cannot be opened (500), a region past the
+//! end of its file; an unknown region is 404. CUDA shared memory is what Triton built without
+//! GPUs answers ([`cuda_status`]): status lists nothing, unregister succeeds, register is
+//! refused.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +24,7 @@ use std::{
 
 use corral_engine::{DataType, Tensor, TensorData};
 
-use crate::error::CallError;
+use crate::error::{CallError, ErrorKind};
 
 /// An input whose bytes are in shared memory: read just before the call runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,24 +87,49 @@ pub struct Regions {
     regions: Mutex<BTreeMap<String, Region>>,
 }
 
-pub const CUDA_UNSUPPORTED: &str =
-    "CUDA shared memory is not supported on this server (corral serves CPU cores); use system shared memory";
+/// Triton's reserved key prefix (`common.h`, `kTritonSharedMemoryRegionPrefix`): its Python
+/// backend's own regions.
+pub const RESERVED_KEY_PREFIX: &str = "triton_python_backend_shm_region_";
+
+/// Registering a CUDA region, as Triton built without GPUs answers it (400 / INVALID_ARGUMENT).
+pub fn cuda_register(name: &str) -> CallError {
+    if name.is_empty() {
+        return CallError::bad_request("'region name' is necessary to register cuda shared memory region");
+    }
+    CallError::bad_request(format!("failed to register CUDA shared memory region: '{name}', GPUs not supported"))
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Regions {
-    /// Registers `name` as `byte_size` bytes at `offset` of `/dev/shm/<key>`.
+    /// Registers `name` as `byte_size` bytes at `offset` of `/dev/shm/<key>`, checking in
+    /// Triton's order: the key's prefix, the name, the file, the size.
     pub fn register(&self, name: &str, key: &str, offset: u64, byte_size: u64) -> Result<(), CallError> {
-        let fail =
-            |why: String| CallError::bad_request(format!("failed to register shared memory region '{name}': {why}"));
         if name.is_empty() {
-            return Err(CallError::bad_request("a shared memory region needs a name"));
+            return Err(CallError::bad_request("'region name' is necessary to register system shared memory region"));
         }
-        let file_name = key.strip_prefix('/').unwrap_or(key);
-        if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
-            return Err(fail(format!("key '{key}' is not a shared memory key (`/name`, as shm_open takes)")));
+        let file_name = key.trim_start_matches('/');
+        if file_name.is_empty() {
+            return Err(CallError::bad_request(format!(
+                "cannot register shared memory region '{name}' - invalid shm key '{key}'"
+            )));
+        }
+        if file_name.starts_with(RESERVED_KEY_PREFIX) {
+            return Err(CallError::bad_request(format!(
+                "cannot register shared memory region '{name}' with key '{key}' as the key contains the reserved prefix '{RESERVED_KEY_PREFIX}'"
+            )));
+        }
+        if lock(&self.regions).contains_key(name) {
+            return Err(CallError::bad_request(format!("shared memory region '{name}' already in manager")));
+        }
+        // shm_open takes one name under /dev/shm; corral opens that file without following
+        // a link, so a key can never reach outside it.
+        let unopenable =
+            || CallError::new(ErrorKind::Internal, format!("Unable to open shared memory region: '{key}'"));
+        if file_name.contains('/') || file_name == "." || file_name == ".." {
+            return Err(unopenable());
         }
         let path = std::path::Path::new("/dev/shm").join(file_name);
         let file = std::fs::OpenOptions::new()
@@ -106,12 +137,14 @@ impl Regions {
             .write(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|error| fail(format!("cannot open {}: {error}", path.display())))?;
-        let length = file.metadata().map_err(|error| fail(error.to_string()))?.len();
-        let end = offset.checked_add(byte_size).filter(|&end| end <= length);
-        if end.is_none() {
-            return Err(fail(format!(
-                "offset {offset} + byte_size {byte_size} is past the end of '{key}' ({length} bytes)"
+            .map_err(|_| unopenable())?;
+        let length = file
+            .metadata()
+            .map_err(|_| CallError::new(ErrorKind::Internal, format!("Invalid shared memory region: '{key}'")))?
+            .len();
+        if offset.checked_add(byte_size).is_none_or(|end| end > length) {
+            return Err(CallError::bad_request(format!(
+                "failed to register shared memory region '{name}': invalid args"
             )));
         }
         let mut regions = lock(&self.regions);
@@ -148,13 +181,27 @@ impl Regions {
     fn locate(&self, at: &ShmRef, what: &str) -> Result<(Arc<File>, u64), CallError> {
         let (file, region_offset, region_size) = {
             let regions = lock(&self.regions);
-            let region = regions.get(&at.region).ok_or_else(|| unknown(&at.region))?;
+            let region = regions.get(&at.region).ok_or_else(|| {
+                CallError::new(ErrorKind::NotFound, format!("Unable to find shared memory region: '{}'", at.region))
+            })?;
             (region.file.clone(), region.status.offset, region.status.byte_size)
         };
-        if at.offset.checked_add(at.byte_size).is_none_or(|end| end > region_size) {
+        // Triton's words (shared_memory_manager.cc, GetMemoryInfo).
+        let region = &at.region;
+        let Some(end) = at.offset.checked_add(at.byte_size) else {
             return Err(CallError::bad_request(format!(
-                "{what}: shared memory offset {} + byte_size {} is past the end of region '{}' ({region_size} bytes)",
-                at.offset, at.byte_size, at.region
+                "Integer overflow detected: byte_size ({}) + offset ({}) exceeds maximum value ({}) for region '{region}'",
+                at.byte_size,
+                at.offset,
+                usize::MAX
+            )));
+        };
+        if at.offset >= region_size && at.byte_size > 0 {
+            return Err(CallError::bad_request(format!("Invalid offset for shared memory region: '{region}'")));
+        }
+        if end > region_size {
+            return Err(CallError::bad_request(format!(
+                "Invalid offset + byte size for shared memory region: '{region}'"
             )));
         }
         let start = region_offset + at.offset;
@@ -186,8 +233,10 @@ impl Regions {
     /// Writes `bytes` at `at` (which must hold them).
     pub fn write(&self, at: &ShmRef, bytes: &[u8], what: &str) -> Result<(), CallError> {
         if bytes.len() as u64 > at.byte_size {
+            // Triton's words (infer_handler.h); corral answers 400, the client's mistake.
             return Err(CallError::bad_request(format!(
-                "shared memory size specified with the request for {what} should be at least {} bytes to hold the results",
+                "shared memory size specified with the request for {what} ({} bytes) should be at least {} bytes to hold the results",
+                at.byte_size,
                 bytes.len()
             )));
         }
@@ -197,7 +246,19 @@ impl Regions {
 }
 
 fn unknown(name: &str) -> CallError {
-    CallError::bad_request(format!("Unable to find system shared memory region: '{name}'"))
+    CallError::new(ErrorKind::NotFound, format!("Unable to find system shared memory region: '{name}'"))
+}
+
+/// The status of CUDA region `name` (or of all): Triton without GPUs holds none, and says so
+/// of a name registered as system memory.
+pub fn cuda_status(regions: &Regions, name: Option<&str>) -> Result<(), CallError> {
+    let Some(name) = name else { return Ok(()) };
+    let message = if lock(&regions.regions).contains_key(name) {
+        format!("The region named '{name}' is registered as system shared memory, not CUDA shared memory")
+    } else {
+        format!("Unable to find cuda shared memory region: '{name}'")
+    };
+    Err(CallError::new(ErrorKind::NotFound, message))
 }
 
 /// Reads a call's shared-memory parameters: `None` when `region` is absent.
@@ -235,7 +296,19 @@ mod tests {
         assert!(regions.register("r", &format!("/{key}"), 0, 1).unwrap_err().message.contains("already in manager"));
         let at = |offset, byte_size| ShmRef { region: "r".into(), offset, byte_size };
         assert_eq!(regions.read(&at(0, 4), "input").expect("reads"), vec![7; 4]);
-        assert!(regions.read(&at(30, 4), "input").unwrap_err().message.contains("past the end of region 'r'"));
+        assert_eq!(
+            regions.read(&at(30, 4), "input").unwrap_err().message,
+            "Invalid offset + byte size for shared memory region: 'r'"
+        );
+        assert_eq!(
+            regions.read(&at(32, 4), "input").unwrap_err().message,
+            "Invalid offset for shared memory region: 'r'"
+        );
+        let reserved = regions.register("p", "/triton_python_backend_shm_region_1", 0, 1).unwrap_err();
+        assert_eq!(
+            reserved.message,
+            "cannot register shared memory region 'p' with key '/triton_python_backend_shm_region_1' as the key contains the reserved prefix 'triton_python_backend_shm_region_'"
+        );
         assert!(regions.read(&at(u64::MAX, 2), "input").is_err(), "overflow is an error, not a panic");
         regions.write(&at(4, 4), &[1, 2, 3, 4], "output `y`").expect("writes");
         assert_eq!(&std::fs::read(&path).expect("read")[12..16], &[1, 2, 3, 4]);

@@ -6,12 +6,24 @@
 //! serialised; an unload first removes the model from the table (new calls get NOT_FOUND at
 //! once), then waits for the calls already accepted to complete.
 //!
-//! A reload (a load of a loaded model) never leaves a gap: the new version is started beside
-//! the old one ([`Runtime::replace`]: placed as if the old were gone, so when every core is
-//! taken the two share cores for the swap, switches counted), new calls go to it from the
-//! moment it is in the table, and the old version is dropped once the calls that reached it
-//! have been answered. A reload that fails leaves the old version serving; the failure is the
-//! load's answer and the model's reason in the repository index, as Triton does.
+//! Versions (SPEC §8): every version a model's `version_policy` selects is served, each a
+//! runtime model of its own named `NAME@V` with its own instances, batcher, sequences and
+//! counters; a call without a version goes to the highest loaded one, a call for a version
+//! that is not loaded gets Triton's error.
+//!
+//! A reload (a load of a loaded model) never leaves a gap and keeps what did not change:
+//! 1. Versions whose folder, model file and configuration are as loaded keep serving as they
+//!    are (their instances, counters and live sequences).
+//! 2. Versions that are new are loaded; versions that changed are started beside the old
+//!    ones ([`Runtime::replace`]: placed as if the old were gone, so when every core is taken
+//!    the two share cores for the swap, switches counted).
+//! 3. Only when every one of them started does the table change, in one write: new calls go
+//!    to the new versions from then on. If any failed, those started are stopped
+//!    ([`Runtime::revert`] for the changed ones) and everything that was serving keeps
+//!    serving; the failure is the load's answer and the model's reason in the repository
+//!    index, as Triton does.
+//! 4. Versions the policy no longer selects, and the replaced ones, are dropped once the calls
+//!    that reached them have been answered.
 
 use std::{
     collections::BTreeMap,
@@ -43,20 +55,28 @@ pub enum ControlMode {
     Explicit,
 }
 
-/// A loaded model as served.
+/// A loaded version of a model, as served.
 pub struct Served {
     pub name: String,
+    /// The version's number, as protocols show it.
     pub version: String,
+    pub number: u64,
     pub model: Model,
     pub config: ServeConfig,
     pub counters: Arc<Counters>,
+    /// What the version was loaded from (definition, configuration, model file's size and
+    /// time); a reload that finds the same keeps the version serving untouched.
+    fingerprint: String,
     batcher: Option<Batcher>,
     sequencer: Option<Sequencer>,
 }
 
+/// A model's loaded versions, by number.
+type Versions = BTreeMap<u64, Arc<Served>>;
+
 impl Served {
     /// The batch size of a request: its first input's first dimension when the model batches.
-    fn batch_of(&self, inputs: &[Tensor]) -> u64 {
+    pub fn batch_of(&self, inputs: &[Tensor]) -> u64 {
         match inputs.first() {
             Some(input) if self.config.max_batch_size > 0 => input.shape.first().copied().unwrap_or(1) as u64,
             _ => 1,
@@ -69,8 +89,8 @@ impl Served {
 pub struct IndexEntry {
     pub name: String,
     pub version: Option<String>,
-    /// READY, UNAVAILABLE or LOADING (Triton's words).
-    pub state: &'static str,
+    /// READY or UNAVAILABLE (Triton's words); `None` for a model never loaded.
+    pub state: Option<&'static str>,
     pub reason: String,
 }
 
@@ -79,17 +99,18 @@ pub struct ServerState {
     pub repository: PathBuf,
     pub control: ControlMode,
     pub body_limit: usize,
-    models: RwLock<BTreeMap<String, Arc<Served>>>,
-    counters: Mutex<BTreeMap<String, Arc<Counters>>>,
+    models: RwLock<BTreeMap<String, Versions>>,
+    /// Per model name and version, for the server's life.
+    counters: Mutex<BTreeMap<(String, u64), Arc<Counters>>>,
     /// Why a model is not ready (load failure, unloaded).
     reasons: Mutex<BTreeMap<String, String>>,
     control_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
-    /// Each core's busy time at the last metrics scrape, and when it was.
-    last_scrape: Mutex<Option<(Instant, Vec<std::time::Duration>)>>,
     pub started: Instant,
     /// Registered system shared-memory regions (both protocols share them).
     pub shm: crate::shm::Regions,
+    /// Trace settings and the trace file (Triton's trace extension).
+    pub trace: crate::trace::Traces,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,7 +118,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ServerState {
-    pub fn new(runtime: Runtime, repository: PathBuf, control: ControlMode, body_limit: usize) -> ServerState {
+    pub fn new(
+        runtime: Runtime,
+        repository: PathBuf,
+        control: ControlMode,
+        body_limit: usize,
+        trace: crate::trace::Traces,
+    ) -> ServerState {
         ServerState {
             runtime,
             repository,
@@ -108,9 +135,9 @@ impl ServerState {
             reasons: Mutex::new(BTreeMap::new()),
             control_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
-            last_scrape: Mutex::new(None),
             started: Instant::now(),
             shm: crate::shm::Regions::default(),
+            trace,
         }
     }
 
@@ -122,59 +149,55 @@ impl ServerState {
         self.ready.store(true, Relaxed);
     }
 
+    /// Every loaded version of every model, by name then version.
     pub fn served(&self) -> Vec<Arc<Served>> {
-        self.models.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.models.read().unwrap_or_else(|p| p.into_inner()).values().flat_map(|v| v.values().cloned()).collect()
     }
 
-    /// Each core's share of time spent executing since the previous call (since the server
-    /// started, on the first), between 0 and 1.
-    pub fn core_utilization(&self, cores: &[corral_runtime::CoreStats]) -> Vec<f64> {
-        let now = Instant::now();
-        let busy: Vec<std::time::Duration> = cores.iter().map(|c| c.busy).collect();
-        let mut last = lock(&self.last_scrape);
-        let (since, before) =
-            last.take().unwrap_or_else(|| (self.started, vec![std::time::Duration::ZERO; busy.len()]));
-        let elapsed = now.saturating_duration_since(since).as_secs_f64().max(1e-9);
-        let shares = busy
-            .iter()
-            .zip(before.iter().chain(std::iter::repeat(&std::time::Duration::ZERO)))
-            .map(|(now, then)| (now.saturating_sub(*then).as_secs_f64() / elapsed).clamp(0.0, 1.0))
-            .collect();
-        *last = Some((now, busy));
-        shares
+    /// Every loaded version of `name`, ascending (empty when it is not loaded).
+    pub fn versions(&self, name: &str) -> Vec<Arc<Served>> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models.get(name).map(|v| v.values().cloned().collect()).unwrap_or_default()
     }
 
-    /// Every model name's counters, loaded or not.
-    pub fn all_counters(&self) -> Vec<(String, Arc<Counters>)> {
-        lock(&self.counters).iter().map(|(n, c)| (n.clone(), c.clone())).collect()
+    /// Every model version's counters, loaded or not, by name then version.
+    pub fn all_counters(&self) -> Vec<(String, u64, Arc<Counters>)> {
+        lock(&self.counters).iter().map(|((n, v), c)| (n.clone(), *v, c.clone())).collect()
     }
 
-    /// The loaded model `name`, at `version` when one is given. Errors use Triton's words
-    /// (clients match them), with corral's reason after them where there is one.
+    /// The loaded model `name`, at `version` when one is given, else its highest loaded
+    /// version. Errors use Triton's words (clients match them), with corral's reason after
+    /// them where there is one.
     pub fn model(&self, name: &str, version: &str) -> Result<Arc<Served>, CallError> {
-        if !version.is_empty() && version.parse::<i64>().is_err() {
-            return Err(CallError::bad_request(format!(
-                "failed to get model version from specified version string '{version}'"
-            )));
-        }
-        let served = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
-        let Some(served) = served else {
+        let number = match version {
+            "" => None,
+            text => Some(text.parse::<i64>().map_err(|_| {
+                CallError::bad_request(format!("failed to get model version from specified version string '{version}'"))
+            })?),
+        };
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let Some(versions) = models.get(name) else {
             let message = match lock(&self.reasons).get(name) {
                 Some(why) => format!("Request for unknown model: '{name}' has no available versions ({why})"),
                 None => format!("Request for unknown model: '{name}' is not found"),
             };
             return Err(CallError::new(ErrorKind::NotFound, message));
         };
-        if !version.is_empty() && version != served.version {
-            return Err(CallError::new(
+        let served = match number {
+            // Triton: -1 (or no version) is the highest ready version.
+            None | Some(-1) => versions.values().next_back(),
+            Some(n) => u64::try_from(n).ok().and_then(|n| versions.get(&n)),
+        };
+        served.cloned().ok_or_else(|| {
+            let loaded: Vec<String> = versions.keys().map(u64::to_string).collect();
+            CallError::new(
                 ErrorKind::NotFound,
                 format!(
-                    "Request for unknown model: '{name}' version {version} is not found (version {} is loaded)",
-                    served.version
+                    "Request for unknown model: '{name}' version {version} is not found (loaded: {})",
+                    loaded.join(", ")
                 ),
-            ));
-        }
-        Ok(served)
+            )
+        })
     }
 
     /// Runs one call of `served`, counting it as Triton does; `decoded` is the time the
@@ -198,6 +221,8 @@ impl ServerState {
             (None, Some(batcher)) => batcher.infer(inputs).await,
             (None, None) => served.model.infer_async(inputs).await.map_err(CallError::from),
         };
+        // The runtime knows the version as `NAME@V`; clients know it by name and version.
+        let result = result.map_err(|error| served.named(error));
         counters.pending.fetch_sub(1, Relaxed);
         let elapsed = start.elapsed();
         counters.duration.observe(elapsed);
@@ -205,11 +230,11 @@ impl ServerState {
             Ok(inference) => {
                 counters.success.add(decoded + elapsed);
                 counters.queue.add(inference.started.saturating_duration_since(start));
-                counters.compute_infer.add(inference.compute);
-                counters.compute_input.add(decoded);
                 counters.inferences.fetch_add(batch, Relaxed);
                 if served.batcher.is_none() {
+                    // One execution of this request (the batcher counts its own).
                     counters.executions.fetch_add(1, Relaxed);
+                    counters.batch(batch, decoded, inference.compute);
                 }
                 let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
                 counters.last_inference_ms.store(now.as_millis() as u64, Relaxed);
@@ -219,21 +244,71 @@ impl ServerState {
         result
     }
 
+    /// A request refused before it ran because of its inputs (decoding or Triton's checks):
+    /// counted as a failure (Triton's statistics and metrics) and as the model's input
+    /// failure (`corral monitor`'s `incorrect_input`), as the runtime counts its own.
+    pub fn refused(&self, served: &Served, error: CallError) -> CallError {
+        if error.kind == ErrorKind::BadRequest || error.kind == ErrorKind::Internal {
+            served.counters.fail.add(std::time::Duration::ZERO);
+            served.model.count_refused_input();
+        }
+        error
+    }
+
+    /// Whether a request of `served` that reached the server at `received` is traced.
+    pub fn trace(&self, served: &Served, received: Instant) -> Option<crate::trace::Trace> {
+        self.trace.sample(&served.name, served.number, received)
+    }
+
+    /// Records the engine's points of a traced call (its inputs are bound and its outputs read
+    /// inside the run, so the inner points equal its ends).
+    pub fn traced_compute(trace: &mut Option<crate::trace::Trace>, inference: &Inference) {
+        if let Some(trace) = trace {
+            let end = inference.started + inference.compute;
+            trace.point("COMPUTE_START", inference.started);
+            trace.point("COMPUTE_INPUT_END", inference.started);
+            trace.point("COMPUTE_OUTPUT_START", end);
+            trace.point("COMPUTE_END", end);
+        }
+    }
+
+    /// Ends a traced call once its answer is encoded.
+    pub fn trace_end(&self, trace: Option<crate::trace::Trace>) {
+        if let Some(trace) = trace {
+            self.trace.finish(trace, Instant::now());
+        }
+    }
+
     /// Counts the time a protocol took to turn a call's outputs into its answer (Triton's
-    /// `compute_output`; it also lengthens the call's success time).
-    pub fn encoded(&self, served: &Served, took: std::time::Duration) {
-        served.counters.compute_output.add(took);
+    /// `compute_output`; it also lengthens the call's success time), with the call's
+    /// `compute_input` (`decoded`) and `compute_infer` (the engine's run), all three at once;
+    /// `batch` is the call's batch size ([`Served::batch_of`]).
+    pub fn encoded(
+        &self,
+        served: &Served,
+        batch: u64,
+        decoded: std::time::Duration,
+        inference: &Inference,
+        took: std::time::Duration,
+    ) {
+        served.counters.compute.add(decoded, inference.compute, took);
+        if served.batcher.is_none() {
+            served.counters.batch_output(batch, took);
+        }
         served.counters.success.ns.fetch_add(took.as_nanos() as u64, Relaxed);
     }
 
-    fn counters_for(&self, name: &str) -> Arc<Counters> {
-        lock(&self.counters).entry(name.to_owned()).or_default().clone()
+    fn counters_for(&self, name: &str, version: u64) -> Arc<Counters> {
+        lock(&self.counters).entry((name.to_owned(), version)).or_default().clone()
     }
 
     fn refuse_without_control(&self) -> Result<(), CallError> {
         if self.control == ControlMode::None {
-            return Err(CallError::bad_request(
-                "model control is off: start corral serve with --model-control-mode explicit to load and unload models",
+            // Triton's words and code (model_repository_manager.cc, LoadUnloadModel): any
+            // mode but explicit refuses the API.
+            return Err(CallError::new(
+                ErrorKind::Unavailable,
+                "explicit model load / unload is not allowed if polling is enabled",
             ));
         }
         Ok(())
@@ -257,6 +332,17 @@ impl ServerState {
 
     /// Loads (or reloads) `name` with a load request's configuration and files.
     pub async fn load_as(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
+        // Triton's words (model_repository_manager.cc, ValidateModelName), then corral's
+        // stricter rule for what may become a folder name.
+        let trimmed = name.trim();
+        if trimmed.is_empty() {
+            return Err(CallError::bad_request("Model name cannot be empty. Please enter a valid name to deploy."));
+        }
+        if trimmed == ".." || trimmed.contains('/') {
+            return Err(CallError::bad_request(format!(
+                "invalid model name '{name}', model name must not contain path traversal characters"
+            )));
+        }
         repository::check_name(name).map_err(|e| CallError::bad_request(e.to_string()))?;
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
@@ -267,74 +353,145 @@ impl ServerState {
     }
 
     fn load_blocking(self: &Arc<Self>, name: &str, over: &LoadOverride) -> Result<(), CallError> {
-        let old = self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
-        let failed = |message: String| {
-            let reason = if old.is_some() {
-                format!("reload failed, the loaded version keeps serving: {message}")
+        let old: Versions =
+            self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned().unwrap_or_default();
+        // A failure's answer is Triton's (its code and words), its reason in the index
+        // corral's own.
+        let failed = |error: CallError, reason: String| {
+            let reason = if old.is_empty() {
+                reason
             } else {
-                message.clone()
+                format!("reload failed, the loaded version keeps serving: {reason}")
             };
             lock(&self.reasons).insert(name.to_owned(), reason);
-            tracing::warn!(model = name, "load failed: {message}");
-            Err(CallError::bad_request(format!("failed to load `{name}`: {message}")))
+            tracing::warn!(model = name, "load failed: {}", error.message);
+            Err(error)
         };
         // Files given with the load live until the model is loaded (engines read them then).
         let (repo_model, _given) = match repository::read_with(&self.repository, name, over) {
             Ok(model) => model,
             Err(error @ RepoError::BadName(_)) => return Err(CallError::bad_request(error.to_string())),
-            Err(error) => return failed(error.to_string()),
-        };
-        let (model, replacement) = match &old {
-            Some(_) => match self.runtime.replace(repo_model.def) {
-                Ok(replacement) => (replacement.model.clone(), Some(replacement)),
-                Err(error) => return failed(error.to_string()),
-            },
-            None => match self.runtime.load(repo_model.def) {
-                Ok(model) => (model, None),
-                Err(error) => return failed(error.to_string()),
-            },
+            Err(error @ (RepoError::NotFound(_) | RepoError::Given(_))) => {
+                let answer = CallError::new(
+                    ErrorKind::Internal,
+                    format!("failed to load '{name}', failed to poll from model repository"),
+                );
+                return failed(answer, error.to_string());
+            }
+            Err(RepoError::Request(message)) => return failed(CallError::bad_request(message.clone()), message),
+            Err(RepoError::Invalid(message)) => {
+                let answer = CallError::bad_request(format!("load failed for model '{name}': {message}\n"));
+                return failed(answer, message);
+            }
         };
         let config = repo_model.config;
-        let batcher = config
-            .batch_delay
-            .map(|delay| Batcher::start(model.clone(), config.max_batch_size, delay, self.counters_for(name)));
-        let sequencer = config
-            .sequence
-            .clone()
-            .map(|sequence| Sequencer::new(sequence, model.instances().len(), config.max_batch_size > 0));
-        let served = Served {
-            name: name.to_owned(),
-            version: "1".to_owned(),
-            model,
-            config,
-            counters: self.counters_for(name),
-            batcher,
-            sequencer,
-        };
-        lock(&self.reasons).remove(name);
-        self.models.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), Arc::new(served));
-        tracing::info!(model = name, "serving");
-        if let Some(old) = old {
-            self.retire(old, replacement);
+        // Steps 1 and 2 of the module's protocol: keep, load or replace each version.
+        let mut kept = Versions::new();
+        let mut started: Vec<(u64, Model, String)> = Vec::new();
+        let mut replacements: Vec<corral_runtime::Replacement> = Vec::new();
+        let mut failure: Option<(u64, String)> = None;
+        for version in &repo_model.versions {
+            let fingerprint = fingerprint(&version.def, &config);
+            let result = match old.get(&version.number) {
+                Some(served) if served.fingerprint == fingerprint => {
+                    kept.insert(version.number, served.clone());
+                    continue;
+                }
+                Some(_) => self.runtime.replace(version.def.clone()).map(|replacement| {
+                    let model = replacement.model.clone();
+                    replacements.push(replacement);
+                    model
+                }),
+                None => self.runtime.load(version.def.clone()),
+            };
+            match result {
+                Ok(model) => started.push((version.number, model, fingerprint)),
+                Err(error) => {
+                    failure = Some((version.number, error.to_string()));
+                    break;
+                }
+            }
         }
+        if let Some((version, message)) = failure {
+            for replacement in replacements {
+                self.runtime.revert(replacement);
+            }
+            for (_, model, _) in &started {
+                // Replaced versions were reverted above; only new ones are still loaded here.
+                if !old.values().any(|s| s.model.name() == model.name()) {
+                    let _ = self.runtime.unload(model.name());
+                }
+            }
+            // Triton's words (model_repository_manager.cc): the version and its state.
+            let answer = CallError::bad_request(format!(
+                "load failed for model '{name}': version {version} is at UNAVAILABLE state: Internal: {message};\n"
+            ));
+            return failed(answer, message);
+        }
+        // Step 3: one write switches every new call to the new set of versions.
+        let mut versions = kept;
+        for (number, model, fingerprint) in started {
+            let counters = self.counters_for(name, number);
+            let batcher = config
+                .batch_delay
+                .map(|delay| Batcher::start(model.clone(), config.max_batch_size, delay, counters.clone()));
+            let sequencer = config
+                .sequence
+                .clone()
+                .map(|sequence| Sequencer::new(name, sequence, model.instances().len(), config.max_batch_size > 0));
+            let served = Served {
+                name: name.to_owned(),
+                version: number.to_string(),
+                number,
+                model,
+                config: config.clone(),
+                counters,
+                fingerprint,
+                batcher,
+                sequencer,
+            };
+            versions.insert(number, Arc::new(served));
+        }
+        let numbers: Vec<u64> = versions.keys().copied().collect();
+        lock(&self.reasons).remove(name);
+        self.models.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), versions.clone());
+        tracing::info!(model = name, versions = ?numbers, "serving");
+        // Step 4: versions that no longer serve go once their calls are answered.
+        let retired: Vec<Arc<Served>> = old
+            .into_iter()
+            .filter(|(number, served)| versions.get(number).is_none_or(|now| !Arc::ptr_eq(now, served)))
+            .map(|(_, served)| served)
+            .collect();
+        self.retire(retired, replacements);
         Ok(())
     }
 
-    /// Waits until no call holds the replaced version any more (each call holds it from its
-    /// lookup to its answer), then stops it. A call stuck past the execution timeout is not
-    /// waited for: the old version stops under it and it is answered as unloaded.
-    fn retire(&self, old: Arc<Served>, replacement: Option<corral_runtime::Replacement>) {
+    /// Waits until no call holds the retired versions any more (each call holds its version
+    /// from its lookup to its answer), then stops them: a replaced version by dropping its
+    /// replacement, a version no longer selected by unloading it. A call stuck past the
+    /// execution timeout is not waited for: the old version stops under it and it is
+    /// answered as unloaded.
+    fn retire(&self, old: Vec<Arc<Served>>, replacements: Vec<corral_runtime::Replacement>) {
         let deadline = Instant::now() + self.runtime.exec_timeout() + std::time::Duration::from_secs(1);
-        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+        while old.iter().any(|served| Arc::strong_count(served) > 1) && Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        drop(old); // its batcher, if any, ends with it
-        drop(replacement); // drains and stops the old instances
+        let replaced: Vec<String> = replacements.iter().map(|r| r.model.name().to_owned()).collect();
+        for served in old {
+            let runtime_name = served.model.name().to_owned();
+            drop(served); // its batcher, if any, ends with it
+            if !replaced.contains(&runtime_name)
+                && let Err(error) = self.runtime.unload(&runtime_name)
+            {
+                tracing::warn!(model = %runtime_name, "unload: {error}");
+            }
+        }
+        drop(replacements); // drains and stops the replaced instances
     }
 
-    /// Unloads `name`; unloading a model that is not loaded succeeds (as Triton's does).
+    /// Unloads `name`; unloading a model that is not loaded succeeds (as Triton's does, whose
+    /// unload does not check the name either: no such name is ever loaded).
     pub async fn unload(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
-        repository::check_name(name).map_err(|e| CallError::bad_request(e.to_string()))?;
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
         let name = name.to_owned();
@@ -350,17 +507,19 @@ impl ServerState {
     /// Removes `name` from the table, then waits for its accepted calls. False if not loaded.
     fn unload_blocking(&self, name: &str) -> bool {
         let removed = self.models.write().unwrap_or_else(|p| p.into_inner()).remove(name);
-        if removed.is_none() {
-            return false;
-        }
-        if let Err(error) = self.runtime.unload(name) {
-            tracing::warn!(model = name, "unload: {error}");
+        let Some(versions) = removed else { return false };
+        for served in versions.values() {
+            if let Err(error) = self.runtime.unload(served.model.name()) {
+                tracing::warn!(model = name, version = served.number, "unload: {error}");
+            }
         }
         tracing::info!(model = name, "unloaded");
         true
     }
 
-    /// Every model of the repository and every loaded one, with its state.
+    /// Every model of the repository and every loaded one, with its state, as Triton lists
+    /// them: one entry per loaded version; a model that failed or was unloaded UNAVAILABLE
+    /// with its reason; a model never loaded by its name alone.
     pub fn index(&self) -> Vec<IndexEntry> {
         let mut names = repository::names(&self.repository);
         let loaded = self.models.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -368,19 +527,48 @@ impl ServerState {
         names.sort();
         names.dedup();
         let reasons = lock(&self.reasons).clone();
-        names
-            .into_iter()
-            .map(|name| match loaded.get(&name) {
-                Some(served) => {
-                    // A loaded model's reason is a failed reload's, if any.
-                    let reason = reasons.get(&name).cloned().unwrap_or_default();
-                    IndexEntry { name, version: Some(served.version.clone()), state: "READY", reason }
-                }
-                None => {
-                    let reason = reasons.get(&name).cloned().unwrap_or_default();
-                    IndexEntry { name, version: None, state: "UNAVAILABLE", reason }
-                }
-            })
-            .collect()
+        let mut entries = Vec::new();
+        for name in names {
+            // A loaded model's reason is a failed reload's, if any.
+            let reason = reasons.get(&name).cloned().unwrap_or_default();
+            match loaded.get(&name) {
+                Some(versions) => entries.extend(versions.values().map(|served| IndexEntry {
+                    name: name.clone(),
+                    version: Some(served.version.clone()),
+                    state: Some("READY"),
+                    reason: reason.clone(),
+                })),
+                None if reason.is_empty() => entries.push(IndexEntry { name, version: None, state: None, reason }),
+                None => entries.push(IndexEntry { name, version: None, state: Some("UNAVAILABLE"), reason }),
+            }
+        }
+        entries
     }
+}
+
+impl Served {
+    /// A runtime error of this version's model, told in the name and version clients use.
+    fn named(&self, error: CallError) -> CallError {
+        let runtime_name = self.model.name();
+        if error.kind == ErrorKind::NotFound {
+            // The runtime says the model was unloaded under the call: Triton's words.
+            let message = format!(
+                "Request for unknown model: '{}' version {} has no available versions (unloaded)",
+                self.name, self.version
+            );
+            return CallError::new(ErrorKind::NotFound, message);
+        }
+        CallError::new(error.kind, error.message.replace(&format!("`{runtime_name}`"), &format!("`{}`", self.name)))
+    }
+}
+
+/// What a version is loaded from, to tell at a reload whether it changed.
+fn fingerprint(def: &corral_runtime::ModelDef, config: &crate::repository::ServeConfig) -> String {
+    let file = match &def.source {
+        corral_engine::ModelSource::Onnx(path) => std::fs::metadata(path)
+            .map(|m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default(),
+        corral_engine::ModelSource::Sim(_) => String::new(),
+    };
+    format!("{def:?} {config:?} {file}")
 }

@@ -154,7 +154,7 @@ fn monitor_and_top_see_a_pinned_server_on_its_real_core() {
     let top = host.run(&["top", "--once", "--device", "cpu", "--interval", "0.2"], &[]);
     let text = String::from_utf8_lossy(&top.stdout);
     let nc1 = text.lines().find(|l| l.starts_with("nc1 ")).unwrap_or_default();
-    assert!(nc1.contains(&server.id().to_string()) && nc1.contains("tick[0]"), "{text}");
+    assert!(nc1.contains(&server.id().to_string()) && nc1.contains("tick@1[0]"), "{text}");
     let _ = server.kill();
     let _ = server.wait();
 }

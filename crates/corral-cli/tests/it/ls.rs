@@ -150,12 +150,13 @@ fn instances_show_per_core_and_per_owner() {
     let models = &listing["cores"][0]["owner"]["models"];
     assert_eq!(
         models,
-        &serde_json::json!([{"name": "tick", "instance": 0, "cores": [1]}, {"name": "tick", "instance": 1, "cores": [2]}])
+        // A served version is its own runtime model, `NAME@V`.
+        &serde_json::json!([{"name": "tick@1", "instance": 0, "cores": [1]}, {"name": "tick@1", "instance": 1, "cores": [2]}])
     );
     let table = String::from_utf8(host.run(&["ls", "--device", "sim:4"], &[]).stdout).expect("utf-8");
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("nc")).collect();
-    assert!(!rows[0].contains("tick["), "nc0 holds no instance: {table}");
-    assert!(rows[1].contains("tick[0]") && rows[2].contains("tick[1]"), "{table}");
+    assert!(!rows[0].contains("tick@1["), "nc0 holds no instance: {table}");
+    assert!(rows[1].contains("tick@1[0]") && rows[2].contains("tick@1[1]"), "{table}");
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -378,9 +378,10 @@ fn metric_names_and_labels() {
     let value = |prefix: &str| -> f64 {
         text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).expect(prefix)
     };
-    assert_eq!(value("corral_request_duration_seconds_count{model=\"tick\"}"), 3.0);
-    assert_eq!(value("corral_request_duration_seconds_bucket{model=\"tick\",le=\"+Inf\"}"), 3.0);
-    assert_eq!(value("corral_request_duration_seconds_bucket{model=\"tick\",le=\"0.0005\"}"), 0.0, "1 ms calls");
+    assert_eq!(value("corral_request_duration_seconds_count{model=\"tick\",version=\"1\"}"), 3.0);
+    assert_eq!(value("corral_request_duration_seconds_bucket{model=\"tick\",version=\"1\",le=\"+Inf\"}"), 3.0);
+    let fastest = "corral_request_duration_seconds_bucket{model=\"tick\",version=\"1\",le=\"0.0005\"}";
+    assert_eq!(value(fastest), 0.0, "1 ms calls");
     // Names and labels, values dropped; one bucket line stands for all.
     let shape: Vec<&str> = text
         .lines()
@@ -399,19 +400,19 @@ fn metric_names_and_labels() {
         nv_inference_compute_infer_duration_us{model="tick",version="1"}
         nv_inference_compute_input_duration_us{model="tick",version="1"}
         nv_inference_compute_output_duration_us{model="tick",version="1"}
-        corral_request_duration_seconds_bucket{model="tick",le="+Inf"}
-        corral_request_duration_seconds_sum{model="tick"}
-        corral_request_duration_seconds_count{model="tick"}
-        corral_queue_depth{model="tick",instance="0"}
-        corral_instance_executions_total{model="tick",instance="0",cores="nc0"}
-        corral_core_utilization{core="nc0",global="0"}
-        corral_core_utilization{core="nc1",global="1"}
-        corral_core_executions_total{core="nc0",global="0",models="tick"}
-        corral_core_executions_total{core="nc1",global="1",models=""}
-        corral_core_busy_seconds_total{core="nc0",global="0",models="tick"}
-        corral_core_busy_seconds_total{core="nc1",global="1",models=""}
-        corral_core_switches_total{core="nc0",global="0",models="tick"}
-        corral_core_switches_total{core="nc1",global="1",models=""}"#]]
+        corral_request_duration_seconds_bucket{model="tick",version="1",le="+Inf"}
+        corral_request_duration_seconds_sum{model="tick",version="1"}
+        corral_request_duration_seconds_count{model="tick",version="1"}
+        corral_queue_depth{model="tick",version="1",instance="0"}
+        corral_instance_executions_total{model="tick",version="1",instance="0"}
+        corral_instance_cores{model="tick",version="1",instance="0",cores="nc0"}
+        corral_core_executions_total{core="nc0",global="0"}
+        corral_core_executions_total{core="nc1",global="1"}
+        corral_core_busy_seconds_total{core="nc0",global="0"}
+        corral_core_busy_seconds_total{core="nc1",global="1"}
+        corral_core_switches_total{core="nc0",global="0"}
+        corral_core_switches_total{core="nc1",global="1"}
+        corral_core_models{core="nc0",global="0",model="tick",version="1"}"#]]
     .assert_eq(&shape.join("\n"));
 }
 
@@ -435,6 +436,9 @@ fn sequence_repository() -> tempfile::TempDir {
     let made =
         Command::new(python(".venv")).arg(script).arg(dir.path().join("seq/1/model.onnx")).output().expect("python");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // The same model batching (max_batch_size 4), where a sequence's request is one row.
+    std::fs::create_dir_all(dir.path().join("seqb/1")).expect("mkdir");
+    std::fs::copy(dir.path().join("seq/1/model.onnx"), dir.path().join("seqb/1/model.onnx")).expect("copy");
     let flag = |name: &str, kind: &str| {
         format!("{{ name: \"{name}\" control [ {{ kind: CONTROL_SEQUENCE_{kind} int32_false_true: [ 0, 1 ] }} ] }}")
     };
@@ -455,7 +459,12 @@ sequence_batching {{
         flag("END", "END"),
         flag("READY", "READY"),
     );
-    std::fs::write(dir.path().join("seq/config.pbtxt"), config).expect("pbtxt");
+    std::fs::write(dir.path().join("seq/config.pbtxt"), &config).expect("pbtxt");
+    let batched = config
+        .replace("name: \"seq\"", "name: \"seqb\"")
+        .replace("max_batch_size: 0", "max_batch_size: 4")
+        .replace("instance_group [ { count: 2, kind: KIND_CPU } ]\n", "");
+    std::fs::write(dir.path().join("seqb/config.pbtxt"), batched).expect("pbtxt");
     dir
 }
 
@@ -504,6 +513,33 @@ fn configurations_corral_does_not_honour_fail_the_load_naming_the_field() {
 }
 
 #[test]
+fn versions_rules_traces_and_tritons_words_as_its_own_clients_check_them() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/versioned_models.py");
+    let made = Command::new(python(".venv")).arg(script).arg(repo.path()).output().expect("python");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let traces = tempfile::tempdir().expect("dir");
+    let trace_file = traces.path().join("trace.json");
+    let trace_arg = trace_file.to_str().expect("utf-8");
+    let server = Server::start(&host, repo.path(), &["--model-control-mode", "explicit", "--trace-file", trace_arg]);
+    server.wait_ready();
+    let ports = [Server::port(&server.http), Server::port(&server.grpc), Server::port(&server.metrics)];
+    let repo_arg = repo.path().to_str().expect("utf-8");
+    server.run_client("serve_exact.py", &[&ports[..], &[repo_arg, trace_arg]].concat(), "all checks passed");
+    // Each served version is a runtime model of its own, named NAME@V where `ls` shows it.
+    let ls = host.ls("cpu");
+    let models: Vec<&str> = ls["cores"]
+        .as_array()
+        .expect("cores")
+        .iter()
+        .flat_map(|c| c["owner"]["models"].as_array().into_iter().flatten())
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(models.contains(&"every@1") && models.contains(&"every@3"), "{ls}");
+}
+
+#[test]
 fn typed_tensors_and_classes_round_trip_over_http_and_grpc() {
     let host = Host::new();
     let dir = tempfile::tempdir().expect("dir");
@@ -515,4 +551,28 @@ fn typed_tensors_and_classes_round_trip_over_http_and_grpc() {
     let ports = [Server::port(&server.http), Server::port(&server.grpc)];
     server.run_client("serve_unsigned.py", &ports, "all checks passed");
     server.run_client("serve_typed.py", &ports, "all checks passed");
+}
+
+#[test]
+fn serve_flags_refuse_bad_values_naming_them() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let repo = dir.path().to_str().expect("utf-8");
+    let run = |extra: &[&str]| {
+        let output = host.run(&[&["serve", "--model-repository", repo], extra].concat(), &[]);
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    for (extra, code, says) in [
+        (&["--http-max-input-size", "0"][..], 2, "--http-max-input-size <BYTES>': must be greater than 0"),
+        (&["--max-body-bytes", "lots"], 2, "--max-body-bytes <BYTES>': `lots` is not a whole number of bytes"),
+        (&["--max-body-bytes", "8", "--http-max-input-size", "8"], 2, "cannot be used with"),
+        (&["--trace-rate", "0"], 2, "--trace-rate <N>"),
+        (&["--trace-count", "-2"], 2, "--trace-count <N>"),
+        (&["--trace-level", "tensors"], 2, "--trace-level <TRACE_LEVEL>"),
+        (&["--trace-level", "timestamps"], 1, "--trace-level timestamps needs --trace-file FILE"),
+    ] {
+        let (status, stderr) = run(extra);
+        assert_eq!(status, Some(code), "{extra:?}: {stderr}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
 }

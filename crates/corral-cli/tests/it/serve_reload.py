@@ -81,7 +81,7 @@ print(dict(counts), "answered during reloads:", during_reloads, "index:", index.
 if problems:
     print("FAILED:", problems[:5])
     sys.exit(1)
-if failure is None or "failed to load `add`" not in failure:
+if failure is None or "load failed for model 'add'" not in failure:
     print("FAILED: the corrupt reload was not refused:", failure)
     sys.exit(1)
 entry = index.get("add", {})

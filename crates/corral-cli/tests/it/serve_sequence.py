@@ -77,4 +77,16 @@ check("stream answers in order", [r.get_response().id for r, _ in got] == ids)
 outputs = [int(r.as_numpy("OUTPUT")[0]) for r, _ in got]
 expected = [n + 1000 + (10 if n == 0 else 0) + (100 if n == 19 else 0) for n in range(20)]
 check("the streamed sequence saw START first and END last", outputs == expected, outputs)
+
+# Triton's sequence batcher takes one row per request; its statistics count batches.
+rows = thttp.InferInput("INPUT", [2, 1], "INT32")
+rows.set_data_from_numpy(np.array([[1], [2]], np.int32))
+fails("a batch of 2 inside a sequence", lambda: http.infer("seqb", [rows], sequence_id=90, sequence_start=True),
+      "inference request to model 'seqb' must specify batch-size 1 due to requirements of sequence batcher")
+stats = grpc.get_inference_statistics("seq", as_json=True)["model_stats"][0]
+batches = stats.get("batch_stats", [])
+check("gRPC sequence statistics carry batch_stats", len(batches) == 1 and batches[0]["batch_size"] == "1"
+      and batches[0]["compute_infer"]["count"] == stats["execution_count"], stats)
+http_stats = http.get_inference_statistics("seq")["model_stats"][0]
+check("HTTP sequence statistics carry batch_stats", http_stats["batch_stats"][0]["batch_size"] == 1, http_stats)
 print("all checks passed")

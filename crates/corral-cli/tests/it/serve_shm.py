@@ -61,20 +61,19 @@ for kind, module, client in (
             check("gRPC: the answer names its region", meta.parameters["shared_memory_region"].string_param == "out", meta)
 
         fails(f"{kind}: an offset past the region", lambda: call(x_offset=size + 4),
-              "past the end of region 'in'")
+              "Invalid offset + byte size for shared memory region: 'in'")
         fails(f"{kind}: an output region too small", lambda: call(out_size=size // 2),
-              "should be at least 240 bytes")
-        fails(f"{kind}: an unknown region", lambda: client.register_system_shared_memory("bad", f"/nope_{pid}", 4),
-              "failed to register shared memory region 'bad'")
-        fails(f"{kind}: CUDA shared memory", lambda: client.get_cuda_shared_memory_status(),
-              "CUDA shared memory is not supported on this server")
+              f"shared memory size specified with the request for output 'sum' ({size // 2} bytes) should be at least 240 bytes to hold the results")
+        fails(f"{kind}: an unknown key", lambda: client.register_system_shared_memory("bad", f"/nope_{pid}", 4),
+              f"Unable to open shared memory region: '/nope_{pid}'")
         os.truncate(f"/dev/shm{inputs_key}", size)
         fails(f"{kind}: a region whose file shrank", lambda: call(), "shrank")
         shm.destroy_shared_memory_region(ins)
         ins = None
         fails(f"{kind}: a region whose file was removed", lambda: call(), "was removed")
         client.unregister_system_shared_memory("in")
-        fails(f"{kind}: an unregistered region", lambda: call(),
+        fails(f"{kind}: an unregistered region", lambda: call(), "Unable to find shared memory region: 'in'")
+        fails(f"{kind}: the status of an unregistered region", lambda: client.get_system_shared_memory_status("in"),
               "Unable to find system shared memory region: 'in'")
         client.unregister_system_shared_memory()
         status = client.get_system_shared_memory_status()

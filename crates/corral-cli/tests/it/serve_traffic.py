@@ -117,7 +117,7 @@ for model in ["add", "tick", "flip"]:
     buckets = [int(line.split()[-1]) for line in metrics.splitlines()
                if line.startswith(f'corral_request_duration_seconds_bucket{{model="{model}",')]
     count = next(int(line.split()[-1]) for line in metrics.splitlines()
-                 if line.startswith(f'corral_request_duration_seconds_count{{model="{model}"}}'))
+                 if line.startswith(f'corral_request_duration_seconds_count{{model="{model}",version="1"}}'))
     failures = next(int(line.split()[-1]) for line in metrics.splitlines()
                     if line.startswith(f'nv_inference_request_failure{{model="{model}",'))
     if buckets != sorted(buckets) or buckets[-1] != count or count != served[model] + failures:

@@ -120,7 +120,21 @@ async def with_asyncio():
 
 asyncio.run(with_asyncio())
 
-nul = np.array([b"a\x00b"], dtype=np.object_)
-fails("a NUL inside a string element is named", lambda: call(thttp, http, True, "strings", {"TEXT": ("BYTES", nul)}),
-      "element 0 holds a NUL byte")
+# Triton's string examples: an element with a NUL inside, and binary blobs, echo exactly.
+blobs = np.array([b"he\x00llo", b"\x00\x01\x02\x03", b"\xff\xfe not UTF-8", b""], dtype=np.object_)
+for how, module, client, binary in ways:
+    if not binary:
+        # JSON carries text: the UTF-8 elements, NULs included.
+        sent = blobs[:2]
+    else:
+        sent = blobs
+    out = call(module, client, binary, "strings", {"TEXT": ("BYTES", sent)}).as_numpy("TEXT_OUT")
+    check(f"{how}: NULs and binary blobs echo byte for byte", as_bytes(out) == list(sent), out)
+fails("model control is off: load is refused in Triton's words", lambda: http.load_model("strings"),
+      "explicit model load / unload is not allowed if polling is enabled")
+try:
+    grpc.unload_model("strings")
+    check("gRPC unload with control off fails", False)
+except Exception as e:  # noqa: BLE001
+    check("gRPC unload with control off: UNAVAILABLE", "UNAVAILABLE" in str(e.status()), e)
 print("all checks passed")

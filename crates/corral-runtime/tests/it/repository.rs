@@ -66,7 +66,7 @@ fn reads_models_and_reports_bad_ones() {
         error: REPO/d/config.toml: cores = 0: a model needs at least 1 core per instance
         error: REPO/e/config.toml: platform `tensorflow` is not supported; use "onnx" or "sim"
         error: REPO/f/config.toml: placement group cannot be combined with start or count
-        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `cores`, `placement`, `sim`, `input`, `output`
+        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `cores`, `placement`, `sim`, `input`, `output`, `versions`
         error: REPO/h: no <version>/model.onnx found (e.g. 1/model.onnx)
     "#]]
     .assert_eq(&out);
@@ -124,4 +124,104 @@ fn config_pbtxt_folders_give_their_placement() {
     "#]].assert_eq(&out);
     let folder = repository::read_folder(&repo.join("replicas")).expect("readable").expect("a model");
     assert!(folder.pbtxt.is_some(), "the server reads its serving fields from the parsed file");
+}
+
+/// The versions a folder with `1/`, `2/`, `3/` serves under `config` (a `config.toml` when it
+/// starts with `[`, else a `config.pbtxt`), or the error.
+#[track_caller]
+fn check_versions(config: &str, expect: expect_test::Expect) {
+    let dir = tempfile::tempdir().expect("dir");
+    let folder = dir.path().join("m");
+    for version in ["1", "2", "3"] {
+        write(&folder, &format!("{version}/model.onnx"), version);
+    }
+    let file = if config.starts_with('[') { "config.toml" } else { "config.pbtxt" };
+    write(&folder, file, config);
+    let out = match repository::read_folder(&folder) {
+        Ok(Some(read)) => {
+            let versions: Vec<String> = read
+                .versions
+                .iter()
+                .map(|v| {
+                    let corral_engine::ModelSource::Onnx(path) = &v.def.source else { panic!("onnx") };
+                    let file = std::fs::read_to_string(path).expect("model file");
+                    format!("{}={file}", v.number)
+                })
+                .collect();
+            let corral_engine::ModelSource::Onnx(highest) = &read.def.source else { panic!("onnx") };
+            format!("{} (def {})", versions.join(" "), std::fs::read_to_string(highest).expect("file"))
+        }
+        Ok(None) => "no model".to_owned(),
+        Err(error) => error.to_string().replace(&dir.path().display().to_string(), "DIR"),
+    };
+    expect.assert_eq(&out);
+}
+
+#[test]
+fn version_policies_select_version_folders_as_triton_does() {
+    // Each selected version is its own model file; the def is the highest (plan, bench, Python).
+    check_versions("", expect!["3=3 (def 3)"]);
+    check_versions("platform: \"onnxruntime_onnx\"", expect!["3=3 (def 3)"]);
+    check_versions("version_policy: { latest: { num_versions: 2 } }", expect!["2=2 3=3 (def 3)"]);
+    check_versions("version_policy: { all: {} }", expect!["1=1 2=2 3=3 (def 3)"]);
+    check_versions("version_policy { specific { versions: [3, 1] } }", expect!["1=1 3=3 (def 3)"]);
+    check_versions("version_policy: { latest: { num_versions: 9 } }", expect!["1=1 2=2 3=3 (def 3)"]);
+    check_versions("[versions]\npolicy = \"all\"\n", expect!["1=1 2=2 3=3 (def 3)"]);
+    check_versions("[versions]\nlatest = 2\n", expect!["2=2 3=3 (def 3)"]);
+    check_versions("[versions]\npolicy = \"specific\"\nspecific = [2]\n", expect!["2=2 (def 2)"]);
+    check_versions("[versions]\nspecific = [1, 2]\n", expect!["1=1 2=2 (def 2)"]);
+    // Mistakes fail the load naming what is wrong.
+    check_versions(
+        "version_policy { specific { versions: [1, 4] } }",
+        expect!["DIR/m/config.pbtxt: version 4 is specified for model 'm', but the version directory is not present"],
+    );
+    check_versions(
+        "version_policy: { latest: { num_versions: 0 } }",
+        expect![
+            "DIR/m/config.pbtxt: version_policy latest num_versions = 0: at least one version must be available under the version policy; use 1 or more"
+        ],
+    );
+    check_versions(
+        "[versions]\nlatest = 0\n",
+        expect![
+            "DIR/m/config.toml: [versions] latest = 0: at least one version must be available under the version policy; use 1 or more"
+        ],
+    );
+    check_versions(
+        "[versions]\npolicy = \"newest\"\n",
+        expect![[r#"DIR/m/config.toml: [versions] policy = "newest" is not valid; use "latest", "all" or "specific""#]],
+    );
+    check_versions(
+        "[versions]\npolicy = \"all\"\nlatest = 2\n",
+        expect![[
+            r#"DIR/m/config.toml: [versions] policy = "all" cannot be combined with latest; give `latest = N` only with "latest" and `specific = [..]` only with "specific""#
+        ]],
+    );
+    check_versions(
+        "[versions]\nspecific = []\n",
+        expect!["DIR/m/config.toml: [versions] specific is empty; name at least one version"],
+    );
+    check_versions(
+        "[versions]\nlatest = 1.5\n",
+        expect!["DIR/m/config.toml: invalid type: floating point `1.5`, expected i64"],
+    );
+    check_versions(
+        "version_policy: { newest: {} }",
+        expect![
+            "DIR/m/config.pbtxt: version_policy `newest` is not valid; use latest { num_versions: N }, all {} or specific { versions: [..] }"
+        ],
+    );
+    check_versions(
+        "version_policy: { specific: { versions: [-1] } }",
+        expect!["DIR/m/config.pbtxt: version_policy specific versions -1 is not valid; use 0 or more"],
+    );
+}
+
+#[test]
+fn a_selected_version_without_its_model_file_fails_the_load_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    write(dir.path(), "m/1/model.onnx", "1");
+    fs::create_dir_all(dir.path().join("m/2")).expect("mkdir");
+    let error = repository::read_folder(&dir.path().join("m")).expect_err("version 2 has no file");
+    assert!(error.to_string().ends_with("version 2 has no model.onnx (2/model.onnx is missing)"), "{error}");
 }

@@ -62,7 +62,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), header in prop::option::of(0usize..300)) {
-        let _ = codec::decode(&body, header);
+        let _ = codec::decode(&body, header, "m");
     }
 
     #[test]
@@ -79,7 +79,7 @@ proptest! {
         let mut body = serde_json::to_vec(&header).expect("serializes");
         let header_len = binary_header.then_some(body.len());
         body.extend_from_slice(&tail);
-        let _ = codec::decode(&body, header_len);
+        let _ = codec::decode(&body, header_len, "m");
     }
 
     #[test]
@@ -109,7 +109,7 @@ proptest! {
         let mut body = serde_json::to_vec(&json!({ "inputs": [a, b] })).expect("serializes");
         let header_len = as_binary.then_some(body.len());
         body.extend_from_slice(&binary);
-        let request = codec::decode(&body, header_len).expect("well-formed");
+        let request = codec::decode(&body, header_len, "m").expect("well-formed");
         prop_assert_eq!(&request.inputs[0].data, &TensorData::F32(floats));
         prop_assert_eq!(&request.inputs[1].data, &TensorData::I64(ints));
     }
@@ -126,12 +126,12 @@ proptest! {
         let mut body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
         let header_len = body.len();
         body.extend_from_slice(&wire);
-        prop_assert_eq!(&codec::decode(&body, Some(header_len)).expect("binary").inputs[0].data, &data);
+        prop_assert_eq!(&codec::decode(&body, Some(header_len), "m").expect("binary").inputs[0].data, &data);
 
         let entry = json!({ "name": "s", "datatype": "BYTES", "shape": [texts.len()], "data": texts });
         let body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
         let as_bytes: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
-        prop_assert_eq!(&codec::decode(&body, None).expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
+        prop_assert_eq!(&codec::decode(&body, None, "m").expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
 
         let input = |contents| pb::model_infer_request::InferInputTensor {
             name: "s".to_owned(),
