@@ -431,7 +431,14 @@ impl GrpcInferenceService for Grpc {
 
     async fn model_ready(&self, request: Request<pb::ModelReadyRequest>) -> Answer<pb::ModelReadyResponse> {
         let r = request.into_inner();
-        Ok(Response::new(pb::ModelReadyResponse { ready: self.state.model(&r.name, &r.version).is_ok() }))
+        // Triton (server.cc, ModelIsReady): a model or version that is not loaded is not
+        // ready, not an error; a version string that is no number is.
+        let ready = match self.state.model(&r.name, &r.version) {
+            Ok(_) => true,
+            Err(e) if e.kind == ErrorKind::NotFound => false,
+            Err(e) => return Err(status(e)),
+        };
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
     }
 
     async fn server_metadata(&self, _: Request<pb::ServerMetadataRequest>) -> Answer<pb::ServerMetadataResponse> {

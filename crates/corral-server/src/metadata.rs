@@ -13,14 +13,17 @@ use serde_json::{Value, json};
 use crate::{codec::WantedOutput, counters::Tally, error::CallError, repository::Declared, state::Served};
 
 pub const SERVER_NAME: &str = "corral";
-pub const EXTENSIONS: [&str; 7] = [
+/// The Triton extensions served, in Triton's names.
+pub const EXTENSIONS: [&str; 9] = [
     "classification",
+    "sequence",
     "binary_tensor_data",
     "model_configuration",
     "model_repository",
     "statistics",
     "metrics",
     "system_shared_memory",
+    "trace",
 ];
 
 pub fn server() -> Value {

@@ -153,11 +153,13 @@ fn model_metadata_at(state: &ServerState, model: &str, version: &str) -> Answer 
     ok_json(metadata::model(&served, &metadata::versions_listed(state, &served, version)))
 }
 
-/// A model version's readiness: 200 when it serves, else Triton's error for the lookup (404
-/// for a model or version that is not loaded).
+/// A model version's readiness: 200 when it serves, else Triton's 400 `Model version not
+/// ready` (http_server.cc, HandleModelReady: a model or version that is not loaded is not
+/// an error of the lookup there, only not ready); a version string that is no number is.
 fn readiness(state: &ServerState, model: &str, version: &str) -> Response {
     match state.model(model, version) {
         Ok(_) => axum::Json(json!({ "ready": true })).into_response(),
+        Err(e) if e.kind == ErrorKind::NotFound => error(StatusCode::BAD_REQUEST, "Model version not ready"),
         Err(e) => e.into_response(),
     }
 }

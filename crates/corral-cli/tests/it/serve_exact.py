@@ -69,6 +69,7 @@ for name, loaded in policies.items():
             else:
                 fails(f"{how} {name} version {v} is not served", lambda: infer(module, client, name, str(v)),
                       f"Request for unknown model: '{name}' version {v} is not found", starts=True)
+                check(f"{how} {name} version {v} is not ready", not client.is_model_ready(name, str(v)))
         got = infer(module, client, name)
         check(f"{how} {name} without a version goes to the highest", np.array_equal(got, x + 10 * max(loaded)), got)
     meta = http.get_model_metadata(name)
@@ -148,6 +149,8 @@ def error_of(what, status_expected, method, path, body, text, headers=None):
     message = json.loads(answer).get("error", "") if answer else ""
     check(f"{what} -> {status_expected}: {message[:90]}", status == status_expected and message == text, (status, answer))
 
+
+error_of("the readiness of a model that is not loaded", 400, "GET", "/v2/models/nope/ready", None, "Model version not ready")
 
 # Compression: inference answers only.
 status, headers, body = raw("GET", "/v2/models/every", headers={"Accept-Encoding": "gzip"})
