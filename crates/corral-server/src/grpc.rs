@@ -188,7 +188,9 @@ fn typed(
     let given = fields.iter().find(|&&(f, _)| f == field).map_or(0, |&(_, len)| len);
     if given != count {
         let size = datatype.size().unwrap_or(1);
-        return Err(crate::error::byte_size_mismatch(Some(id), name, model, count * size, given * size).message);
+        // `count` may be any size a shape names: the product saturates rather than wraps.
+        let (expected, got) = (count.saturating_mul(size), given.saturating_mul(size));
+        return Err(crate::error::byte_size_mismatch(Some(id), name, model, expected, got).message);
     }
     Ok(match datatype {
         DataType::Bool => TensorData::Bool(c.bool_contents.clone()),
