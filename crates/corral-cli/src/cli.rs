@@ -39,6 +39,20 @@ pub enum Command {
     Top(TopArgs),
     /// Print a JSON report per period in neuron-monitor's shape
     Monitor(MonitorArgs),
+    /// Run a kubelet device plugin that advertises this device's cores to Kubernetes
+    DevicePlugin(DevicePluginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicePluginArgs {
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// The extended resource the cores count for (DOMAIN/NAME)
+    #[arg(long, value_name = "NAME", default_value = corral_kube::RESOURCE_NAME_DEFAULT)]
+    pub resource_name: String,
+    /// The kubelet's device-plugin folder, where its socket and the plugin's are
+    #[arg(long, value_name = "DIR", default_value = corral_kube::api::DEVICE_PLUGIN_PATH)]
+    pub kubelet_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +122,9 @@ pub struct ServeArgs {
     /// A model to load at start in explicit mode (repeat for more)
     #[arg(long, value_name = "NAME")]
     pub load_model: Vec<String>,
+    /// Let the autopilot move cores between the models as the load shifts (as CORRAL_AUTOPILOT=1)
+    #[arg(long)]
+    pub autopilot: bool,
     /// Largest request accepted over REST and gRPC, in bytes [default: 64 MiB]
     #[arg(long, value_name = "BYTES", value_parser = parse_byte_limit)]
     pub max_body_bytes: Option<usize>,
@@ -240,6 +257,64 @@ pub struct PlanArgs {
     /// Also draw the core map as SVG into FILE
     #[arg(long, value_name = "FILE")]
     pub svg: Option<std::path::PathBuf>,
+    /// Choose the layout: instances in proportion to demand, no core shared while the cores suffice
+    #[arg(long)]
+    pub optimize: bool,
+    /// With --optimize, lightly loaded single-core models may be made elastic
+    #[arg(long, requires = "optimize")]
+    pub elastic: bool,
+    /// With --optimize, write the layout into each model's config.toml or config.pbtxt
+    #[arg(long, requires = "optimize")]
+    pub write: bool,
+    /// Simulate the layout (the configured one, or the optimised one) in virtual time
+    #[arg(long)]
+    pub predict: bool,
+    /// Measure each ONNX model on the device's cores and write <model>/profile.json
+    #[arg(long, conflicts_with_all = ["optimize", "predict", "write"])]
+    pub profile: bool,
+    /// With --profile: executions measured per model
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "profile", value_parser = clap::value_parser!(u32).range(1..))]
+    pub samples: u32,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// With --predict: simulated seconds [default: 60]
+    #[arg(long, value_name = "SECS", requires = "predict", value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+    /// With --predict: the autopilot moves instances as the load shifts (as CORRAL_AUTOPILOT=1)
+    #[arg(long, requires = "predict")]
+    pub autopilot: bool,
+}
+
+/// Open-loop load, the same for `bench --rate` and `plan --predict`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Calls per second per model, MODEL=R[,MODEL=R...] (repeatable); models not named get 0
+    #[arg(long, value_name = "MODEL=R")]
+    pub rate: Vec<String>,
+    /// Coefficient of variation of the gaps between calls: 1 Poisson, 0 evenly spaced [default: 1]
+    #[arg(long, value_name = "C", allow_negative_numbers = true, value_parser = parse_cv)]
+    pub cv: Option<f64>,
+    /// Seed of the arrival generator: the same seed gives the same calls in bench and plan [default: 0]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// A coefficient of variation: a number, 0 or more.
+fn parse_cv(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(cv) if cv >= 0.0 && cv.is_finite() => Ok(cv),
+        Ok(_) => Err("must be 0 or more (0 is evenly spaced, 1 Poisson)".to_owned()),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
+/// A length of time in seconds, more than 0.
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        Ok(_) => Err("must be more than 0 seconds".to_owned()),
+        Err(_) => Err(format!("`{text}` is not a number of seconds")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -252,11 +327,17 @@ pub struct BenchArgs {
     pub cores: CoreArgs,
     /// Calling threads, split among the models (thread t calls model t mod M) [default: 2 per
     /// process core, at least 1 per model]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
     pub threads: Option<usize>,
     /// Stop after this many calls in all
-    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["duration", "rate"])]
     pub requests: Option<u64>,
+    /// Open-loop load instead of callers: calls sent at these rates, whatever the answers
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Let the autopilot move cores between the models as the load shifts (as CORRAL_AUTOPILOT=1)
+    #[arg(long)]
+    pub autopilot: bool,
     /// Stop after this many seconds [default: 5]
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,

@@ -28,7 +28,7 @@ fn real_models(limit: Limit, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     let site = corral_engine_ort::project_site_packages()
         .context("the demo's models come from .venv\nhint: run ./scripts/setup first")?;
     let device = DeviceArg { device: Some("cpu".parse().expect("a valid device")) };
-    let runtime = crate::models::runtime(&device, None, lookup)?;
+    let runtime = crate::models::runtime(&device, None, false, lookup)?;
     let n = runtime.cores();
     heading(&format!("real models on this machine's {n} cores ({})", runtime.global_cores()));
     let squeezenet = site.join("onnx/backend/test/data/light/light_squeezenet.onnx");

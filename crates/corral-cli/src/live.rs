@@ -216,6 +216,8 @@ pub struct ModelView {
     /// The part of `failed` refused for inputs that did not match the model's.
     pub failed_input: u64,
     pub queue_depth: Vec<u64>,
+    /// The autopilot's moves of it so far.
+    pub moves: corral_cores::Moves,
     /// Whole-call latency of the period's calls.
     pub latency: Percentiles,
     /// Engine time of the period's executions.
@@ -319,6 +321,7 @@ impl View {
                                 queue_depth: m.queue_depth.clone(),
                                 latency: percentiles(&latency),
                                 compute: percentiles(&delta(&m.compute, before.map(|b| &b.compute[..]))),
+                                moves: m.moves,
                             }
                         })
                         .collect();

@@ -1,5 +1,7 @@
 //! `corral ls`: each core of a device and its owner, as a table or JSON. Reads the registry
-//! without taking any lock, so it never disturbs an allocation.
+//! without taking any lock, so it never disturbs an allocation. Beside the device it shows
+//! the CPU quota of the cgroup `ls` runs in (a `kubectl exec` shares the pod's), and how many
+//! cores a corral process there takes by default.
 //!
 //! `corral ray-resources` lives here too: what a Ray node should declare so that Ray hands
 //! out exactly the cores corral will own (`ray start --resources "$(corral ray-resources)"`).
@@ -7,7 +9,7 @@
 use std::{io::Write, time::SystemTime};
 
 use anyhow::Context;
-use corral_cores::{CoreStatus, Owner, format_cpu_list};
+use corral_cores::{CoreStatus, Device, Owner, format_cpu_list, format_cpus};
 use serde::Serialize;
 
 use crate::{
@@ -23,11 +25,12 @@ pub fn run(args: &LsArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::R
         let listing = Listing {
             device: &device,
             registry: &registry.path().display().to_string(),
+            quota_cpus: registry.device().quota().map(|quota| quota.cpus()),
             cores: status.iter().map(JsonCore::from).collect(),
         };
         serde_json::to_string_pretty(&listing).expect("a listing always serializes") + "\n"
     } else {
-        table(&device, &status)
+        table(&device_title(registry.device()), &status)
     };
     std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write to stdout")
 }
@@ -40,10 +43,26 @@ pub fn ray_resources(args: &RayResourcesArgs, lookup: &impl Fn(&str) -> Option<S
     std::io::stdout().lock().write_all(line.as_bytes()).context("cannot write to stdout")
 }
 
+/// The device's name, and its CPU quota when it has one:
+/// `cpu (CPU quota 1.5: 1 core by default)`.
+fn device_title(device: &Device) -> String {
+    let name = device.spec().to_string();
+    match (device.quota(), device.quota_cores()) {
+        (Some(quota), Some(cap)) => {
+            let cores = cap.min(device.takeable().map_or(0, |set| set.len()));
+            let noun = if cores == 1 { "core" } else { "cores" };
+            format!("{name} (CPU quota {}: {cores} {noun} by default)", format_cpus(quota.cpus()))
+        }
+        _ => name,
+    }
+}
+
 #[derive(Serialize)]
 struct Listing<'a> {
     device: &'a str,
     registry: &'a str,
+    /// The CFS quota of `ls`'s cgroup in CPUs (1.5), null when none.
+    quota_cpus: Option<f64>,
     cores: Vec<JsonCore>,
 }
 

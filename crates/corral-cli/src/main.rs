@@ -8,17 +8,21 @@
 mod bench;
 mod cli;
 mod demo;
+mod device_plugin;
 mod launch;
 mod live;
 mod ls;
 mod models;
 mod monitor;
 mod plan;
+mod planning;
+mod profile;
 mod reserve;
 mod serve;
 mod settings;
 mod table;
 mod top;
+mod write;
 
 use std::process::ExitCode;
 
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         cli::Command::RayResources(args) => ls::ray_resources(&args, &lookup).map(|()| 0),
         cli::Command::Top(args) => top::run(&args, &lookup).map(|()| 0),
         cli::Command::Monitor(args) => monitor::run(&args, &lookup).map(|()| 0),
+        cli::Command::DevicePlugin(args) => device_plugin::run(&args, &lookup).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

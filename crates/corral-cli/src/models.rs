@@ -34,13 +34,20 @@ pub fn onnx_engine(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<A
 }
 
 /// A runtime on the cores the flags and environment ask for, with the ONNX engine
-/// [`onnx_engine`] picks.
+/// [`onnx_engine`] picks; `--autopilot` (`autopilot`) turns the autopilot on, else
+/// `CORRAL_AUTOPILOT` decides.
 pub fn runtime(
     device: &DeviceArg,
     cores: Option<&CoreArgs>,
+    autopilot: bool,
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Runtime> {
     let onnx_engine = Some(onnx_engine(lookup)?);
-    let settings = RuntimeSettings { take: take_settings(device, cores), onnx_engine, ..RuntimeSettings::default() };
+    let settings = RuntimeSettings {
+        take: take_settings(device, cores),
+        onnx_engine,
+        autopilot: autopilot.then_some(true),
+        ..RuntimeSettings::default()
+    };
     Runtime::new(settings).context("cannot start the runtime")
 }

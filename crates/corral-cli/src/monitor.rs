@@ -401,6 +401,8 @@ fn execution_stats(process: &ProcessView) -> Value {
             "incorrect_input": m.failed_input,
             "queue_depth": m.queue_depth,
             "total_latency": latency_json(Some(&m.latency)),
+            "instances": m.instances,
+            "autopilot_moves": m.moves,
         })).collect::<Vec<_>>(),
     })
 }

@@ -4,48 +4,132 @@
 //! A model that cannot be placed is named (an `error:` line, or `errors` in the JSON) after
 //! the map of what could be placed, and the exit status is 1, so a script can tell a layout
 //! that fits from one that does not.
+//!
+//! Planning before loading (SPEC §12): `--optimize` chooses the layout (`corral_plan::optimize`)
+//! and `--write` puts it into each model's config (`write.rs`); `--predict` simulates the
+//! configured or optimised layout in virtual time with the runtime's own dispatch rules
+//! (`corral_plan::simulate`) under open-loop load, and prints what `bench --rate` would
+//! measure, in the same shape; `--profile` measures ONNX models on the device so the other two
+//! know their execution times.
 
 use std::fmt::Write as _;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use corral_cores::{Device, Sources};
-use corral_placement::{Layout, Where};
+use corral_placement::{Layout, Placement, Where};
+use corral_plan::{arrivals, optimize, report, simulate};
+use corral_runtime::{CoreSpan, repository};
 use serde_json::json;
 
-use crate::{cli::PlanArgs, settings::take_settings};
+use crate::{cli::PlanArgs, planning, settings::take_settings};
 
 /// Returns the exit status: 0 when every model was placed, 1 when any could not be.
 pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<u8> {
+    if args.profile {
+        return crate::profile::run(args, lookup).map(|()| 0);
+    }
     let settings = take_settings(&args.device, Some(&args.cores));
     let device = Device::open(settings.device_spec(lookup)?)?;
     let request = Sources::from_env(lookup).overlay(settings.explicit.clone()).resolve()?;
     request.check(&device.spec().to_string(), device.len())?;
     let cores = request.core_count(device.len());
-    let models = crate::models::read(args.models.path())?;
-    let mut layout = Layout::new(cores, request.groups.as_deref().unwrap_or_default());
+    let (folders, bad) = repository::read_folders(args.models.path())?;
+    for error in &bad {
+        eprintln!("warning: skipping a model: {error}");
+    }
+    if folders.is_empty() {
+        bail!("{} holds no model that can be loaded", args.models.path().display());
+    }
+    let groups = request.groups.as_deref().unwrap_or_default();
     let (mut warnings, mut errors) = (Vec::new(), Vec::new());
-    for model in &models {
-        match layout.place(&model.name, model.cores_per_instance, model.placement.unwrap_or(Where::Auto)) {
-            Ok(placement) => {
-                warnings.extend(placement.warning());
-                layout.commit(&placement);
+    let mut layout = Layout::new(cores, groups);
+    let mut elastic: Vec<bool> = folders.iter().map(|f| f.def.elastic).collect();
+    if args.optimize {
+        if !groups.is_empty() {
+            bail!(
+                "--optimize chooses placements by core, but legacy groups fix them\nhint: unset CORRAL_GROUP_SIZES / NEURONCORE_GROUP_SIZES"
+            );
+        }
+        let plan = optimized(args, &folders, cores)?;
+        for (planned, slot) in plan.models.iter().zip(&mut elastic) {
+            layout.commit(&Placement { model: planned.name.clone(), instances: planned.spans(), shared: Vec::new() });
+            *slot = planned.elastic;
+        }
+        if plan.shared {
+            warnings.push(format!(
+                "the cores do not hold one instance of every model apart: models share cores, placed for the fewest expected switches ({:.1}/s)",
+                plan.switches_per_s
+            ));
+        }
+        if args.write {
+            crate::write::layout(&folders, &plan)?;
+        }
+    } else {
+        for folder in &folders {
+            let model = &folder.def;
+            match layout.place(&model.name, model.cores_per_instance, model.placement.as_ref().unwrap_or(&Where::Auto))
+            {
+                Ok(placement) => {
+                    warnings.extend(placement.warning());
+                    layout.commit(&placement);
+                }
+                Err(error) => errors.push(format!("{}: {error}", model.name)),
             }
-            Err(error) => errors.push(format!("{}: {error}", model.name)),
         }
     }
     if let Some(path) = &args.svg {
         std::fs::write(path, svg(&layout)).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if args.json {
-        let placed: Vec<_> = models
+    let instances =
+        |name: &str| -> Vec<CoreSpan> { layout.placed().iter().filter(|p| p.model == name).map(|p| p.cores).collect() };
+    if args.predict {
+        if !errors.is_empty() {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            bail!("cannot predict a layout where a model does not fit");
+        }
+        let specs = folders
             .iter()
-            .map(|m| {
-                let instances: Vec<_> = layout
-                    .placed()
-                    .iter()
-                    .filter(|p| p.model == m.name)
-                    .map(|p| json!({"first": p.cores.first, "count": p.cores.count}))
-                    .collect();
+            .zip(&elastic)
+            .map(|(f, &e)| planning::model_spec(f, instances(&f.def.name), e))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let rates = planning::rates(&args.load, &folders)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--predict needs the calls each model gets\nhint: give --rate MODEL=R[,MODEL=R...], or `[plan] rate = R` in a model's config.toml (`corral.plan.rate` in config.pbtxt)"
+            )
+        })?;
+        let spec = planning::spec(cores, specs, args.autopilot, lookup)?;
+        let (cv, seed) = planning::generator(&args.load);
+        let duration = args.duration.unwrap_or(60.0);
+        let arrivals = arrivals::schedule(&rates, cv, seed, duration);
+        let run = simulate::simulate(&spec, &arrivals, seed);
+        let report = predicted(&spec, &run, duration, &layout, &elastic);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).expect("a report always serializes"));
+        } else {
+            println!(
+                "{} cores of {} ({}), {duration} simulated seconds, CV {cv}, seed {seed}\n",
+                cores,
+                device.spec(),
+                request.origin
+            );
+            print!("{}", layout.render());
+            println!();
+            print!("{}", crate::bench::tables(&report));
+        }
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+        return Ok(0);
+    }
+    if args.json {
+        let placed: Vec<_> = folders
+            .iter()
+            .map(|f| {
+                let m = &f.def;
+                let instances: Vec<_> =
+                    instances(&m.name).iter().map(|c| json!({"first": c.first, "count": c.count})).collect();
                 json!({"name": m.name, "cores_per_instance": m.cores_per_instance, "instances": instances})
             })
             .collect();
@@ -60,8 +144,94 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
         for error in &errors {
             println!("error: {error}");
         }
+        if args.write && errors.is_empty() {
+            println!("written: each model's placement in its config");
+        }
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
+/// The optimiser's layout for the models of `folders` on `cores` cores.
+fn optimized(args: &PlanArgs, folders: &[repository::ModelFolder], cores: usize) -> anyhow::Result<optimize::Plan> {
+    let rates = planning::rates(&args.load, folders)?;
+    let demands = folders
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let service = planning::service(f)?;
+            Ok(optimize::Demand {
+                name: f.def.name.clone(),
+                cores_per_instance: f.def.cores_per_instance,
+                service: service.mean_seconds(),
+                // Equal demand in calls when no rate is given anywhere.
+                rate: rates.as_ref().map_or(1.0, |r| r[i]),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    optimize::optimize(&demands, cores, args.elastic).context("no layout")
+}
+
+/// A simulated run in `bench --json`'s shape, with the layout it ran.
+fn predicted(
+    spec: &simulate::Spec,
+    run: &simulate::Run,
+    duration: f64,
+    layout: &Layout,
+    elastic: &[bool],
+) -> crate::bench::Report {
+    let models = spec
+        .models
+        .iter()
+        .zip(&run.calls)
+        .map(|(model, calls)| {
+            let calls: Vec<report::Call> = calls
+                .iter()
+                .map(|c| report::Call { arrival: c.arrival, start: c.start, end: c.end, ok: c.failure.is_none() })
+                .collect();
+            report::model_row(&model.name, &calls, duration)
+        })
+        .collect();
+    let mut on_core: Vec<Vec<String>> = vec![Vec::new(); spec.cores];
+    for placed in layout.placed() {
+        for core in placed.cores.cores() {
+            if !on_core[core].contains(&placed.model) {
+                on_core[core].push(placed.model.clone());
+            }
+        }
+    }
+    let window = duration.max(run.end);
+    let cores = run
+        .cores
+        .iter()
+        .enumerate()
+        .map(|(index, c)| report::CoreRow {
+            index,
+            global: index,
+            executions: c.executions,
+            busy_fraction: c.busy / window,
+            switches: c.switches,
+            models: on_core[index].clone(),
+        })
+        .collect();
+    let layout = spec
+        .models
+        .iter()
+        .zip(elastic)
+        .zip(run.instances.iter().zip(&run.moves))
+        .map(|((m, &elastic), (end, moves))| crate::bench::LayoutRow {
+            name: m.name.clone(),
+            cores_per_instance: m.cores_per_instance,
+            starts: m.instances.iter().map(|s| s.first).collect(),
+            elastic,
+            autopilot: spec.autopilot.map(|_| crate::bench::AutopilotRow {
+                starts_at_end: end.iter().map(|s| s.first).collect(),
+                grow: moves.0,
+                shrink: moves.1,
+                r#move: moves.2,
+            }),
+        })
+        .collect();
+    crate::bench::Report { models, cores, elapsed_s: duration, threads: None, layout: Some(layout) }
 }
 
 /// The core map as SVG: cores in a row, one bar per instance, shared cores in red.

@@ -13,7 +13,7 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     if args.trace_level == TraceLevelArg::Timestamps && args.trace_file.is_none() {
         anyhow::bail!("--trace-level timestamps needs --trace-file FILE, where the traces are written");
     }
-    let runtime = crate::models::runtime(&args.device, Some(&args.cores), lookup)?;
+    let runtime = crate::models::runtime(&args.device, Some(&args.cores), args.autopilot, lookup)?;
     let options = ServeOptions {
         repository: args.model_repository.clone(),
         host: args.host,

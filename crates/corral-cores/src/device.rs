@@ -17,12 +17,20 @@
 //! child before it started and the child thus agree on every index, and `corral ls` shows
 //! one numbering from every process. On `sim` every core may be taken.
 //!
+//! On `cpu` the device also carries the CFS quota of the process's cgroup ([`CpuQuota`],
+//! read by `cgroup.rs`): the registry caps the default and a core count at the cores the
+//! quota feeds, floor(quota ÷ [`Device::cpus_per_core`]), at least 1 (SPEC §2). The quota,
+//! like the affinity, never changes the numbering.
+//!
 //! The registry locks *slots*, not cores: on `cpu` a slot is a host CPU, so `cpu` and
 //! `cpu:logical` processes compete for the same hardware; on `sim` a slot is a core.
 
 use std::{fmt, fs, str::FromStr};
 
-use crate::core_set::CoreSet;
+use crate::{
+    cgroup::{CgroupError, CpuQuota, cpu_quota},
+    core_set::CoreSet,
+};
 
 /// The simulated instance types and their core counts (SPEC §2).
 pub const SIM_PRESETS: &[(&str, usize)] = &[
@@ -124,6 +132,8 @@ pub enum DeviceError {
     Affinity(#[source] nix::Error),
     #[error("this process may run on no CPU at all (empty affinity mask)")]
     NoCpus,
+    #[error(transparent)]
+    Quota(#[from] CgroupError),
 }
 
 /// A device resolved on this host: its cores in index order.
@@ -134,6 +144,8 @@ pub struct Device {
     core_cpus: Vec<Vec<usize>>,
     /// For each core, whether this process may take it by default (inside its affinity).
     may_take: Vec<bool>,
+    /// The CPU quota of this process's cgroup (`cpu` only), when it has one.
+    quota: Option<CpuQuota>,
 }
 
 impl Device {
@@ -141,12 +153,20 @@ impl Device {
     pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
         match spec {
             DeviceSpec::Sim { cores, .. } => {
-                Ok(Device { core_cpus: vec![Vec::new(); cores], may_take: vec![true; cores], spec })
+                Ok(Device { core_cpus: vec![Vec::new(); cores], may_take: vec![true; cores], spec, quota: None })
             }
             DeviceSpec::Cpu { logical } => {
                 let affinity = allowed_cpus()?;
                 let host = host_cpus();
-                Ok(Device::from_cpus(spec, &host, &affinity, |cpu| if logical { vec![cpu] } else { smt_siblings(cpu) }))
+                let quota = cpu_quota()?;
+                let device =
+                    Device::from_cpus(
+                        spec,
+                        &host,
+                        &affinity,
+                        |cpu| if logical { vec![cpu] } else { smt_siblings(cpu) },
+                    );
+                Ok(device.with_quota(quota))
             }
         }
     }
@@ -182,7 +202,31 @@ impl Device {
         }
         let affinity: std::collections::BTreeSet<usize> = affinity.iter().copied().collect();
         let may_take = core_cpus.iter().map(|group| group.iter().any(|cpu| affinity.contains(cpu))).collect();
-        Device { spec, core_cpus, may_take }
+        Device { spec, core_cpus, may_take, quota: None }
+    }
+
+    /// The same device under a CPU quota (or none); `sim` devices ignore it, since their
+    /// cores burn no CPU.
+    pub fn with_quota(self, quota: Option<CpuQuota>) -> Device {
+        let quota = if self.spec.is_sim() { None } else { quota };
+        Device { quota, ..self }
+    }
+
+    /// The CPU quota of this process's cgroup, when it has one (`cpu` only).
+    pub fn quota(&self) -> Option<&CpuQuota> {
+        self.quota.as_ref()
+    }
+
+    /// The most CPUs any core stands for: 2 on `cpu` with 2-way SMT, 1 on `cpu:logical` and
+    /// `sim`. The quota's cores are counted in these.
+    pub fn cpus_per_core(&self) -> usize {
+        self.core_cpus.iter().map(Vec::len).max().unwrap_or(1).max(1)
+    }
+
+    /// How many cores the CPU quota feeds: floor(quota ÷ CPUs per core), at least 1; `None`
+    /// without a quota. The default and a core count take at most this many.
+    pub fn quota_cores(&self) -> Option<usize> {
+        self.quota.as_ref().map(|quota| quota.cores(self.cpus_per_core()))
     }
 
     /// True when this process may take core `index` by default: on `cpu`, when one of its

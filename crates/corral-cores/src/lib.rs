@@ -23,6 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cgroup;
 mod core_set;
 mod device;
 mod inherit;
@@ -34,6 +35,7 @@ mod registry;
 mod request;
 mod take;
 
+pub use cgroup::{CgroupError, CgroupVersion, CpuQuota, cpu_quota, format_cpus};
 pub use core_set::{CoreRange, CoreSet, parse_core_list};
 pub use device::{
     Device, DeviceError, DeviceSpec, DeviceSpecError, SIM_CORES_MAX, SIM_PRESETS, allowed_cpus, format_cpu_list,
@@ -42,8 +44,8 @@ pub use device::{
 pub use inherit::{LEASE_ENV, Ticket};
 pub use lease::Lease;
 pub use live::{
-    LIVE_BYTES_MAX, LiveCore, LiveModel, PROCESS_TAG, PROCESS_TAG_NEURON, PUBLISH_INTERVAL, Publication, Unreadable,
-    latency_bucket_limit,
+    LIVE_BYTES_MAX, LiveCore, LiveModel, Moves, PROCESS_TAG, PROCESS_TAG_NEURON, PUBLISH_INTERVAL, Publication,
+    Unreadable, latency_bucket_limit,
 };
 pub use record::{Owner, OwnerInstance, instance_label, now_unix_ms};
 

@@ -94,6 +94,19 @@ pub struct LiveModel {
     /// Engine time per execution, the same buckets.
     #[serde(default)]
     pub compute: Vec<(u32, u64)>,
+    /// Instances the autopilot started, retired and relocated so far (publishers before this
+    /// field wrote none: 0).
+    #[serde(default)]
+    pub moves: Moves,
+}
+
+/// The autopilot's moves of one model, by direction.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Moves {
+    pub grow: u64,
+    pub shrink: u64,
+    #[serde(rename = "move")]
+    pub relocate: u64,
 }
 
 /// The upper bound of latency bucket `index`, in seconds.

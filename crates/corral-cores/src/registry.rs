@@ -11,7 +11,10 @@
 //!
 //! # Acquisition protocol
 //!
-//! 1. Check the request against the device (nothing is taken on a bad request).
+//! 1. Check the request against the device (nothing is taken on a bad request), then fit it
+//!    to the process's limits: the default takes the cores inside its affinity, and the
+//!    default and a count take no more cores than its CPU quota feeds (a warning says so;
+//!    an explicit set past the quota is taken, with a warning).
 //! 2. Take `alloc.lock` exclusively, waiting at most [`ALLOC_WAIT_MAX`]. Allocators are thus
 //!    serialised, so a core one allocator fails to lock is held by a settled lease, never by
 //!    another allocator's half-built attempt: no request fails while a long enough free run
@@ -43,6 +46,7 @@ use nix::{
 };
 
 use crate::{
+    cgroup::format_cpus,
     core_set::{CoreRange, CoreSet},
     device::Device,
     lease::{Lease, SlotFile, lease_with_record},
@@ -215,7 +219,7 @@ impl Registry {
         let device_name = self.device.spec().to_string();
         let device_len = self.device.len();
         request.check(&device_name, device_len)?;
-        let request = &self.within_affinity(request);
+        let request = &self.within_limits(request);
         let wanted = request.core_count(device_len);
 
         let alloc = self.lock_allocation()?;
@@ -236,6 +240,60 @@ impl Registry {
             }
             Err(Ok(_busy_core)) => Err(self.busy_error(request, wanted)),
             Err(Err(error)) => Err(error.into()),
+        }
+    }
+
+    /// Fits `request` to the process's limits (SPEC §2): a CPU quota caps the default and a
+    /// core count at [`Device::quota_cores`], and warns when an explicit set goes past it;
+    /// otherwise the default takes the cores inside the affinity. Called once per acquisition,
+    /// so each warning is said once.
+    fn within_limits(&self, request: &Request) -> Request {
+        let (Some(quota), Some(cap)) = (self.device.quota(), self.device.quota_cores()) else {
+            return self.within_affinity(request);
+        };
+        let per_core = match self.device.cpus_per_core() {
+            1 => String::new(),
+            n => format!(" ({n} CPUs each)"),
+        };
+        match (&request.cores, &request.groups) {
+            (CoreRequest::All, None) => {
+                let count = self.device.takeable().map_or(0, |set| set.len());
+                if cap >= count {
+                    return self.within_affinity(request);
+                }
+                tracing::warn!(
+                    "the CPU quota is {quota}: taking {} by default, not all {count}",
+                    cores(cap, &per_core)
+                );
+                Request {
+                    cores: CoreRequest::Num(cap),
+                    groups: None,
+                    origin: format!(
+                        "default ({}, as the CPU quota of {} CPUs allows)",
+                        cores(cap, ""),
+                        format_cpus(quota.cpus())
+                    ),
+                }
+            }
+            (CoreRequest::Num(count), _) if cap < *count => {
+                tracing::warn!("the CPU quota is {quota}: {} is capped to {}", request.origin, cores(cap, &per_core));
+                Request {
+                    cores: CoreRequest::Num(cap),
+                    groups: request.groups.clone(),
+                    origin: format!("{}, capped to {cap} by the CPU quota", request.origin),
+                }
+            }
+            _ => {
+                let count = request.core_count(self.device.len());
+                if cap < count {
+                    tracing::warn!(
+                        "the CPU quota is {quota}, enough for {}: {} takes {count}, so the kernel will throttle it",
+                        cores(cap, &per_core),
+                        request.origin
+                    );
+                }
+                self.within_affinity(request)
+            }
         }
     }
 
@@ -474,6 +532,12 @@ impl Registry {
             Err(errno) => Err(slot_error(self.path.join(name), errno)),
         }
     }
+}
+
+/// `1 core`, `2 cores`, `1 core (2 CPUs each)`.
+fn cores(count: usize, per_core: &str) -> String {
+    let noun = if count == 1 { "core" } else { "cores" };
+    format!("{count} {noun}{per_core}")
 }
 
 fn slot_error(path: PathBuf, errno: Errno) -> RegistryError {

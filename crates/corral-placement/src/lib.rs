@@ -58,8 +58,8 @@ impl fmt::Display for CoreSpan {
     }
 }
 
-/// Where to load a model, as Neuron's placement APIs say it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where to load a model, as Neuron's placement APIs say it, or instance by instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Where {
     /// `(start_nc, nc_count)`; `None` is Neuron's `-1`.
     Cores { start: Option<usize>, count: Option<usize> },
@@ -70,6 +70,9 @@ pub enum Where {
     Multicore,
     /// A legacy group index (`NEURONCORE_GROUP_SIZES`).
     Group(usize),
+    /// One instance at each of these start cores (what `corral plan --optimize` writes: a
+    /// model's instances need not be adjacent); they must not overlap.
+    Starts(Vec<usize>),
 }
 
 impl Where {
@@ -110,6 +113,10 @@ impl fmt::Display for Where {
             Where::Cores { start, count } => write!(f, "start_nc={} nc_count={}", show(*start), show(*count)),
             Where::Multicore => f.write_str("multicore"),
             Where::Group(g) => write!(f, "group {g}"),
+            Where::Starts(starts) => {
+                let starts: Vec<String> = starts.iter().map(usize::to_string).collect();
+                write!(f, "starts {}", starts.join(","))
+            }
         }
     }
 }
@@ -134,6 +141,10 @@ pub enum PlacementError {
     NoSuchGroup { group: usize, groups: Vec<CoreSpan> },
     #[error("model needs {k} cores but group {group} has {size} ({span})")]
     GroupTooSmall { k: usize, group: usize, size: usize, span: CoreSpan },
+    #[error("starts is empty: name at least one start core")]
+    NoStarts,
+    #[error("instances at nc{first} and nc{second} overlap: the model needs {k} cores per instance")]
+    StartsOverlap { first: usize, second: usize, k: usize },
 }
 
 /// One placed instance.
@@ -217,7 +228,7 @@ impl Layout {
     }
 
     /// Proposes where `model` (K = `k` cores per instance) goes; changes nothing.
-    pub fn place(&self, model: &str, k: usize, at: Where) -> Result<Placement, PlacementError> {
+    pub fn place(&self, model: &str, k: usize, at: &Where) -> Result<Placement, PlacementError> {
         let n = self.cores;
         if k == 0 {
             return Err(PlacementError::NoCores);
@@ -234,7 +245,27 @@ impl Layout {
                 run(best, 1)
             }
             Where::Multicore => run(0, n / k),
+            Where::Starts(starts) => {
+                let mut sorted = starts.clone();
+                sorted.sort_unstable();
+                if sorted.is_empty() {
+                    return Err(PlacementError::NoStarts);
+                }
+                for &start in &sorted {
+                    if start >= n {
+                        return Err(PlacementError::StartOutside { start, cores: n });
+                    }
+                    if start + k > n {
+                        return Err(PlacementError::NotEnoughFromStart { needed: k, start, cores: n });
+                    }
+                }
+                if let Some(pair) = sorted.windows(2).find(|pair| pair[1] < pair[0] + k) {
+                    return Err(PlacementError::StartsOverlap { first: pair[0], second: pair[1], k });
+                }
+                starts.iter().map(|&s| CoreSpan::new(s, k)).collect()
+            }
             Where::Group(group) => {
+                let group = *group;
                 let span = *self
                     .groups
                     .get(group)
@@ -244,7 +275,7 @@ impl Layout {
                 }
                 run(span.first, 1)
             }
-            Where::Cores { start, count } => {
+            &Where::Cores { start, count } => {
                 if let Some(count) = count {
                     if count < k {
                         return Err(PlacementError::CountBelowModel { count, k });

@@ -9,10 +9,12 @@
 //! - `convert`: numpy arrays to tensors and back.
 //! - `errors`: runtime errors to the package's exception classes.
 //! - `completion`: asyncio futures answered from a completion thread.
+//! - `logs`: the runtime's log records, handed to Python's `logging`.
 
 mod completion;
 mod convert;
 mod errors;
+mod logs;
 mod model;
 mod process;
 
@@ -20,6 +22,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _corral(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    logs::install();
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(process::init, m)?)?;
     m.add_function(wrap_pyfunction!(process::started, m)?)?;
@@ -29,5 +32,7 @@ fn _corral(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(process::check_placement, m)?)?;
     m.add_function(wrap_pyfunction!(process::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(model::load, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::next_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::stop_logs, m)?)?;
     Ok(())
 }

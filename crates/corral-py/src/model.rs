@@ -26,20 +26,25 @@ type Context = (String, i64, i64);
 
 /// Loads `path` (an `.onnx` file, or a model folder with `config.toml` or `config.pbtxt`) under
 /// `name` (default: the file's stem or the folder's name, made unique in this process), placed
-/// by `context`, else the folder's configuration, else on the least-used cores.
+/// by `context`, else the folder's configuration, else on the least-used cores. `autopilot`
+/// bounds the autopilot's instances of it (SPEC §11), over the folder's.
 #[pyfunction]
-#[pyo3(signature = (path, name=None, context=None, elastic=None))]
+#[pyo3(signature = (path, name=None, context=None, elastic=None, autopilot=None))]
 pub(crate) fn load(
     py: Python<'_>,
     path: PathBuf,
     name: Option<String>,
     context: Option<Context>,
     elastic: Option<bool>,
+    autopilot: Option<(usize, usize)>,
 ) -> PyResult<Model> {
     let runtime = process::runtime(py)?;
     let mut def = read(py, &path)?;
     if let Some(elastic) = elastic {
         def.elastic = elastic;
+    }
+    if let Some((min, max)) = autopilot {
+        def = def.autopilot(min, max);
     }
     if let Some(context) = context {
         def.placement = Some(process::placement(py, runtime, context)?);

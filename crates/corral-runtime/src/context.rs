@@ -47,5 +47,5 @@ pub fn group_context(group: usize) -> PlacementContext {
 
 /// The innermost context of this thread, if any.
 pub(crate) fn current() -> Option<Where> {
-    STACK.with(|stack| stack.borrow().last().copied())
+    STACK.with(|stack| stack.borrow().last().cloned())
 }

@@ -44,6 +44,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot load `{model}`: {reason}\nhint: give the autopilot's bounds as whole numbers of instances with 1 <= min <= max"
+    )]
+    Bounds { model: String, reason: String },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

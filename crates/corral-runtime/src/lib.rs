@@ -42,9 +42,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod autopilot;
 mod context;
 mod error;
 mod model;
+pub mod open_loop;
 mod publish;
 pub mod repository;
 mod runtime;
@@ -54,12 +56,15 @@ mod stats;
 mod wait;
 mod worker;
 
+pub use autopilot::{AUTOPILOT_ENV, AUTOPILOT_INTERVAL_DEFAULT, AUTOPILOT_INTERVAL_ENV};
 pub use context::{PlacementContext, cores_context, group_context, multicore_context};
 pub use corral_placement::{CoreSpan, Layout, PlacementError, Where};
 pub use error::{InferError, LoadError, RuntimeError};
-pub use model::Model;
+pub use model::{Bounds, Model};
 pub use publish::CoreStats;
 pub use runtime::{ModelDef, Replacement, Runtime};
-pub use settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings};
+pub use settings::{
+    EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings, autopilot_from, autopilot_interval_from, exec_timeout_from,
+};
 pub use stats::ModelStats;
 pub use worker::{Inference, Reply};

@@ -1,5 +1,13 @@
 //! [`Model`]: a loaded model's handle, its instances, and the call paths (blocking, with a
 //! timeout, async), which pick a replica and queue the call on it.
+//!
+//! A model's instances can change while it serves (the autopilot, SPEC §11): the set that
+//! takes calls is one list replaced whole ([`Model::add_instance`], [`Model::retire_instance`]),
+//! which a call reads once. A new instance is started (its engine session prepared, its
+//! worker pinned) before it enters the list; a retired one leaves the list first, so no new
+//! call reaches it, and its worker ends after the calls it already accepted. A call that
+//! picked an instance a moment before it was retired either lands in its queue (and is run)
+//! or finds the queue closed and picks again from the new list: no call is lost to a move.
 
 use std::{
     future::Future,
@@ -11,21 +19,41 @@ use std::{
     time::{Duration, Instant},
 };
 
-use corral_engine::{Tensor, TensorSpec};
+use corral_cores::Lease;
+use corral_dispatch::elastic::Arrivals;
+use corral_engine::{Prepared, SessionPlacement, Tensor, TensorSpec};
 use corral_placement::CoreSpan;
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
 use crate::{
-    error::InferError,
+    error::{InferError, LoadError},
+    scheduler::Scheduler,
     stats::{ModelStats, Recorder},
     wait,
-    worker::{self, Inference, Job, Reply},
+    worker::{self, Inference, Job, Reply, Wide},
 };
 
 /// A loaded model: call it from any number of threads.
 #[derive(Clone)]
 pub struct Model {
     pub(crate) inner: Arc<ModelInner>,
+}
+
+/// The autopilot's bounds of a model, in instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: usize,
+    pub max: usize,
+    /// Count and cores never change (`min = max`, or placed by legacy group).
+    pub pinned: bool,
+}
+
+/// Moves the autopilot made, by direction.
+#[derive(Debug, Default)]
+pub(crate) struct MoveCounts {
+    pub(crate) grow: AtomicU64,
+    pub(crate) shrink: AtomicU64,
+    pub(crate) relocate: AtomicU64,
 }
 
 pub(crate) struct ModelInner {
@@ -35,10 +63,15 @@ pub(crate) struct ModelInner {
     pub(crate) cores_per_instance: usize,
     pub(crate) inputs: Vec<TensorSpec>,
     pub(crate) outputs: Vec<TensorSpec>,
-    pub(crate) instances: Vec<Instance>,
-    /// Instance 0 also holds a wide session over every instance's core (elastic instances).
-    pub(crate) elastic: bool,
-    /// Calls in flight that recent calls found on arrival, averaged (×1000, 1/8 weight each).
+    /// The instances that take calls, in replica order; replaced whole on a move.
+    instances: RwLock<Arc<Vec<Arc<Instance>>>>,
+    /// Retired instances whose workers may still be finishing accepted calls.
+    retired: Mutex<Vec<Arc<Instance>>>,
+    /// Elastic instances asked for; the wide session, when the instances allow one (the
+    /// first replica's worker runs wide calls on it).
+    pub(crate) elastic_asked: bool,
+    pub(crate) wide: Arc<Mutex<Option<Wide>>>,
+    /// Calls in flight that recent calls found on arrival (`corral_dispatch::elastic`).
     pub(crate) arrivals_saw: AtomicU64,
     /// Round-robin position.
     pub(crate) next: AtomicUsize,
@@ -47,40 +80,173 @@ pub(crate) struct ModelInner {
     pub(crate) exec_timeout: Duration,
     /// Calls each instance's queue holds.
     pub(crate) queue_len_max: usize,
+    pub(crate) factory: Factory,
+    next_instance_id: AtomicU64,
+    pub(crate) bounds: Bounds,
+    pub(crate) moves: MoveCounts,
+}
+
+/// What starting an instance takes: the prepared model, where its cores' CPUs are, and the
+/// runtime's scheduler and settings.
+pub(crate) struct Factory {
+    pub(crate) prepared: Arc<dyn Prepared>,
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) model_id: crate::scheduler::ModelId,
+    pub(crate) exec_timeout: Duration,
+    pub(crate) run_max: usize,
+    pub(crate) queue_len_max: usize,
 }
 
 pub(crate) struct Instance {
+    /// Stable while the model is loaded: the replica index of the instances it was loaded
+    /// with, and the next numbers for those the autopilot adds.
+    pub(crate) id: u64,
     pub(crate) cores: CoreSpan,
-    /// `None` once unloaded.
+    /// `None` once retired or unloaded.
     pub(crate) jobs: RwLock<Option<Sender<Job>>>,
     /// Calls queued or executing on this instance.
     pub(crate) in_flight: Arc<AtomicUsize>,
     /// How long its last execution took, written by its worker.
     pub(crate) last_compute_ns: Arc<AtomicU64>,
+    pub(crate) executions: Arc<AtomicU64>,
+    /// Live sequences held on it (a server's sequence batcher): it is not retired while any.
+    pub(crate) held: AtomicUsize,
     pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl ModelInner {
-    pub(crate) fn close_and_join(&self) {
-        for instance in &self.instances {
-            instance.jobs.write().unwrap_or_else(|p| p.into_inner()).take();
+impl Instance {
+    fn close(&self) {
+        self.jobs.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn join(&self) {
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
         }
-        for instance in &self.instances {
-            if let Some(thread) = lock(&instance.thread).take() {
-                let _ = thread.join();
-            }
+    }
+}
+
+impl Factory {
+    /// Prepares a session on `cores` and starts its worker (pinned to the first core's CPUs).
+    pub(crate) fn start(
+        &self,
+        model: &str,
+        id: u64,
+        cores: CoreSpan,
+        recorder: &Arc<Recorder>,
+        wide: &Arc<Mutex<Option<Wide>>>,
+    ) -> Result<Arc<Instance>, LoadError> {
+        let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| self.lease.core_cpus(c).to_vec()).collect();
+        let session = self
+            .prepared
+            .session(&SessionPlacement { core_cpus: core_cpus.clone() })
+            .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(self.queue_len_max);
+        let instance = Instance {
+            id,
+            cores,
+            jobs: RwLock::new(Some(jobs_tx)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            last_compute_ns: Arc::new(AtomicU64::new(0)),
+            executions: Arc::new(AtomicU64::new(0)),
+            held: AtomicUsize::new(0),
+            thread: Mutex::new(None),
+        };
+        let spec = worker::WorkerSpec {
+            model: model.to_owned(),
+            model_id: self.model_id,
+            instance: id as usize,
+            cores,
+            first_core_cpus: core_cpus[0].clone(),
+            cpus: core_cpus.concat(),
+            scheduler: self.scheduler.clone(),
+            recorder: recorder.clone(),
+            executions: instance.executions.clone(),
+            in_flight: instance.in_flight.clone(),
+            last_compute_ns: instance.last_compute_ns.clone(),
+            exec_timeout: self.exec_timeout,
+            run_max: self.run_max,
+            wide: wide.clone(),
+        };
+        let thread = worker::spawn(spec, session, jobs_rx)
+            .map_err(|source| LoadError::Thread { model: model.to_owned(), source })?;
+        *lock(&instance.thread) = Some(thread);
+        Ok(Arc::new(instance))
+    }
+
+    /// The wide session over `span` (elastic instances).
+    pub(crate) fn wide(&self, model: &str, span: CoreSpan) -> Result<Wide, LoadError> {
+        let core_cpus: Vec<Vec<usize>> = span.cores().map(|c| self.lease.core_cpus(c).to_vec()).collect();
+        let cpus = core_cpus.concat();
+        let session = self
+            .prepared
+            .session(&SessionPlacement { core_cpus })
+            .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
+        Ok(Wide { span, session, cpus })
+    }
+}
+
+/// Everything a model is made of (the runtime builds it).
+pub(crate) struct Parts {
+    pub(crate) name: String,
+    pub(crate) id: crate::scheduler::ModelId,
+    pub(crate) cores_per_instance: usize,
+    pub(crate) instances: Vec<Arc<Instance>>,
+    pub(crate) elastic_asked: bool,
+    pub(crate) wide: Arc<Mutex<Option<Wide>>>,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) warning: Option<String>,
+    pub(crate) factory: Factory,
+    pub(crate) bounds: Bounds,
+}
+
+impl ModelInner {
+    pub(crate) fn new(parts: Parts) -> ModelInner {
+        let next_instance_id = parts.instances.iter().map(|i| i.id + 1).max().unwrap_or(0);
+        ModelInner {
+            name: parts.name,
+            id: parts.id,
+            cores_per_instance: parts.cores_per_instance,
+            inputs: parts.factory.prepared.inputs().to_vec(),
+            outputs: parts.factory.prepared.outputs().to_vec(),
+            instances: RwLock::new(Arc::new(parts.instances)),
+            retired: Mutex::new(Vec::new()),
+            elastic_asked: parts.elastic_asked,
+            wide: parts.wide,
+            arrivals_saw: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+            recorder: parts.recorder,
+            warning: parts.warning,
+            exec_timeout: parts.factory.exec_timeout,
+            queue_len_max: parts.factory.queue_len_max,
+            factory: parts.factory,
+            next_instance_id: AtomicU64::new(next_instance_id),
+            bounds: parts.bounds,
+            moves: MoveCounts::default(),
         }
     }
 
-    /// Round-robin from the next position, skipping busy replicas when one is idle.
-    fn pick(&self) -> usize {
-        let n = self.instances.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let order = (0..n).map(|i| (start + i) % n);
-        let idle = order.clone().find(|&i| self.instances[i].in_flight.load(Ordering::Acquire) == 0);
-        idle.unwrap_or_else(|| {
-            order.min_by_key(|&i| self.instances[i].in_flight.load(Ordering::Acquire)).expect("a model has an instance")
-        })
+    /// The instances taking calls now.
+    pub(crate) fn current(&self) -> Arc<Vec<Arc<Instance>>> {
+        self.instances.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn close_and_join(&self) {
+        let instances = self.current();
+        let retired: Vec<Arc<Instance>> = std::mem::take(&mut *lock(&self.retired));
+        for instance in instances.iter().chain(&retired) {
+            instance.close();
+        }
+        for instance in instances.iter().chain(&retired) {
+            instance.join();
+        }
+    }
+
+    /// The replica for a call: `corral_dispatch::replica::pick` on the calls in flight now.
+    fn pick(&self, instances: &[Arc<Instance>]) -> usize {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        corral_dispatch::replica::pick(start, instances.len(), |i| instances[i].in_flight.load(Ordering::Acquire))
     }
 }
 
@@ -102,17 +268,128 @@ impl Model {
 
     /// True when a lone call may run on every instance's core at once (elastic instances).
     pub fn elastic(&self) -> bool {
-        self.inner.elastic
+        lock(&self.inner.wide).is_some()
     }
 
-    /// Each instance's process cores.
     /// Calls queued or executing on each instance, in replica order.
     pub fn queue_depths(&self) -> Vec<usize> {
-        self.inner.instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).collect()
+        self.inner.current().iter().map(|i| i.in_flight.load(Ordering::Acquire)).collect()
     }
 
+    /// Each instance's process cores, in replica order.
     pub fn instances(&self) -> Vec<CoreSpan> {
-        self.inner.instances.iter().map(|i| i.cores).collect()
+        self.inner.current().iter().map(|i| i.cores).collect()
+    }
+
+    /// Each instance's id (stable while loaded; see [`Model::try_submit_to`]), in replica order.
+    pub fn instance_ids(&self) -> Vec<u64> {
+        self.inner.current().iter().map(|i| i.id).collect()
+    }
+
+    /// The autopilot's bounds of this model.
+    pub fn bounds(&self) -> Bounds {
+        self.inner.bounds
+    }
+
+    /// Instances the autopilot started, retired and relocated, so far.
+    pub fn moves(&self) -> (u64, u64, u64) {
+        let m = &self.inner.moves;
+        (m.grow.load(Ordering::Relaxed), m.shrink.load(Ordering::Relaxed), m.relocate.load(Ordering::Relaxed))
+    }
+
+    /// Marks instance `id` as holding a live sequence (it is not retired until released);
+    /// false when it is not one of the model's instances.
+    pub fn hold(&self, id: u64) -> bool {
+        let instances = self.inner.current();
+        match instances.iter().find(|i| i.id == id) {
+            Some(instance) => {
+                instance.held.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends one hold of [`Model::hold`].
+    pub fn release(&self, id: u64) {
+        let instances = self.inner.current();
+        let retired = lock(&self.inner.retired);
+        if let Some(instance) = instances.iter().chain(retired.iter()).find(|i| i.id == id) {
+            let _ = instance.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Starts an instance on `cores` (its session prepared and its worker pinned first), then
+    /// lets it take calls; returns its id. The wide session, if any, is rebuilt over the new
+    /// set of instances.
+    pub fn add_instance(&self, cores: CoreSpan) -> Result<u64, LoadError> {
+        let inner = &self.inner;
+        let id = inner.next_instance_id.fetch_add(1, Ordering::Relaxed);
+        let instance = inner.factory.start(&inner.name, id, cores, &inner.recorder, &inner.wide)?;
+        {
+            let mut list = inner.instances.write().unwrap_or_else(|p| p.into_inner());
+            let mut next: Vec<Arc<Instance>> = list.as_ref().clone();
+            next.push(instance);
+            *list = Arc::new(next);
+        }
+        self.rebuild_wide();
+        self.reap();
+        Ok(id)
+    }
+
+    /// Retires instance `id`: no new call reaches it from now on, and its worker ends after
+    /// the calls it accepted. False when it is not one of the model's instances, when it holds
+    /// live sequences, or when it is the last one.
+    pub fn retire_instance(&self, id: u64) -> bool {
+        let inner = &self.inner;
+        let retired = {
+            let mut list = inner.instances.write().unwrap_or_else(|p| p.into_inner());
+            let Some(position) = list.iter().position(|i| i.id == id) else { return false };
+            if list.len() == 1 || list[position].held.load(Ordering::Acquire) > 0 {
+                return false;
+            }
+            let mut next: Vec<Arc<Instance>> = list.as_ref().clone();
+            let retired = next.remove(position);
+            *list = Arc::new(next);
+            retired
+        };
+        retired.close();
+        lock(&inner.retired).push(retired);
+        self.rebuild_wide();
+        self.reap();
+        true
+    }
+
+    /// Joins retired workers that have finished.
+    fn reap(&self) {
+        let finished: Vec<Arc<Instance>> = {
+            let mut retired = lock(&self.inner.retired);
+            let (done, running): (Vec<_>, Vec<_>) =
+                retired.drain(..).partition(|i| lock(&i.thread).as_ref().is_none_or(JoinHandle::is_finished));
+            *retired = running;
+            done
+        };
+        for instance in finished {
+            instance.join();
+        }
+    }
+
+    /// The wide session over the current instances, when elastic instances were asked for
+    /// and they allow one (single-core replicas on adjacent cores).
+    fn rebuild_wide(&self) {
+        let inner = &self.inner;
+        if !inner.elastic_asked {
+            return;
+        }
+        let span = corral_dispatch::elastic::wide_span(inner.cores_per_instance, &self.instances());
+        let wide = span.and_then(|span| match inner.factory.wide(&inner.name, span) {
+            Ok(wide) => Some(wide),
+            Err(error) => {
+                tracing::warn!(model = %inner.name, %error, "cannot prepare the wide session; calls run on replicas");
+                None
+            }
+        });
+        *lock(&inner.wide) = wide;
     }
 
     pub fn inputs(&self) -> &[TensorSpec] {
@@ -137,7 +414,9 @@ impl Model {
     }
 
     pub fn stats(&self) -> ModelStats {
-        self.inner.recorder.snapshot()
+        let mut stats = self.inner.recorder.snapshot();
+        stats.instance_executions = self.inner.current().iter().map(|i| i.executions.load(Ordering::Relaxed)).collect();
+        stats
     }
 
     /// Runs one inference, blocking until its outputs are ready.
@@ -167,13 +446,13 @@ impl Model {
         self.enqueue(inputs, false, None)
     }
 
-    /// [`Model::try_submit`] to one instance (`instance < instances().len()`): its calls run
-    /// in the order they were submitted, as a sequence's must.
-    pub fn try_submit_to(&self, instance: usize, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
-        self.enqueue(inputs, false, Some(instance % self.inner.instances.len()))
+    /// [`Model::try_submit`] to the instance of id `instance` ([`Model::instance_ids`]): its
+    /// calls run in the order they were submitted, as a sequence's must.
+    pub fn try_submit_to(&self, instance: u64, inputs: Vec<Tensor>) -> Result<Reply, InferError> {
+        self.enqueue(inputs, false, Some(instance))
     }
 
-    fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool, to: Option<usize>) -> Result<Reply, InferError> {
+    fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool, to: Option<u64>) -> Result<Reply, InferError> {
         let inner = &self.inner;
         inner.recorder.request();
         let failed = |error: InferError| {
@@ -186,59 +465,74 @@ impl Model {
         if let Err(source) = corral_engine::validate_inputs(&inner.inputs, &inputs) {
             return failed(InferError::Input { model: inner.name.clone(), source });
         }
-        // Elastic: a call that finds every replica idle, while recent calls found the model
-        // mostly idle too, goes to instance 0 marked wide; its worker runs it on all the cores
-        // if they are still free when it starts. Under steady traffic of two or more callers
-        // arrivals keep finding calls in flight, so a gap between calls does not make the next
-        // one wide and the call after it wait (measured: c2 over gRPC lost 18% without this).
-        let wide = to.is_none() && inner.elastic && {
-            let seen: u64 = inner.instances.iter().map(|i| i.in_flight.load(Ordering::Acquire) as u64).sum();
-            let before = inner.arrivals_saw.load(Ordering::Relaxed);
-            let average = before - before / 8 + seen * 1000 / 8;
-            inner.arrivals_saw.store(average, Ordering::Relaxed);
-            seen == 0 && average < ELASTIC_BUSY_MAX
-        };
-        let instance = &inner.instances[if wide { 0 } else { to.unwrap_or_else(|| inner.pick()) }];
-        let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
-            return failed(InferError::Unloaded { model: inner.name.clone() });
-        };
-        let before = instance.in_flight.fetch_add(1, Ordering::AcqRel);
-        let patience = wait::caller_patience(before, instance.last_compute_ns.load(Ordering::Relaxed));
-        let (reply_tx, reply) = worker::reply_pair(patience);
-        let now = Instant::now();
-        let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx, wide };
-        let sent = if wait_for_room {
-            sender.send_timeout(job, inner.exec_timeout)
-        } else {
-            sender.try_send(job).map_err(|error| match error {
-                TrySendError::Full(job) => SendTimeoutError::Timeout(job),
-                TrySendError::Disconnected(job) => SendTimeoutError::Disconnected(job),
-            })
-        };
-        match sent {
-            Ok(()) => Ok(reply),
-            Err(error) => {
-                instance.in_flight.fetch_sub(1, Ordering::AcqRel);
-                let (job, error) = match error {
-                    SendTimeoutError::Timeout(job) if wait_for_room => {
-                        (job, InferError::Timeout { model: inner.name.clone(), waited: inner.exec_timeout })
-                    }
-                    SendTimeoutError::Timeout(job) => {
-                        (job, InferError::QueueFull { model: inner.name.clone(), queue_len_max: inner.queue_len_max })
-                    }
-                    SendTimeoutError::Disconnected(job) => (job, InferError::Unloaded { model: inner.name.clone() }),
-                };
-                // No worker will see this job: answer its reply here.
-                job.reply.send(Err(error.clone()));
-                failed(error)
-            }
+        let mut job = Some(inputs);
+        // A move may retire the instance picked from the list read here: its closed queue sends
+        // the call back to pick again from the new list (a bounded number of times).
+        for _ in 0..4 {
+            let instances = inner.current();
+            // Elastic: `corral_dispatch::elastic` decides whether the call goes to the first
+            // replica marked wide; its worker runs it on all the cores if they are still free
+            // when it starts.
+            let wide = to.is_none() && inner.elastic_asked && {
+                let seen: u64 = instances.iter().map(|i| i.in_flight.load(Ordering::Acquire) as u64).sum();
+                let before = Arrivals { average: inner.arrivals_saw.load(Ordering::Relaxed) };
+                let (after, wide) = before.arrive(seen);
+                inner.arrivals_saw.store(after.average, Ordering::Relaxed);
+                wide
+            };
+            let instance = match to {
+                Some(id) => match instances.iter().find(|i| i.id == id) {
+                    Some(instance) => instance,
+                    None => return failed(InferError::Unloaded { model: inner.name.clone() }),
+                },
+                None if wide => &instances[0],
+                None => &instances[inner.pick(&instances)],
+            };
+            let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+                if to.is_none() && !Arc::ptr_eq(&instances, &inner.current()) {
+                    continue; // retired under us: pick again from the new list
+                }
+                return failed(InferError::Unloaded { model: inner.name.clone() });
+            };
+            let inputs = job.take().expect("a call is sent once");
+            let before = instance.in_flight.fetch_add(1, Ordering::AcqRel);
+            let patience = wait::caller_patience(before, instance.last_compute_ns.load(Ordering::Relaxed));
+            let (reply_tx, reply) = worker::reply_pair(patience);
+            let now = Instant::now();
+            let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx, wide };
+            let sent = if wait_for_room {
+                sender.send_timeout(job, inner.exec_timeout)
+            } else {
+                sender.try_send(job).map_err(|error| match error {
+                    TrySendError::Full(job) => SendTimeoutError::Timeout(job),
+                    TrySendError::Disconnected(job) => SendTimeoutError::Disconnected(job),
+                })
+            };
+            return match sent {
+                Ok(()) => Ok(reply),
+                Err(error) => {
+                    instance.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    let (job, error) = match error {
+                        SendTimeoutError::Timeout(job) if wait_for_room => {
+                            (job, InferError::Timeout { model: inner.name.clone(), waited: inner.exec_timeout })
+                        }
+                        SendTimeoutError::Timeout(job) => (
+                            job,
+                            InferError::QueueFull { model: inner.name.clone(), queue_len_max: inner.queue_len_max },
+                        ),
+                        SendTimeoutError::Disconnected(job) => {
+                            (job, InferError::Unloaded { model: inner.name.clone() })
+                        }
+                    };
+                    // No worker will see this job: answer its reply here.
+                    job.reply.send(Err(error.clone()));
+                    failed(error)
+                }
+            };
         }
+        failed(InferError::Unloaded { model: inner.name.clone() })
     }
 }
-
-/// Above this average of calls found in flight on arrival (×1000), no call goes wide: the
-/// model is busy enough that its replicas will be wanted.
-const ELASTIC_BUSY_MAX: u64 = 250;
 
 /// Locks `mutex`, taking it over from a thread that panicked while holding it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -174,6 +174,10 @@ fn live_model(model: &Model, global: &CoreSet) -> LiveModel {
         queue_depth: model.queue_depths().into_iter().map(|d| d as u64).collect(),
         latency: model.inner.recorder.latency_buckets(),
         compute: model.inner.recorder.compute_buckets(),
+        moves: {
+            let (grow, shrink, relocate) = model.moves();
+            corral_cores::Moves { grow, shrink, relocate }
+        },
     }
 }
 

@@ -16,7 +16,11 @@
 //! start = 0                # start_nc
 //! count = 4                # nc_count, or "all" for multicore
 //! # group = 1             # legacy group index instead
+//! # starts = [0, 14]      # or one instance at each of these cores (plan --optimize --write)
 //! elastic = true           # single-core replicas may run a lone call on all their cores
+//! [autopilot]              # the autopilot's bounds, in instances (SPEC §11)
+//! min = 1
+//! max = 8
 //! [versions]               # Triton's version_policy; default: the latest 1
 //! policy = "latest"        # or "all", or "specific"
 //! latest = 2               # with "latest": how many of the highest versions
@@ -37,7 +41,9 @@
 //! From `config.pbtxt` (protobuf text, [`pbtxt`]) this module reads what places and finds the
 //! model: `platform`/`backend` (ONNX only), `default_model_filename`, `instance_group`
 //! (`count` replicas of K cores each) and `parameters` with keys `corral.cores` (K),
-//! `corral.start`, `corral.count` (a number or `all`), `corral.group` and `corral.elastic`
+//! `corral.start`, `corral.count` (a number or `all`), `corral.group`, `corral.starts` (start
+//! cores separated by commas: one instance at each), `corral.elastic`,
+//! `corral.autopilot.min` / `corral.autopilot.max`, `corral.plan.rate`
 //! (`true` or `false`), and `version_policy` (`latest { num_versions }`, `all {}`,
 //! `specific { versions }`). The server reads
 //! Triton's serving fields (batching, declared tensors) from the same parsed file. When both
@@ -84,6 +90,77 @@ struct Config {
     #[serde(default)]
     output: Vec<TensorConfig>,
     versions: Option<VersionsConfig>,
+    plan: Option<PlanConfig>,
+    autopilot: Option<AutopilotConfig>,
+}
+
+/// `[autopilot]` of `config.toml`: the bounds, in instances.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutopilotConfig {
+    min: Option<toml::Value>,
+    max: Option<toml::Value>,
+}
+
+/// Checks autopilot bounds read from a config (`what` names the keys' prefix).
+fn bounds(min: Option<i64>, max: Option<i64>, what: &str) -> Result<Option<(usize, usize)>, String> {
+    if min.is_none() && max.is_none() {
+        return Ok(None);
+    }
+    let min = min.unwrap_or(1);
+    if min < 1 {
+        return Err(format!("{what}min = {min}: a model keeps at least 1 instance; use 1 or more"));
+    }
+    let max = match max {
+        Some(max) if max < min => return Err(format!("{what}min = {min} is above {what}max = {max}")),
+        Some(max) => max as usize,
+        None => usize::MAX,
+    };
+    Ok(Some((min as usize, max)))
+}
+
+/// A whole number of instances from a TOML value, naming `key` when it is not one.
+fn whole_instances(value: &toml::Value, key: &str) -> Result<i64, String> {
+    let shown = match value {
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::String(text) => format!("\"{text}\""),
+        other => format!("{other:?}"),
+    };
+    value.as_integer().ok_or_else(|| format!("{key} = {shown} is not a whole number of instances"))
+}
+
+/// `[plan]` of `config.toml`: what `corral plan --optimize` and `--predict` assume.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanConfig {
+    /// Calls per second the model is planned for.
+    rate: Option<f64>,
+}
+
+fn check_rate(rate: f64, what: &str) -> Result<f64, String> {
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(rate)
+    } else {
+        Err(format!("{what} = {rate} is not valid; give calls per second, 0 or more"))
+    }
+}
+
+/// `[plan] rate` of a `config.toml` (read apart: the model's own reader ignores it).
+fn read_toml_plan_rate(path: &Path) -> Result<Option<f64>, RepositoryError> {
+    let bad = |reason: String| RepositoryError::Model { path: path.to_owned(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let config: Config = toml::from_str(&text).map_err(|e| bad(e.message().to_owned()))?;
+    config.plan.and_then(|p| p.rate).map(|r| check_rate(r, "[plan] rate")).transpose().map_err(bad)
+}
+
+/// `corral.plan.rate` of a `config.pbtxt`.
+fn pbtxt_plan_rate(config: Option<&Message>) -> Result<Option<f64>, String> {
+    let Some(text) = config.and_then(|c| c.parameter("corral.plan.rate")) else { return Ok(None) };
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("corral.plan.rate = `{text}` is not a number; give calls per second, e.g. \"200\""))?;
+    check_rate(rate, "corral.plan.rate").map(Some)
 }
 
 /// `[versions]` of `config.toml`.
@@ -101,6 +178,8 @@ struct PlacementConfig {
     start: Option<usize>,
     count: Option<Count>,
     group: Option<usize>,
+    /// One instance at each start core (what `corral plan --optimize --write` writes).
+    starts: Option<Vec<usize>>,
     #[serde(default)]
     elastic: bool,
 }
@@ -131,6 +210,13 @@ struct TensorConfig {
 /// Reads every model of `path` (a repository folder or one `.onnx` file). Each model that
 /// cannot be read gives an error; the others are returned.
 pub fn read(path: &Path) -> Result<(Vec<ModelDef>, Vec<RepositoryError>), RepositoryError> {
+    let (folders, errors) = read_folders(path)?;
+    Ok((folders.into_iter().map(|f| f.def).collect(), errors))
+}
+
+/// [`read`], with each model's folder as read (its versions, `config.pbtxt`, planning rate and
+/// the file its placement is written in).
+pub fn read_folders(path: &Path) -> Result<(Vec<ModelFolder>, Vec<RepositoryError>), RepositoryError> {
     if path.is_file() {
         if path.extension().is_none_or(|e| e != "onnx") {
             return Err(RepositoryError::Model {
@@ -139,14 +225,24 @@ pub fn read(path: &Path) -> Result<(Vec<ModelDef>, Vec<RepositoryError>), Reposi
             });
         }
         let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-        return Ok((vec![ModelDef::onnx(name, path)], Vec::new()));
+        let def = ModelDef::onnx(name, path);
+        let dir = path.parent().map_or_else(PathBuf::new, Path::to_owned);
+        let folder = ModelFolder {
+            versions: vec![Version { number: 1, def: def.clone() }],
+            def,
+            pbtxt: None,
+            dir,
+            config_file: None,
+            plan_rate: None,
+        };
+        return Ok((vec![folder], Vec::new()));
     }
     let entries = std::fs::read_dir(path).map_err(|source| RepositoryError::Read { path: path.to_owned(), source })?;
     let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
     dirs.sort();
     let (mut models, mut errors) = (Vec::new(), Vec::new());
     for dir in dirs {
-        match read_model(&dir) {
+        match read_folder(&dir) {
             Ok(Some(model)) => models.push(model),
             Ok(None) => {}
             Err(error) => errors.push(error),
@@ -165,6 +261,13 @@ pub struct ModelFolder {
     /// Every version the policy selects, ascending, each named after the folder (a server
     /// renames them); a simulated model is version 1.
     pub versions: Vec<Version>,
+    /// The model's folder (for a lone `.onnx` file, the file's folder).
+    pub dir: PathBuf,
+    /// The file its placement is read from (`config.toml`, else `config.pbtxt`); `None` for a
+    /// folder with neither, or a lone file.
+    pub config_file: Option<PathBuf>,
+    /// Its planning demand, calls per second (`[plan] rate`, `corral.plan.rate`).
+    pub plan_rate: Option<f64>,
 }
 
 /// One selected version of a model folder.
@@ -385,7 +488,17 @@ fn read_folder_as(dir: &Path, pbtxt: Option<Message>, toml_too: bool) -> Result<
             None => return Ok(None),
         },
     };
-    Ok(Some(ModelFolder { def, pbtxt, versions }))
+    let toml_path = dir.join("config.toml");
+    let config_file = if toml_too && toml_path.is_file() {
+        Some(toml_path)
+    } else {
+        pbtxt.is_some().then(|| dir.join("config.pbtxt")).filter(|p| p.is_file())
+    };
+    let plan_rate = match &config_file {
+        Some(file) if file.extension().is_some_and(|e| e == "toml") => read_toml_plan_rate(file)?,
+        _ => pbtxt_plan_rate(pbtxt.as_ref()).map_err(bad)?,
+    };
+    Ok(Some(ModelFolder { def, pbtxt, versions, dir: dir.to_owned(), config_file, plan_rate }))
 }
 
 /// The model file a `config.pbtxt` names (`default_model_filename`, else `model.onnx`), after
@@ -427,7 +540,10 @@ fn pbtxt_model(
         Some("true") => true,
         Some(other) => return Err(format!("corral.elastic = `{other}` is not valid; use \"true\" or \"false\"")),
     };
-    let def = ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement, elastic };
+    let parameter = |key: &str| config.parameter(key).map(|v| number(v, key)).transpose();
+    let autopilot =
+        bounds(parameter("corral.autopilot.min")?, parameter("corral.autopilot.max")?, "corral.autopilot.")?;
+    let def = ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement, elastic, autopilot };
     let versions = versions_of(&def, paths);
     Ok((def, versions))
 }
@@ -452,6 +568,24 @@ fn pbtxt_replicas(config: &Message) -> Result<Option<usize>, String> {
 }
 
 fn pbtxt_placement(config: &Message, k: usize, replicas: Option<usize>) -> Result<Option<Where>, String> {
+    if let Some(starts) = config.parameter("corral.starts") {
+        let others = ["corral.start", "corral.count", "corral.group"];
+        if others.iter().any(|key| config.parameter(key).is_some()) {
+            return Err("corral.starts cannot be combined with corral.start, corral.count or corral.group".to_owned());
+        }
+        let starts = starts
+            .split(',')
+            .map(|s| {
+                s.trim().parse::<usize>().map_err(|_| {
+                    format!(
+                        "corral.starts = `{starts}` is not valid; give start cores separated by commas, e.g. \"0,14\""
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // instance_group count, if any, is what the list already says: one instance per start.
+        return Ok(Some(Where::Starts(starts)));
+    }
     let start = config.parameter("corral.start").map(|s| number(s, "corral.start")).transpose()?;
     let count = config.parameter("corral.count");
     let group = config.parameter("corral.group").map(|s| number(s, "corral.group")).transpose()?;
@@ -550,7 +684,16 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
             return Err(bad(&config_path, format!("platform `{other}` is not supported; use \"onnx\" or \"sim\"")));
         }
     };
-    let def = ModelDef { name, source, cores_per_instance: k, placement, elastic: config.placement.elastic };
+    let autopilot = match &config.autopilot {
+        Some(a) => {
+            let min = a.min.as_ref().map(|v| whole_instances(v, "[autopilot] min")).transpose();
+            let max = a.max.as_ref().map(|v| whole_instances(v, "[autopilot] max")).transpose();
+            let (min, max) = (min.map_err(|r| bad(&config_path, r))?, max.map_err(|r| bad(&config_path, r))?);
+            bounds(min, max, "[autopilot] ").map_err(|reason| bad(&config_path, reason))?
+        }
+        None => None,
+    };
+    let def = ModelDef { name, source, cores_per_instance: k, placement, elastic: config.placement.elastic, autopilot };
     let versions = match paths {
         Some(paths) => versions_of(&def, paths),
         // A simulated model has no version folders: it is version 1.
@@ -560,6 +703,15 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
 }
 
 fn placement(config: &PlacementConfig) -> Result<Option<Where>, String> {
+    if let Some(starts) = &config.starts {
+        if config.start.is_some() || config.count.is_some() || config.group.is_some() {
+            return Err("placement starts cannot be combined with start, count or group".to_owned());
+        }
+        if starts.is_empty() {
+            return Err("placement starts is empty; name at least one start core".to_owned());
+        }
+        return Ok(Some(Where::Starts(starts.clone())));
+    }
     let multicore = match &config.count {
         Some(Count::Word(word)) if word == "all" => true,
         Some(Count::Word(word)) => {

@@ -4,25 +4,24 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use corral_cores::{CoreSet, DeviceSpec, Lease};
-use corral_engine::{Engine, ModelSource, SessionPlacement, SimEngine, SimModel};
+use corral_engine::{Engine, ModelSource, SimEngine, SimModel};
 use corral_placement::{CoreSpan, Layout, Where};
 
 use crate::{
     context,
     error::{LoadError, RuntimeError},
-    model::{Instance, Model, ModelInner, lock},
+    model::{Bounds, Factory, Model, ModelInner, Parts, lock},
     publish::{self, CoreStats, Loaded, Publisher, Sources},
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
     stats::Recorder,
-    worker,
 };
 
 /// A model to load: what it is, its cores per instance (K) and, optionally, its placement
@@ -36,6 +35,8 @@ pub struct ModelDef {
     /// Elastic instances: single-core replicas on adjacent cores may also run a call across
     /// all their cores at once, when those cores are all idle (see [`ModelDef::elastic`]).
     pub elastic: bool,
+    /// The autopilot's bounds, in instances (`None`: 1 to what the process's cores hold).
+    pub autopilot: Option<(usize, usize)>,
 }
 
 impl ModelDef {
@@ -46,6 +47,7 @@ impl ModelDef {
             cores_per_instance: 1,
             placement: None,
             elastic: false,
+            autopilot: None,
         }
     }
 
@@ -56,7 +58,17 @@ impl ModelDef {
             cores_per_instance: 1,
             placement: None,
             elastic: false,
+            autopilot: None,
         }
+    }
+
+    /// The autopilot's bounds, in instances of K cores (SPEC §11): it keeps at least `min` and
+    /// at most `max` (default 1 and what the process's cores hold; a larger `max` is cut to
+    /// that with a warning, `usize::MAX` without one); `min = max` pins the model. The bounds
+    /// alone do not turn the autopilot on.
+    pub fn autopilot(mut self, min: usize, max: usize) -> ModelDef {
+        self.autopilot = Some((min, max));
+        self
     }
 
     /// Sets K, the cores each instance spans.
@@ -94,8 +106,11 @@ struct Inner {
     loaded: Arc<Mutex<Loaded>>,
     /// Stopped and joined first when the runtime drops, so the lease goes with the runtime.
     publisher: Mutex<Option<Publisher>>,
-    /// Serialises loads (slow: engines parse models) without blocking calls or reads.
-    load_lock: Mutex<()>,
+    /// The autopilot, when on; stopped before the models when the runtime drops.
+    autopilot: Mutex<Option<crate::autopilot::Controller>>,
+    /// Serialises loads (slow: engines parse models) and the autopilot's ticks, without
+    /// blocking calls or reads.
+    load_lock: Arc<Mutex<()>>,
     next_model_id: AtomicU64,
     exec_timeout: Duration,
     queue_len_max: usize,
@@ -109,10 +124,19 @@ impl Runtime {
         let lookup = |name: &str| std::env::var(name).ok();
         let exec_timeout = match settings.exec_timeout {
             Some(timeout) => timeout,
-            None => exec_timeout_from(lookup(EXEC_TIMEOUT_ENV))?,
+            None => crate::settings::exec_timeout_from(lookup(EXEC_TIMEOUT_ENV))?,
         };
+        // Every autopilot value that is set is read, even under a flag that overrides it.
+        let from_env = crate::settings::autopilot_from(lookup(crate::autopilot::AUTOPILOT_ENV))?;
+        let interval_from_env =
+            crate::settings::autopilot_interval_from(lookup(crate::autopilot::AUTOPILOT_INTERVAL_ENV))?;
+        let autopilot = Some(settings.autopilot.unwrap_or(from_env));
+        let autopilot_interval = Some(settings.autopilot_interval.unwrap_or(interval_from_env));
         let (_registry, lease) = corral_cores::take_cores(&settings.take, lookup)?;
-        Ok(Runtime::with_lease(lease, RuntimeSettings { exec_timeout: Some(exec_timeout), ..settings }))
+        Ok(Runtime::with_lease(
+            lease,
+            RuntimeSettings { exec_timeout: Some(exec_timeout), autopilot, autopilot_interval, ..settings },
+        ))
     }
 
     /// Everything from the environment (`CORRAL_DEVICE`, `NEURON_RT_NUM_CORES`, …).
@@ -129,12 +153,25 @@ impl Runtime {
             Arc::new(Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }));
         let sources = Sources { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
         let publisher = if settings.publish { Publisher::start(sources) } else { None };
+        let load_lock = Arc::new(Mutex::new(()));
+        let autopilot = match settings.autopilot {
+            Some(true) => crate::autopilot::Controller::start(
+                crate::autopilot::Sources {
+                    lease: lease.clone(),
+                    loaded: loaded.clone(),
+                    load_lock: load_lock.clone(),
+                },
+                settings.autopilot_interval.unwrap_or(crate::autopilot::AUTOPILOT_INTERVAL_DEFAULT),
+            ),
+            _ => None,
+        };
         let inner = Inner {
             scheduler,
             loaded,
             publisher: Mutex::new(publisher),
+            autopilot: Mutex::new(autopilot),
             lease,
-            load_lock: Mutex::new(()),
+            load_lock,
             next_model_id: AtomicU64::new(1),
             exec_timeout: settings.exec_timeout.unwrap_or(EXEC_TIMEOUT_DEFAULT),
             queue_len_max: settings.queue_len_max.max(1),
@@ -163,6 +200,11 @@ impl Runtime {
         self.inner.exec_timeout
     }
 
+    /// Whether the autopilot runs (SPEC §11).
+    pub fn autopilot(&self) -> bool {
+        lock(&self.inner.autopilot).is_some()
+    }
+
     /// The descriptors that hold this process's cores (see `corral_cores::Lease::lock_fds`):
     /// a forked child closes its copies so that it never keeps the parent's cores.
     pub fn lock_fds(&self) -> Vec<std::os::fd::RawFd> {
@@ -181,7 +223,8 @@ impl Runtime {
         loaded.layout.commit(&placement);
         loaded.models.insert(def.name.clone(), model.clone());
         self.publish(&loaded);
-        tracing::info!(model = %def.name, instances = ?placement.instances, "loaded");
+        let spans: Vec<String> = placement.instances.iter().map(|s| s.to_string()).collect();
+        tracing::info!(model = %def.name, "loaded on [{}]", spans.join(" "));
         Ok(model)
     }
 
@@ -239,7 +282,7 @@ impl Runtime {
     /// cores. A new model's name must be free; a replacement's must be loaded, and it is placed
     /// as if the model of that name were gone.
     fn place(&self, def: &ModelDef, replacing: bool) -> Result<corral_placement::Placement, LoadError> {
-        let at = def.placement.or_else(context::current).unwrap_or_default();
+        let at = def.placement.clone().or_else(context::current).unwrap_or_default();
         let loaded = lock(&self.inner.loaded);
         let mut layout = std::borrow::Cow::Borrowed(&loaded.layout);
         match (loaded.models.contains_key(&def.name), replacing) {
@@ -249,7 +292,7 @@ impl Runtime {
             (false, false) => {}
         }
         layout
-            .place(&def.name, def.cores_per_instance, at)
+            .place(&def.name, def.cores_per_instance, &at)
             .map_err(|source| LoadError::Placement { model: def.name.clone(), source })
     }
 
@@ -262,73 +305,77 @@ impl Runtime {
                 inner.onnx_engine.clone().ok_or_else(|| LoadError::NoOnnxEngine { model: def.name.clone() })?
             }
         };
-        let engine_error = |source| LoadError::Engine { model: def.name.clone(), source };
-        let prepared = engine.prepare(&def.source).map_err(engine_error)?;
+        let bounds = self.bounds(def)?;
+        let prepared =
+            engine.prepare(&def.source).map_err(|source| LoadError::Engine { model: def.name.clone(), source })?;
         let model_id = inner.next_model_id.fetch_add(1, Ordering::Relaxed);
-        let recorder = Arc::new(Recorder::new(placement.instances.len()));
-        let mut wide = match elastic_span(def, &placement.instances) {
-            Some(span) => {
-                let core_cpus: Vec<Vec<usize>> = span.cores().map(|c| inner.lease.core_cpus(c).to_vec()).collect();
-                let cpus = core_cpus.concat();
-                let session = prepared.session(&SessionPlacement { core_cpus }).map_err(engine_error)?;
-                Some(worker::Wide { span, session, cpus })
-            }
+        let recorder = Arc::new(Recorder::new());
+        let factory = Factory {
+            prepared,
+            lease: inner.lease.clone(),
+            scheduler: inner.scheduler.clone(),
+            model_id,
+            exec_timeout: inner.exec_timeout,
+            run_max: inner.run_max,
+            queue_len_max: inner.queue_len_max,
+        };
+        let wide = match elastic_span(def, &placement.instances) {
+            Some(span) => Some(factory.wide(&def.name, span)?),
             None => None,
         };
-        let elastic = wide.is_some();
+        let wide = Arc::new(Mutex::new(wide));
         let mut instances = Vec::with_capacity(placement.instances.len());
         for (index, &cores) in placement.instances.iter().enumerate() {
-            let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| inner.lease.core_cpus(c).to_vec()).collect();
-            let session = prepared.session(&SessionPlacement { core_cpus: core_cpus.clone() }).map_err(engine_error)?;
-            let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(inner.queue_len_max);
-            let in_flight = Arc::new(AtomicUsize::new(0));
-            let last_compute_ns = Arc::new(AtomicU64::new(0));
-            let spec = worker::WorkerSpec {
-                model: def.name.clone(),
-                model_id,
-                instance: index,
-                cores,
-                first_core_cpus: core_cpus[0].clone(),
-                cpus: core_cpus.concat(),
-                scheduler: inner.scheduler.clone(),
-                recorder: recorder.clone(),
-                in_flight: in_flight.clone(),
-                last_compute_ns: last_compute_ns.clone(),
-                exec_timeout: inner.exec_timeout,
-                run_max: inner.run_max,
-            };
-            let thread = worker::spawn(spec, session, wide.take(), jobs_rx)
-                .map_err(|source| LoadError::Thread { model: def.name.clone(), source })?;
             // On a later failure, `instances` drops: queues close and workers end.
-            instances.push(Instance {
-                cores,
-                jobs: RwLock::new(Some(jobs_tx)),
-                in_flight,
-                last_compute_ns,
-                thread: Mutex::new(Some(thread)),
-            });
+            instances.push(factory.start(&def.name, index as u64, cores, &recorder, &wide)?);
         }
         let warning = placement.warning();
         if let Some(warning) = &warning {
             tracing::warn!("{warning}");
         }
-        Ok(Model {
-            inner: Arc::new(ModelInner {
-                name: def.name.clone(),
-                elastic,
-                arrivals_saw: AtomicU64::new(0),
-                id: model_id,
-                cores_per_instance: def.cores_per_instance,
-                inputs: prepared.inputs().to_vec(),
-                outputs: prepared.outputs().to_vec(),
-                instances,
-                next: AtomicUsize::new(0),
-                recorder,
-                warning,
-                exec_timeout: inner.exec_timeout,
-                queue_len_max: inner.queue_len_max,
-            }),
-        })
+        let parts = Parts {
+            name: def.name.clone(),
+            id: model_id,
+            cores_per_instance: def.cores_per_instance,
+            instances,
+            elastic_asked: def.elastic,
+            wide,
+            recorder,
+            warning,
+            factory,
+            bounds,
+        };
+        Ok(Model { inner: Arc::new(ModelInner::new(parts)) })
+    }
+
+    /// The autopilot's bounds of `def`: its own, else 1 to as many as the process's cores
+    /// hold; a `max` that cannot fit is cut to what fits (with a warning); legacy groups pin.
+    fn bounds(&self, def: &ModelDef) -> Result<Bounds, LoadError> {
+        let fit = (self.cores() / def.cores_per_instance.max(1)).max(1);
+        let bad = |reason: String| LoadError::Bounds { model: def.name.clone(), reason };
+        let (min, max) = def.autopilot.unwrap_or((1, fit));
+        if min < 1 {
+            return Err(bad(format!("autopilot min = {min}: a model keeps at least 1 instance")));
+        }
+        if min > max {
+            return Err(bad(format!("autopilot min = {min} is above max = {max}")));
+        }
+        let max = if max > fit {
+            // usize::MAX is "no max given" (a config with only `min`): no warning for it.
+            if max != usize::MAX {
+                tracing::warn!(
+                model = %def.name,
+                    "autopilot max = {max} instances do not fit the process's {} cores; at most {fit}",
+                    self.cores()
+                );
+            }
+            fit
+        } else {
+            max
+        };
+        let min = min.min(max);
+        let pinned = min == max || matches!(def.placement, Some(Where::Group(_)));
+        Ok(Bounds { min, max, pinned })
     }
 
     /// Unloads a model: new calls fail at once, calls already accepted complete first.
@@ -370,7 +417,7 @@ impl Runtime {
 }
 
 /// Per process core, the instances on it as `name[replica]`, for the owner records.
-fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
+pub(crate) fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
     let mut per_core = vec![Vec::new(); layout.cores()];
     for placed in layout.placed() {
         for core in placed.cores.cores() {
@@ -382,6 +429,10 @@ fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The autopilot moves instances: stop it before the models go.
+        if let Some(autopilot) = lock(&self.autopilot).take() {
+            autopilot.stop();
+        }
         // The publisher holds the lease too: stop it first, so the lease ends with the runtime.
         if let Some(publisher) = lock(&self.publisher).take() {
             publisher.stop();
@@ -410,34 +461,15 @@ impl Drop for Replacement {
     }
 }
 
-fn exec_timeout_from(value: Option<String>) -> Result<Duration, RuntimeError> {
-    let Some(value) = value else { return Ok(EXEC_TIMEOUT_DEFAULT) };
-    let bad = |reason: &str| RuntimeError::Setting {
-        name: EXEC_TIMEOUT_ENV,
-        value: value.clone(),
-        reason: reason.to_owned(),
-        hint: "give seconds, e.g. 30 or 0.5",
-    };
-    let seconds: f64 = value.trim().parse().map_err(|_| bad("not a number of seconds"))?;
-    if !(seconds > 0.0 && seconds.is_finite() && seconds < 1e9) {
-        return Err(bad("must be more than 0"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-/// The cores an elastic model's wide session spans: all its replicas', when each is one core
-/// and together they are adjacent; `None` otherwise (logged when elastic was asked for).
+/// The cores an elastic model's wide session spans (`corral_dispatch::elastic::wide_span`);
+/// `None` otherwise, logged when elastic was asked for.
 fn elastic_span(def: &ModelDef, instances: &[CoreSpan]) -> Option<CoreSpan> {
     if !def.elastic || instances.len() < 2 {
         return None;
     }
-    let first = instances.iter().map(|s| s.first).min()?;
-    let mut cores: Vec<usize> = instances.iter().map(|s| s.first).collect();
-    cores.sort_unstable();
-    let adjacent = cores.iter().enumerate().all(|(i, &c)| c == first + i);
-    if def.cores_per_instance != 1 || instances.iter().any(|s| s.count != 1) || !adjacent {
+    let span = corral_dispatch::elastic::wide_span(def.cores_per_instance, instances);
+    if span.is_none() {
         tracing::warn!(model = %def.name, "elastic instances need single-core replicas on adjacent cores; left off");
-        return None;
     }
-    Some(CoreSpan { first, count: instances.len() })
+    span
 }

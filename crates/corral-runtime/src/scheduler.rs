@@ -1,29 +1,24 @@
 //! Gang scheduling of a process's cores: a core executes one thing at a time, and an
 //! execution of a K-core instance holds all K cores together.
 //!
-//! # Protocol
+//! The rules (who may go, aging, switches) are `corral_dispatch::gangs`, shared with the
+//! planner's simulator; this module drives them with threads and a clock:
 //!
 //! 1. A worker that wants to execute calls [`Scheduler::acquire`] with its instance's cores
-//!    and model. Under the one scheduler lock it takes a ticket and joins the waiters.
-//! 2. It may go when every one of its cores is free and no *earlier* waiter on an
-//!    overlapping core stands in the way. An earlier waiter stands in the way if all its
-//!    cores are free too (it was first: FIFO), or if it has already been overtaken
-//!    [`OVERTAKE_MAX`] times (aging: nothing starves). Otherwise the worker overtakes it,
-//!    which keeps idle cores busy when a wide gang waits on a busy one.
-//! 3. Going means marking all its cores busy at once, counting a switch on every core whose
-//!    last model differs, and leaving the waiters. The returned [`Gang`] releases all the
-//!    cores together when dropped and wakes the waiters.
-//! 4. A waiter whose deadline passes leaves the waiters (waking the others, whom it may have
+//!    and model. Under the one scheduler lock it joins the table's line.
+//! 2. It goes as soon as the table says it may; otherwise it waits on the condvar, woken
+//!    whenever a gang is released or a waiter leaves.
+//! 3. The returned [`Gang`] releases all the cores together when dropped and wakes the
+//!    waiters.
+//! 4. A waiter whose deadline passes leaves the line (waking the others, whom it may have
 //!    been blocking) and fails with a timeout.
 //!
 //! Executions and busy time are atomics per core, added by [`Gang::record`] as each execution
 //! ends (before its caller is answered), so statistics and the live publication see every
-//! execution at once without taking the lock; switches are counted under the lock in step 3.
+//! execution at once without taking the lock; switches are counted under the lock in step 2.
 //!
 //! Cores are taken all at once under a single lock, so no worker ever holds some cores while
-//! waiting for others: there is no hold-and-wait, hence no deadlock between gangs. The
-//! earliest waiter that has been overtaken `OVERTAKE_MAX` times blocks every later
-//! overlapping waiter, so it runs as soon as its cores drain: waits are bounded.
+//! waiting for others: there is no hold-and-wait, hence no deadlock between gangs.
 
 use std::{
     sync::{
@@ -33,13 +28,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use corral_dispatch::gangs::GangTable;
+pub use corral_dispatch::gangs::{ModelId, OVERTAKE_MAX};
 use corral_placement::CoreSpan;
-
-/// How often an earlier waiter may be overtaken before it blocks later overlapping waiters.
-pub const OVERTAKE_MAX: u32 = 8;
-
-/// Identifies a loaded model to the scheduler (switches are counted between ids).
-pub type ModelId = u64;
 
 /// Per-core counters, as read by statistics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -51,47 +42,10 @@ pub struct CoreCounters {
     pub last_model: Option<ModelId>,
 }
 
-#[derive(Debug, Default)]
-struct CoreState {
-    busy: bool,
-    counters: CoreCounters,
-}
-
-#[derive(Debug)]
-struct Waiter {
-    ticket: u64,
-    span: CoreSpan,
-    overtaken: u32,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    cores: Vec<CoreState>,
-    /// In ticket order.
-    waiters: Vec<Waiter>,
-    next_ticket: u64,
-}
-
-impl State {
-    fn all_free(&self, span: CoreSpan) -> bool {
-        span.cores().all(|c| !self.cores[c].busy)
-    }
-
-    /// Step 2 of the protocol, for the waiter at `position`.
-    fn may_go(&self, position: usize) -> bool {
-        let me = &self.waiters[position];
-        self.all_free(me.span)
-            && self.waiters[..position]
-                .iter()
-                .filter(|earlier| earlier.span.overlaps(&me.span))
-                .all(|earlier| earlier.overtaken < OVERTAKE_MAX && !self.all_free(earlier.span))
-    }
-}
-
 /// The cores of one process and who is executing on them.
 #[derive(Debug)]
 pub struct Scheduler {
-    state: Mutex<State>,
+    table: Mutex<GangTable>,
     wake: Condvar,
     /// Per core: executions and busy nanoseconds, outside the lock.
     work: Vec<(AtomicU64, AtomicU64)>,
@@ -103,68 +57,55 @@ pub struct TimedOut;
 
 impl Scheduler {
     pub fn new(cores: usize) -> Scheduler {
-        let state = State { cores: (0..cores).map(|_| CoreState::default()).collect(), ..State::default() };
         let work = (0..cores).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect();
-        Scheduler { state: Mutex::new(state), wake: Condvar::new(), work }
+        Scheduler { table: Mutex::new(GangTable::new(cores)), wake: Condvar::new(), work }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, GangTable> {
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes all cores of `span` for `model`, waiting until `deadline` at most.
     pub fn acquire(&self, span: CoreSpan, model: ModelId, deadline: Instant) -> Result<Gang<'_>, TimedOut> {
-        let mut state = self.lock();
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.waiters.push(Waiter { ticket, span, overtaken: 0 });
+        let mut table = self.lock();
+        let ticket = table.join(span);
         loop {
-            let position =
-                state.waiters.iter().position(|w| w.ticket == ticket).expect("a waiter stays until it leaves");
-            if state.may_go(position) {
-                state.waiters.remove(position);
-                for earlier in state.waiters[..position].iter_mut().filter(|w| w.span.overlaps(&span)) {
-                    earlier.overtaken += 1;
-                }
-                let mut switched = false;
-                for core in span.cores() {
-                    let core = &mut state.cores[core];
-                    core.busy = true;
-                    if core.counters.last_model.is_some_and(|last| last != model) {
-                        core.counters.switches += 1;
-                        switched = true;
-                    }
-                    core.counters.last_model = Some(model);
-                }
+            if table.may_go(ticket) {
+                let switched = table.go(ticket, model);
                 return Ok(Gang { scheduler: self, span, switched });
             }
             let now = Instant::now();
             if now >= deadline {
-                state.waiters.remove(position);
-                let others_wait = !state.waiters.is_empty();
-                drop(state);
+                let others_wait = table.leave(ticket);
+                drop(table);
                 if others_wait {
                     self.wake.notify_all();
                 }
                 return Err(TimedOut);
             }
-            state = self.wake.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            table = self.wake.wait_timeout(table, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
     /// Counters of every core, in index order.
     pub fn counters(&self) -> Vec<CoreCounters> {
-        let mut counters: Vec<CoreCounters> = self.lock().cores.iter().map(|c| c.counters.clone()).collect();
-        for (core, (executions, busy_ns)) in counters.iter_mut().zip(&self.work) {
-            core.executions = executions.load(Relaxed);
-            core.busy = Duration::from_nanos(busy_ns.load(Relaxed));
-        }
-        counters
+        let table = self.lock();
+        table
+            .cores()
+            .iter()
+            .zip(&self.work)
+            .map(|(core, (executions, busy_ns))| CoreCounters {
+                executions: executions.load(Relaxed),
+                busy: Duration::from_nanos(busy_ns.load(Relaxed)),
+                switches: core.switches,
+                last_model: core.last_model,
+            })
+            .collect()
     }
 
     /// The cores currently executing (for tests and `top`).
     pub fn busy(&self) -> Vec<bool> {
-        self.lock().cores.iter().map(|c| c.busy).collect()
+        self.lock().cores().iter().map(|c| c.busy).collect()
     }
 }
 
@@ -196,13 +137,7 @@ impl Gang<'_> {
 
 impl Drop for Gang<'_> {
     fn drop(&mut self) {
-        let mut state = self.scheduler.lock();
-        for core in self.span.cores() {
-            let core = &mut state.cores[core];
-            core.busy = false;
-        }
-        let others_wait = !state.waiters.is_empty();
-        drop(state);
+        let others_wait = self.scheduler.lock().release(self.span);
         if others_wait {
             self.scheduler.wake.notify_all();
         }
@@ -240,27 +175,6 @@ mod tests {
         let _held = scheduler.acquire(CoreSpan::new(0, 2), 1, far()).expect("free");
         let result = scheduler.acquire(CoreSpan::new(1, 1), 2, Instant::now() + Duration::from_millis(20));
         assert_eq!(result.err(), Some(TimedOut));
-        assert!(scheduler.lock().waiters.is_empty());
-    }
-
-    #[test]
-    fn an_overtaken_waiter_eventually_blocks_later_ones() {
-        let state = State {
-            cores: (0..2).map(|i| CoreState { busy: i == 1, ..CoreState::default() }).collect(),
-            waiters: vec![
-                Waiter { ticket: 0, span: CoreSpan::new(0, 2), overtaken: 0 },
-                Waiter { ticket: 1, span: CoreSpan::new(0, 1), overtaken: 0 },
-            ],
-            next_ticket: 2,
-        };
-        assert!(state.may_go(1), "nc0 is idle and the wide waiter cannot use it yet");
-        let state = State {
-            waiters: vec![
-                Waiter { ticket: 0, span: CoreSpan::new(0, 2), overtaken: OVERTAKE_MAX },
-                Waiter { ticket: 1, span: CoreSpan::new(0, 1), overtaken: 0 },
-            ],
-            ..state
-        };
-        assert!(!state.may_go(1), "the wide waiter has waited long enough");
+        assert!(!scheduler.lock().waiting());
     }
 }

@@ -26,6 +26,10 @@ pub struct RuntimeSettings {
     /// Publish live counters for `corral top` and `corral monitor` (on by default; off
     /// keeps them inside the process, and lets benchmarks measure what publishing costs).
     pub publish: bool,
+    /// The autopilot (SPEC §11): on or off, else `CORRAL_AUTOPILOT` (off when unset).
+    pub autopilot: Option<bool>,
+    /// Its interval, else `CORRAL_AUTOPILOT_INTERVAL`, else 0.5 s.
+    pub autopilot_interval: Option<Duration>,
 }
 
 impl Default for RuntimeSettings {
@@ -34,9 +38,60 @@ impl Default for RuntimeSettings {
             take: TakeSettings::default(),
             exec_timeout: None,
             queue_len_max: 1024,
-            run_max: 8,
+            run_max: corral_dispatch::runs::RUN_MAX,
             onnx_engine: None,
             publish: true,
+            autopilot: None,
+            autopilot_interval: None,
         }
     }
+}
+
+/// The execution timeout a `CORRAL_EXEC_TIMEOUT` value gives (the default when unset), as the
+/// runtime reads it; a planner simulating the runtime reads it the same way.
+pub fn exec_timeout_from(value: Option<String>) -> Result<Duration, crate::RuntimeError> {
+    let Some(value) = value else { return Ok(EXEC_TIMEOUT_DEFAULT) };
+    let bad = |reason: &str| crate::RuntimeError::Setting {
+        name: EXEC_TIMEOUT_ENV,
+        value: value.clone(),
+        reason: reason.to_owned(),
+        hint: "give seconds, e.g. 30 or 0.5",
+    };
+    let seconds: f64 = value.trim().parse().map_err(|_| bad("not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds.is_finite() && seconds < 1e9) {
+        return Err(bad("must be more than 0"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Whether a `CORRAL_AUTOPILOT` value turns the autopilot on (off when unset).
+pub fn autopilot_from(value: Option<String>) -> Result<bool, crate::RuntimeError> {
+    let Some(value) = value else { return Ok(false) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" => Ok(true),
+        "0" | "false" | "off" => Ok(false),
+        _ => Err(crate::RuntimeError::Setting {
+            name: crate::autopilot::AUTOPILOT_ENV,
+            value,
+            reason: "is neither on nor off".to_owned(),
+            hint: "use 1, true or on to turn the autopilot on; 0, false or off to leave it off",
+        }),
+    }
+}
+
+/// The interval a `CORRAL_AUTOPILOT_INTERVAL` value gives (the default when unset).
+pub fn autopilot_interval_from(value: Option<String>) -> Result<Duration, crate::RuntimeError> {
+    let Some(value) = value else { return Ok(crate::autopilot::AUTOPILOT_INTERVAL_DEFAULT) };
+    let (low, high) = crate::autopilot::AUTOPILOT_INTERVAL_RANGE;
+    let bad = |reason: String| crate::RuntimeError::Setting {
+        name: crate::autopilot::AUTOPILOT_INTERVAL_ENV,
+        value: value.clone(),
+        reason,
+        hint: "give seconds between 0.05 and 60, e.g. 0.5",
+    };
+    let seconds: f64 = value.trim().parse().map_err(|_| bad("not a number of seconds".to_owned()))?;
+    if !(low..=high).contains(&seconds) {
+        return Err(bad(format!("must be from {low} to {high} seconds")));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }

@@ -47,14 +47,13 @@ pub(crate) struct Recorder {
     executions: AtomicU64,
     queue_ns: AtomicU64,
     compute_ns: AtomicU64,
-    instance_executions: Vec<AtomicU64>,
     latency: Vec<AtomicU64>,
     /// Engine time per execution, the same buckets (monitor's `device_latency`).
     compute: Vec<AtomicU64>,
 }
 
 impl Recorder {
-    pub(crate) fn new(instances: usize) -> Recorder {
+    pub(crate) fn new() -> Recorder {
         Recorder {
             requests: AtomicU64::new(0),
             other_failures: AtomicU64::new(0),
@@ -62,7 +61,6 @@ impl Recorder {
             executions: AtomicU64::new(0),
             queue_ns: AtomicU64::new(0),
             compute_ns: AtomicU64::new(0),
-            instance_executions: (0..instances).map(|_| AtomicU64::new(0)).collect(),
             latency: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             compute: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -82,9 +80,8 @@ impl Recorder {
         self.input_failures.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn execution(&self, instance: usize, queue: Duration, compute: Duration) {
+    pub(crate) fn execution(&self, queue: Duration, compute: Duration) {
         self.executions.fetch_add(1, Relaxed);
-        self.instance_executions[instance].fetch_add(1, Relaxed);
         self.queue_ns.fetch_add(queue.as_nanos() as u64, Relaxed);
         self.compute_ns.fetch_add(compute.as_nanos() as u64, Relaxed);
         self.compute[bucket(compute)].fetch_add(1, Relaxed);
@@ -116,7 +113,8 @@ impl Recorder {
             executions: self.executions.load(Relaxed),
             queue_time: Duration::from_nanos(self.queue_ns.load(Relaxed)),
             compute_time: Duration::from_nanos(self.compute_ns.load(Relaxed)),
-            instance_executions: self.instance_executions.iter().map(|e| e.load(Relaxed)).collect(),
+            // Per instance, filled in by `Model::stats` from its current instances.
+            instance_executions: Vec::new(),
             p50: percentile(&counts, 0.50),
             p90: percentile(&counts, 0.90),
             p99: percentile(&counts, 0.99),
@@ -165,7 +163,7 @@ mod tests {
 
     #[test]
     fn percentiles_are_within_a_bucket() {
-        let recorder = Recorder::new(1);
+        let recorder = Recorder::new();
         for ms in 1..=100 {
             recorder.latency(Duration::from_millis(ms));
         }
@@ -177,12 +175,12 @@ mod tests {
         within(stats.p50, 50.0);
         within(stats.p90, 90.0);
         within(stats.p99, 99.0);
-        assert_eq!(Recorder::new(1).snapshot().p50, Duration::ZERO);
+        assert_eq!(Recorder::new().snapshot().p50, Duration::ZERO);
     }
 
     #[test]
     fn input_failures_are_a_part_of_failures() {
-        let recorder = Recorder::new(1);
+        let recorder = Recorder::new();
         recorder.failure();
         recorder.input_failure();
         recorder.input_failure();

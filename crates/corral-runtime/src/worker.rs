@@ -14,11 +14,12 @@
 //!    wait of other models.
 //! 4. Release the gang, reply, repeat. A panicking engine fails the call, not the worker.
 //!
-//! Elastic instances: the worker of instance 0 of an elastic model also holds a wide session
-//! spanning every instance's core. A job marked wide (see `Model`'s enqueue) first
-//! tries, without waiting, to take all those cores; if it gets them it runs on the wide
-//! session and releases them at once, else it runs as any other job. A wide run never waits
-//! for cores, so it can only ever use cores nobody else wanted at that moment.
+//! Elastic instances: an elastic model has a wide session spanning every instance's core,
+//! shared by its workers (rebuilt when its instances move). A job marked wide (see `Model`'s
+//! enqueue; it goes to the first replica) first tries, without waiting, to take all those
+//! cores; if it gets them it runs on the wide session and releases them at once, else it runs
+//! as any other job. A wide run never waits for cores, so it can only ever use cores nobody
+//! else wanted at that moment.
 
 use std::{
     future::Future,
@@ -75,6 +76,10 @@ pub(crate) struct Wide {
 
 /// What a worker needs besides its session.
 pub(crate) struct WorkerSpec {
+    /// The model's wide session, if any (elastic instances).
+    pub(crate) wide: Arc<Mutex<Option<Wide>>>,
+    /// This instance's executions.
+    pub(crate) executions: Arc<AtomicU64>,
     pub(crate) model: String,
     pub(crate) model_id: ModelId,
     pub(crate) instance: usize,
@@ -93,15 +98,12 @@ pub(crate) struct WorkerSpec {
 pub(crate) fn spawn(
     spec: WorkerSpec,
     session: Box<dyn Session>,
-    wide: Option<Wide>,
     jobs: Receiver<Job>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("corral-nc{}", spec.cores.first))
-        .spawn(move || run(spec, session, wide, jobs))
+    std::thread::Builder::new().name(format!("corral-nc{}", spec.cores.first)).spawn(move || run(spec, session, jobs))
 }
 
-fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, jobs: Receiver<Job>) {
+fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
     if !spec.first_core_cpus.is_empty() {
         let mut set = nix::sched::CpuSet::new();
         for &cpu in &spec.first_core_cpus {
@@ -129,13 +131,8 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, 
             fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
             continue;
         }
-        if job.wide
-            && let Some(wide) = wide.as_mut()
-            && let Ok(mut gang) = spec.scheduler.acquire(wide.span, spec.model_id, Instant::now())
-        {
-            execute(&spec, wide.session.as_mut(), &mut gang, job, wide.span, &wide.cpus);
-            continue;
-        }
+        let job = if job.wide { run_wide(&spec, job) } else { Some(job) };
+        let Some(job) = job else { continue };
         let Ok(mut gang) = spec.scheduler.acquire(spec.cores, spec.model_id, job.deadline) else {
             fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
             continue;
@@ -145,7 +142,7 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, 
         while let Some(job) = next.take() {
             execute(&spec, session.as_mut(), &mut gang, job, spec.cores, &spec.cpus);
             in_a_row += 1;
-            if in_a_row < spec.run_max {
+            if corral_dispatch::runs::continues(in_a_row, spec.run_max) {
                 match jobs.try_recv() {
                     Ok(job) if Instant::now() < job.deadline => next = Some(job),
                     Ok(job) => {
@@ -155,6 +152,21 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, mut wide: Option<Wide>, 
                 }
             }
         }
+    }
+}
+
+/// Runs a wide job on the wide session if every core of it is free now (`None`: done), else
+/// gives it back to run as any other.
+fn run_wide(spec: &WorkerSpec, job: Job) -> Option<Job> {
+    let mut slot = spec.wide.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(wide) = slot.as_mut() else { return Some(job) };
+    match spec.scheduler.acquire(wide.span, spec.model_id, Instant::now()) {
+        Ok(mut gang) => {
+            let (span, cpus) = (wide.span, wide.cpus.clone());
+            execute(spec, wide.session.as_mut(), &mut gang, job, span, &cpus);
+            None
+        }
+        Err(_) => Some(job),
     }
 }
 
@@ -178,7 +190,8 @@ fn execute(
     spec.last_compute_ns.store(compute.as_nanos() as u64, Ordering::Relaxed);
     let result = match outcome {
         Ok(Ok(outputs)) => {
-            spec.recorder.execution(spec.instance, started - job.queued_at, compute);
+            spec.recorder.execution(started - job.queued_at, compute);
+            spec.executions.fetch_add(1, Ordering::Relaxed);
             spec.recorder.latency(job.queued_at.elapsed());
             Ok(Inference { outputs, instance: spec.instance, cores, started, compute })
         }

@@ -1,7 +1,8 @@
 //! Prometheus text for the metrics port. Per model version, Triton's names (`nv_inference_*`,
 //! with `model` and `version` labels; durations in microseconds); then what Triton lacks
 //! (`corral_*`): a request-duration histogram per model version (seconds), queue depth and
-//! executions per instance, and per core executions, busy time and model switches.
+//! executions per instance, the autopilot's moves per model version and direction (every
+//! series present from the load, at 0), and per core executions, busy time and model switches.
 //!
 //! Every series keeps its labels for the server's life, so `rate()` never sees a reset that
 //! did not happen: no label changes when a model loads, reloads or its instances move. What
@@ -94,6 +95,18 @@ pub fn render(state: &ServerState) -> String {
             let _ = writeln!(
                 out,
                 "corral_instance_cores{{model=\"{}\",version=\"{}\",instance=\"{i}\",cores=\"{span}\"}} 1",
+                s.name, s.version
+            );
+        }
+    }
+    let name = "corral_autopilot_moves_total";
+    family(&mut out, name, "counter", "Instances the autopilot started (grow), retired (shrink) and relocated (move)");
+    for s in &served {
+        let (grow, shrink, relocate) = s.model.moves();
+        for (direction, count) in [("grow", grow), ("shrink", shrink), ("move", relocate)] {
+            let _ = writeln!(
+                out,
+                "{name}{{model=\"{}\",version=\"{}\",direction=\"{direction}\"}} {count}",
                 s.name, s.version
             );
         }

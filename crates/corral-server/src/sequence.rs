@@ -5,7 +5,9 @@
 //!
 //! Triton's `direct` and `oldest` strategies both come down to this here: corral runs one call
 //! at a time per instance, so a sequence owns no batch slot, only its instance. A new
-//! sequence starts on the instance with the fewest live sequences. A sequence ends with its
+//! sequence starts on the instance with the fewest live sequences, and holds it
+//! (`Model::hold`): an instance with live sequences is not retired by the autopilot until they
+//! end or idle out. A sequence ends with its
 //! END request, or after `max_sequence_idle_microseconds` without one; a request for a
 //! sequence that is not live and does not say START gets Triton's error.
 
@@ -45,7 +47,8 @@ pub struct SequenceParams {
 }
 
 struct Live {
-    instance: usize,
+    /// The instance's id (`Model::instance_ids`).
+    instance: u64,
     last: Instant,
 }
 
@@ -54,21 +57,14 @@ pub struct Sequencer {
     /// The model's name as clients know it (errors name it).
     name: String,
     config: SequenceConfig,
-    instances: usize,
     /// With a control input's batch dimension when the model batches.
     batched: bool,
     live: Mutex<HashMap<SequenceId, Live>>,
 }
 
 impl Sequencer {
-    pub fn new(name: &str, config: SequenceConfig, instances: usize, batched: bool) -> Sequencer {
-        Sequencer {
-            name: name.to_owned(),
-            config,
-            instances: instances.max(1),
-            batched,
-            live: Mutex::new(HashMap::new()),
-        }
+    pub fn new(name: &str, config: SequenceConfig, batched: bool) -> Sequencer {
+        Sequencer { name: name.to_owned(), config, batched, live: Mutex::new(HashMap::new()) }
     }
 
     /// Routes one call of `model` to its sequence's instance with the control inputs added,
@@ -88,20 +84,26 @@ impl Sequencer {
         };
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        live.retain(|_, sequence| now.duration_since(sequence.last) <= self.config.idle);
+        live.retain(|_, sequence| {
+            let alive = now.duration_since(sequence.last) <= self.config.idle;
+            if !alive {
+                model.release(sequence.instance);
+            }
+            alive
+        });
         let instance = match live.get_mut(id) {
             Some(sequence) if !params.start => {
                 sequence.last = now;
                 sequence.instance
             }
             _ if params.start => {
-                let mut load = vec![0usize; self.instances];
-                for (other, sequence) in live.iter() {
-                    if other != id {
-                        load[sequence.instance] += 1;
-                    }
+                if let Some(restarted) = live.remove(id) {
+                    model.release(restarted.instance);
                 }
-                let instance = (0..self.instances).min_by_key(|&i| load[i]).unwrap_or(0);
+                let ids = model.instance_ids();
+                let load = |instance: u64| live.values().filter(|s| s.instance == instance).count();
+                let instance = ids.iter().copied().min_by_key(|&i| load(i)).unwrap_or(0);
+                model.hold(instance);
                 live.insert(id.clone(), Live { instance, last: now });
                 instance
             }
@@ -115,10 +117,13 @@ impl Sequencer {
             inputs.retain(|t| t.name != control.input);
             inputs.push(self.control_tensor(&control.input, control.kind, id, params)?);
         }
-        if params.end {
-            live.remove(id);
+        // The last request is queued before its instance is released, so the instance cannot
+        // be retired under it.
+        let reply = model.try_submit_to(instance, inputs).map_err(CallError::from);
+        if params.end && live.remove(id).is_some() {
+            model.release(instance);
         }
-        model.try_submit_to(instance, inputs).map_err(CallError::from)
+        reply
     }
 
     fn control_tensor(

@@ -435,10 +435,8 @@ impl ServerState {
             let batcher = config
                 .batch_delay
                 .map(|delay| Batcher::start(model.clone(), config.max_batch_size, delay, counters.clone()));
-            let sequencer = config
-                .sequence
-                .clone()
-                .map(|sequence| Sequencer::new(name, sequence, model.instances().len(), config.max_batch_size > 0));
+            let sequencer =
+                config.sequence.clone().map(|sequence| Sequencer::new(name, sequence, config.max_batch_size > 0));
             let served = Served {
                 name: name.to_owned(),
                 version: number.to_string(),

@@ -55,6 +55,7 @@ fn json_has_device_cores_and_owners() {
         {
           "device": "sim:2",
           "registry": "<dir>/sim-2",
+          "quota_cpus": null,
           "cores": [
             {
               "index": 0,

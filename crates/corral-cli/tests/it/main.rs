@@ -2,11 +2,15 @@
 //! snapshots of what it prints with pids and times filtered.
 
 mod cpu;
+mod deploy;
+mod device_plugin;
 mod launch;
 mod live;
 mod ls;
 mod models;
 mod ownership;
+mod planning;
+mod quota;
 mod schema;
 mod serve;
 mod tidy;
@@ -152,6 +156,25 @@ fn stdout_line_or_stderr(
             Err(stderr)
         }
     }
+}
+
+/// The variable that lets a test the kernel will not run be skipped: a comma-separated list
+/// of capabilities (`cgroups`). CI never sets it.
+const TEST_SKIP_ENV: &str = "CORRAL_TEST_SKIP";
+
+/// A test found that this machine lacks `capability` (the kernel refused, `reason` says how):
+/// it fails, unless `CORRAL_TEST_SKIP` lists the capability, in which case this returns (with
+/// a note on stderr) and the caller returns.
+#[track_caller]
+fn cannot_run(capability: &str, reason: impl std::fmt::Display) {
+    let listed = std::env::var(TEST_SKIP_ENV).is_ok_and(|list| list.split(',').any(|c| c.trim() == capability));
+    if listed {
+        eprintln!("skipped ({TEST_SKIP_ENV} lists {capability}): {reason}");
+        return;
+    }
+    panic!(
+        "{reason}\nhint: this test needs {capability}; run as root on a host that allows it, or set {TEST_SKIP_ENV}={capability} to skip it"
+    );
 }
 
 /// Cores held in an `ls --json` listing, with their owner pids.

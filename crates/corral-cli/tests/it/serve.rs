@@ -310,6 +310,35 @@ fn traffic_survives_reloads_and_metrics_match_the_clients() {
 }
 
 #[test]
+fn the_autopilot_moves_cores_to_the_model_tritonclient_drives_without_a_failed_call() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    put_sim(dir.path(), "one", 10);
+    put_sim(dir.path(), "two", 10);
+    let server = Server::start_with(
+        &host,
+        dir.path(),
+        &["--device", "sim:8", "--autopilot", "-v"],
+        &[("CORRAL_AUTOPILOT_INTERVAL", "0.05")],
+    );
+    server.wait_ready();
+    let ports = [Server::port(&server.http), Server::port(&server.grpc), Server::port(&server.metrics)];
+    let stdout = server.run_client("serve_autopilot.py", &ports, "autopilot checks passed");
+    eprintln!("{stdout}");
+    assert!(server.stderr.lock().expect("lock").contains("autopilot: grow"), "moves are logged");
+    // monitor shows each model's instances and moves (corral's own fields).
+    let monitor =
+        host.corral(&["monitor", "--device", "sim:8", "--period", "0.3", "--count", "1"]).output().expect("monitor");
+    let report: serde_json::Value = serde_json::from_slice(&monitor.stdout).expect("one JSON report");
+    let models = report["neuron_runtime_data"][0]["report"]["execution_stats"]["corral_models"].as_array().cloned();
+    let models = models.unwrap_or_else(|| panic!("no corral_models in {report}"));
+    let one =
+        models.iter().find(|m| m["name"] == "one" || m["name"] == "one@1").unwrap_or_else(|| panic!("{models:?}"));
+    assert!(one["autopilot_moves"]["grow"].as_u64() >= Some(3), "{one}");
+    assert!(!one["instances"].as_array().expect("instances").is_empty(), "{one}");
+}
+
+#[test]
 fn reloads_under_traffic_answer_every_call_and_a_failed_reload_keeps_the_old_version() {
     let host = Host::new();
     let dir = tempfile::tempdir().expect("dir");
@@ -406,6 +435,9 @@ fn metric_names_and_labels() {
         corral_queue_depth{model="tick",version="1",instance="0"}
         corral_instance_executions_total{model="tick",version="1",instance="0"}
         corral_instance_cores{model="tick",version="1",instance="0",cores="nc0"}
+        corral_autopilot_moves_total{model="tick",version="1",direction="grow"}
+        corral_autopilot_moves_total{model="tick",version="1",direction="shrink"}
+        corral_autopilot_moves_total{model="tick",version="1",direction="move"}
         corral_core_executions_total{core="nc0",global="0"}
         corral_core_executions_total{core="nc1",global="1"}
         corral_core_busy_seconds_total{core="nc0",global="0"}

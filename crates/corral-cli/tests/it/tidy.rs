@@ -142,6 +142,10 @@ fn dependency_rules_hold_transitively() {
     let extra: Vec<String> =
         graph.closure("corral-placement").into_iter().filter(|d| !pure.contains(&d.as_str())).collect();
     assert!(extra.is_empty(), "corral-placement is pure (no IO, no threads): it pulls in {extra:?}");
+    let allowed = [&pure[..], &["corral-placement"]].concat();
+    let extra: Vec<String> =
+        graph.closure("corral-dispatch").into_iter().filter(|d| !allowed.contains(&d.as_str())).collect();
+    assert!(extra.is_empty(), "corral-dispatch is pure (no clock, lock or thread): it pulls in {extra:?}");
     // corral-py sits on top of the runtime; everything else builds without Python.
     for member in graph.members.iter().filter(|m| *m != "corral-py") {
         forbid(member, &["corral-py", "pyo3", "numpy"], "nothing depends on the Python bindings");

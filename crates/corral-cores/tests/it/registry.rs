@@ -213,3 +213,48 @@ fn a_publication_counts_only_while_its_publisher_holds_the_core() {
     std::fs::write(dir.path().join("sim-4/nc1.live"), kept).expect("world-writable");
     assert!(registry.live(&registry.status().expect("status")).is_empty());
 }
+
+/// A 4-CPU `cpu` device (no SMT unless `smt`) under a quota of `quota_us` per 100 ms, with
+/// its registry in a temp folder. The lock files are real; nothing is pinned.
+fn quota_registry(smt: bool, quota_us: u64) -> (tempfile::TempDir, corral_cores::Registry) {
+    use corral_cores::{CgroupVersion, CpuQuota, Device, DeviceSpec};
+    let siblings = |cpu: usize| if smt { vec![cpu & !1, cpu | 1] } else { vec![cpu] };
+    let quota =
+        CpuQuota { quota_us, period_us: 100_000, cgroup: "/sys/fs/cgroup/pod".into(), version: CgroupVersion::V2 };
+    let device = Device::from_cpus(DeviceSpec::Cpu { logical: !smt }, &[0, 1, 2, 3], &[0, 1, 2, 3], siblings)
+        .with_quota(Some(quota));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let registry = corral_cores::Registry::open(device, dir.path()).expect("registry");
+    (dir, registry)
+}
+
+#[test]
+fn a_cpu_quota_caps_the_default_and_a_count() {
+    // 2.5 CPUs over 4 one-CPU cores: 2 cores, the lowest free run.
+    let (_dir, registry) = quota_registry(false, 250_000);
+    assert_eq!(registry.device().quota_cores(), Some(2));
+    let default = registry.acquire(&Request::all()).expect("free");
+    assert_eq!(default.cores().to_string(), "nc0-nc1");
+    let count = registry.acquire(&Request::num(2)).expect("nc2-nc3 free");
+    assert_eq!(count.cores().to_string(), "nc2-nc3");
+    drop((default, count));
+    let capped = registry.acquire(&Request::num(4)).expect("capped to 2");
+    assert_eq!(capped.cores().to_string(), "nc0-nc1");
+    // An explicit set past the quota is taken (with a warning).
+    drop(capped);
+    let visible = registry.acquire(&Request::visible(CoreRange::new(0, 4))).expect("free");
+    assert_eq!(visible.len(), 4);
+}
+
+#[test]
+fn the_quota_counts_cpus_per_core() {
+    // 2-way SMT: 4 CPUs are 2 cores. 3 CPUs feed floor(3 / 2) = 1 core; 1 CPU still gets 1.
+    let (_dir, registry) = quota_registry(true, 300_000);
+    assert_eq!((registry.device().len(), registry.device().cpus_per_core()), (2, 2));
+    assert_eq!(registry.device().quota_cores(), Some(1));
+    let lease = registry.acquire(&Request::all()).expect("free");
+    assert_eq!((lease.cores().to_string(), lease.cpus().to_vec()), ("nc0".to_owned(), vec![0, 1]));
+    // A capped default is a count: a second process takes the next free core.
+    let second = registry.acquire(&Request::all()).expect("nc1 free");
+    assert_eq!(second.cores().to_string(), "nc1");
+}

@@ -12,7 +12,7 @@ fn check(cores: usize, groups: &[usize], loads: &[(&str, usize, Where)], expect:
     let mut layout = Layout::new(cores, groups);
     let mut notes = String::new();
     for (model, k, at) in loads {
-        match layout.place(model, *k, *at) {
+        match layout.place(model, *k, at) {
             Ok(placement) => {
                 if let Some(warning) = placement.warning() {
                     notes += &format!("warning: {warning}\n");
@@ -253,7 +253,7 @@ fn bad_requests_fail_before_anything_is_placed() {
         (5, Where::Auto),
         (0, Where::Auto),
     ] {
-        out += &format!("K={k} {at}: {}\n", layout.place("m", k, at).expect_err("invalid"));
+        out += &format!("K={k} {at}: {}\n", layout.place("m", k, &at).expect_err("invalid"));
     }
     expect![[r#"
         zero count: nc_count 0 is not valid: use -1 for one instance, or a count of at least the model's cores
@@ -276,11 +276,11 @@ fn bad_requests_fail_before_anything_is_placed() {
 fn unloading_frees_cores_for_the_next_default_load() {
     let mut layout = Layout::new(2, &[]);
     for model in ["a", "b"] {
-        let placement = layout.place(model, 1, Where::Auto).expect("fits");
+        let placement = layout.place(model, 1, &Where::Auto).expect("fits");
         layout.commit(&placement);
     }
     layout.remove("a");
-    let placement = layout.place("c", 1, Where::Auto).expect("fits");
+    let placement = layout.place("c", 1, &Where::Auto).expect("fits");
     assert_eq!(placement.instances[0].first, 0);
     assert_eq!(placement.warning(), None);
 }

@@ -20,7 +20,7 @@ proptest! {
     ) {
         let mut layout = Layout::new(cores, &[]);
         for (i, (k, at)) in loads.into_iter().enumerate() {
-            let Ok(placement) = layout.place(&format!("m{i}"), k, at) else { continue };
+            let Ok(placement) = layout.place(&format!("m{i}"), k, &at) else { continue };
             prop_assert!(!placement.instances.is_empty());
             for (a, span) in placement.instances.iter().enumerate() {
                 prop_assert_eq!(span.count, k);

@@ -14,6 +14,8 @@ The process takes its cores once, at ``corral.init()`` or its first load, from
 ``CORRAL_VISIBLE_CORES``/``NEURON_RT_VISIBLE_CORES`` or ``NEURONCORE_GROUP_SIZES``, and holds
 them until it ends. Core indices in every call are process-relative, as in Neuron.
 Contexts are scoped per thread and per asyncio task (``contextvars``), unlike Neuron's.
+The runtime's records (INFO and above: warnings, the autopilot's moves) go to the ``logging``
+logger ``corral``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from __future__ import annotations
 import atexit
 import contextvars
 import importlib.util
+import logging
 import os
 import pathlib
+import threading
 import warnings
 
 from . import _corral
@@ -95,7 +99,37 @@ def _ort_library() -> str | None:
     return str(libraries[-1]) if libraries else None
 
 
+_log_reader: threading.Thread | None = None
+_log_reader_lock = threading.Lock()
+
+
+def _read_logs() -> None:
+    """Hands the runtime's records (INFO and above: autopilot moves, warnings) to the
+    ``logging`` logger ``corral``, until ``_stop_logs``."""
+    logger = logging.getLogger("corral")
+    while (records := _corral.next_logs(1.0)) is not None:
+        for level, target, message in records:
+            logger.log(level, message, extra={"corral_target": target})
+
+
+def _start_logs() -> None:
+    global _log_reader
+    with _log_reader_lock:
+        if _log_reader is None:
+            _log_reader = threading.Thread(target=_read_logs, name="corral-logs", daemon=True)
+            _log_reader.start()
+
+
+def _stop_logs() -> None:
+    """At exit, after the models' unloads: the last records, then the reader ends (so no
+    thread is inside the extension while the interpreter finalizes)."""
+    _corral.stop_logs()
+    if _log_reader is not None:
+        _log_reader.join(timeout=5)
+
+
 def _start(device=None, num_cores=None, visible_cores=None, group_sizes=None, *, explicit: bool) -> None:
+    _start_logs()
     notice = _corral.init(
         _setting(device),
         _setting(num_cores),
@@ -117,18 +151,20 @@ def init(device=None, num_cores=None, visible_cores=None, group_sizes=None) -> N
 
 
 def load(path, *, name: str | None = None, ctx: PlacementContext | None = None,
-         elastic: bool | None = None) -> Model:
+         elastic: bool | None = None, autopilot: tuple[int, int] | None = None) -> Model:
     """Loads a model: an ``.onnx`` file, or a model folder with ``config.toml`` or
     ``config.pbtxt`` (as ``corral serve`` reads them; simulated models too).
 
     Placement: ``ctx`` if given, else the innermost active context of this thread or task,
     else the folder's configuration, else one instance on the least-used cores. ``elastic``
     (default: the folder's, else off): single-core replicas on adjacent cores may run a call
-    that finds them all idle on all their cores at once."""
+    that finds them all idle on all their cores at once. ``autopilot`` (default: the
+    folder's, else 1 to as many instances as the process's cores hold): the fewest and most
+    instances the autopilot keeps of this model, when it runs (``CORRAL_AUTOPILOT=1``)."""
     if not _corral.started():
         _start(explicit=False)
     placement = ctx._placement if ctx is not None else _placement.get()
-    return _corral.load(os.fspath(path), name, placement, elastic)
+    return _corral.load(os.fspath(path), name, placement, elastic, autopilot)
 
 
 class PlacementContext:
@@ -205,4 +241,6 @@ def device() -> str:
     return _corral.device()
 
 
+# Run last to first: the models unload, then the log reader hands over their records and ends.
+atexit.register(_stop_logs)
 atexit.register(_corral.shutdown)

@@ -139,12 +139,14 @@ def init(
     already started here with other settings, ``CoresBusyError`` when the cores are taken."""
 
 def load(path: str | PathLike[str], *, name: str | None = None, ctx: PlacementContext | None = None,
-         elastic: bool | None = None) -> Model:
+         elastic: bool | None = None, autopilot: tuple[int, int] | None = None) -> Model:
     """Loads an ``.onnx`` file, or a model folder with ``config.toml`` or ``config.pbtxt``.
     Placement: ``ctx``, else the innermost active context, else the folder's configuration,
     else one instance on the least-used cores. The first load starts the runtime from the
     environment. ``elastic``: single-core replicas on adjacent cores may run a call that finds
-    them all idle on all their cores at once (default: the folder's setting, else off)."""
+    them all idle on all their cores at once (default: the folder's setting, else off).
+    ``autopilot``: the fewest and most instances the autopilot keeps of this model when it
+    runs (``CORRAL_AUTOPILOT=1``; default: the folder's, else 1 to what the cores hold)."""
 
 def neuron_cores_context(start_nc: int = -1, nc_count: int = -1) -> PlacementContext:
     """Loads start at ``start_nc`` (-1: least used) over ``nc_count`` cores (-1: one instance;

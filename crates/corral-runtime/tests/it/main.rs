@@ -1,8 +1,10 @@
 //! The runtime through its public API on simulated devices: every seed example of SPEC §5.1
 //! and §5.2, execution rules of §6, and the repository format.
 
+mod autopilot;
 mod execution;
 mod fuzz;
+mod replay;
 mod repository;
 mod seeds;
 

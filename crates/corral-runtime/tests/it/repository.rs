@@ -21,7 +21,7 @@ fn show(
 ) -> String {
     let mut out = String::new();
     for model in models {
-        let at = model.placement.map(|w| w.to_string());
+        let at = model.placement.as_ref().map(|w| w.to_string());
         out += &format!("{} K={} at={at:?}", model.name, model.cores_per_instance);
         if sources {
             out += &format!(" source={:?}", model.source);
@@ -66,7 +66,7 @@ fn reads_models_and_reports_bad_ones() {
         error: REPO/d/config.toml: cores = 0: a model needs at least 1 core per instance
         error: REPO/e/config.toml: platform `tensorflow` is not supported; use "onnx" or "sim"
         error: REPO/f/config.toml: placement group cannot be combined with start or count
-        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `cores`, `placement`, `sim`, `input`, `output`, `versions`
+        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `cores`, `placement`, `sim`, `input`, `output`, `versions`, `plan`, `autopilot`
         error: REPO/h: no <version>/model.onnx found (e.g. 1/model.onnx)
     "#]]
     .assert_eq(&out);

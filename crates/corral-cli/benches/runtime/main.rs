@@ -1,6 +1,7 @@
 //! The runtime's figures, measured side by side in one run and printed as one table
 //! (`./bench/runtime.sh`): dispatch overhead, ONNX Runtime parity, replica scaling, the
-//! simulator's throughput, and switching under corral's scheduler vs plain FIFO order.
+//! simulator's throughput, switching under corral's scheduler vs plain FIFO order, and the
+//! autopilot (`autopilot`: against fixed layouts, and what it costs).
 //! Medians are over many calls; ratios compare runs made in the same process, one after
 //! another. Not a test: numbers are printed, never asserted.
 
@@ -9,6 +10,8 @@ use std::{
     sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
+
+mod autopilot;
 
 use corral_engine::{DataType, Engine, ModelSource, SessionPlacement, SimModel, Tensor, TensorSpec};
 use corral_engine_ort::OrtEngine;
@@ -50,6 +53,15 @@ fn main() {
     }
     if want("switch") {
         switching();
+    }
+    if want("autopilot-shift") {
+        autopilot::shifting();
+    }
+    if want("autopilot-cpu") {
+        autopilot::real_cores(&ort, &site);
+    }
+    if want("autopilot-cost") {
+        autopilot::cost(&ort, &site.join("onnx/backend/test/data/node/test_add/model.onnx"));
     }
 }
 

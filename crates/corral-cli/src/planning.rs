@@ -1,0 +1,134 @@
+//! What `plan --optimize`, `plan --predict` and `bench --rate` share: the demand of each model
+//! (`--rate`, else its config's `[plan] rate` / `corral.plan.rate`), its execution time (a
+//! `sim` model's declaration, else its `profile.json`), and the layout as the simulator takes
+//! it (SPEC §12).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use corral_engine::ModelSource;
+use corral_plan::{
+    profile::{self, Profile},
+    simulate::{ModelSpec, Service, Spec},
+};
+use corral_runtime::{CoreSpan, repository::ModelFolder};
+
+use crate::cli::LoadArgs;
+
+/// `--rate` flags (`A=1,B=2`, repeatable) as a rate per model of `names`; a model not named
+/// is `None`. An unknown model, a model named twice, or a rate that is not a number above 0
+/// is an error naming it.
+pub fn flag_rates(flags: &[String], names: &[String]) -> anyhow::Result<Vec<Option<f64>>> {
+    let mut rates: BTreeMap<&str, f64> = BTreeMap::new();
+    for item in flags.iter().flat_map(|f| f.split(',')).map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((name, rate)) = item.split_once('=') else {
+            bail!(
+                "--rate `{item}` is not MODEL=R\nhint: give calls per second per model, e.g. --rate {}=100",
+                names.first().map_or("m", String::as_str)
+            );
+        };
+        let (name, rate) = (name.trim(), rate.trim());
+        if !names.iter().any(|n| n == name) {
+            bail!("--rate names `{name}`, which is not a model here; the models are {}", names.join(", "));
+        }
+        let value: f64 = rate
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--rate {name}={rate}: `{rate}` is not a number of calls per second"))?;
+        if !(value > 0.0 && value.is_finite()) {
+            bail!("--rate {name}={rate}: a rate must be more than 0 calls per second (leave a model out for none)");
+        }
+        if rates.insert(name, value).is_some() {
+            bail!("--rate names `{name}` twice; give each model one rate");
+        }
+    }
+    Ok(names.iter().map(|n| rates.get(n.as_str()).copied()).collect())
+}
+
+/// Each model's rate: the flag's, else its config's. `None` when neither gives any model a
+/// rate.
+pub fn rates(load: &LoadArgs, folders: &[ModelFolder]) -> anyhow::Result<Option<Vec<f64>>> {
+    let names: Vec<String> = folders.iter().map(|f| f.def.name.clone()).collect();
+    let flags = flag_rates(&load.rate, &names)?;
+    if load.rate.is_empty() && folders.iter().all(|f| f.plan_rate.is_none()) {
+        return Ok(None);
+    }
+    let rates = folders
+        .iter()
+        .zip(flags)
+        .map(|(folder, flag)| if load.rate.is_empty() { folder.plan_rate.unwrap_or(0.0) } else { flag.unwrap_or(0.0) })
+        .collect();
+    Ok(Some(rates))
+}
+
+/// A model's execution time: a simulated model's declared latency and switch cost, an ONNX
+/// model's `profile.json` (refused, naming `--profile`, when there is none).
+pub fn service(folder: &ModelFolder) -> anyhow::Result<Service> {
+    match &folder.def.source {
+        ModelSource::Sim(model) => {
+            Ok(Service::Fixed { latency: model.latency.as_secs_f64(), switch: model.switch.as_secs_f64() })
+        }
+        ModelSource::Onnx(_) => {
+            let path = folder.dir.join(profile::FILE);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                    "`{}` is an ONNX model with no {}: its execution time is unknown\nhint: measure it first with `corral plan --profile` on the device it will run on",
+                    folder.def.name,
+                    path.display()
+                ),
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            };
+            let profile = Profile::parse(&text, &path.display().to_string())?;
+            if profile.cores_per_instance != folder.def.cores_per_instance {
+                bail!(
+                    "{}: measured on {} cores per instance, but `{}` now has {}\nhint: measure it again with `corral plan --profile`",
+                    path.display(),
+                    profile.cores_per_instance,
+                    folder.def.name,
+                    folder.def.cores_per_instance
+                );
+            }
+            Ok(Service::Measured { samples: profile.seconds(), switch: 0.0 })
+        }
+    }
+}
+
+/// The runtime's settings as the simulator takes them: `CORRAL_EXEC_TIMEOUT` (else 30 s), the
+/// runtime's queue and run bounds, and the autopilot (`--autopilot`, else `CORRAL_AUTOPILOT`)
+/// with its interval (`CORRAL_AUTOPILOT_INTERVAL`, else 0.5 s).
+pub fn spec(
+    cores: usize,
+    models: Vec<ModelSpec>,
+    autopilot: bool,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Spec> {
+    let exec_timeout = corral_runtime::exec_timeout_from(lookup(corral_runtime::EXEC_TIMEOUT_ENV))?;
+    let from_env = corral_runtime::autopilot_from(lookup(corral_runtime::AUTOPILOT_ENV))?;
+    let interval = corral_runtime::autopilot_interval_from(lookup(corral_runtime::AUTOPILOT_INTERVAL_ENV))?;
+    let defaults = corral_runtime::RuntimeSettings::default();
+    Ok(Spec {
+        cores,
+        exec_timeout: exec_timeout.as_secs_f64(),
+        queue_len_max: defaults.queue_len_max,
+        run_max: defaults.run_max,
+        models,
+        autopilot: (autopilot || from_env).then_some(interval.as_secs_f64()),
+    })
+}
+
+/// A model of `folder` placed at `instances`.
+pub fn model_spec(folder: &ModelFolder, instances: Vec<CoreSpan>, elastic: bool) -> anyhow::Result<ModelSpec> {
+    Ok(ModelSpec {
+        name: folder.def.name.clone(),
+        cores_per_instance: folder.def.cores_per_instance,
+        instances,
+        elastic,
+        service: service(folder)?,
+        bounds: folder.def.autopilot,
+    })
+}
+
+/// The arrival generator's settings: CV (default 1) and seed (default 0).
+pub fn generator(load: &LoadArgs) -> (f64, u64) {
+    (load.cv.unwrap_or(1.0), load.seed.unwrap_or(0))
+}

@@ -1,0 +1,28 @@
+//! Replica choice: round-robin from a rotating start, skipping a replica that is busy when
+//! another is idle; when none is idle, the one with the fewest calls in flight (the first of
+//! those from the start). With one caller, replicas are used in order (SPEC §6).
+
+/// The replica for a call among `replicas`, given where the rotation starts (the driver's
+/// counter, taken mod the replica count) and each replica's calls queued or executing (read
+/// through `in_flight`, so a driver reads its counters in place without collecting them).
+pub fn pick(start: usize, replicas: usize, in_flight: impl Fn(usize) -> usize) -> usize {
+    assert!(replicas > 0, "a model has at least one replica");
+    let order = (0..replicas).map(|i| (start % replicas + i) % replicas);
+    let idle = order.clone().find(|&i| in_flight(i) == 0);
+    idle.unwrap_or_else(|| order.min_by_key(|&i| in_flight(i)).expect("at least one replica"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_skips_busy_replicas_and_falls_back_to_the_least_loaded() {
+        let on = |in_flight: [usize; 3], start| pick(start, 3, |i| in_flight[i]);
+        assert_eq!((0..5).map(|s| on([0, 0, 0], s)).collect::<Vec<_>>(), [0, 1, 2, 0, 1]);
+        assert_eq!(on([1, 0, 0], 0), 1, "the busy one is skipped");
+        assert_eq!(on([0, 1, 1], 2), 0, "wraps to the idle one");
+        assert_eq!(on([2, 3, 2], 1), 2, "none idle: fewest in flight, first from the start");
+        assert_eq!(on([2, 3, 2], 0), 0);
+    }
+}

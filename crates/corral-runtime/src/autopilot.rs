@@ -1,0 +1,232 @@
+//! The autopilot (SPEC §11): a thread per runtime that, every interval, reads each model's
+//! counters, asks `corral_dispatch::autopilot::decide` (the same function the planner's
+//! simulator runs) which instances to start and retire, and applies its moves.
+//!
+//! # Protocol
+//!
+//! 1. Under the loaded models' lock, copy the models (handles) and the cores; release it.
+//! 2. Per model, the demand since the last interval (`Estimator`: arrival rate × mean
+//!    execution time, plus the backlog of waiting calls) and its recent peak. The first
+//!    interval only brings models inside their bounds.
+//! 3. Apply each move to its model: a new instance is started (session prepared, worker
+//!    pinned) before it takes calls; a retired one takes no new call and its worker ends
+//!    after the calls it accepted (see `model.rs`). A start that fails (the model file gone,
+//!    an engine error) changes nothing and is logged.
+//! 4. Under the lock again, the layout is brought up to date with the models' instances and
+//!    published (`corral ls`), each move logged at info and counted per model.
+//!
+//! Calls never wait on the controller: it takes the loaded models' lock only for copies, and
+//! a model's instance list only to replace it. It holds the runtime's parts by `Arc`, never
+//! the runtime; the runtime stops and joins it when it drops, before its models.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::Ordering,
+        mpsc::{self, RecvTimeoutError},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use corral_cores::Lease;
+use corral_dispatch::autopilot::{Counts, Estimator, InstanceView, ModelView, Move, TARGET, decide};
+use corral_placement::Placement;
+
+use crate::{
+    model::{Model, lock},
+    publish::Loaded,
+};
+
+/// `CORRAL_AUTOPILOT`: `1`/`true`/`on` turns the autopilot on, `0`/`false`/`off` off.
+pub const AUTOPILOT_ENV: &str = "CORRAL_AUTOPILOT";
+/// `CORRAL_AUTOPILOT_INTERVAL`: seconds between decisions.
+pub const AUTOPILOT_INTERVAL_ENV: &str = "CORRAL_AUTOPILOT_INTERVAL";
+/// The interval when none is given.
+pub const AUTOPILOT_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
+/// The shortest and longest intervals taken.
+pub const AUTOPILOT_INTERVAL_RANGE: (f64, f64) = (0.05, 60.0);
+
+/// What the controller works on.
+pub(crate) struct Sources {
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) loaded: Arc<Mutex<Loaded>>,
+    /// The runtime's: a tick and a load or replace never place on the same free cores at once.
+    pub(crate) load_lock: Arc<Mutex<()>>,
+}
+
+pub(crate) struct Controller {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// One model's state between intervals.
+struct Track {
+    id: crate::scheduler::ModelId,
+    counts: Counts,
+    estimate: Estimator,
+}
+
+impl Controller {
+    /// Starts deciding every `interval`; `None` (with a warning) when no thread can start.
+    pub(crate) fn start(sources: Sources, interval: Duration) -> Option<Controller> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new().name("corral-pilot".into()).spawn(move || {
+            let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
+            let mut last = Instant::now();
+            loop {
+                match stopped.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+                let now = Instant::now();
+                tick(&sources, &mut tracks, now.duration_since(last).as_secs_f64());
+                last = now;
+            }
+        });
+        match spawned {
+            Ok(thread) => Some(Controller { stop, thread }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the autopilot thread; cores stay where they are");
+                None
+            }
+        }
+    }
+
+    /// Stops the thread and waits for it (at most the move it is making).
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+fn counts(model: &Model) -> Counts {
+    let stats = model.stats();
+    Counts {
+        requests: stats.requests,
+        executions: stats.executions,
+        compute_ns: u64::try_from(stats.compute_time.as_nanos()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Steps 1 to 4 of the protocol, once.
+fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
+    let _no_load_meanwhile = lock(&sources.load_lock);
+    let (models, cores) = {
+        let loaded = lock(&sources.loaded);
+        (loaded.models.values().cloned().collect::<Vec<Model>>(), loaded.layout.cores())
+    };
+    tracks.retain(|name, track| models.iter().any(|m| m.name() == name && m.inner.id == track.id));
+    let views: Vec<ModelView> = models
+        .iter()
+        .map(|model| {
+            let instances = model.inner.current();
+            let now = counts(model);
+            let in_flight: usize = instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).sum();
+            let waiting = in_flight.saturating_sub(instances.len());
+            let (demand, peak) = match tracks.get_mut(model.name()) {
+                Some(track) => {
+                    let (estimate, demand) = track.estimate.update(track.counts, now, seconds, waiting);
+                    track.estimate = estimate;
+                    track.counts = now;
+                    (demand, estimate.peak())
+                }
+                None => {
+                    // First sight: no rate yet; a demand at the target changes no count.
+                    tracks.insert(
+                        model.name().to_owned(),
+                        Track { id: model.inner.id, counts: now, estimate: Estimator::default() },
+                    );
+                    let demand = instances.len() as f64 * TARGET;
+                    (demand, demand)
+                }
+            };
+            let bounds = model.bounds();
+            ModelView {
+                cores_per_instance: model.cores_per_instance(),
+                min: bounds.min,
+                max: bounds.max,
+                pinned: bounds.pinned,
+                instances: instances
+                    .iter()
+                    .map(|i| InstanceView { id: i.id, span: i.cores, held: i.held.load(Ordering::Acquire) > 0 })
+                    .collect(),
+                demand,
+                peak,
+            }
+        })
+        .collect();
+    let moves = decide(&views, cores, &vec![true; cores]);
+    if moves.is_empty() {
+        return;
+    }
+    let mut changed = vec![false; models.len()];
+    for step in moves {
+        let m = match step {
+            Move::Grow { model, .. } | Move::Shrink { model, .. } | Move::Relocate { model, .. } => model,
+        };
+        let model = &models[m];
+        let before = model.instances();
+        let done = match step {
+            Move::Grow { span, .. } => match model.add_instance(span) {
+                Ok(_) => {
+                    model.inner.moves.grow.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(model = %model.name(), %span, "autopilot: cannot start an instance: {error}; the layout stays");
+                    false
+                }
+            },
+            Move::Shrink { id, .. } => {
+                let retired = model.retire_instance(id);
+                if retired {
+                    model.inner.moves.shrink.fetch_add(1, Ordering::Relaxed);
+                }
+                retired
+            }
+            Move::Relocate { id, span, .. } => match model.add_instance(span) {
+                Ok(_) => {
+                    model.retire_instance(id);
+                    model.inner.moves.relocate.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(model = %model.name(), %span, "autopilot: cannot move an instance: {error}; it stays");
+                    false
+                }
+            },
+        };
+        if done {
+            changed[m] = true;
+            let show = |spans: &[corral_placement::CoreSpan]| {
+                spans.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
+            };
+            tracing::info!(
+                model = %model.name(),
+                "autopilot: {}: [{}] -> [{}]",
+                match step {
+                    Move::Grow { .. } => "grow",
+                    Move::Shrink { .. } => "shrink",
+                    Move::Relocate { .. } => "move",
+                },
+                show(&before),
+                show(&model.instances())
+            );
+        }
+    }
+    let mut loaded = lock(&sources.loaded);
+    for (model, _) in models.iter().zip(&changed).filter(|(_, c)| **c) {
+        // The model may have been unloaded or replaced meanwhile: only its own entry changes.
+        if loaded.models.get(model.name()).is_some_and(|m| Arc::ptr_eq(&m.inner, &model.inner)) {
+            loaded.layout.remove(model.name());
+            loaded.layout.commit(&Placement {
+                model: model.name().to_owned(),
+                instances: model.instances(),
+                shared: Vec::new(),
+            });
+        }
+    }
+    sources.lease.publish_models(&crate::runtime::instances_per_core(&loaded.layout));
+}
