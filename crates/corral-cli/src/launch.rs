@@ -146,7 +146,7 @@ fn split_request(request: &Request, instances: usize, device: &Device) -> anyhow
     };
     match (&request.cores, request.groups.is_some()) {
         // A count, or legacy groups (which take sum(sizes) cores): each copy asks for as many.
-        (CoreRequest::Num(_), _) | (CoreRequest::All, true) => Ok((0..instances)
+        (CoreRequest::Num(_) | CoreRequest::AnyOf(_), _) | (CoreRequest::All, true) => Ok((0..instances)
             .map(|i| Request { origin: format!("{} (copy {i})", request.origin), ..request.clone() })
             .collect()),
         (CoreRequest::Visible(set), _) => {

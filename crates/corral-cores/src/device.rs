@@ -28,7 +28,7 @@
 use std::{fmt, fs, str::FromStr};
 
 use crate::{
-    cgroup::{CgroupError, CpuQuota, cpu_quota},
+    cgroup::{CpuQuota, cpu_quota},
     core_set::CoreSet,
 };
 
@@ -132,8 +132,6 @@ pub enum DeviceError {
     Affinity(#[source] nix::Error),
     #[error("this process may run on no CPU at all (empty affinity mask)")]
     NoCpus,
-    #[error(transparent)]
-    Quota(#[from] CgroupError),
 }
 
 /// A device resolved on this host: its cores in index order.
@@ -158,7 +156,12 @@ impl Device {
             DeviceSpec::Cpu { logical } => {
                 let affinity = allowed_cpus()?;
                 let host = host_cpus();
-                let quota = cpu_quota()?;
+                // A quota file that cannot be read is a limit not known, not a broken device:
+                // say so and go on without it.
+                let quota = cpu_quota().unwrap_or_else(|error| {
+                    tracing::warn!("cannot read the CPU quota, so cores are not capped by it: {error}");
+                    None
+                });
                 let device =
                     Device::from_cpus(
                         spec,
@@ -218,7 +221,9 @@ impl Device {
     }
 
     /// The most CPUs any core stands for: 2 on `cpu` with 2-way SMT, 1 on `cpu:logical` and
-    /// `sim`. The quota's cores are counted in these.
+    /// `sim`. The quota's cores are counted in these: where a cpuset holds both siblings of
+    /// some cores and one of others, the cap counts every core as the widest (it may take
+    /// fewer cores than the quota would feed, never more).
     pub fn cpus_per_core(&self) -> usize {
         self.core_cpus.iter().map(Vec::len).max().unwrap_or(1).max(1)
     }

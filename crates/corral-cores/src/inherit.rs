@@ -135,6 +135,8 @@ impl Registry {
         let chosen = match &request.cores {
             CoreRequest::All => Some(leased.clone()),
             CoreRequest::Num(n) => first_run_within(&leased, *n).map(CoreSet::from),
+            // Not made for inherited leases (no quota cap there), but the lowest n would do.
+            CoreRequest::AnyOf(n) => CoreSet::from_indices(leased.iter().take(*n)).filter(|s| s.len() == *n),
             CoreRequest::Visible(set) => leased.contains_set(set).then(|| set.clone()),
         };
         let chosen = match chosen {

@@ -230,6 +230,10 @@ impl Registry {
                 self.try_set(&all).map(|files| (all, files))
             }
             CoreRequest::Num(_) | CoreRequest::All => self.first_free_run(wanted),
+            CoreRequest::AnyOf(count) => match self.first_free_run(*count) {
+                Err(Ok(_)) => self.lowest_free(*count),
+                taken => taken,
+            },
         };
         let lease = taken.map(|(cores, files)| lease_with_record(self, cores, request.groups.as_deref(), files));
         drop(alloc);
@@ -266,7 +270,7 @@ impl Registry {
                     cores(cap, &per_core)
                 );
                 Request {
-                    cores: CoreRequest::Num(cap),
+                    cores: CoreRequest::AnyOf(cap),
                     groups: None,
                     origin: format!(
                         "default ({}, as the CPU quota of {} CPUs allows)",
@@ -327,6 +331,29 @@ impl Registry {
             }
         }
         Err(Ok(self.device.len()))
+    }
+
+    /// The `count` lowest free cores this process may take, consecutive or not; `Err(Ok(_))`
+    /// when fewer are free.
+    fn lowest_free(&self, count: usize) -> Result<(CoreSet, Vec<SlotFile>), Result<usize, RegistryError>> {
+        let (mut cores, mut files) = (Vec::new(), Vec::new());
+        for core in (0..self.device.len()).filter(|&core| self.device.may_take(core)) {
+            if cores.len() == count {
+                break;
+            }
+            match self.try_set(&CoreSet::from(CoreRange::new(core, 1))) {
+                Ok(taken) => {
+                    cores.push(core);
+                    files.extend(taken);
+                }
+                Err(Ok(_busy)) => {}
+                Err(Err(error)) => return Err(Err(error)),
+            }
+        }
+        match CoreSet::from_indices(cores.iter().copied()) {
+            Some(set) if cores.len() == count => Ok((set, files)),
+            _ => Err(Ok(self.device.len())),
+        }
     }
 
     /// Locks every slot of `cores` in ascending order; on the first busy core drops what it

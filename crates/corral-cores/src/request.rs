@@ -34,6 +34,9 @@ pub enum CoreRequest {
     Num(usize),
     /// Exactly these cores, consecutive or not.
     Visible(CoreSet),
+    /// This many cores, as a run when one is free, else the lowest free ones: the default
+    /// under a CPU quota (a shared pool's cpuset often has holes).
+    AnyOf(usize),
 }
 
 /// A resolved request: cores, optional legacy groups, and how it was written.
@@ -65,7 +68,7 @@ impl Request {
     pub fn core_count(&self, device_len: usize) -> usize {
         match (&self.cores, &self.groups) {
             (CoreRequest::Visible(set), _) => set.len(),
-            (CoreRequest::Num(n), _) => *n,
+            (CoreRequest::Num(n) | CoreRequest::AnyOf(n), _) => *n,
             (CoreRequest::All, Some(groups)) => groups.iter().sum(),
             (CoreRequest::All, None) => device_len,
         }
@@ -83,7 +86,9 @@ impl Request {
             CoreRequest::Visible(set) if set.last() >= device_len => {
                 return Err(too_big(format!("nc{}", set.last())));
             }
-            CoreRequest::Num(n) if *n > device_len => return Err(too_big(format!("{n} cores"))),
+            CoreRequest::Num(n) | CoreRequest::AnyOf(n) if *n > device_len => {
+                return Err(too_big(format!("{n} cores")));
+            }
             _ => {}
         }
         if let Some(groups) = &self.groups {

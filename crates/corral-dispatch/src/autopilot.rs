@@ -8,7 +8,8 @@
 //! A model's demand, in instances, is its arrival rate times its mean execution time, plus
 //! what draining the calls waiting in its queues within one interval takes (waiting calls
 //! times the mean execution time over the interval), so a backlog counts but the ordinary
-//! ups and downs of a queue do not ([`Estimator`]; each interval's reading weighs half). Its
+//! ups and downs of a queue do not ([`Estimator`]: a rising rate is taken at once, a falling
+//! one and the execution time half per interval). Its
 //! peak is the highest demand of the last [`SHRINK_WINDOW`] intervals: a model grows on its
 //! demand at once but shrinks only on its peak, so a lull (or a load that started in the
 //! middle of an interval) takes no core away.
@@ -25,7 +26,8 @@
 //! 2. Retirements first: a model above what it wants retires instances that hold no live
 //!    sequence, preferring ones on cores that left the process, then on shared cores, then
 //!    the newest. Instances on cores that left the process are relocated.
-//! 3. Then growth, hottest model first (demand per instance): each new instance takes the
+//! 3. Then growth, one instance at a time to the model busiest per instance counting what it
+//!    was given so far (so free cores are shared out in proportion): each new instance takes the
 //!    lowest run of K consecutive cores nobody keeps (cores of retiring instances count as
 //!    free: their last calls finish before the new instance's first). Without such a run, a
 //!    colder model above its `min` gives up an instance, coldest first, if with one fewer it
@@ -33,9 +35,11 @@
 //!    less busy, so two models never trade an instance back and forth, and equally busy
 //!    ones trade none.
 //!    Without that either, a model busier than [`HIGH`] adds its instance on the cores of
-//!    colder models whose load leaves room for it (theirs per instance plus the grower's,
-//!    at most one core's worth; executions take turns and switches are counted), never
-//!    pushing a model below `min`.
+//!    colder models where each core's load leaves room for it (the per-instance demand of
+//!    every instance on the core plus the grower's, at most one core's worth; executions
+//!    take turns and switches are counted), never pushing a model below `min`. Instances
+//!    given up for a grower are given up only if they free a run for it, and never one that
+//!    this decision itself starts.
 //!
 //! Multi-core models move as whole gangs: every instance spans K consecutive cores.
 
@@ -70,7 +74,7 @@ pub struct ModelView {
     pub instances: Vec<InstanceView>,
     /// Demand in instances ([`Estimator`]).
     pub demand: f64,
-    /// The highest demand of the last [`SHRINK_WINDOW`] intervals ([`Estimator::peak`]).
+    /// The highest demand of the last [`SHRINK_WINDOW`] intervals ([`Demand::peak`]).
     pub peak: f64,
 }
 
@@ -138,7 +142,8 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
             moves.push(Move::Shrink { model: m, id: victim });
             extra -= 1;
         }
-        for instance in kept[m].iter().filter(|i| !usable(&i.span)) {
+        // A held instance stays until its sequences end (the driver could not retire it).
+        for instance in kept[m].iter().filter(|i| !usable(&i.span) && !i.held) {
             relocate.push((m, instance.id));
         }
     }
@@ -155,33 +160,62 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
             .find(|span| k <= cores && usable(span) && span.cores().all(|c| !used[c]))
     };
     let mut next_id = models.iter().flat_map(|m| m.instances.iter().map(|i| i.id)).max().map_or(0, |id| id + 1);
-    // Rule 3: growth (and relocations, which must happen), hottest first.
+    // Rule 3: relocations (which must happen), then growth one instance at a time, each to
+    // the model busiest per instance with what it has been given so far.
     let mut needs: Vec<(usize, Option<u64>)> = relocate.iter().map(|&(m, id)| (m, Some(id))).collect();
-    let mut order: Vec<usize> = (0..models.len()).collect();
-    order.sort_by(|&a, &b| heat(&models[b], kept[b].len()).total_cmp(&heat(&models[a], kept[a].len())).then(a.cmp(&b)));
-    for &m in &order {
-        for _ in kept[m].len()..want[m] {
-            needs.push((m, None));
-        }
+    let mut counts: Vec<usize> = kept.iter().map(Vec::len).collect();
+    while let Some(m) = (0..models.len())
+        .filter(|&m| counts[m] < want[m])
+        .max_by(|&a, &b| heat(&models[a], counts[a]).total_cmp(&heat(&models[b], counts[b])).then(b.cmp(&a)))
+    {
+        needs.push((m, None));
+        counts[m] += 1;
     }
+    // Instances this call starts: the driver has no id for them yet, so none is a donor's.
+    let mut started: Vec<u64> = Vec::new();
     for (m, replaces) in needs {
         let k = models[m].cores_per_instance;
         let mut span = free_run(k, &taken(&kept));
-        // A colder model above its min gives up an instance, coldest first.
-        while span.is_none() {
-            let my_heat = heat(&models[m], kept[m].len());
-            let donor = (0..models.len())
-                .filter(|&j| j != m && !models[j].pinned && kept[j].len() > models[j].min)
-                .filter(|&j| heat(&models[j], kept[j].len() - 1) < my_heat)
-                .filter(|&j| kept[j].iter().any(|i| !i.held))
-                .min_by(|&a, &b| heat(&models[a], kept[a].len()).total_cmp(&heat(&models[b], kept[b].len())));
-            let Some(j) = donor else { break };
-            let victim = kept[j].iter().filter(|i| !i.held).map(|i| i.id).max().expect("an instance not held");
-            kept[j].retain(|i| i.id != victim);
-            moves.push(Move::Shrink { model: j, id: victim });
-            span = free_run(k, &taken(&kept));
+        // A colder model above its min gives up an instance, coldest first; planned on a copy
+        // and kept only if the instances given up free a run of K for this one.
+        if span.is_none() {
+            let mut scratch = kept.clone();
+            let mut given = Vec::new();
+            loop {
+                let my_heat = heat(&models[m], scratch[m].len());
+                let givable = |j: usize, scratch: &[Vec<InstanceView>]| -> Vec<InstanceView> {
+                    scratch[j].iter().filter(|i| !i.held && !started.contains(&i.id)).cloned().collect()
+                };
+                let donor = (0..models.len())
+                    .filter(|&j| j != m && !models[j].pinned && scratch[j].len() > models[j].min)
+                    .filter(|&j| heat(&models[j], scratch[j].len() - 1) < my_heat)
+                    .filter(|&j| !givable(j, &scratch).is_empty())
+                    .min_by(|&a, &b| heat(&models[a], scratch[a].len()).total_cmp(&heat(&models[b], scratch[b].len())));
+                let Some(j) = donor else { break };
+                // The instance whose cores complete a free run if there is one, else the newest.
+                let frees_a_run = |victim: u64| {
+                    let mut without = scratch.clone();
+                    without[j].retain(|i| i.id != victim);
+                    free_run(k, &taken(&without)).is_some()
+                };
+                let candidates = givable(j, &scratch);
+                let victim = candidates
+                    .iter()
+                    .max_by_key(|i| (frees_a_run(i.id), i.id))
+                    .map(|i| i.id)
+                    .expect("a donor has an instance to give");
+                scratch[j].retain(|i| i.id != victim);
+                given.push(Move::Shrink { model: j, id: victim });
+                span = free_run(k, &taken(&scratch));
+                if span.is_some() {
+                    kept = scratch;
+                    moves.extend(given);
+                    break;
+                }
+            }
         }
-        // Still none: share the cores of colder models, if this one is hot (or must move).
+        // Still none: share the cores of colder models, if this one is hot (or must move),
+        // where each core's load leaves room for one more instance of it.
         if span.is_none() && (replaces.is_some() || heat(&models[m], kept[m].len()) > HIGH) {
             let my_heat = heat(&models[m], kept[m].len());
             let mine_after = heat(&models[m], kept[m].len() + 1);
@@ -191,14 +225,21 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
                 .filter(|span| !kept[m].iter().any(|i| i.span.overlaps(span)))
                 .filter_map(|span| {
                     let mut load = 0.0;
-                    for (j, list) in kept.iter().enumerate() {
-                        for instance in list.iter().filter(|i| i.span.overlaps(&span)) {
-                            let theirs = heat(&models[j], list.len());
-                            if replaces.is_none() && (theirs >= my_heat || theirs + mine_after > 1.0) {
-                                return None;
+                    for core in span.cores() {
+                        let mut on_core = 0.0;
+                        for (j, list) in kept.iter().enumerate() {
+                            for _ in list.iter().filter(|i| i.span.contains(core)) {
+                                let theirs = heat(&models[j], list.len());
+                                if replaces.is_none() && theirs >= my_heat {
+                                    return None;
+                                }
+                                on_core += theirs;
                             }
-                            load += theirs * instance.span.count as f64;
                         }
+                        if replaces.is_none() && on_core + mine_after > 1.0 {
+                            return None;
+                        }
+                        load += on_core;
                     }
                     Some((load, span))
                 })
@@ -214,20 +255,23 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
             None => moves.push(Move::Grow { model: m, span }),
         }
         kept[m].push(InstanceView { id: next_id, span, held: false });
+        started.push(next_id);
         next_id += 1;
     }
     moves
 }
 
-/// A model's demand from its counters, interval by interval (see the module docs).
+/// A model's demand from its counters, interval by interval (see the module docs): one per
+/// loaded model, fed every interval's [`Reading`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Estimator {
-    /// Calls per second, smoothed.
+    /// Calls per second: a rise is taken at once, a fall half per interval.
     pub rate: f64,
     /// Mean execution time, seconds, smoothed (0 until an execution is seen).
     pub exec: f64,
-    seen: bool,
-    /// The last [`SHRINK_WINDOW`] demands, newest at `(next + SHRINK_WINDOW - 1) % SHRINK_WINDOW`.
+    /// The counts at the previous reading; `None` before the first.
+    last: Option<Counts>,
+    /// The last [`SHRINK_WINDOW`] demands, the next to overwrite at `next`.
     recent: [f64; SHRINK_WINDOW],
     next: usize,
 }
@@ -242,38 +286,61 @@ pub struct Counts {
     pub compute_ns: u64,
 }
 
-impl Estimator {
-    /// The estimate after an interval of `seconds` from `before` to `now` with `waiting` calls
-    /// queued behind the executing ones; returns it and the demand in instances.
-    pub fn update(self, before: Counts, now: Counts, seconds: f64, waiting: usize) -> (Estimator, f64) {
-        let seconds = seconds.max(1e-9);
-        let rate = now.requests.saturating_sub(before.requests) as f64 / seconds;
-        let executions = now.executions.saturating_sub(before.executions);
-        let exec = if executions > 0 {
-            Some(now.compute_ns.saturating_sub(before.compute_ns) as f64 / executions as f64 / 1e9)
-        } else {
-            None
-        };
-        let blend = |old: f64, new: f64| if self.seen { 0.5 * old + 0.5 * new } else { new };
-        let mut next = Estimator {
-            rate: blend(self.rate, rate),
-            exec: match exec {
-                Some(e) if self.exec > 0.0 => 0.5 * self.exec + 0.5 * e,
-                Some(e) => e,
-                None => self.exec,
-            },
-            seen: true,
-            recent: self.recent,
-            next: (self.next + 1) % SHRINK_WINDOW,
-        };
-        let demand = (next.rate + waiting as f64 / seconds) * next.exec;
-        next.recent[self.next] = demand;
-        (next, demand)
-    }
+/// One model at the end of an interval, as a driver sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reading {
+    pub counts: Counts,
+    /// The interval's length.
+    pub seconds: f64,
+    /// Calls queued or executing on its instances.
+    pub in_flight: usize,
+    pub instances: usize,
+}
 
-    /// The highest demand of the last [`SHRINK_WINDOW`] updates (fewer at first).
-    pub fn peak(&self) -> f64 {
-        self.recent.iter().copied().fold(0.0, f64::max)
+/// A model's demand now and its peak over the last [`SHRINK_WINDOW`] intervals, in instances.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Demand {
+    pub now: f64,
+    pub peak: f64,
+}
+
+impl Estimator {
+    /// Takes one interval's reading. The first reading (nothing to compare with yet), and one
+    /// of a model that has calls but no finished execution to time yet, gives a demand at
+    /// [`TARGET`] per instance: no move either way. A model never called is idle.
+    pub fn observe(&mut self, reading: Reading) -> Demand {
+        let keep = reading.instances as f64 * TARGET;
+        let first = self.last.is_none();
+        let demand = match self.last.replace(reading.counts) {
+            None => keep,
+            Some(before) => {
+                let seconds = reading.seconds.max(1e-9);
+                let now = reading.counts;
+                let rate = now.requests.saturating_sub(before.requests) as f64 / seconds;
+                self.rate = if rate > self.rate { rate } else { 0.5 * self.rate + 0.5 * rate };
+                let executions = now.executions.saturating_sub(before.executions);
+                if executions > 0 {
+                    let exec = now.compute_ns.saturating_sub(before.compute_ns) as f64 / executions as f64 / 1e9;
+                    self.exec = if self.exec > 0.0 { 0.5 * self.exec + 0.5 * exec } else { exec };
+                }
+                let waiting = reading.in_flight.saturating_sub(reading.instances);
+                if self.exec > 0.0 {
+                    (self.rate + waiting as f64 / seconds) * self.exec
+                } else if self.rate == 0.0 && reading.in_flight == 0 {
+                    0.0 // never called: idle
+                } else {
+                    keep // called, but no execution has ended yet to time
+                }
+            }
+        };
+        if first {
+            // The first reading fills the window: a model that was just loaded keeps its
+            // instances for the window's length at least.
+            self.recent = [demand; SHRINK_WINDOW];
+        }
+        self.recent[self.next] = demand;
+        self.next = (self.next + 1) % SHRINK_WINDOW;
+        Demand { now: demand, peak: self.recent.iter().copied().fold(0.0, f64::max) }
     }
 }
 
@@ -379,6 +446,33 @@ mod tests {
     }
 
     #[test]
+    fn instances_are_given_up_only_when_they_free_a_run() {
+        // 5 cores: A (K = 2) on nc0-1 is hot; B could give up nc4, but nc3 is C's (at its
+        // min), so no run of 2 would come free: B keeps it (else it would grow back next
+        // interval, and again).
+        let models = [model(2, &[0], 3.0), model(1, &[2, 4], 0.9), model(1, &[3], 0.5)];
+        let moves = decide(&models, 5, &all(5));
+        assert!(!moves.iter().any(|m| matches!(m, Move::Shrink { .. })), "{moves:?}");
+    }
+
+    #[test]
+    fn sharing_counts_every_instance_on_the_core() {
+        // B and C already fill nc1 together (0.5 each): a hot A finds no room there.
+        let models = [model(1, &[0], 0.9), model(1, &[1], 0.5), model(1, &[1], 0.5)];
+        assert!(decide(&models, 2, &all(2)).is_empty());
+    }
+
+    #[test]
+    fn an_instance_started_by_a_decision_is_not_given_up_in_it() {
+        // A grows first (hotter) into the free cores; B then finds none, and the only
+        // instances above A's min are the ones this decision starts: B shares or waits,
+        // nothing is retired.
+        let models = [model(1, &[0], 2.0), model(1, &[1], 1.9)];
+        let moves = decide(&models, 5, &all(5));
+        assert!(!moves.iter().any(|m| matches!(m, Move::Shrink { .. })), "{moves:?}");
+    }
+
+    #[test]
     fn equally_busy_models_on_full_cores_trade_nothing() {
         // Four models of 3 instances on 12 cores, each above HIGH per instance (2.5 on 3) and
         // a little apart, as measured load is: none gives a core to another, none shares.
@@ -405,17 +499,18 @@ mod tests {
     fn a_lull_shorter_than_the_window_takes_no_core() {
         // 3 instances busy at 2.0 (200/s of 10 ms); then nothing arrives.
         let counts = |requests: u64| Counts { requests, executions: requests, compute_ns: requests * 10_000_000 };
+        let reading = |requests| Reading { counts: counts(requests), seconds: 0.5, in_flight: 0, instances: 3 };
         let mut estimate = Estimator::default();
-        let mut seen = 0;
         let mut view = model(1, &[0, 1, 2], 0.0);
-        for _ in 0..3 {
-            (estimate, view.demand) = estimate.update(counts(seen), counts(seen + 100), 0.5, 0);
-            seen += 100;
+        for interval in 0..=SHRINK_WINDOW {
+            let demand = estimate.observe(reading(100 * interval as u64));
+            (view.demand, view.peak) = (demand.now, demand.peak);
         }
+        assert!((view.demand - 2.0).abs() < 1e-9, "{view:?}");
         let mut shrunk_after = None;
         for interval in 1..=SHRINK_WINDOW + 2 {
-            (estimate, view.demand) = estimate.update(counts(seen), counts(seen), 0.5, 0);
-            view.peak = estimate.peak();
+            let demand = estimate.observe(reading(100 * SHRINK_WINDOW as u64));
+            (view.demand, view.peak) = (demand.now, demand.peak);
             if !decide(std::slice::from_ref(&view), 4, &all(4)).is_empty() {
                 shrunk_after = Some(interval);
                 break;
@@ -427,11 +522,35 @@ mod tests {
     }
 
     #[test]
+    fn without_a_timed_execution_a_called_model_keeps_its_count_and_an_uncalled_one_is_idle() {
+        let reading = |requests, in_flight| Reading {
+            counts: Counts { requests, executions: 0, compute_ns: 0 },
+            seconds: 0.5,
+            in_flight,
+            instances: 4,
+        };
+        let mut slow = Estimator::default();
+        slow.observe(reading(0, 0));
+        assert_eq!(slow.observe(reading(3, 3)).now, 4.0 * TARGET, "3 calls, none finished: unknown");
+        let mut idle = Estimator::default();
+        idle.observe(reading(0, 0));
+        assert_eq!(idle.observe(reading(0, 0)).now, 0.0);
+    }
+
+    #[test]
     fn demand_is_rate_times_execution_time_plus_the_queue() {
-        let before = Counts { requests: 0, executions: 0, compute_ns: 0 };
+        let mut estimate = Estimator::default();
+        let first = estimate.observe(Reading { counts: Counts::default(), seconds: 0.5, in_flight: 0, instances: 2 });
+        assert_eq!(first.now, 2.0 * TARGET, "nothing to compare with yet: no move either way");
         let now = Counts { requests: 100, executions: 100, compute_ns: 100 * 10_000_000 };
-        let (estimate, demand) = Estimator::default().update(before, now, 0.5, 50);
+        let demand = estimate.observe(Reading { counts: now, seconds: 0.5, in_flight: 52, instances: 2 });
         assert!((estimate.rate - 200.0).abs() < 1e-9 && (estimate.exec - 0.01).abs() < 1e-12);
-        assert!((demand - 3.0).abs() < 1e-9, "200/s × 10 ms, and 50 waiting × 10 ms in 0.5 s: {demand}");
+        assert!((demand.now - 3.0).abs() < 1e-9, "200/s × 10 ms, and 50 waiting × 10 ms in 0.5 s: {demand:?}");
+        // A rise is taken at once, a fall by half.
+        let later = Counts { requests: 300, executions: 300, compute_ns: 300 * 10_000_000 };
+        estimate.observe(Reading { counts: later, seconds: 0.5, in_flight: 2, instances: 2 });
+        assert!((estimate.rate - 400.0).abs() < 1e-9);
+        estimate.observe(Reading { counts: later, seconds: 0.5, in_flight: 0, instances: 2 });
+        assert!((estimate.rate - 200.0).abs() < 1e-9);
     }
 }

@@ -13,7 +13,11 @@
 //! 3. Seen free while in use: its holder ended (the pod finished); the mark is dropped, and
 //!    whoever takes the core next without an `Allocate` makes it unhealthy.
 //!
-//! A handed core that is not held yet stays handed (the container may start late). Two
+//! A core handed while its previous holder still holds it waits for that holder to end, then
+//! for the new one (the kubelet may hand a core on before the old pod's process has exited).
+//! A handed core that is not held yet stays handed (the container may start late), so a
+//! container that never takes its cores leaves them marked: a later holder of those reads as
+//! healthy. Two
 //! consequences, written down since the kubelet's API leaves no better option: a container
 //! restarted in the same pod (the kubelet does not call `Allocate` again) shows its cores
 //! unhealthy until the pod ends, and a plugin restarted while pods hold cores shows those
@@ -28,6 +32,8 @@ enum Mark {
     Handed,
     /// Handed, and seen held since.
     InUse,
+    /// Handed again while in use: the old holder first ends, then the new one takes it.
+    Rehanded,
 }
 
 /// What the plugin handed out, per global core index.
@@ -40,7 +46,11 @@ impl Handed {
     /// Marks `cores` handed to a container (step 1).
     pub fn hand(&mut self, cores: impl IntoIterator<Item = usize>) {
         for core in cores {
-            self.marks.insert(core, Mark::Handed);
+            let mark = match self.marks.get(&core) {
+                Some(Mark::InUse | Mark::Rehanded) => Mark::Rehanded,
+                _ => Mark::Handed,
+            };
+            self.marks.insert(core, mark);
         }
     }
 
@@ -50,6 +60,11 @@ impl Handed {
         held.iter()
             .enumerate()
             .map(|(core, &held)| match (held, self.marks.get(&core).copied()) {
+                (true, Some(Mark::Rehanded)) => true,
+                (false, Some(Mark::Rehanded)) => {
+                    self.marks.insert(core, Mark::Handed);
+                    true
+                }
                 (true, Some(_)) => {
                     self.marks.insert(core, Mark::InUse);
                     true
@@ -96,5 +111,19 @@ mod tests {
         // Handed again by a new Allocate: healthy again once the new pod holds it.
         handed.hand([0]);
         assert_eq!(show(&handed.observe(&[true, false, false])), "+++");
+    }
+
+    #[test]
+    fn a_core_handed_on_before_its_old_holder_ended_stays_healthy_for_the_new_one() {
+        let mut handed = Handed::default();
+        handed.hand([1]);
+        assert_eq!(show(&handed.observe(&[false, true])), "++");
+        // The kubelet hands nc1 to a new pod while the old pod's process still holds it.
+        handed.hand([1]);
+        assert_eq!(show(&handed.observe(&[false, true])), "++");
+        assert_eq!(show(&handed.observe(&[false, false])), "++", "the old holder ended");
+        assert_eq!(show(&handed.observe(&[false, true])), "++", "the new pod took it");
+        assert_eq!(show(&handed.observe(&[false, false])), "++");
+        assert_eq!(show(&handed.observe(&[false, true])), "+-", "taken without an Allocate");
     }
 }

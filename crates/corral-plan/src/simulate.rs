@@ -40,7 +40,7 @@ use std::{
 
 use corral_dispatch::{
     CoreSpan,
-    autopilot::{self, Counts, Estimator, InstanceView, ModelView, Move},
+    autopilot::{self, Counts, Estimator, InstanceView, ModelView, Move, Reading},
     elastic::{self, Arrivals},
     gangs::{GangTable, ModelId, Ticket},
     replica, runs,
@@ -240,20 +240,8 @@ struct ModelState {
     cursor: usize,
     next_id: u64,
     counts: Counts,
-    counts_at_mark: Counts,
-    estimate: Option<Estimator>,
+    estimate: Estimator,
     moves: (u64, u64, u64),
-}
-
-impl ModelState {
-    /// The counts at the last interval.
-    fn previous(&self) -> Counts {
-        self.counts_at_mark
-    }
-
-    fn mark(&mut self) {
-        self.counts_at_mark = self.counts;
-    }
 }
 
 struct Sim<'a> {
@@ -298,8 +286,7 @@ pub fn simulate(spec: &Spec, arrivals: &[Vec<f64>], seed: u64) -> Run {
             cursor: 0,
             next_id: model.instances.len() as u64,
             counts: Counts::default(),
-            counts_at_mark: Counts::default(),
-            estimate: None,
+            estimate: Estimator::default(),
             moves: (0, 0, 0),
         });
     }
@@ -537,21 +524,12 @@ impl Sim<'_> {
             .enumerate()
             .map(|(m, state)| {
                 let live = state.instances.clone();
-                let in_flight: usize = live.iter().map(|&i| instances[i].in_flight).sum();
-                let waiting = in_flight.saturating_sub(live.len());
-                let (demand, peak) = match state.estimate {
-                    Some(estimate) => {
-                        let (next, demand) = estimate.update(state.previous(), state.counts, interval, waiting);
-                        state.estimate = Some(next);
-                        (demand, next.peak())
-                    }
-                    None => {
-                        state.estimate = Some(Estimator::default());
-                        let demand = live.len() as f64 * autopilot::TARGET;
-                        (demand, demand)
-                    }
-                };
-                state.mark();
+                let demand = state.estimate.observe(Reading {
+                    counts: state.counts,
+                    seconds: interval,
+                    in_flight: live.iter().map(|&i| instances[i].in_flight).sum(),
+                    instances: live.len(),
+                });
                 let spec = &self.spec.models[m];
                 let fit = (cores / spec.cores_per_instance.max(1)).max(1);
                 let (min, max) = spec.bounds.unwrap_or((1, fit));
@@ -565,8 +543,8 @@ impl Sim<'_> {
                         .iter()
                         .map(|&i| InstanceView { id: instances[i].id, span: instances[i].span, held: false })
                         .collect(),
-                    demand,
-                    peak,
+                    demand: demand.now,
+                    peak: demand.peak,
                 }
             })
             .collect();

@@ -337,14 +337,13 @@ impl Model {
         dict.set_item("p99_ms", ms(stats.p99))?;
         dict.set_item("queue_ms", ms(stats.queue_time))?;
         dict.set_item("compute_ms", ms(stats.compute_time))?;
-        let instances = model
-            .instances()
+        let instances = stats
+            .instances
             .iter()
-            .zip(&stats.instance_executions)
-            .map(|(span, &executions)| {
+            .map(|i| {
                 let instance = PyDict::new(py);
-                instance.set_item("cores", span.cores().collect::<Vec<_>>())?;
-                instance.set_item("executions", executions)?;
+                instance.set_item("cores", i.cores.cores().collect::<Vec<_>>())?;
+                instance.set_item("executions", i.executions)?;
                 Ok(instance)
             })
             .collect::<PyResult<Vec<_>>>()?;

@@ -31,7 +31,7 @@ use std::{
 };
 
 use corral_cores::Lease;
-use corral_dispatch::autopilot::{Counts, Estimator, InstanceView, ModelView, Move, TARGET, decide};
+use corral_dispatch::autopilot::{Counts, Estimator, InstanceView, ModelView, Move, Reading, decide};
 use corral_placement::Placement;
 
 use crate::{
@@ -64,7 +64,6 @@ pub(crate) struct Controller {
 /// One model's state between intervals.
 struct Track {
     id: crate::scheduler::ModelId,
-    counts: Counts,
     estimate: Estimator,
 }
 
@@ -122,26 +121,16 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
         .iter()
         .map(|model| {
             let instances = model.inner.current();
-            let now = counts(model);
-            let in_flight: usize = instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).sum();
-            let waiting = in_flight.saturating_sub(instances.len());
-            let (demand, peak) = match tracks.get_mut(model.name()) {
-                Some(track) => {
-                    let (estimate, demand) = track.estimate.update(track.counts, now, seconds, waiting);
-                    track.estimate = estimate;
-                    track.counts = now;
-                    (demand, estimate.peak())
-                }
-                None => {
-                    // First sight: no rate yet; a demand at the target changes no count.
-                    tracks.insert(
-                        model.name().to_owned(),
-                        Track { id: model.inner.id, counts: now, estimate: Estimator::default() },
-                    );
-                    let demand = instances.len() as f64 * TARGET;
-                    (demand, demand)
-                }
+            let reading = Reading {
+                counts: counts(model),
+                seconds,
+                in_flight: instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).sum(),
+                instances: instances.len(),
             };
+            let track = tracks
+                .entry(model.name().to_owned())
+                .or_insert_with(|| Track { id: model.inner.id, estimate: Estimator::default() });
+            let demand = track.estimate.observe(reading);
             let bounds = model.bounds();
             ModelView {
                 cores_per_instance: model.cores_per_instance(),
@@ -152,8 +141,8 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
                     .iter()
                     .map(|i| InstanceView { id: i.id, span: i.cores, held: i.held.load(Ordering::Acquire) > 0 })
                     .collect(),
-                demand,
-                peak,
+                demand: demand.now,
+                peak: demand.peak,
             }
         })
         .collect();
@@ -188,8 +177,13 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
             }
             Move::Relocate { id, span, .. } => match model.add_instance(span) {
                 Ok(_) => {
-                    model.retire_instance(id);
-                    model.inner.moves.relocate.fetch_add(1, Ordering::Relaxed);
+                    // A sequence may have taken a hold since the decision: the old instance
+                    // then stays too, and the move counts as a grow.
+                    if model.retire_instance(id) {
+                        model.inner.moves.relocate.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        model.inner.moves.grow.fetch_add(1, Ordering::Relaxed);
+                    }
                     true
                 }
                 Err(error) => {

@@ -66,5 +66,5 @@ pub use runtime::{ModelDef, Replacement, Runtime};
 pub use settings::{
     EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings, autopilot_from, autopilot_interval_from, exec_timeout_from,
 };
-pub use stats::ModelStats;
+pub use stats::{InstanceStats, ModelStats};
 pub use worker::{Inference, Reply};

@@ -13,7 +13,7 @@ use std::{
     future::Future,
     sync::{
         Arc, Mutex, MutexGuard, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -63,14 +63,21 @@ pub(crate) struct ModelInner {
     pub(crate) cores_per_instance: usize,
     pub(crate) inputs: Vec<TensorSpec>,
     pub(crate) outputs: Vec<TensorSpec>,
-    /// The instances that take calls, in replica order; replaced whole on a move.
+    /// The instances that take calls, in replica order; replaced whole on a move. Lock order:
+    /// `instances`, then `retired`.
     instances: RwLock<Arc<Vec<Arc<Instance>>>>,
     /// Retired instances whose workers may still be finishing accepted calls.
     retired: Mutex<Vec<Arc<Instance>>>,
+    /// Set (under the `instances` write lock) once the model is unloaded: no instance is
+    /// added after it.
+    closed: AtomicBool,
     /// Elastic instances asked for; the wide session, when the instances allow one (the
     /// first replica's worker runs wide calls on it).
     pub(crate) elastic_asked: bool,
     pub(crate) wide: Arc<Mutex<Option<Wide>>>,
+    /// Whether `wide` holds a session, readable without its lock (a wide call holds that
+    /// lock while it runs).
+    has_wide: AtomicBool,
     /// Calls in flight that recent calls found on arrival (`corral_dispatch::elastic`).
     pub(crate) arrivals_saw: AtomicU64,
     /// Round-robin position.
@@ -203,6 +210,7 @@ pub(crate) struct Parts {
 
 impl ModelInner {
     pub(crate) fn new(parts: Parts) -> ModelInner {
+        let has_wide = lock(&parts.wide).is_some();
         let next_instance_id = parts.instances.iter().map(|i| i.id + 1).max().unwrap_or(0);
         ModelInner {
             name: parts.name,
@@ -212,7 +220,9 @@ impl ModelInner {
             outputs: parts.factory.prepared.outputs().to_vec(),
             instances: RwLock::new(Arc::new(parts.instances)),
             retired: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
             elastic_asked: parts.elastic_asked,
+            has_wide: AtomicBool::new(has_wide),
             wide: parts.wide,
             arrivals_saw: AtomicU64::new(0),
             next: AtomicUsize::new(0),
@@ -233,8 +243,12 @@ impl ModelInner {
     }
 
     pub(crate) fn close_and_join(&self) {
-        let instances = self.current();
-        let retired: Vec<Arc<Instance>> = std::mem::take(&mut *lock(&self.retired));
+        let (instances, retired) = {
+            let list = self.instances.write().unwrap_or_else(|p| p.into_inner());
+            self.closed.store(true, Ordering::Release);
+            let retired: Vec<Arc<Instance>> = std::mem::take(&mut *lock(&self.retired));
+            (list.clone(), retired)
+        };
         for instance in instances.iter().chain(&retired) {
             instance.close();
         }
@@ -268,7 +282,7 @@ impl Model {
 
     /// True when a lone call may run on every instance's core at once (elastic instances).
     pub fn elastic(&self) -> bool {
-        lock(&self.inner.wide).is_some()
+        self.inner.has_wide.load(Ordering::Acquire)
     }
 
     /// Calls queued or executing on each instance, in replica order.
@@ -300,7 +314,9 @@ impl Model {
     /// Marks instance `id` as holding a live sequence (it is not retired until released);
     /// false when it is not one of the model's instances.
     pub fn hold(&self, id: u64) -> bool {
-        let instances = self.inner.current();
+        // Under the list's read lock: a retirement checks the holds under its write lock, so
+        // it either sees this one or removes the instance before it is found here.
+        let instances = self.inner.instances.read().unwrap_or_else(|p| p.into_inner());
         match instances.iter().find(|i| i.id == id) {
             Some(instance) => {
                 instance.held.fetch_add(1, Ordering::AcqRel);
@@ -321,13 +337,21 @@ impl Model {
 
     /// Starts an instance on `cores` (its session prepared and its worker pinned first), then
     /// lets it take calls; returns its id. The wide session, if any, is rebuilt over the new
-    /// set of instances.
-    pub fn add_instance(&self, cores: CoreSpan) -> Result<u64, LoadError> {
+    /// set of instances. The autopilot's move (`autopilot.rs`), which keeps the runtime's
+    /// layout in step; `cores` must be K of the process's cores.
+    pub(crate) fn add_instance(&self, cores: CoreSpan) -> Result<u64, LoadError> {
         let inner = &self.inner;
         let id = inner.next_instance_id.fetch_add(1, Ordering::Relaxed);
         let instance = inner.factory.start(&inner.name, id, cores, &inner.recorder, &inner.wide)?;
         {
             let mut list = inner.instances.write().unwrap_or_else(|p| p.into_inner());
+            if inner.closed.load(Ordering::Acquire) {
+                // Unloaded while the session was prepared: this instance never takes a call.
+                drop(list);
+                instance.close();
+                instance.join();
+                return Err(LoadError::NotFound { name: inner.name.clone() });
+            }
             let mut next: Vec<Arc<Instance>> = list.as_ref().clone();
             next.push(instance);
             *list = Arc::new(next);
@@ -340,7 +364,7 @@ impl Model {
     /// Retires instance `id`: no new call reaches it from now on, and its worker ends after
     /// the calls it accepted. False when it is not one of the model's instances, when it holds
     /// live sequences, or when it is the last one.
-    pub fn retire_instance(&self, id: u64) -> bool {
+    pub(crate) fn retire_instance(&self, id: u64) -> bool {
         let inner = &self.inner;
         let retired = {
             let mut list = inner.instances.write().unwrap_or_else(|p| p.into_inner());
@@ -351,10 +375,11 @@ impl Model {
             let mut next: Vec<Arc<Instance>> = list.as_ref().clone();
             let retired = next.remove(position);
             *list = Arc::new(next);
+            // Still under the list's lock, so an unload sees it in one list or the other.
+            lock(&inner.retired).push(retired.clone());
             retired
         };
         retired.close();
-        lock(&inner.retired).push(retired);
         self.rebuild_wide();
         self.reap();
         true
@@ -389,7 +414,9 @@ impl Model {
                 None
             }
         });
-        *lock(&inner.wide) = wide;
+        let mut slot = lock(&inner.wide);
+        inner.has_wide.store(wide.is_some(), Ordering::Release);
+        *slot = wide;
     }
 
     pub fn inputs(&self) -> &[TensorSpec] {
@@ -415,7 +442,17 @@ impl Model {
 
     pub fn stats(&self) -> ModelStats {
         let mut stats = self.inner.recorder.snapshot();
-        stats.instance_executions = self.inner.current().iter().map(|i| i.executions.load(Ordering::Relaxed)).collect();
+        stats.instances = self
+            .inner
+            .current()
+            .iter()
+            .map(|i| crate::stats::InstanceStats {
+                id: i.id,
+                cores: i.cores,
+                executions: i.executions.load(Ordering::Relaxed),
+                in_flight: i.in_flight.load(Ordering::Acquire),
+            })
+            .collect();
         stats
     }
 
@@ -473,7 +510,7 @@ impl Model {
             // Elastic: `corral_dispatch::elastic` decides whether the call goes to the first
             // replica marked wide; its worker runs it on all the cores if they are still free
             // when it starts.
-            let wide = to.is_none() && inner.elastic_asked && {
+            let wide = to.is_none() && inner.has_wide.load(Ordering::Acquire) && {
                 let seen: u64 = instances.iter().map(|i| i.in_flight.load(Ordering::Acquire) as u64).sum();
                 let before = Arrivals { average: inner.arrivals_saw.load(Ordering::Relaxed) };
                 let (after, wide) = before.arrive(seen);

@@ -159,8 +159,8 @@ fn publication(sources: &Sources, tag: Option<String>, seq: u64) -> Publication 
 
 fn live_model(model: &Model, global: &CoreSet) -> LiveModel {
     let stats = model.stats();
-    let instances = model.instances().into_iter().map(|span| {
-        let cores = span.cores().filter_map(|relative| global.global(relative));
+    let instances = stats.instances.iter().map(|i| {
+        let cores = i.cores.cores().filter_map(|relative| global.global(relative));
         CoreSet::from_indices(cores).map(|set| set.to_env_value()).unwrap_or_default()
     });
     LiveModel {
@@ -171,7 +171,7 @@ fn live_model(model: &Model, global: &CoreSet) -> LiveModel {
         failures: stats.failures,
         input_failures: stats.input_failures,
         executions: stats.executions,
-        queue_depth: model.queue_depths().into_iter().map(|d| d as u64).collect(),
+        queue_depth: stats.instances.iter().map(|i| i.in_flight as u64).collect(),
         latency: model.inner.recorder.latency_buckets(),
         compute: model.inner.recorder.compute_buckets(),
         moves: {

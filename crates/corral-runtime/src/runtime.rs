@@ -282,7 +282,7 @@ impl Runtime {
     /// cores. A new model's name must be free; a replacement's must be loaded, and it is placed
     /// as if the model of that name were gone.
     fn place(&self, def: &ModelDef, replacing: bool) -> Result<corral_placement::Placement, LoadError> {
-        let at = def.placement.clone().or_else(context::current).unwrap_or_default();
+        let at = resolved(def);
         let loaded = lock(&self.inner.loaded);
         let mut layout = std::borrow::Cow::Borrowed(&loaded.layout);
         match (loaded.models.contains_key(&def.name), replacing) {
@@ -374,7 +374,7 @@ impl Runtime {
             max
         };
         let min = min.min(max);
-        let pinned = min == max || matches!(def.placement, Some(Where::Group(_)));
+        let pinned = min == max || matches!(resolved(def), Where::Group(_));
         Ok(Bounds { min, max, pinned })
     }
 
@@ -414,6 +414,12 @@ impl Runtime {
     fn publish(&self, loaded: &Loaded) {
         self.inner.lease.publish_models(&instances_per_core(&loaded.layout));
     }
+}
+
+/// Where `def` goes: its own placement, else this thread's placement context, else the
+/// default (least-used cores).
+fn resolved(def: &ModelDef) -> Where {
+    def.placement.clone().or_else(context::current).unwrap_or_default()
 }
 
 /// Per process core, the instances on it as `name[replica]`, for the owner records.

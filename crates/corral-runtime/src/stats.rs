@@ -30,11 +30,23 @@ pub struct ModelStats {
     pub executions: u64,
     pub queue_time: Duration,
     pub compute_time: Duration,
-    /// Per instance: executions.
-    pub instance_executions: Vec<u64>,
+    /// The instances taking calls now, in replica order, read together.
+    pub instances: Vec<InstanceStats>,
     pub p50: Duration,
     pub p90: Duration,
     pub p99: Duration,
+}
+
+/// One instance of a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Stable while the model is loaded (a label that survives the autopilot's moves).
+    pub id: u64,
+    /// Its process cores.
+    pub cores: corral_placement::CoreSpan,
+    pub executions: u64,
+    /// Calls queued or executing on it.
+    pub in_flight: usize,
 }
 
 #[derive(Debug)]
@@ -113,8 +125,8 @@ impl Recorder {
             executions: self.executions.load(Relaxed),
             queue_time: Duration::from_nanos(self.queue_ns.load(Relaxed)),
             compute_time: Duration::from_nanos(self.compute_ns.load(Relaxed)),
-            // Per instance, filled in by `Model::stats` from its current instances.
-            instance_executions: Vec::new(),
+            // Filled in by `Model::stats` from its current instances.
+            instances: Vec::new(),
             p50: percentile(&counts, 0.50),
             p90: percentile(&counts, 0.90),
             p99: percentile(&counts, 0.99),

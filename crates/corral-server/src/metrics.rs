@@ -68,34 +68,36 @@ pub fn render(state: &ServerState) -> String {
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", cumulative.last().copied().unwrap_or(0));
     }
     let served = state.served();
+    // Instances are labelled by id, which stays with an instance while the autopilot moves
+    // others (a position would hand one instance's counter to another).
+    let instances: Vec<_> = served.iter().map(|s| s.model.stats().instances).collect();
     family(&mut out, "corral_queue_depth", "gauge", "Calls queued or executing on each model instance");
-    for s in &served {
-        for (i, depth) in s.model.queue_depths().iter().enumerate() {
+    for (s, list) in served.iter().zip(&instances) {
+        for i in list {
             let _ = writeln!(
                 out,
-                "corral_queue_depth{{model=\"{}\",version=\"{}\",instance=\"{i}\"}} {depth}",
-                s.name, s.version
+                "corral_queue_depth{{model=\"{}\",version=\"{}\",instance=\"{}\"}} {}",
+                s.name, s.version, i.id, i.in_flight
             );
         }
     }
     family(&mut out, "corral_instance_executions_total", "counter", "Executions per model instance");
-    for s in &served {
-        let stats = s.model.stats();
-        for (i, executions) in stats.instance_executions.iter().enumerate() {
+    for (s, list) in served.iter().zip(&instances) {
+        for i in list {
             let _ = writeln!(
                 out,
-                "corral_instance_executions_total{{model=\"{}\",version=\"{}\",instance=\"{i}\"}} {executions}",
-                s.name, s.version
+                "corral_instance_executions_total{{model=\"{}\",version=\"{}\",instance=\"{}\"}} {}",
+                s.name, s.version, i.id, i.executions
             );
         }
     }
     family(&mut out, "corral_instance_cores", "gauge", "The process cores each model instance spans (info: always 1)");
-    for s in &served {
-        for (i, span) in s.model.instances().iter().enumerate() {
+    for (s, list) in served.iter().zip(&instances) {
+        for i in list {
             let _ = writeln!(
                 out,
-                "corral_instance_cores{{model=\"{}\",version=\"{}\",instance=\"{i}\",cores=\"{span}\"}} 1",
-                s.name, s.version
+                "corral_instance_cores{{model=\"{}\",version=\"{}\",instance=\"{}\",cores=\"{}\"}} 1",
+                s.name, s.version, i.id, i.cores
             );
         }
     }

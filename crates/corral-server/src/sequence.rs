@@ -14,7 +14,7 @@
 use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 use corral_engine::{DataType, Tensor, TensorData};
-use corral_runtime::{Model, Reply};
+use corral_runtime::{InferError, Model, Reply};
 
 use crate::{
     error::CallError,
@@ -100,10 +100,16 @@ impl Sequencer {
                 if let Some(restarted) = live.remove(id) {
                     model.release(restarted.instance);
                 }
-                let ids = model.instance_ids();
                 let load = |instance: u64| live.values().filter(|s| s.instance == instance).count();
-                let instance = ids.iter().copied().min_by_key(|&i| load(i)).unwrap_or(0);
-                model.hold(instance);
+                // The autopilot may retire the instance chosen before the hold lands: choose
+                // again from the new list (a few times: each retry follows a move).
+                let held = (0..8).find_map(|_| {
+                    let instance = model.instance_ids().into_iter().min_by_key(|&i| load(i))?;
+                    model.hold(instance).then_some(instance)
+                });
+                let Some(instance) = held else {
+                    return Err(CallError::from(InferError::Unloaded { model: name.to_owned() }));
+                };
                 live.insert(id.clone(), Live { instance, last: now });
                 instance
             }

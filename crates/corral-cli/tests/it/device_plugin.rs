@@ -100,6 +100,8 @@ impl Kubelet {
 struct Plugin {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr; it ends when the plugin's stderr closes.
+    pump: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Plugin {
@@ -110,16 +112,22 @@ impl Plugin {
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
         let pipe = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
+        let pump = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 sink.lock().expect("lock").push_str(&format!("{line}\n"));
             }
         });
-        Plugin { child, stderr }
+        Plugin { child, stderr, pump: Some(pump) }
     }
 
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("lock").clone()
+    /// Waits for the plugin to exit, then for the last of its stderr (the copying thread may
+    /// still be behind when the exit is seen).
+    fn exit(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().expect("wait");
+        if let Some(pump) = self.pump.take() {
+            pump.join().expect("stderr copied");
+        }
+        (status, self.stderr.lock().expect("lock").clone())
     }
 }
 
@@ -301,8 +309,7 @@ fn the_plugin_registers_reports_health_prefers_runs_and_hands_out_cores() {
         drop(serve);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(plugin.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
             .expect("signal");
-        let status = plugin.child.wait().expect("wait");
-        let stderr = plugin.stderr();
+        let (status, stderr) = plugin.exit();
         assert_eq!(status.code(), Some(0), "{stderr}");
         assert!(!kubelet_dir.path().join(&registration.endpoint).exists(), "socket removed");
         assert_eq!(
@@ -359,8 +366,7 @@ fn a_refused_registration_ends_the_plugin_with_the_kubelets_words() {
         let mut kubelet = Kubelet::start(kubelet_dir.path(), Some("resource corral.dev/core is already registered"));
         let mut plugin = Plugin::start(&host, kubelet_dir.path());
         kubelet.registration().await;
-        let status = plugin.child.wait().expect("wait");
-        let stderr = plugin.stderr();
+        let (status, stderr) = plugin.exit();
         assert_eq!(status.code(), Some(1), "{stderr}");
         assert!(
             stderr.contains("refused to register corral.dev/core: resource corral.dev/core is already registered"),

@@ -244,6 +244,14 @@ fn a_cpu_quota_caps_the_default_and_a_count() {
     drop(capped);
     let visible = registry.acquire(&Request::visible(CoreRange::new(0, 4))).expect("free");
     assert_eq!(visible.len(), 4);
+    drop(visible);
+    // With holes in what is free (nc1 held), the capped default takes free cores that are
+    // not a run rather than failing.
+    let hole = registry.acquire(&Request::visible(CoreRange::new(1, 1))).expect("free");
+    let _nc3 = registry.acquire(&Request::visible(CoreRange::new(3, 1))).expect("free");
+    let default = registry.acquire(&Request::all()).expect("nc0 and nc2 are free");
+    assert_eq!(default.cores().to_string(), "nc0,nc2");
+    drop(hole);
 }
 
 #[test]

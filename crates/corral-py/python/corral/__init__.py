@@ -120,6 +120,15 @@ def _start_logs() -> None:
             _log_reader.start()
 
 
+def _forget_log_reader() -> None:
+    """In a forked child: the parent's reader thread is not there; a start makes a new one."""
+    global _log_reader, _log_reader_lock
+    _log_reader, _log_reader_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_log_reader)
+
+
 def _stop_logs() -> None:
     """At exit, after the models' unloads: the last records, then the reader ends (so no
     thread is inside the extension while the interpreter finalizes)."""
