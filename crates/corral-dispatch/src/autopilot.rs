@@ -8,8 +8,9 @@
 //! A model's demand, in instances, is its arrival rate times its mean execution time, plus
 //! what draining the calls waiting in its queues within one interval takes (waiting calls
 //! times the mean execution time over the interval), so a backlog counts but the ordinary
-//! ups and downs of a queue do not ([`Estimator`]: a rising rate is taken at once, a falling
-//! one and the execution time half per interval). Its
+//! ups and downs of a queue do not ([`Estimator`]: an interval's arrivals that chance would
+//! not give the current rate, beyond three Poisson standard deviations, move the rate at
+//! once; others, and the execution time, move it half way). Its
 //! peak is the highest demand of the last [`SHRINK_WINDOW`] intervals: a model grows on its
 //! demand at once but shrinks only on its peak, so a lull (or a load that started in the
 //! middle of an interval) takes no core away.
@@ -31,9 +32,9 @@
 //!    lowest run of K consecutive cores nobody keeps (cores of retiring instances count as
 //!    free: their last calls finish before the new instance's first). Without such a run, a
 //!    colder model above its `min` gives up an instance, coldest first, if with one fewer it
-//!    is still less busy per instance than the grower is now: the busiest of the two gets
-//!    less busy, so two models never trade an instance back and forth, and equally busy
-//!    ones trade none.
+//!    is still less busy per instance than the grower is now, by [`TRADE_MARGIN`]: the
+//!    busiest of the two gets less busy, so two models never trade an instance back and
+//!    forth (not even on the wobble of measured demand), and equally busy ones trade none.
 //!    Without that either, a model busier than [`HIGH`] adds its instance on the cores of
 //!    colder models where each core's load leaves room for it (the per-instance demand of
 //!    every instance on the core plus the grower's, at most one core's worth; executions
@@ -53,6 +54,10 @@ pub const LOW: f64 = 0.5;
 pub const TARGET: f64 = 0.65;
 /// Intervals whose highest demand a model must stay under to shrink.
 pub const SHRINK_WINDOW: usize = 4;
+/// How much busier per instance a grower must be than a donor would be after giving one up:
+/// measured demand wobbles, and two models near each other must not pass an instance back
+/// and forth on the wobble.
+pub const TRADE_MARGIN: f64 = 0.15;
 
 /// One instance as the controller sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,7 +193,7 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
                 };
                 let donor = (0..models.len())
                     .filter(|&j| j != m && !models[j].pinned && scratch[j].len() > models[j].min)
-                    .filter(|&j| heat(&models[j], scratch[j].len() - 1) < my_heat)
+                    .filter(|&j| heat(&models[j], scratch[j].len() - 1) + TRADE_MARGIN < my_heat)
                     .filter(|&j| !givable(j, &scratch).is_empty())
                     .min_by(|&a, &b| heat(&models[a], scratch[a].len()).total_cmp(&heat(&models[b], scratch[b].len())));
                 let Some(j) = donor else { break };
@@ -265,7 +270,7 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
 /// loaded model, fed every interval's [`Reading`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Estimator {
-    /// Calls per second: a rise is taken at once, a fall half per interval.
+    /// Calls per second: a shift beyond chance is taken at once, else half per interval.
     pub rate: f64,
     /// Mean execution time, seconds, smoothed (0 until an execution is seen).
     pub exec: f64,
@@ -316,8 +321,13 @@ impl Estimator {
             Some(before) => {
                 let seconds = reading.seconds.max(1e-9);
                 let now = reading.counts;
-                let rate = now.requests.saturating_sub(before.requests) as f64 / seconds;
-                self.rate = if rate > self.rate { rate } else { 0.5 * self.rate + 0.5 * rate };
+                let arrived = now.requests.saturating_sub(before.requests) as f64;
+                let rate = arrived / seconds;
+                // Arrivals beyond what chance gives a steady rate (3 standard deviations of a
+                // Poisson count, plus 2 for small counts) are a shift in load: taken at once.
+                let expected = self.rate * seconds;
+                let shifted = (arrived - expected).abs() > 3.0 * expected.sqrt() + 2.0;
+                self.rate = if shifted { rate } else { 0.5 * self.rate + 0.5 * rate };
                 let executions = now.executions.saturating_sub(before.executions);
                 if executions > 0 {
                     let exec = now.compute_ns.saturating_sub(before.compute_ns) as f64 / executions as f64 / 1e9;
@@ -516,9 +526,9 @@ mod tests {
                 break;
             }
         }
-        // The first idle reading still holds half the busy rate (smoothing), so the window
-        // runs out one interval later.
-        assert_eq!(shrunk_after, Some(SHRINK_WINDOW + 1), "it shrinks once the busy readings left the window");
+        // The stop is a shift (taken at once): the busy readings leave the window after
+        // SHRINK_WINDOW idle ones.
+        assert_eq!(shrunk_after, Some(SHRINK_WINDOW), "it shrinks once the busy readings left the window");
     }
 
     #[test]
@@ -546,11 +556,15 @@ mod tests {
         let demand = estimate.observe(Reading { counts: now, seconds: 0.5, in_flight: 52, instances: 2 });
         assert!((estimate.rate - 200.0).abs() < 1e-9 && (estimate.exec - 0.01).abs() < 1e-12);
         assert!((demand.now - 3.0).abs() < 1e-9, "200/s × 10 ms, and 50 waiting × 10 ms in 0.5 s: {demand:?}");
-        // A rise is taken at once, a fall by half.
-        let later = Counts { requests: 300, executions: 300, compute_ns: 300 * 10_000_000 };
-        estimate.observe(Reading { counts: later, seconds: 0.5, in_flight: 2, instances: 2 });
-        assert!((estimate.rate - 400.0).abs() < 1e-9);
-        estimate.observe(Reading { counts: later, seconds: 0.5, in_flight: 0, instances: 2 });
-        assert!((estimate.rate - 200.0).abs() < 1e-9);
+        // 110 arrivals where 100 were expected: chance; half way. 200: a shift; at once.
+        let mut counts = now;
+        let mut step = |arrived: u64| {
+            counts.requests += arrived;
+            estimate.observe(Reading { counts, seconds: 0.5, in_flight: 0, instances: 2 });
+            estimate.rate
+        };
+        assert!((step(110) - 210.0).abs() < 1e-9);
+        assert!((step(200) - 400.0).abs() < 1e-9);
+        assert!((step(0) - 0.0).abs() < 1e-9, "a stop is a shift too");
     }
 }

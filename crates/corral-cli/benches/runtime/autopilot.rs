@@ -59,10 +59,14 @@ impl Run {
         latencies.get(latencies.len() * 99 / 100).copied().unwrap_or_default()
     }
 
-    /// Seconds from `from` until `model` first held as many instances as it holds at `to`.
+    /// Seconds from `from` until `model` first held the count it held for most of the time
+    /// to `to` (its median count there: a late wobble of one instance does not count).
     fn settle(&self, model: usize, from: f64, to: f64) -> f64 {
-        let final_count = self.counts.iter().rev().find(|(t, _)| *t < to).map_or(0, |(_, c)| c[model]);
-        self.counts.iter().find(|(t, c)| *t >= from && c[model] >= final_count).map_or(to - from, |(t, _)| t - from)
+        let mut held: Vec<usize> =
+            self.counts.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, c)| c[model]).collect();
+        held.sort_unstable();
+        let typical = held.get(held.len() / 2).copied().unwrap_or(0);
+        self.counts.iter().find(|(t, c)| *t >= from && c[model] >= typical).map_or(to - from, |(t, _)| t - from)
     }
 }
 
@@ -137,6 +141,15 @@ pub(super) fn shifting() {
         auto.moves,
         auto.calls.iter().map(Vec::len).sum::<usize>()
     );
+    if std::env::var_os("TRACE_COUNTS").is_some() {
+        let mut last = Vec::new();
+        for (t, c) in &auto.counts {
+            if *c != last {
+                println!("    {t:6.2} {c:?}");
+                last = c.clone();
+            }
+        }
+    }
     let uniform = vec![vec![250.0; 4]];
     let [fixed, auto] = [false, true].map(|on| sim_run(on, &uniform, 20.0));
     let all = |run: &Run| (0..4).map(|m| run.ok_ends(m, 0.0, f64::INFINITY)).sum::<usize>() as f64 / run.duration;
