@@ -7,7 +7,11 @@
    perf_analyzer (outside the cgroup, on the same 2 CPUs) at concurrency 4 over HTTP and gRPC:
    throughput, p50, p99, and the share of the quota's periods the kernel throttled the server
    (cpu.stat). The two cases alternate, ROUNDS times; medians.
-2. corral device-plugin (sim:8) against a kubelet stand-in written here with grpcio (the
+2. A cpuset that shrinks under a running server (both CPUs to the second one, squeezenet on
+   each core): the time from the write to cpuset.cpus until the server says a core left, and
+   until `corral ls` shows that core free (its instance retired after its calls); CPUSET_SAMPLES
+   runs, median and max.
+3. corral device-plugin (sim:8) against a kubelet stand-in written here with grpcio (the
    kubelet's api.proto compiled by grpc_tools): the time from a host process holding a core
    (its first line) to the ListAndWatch update marking it unhealthy, and from its exit to the
    update marking it healthy again; SAMPLES of each, median and max.
@@ -16,6 +20,7 @@ usage: bench/quota.py [SECONDS_PER_POINT] [ROUNDS]   (run through bench/quota.sh
 """
 
 import csv
+import json
 import os
 import queue
 import random
@@ -36,6 +41,7 @@ SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 QUOTA_CPUS = 1.5
 SAMPLES = 20
+CPUSET_SAMPLES = 5
 
 
 class Cgroup:
@@ -54,6 +60,7 @@ class Cgroup:
             self.write(f"{root}/cgroup.subtree_control", "+cpu +cpuset")
             self.dir = self.mkdir(f"{root}/{name}")
             self.write(f"{self.dir}/cpuset.cpus", cpus)
+            self.cpuset = f"{self.dir}/cpuset.cpus"
             self.write(f"{self.dir}/cpu.max", f"{int(QUOTA_CPUS * 100000)} 100000")
             self.procs.append(f"{self.dir}/cgroup.procs")
             self.stat, self.throttled_key, self.version = f"{self.dir}/cpu.stat", "throttled_usec", "v2 cpu.max"
@@ -65,6 +72,7 @@ class Cgroup:
             if "cpuset" in v1:
                 cpuset = self.mkdir(f"{v1['cpuset']}/{name}")
                 self.write(f"{cpuset}/cpuset.cpus", cpus)
+                self.cpuset = f"{cpuset}/cpuset.cpus"
                 self.write(f"{cpuset}/cpuset.mems", open(f"{v1['cpuset']}/cpuset.mems").read().strip())
                 self.procs.append(f"{cpuset}/cgroup.procs")
             self.stat, self.throttled_key, self.version = f"{self.dir}/cpu.stat", "throttled_time", "v1 cpu.cfs_quota_us"
@@ -278,10 +286,63 @@ def watch_plugin(api_pb2, api_pb2_grpc, grpc, request, kubelet_dir, env):
     return taken, freed
 
 
+def cpuset_table():
+    cpus = f"{CPUS[0]},{CPUS[1]}"
+    cgroup = Cgroup(cpus)
+    if not hasattr(cgroup, "cpuset"):
+        cgroup.remove()
+        sys.exit("no cpuset controller is mounted: the cpuset figure needs one")
+    repo = repository()
+    noticed, released = [], []
+    try:
+        for sample in range(CPUSET_SAMPLES):
+            cgroup.write(cgroup.cpuset, cpus)
+            locks = tempfile.mkdtemp()
+            env = {**os.environ, "CORRAL_LOCK_DIR": locks, "CORRAL_VISIBLE_CORES": "0-1"}
+            port = 18700 + 10 * sample
+            command = [CORRAL, "serve", "--model-repository", repo, "--device", "cpu", "--http-port", str(port),
+                       "--grpc-port", str(port + 1), "--metrics-port", str(port + 2)]
+            proc = cgroup.popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            lines = queue.Queue()
+            threading.Thread(target=lambda: [lines.put((time.monotonic(), l)) for l in proc.stderr], daemon=True).start()
+            try:
+                wait_ready(port, proc)
+                time.sleep(random.uniform(0, 0.5))  # not in step with the runtime's 0.5 s look
+                shrunk = time.monotonic()
+                cgroup.write(cgroup.cpuset, str(CPUS[1]))
+                while True:
+                    at, line = lines.get(timeout=30)
+                    if "left this process's CPUs" in line:
+                        noticed.append(at - shrunk)
+                        break
+                while True:
+                    listing = subprocess.run([CORRAL, "ls", "--json", "--device", "cpu"], env=env,
+                                             capture_output=True, text=True).stdout
+                    if any(core["owner"] is None for core in json.loads(listing)["cores"]):
+                        released.append(time.monotonic() - shrunk)
+                        break
+                    if time.monotonic() - shrunk > 30:
+                        sys.exit("the core that left was never released")
+                    time.sleep(0.01)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+    finally:
+        cgroup.remove()
+    print(f"## A cpuset shrinking under a running server (squeezenet on both cores, {CPUSET_SAMPLES} runs)")
+    print()
+    print("| from the write to cpuset.cpus until | median | max |")
+    print("| --- | --- | --- |")
+    for what, times in (("the server says nc0 left", noticed), ("`corral ls` shows nc0 free", released)):
+        print(f"| {what} | {statistics.median(times) * 1000:.0f} ms | {max(times) * 1000:.0f} ms |")
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench/quota.py makes cgroups: run it as root")
     quota_table()
+    print()
+    cpuset_table()
     print()
     plugin_table()
 

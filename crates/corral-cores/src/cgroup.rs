@@ -133,7 +133,7 @@ fn quota_in(root: &Path, mountinfo: &str, cgroups: &str) -> Result<Option<CpuQuo
             list if list.split(',').any(|c| c == "cpu") => CgroupVersion::V1,
             _ => continue,
         };
-        let Some((mount_point, folder)) = locate(&mounts, version, path) else { continue };
+        let Some((mount_point, folder)) = locate(&mounts, version, "cpu", path) else { continue };
         let mount_point = root.join(mount_point.strip_prefix("/").unwrap_or(&mount_point));
         let folder = if folder.as_os_str().is_empty() { mount_point.clone() } else { mount_point.join(folder) };
         for dir in folder.ancestors().take_while(|dir| dir.starts_with(&mount_point)) {
@@ -155,6 +155,8 @@ fn quota_in(root: &Path, mountinfo: &str, cgroups: &str) -> Result<Option<CpuQuo
 /// hierarchy, and where it is mounted.
 struct Mount {
     version: CgroupVersion,
+    /// The v1 controllers it carries (empty on v2).
+    controllers: Vec<String>,
     root: PathBuf,
     mount_point: PathBuf,
 }
@@ -169,13 +171,17 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
         let (Some(root), Some(mount_point), Some(fs_type)) = (before.get(3), before.get(4), after.first()) else {
             continue;
         };
-        let version = match *fs_type {
-            "cgroup2" => CgroupVersion::V2,
-            "cgroup" if after.get(2).is_some_and(|options| options.split(',').any(|o| o == "cpu")) => CgroupVersion::V1,
+        let (version, controllers) = match *fs_type {
+            "cgroup2" => (CgroupVersion::V2, Vec::new()),
+            "cgroup" => {
+                let options = after.get(2).copied().unwrap_or_default();
+                (CgroupVersion::V1, options.split(',').map(str::to_owned).collect())
+            }
             _ => continue,
         };
         mounts.push(Mount {
             version,
+            controllers,
             root: PathBuf::from(unescape(root)),
             mount_point: PathBuf::from(unescape(mount_point)),
         });
@@ -208,9 +214,11 @@ fn unescape(field: &str) -> String {
 /// The mount of `version`'s hierarchy that shows `path`, and `path` relative to it: the mount
 /// with the longest root that is a prefix of `path`. A path outside every mount's root (a
 /// process moved since the mount was made) is looked up at the mount point itself.
-fn locate(mounts: &[Mount], version: CgroupVersion, path: &str) -> Option<(PathBuf, PathBuf)> {
+fn locate(mounts: &[Mount], version: CgroupVersion, controller: &str, path: &str) -> Option<(PathBuf, PathBuf)> {
     let path = Path::new(path);
-    let candidates = mounts.iter().filter(|m| m.version == version);
+    let candidates = mounts.iter().filter(|m| {
+        m.version == version && (version == CgroupVersion::V2 || m.controllers.iter().any(|c| c == controller))
+    });
     let inside = candidates.clone().filter(|m| path.starts_with(&m.root)).max_by_key(|m| m.root.components().count());
     match inside {
         Some(mount) => {
@@ -219,6 +227,48 @@ fn locate(mounts: &[Mount], version: CgroupVersion, path: &str) -> Option<(PathB
         }
         None => candidates.into_iter().next().map(|m| (m.mount_point.clone(), PathBuf::new())),
     }
+}
+
+/// The CPUs of this process's cpuset as the kernel enforces it now (v1 `cpuset.effective_cpus`
+/// on the hierarchy with the `cpuset` controller, else v2 `cpuset.cpus.effective` in the
+/// nearest cgroup that has one), or `None` when no cgroup file system says. Read afresh on
+/// each call: a runtime follows its cpuset with it (SPEC §2).
+pub fn cpuset_cpus() -> Option<Vec<usize>> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
+    cpuset_in(Path::new("/"), &mountinfo, &cgroups)
+}
+
+fn cpuset_in(root: &Path, mountinfo: &str, cgroups: &str) -> Option<Vec<usize>> {
+    let mounts = parse_mountinfo(mountinfo);
+    let mut lines: Vec<(CgroupVersion, &str)> = cgroups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            match controllers {
+                "" => Some((CgroupVersion::V2, path)),
+                list if list.split(',').any(|c| c == "cpuset") => Some((CgroupVersion::V1, path)),
+                _ => None,
+            }
+        })
+        .collect();
+    lines.sort_by_key(|(version, _)| *version == CgroupVersion::V2); // v1's cpuset first
+    for (version, path) in lines {
+        let Some((mount_point, folder)) = locate(&mounts, version, "cpuset", path) else { continue };
+        let mount_point = root.join(mount_point.strip_prefix("/").unwrap_or(&mount_point));
+        let folder = if folder.as_os_str().is_empty() { mount_point.clone() } else { mount_point.join(folder) };
+        let file = match version {
+            CgroupVersion::V1 => "cpuset.effective_cpus",
+            CgroupVersion::V2 => "cpuset.cpus.effective",
+        };
+        for dir in folder.ancestors().take_while(|dir| dir.starts_with(&mount_point)) {
+            if let Some(cpus) = fs::read_to_string(dir.join(file)).ok().and_then(|t| crate::parse_cpu_list(t.trim())) {
+                return Some(cpus);
+            }
+        }
+    }
+    None
 }
 
 /// The file's text, or `None` when it does not exist.
@@ -357,6 +407,31 @@ mod tests {
             "0::/docker/abc\n",
             expect!["1 CPU (cpu.max 100000 100000 in <root>/sys/fs/cgroup) -> 1 cores of 1 CPU, 1 of 2"],
         );
+    }
+
+    #[test]
+    fn the_cpuset_is_read_where_the_cpuset_controller_is() {
+        let cpuset = |files: &[(&str, &str)], mountinfo: &str, cgroups: &str| {
+            let root = tempfile::tempdir().expect("temp dir");
+            for (path, content) in files {
+                let path = root.path().join(path);
+                fs::create_dir_all(path.parent().expect("a file in a folder")).expect("mkdir");
+                fs::write(path, content).expect("write");
+            }
+            cpuset_in(root.path(), mountinfo, cgroups)
+        };
+        // v1: the cpuset hierarchy, not the cpu one.
+        let v1 = "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                  34 31 0:31 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n";
+        let files = [
+            ("sys/fs/cgroup/cpuset/cpuset.effective_cpus", "0-7\n"),
+            ("sys/fs/cgroup/cpuset/pod/ctr/cpuset.effective_cpus", "2,5\n"),
+        ];
+        assert_eq!(cpuset(&files, v1, "3:cpuset:/pod/ctr\n1:cpu:/pod/ctr\n"), Some(vec![2, 5]));
+        // v2: the nearest cgroup with the file (the controller may be enabled only above).
+        let files = [("sys/fs/cgroup/pod/cpuset.cpus.effective", "1-3\n")];
+        assert_eq!(cpuset(&files, V2_MOUNT, "0::/pod/ctr\n"), Some(vec![1, 2, 3]));
+        assert_eq!(cpuset(&[], V2_MOUNT, "0::/pod/ctr\n"), None, "no file: nothing to follow");
     }
 
     #[test]

@@ -3,15 +3,20 @@
 //! Dropping a [`Lease`] (or dying) releases it. Before its files close, `Drop` truncates the
 //! owner records it wrote, so a reader never sees a stale record for a free core (and would
 //! ignore one anyway: a record only counts while its lock is held by a live process).
+//! [`Lease::release`] gives one core back early (it left the process's cpuset): its records
+//! are cut and its locks dropped, its files stay open (their descriptors are the fork
+//! handler's), and the process keeps numbering its other cores as before.
 //! Handing a lease to a child and adopting it there is `inherit.rs`; the live counters a
 //! lease publishes beside its first lock file are `live.rs`.
 
 use std::{
     fs::File,
     os::{
-        fd::{AsRawFd, RawFd},
+        fd::{AsRawFd, OwnedFd, RawFd},
         unix::fs::FileExt,
     },
+    path::PathBuf,
+    sync::{Mutex, MutexGuard},
 };
 
 use crate::{
@@ -44,8 +49,16 @@ pub struct Lease {
     /// Legacy groups, process-relative; empty when none were asked for.
     groups: Vec<CoreRange>,
     pub(crate) files: Vec<SlotFile>,
-    /// The publication file beside the first slot; `None` when it cannot be opened for writing.
-    live: Option<SlotFile>,
+    /// Per process core, the indices of its slots in `files`.
+    slots: Vec<Vec<usize>>,
+    /// Per process core, whether [`Lease::release`] gave it back.
+    released: Mutex<Vec<bool>>,
+    /// The publication file beside the first held core's first slot; `None` when it cannot be
+    /// opened for writing.
+    live: Mutex<Option<SlotFile>>,
+    /// The registry folder (a descriptor and its path), to open a publication file beside
+    /// another core when the first is released.
+    folder: Option<(OwnedFd, PathBuf)>,
 }
 
 impl Lease {
@@ -55,7 +68,15 @@ impl Lease {
         groups: Option<&[usize]>,
         files: Vec<SlotFile>,
         live: Option<SlotFile>,
+        folder: Option<(OwnedFd, PathBuf)>,
     ) -> Lease {
+        let slots: Vec<Vec<usize>> = cores
+            .iter()
+            .map(|core| {
+                let names = device.slot_names(core);
+                files.iter().enumerate().filter(|(_, f)| names.contains(&f.name)).map(|(i, _)| i).collect()
+            })
+            .collect();
         let mut first = 0;
         let groups = groups
             .unwrap_or_default()
@@ -69,10 +90,13 @@ impl Lease {
         Lease {
             device: device.spec().clone(),
             core_cpus: cores.iter().map(|i| device.cpus(i).to_vec()).collect(),
+            released: Mutex::new(vec![false; cores.len()]),
             cores,
             groups,
             files,
-            live,
+            slots,
+            live: Mutex::new(live),
+            folder,
         }
     }
 
@@ -113,30 +137,99 @@ impl Lease {
 
     /// Names another process as the owner in the records (a launcher naming its child).
     pub fn set_owner(&self, pid: u32, command: &str) {
+        let released = self.released();
         let record = OwnerRecord {
             pid,
             start_ticks: procfs::start_ticks(pid).unwrap_or(0),
             command: procfs::shorten(command),
             since_unix_ms: now_unix_ms(),
             device: self.device.to_string(),
-            cores: self.cores.to_env_value(),
+            cores: self.held(&released).to_env_value(),
             models: Vec::new(),
         };
-        self.write_record(&record);
+        self.write_record(&record, &released);
     }
 
     /// Publishes which instances sit on each core (by process-relative index, labelled
     /// `name[replica]`) in the owner records, so `corral ls` can show them next to the owner.
     pub fn publish_models(&self, per_core: &[Vec<String>]) {
-        let mut record = OwnerRecord::for_this_process(&self.device.to_string(), &self.cores);
-        record.models = per_core.to_vec();
-        self.write_record(&record);
+        let released = self.released();
+        let mut record = OwnerRecord::for_this_process(&self.device.to_string(), &self.held(&released));
+        // The record numbers the cores it lists: the held ones.
+        record.models = per_core
+            .iter()
+            .zip(released.iter())
+            .filter(|(_, gone)| !**gone)
+            .map(|(models, _)| models.clone())
+            .collect();
+        self.write_record(&record, &released);
     }
 
-    pub(crate) fn write_record(&self, record: &OwnerRecord) {
+    fn released(&self) -> MutexGuard<'_, Vec<bool>> {
+        self.released.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cores still held (global indices).
+    fn held(&self, released: &[bool]) -> CoreSet {
+        let held = self.cores.iter().zip(released).filter(|(_, gone)| !**gone).map(|(core, _)| core);
+        CoreSet::from_indices(held).unwrap_or_else(|| self.cores.clone())
+    }
+
+    /// Whether process core `relative` is still held (not given back by [`Lease::release`]).
+    pub fn is_held(&self, relative: usize) -> bool {
+        self.released().get(relative).is_some_and(|gone| !gone)
+    }
+
+    /// Gives process core `relative` back to the registry before the lease ends (it left the
+    /// process's cpuset): its records are cut and its locks released, the others' records
+    /// rewritten without it. False when it was released already or is the last one held.
+    pub fn release(&self, relative: usize) -> bool {
+        let mut released = self.released();
+        if released.get(relative).is_none_or(|gone| *gone) || released.iter().filter(|gone| !**gone).count() == 1 {
+            return false;
+        }
+        released[relative] = true;
+        for slot in self.slots[relative].iter().map(|&i| &self.files[i]) {
+            if slot.writable {
+                let _ = slot.file.set_len(0);
+            }
+            if let Err(error) = slot.file.unlock() {
+                tracing::warn!(slot = %slot.name, %error, "cannot release the core's lock");
+            }
+        }
+        // The publication sits beside the first held core: follow it to the new first one.
+        let first_held = released.iter().position(|gone| !gone).expect("one core is still held");
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let beside_released = live
+            .as_ref()
+            .is_some_and(|l| self.slots[relative].iter().any(|&i| live::live_name(&self.files[i].name) == l.name));
+        if beside_released {
+            if let Some(old) = live.take().filter(|l| l.writable) {
+                let _ = old.file.set_len(0);
+            }
+            let name = self.slots[first_held].first().map(|&i| live::live_name(&self.files[i].name));
+            *live = match (&self.folder, name) {
+                (Some((dir, path)), Some(name)) => match crate::registry::open_slot_at(dir, path, &name) {
+                    Ok(slot) => Some(slot),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot move the live publication; top and monitor lose this process");
+                        None
+                    }
+                },
+                _ => None,
+            };
+        }
+        drop(live);
+        let record = OwnerRecord::for_this_process(&self.device.to_string(), &self.held(&released));
+        self.write_record(&record, &released);
+        true
+    }
+
+    pub(crate) fn write_record(&self, record: &OwnerRecord, released: &[bool]) {
         let mut line = serde_json::to_vec(record).expect("an owner record always serializes");
         line.push(b'\n');
-        for slot in self.files.iter().filter(|s| s.writable) {
+        let held = |i: usize| !self.slots.iter().zip(released).any(|(slots, gone)| *gone && slots.contains(&i));
+        for slot in self.files.iter().enumerate().filter(|(i, s)| s.writable && held(*i)).map(|(_, s)| s) {
             // Write first, then cut: a reader never sees an empty file while the core is held,
             // and stops at the first newline, so a longer old record's tail is never read.
             let written = slot.file.write_all_at(&line, 0).and_then(|()| slot.file.set_len(line.len() as u64));
@@ -149,7 +242,8 @@ impl Lease {
     /// Rewrites this lease's live publication (see `live.rs`); a no-op when its file could
     /// not be opened for writing. Not for the hot path: the caller publishes on a timer.
     pub fn publish_live(&self, publication: &Publication) {
-        let Some(slot) = self.live.as_ref().filter(|s| s.writable) else { return };
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(slot) = live.as_ref().filter(|s| s.writable) else { return };
         let bytes = live::encode_bounded(publication);
         let written = slot.file.write_all_at(&bytes, 0).and_then(|()| slot.file.set_len(bytes.len() as u64));
         if let Err(error) = written {
@@ -167,7 +261,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        for slot in self.files.iter().chain(&self.live).filter(|s| s.writable) {
+        let live = self.live.get_mut().unwrap_or_else(|p| p.into_inner());
+        for slot in self.files.iter().chain(live.iter()).filter(|s| s.writable) {
             let _ = slot.file.set_len(0);
         }
         // Closing the files (next) releases the locks.
@@ -191,7 +286,8 @@ pub(crate) fn lease_with_record(
             None
         }
     });
-    let lease = Lease::new(device, cores, groups, files, live);
-    lease.write_record(&record);
+    let folder = registry.folder();
+    let lease = Lease::new(device, cores, groups, files, live, folder);
+    lease.write_record(&record, &vec![false; lease.len()]);
     lease
 }

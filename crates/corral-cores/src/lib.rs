@@ -35,7 +35,7 @@ mod registry;
 mod request;
 mod take;
 
-pub use cgroup::{CgroupError, CgroupVersion, CpuQuota, cpu_quota, format_cpus};
+pub use cgroup::{CgroupError, CgroupVersion, CpuQuota, cpu_quota, cpuset_cpus, format_cpus};
 pub use core_set::{CoreRange, CoreSet, parse_core_list};
 pub use device::{
     Device, DeviceError, DeviceSpec, DeviceSpecError, SIM_CORES_MAX, SIM_PRESETS, allowed_cpus, format_cpu_list,

@@ -516,35 +516,13 @@ impl Registry {
 
     /// Opens (creating if needed) a slot's lock file without following links.
     pub(crate) fn open_slot(&self, name: &str) -> Result<SlotFile, RegistryError> {
-        let path = || self.path.join(name);
-        let base = OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-        let mut writable = true;
-        let fd = loop {
-            match openat(&self.dir, name, base | OFlag::O_RDWR, Mode::empty()) {
-                Ok(fd) => break fd,
-                Err(Errno::ENOENT) => {
-                    let create = base | OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
-                    match openat(&self.dir, name, create, Mode::from_bits_truncate(0o666)) {
-                        Ok(fd) => {
-                            // The umask may have narrowed the mode; every user must be able to lock.
-                            let _ = fchmod(&fd, Mode::from_bits_truncate(0o666));
-                            break fd;
-                        }
-                        Err(Errno::EEXIST) => continue, // another process created it first
-                        Err(errno) => return Err(slot_error(path(), errno)),
-                    }
-                }
-                Err(Errno::EACCES) => {
-                    // Someone else's file with a narrow mode: a read-only descriptor still locks.
-                    writable = false;
-                    break openat(&self.dir, name, base | OFlag::O_RDONLY, Mode::empty())
-                        .map_err(|errno| slot_error(path(), errno))?;
-                }
-                Err(errno) => return Err(slot_error(path(), errno)),
-            }
-        };
-        check_regular(&fd, &path())?;
-        Ok(SlotFile { file: File::from(fd), name: name.to_owned(), writable })
+        open_slot_at(&self.dir, &self.path, name)
+    }
+
+    /// A second descriptor of the registry folder and its path, for a lease that opens a slot
+    /// after its acquisition (`Lease::release` moving the live publication).
+    pub(crate) fn folder(&self) -> Option<(OwnedFd, PathBuf)> {
+        self.dir.try_clone().ok().map(|dir| (dir, self.path.clone()))
     }
 
     /// Opens an existing slot read-only, for readers; `None` if it was never created.
@@ -559,6 +537,40 @@ impl Registry {
             Err(errno) => Err(slot_error(self.path.join(name), errno)),
         }
     }
+}
+
+/// Opens (creating if needed, with a mode every user can lock) the slot `name` in the folder
+/// `dir` (at `path`), refusing links and anything but a regular file.
+pub(crate) fn open_slot_at(dir: &OwnedFd, path: &Path, name: &str) -> Result<SlotFile, RegistryError> {
+    let slot_path = || path.join(name);
+    let base = OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let mut writable = true;
+    let fd = loop {
+        match openat(dir, name, base | OFlag::O_RDWR, Mode::empty()) {
+            Ok(fd) => break fd,
+            Err(Errno::ENOENT) => {
+                let create = base | OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
+                match openat(dir, name, create, Mode::from_bits_truncate(0o666)) {
+                    Ok(fd) => {
+                        // The umask may have narrowed the mode; every user must be able to lock.
+                        let _ = fchmod(&fd, Mode::from_bits_truncate(0o666));
+                        break fd;
+                    }
+                    Err(Errno::EEXIST) => continue, // another process created it first
+                    Err(errno) => return Err(slot_error(slot_path(), errno)),
+                }
+            }
+            Err(Errno::EACCES) => {
+                // Someone else's file with a narrow mode: a read-only descriptor still locks.
+                writable = false;
+                break openat(dir, name, base | OFlag::O_RDONLY, Mode::empty())
+                    .map_err(|errno| slot_error(slot_path(), errno))?;
+            }
+            Err(errno) => return Err(slot_error(slot_path(), errno)),
+        }
+    };
+    check_regular(&fd, &slot_path())?;
+    Ok(SlotFile { file: File::from(fd), name: name.to_owned(), writable })
 }
 
 /// `1 core`, `2 cores`, `1 core (2 CPUs each)`.

@@ -26,7 +26,9 @@
 //!    once inside its bounds.
 //! 2. Retirements first: a model above what it wants retires instances that hold no live
 //!    sequence, preferring ones on cores that left the process, then on shared cores, then
-//!    the newest. Instances on cores that left the process are relocated.
+//!    the newest. Instances on cores that left the process are relocated (sharing cores if
+//!    need be, whatever the load); one that fits nowhere is retired if its model has another
+//!    instance.
 //! 3. Then growth, one instance at a time to the model busiest per instance counting what it
 //!    was given so far (so free cores are shared out in proportion): each new instance takes the
 //!    lowest run of K consecutive cores nobody keeps (cores of retiring instances count as
@@ -251,7 +253,18 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
                 .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.first.cmp(&b.1.first)))
                 .map(|(_, span)| span);
         }
-        let Some(span) = span else { continue };
+        let Some(span) = span else {
+            // An instance on a core that left, with nowhere to go: it is retired if its model
+            // has another instance (the calls go there), else it stays where it is.
+            if let Some(id) = replaces
+                && kept[m].len() > 1
+                && kept[m].iter().any(|i| i.id == id && !i.held)
+            {
+                kept[m].retain(|i| i.id != id);
+                moves.push(Move::Shrink { model: m, id });
+            }
+            continue;
+        };
         match replaces {
             Some(id) => {
                 kept[m].retain(|i| i.id != id);
@@ -496,6 +509,21 @@ mod tests {
         let models = [model(1, &[0, 1], 1.0)];
         let moves = decide(&models, 4, &[false, true, true, true]);
         assert_eq!(moves, [Move::Relocate { model: 0, id: 0, span: CoreSpan::new(2, 1) }]);
+    }
+
+    #[test]
+    fn an_instance_on_a_core_that_left_with_nowhere_to_go_is_retired() {
+        // 2 cores, nc0 left: the model's instance there cannot join its own on nc1.
+        let models = [model(1, &[0, 1], 1.0)];
+        let moves = decide(&models, 2, &[false, true]);
+        assert!(matches!(moves[..], [Move::Shrink { model: 0, id: 0 }]), "{moves:?}");
+        // Another model's core is shared instead.
+        let models = [model(1, &[0], 1.0), model(1, &[1], 0.1)];
+        let moves = decide(&models, 2, &[false, true]);
+        assert!(
+            matches!(moves[..], [Move::Relocate { model: 0, id: 0, span: CoreSpan { first: 1, count: 1 } }]),
+            "{moves:?}"
+        );
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub enum PlacementError {
     CountAboveProcess { count: usize, cores: usize },
     #[error("start nc{start} is outside the process cores {span}", span = CoreSpan::new(0, *cores))]
     StartOutside { start: usize, cores: usize },
+    #[error("nc{core} left this process's cpuset; place the model on the cores it still has")]
+    Gone { core: usize },
     #[error("model needs {needed} cores from nc{start}, process has {span}", span = CoreSpan::new(0, *cores))]
     NotEnoughFromStart { needed: usize, start: usize, cores: usize },
     #[error("group {group} does not exist; the process has {count} groups\nhint: groups come from CORRAL_GROUP_SIZES (NEURONCORE_GROUP_SIZES)", count = .groups.len())]
@@ -189,6 +191,8 @@ pub struct Layout {
     cores: usize,
     groups: Vec<CoreSpan>,
     placed: Vec<Placed>,
+    /// Cores that left the process's cpuset: nothing new is placed on them.
+    gone: Vec<usize>,
 }
 
 impl Layout {
@@ -203,7 +207,15 @@ impl Layout {
                 group
             })
             .collect();
-        Layout { cores, groups, placed: Vec::new() }
+        Layout { cores, groups, placed: Vec::new(), gone: Vec::new() }
+    }
+
+    /// Marks `core` as gone from the process's cpuset: placements avoid it from now on, and
+    /// one that names it fails.
+    pub fn set_gone(&mut self, core: usize) {
+        if !self.gone.contains(&core) {
+            self.gone.push(core);
+        }
     }
 
     pub fn cores(&self) -> usize {
@@ -237,14 +249,21 @@ impl Layout {
             return Err(PlacementError::ModelTooBig { k, cores: n });
         }
         let usage = self.usage();
-        let cost = |span: CoreSpan| -> usize { span.cores().map(|c| usage[c]).sum() };
+        let gone = |span: CoreSpan| span.cores().find(|c| self.gone.contains(c));
+        // A span over a gone core is chosen only when every span is.
+        let cost = |span: CoreSpan| -> (bool, usize) { (gone(span).is_some(), span.cores().map(|c| usage[c]).sum()) };
         let run = |start: usize, count: usize| (0..count).map(|i| CoreSpan::new(start + i * k, k)).collect::<Vec<_>>();
         let instances = match at {
             Where::Auto => {
                 let best = (0..=n - k).min_by_key(|&s| (cost(CoreSpan::new(s, k)), s)).expect("k <= n leaves a start");
                 run(best, 1)
             }
-            Where::Multicore => run(0, n / k),
+            Where::Multicore if self.gone.is_empty() => run(0, n / k),
+            Where::Multicore => {
+                let kept: Vec<CoreSpan> =
+                    (0..n / k).map(|i| CoreSpan::new(i * k, k)).filter(|span| gone(*span).is_none()).collect();
+                if kept.is_empty() { run(0, 1) } else { kept }
+            }
             Where::Starts(starts) => {
                 let mut sorted = starts.clone();
                 sorted.sort_unstable();
@@ -306,6 +325,10 @@ impl Layout {
                 }
             }
         };
+        let chosen_freely = matches!(at, Where::Auto | Where::Multicore | Where::Cores { start: None, .. });
+        if !chosen_freely && let Some(core) = instances.iter().find_map(|span| gone(*span)) {
+            return Err(PlacementError::Gone { core });
+        }
         let mut shared: Vec<(usize, Vec<String>)> = Vec::new();
         for core in instances.iter().flat_map(CoreSpan::cores) {
             let mut others: Vec<String> = self

@@ -22,6 +22,10 @@
 //! 3. With `elastic`, a single-core model with two or more instances whose expected load per
 //!    instance is below a quarter (`demand / instances < 0.25`: lone calls are common) is
 //!    marked elastic, so a lone call gets all its instances' cores.
+//!
+//! The objective is fairness (every model's capacity in proportion to its demand), not the
+//! count of calls within a latency target: past saturation a layout that starves one model
+//! can keep more of the others' calls fast (`bench/runs/2026-12-02-plan.md`).
 
 use corral_dispatch::CoreSpan;
 

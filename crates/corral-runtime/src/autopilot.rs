@@ -2,6 +2,16 @@
 //! counters, asks `corral_dispatch::autopilot::decide` (the same function the planner's
 //! simulator runs) which instances to start and retire, and applies its moves.
 //!
+//! The same thread follows the process's own cores (SPEC §2) on the real `cpu` device, with
+//! the autopilot on or off: every [`WATCH_INTERVAL`] it reads the process's cgroup cpuset
+//! (`corral_cores::cpuset_cpus`; not a thread's affinity, which a program may narrow for its
+//! own reasons). A core with a CPU outside it has *left*: nothing new is placed there, `decide` relocates
+//! its instances (with the autopilot off every model is pinned, so relocations are the only
+//! moves; where the cores left cannot hold them all, instances share, with a warning), and
+//! once no instance runs there its lease is released (`corral ls` shows it free). Cores that
+//! join a cpuset are not taken, and a quota that changes is not followed: both are read at
+//! the start only.
+//!
 //! # Protocol
 //!
 //! 1. Under the loaded models' lock, copy the models (handles) and the cores; release it.
@@ -31,7 +41,7 @@ use std::{
 };
 
 use corral_cores::Lease;
-use corral_dispatch::autopilot::{Counts, Estimator, InstanceView, ModelView, Move, Reading, decide};
+use corral_dispatch::autopilot::{Counts, Demand, Estimator, InstanceView, ModelView, Move, Reading, TARGET, decide};
 use corral_placement::Placement;
 
 use crate::{
@@ -47,6 +57,8 @@ pub const AUTOPILOT_INTERVAL_ENV: &str = "CORRAL_AUTOPILOT_INTERVAL";
 pub const AUTOPILOT_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
 /// The shortest and longest intervals taken.
 pub const AUTOPILOT_INTERVAL_RANGE: (f64, f64) = (0.05, 60.0);
+/// How often the process's cores are checked (a change is noticed within about this long).
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the controller works on.
 pub(crate) struct Sources {
@@ -68,20 +80,34 @@ struct Track {
 }
 
 impl Controller {
-    /// Starts deciding every `interval`; `None` (with a warning) when no thread can start.
-    pub(crate) fn start(sources: Sources, interval: Duration) -> Option<Controller> {
+    /// Starts deciding every `interval` (`None`: the autopilot is off), and with `watch`
+    /// following the process's cores; `None` (with a warning) when no thread can start.
+    pub(crate) fn start(sources: Sources, interval: Option<Duration>, watch: bool) -> Option<Controller> {
         let (stop, stopped) = mpsc::channel::<()>();
+        let wake = match (interval, watch) {
+            (Some(interval), true) => interval.min(WATCH_INTERVAL),
+            (Some(interval), false) => interval,
+            (None, _) => WATCH_INTERVAL,
+        };
         let spawned = std::thread::Builder::new().name("corral-pilot".into()).spawn(move || {
             let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
             let mut last = Instant::now();
+            let mut gone = vec![false; sources.lease.len()];
             loop {
-                match stopped.recv_timeout(interval) {
+                match stopped.recv_timeout(wake) {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
+                let left = watch && cores_left(&sources, &mut gone);
                 let now = Instant::now();
-                tick(&sources, &mut tracks, now.duration_since(last).as_secs_f64());
-                last = now;
+                let due = interval.is_some_and(|interval| now.duration_since(last) >= interval);
+                if due || left || gone_but_held(&sources, &gone) {
+                    let autopilot = due.then(|| now.duration_since(last).as_secs_f64());
+                    tick(&sources, &mut tracks, autopilot, &gone);
+                    if due {
+                        last = now;
+                    }
+                }
             }
         });
         match spawned {
@@ -109,8 +135,39 @@ fn counts(model: &Model) -> Counts {
     }
 }
 
-/// Steps 1 to 4 of the protocol, once.
-fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
+/// Reads the process's cpuset and marks the cores that left since the last look (never back:
+/// a core that left stays gone for this runtime); true when one left now.
+fn cores_left(sources: &Sources, gone: &mut [bool]) -> bool {
+    let Some(allowed) = corral_cores::cpuset_cpus() else { return false };
+    let lease = &sources.lease;
+    let mut left = Vec::new();
+    for (core, gone) in gone.iter_mut().enumerate().filter(|(_, gone)| !**gone) {
+        let cpus = lease.core_cpus(core);
+        if cpus.iter().any(|cpu| !allowed.contains(cpu)) {
+            *gone = true;
+            left.push(core);
+        }
+    }
+    if left.is_empty() {
+        return false;
+    }
+    let mut loaded = lock(&sources.loaded);
+    for &core in &left {
+        loaded.layout.set_gone(core);
+    }
+    let names: Vec<String> = left.iter().map(|c| format!("nc{c}")).collect();
+    tracing::warn!("{} left this process's CPUs (its cpuset shrank): moving their instances off", names.join(" "));
+    true
+}
+
+/// Whether a core that left is still held (its lease not yet released).
+fn gone_but_held(sources: &Sources, gone: &[bool]) -> bool {
+    gone.iter().enumerate().any(|(core, gone)| *gone && sources.lease.is_held(core))
+}
+
+/// Steps 1 to 4 of the protocol, once: with the autopilot's `seconds` since its last
+/// decision, or, with `None`, relocations off the `gone` cores only.
+fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: Option<f64>, gone: &[bool]) {
     let _no_load_meanwhile = lock(&sources.load_lock);
     let (models, cores) = {
         let loaded = lock(&sources.loaded);
@@ -121,22 +178,29 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
         .iter()
         .map(|model| {
             let instances = model.inner.current();
-            let reading = Reading {
-                counts: counts(model),
-                seconds,
-                in_flight: instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).sum(),
-                instances: instances.len(),
-            };
-            let track = tracks
-                .entry(model.name().to_owned())
-                .or_insert_with(|| Track { id: model.inner.id, estimate: Estimator::default() });
-            let demand = track.estimate.observe(reading);
             let bounds = model.bounds();
+            let n = instances.len();
+            // Without the autopilot's turn, every model keeps its count: only relocations.
+            let (min, max, pinned, demand) = match seconds {
+                Some(seconds) => {
+                    let reading = Reading {
+                        counts: counts(model),
+                        seconds,
+                        in_flight: instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).sum(),
+                        instances: n,
+                    };
+                    let track = tracks
+                        .entry(model.name().to_owned())
+                        .or_insert_with(|| Track { id: model.inner.id, estimate: Estimator::default() });
+                    (bounds.min, bounds.max, bounds.pinned, track.estimate.observe(reading))
+                }
+                None => (n, n, true, Demand { now: n as f64 * TARGET, peak: n as f64 * TARGET }),
+            };
             ModelView {
                 cores_per_instance: model.cores_per_instance(),
-                min: bounds.min,
-                max: bounds.max,
-                pinned: bounds.pinned,
+                min,
+                max,
+                pinned,
                 instances: instances
                     .iter()
                     .map(|i| InstanceView { id: i.id, span: i.cores, held: i.held.load(Ordering::Acquire) > 0 })
@@ -146,10 +210,16 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
             }
         })
         .collect();
-    let moves = decide(&views, cores, &vec![true; cores]);
+    let available: Vec<bool> = gone.iter().map(|gone| !gone).collect();
+    let moves = decide(&views, cores, &available);
     if moves.is_empty() {
+        if release_left(sources, &models, gone) {
+            let loaded = lock(&sources.loaded);
+            sources.lease.publish_models(&crate::runtime::instances_per_core(&loaded.layout));
+        }
         return;
     }
+    let relocating = moves.iter().any(|m| matches!(m, Move::Relocate { .. }));
     let mut changed = vec![false; models.len()];
     for step in moves {
         let m = match step {
@@ -199,7 +269,9 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
             };
             tracing::info!(
                 model = %model.name(),
-                "autopilot: {}: [{}] -> [{}]",
+                "{}: {}: [{}] -> [{}]",
+                // Whose move: the autopilot's, or one forced by cores that left.
+                if seconds.is_some() { "autopilot" } else { "cores left" },
                 match step {
                     Move::Grow { .. } => "grow",
                     Move::Shrink { .. } => "shrink",
@@ -222,5 +294,35 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: f64) {
             });
         }
     }
+    release_left(sources, &models, gone);
+    if relocating {
+        warn_shared(&loaded.layout, gone);
+    }
     sources.lease.publish_models(&crate::runtime::instances_per_core(&loaded.layout));
+}
+
+/// After cores left: names the cores that instances of several models now share.
+fn warn_shared(layout: &corral_placement::Layout, gone: &[bool]) {
+    for core in (0..layout.cores()).filter(|&c| !gone[c]) {
+        let mut on: Vec<&str> =
+            layout.placed().iter().filter(|p| p.cores.contains(core)).map(|p| p.model.as_str()).collect();
+        on.sort_unstable();
+        on.dedup();
+        if on.len() > 1 {
+            tracing::warn!("nc{core} is shared by {} now that the process has fewer cores", on.join(", "));
+        }
+    }
+}
+
+/// Releases the lease of each core that left once no instance runs there any more (a retired
+/// one finishes its accepted calls first); true when one was released.
+fn release_left(sources: &Sources, models: &[Model], gone: &[bool]) -> bool {
+    let mut released = false;
+    for core in (0..gone.len()).filter(|&core| gone[core] && sources.lease.is_held(core)) {
+        if !models.iter().any(|m| m.uses_core(core)) && sources.lease.release(core) {
+            tracing::info!("nc{core} released: it left this process's CPUs and no instance runs there");
+            released = true;
+        }
+    }
+    released
 }

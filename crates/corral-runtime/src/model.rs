@@ -385,6 +385,14 @@ impl Model {
         true
     }
 
+    /// Whether an instance runs on process core `core`: one taking calls, or a retired one
+    /// still finishing those it accepted.
+    pub(crate) fn uses_core(&self, core: usize) -> bool {
+        self.reap();
+        let on = |i: &Arc<Instance>| i.cores.contains(core);
+        self.inner.current().iter().any(on) || lock(&self.inner.retired).iter().any(on)
+    }
+
     /// Joins retired workers that have finished.
     fn reap(&self) {
         let finished: Vec<Arc<Instance>> = {

@@ -106,8 +106,10 @@ struct Inner {
     loaded: Arc<Mutex<Loaded>>,
     /// Stopped and joined first when the runtime drops, so the lease goes with the runtime.
     publisher: Mutex<Option<Publisher>>,
-    /// The autopilot, when on; stopped before the models when the runtime drops.
-    autopilot: Mutex<Option<crate::autopilot::Controller>>,
+    /// The autopilot's thread (which also follows the process's cores on `cpu`), when it
+    /// runs; stopped before the models when the runtime drops.
+    controller: Mutex<Option<crate::autopilot::Controller>>,
+    autopilot_on: bool,
     /// Serialises loads (slow: engines parse models) and the autopilot's ticks, without
     /// blocking calls or reads.
     load_lock: Arc<Mutex<()>>,
@@ -154,22 +156,27 @@ impl Runtime {
         let sources = Sources { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
         let publisher = if settings.publish { Publisher::start(sources) } else { None };
         let load_lock = Arc::new(Mutex::new(()));
-        let autopilot = match settings.autopilot {
-            Some(true) => crate::autopilot::Controller::start(
-                crate::autopilot::Sources {
-                    lease: lease.clone(),
-                    loaded: loaded.clone(),
-                    load_lock: load_lock.clone(),
-                },
-                settings.autopilot_interval.unwrap_or(crate::autopilot::AUTOPILOT_INTERVAL_DEFAULT),
-            ),
-            _ => None,
+        // The controller thread runs for the autopilot, and on the real CPU device (whose cores
+        // can leave the process) to follow its cores.
+        let interval = (settings.autopilot == Some(true))
+            .then(|| settings.autopilot_interval.unwrap_or(crate::autopilot::AUTOPILOT_INTERVAL_DEFAULT));
+        let watch = matches!(lease.device(), corral_cores::DeviceSpec::Cpu { .. });
+        let controller = if interval.is_some() || watch {
+            let sources = crate::autopilot::Sources {
+                lease: lease.clone(),
+                loaded: loaded.clone(),
+                load_lock: load_lock.clone(),
+            };
+            crate::autopilot::Controller::start(sources, interval, watch)
+        } else {
+            None
         };
         let inner = Inner {
             scheduler,
             loaded,
             publisher: Mutex::new(publisher),
-            autopilot: Mutex::new(autopilot),
+            autopilot_on: interval.is_some(),
+            controller: Mutex::new(controller),
             lease,
             load_lock,
             next_model_id: AtomicU64::new(1),
@@ -202,7 +209,7 @@ impl Runtime {
 
     /// Whether the autopilot runs (SPEC §11).
     pub fn autopilot(&self) -> bool {
-        lock(&self.inner.autopilot).is_some()
+        self.inner.autopilot_on
     }
 
     /// The descriptors that hold this process's cores (see `corral_cores::Lease::lock_fds`):
@@ -436,8 +443,8 @@ pub(crate) fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
 impl Drop for Inner {
     fn drop(&mut self) {
         // The autopilot moves instances: stop it before the models go.
-        if let Some(autopilot) = lock(&self.autopilot).take() {
-            autopilot.stop();
+        if let Some(controller) = lock(&self.controller).take() {
+            controller.stop();
         }
         // The publisher holds the lease too: stop it first, so the lease ends with the runtime.
         if let Some(publisher) = lock(&self.publisher).take() {

@@ -1,6 +1,7 @@
-//! CPU quotas on real cgroups (SPEC §2): a corral process in a child cgroup whose parent has
-//! a CFS quota of 1.5 CPUs over a 2-CPU cpuset takes 1 core by default, and 2 once the quota
-//! is `max`. The cgroups are made in the host's own cgroup file system (v2 where it carries
+//! CPU quotas and cpusets on real cgroups (SPEC §2): a corral process in a child cgroup whose
+//! parent has a CFS quota of 1.5 CPUs over a 2-CPU cpuset takes 1 core by default, and 2 once
+//! the quota is `max`; a server whose cpuset shrinks under it moves its instances off the core
+//! that left, answers every call meanwhile, and releases that core. The cgroups are made in the host's own cgroup file system (v2 where it carries
 //! the cpu controller, else v1), so these tests run as root; where the kernel refuses, they
 //! fail with its reason unless `CORRAL_TEST_SKIP` lists `cgroups`.
 
@@ -23,6 +24,8 @@ struct TestCgroup {
     /// The `cgroup.procs` files a process joins (one per v1 hierarchy, one on v2).
     procs: Vec<PathBuf>,
     quota: QuotaFiles,
+    /// The `cpuset.cpus` file of the cpuset the process runs under.
+    cpuset: Option<PathBuf>,
 }
 
 enum QuotaFiles {
@@ -62,7 +65,8 @@ impl TestCgroup {
     fn create(name: &str, cpus: &str) -> Result<TestCgroup, String> {
         let mounts = cgroup_mounts();
         let name = format!("corral-test-{name}-{}", std::process::id());
-        let mut cgroup = TestCgroup { made: Vec::new(), procs: Vec::new(), quota: QuotaFiles::V2(PathBuf::new()) };
+        let mut cgroup =
+            TestCgroup { made: Vec::new(), procs: Vec::new(), quota: QuotaFiles::V2(PathBuf::new()), cpuset: None };
         let v2 = mounts.iter().find(|(point, fs_type, _)| {
             fs_type == "cgroup2"
                 && fs::read_to_string(point.join("cgroup.controllers"))
@@ -80,6 +84,7 @@ impl TestCgroup {
             let parent = root.join(&name);
             mkdir(&mut cgroup.made, parent.clone())?;
             write(&parent.join("cpuset.cpus"), cpus)?;
+            cgroup.cpuset = Some(parent.join("cpuset.cpus"));
             write(&parent.join("cgroup.subtree_control"), "+cpu +cpuset")?;
             mkdir(&mut cgroup.made, parent.join("inner"))?;
             cgroup.procs.push(parent.join("inner/cgroup.procs"));
@@ -94,6 +99,7 @@ impl TestCgroup {
                 let set = cpuset_root.join(&name);
                 mkdir(&mut cgroup.made, set.clone())?;
                 write(&set.join("cpuset.cpus"), cpus)?;
+                cgroup.cpuset = Some(set.join("cpuset.cpus"));
                 let mems = fs::read_to_string(cpuset_root.join("cpuset.mems")).unwrap_or_else(|_| "0".to_owned());
                 write(&set.join("cpuset.mems"), mems.trim())?;
                 cgroup.procs.push(set.join("cgroup.procs"));
@@ -119,8 +125,31 @@ impl TestCgroup {
         }
     }
 
+    /// Changes the cpuset to `cpus` under the processes running there.
+    fn set_cpus(&self, cpus: &str) -> Result<(), String> {
+        let file = self.cpuset.as_ref().ok_or("no cgroup hierarchy with the cpuset controller is mounted")?;
+        write(file, cpus)
+    }
+
+    /// Starts `command` inside the cgroup (its stderr piped), as [`TestCgroup::run`] does.
+    fn spawn(&self, command: Command) -> std::process::Child {
+        self.shell(command).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("sh")
+    }
+
     /// Runs `command` inside the cgroup: a shell joins it, then execs the command.
     fn run(&self, command: Command) -> Output {
+        let output = self.shell(command).output().expect("sh runs");
+        assert_ne!(
+            output.status.code(),
+            Some(97),
+            "cannot join the cgroup: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// `sh -c` that joins the cgroup (exit 97 if it cannot), then execs `command`.
+    fn shell(&self, command: Command) -> Command {
         let procs: Vec<String> = self.procs.iter().map(|p| p.display().to_string()).collect();
         let mut shell = Command::new("sh");
         shell.args(["-c", r#"for f in $CORRAL_TEST_PROCS; do echo $$ > "$f" || exit 97; done; exec "$@""#, "sh"]);
@@ -132,14 +161,7 @@ impl TestCgroup {
             };
         }
         shell.env("CORRAL_TEST_PROCS", procs.join(" "));
-        let output = shell.output().expect("sh runs");
-        assert_ne!(
-            output.status.code(),
-            Some(97),
-            "cannot join the cgroup: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        shell
     }
 }
 
@@ -237,4 +259,154 @@ fn a_quota_of_one_and_a_half_cpus_over_two_takes_one_core_and_max_takes_two() {
     let (listing, table) = ls(&host, &cgroup, "cpu");
     assert_eq!(listing["quota_cpus"], Value::Null, "{listing}");
     assert!(table.starts_with("cpu: "), "{table}");
+}
+
+#[test]
+fn a_server_whose_cpuset_shrinks_moves_off_the_core_that_left_and_releases_it() {
+    let host = Host::new();
+    let Some(cpus) = two_cpus() else {
+        return cannot_run("cgroups", "a 2-CPU cpuset needs 2 CPUs; this process may use fewer");
+    };
+    let cgroup = match TestCgroup::create("cpuset", &cpus) {
+        Ok(cgroup) if cgroup.cpuset.is_some() => cgroup,
+        Ok(_) => return cannot_run("cgroups", "no cgroup hierarchy with the cpuset controller is mounted"),
+        Err(reason) => return cannot_run("cgroups", reason),
+    };
+    // `add` (x + y) with one instance per core of the cpuset.
+    let repo = tempfile::tempdir().expect("dir");
+    let model = repo.path().join("add");
+    fs::create_dir_all(model.join("1")).expect("mkdir");
+    let site = corral_engine_ort::project_site_packages().expect("./scripts/setup creates .venv");
+    fs::copy(site.join("onnx/backend/test/data/node/test_add/model.onnx"), model.join("1/model.onnx")).expect("copy");
+    fs::write(model.join("config.toml"), "[placement]\ncount = \"all\"\n").expect("config");
+    let args = ["serve", "--model-repository", repo.path().to_str().expect("utf-8"), "--device", "cpu"];
+    let ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "-v"];
+    let mut serve =
+        Server { child: cgroup.spawn(host.corral(&[&args[..], &ports[..]].concat())), log: Default::default() };
+    let (http, stderr) = serve.address();
+
+    let listing = |host: &Host| -> Value {
+        let out = host.corral(&["ls", "--json", "--device", "cpu"]).output().expect("ls");
+        serde_json::from_slice(&out.stdout).expect("ls --json")
+    };
+    let owned = |listing: &Value| -> Vec<u64> {
+        let cores = listing["cores"].as_array().expect("cores");
+        cores.iter().filter(|c| !c["owner"].is_null()).map(|c| c["index"].as_u64().expect("index")).collect()
+    };
+    let before = listing(&host);
+    let first = inside(&before, &cpus).iter().map(|c| c["index"].as_u64().expect("index")).collect::<Vec<_>>();
+    assert_eq!(owned(&before).len(), 2, "the server holds both cores of its cpuset: {before}");
+
+    // Calls from two threads while the cpuset shrinks to its second CPU.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, stop) = (http.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let values: Vec<String> = (0..60).map(|i| format!("{i}.5")).collect();
+                let tensor = |name: &str| {
+                    format!(r#"{{"name":"{name}","shape":[3,4,5],"datatype":"FP32","data":[{}]}}"#, values.join(","))
+                };
+                let body = format!(r#"{{"inputs":[{},{}]}}"#, tensor("x"), tensor("y"));
+                let (mut calls, mut problems) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, answer) = super::serve::http(&http, "POST", "/v2/models/add/infer", body.as_bytes());
+                    calls += 1;
+                    let sum: Option<Vec<f64>> = serde_json::from_str::<Value>(&answer).ok().and_then(|v| {
+                        v["outputs"][0]["data"].as_array().map(|d| d.iter().take(3).filter_map(Value::as_f64).collect())
+                    });
+                    if status != 200 || sum.as_deref() != Some(&[1.0, 3.0, 5.0][..]) {
+                        problems.push(format!("{status}: {answer}"));
+                    }
+                }
+                (calls, problems)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = cpus.split(',').nth(1).expect("two CPUs").to_owned();
+    cgroup.set_cpus(&second).expect("the cpuset shrinks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let after = loop {
+        let now = listing(&host);
+        if owned(&now).len() == 1 {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the core that left was never released: {now}\n{}",
+            serve.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut calls, mut problems) = (0, Vec::new());
+    for caller in callers {
+        let (n, p) = caller.join().expect("caller");
+        calls += n;
+        problems.extend(p);
+    }
+    assert!(
+        calls > 0 && problems.is_empty(),
+        "{} of {calls} calls failed: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(3)]
+    );
+    assert_eq!(owned(&after), [first[1]], "only the core still in the cpuset is held: {after}");
+    let config = super::serve::http(&http, "GET", "/v2/models/add/config", b"").1;
+    assert!(config.contains(r#""count":1"#), "one instance left: {config}");
+    let log = serve.stderr();
+    assert!(log.contains("left this process's CPUs") && log.contains("released"), "{stderr}{log}");
+}
+
+/// A `corral serve` child, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    /// Its stderr after the address line.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// The HTTP address from the `corral serve: HTTP …` line, and the stderr before it; the
+    /// rest of stderr keeps being collected for [`Server::stderr`].
+    fn address(&mut self) -> (String, String) {
+        use std::io::BufRead;
+        let pipe = self.child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            let mut head = String::new();
+            let mut lines = std::io::BufReader::new(pipe).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
+                head += &format!("{line}\n");
+                if line.starts_with("corral serve: HTTP") {
+                    let _ = tx.send(Ok(head.clone()));
+                    break;
+                }
+            }
+            let _ = tx.send(Err(head));
+            for line in lines.map_while(Result::ok) {
+                log.lock().expect("lock").push_str(&format!("{line}\n"));
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(120)).expect("serve starts in time") {
+            Ok(head) => {
+                let line = head.lines().last().expect("the address line");
+                (line.split_whitespace().nth(3).expect("HTTP address").to_owned(), head)
+            }
+            Err(head) => panic!("corral serve did not start:\n{head}"),
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.log.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

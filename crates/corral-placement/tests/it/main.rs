@@ -284,3 +284,17 @@ fn unloading_frees_cores_for_the_next_default_load() {
     assert_eq!(placement.instances[0].first, 0);
     assert_eq!(placement.warning(), None);
 }
+
+#[test]
+fn cores_that_left_the_process_take_no_new_placement() {
+    // nc0 and nc2 left the cpuset: the default and multicore avoid them, naming one fails.
+    let mut layout = Layout::new(4, &[]);
+    layout.set_gone(0);
+    layout.set_gone(2);
+    let auto = layout.place("a", 1, &Where::Auto).expect("a core is left");
+    assert_eq!(auto.instances, [corral_placement::CoreSpan::new(1, 1)]);
+    let multicore = layout.place("m", 1, &Where::Multicore).expect("two cores are left");
+    assert_eq!(multicore.instances, [corral_placement::CoreSpan::new(1, 1), corral_placement::CoreSpan::new(3, 1)]);
+    let named = layout.place("n", 2, &at(1)).expect_err("nc2 is gone");
+    expect!["nc2 left this process's cpuset; place the model on the cores it still has"].assert_eq(&named.to_string());
+}
