@@ -434,8 +434,20 @@ impl Sim<'_> {
         }
     }
 
-    /// Step 3: an execution starts on `span`.
+    /// Step 3: an execution starts on `span`, the `in_a_row`-th of its run after the first.
     fn start(&mut self, instance: usize, call: (usize, usize), span: CoreSpan, switched: bool, wide: bool) {
+        self.run(instance, call, span, switched, wide, 0);
+    }
+
+    fn run(
+        &mut self,
+        instance: usize,
+        call: (usize, usize),
+        span: CoreSpan,
+        switched: bool,
+        wide: bool,
+        in_a_row: usize,
+    ) {
         let model = self.instances[instance].model;
         let took = {
             let state = &mut self.models[model];
@@ -445,7 +457,7 @@ impl Sim<'_> {
         record.start = Some(self.now);
         record.cores = Some(span);
         record.wide = wide;
-        self.instances[instance].worker = Worker::Running { call, span, started: self.now, in_a_row: 0, wide };
+        self.instances[instance].worker = Worker::Running { call, span, started: self.now, in_a_row, wide };
         self.push(self.now + took, Event::ExecutionEnds { instance });
     }
 
@@ -472,18 +484,7 @@ impl Sim<'_> {
         {
             if self.now < self.deadline(next) {
                 // The same gang: no switch to pay.
-                let model = self.instances[instance].model;
-                let took = {
-                    let state = &mut self.models[model];
-                    self.spec.models[model].service.draw(&mut state.rng, false)
-                };
-                let record = &mut self.calls[next.0][next.1];
-                record.start = Some(self.now);
-                record.cores = Some(span);
-                record.wide = false;
-                self.instances[instance].worker =
-                    Worker::Running { call: next, span, started: self.now, in_a_row, wide: false };
-                self.push(self.now + took, Event::ExecutionEnds { instance });
+                self.run(instance, next, span, false, false, in_a_row);
                 return;
             }
             self.fail(instance, next);

@@ -544,13 +544,20 @@ fn configurations_corral_does_not_honour_fail_the_load_naming_the_field() {
     }
 }
 
+/// A repository that the `tests/it` script `script` writes (with `.venv`'s onnx) into a new
+/// folder.
+fn repository_made_by(script: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it").join(script);
+    let made = Command::new(python(".venv")).arg(script).arg(dir.path()).output().expect("python");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    dir
+}
+
 #[test]
 fn versions_rules_traces_and_tritons_words_as_its_own_clients_check_them() {
     let host = Host::new();
-    let repo = tempfile::tempdir().expect("dir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/versioned_models.py");
-    let made = Command::new(python(".venv")).arg(script).arg(repo.path()).output().expect("python");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let repo = repository_made_by("versioned_models.py");
     let traces = tempfile::tempdir().expect("dir");
     let trace_file = traces.path().join("trace.json");
     let trace_arg = trace_file.to_str().expect("utf-8");
@@ -574,10 +581,7 @@ fn versions_rules_traces_and_tritons_words_as_its_own_clients_check_them() {
 #[test]
 fn typed_tensors_and_classes_round_trip_over_http_and_grpc() {
     let host = Host::new();
-    let dir = tempfile::tempdir().expect("dir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/typed_models.py");
-    let made = Command::new(python(".venv")).arg(script).arg(dir.path()).output().expect("python");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let dir = repository_made_by("typed_models.py");
     let server = Server::start(&host, dir.path(), &[]);
     server.wait_ready();
     let ports = [Server::port(&server.http), Server::port(&server.grpc)];
