@@ -7,10 +7,10 @@
    perf_analyzer (outside the cgroup, on the same 2 CPUs) at concurrency 4 over HTTP and gRPC:
    throughput, p50, p99, and the share of the quota's periods the kernel throttled the server
    (cpu.stat). The two cases alternate, ROUNDS times; medians.
-2. A cpuset that shrinks under a running server (both CPUs to the second one, squeezenet on
-   each core): the time from the write to cpuset.cpus until the server says a core left, and
-   until `corral ls` shows that core free (its instance retired after its calls); CPUSET_SAMPLES
-   runs, median and max.
+2. A cpuset and a quota changing under a running server (the default request, squeezenet on
+   each core): the cpuset shrinks to the second CPU, grows back, then the quota falls to 1 CPU
+   and is removed; the time from each write until the server says so and until `corral ls`
+   shows the core free or held again; CPUSET_SAMPLES runs, median and max.
 3. corral device-plugin (sim:8) against a kubelet stand-in written here with grpcio (the
    kubelet's api.proto compiled by grpc_tools): the time from a host process holding a core
    (its first line) to the ListAndWatch update marking it unhealthy, and from its exit to the
@@ -86,6 +86,13 @@ class Cgroup:
     def write(path, text):
         with open(path, "w") as f:
             f.write(text)
+
+    def set_quota(self, cpus):
+        """`cpus` CPUs every 100 ms, or none (None)."""
+        if self.version.startswith("v2"):
+            self.write(f"{self.dir}/cpu.max", "max 100000" if cpus is None else f"{int(cpus * 100000)} 100000")
+        else:
+            self.write(f"{self.dir}/cpu.cfs_quota_us", "-1" if cpus is None else str(int(cpus * 100000)))
 
     def periods(self):
         stat = dict(line.split() for line in open(self.stat))
@@ -292,49 +299,72 @@ def cpuset_table():
     if not hasattr(cgroup, "cpuset"):
         cgroup.remove()
         sys.exit("no cpuset controller is mounted: the cpuset figure needs one")
+    cgroup.set_quota(None)
     repo = repository()
-    noticed, released = [], []
+    times = {key: [] for key in ("left", "freed", "held", "quota_freed", "quota_held")}
     try:
         for sample in range(CPUSET_SAMPLES):
             cgroup.write(cgroup.cpuset, cpus)
+            cgroup.set_quota(None)
             locks = tempfile.mkdtemp()
-            env = {**os.environ, "CORRAL_LOCK_DIR": locks, "CORRAL_VISIBLE_CORES": "0-1"}
+            # The default request: the server follows its cpuset and quota both ways.
+            env = {**os.environ, "CORRAL_LOCK_DIR": locks}
             port = 18700 + 10 * sample
             command = [CORRAL, "serve", "--model-repository", repo, "--device", "cpu", "--http-port", str(port),
                        "--grpc-port", str(port + 1), "--metrics-port", str(port + 2)]
             proc = cgroup.popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             lines = queue.Queue()
             threading.Thread(target=lambda: [lines.put((time.monotonic(), l)) for l in proc.stderr], daemon=True).start()
-            try:
-                wait_ready(port, proc)
-                time.sleep(random.uniform(0, 0.5))  # not in step with the runtime's 0.5 s look
-                shrunk = time.monotonic()
-                cgroup.write(cgroup.cpuset, str(CPUS[1]))
+
+            def said(text, since):
                 while True:
                     at, line = lines.get(timeout=30)
-                    if "left this process's CPUs" in line:
-                        noticed.append(at - shrunk)
-                        break
+                    if text in line:
+                        return at - since
+
+            def owned_until(count, since):
                 while True:
                     listing = subprocess.run([CORRAL, "ls", "--json", "--device", "cpu"], env=env,
                                              capture_output=True, text=True).stdout
-                    if any(core["owner"] is None for core in json.loads(listing)["cores"]):
-                        released.append(time.monotonic() - shrunk)
-                        break
-                    if time.monotonic() - shrunk > 30:
-                        sys.exit("the core that left was never released")
+                    if sum(core["owner"] is not None for core in json.loads(listing)["cores"]) == count:
+                        return time.monotonic() - since
+                    if time.monotonic() - since > 30:
+                        sys.exit(f"the server never held {count} core(s)")
                     time.sleep(0.01)
+
+            def change(write):
+                time.sleep(random.uniform(0, 0.5))  # not in step with the runtime's 0.5 s look
+                at = time.monotonic()
+                write()
+                return at
+
+            try:
+                wait_ready(port, proc)
+                at = change(lambda: cgroup.write(cgroup.cpuset, str(CPUS[1])))
+                times["left"].append(said("left this process's CPUs", at))
+                times["freed"].append(owned_until(1, at))
+                at = change(lambda: cgroup.write(cgroup.cpuset, cpus))
+                times["held"].append(owned_until(2, at))
+                at = change(lambda: cgroup.set_quota(1.0))
+                times["quota_freed"].append(owned_until(1, at))
+                at = change(lambda: cgroup.set_quota(None))
+                times["quota_held"].append(owned_until(2, at))
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=30)
     finally:
         cgroup.remove()
-    print(f"## A cpuset shrinking under a running server (squeezenet on both cores, {CPUSET_SAMPLES} runs)")
+    print(f"## Cpuset and quota changes under a running server (squeezenet on each core, {CPUSET_SAMPLES} runs)")
     print()
-    print("| from the write to cpuset.cpus until | median | max |")
+    print("| from the write to the cgroup until | median | max |")
     print("| --- | --- | --- |")
-    for what, times in (("the server says nc0 left", noticed), ("`corral ls` shows nc0 free", released)):
-        print(f"| {what} | {statistics.median(times) * 1000:.0f} ms | {max(times) * 1000:.0f} ms |")
+    rows = (("the cpuset shrinks to 1 CPU: the server says a core left", "left"),
+            ("... `corral ls` shows it free", "freed"),
+            ("the cpuset grows back: `corral ls` shows the core held again", "held"),
+            ("the quota falls to 1 CPU: `corral ls` shows a core free", "quota_freed"),
+            ("the quota is removed: `corral ls` shows both held", "quota_held"))
+    for what, key in rows:
+        print(f"| {what} | {statistics.median(times[key]) * 1000:.0f} ms | {max(times[key]) * 1000:.0f} ms |")
 
 
 def main():

@@ -88,7 +88,7 @@ pub fn service(folder: &ModelFolder) -> anyhow::Result<Service> {
                     folder.def.cores_per_instance
                 );
             }
-            Ok(Service::Measured { samples: profile.seconds(), switch: 0.0 })
+            Ok(Service::Measured { samples: profile.seconds(), after_idle: profile.after_idle_seconds(), switch: 0.0 })
         }
     }
 }

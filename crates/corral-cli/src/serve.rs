@@ -46,7 +46,7 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
         .enable_all()
         .build()
         .context("cannot start the server's threads")?;
-    let cores = runtime.global_cores().clone();
+    let cores = runtime.global_cores();
     let device = runtime.device().to_string();
     let mut terminate = tokio
         .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })

@@ -21,7 +21,7 @@
 use std::{
     fs::File,
     os::{
-        fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd},
+        fd::{BorrowedFd, FromRawFd, RawFd},
         unix::process::CommandExt,
     },
     process::Command,
@@ -48,11 +48,8 @@ impl Lease {
     /// Prepares `command` to inherit this lease: the descriptors survive `exec` and
     /// `CORRAL_LEASE` names them (see the module docs).
     pub fn hand_down(&self, command: &mut Command) {
-        let ticket = Ticket {
-            device: self.device().to_string(),
-            cores: self.cores().to_env_value(),
-            slots: self.files.iter().map(|s| (s.name.clone(), s.file.as_raw_fd())).collect(),
-        };
+        let ticket =
+            Ticket { device: self.device().to_string(), cores: self.cores().to_env_value(), slots: self.slot_fds() };
         command.env(LEASE_ENV, serde_json::to_string(&ticket).expect("a ticket always serializes"));
         let fds = self.lock_fds();
         // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which

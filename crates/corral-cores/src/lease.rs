@@ -5,7 +5,9 @@
 //! ignore one anyway: a record only counts while its lock is held by a live process).
 //! [`Lease::release`] gives one core back early (it left the process's cpuset): its records
 //! are cut and its locks dropped, its files stay open (their descriptors are the fork
-//! handler's), and the process keeps numbering its other cores as before.
+//! handler's), and the process keeps numbering its other cores as before. [`Lease::join`]
+//! takes one more core of the device later (it joined the process's cpuset), numbered after
+//! the others, or a released one back under its old number.
 //! Handing a lease to a child and adopting it there is `inherit.rs`; the live counters a
 //! lease publishes beside its first lock file are `live.rs`.
 
@@ -41,24 +43,50 @@ pub(crate) struct SlotFile {
 #[must_use = "dropping a lease releases its cores at once"]
 #[derive(Debug)]
 pub struct Lease {
-    device: DeviceSpec,
-    /// Global indices; process core `i` is the `i`-th, ascending.
-    cores: CoreSet,
-    /// Per core (relative index), its host CPUs; empty on `sim`.
-    core_cpus: Vec<Vec<usize>>,
+    /// The device as resolved when the lease was taken (to [`Lease::join`] more of its cores).
+    host: Device,
     /// Legacy groups, process-relative; empty when none were asked for.
     groups: Vec<CoreRange>,
-    pub(crate) files: Vec<SlotFile>,
-    /// Per process core, the indices of its slots in `files`.
-    slots: Vec<Vec<usize>>,
-    /// Per process core, whether [`Lease::release`] gave it back.
-    released: Mutex<Vec<bool>>,
+    /// Per process core, in process order: the ones taken at the start (ascending global
+    /// order), then the ones [`Lease::join`] added.
+    cores: Mutex<Vec<LeasedCore>>,
+    /// Open lock files that stand for no single core (kept, and so held, for the lease's life).
+    other: Vec<SlotFile>,
     /// The publication file beside the first held core's first slot; `None` when it cannot be
     /// opened for writing.
     live: Mutex<Option<SlotFile>>,
     /// The registry folder (a descriptor and its path), to open a publication file beside
-    /// another core when the first is released.
+    /// another core when the first is released, and to join cores.
     folder: Option<(OwnedFd, PathBuf)>,
+    /// Taken by the default request (no core count, list or groups; not inherited): the
+    /// process then follows its cpuset and quota both ways (SPEC §2).
+    by_default: bool,
+}
+
+/// One process core of a lease.
+#[derive(Debug)]
+struct LeasedCore {
+    global: usize,
+    /// Its host CPUs; empty on `sim`.
+    cpus: Vec<usize>,
+    files: Vec<SlotFile>,
+    /// Given back by [`Lease::release`] (its files stay open, unlocked).
+    released: bool,
+}
+
+/// Why [`Lease::join`] took no core.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("nc{0} is not a core of this device")]
+    NoSuchCore(usize),
+    #[error("nc{0} is held by another process")]
+    Busy(usize),
+    #[error("the registry is busy allocating for another process")]
+    Allocating,
+    #[error("this lease has no registry folder to take cores from")]
+    NoFolder,
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 impl Lease {
@@ -70,11 +98,21 @@ impl Lease {
         live: Option<SlotFile>,
         folder: Option<(OwnedFd, PathBuf)>,
     ) -> Lease {
-        let slots: Vec<Vec<usize>> = cores
+        let mut files: Vec<Option<SlotFile>> = files.into_iter().map(Some).collect();
+        let leased = cores
             .iter()
             .map(|core| {
                 let names = device.slot_names(core);
-                files.iter().enumerate().filter(|(_, f)| names.contains(&f.name)).map(|(i, _)| i).collect()
+                LeasedCore {
+                    global: core,
+                    cpus: device.cpus(core).to_vec(),
+                    files: files
+                        .iter_mut()
+                        .filter(|f| f.as_ref().is_some_and(|f| names.contains(&f.name)))
+                        .filter_map(Option::take)
+                        .collect(),
+                    released: false,
+                }
             })
             .collect();
         let mut first = 0;
@@ -88,44 +126,74 @@ impl Lease {
             })
             .collect();
         Lease {
-            device: device.spec().clone(),
-            core_cpus: cores.iter().map(|i| device.cpus(i).to_vec()).collect(),
-            released: Mutex::new(vec![false; cores.len()]),
-            cores,
+            host: device.clone(),
             groups,
-            files,
-            slots,
+            cores: Mutex::new(leased),
+            other: files.into_iter().flatten().collect(),
             live: Mutex::new(live),
             folder,
+            by_default: false,
         }
     }
 
+    /// Marks the lease as taken by the default request.
+    pub(crate) fn taken_by_default(mut self) -> Lease {
+        self.by_default = true;
+        self
+    }
+
+    /// Whether the default request took it (see `by_default`).
+    pub fn is_by_default(&self) -> bool {
+        self.by_default
+    }
+
     pub fn device(&self) -> &DeviceSpec {
-        &self.device
+        self.host.spec()
     }
 
-    /// The leased cores, by global (device) index; consecutive or not.
-    pub fn cores(&self) -> &CoreSet {
-        &self.cores
+    /// The device as it was resolved when the lease was taken.
+    pub fn host_device(&self) -> &Device {
+        &self.host
     }
 
-    /// Number of cores; processes number them `0..len()`, in ascending global order.
+    fn state(&self) -> MutexGuard<'_, Vec<LeasedCore>> {
+        self.cores.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leased cores, by global (device) index, released ones included; consecutive or not.
+    pub fn cores(&self) -> CoreSet {
+        let state = self.state();
+        CoreSet::from_indices(state.iter().map(|c| c.global)).expect("a lease holds at least one core")
+    }
+
+    /// Number of process cores (released ones included); processes number them `0..len()`:
+    /// the cores taken at the start in ascending global order, then joined ones as they came.
     pub fn len(&self) -> usize {
-        self.core_cpus.len()
+        self.state().len()
     }
 
     pub fn is_empty(&self) -> bool {
         false
     }
 
+    /// The global (device) index of each process core, in process order.
+    pub fn globals(&self) -> Vec<usize> {
+        self.state().iter().map(|c| c.global).collect()
+    }
+
+    /// The global (device) index of process core `relative`.
+    pub fn global(&self, relative: usize) -> usize {
+        self.state()[relative].global
+    }
+
     /// The host CPUs behind process core `relative` (empty on `sim`).
-    pub fn core_cpus(&self, relative: usize) -> &[usize] {
-        &self.core_cpus[relative]
+    pub fn core_cpus(&self, relative: usize) -> Vec<usize> {
+        self.state()[relative].cpus.clone()
     }
 
     /// Every host CPU behind the lease, ascending (empty on `sim`).
     pub fn cpus(&self) -> Vec<usize> {
-        let mut cpus: Vec<usize> = self.core_cpus.iter().flatten().copied().collect();
+        let mut cpus: Vec<usize> = self.state().iter().flat_map(|c| c.cpus.iter().copied()).collect();
         cpus.sort_unstable();
         cpus
     }
@@ -137,59 +205,52 @@ impl Lease {
 
     /// Names another process as the owner in the records (a launcher naming its child).
     pub fn set_owner(&self, pid: u32, command: &str) {
-        let released = self.released();
+        let state = self.state();
         let record = OwnerRecord {
             pid,
             start_ticks: procfs::start_ticks(pid).unwrap_or(0),
             command: procfs::shorten(command),
             since_unix_ms: now_unix_ms(),
-            device: self.device.to_string(),
-            cores: self.held(&released).to_env_value(),
+            device: self.device().to_string(),
+            cores: held(&state).to_env_value(),
             models: Vec::new(),
         };
-        self.write_record(&record, &released);
+        write_record(&state, &record);
     }
 
     /// Publishes which instances sit on each core (by process-relative index, labelled
     /// `name[replica]`) in the owner records, so `corral ls` can show them next to the owner.
     pub fn publish_models(&self, per_core: &[Vec<String>]) {
-        let released = self.released();
-        let mut record = OwnerRecord::for_this_process(&self.device.to_string(), &self.held(&released));
-        // The record numbers the cores it lists: the held ones.
-        record.models = per_core
+        let state = self.state();
+        let mut record = OwnerRecord::for_this_process(&self.device().to_string(), &held(&state));
+        // The record numbers the cores it lists: the held ones, in ascending global order.
+        let mut listed: Vec<(usize, Vec<String>)> = state
             .iter()
-            .zip(released.iter())
-            .filter(|(_, gone)| !**gone)
-            .map(|(models, _)| models.clone())
+            .enumerate()
+            .filter(|(_, core)| !core.released)
+            .map(|(i, core)| (core.global, per_core.get(i).cloned().unwrap_or_default()))
             .collect();
-        self.write_record(&record, &released);
-    }
-
-    fn released(&self) -> MutexGuard<'_, Vec<bool>> {
-        self.released.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The cores still held (global indices).
-    fn held(&self, released: &[bool]) -> CoreSet {
-        let held = self.cores.iter().zip(released).filter(|(_, gone)| !**gone).map(|(core, _)| core);
-        CoreSet::from_indices(held).unwrap_or_else(|| self.cores.clone())
+        listed.sort_by_key(|(global, _)| *global);
+        record.models = listed.into_iter().map(|(_, models)| models).collect();
+        write_record(&state, &record);
     }
 
     /// Whether process core `relative` is still held (not given back by [`Lease::release`]).
     pub fn is_held(&self, relative: usize) -> bool {
-        self.released().get(relative).is_some_and(|gone| !gone)
+        self.state().get(relative).is_some_and(|core| !core.released)
     }
 
     /// Gives process core `relative` back to the registry before the lease ends (it left the
-    /// process's cpuset): its records are cut and its locks released, the others' records
-    /// rewritten without it. False when it was released already or is the last one held.
+    /// process's cpuset, or its quota): its records are cut and its locks released, the
+    /// others' records rewritten without it. False when it was released already or is the
+    /// last one held.
     pub fn release(&self, relative: usize) -> bool {
-        let mut released = self.released();
-        if released.get(relative).is_none_or(|gone| *gone) || released.iter().filter(|gone| !**gone).count() == 1 {
+        let mut state = self.state();
+        if state.get(relative).is_none_or(|core| core.released) || state.iter().filter(|c| !c.released).count() == 1 {
             return false;
         }
-        released[relative] = true;
-        for slot in self.slots[relative].iter().map(|&i| &self.files[i]) {
+        state[relative].released = true;
+        for slot in &state[relative].files {
             if slot.writable {
                 let _ = slot.file.set_len(0);
             }
@@ -197,46 +258,101 @@ impl Lease {
                 tracing::warn!(slot = %slot.name, %error, "cannot release the core's lock");
             }
         }
-        // The publication sits beside the first held core: follow it to the new first one.
-        let first_held = released.iter().position(|gone| !gone).expect("one core is still held");
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let beside_released = live
-            .as_ref()
-            .is_some_and(|l| self.slots[relative].iter().any(|&i| live::live_name(&self.files[i].name) == l.name));
-        if beside_released {
-            if let Some(old) = live.take().filter(|l| l.writable) {
-                let _ = old.file.set_len(0);
-            }
-            let name = self.slots[first_held].first().map(|&i| live::live_name(&self.files[i].name));
-            *live = match (&self.folder, name) {
-                (Some((dir, path)), Some(name)) => match crate::registry::open_slot_at(dir, path, &name) {
-                    Ok(slot) => Some(slot),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot move the live publication; top and monitor lose this process");
-                        None
-                    }
-                },
-                _ => None,
-            };
-        }
-        drop(live);
-        let record = OwnerRecord::for_this_process(&self.device.to_string(), &self.held(&released));
-        self.write_record(&record, &released);
+        self.follow_live(&state);
+        let record = OwnerRecord::for_this_process(&self.device().to_string(), &held(&state));
+        write_record(&state, &record);
         true
     }
 
-    pub(crate) fn write_record(&self, record: &OwnerRecord, released: &[bool]) {
-        let mut line = serde_json::to_vec(record).expect("an owner record always serializes");
-        line.push(b'\n');
-        let held = |i: usize| !self.slots.iter().zip(released).any(|(slots, gone)| *gone && slots.contains(&i));
-        for slot in self.files.iter().enumerate().filter(|(i, s)| s.writable && held(*i)).map(|(_, s)| s) {
-            // Write first, then cut: a reader never sees an empty file while the core is held,
-            // and stops at the first newline, so a longer old record's tail is never read.
-            let written = slot.file.write_all_at(&line, 0).and_then(|()| slot.file.set_len(line.len() as u64));
-            if let Err(error) = written {
-                tracing::warn!(slot = %slot.name, %error, "cannot write the owner record");
+    /// Takes global core `global` of the device into the lease (it joined the process's
+    /// cpuset, or the quota grew), as `acquire` would: under the registry's allocation lock,
+    /// every slot of the core or none. A core this lease gave back keeps its process index;
+    /// a new one gets the next. Returns the process index.
+    pub fn join(&self, global: usize) -> Result<usize, JoinError> {
+        if global >= self.host.len() {
+            return Err(JoinError::NoSuchCore(global));
+        }
+        let (dir, path) = self.folder.as_ref().ok_or(JoinError::NoFolder)?;
+        let alloc = crate::registry::open_slot_at(dir, path, crate::registry::ALLOC_LOCK)?;
+        match alloc.file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(JoinError::Allocating),
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(crate::registry::RegistryError::Slot { path: path.join(&alloc.name), error }.into());
             }
         }
+        let mut state = self.state();
+        let known = state.iter().position(|c| c.global == global);
+        if let Some(relative) = known.filter(|&i| !state[i].released) {
+            return Ok(relative);
+        }
+        let files = match known {
+            Some(relative) => std::mem::take(&mut state[relative].files),
+            None => self
+                .host
+                .slot_names(global)
+                .iter()
+                .map(|name| crate::registry::open_slot_at(dir, path, name))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let mut locked = 0;
+        for slot in &files {
+            match slot.file.try_lock() {
+                Ok(()) => locked += 1,
+                Err(_) => break,
+            }
+        }
+        if locked < files.len() {
+            files.iter().take(locked).for_each(|slot| {
+                let _ = slot.file.unlock();
+            });
+            if let Some(relative) = known {
+                state[relative].files = files;
+            }
+            return Err(JoinError::Busy(global));
+        }
+        let relative = match known {
+            Some(relative) => {
+                state[relative].files = files;
+                state[relative].released = false;
+                relative
+            }
+            None => {
+                state.push(LeasedCore { global, cpus: self.host.cpus(global).to_vec(), files, released: false });
+                state.len() - 1
+            }
+        };
+        let record = OwnerRecord::for_this_process(&self.device().to_string(), &held(&state));
+        write_record(&state, &record);
+        drop(alloc);
+        Ok(relative)
+    }
+
+    /// Moves the live publication beside the first held core when the one it sat beside was
+    /// released.
+    fn follow_live(&self, state: &[LeasedCore]) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let beside_released = live.as_ref().is_some_and(|l| {
+            state.iter().filter(|c| c.released).any(|c| c.files.iter().any(|f| live::live_name(&f.name) == l.name))
+        });
+        if !beside_released {
+            return;
+        }
+        if let Some(old) = live.take().filter(|l| l.writable) {
+            let _ = old.file.set_len(0);
+        }
+        let first_held = state.iter().find(|c| !c.released).expect("one core is still held");
+        let name = first_held.files.first().map(|f| live::live_name(&f.name));
+        *live = match (&self.folder, name) {
+            (Some((dir, path)), Some(name)) => match crate::registry::open_slot_at(dir, path, &name) {
+                Ok(slot) => Some(slot),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot move the live publication; top and monitor lose this process");
+                    None
+                }
+            },
+            _ => None,
+        };
     }
 
     /// Rewrites this lease's live publication (see `live.rs`); a no-op when its file could
@@ -255,14 +371,43 @@ impl Lease {
     /// keeps the cores held after the parent ends) until it closes its copies; closing them
     /// in the child leaves the parent's locks in place.
     pub fn lock_fds(&self) -> Vec<RawFd> {
-        self.files.iter().map(|s| s.file.as_raw_fd()).collect()
+        self.slot_fds().into_iter().map(|(_, fd)| fd).collect()
+    }
+
+    /// Each open lock file's slot name and descriptor.
+    pub(crate) fn slot_fds(&self) -> Vec<(String, RawFd)> {
+        let state = self.state();
+        let files = state.iter().flat_map(|c| c.files.iter()).chain(&self.other);
+        files.map(|s| (s.name.clone(), s.file.as_raw_fd())).collect()
+    }
+}
+
+/// The cores still held (global indices).
+fn held(state: &[LeasedCore]) -> CoreSet {
+    CoreSet::from_indices(state.iter().filter(|c| !c.released).map(|c| c.global))
+        .expect("a lease always holds at least one core")
+}
+
+/// Writes `record` into every writable slot of the held cores.
+fn write_record(state: &[LeasedCore], record: &OwnerRecord) {
+    let mut line = serde_json::to_vec(record).expect("an owner record always serializes");
+    line.push(b'\n');
+    for slot in state.iter().filter(|c| !c.released).flat_map(|c| c.files.iter()).filter(|s| s.writable) {
+        // Write first, then cut: a reader never sees an empty file while the core is held,
+        // and stops at the first newline, so a longer old record's tail is never read.
+        let written = slot.file.write_all_at(&line, 0).and_then(|()| slot.file.set_len(line.len() as u64));
+        if let Err(error) = written {
+            tracing::warn!(slot = %slot.name, %error, "cannot write the owner record");
+        }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         let live = self.live.get_mut().unwrap_or_else(|p| p.into_inner());
-        for slot in self.files.iter().chain(live.iter()).filter(|s| s.writable) {
+        let cores = self.cores.get_mut().unwrap_or_else(|p| p.into_inner());
+        let held = cores.iter().filter(|c| !c.released).flat_map(|c| c.files.iter());
+        for slot in held.chain(self.other.iter()).chain(live.iter()).filter(|s| s.writable) {
             let _ = slot.file.set_len(0);
         }
         // Closing the files (next) releases the locks.
@@ -288,6 +433,6 @@ pub(crate) fn lease_with_record(
     });
     let folder = registry.folder();
     let lease = Lease::new(device, cores, groups, files, live, folder);
-    lease.write_record(&record, &vec![false; lease.len()]);
+    write_record(&lease.state(), &record);
     lease
 }

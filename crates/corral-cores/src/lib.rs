@@ -42,7 +42,7 @@ pub use device::{
     host_cpus, parse_cpu_list,
 };
 pub use inherit::{LEASE_ENV, Ticket};
-pub use lease::Lease;
+pub use lease::{JoinError, Lease};
 pub use live::{
     LIVE_BYTES_MAX, LiveCore, LiveModel, Moves, PROCESS_TAG, PROCESS_TAG_NEURON, PUBLISH_INTERVAL, Publication,
     Unreadable, latency_bucket_limit,

@@ -62,7 +62,7 @@ pub const LOCK_DIR_ENV: &str = "CORRAL_LOCK_DIR";
 /// The longest an allocator waits for another allocator to finish (step 2 above).
 pub const ALLOC_WAIT_MAX: Duration = Duration::from_secs(10);
 
-const ALLOC_LOCK: &str = "alloc.lock";
+pub(crate) const ALLOC_LOCK: &str = "alloc.lock";
 
 /// The lock directory every process on the host agrees on: `CORRAL_LOCK_DIR` if set, else
 /// `/run/lock/corral` where `/run/lock` exists (Debian, Ubuntu, Fedora), else `/tmp/corral`.
@@ -219,6 +219,7 @@ impl Registry {
         let device_name = self.device.spec().to_string();
         let device_len = self.device.len();
         request.check(&device_name, device_len)?;
+        let by_default = matches!(request.cores, CoreRequest::All) && request.groups.is_none();
         let request = &self.within_limits(request);
         let wanted = request.core_count(device_len);
 
@@ -235,7 +236,10 @@ impl Registry {
                 taken => taken,
             },
         };
-        let lease = taken.map(|(cores, files)| lease_with_record(self, cores, request.groups.as_deref(), files));
+        let lease = taken.map(|(cores, files)| {
+            let lease = lease_with_record(self, cores, request.groups.as_deref(), files);
+            if by_default { lease.taken_by_default() } else { lease }
+        });
         drop(alloc);
         match lease {
             Ok(lease) => {

@@ -210,12 +210,23 @@ impl Layout {
         Layout { cores, groups, placed: Vec::new(), gone: Vec::new() }
     }
 
-    /// Marks `core` as gone from the process's cpuset: placements avoid it from now on, and
-    /// one that names it fails.
+    /// Marks `core` as gone from the process's cpuset (or quota): placements avoid it from
+    /// now on, and one that names it fails, until [`Layout::set_back`].
     pub fn set_gone(&mut self, core: usize) {
         if !self.gone.contains(&core) {
             self.gone.push(core);
         }
+    }
+
+    /// Marks a gone `core` as the process's again.
+    pub fn set_back(&mut self, core: usize) {
+        self.gone.retain(|&c| c != core);
+    }
+
+    /// A core joined the process: it gets the next number, which this returns.
+    pub fn add_core(&mut self) -> usize {
+        self.cores += 1;
+        self.cores - 1
     }
 
     pub fn cores(&self) -> usize {

@@ -2,8 +2,15 @@
 //! `corral plan --profile`, beside its config, so `--predict` and `--optimize` can plan it.
 //!
 //! ```json
-//! {"device": "cpu", "cores_per_instance": 1, "samples_ms": [1.92, 1.95, ...]}
+//! {"device": "cpu", "cores_per_instance": 1, "samples_ms": [1.92, ...], "after_idle_ms": [2.31, ...]}
 //! ```
+//!
+//! Two distributions, because a core's speed depends on what it did just before: an
+//! execution that follows another at once (a queue) runs with warm caches and clocks, one
+//! that starts on a core that waited for its call runs slower (by a fifth for squeezenet on
+//! a 2-CPU VM, `bench/runs/2026-12-02-plan.md`). The simulator draws from the second when the
+//! instance was idle before the call. Files without `after_idle_ms` (older ones) use
+//! `samples_ms` for both.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +23,11 @@ pub struct Profile {
     /// Where it was measured (`cpu`, `cpu:logical`).
     pub device: String,
     pub cores_per_instance: usize,
-    /// Every measured execution, milliseconds, ascending.
+    /// Executions run back to back, milliseconds, ascending.
     pub samples_ms: Vec<f64>,
+    /// Executions that each started on an idle core after a pause, milliseconds, ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_idle_ms: Vec<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,18 +41,38 @@ impl Profile {
     pub fn parse(text: &str, path: &str) -> Result<Profile, ProfileError> {
         let bad = |reason: String| ProfileError::Bad { path: path.to_owned(), reason };
         let profile: Profile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if profile.samples_ms.is_empty() || profile.samples_ms.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
+        if profile.samples_ms.is_empty() || !valid(&profile.samples_ms) {
             return Err(bad("samples_ms must hold execution times of 0 ms or more".to_owned()));
+        }
+        if !valid(&profile.after_idle_ms) {
+            return Err(bad("after_idle_ms must hold execution times of 0 ms or more".to_owned()));
         }
         Ok(profile)
     }
 
-    /// The samples in seconds.
+    /// The back-to-back samples in seconds.
     pub fn seconds(&self) -> Vec<f64> {
         self.samples_ms.iter().map(|ms| ms / 1e3).collect()
+    }
+
+    /// The samples after idle in seconds (the back-to-back ones where none were measured).
+    pub fn after_idle_seconds(&self) -> Vec<f64> {
+        let samples = if self.after_idle_ms.is_empty() { &self.samples_ms } else { &self.after_idle_ms };
+        samples.iter().map(|ms| ms / 1e3).collect()
+    }
+
+    /// The median back-to-back and after-idle execution times, milliseconds.
+    pub fn medians(&self) -> (f64, f64) {
+        let median = |s: &[f64]| s.get(s.len() / 2).copied().unwrap_or(f64::NAN);
+        let idle = if self.after_idle_ms.is_empty() { &self.samples_ms } else { &self.after_idle_ms };
+        (median(&self.samples_ms), median(idle))
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a profile serializes")
     }
+}
+
+fn valid(samples: &[f64]) -> bool {
+    samples.iter().all(|s| s.is_finite() && *s >= 0.0)
 }

@@ -55,8 +55,10 @@ pub enum Service {
     /// after a core changed model (a `sim` model's declaration).
     Fixed { latency: f64, switch: f64 },
     /// Execution times measured on the real device (seconds), drawn at random from the
-    /// model's own stream; `switch` as above.
-    Measured { samples: Vec<f64>, switch: f64 },
+    /// model's own stream: from `after_idle` when the instance waited for the call, from
+    /// `samples` when it follows the instance's previous execution at once (see
+    /// `profile.rs`); `switch` as above.
+    Measured { samples: Vec<f64>, after_idle: Vec<f64>, switch: f64 },
 }
 
 impl Service {
@@ -72,10 +74,11 @@ impl Service {
         self.mean()
     }
 
-    fn draw(&self, rng: &mut Rng, switched: bool) -> f64 {
+    fn draw(&self, rng: &mut Rng, switched: bool, after_idle: bool) -> f64 {
         let (base, switch) = match self {
             Service::Fixed { latency, switch } => (*latency, *switch),
-            Service::Measured { samples, switch } => {
+            Service::Measured { samples, after_idle: idle, switch } => {
+                let samples = if after_idle && !idle.is_empty() { idle } else { samples };
                 let i = ((rng.uniform() * samples.len() as f64) as usize).min(samples.len().saturating_sub(1));
                 (samples.get(i).copied().unwrap_or(0.0), *switch)
             }
@@ -226,6 +229,8 @@ struct Instance {
     /// Calls queued or executing (what replica choice reads).
     in_flight: usize,
     worker: Worker,
+    /// When its last execution ended (`None`: it has not run yet).
+    last_end: Option<f64>,
 }
 
 struct ModelState {
@@ -272,6 +277,7 @@ pub fn simulate(spec: &Spec, arrivals: &[Vec<f64>], seed: u64) -> Run {
                 queue: VecDeque::new(),
                 in_flight: 0,
                 worker: Worker::Idle,
+                last_end: None,
             });
         }
         let wide = if model.elastic { elastic::wide_span(model.cores_per_instance, &model.instances) } else { None };
@@ -449,9 +455,11 @@ impl Sim<'_> {
         in_a_row: usize,
     ) {
         let model = self.instances[instance].model;
+        // Straight after its previous execution, the instance's cores are warm.
+        let after_idle = self.instances[instance].last_end.is_none_or(|end| end < self.now);
         let took = {
             let state = &mut self.models[model];
-            self.spec.models[model].service.draw(&mut state.rng, switched)
+            self.spec.models[model].service.draw(&mut state.rng, switched, after_idle)
         };
         let record = &mut self.calls[call.0][call.1];
         record.start = Some(self.now);
@@ -468,6 +476,7 @@ impl Sim<'_> {
             unreachable!("only a running worker has an execution to end")
         };
         let took = self.now - started;
+        self.instances[instance].last_end = Some(self.now);
         for core in span.cores() {
             self.cores[core].executions += 1;
             self.cores[core].busy += took;
@@ -573,7 +582,15 @@ impl Sim<'_> {
         let state = &mut self.models[model];
         let id = state.next_id;
         state.next_id += 1;
-        self.instances.push(Instance { model, id, span, queue: VecDeque::new(), in_flight: 0, worker: Worker::Idle });
+        self.instances.push(Instance {
+            model,
+            id,
+            span,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            worker: Worker::Idle,
+            last_end: None,
+        });
         state.instances.push(self.instances.len() - 1);
         self.rebuild_wide(model);
     }
@@ -676,6 +693,16 @@ mod tests {
         let run = simulate(&tight, &[vec![0.0, 0.0, 0.0]], 0);
         let failures: Vec<Option<Failure>> = run.calls[0].iter().map(|c| c.failure).collect();
         assert_eq!(failures, [None, None, Some(Failure::QueueFull)], "the worker holds one, the queue one");
+    }
+
+    #[test]
+    fn a_measured_model_runs_slower_after_idle_than_straight_after_a_call() {
+        let mut model = sim_model("m", 1, &[0], 0.0, 0.0);
+        model.service = Service::Measured { samples: vec![0.010], after_idle: vec![0.030], switch: 0.0 };
+        // Two at once (the second waits, then runs warm); a third after a pause.
+        let run = simulate(&spec(1, vec![model]), &[vec![0.0, 0.0, 1.0]], 0);
+        let took: Vec<f64> = run.calls[0].iter().map(|c| ((c.end - c.start.expect("ran")) * 1e3).round()).collect();
+        assert_eq!(took, [30.0, 10.0, 30.0]);
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //! own reasons). A core with a CPU outside it has *left*: nothing new is placed there, `decide` relocates
 //! its instances (with the autopilot off every model is pinned, so relocations are the only
 //! moves; where the cores left cannot hold them all, instances share, with a warning), and
-//! once no instance runs there its lease is released (`corral ls` shows it free). Cores that
-//! join a cpuset are not taken, and a quota that changes is not followed: both are read at
-//! the start only.
+//! once no instance runs there its lease is released (`corral ls` shows it free). A runtime
+//! whose cores came from the default request also follows the CPU quota, and takes cores
+//! that join ([`follow_limits`]): past the quota the highest cores leave the same way; below
+//! it, cpuset cores it does not use are taken (a core given back returns under its old
+//! number, a new one is numbered after the others), and the autopilot, when on, places
+//! instances there. Cores are not taken from an explicit request (`NUM_CORES`,
+//! `VISIBLE_CORES`, groups) or an inherited lease.
 //!
 //! # Protocol
 //!
@@ -49,14 +53,6 @@ use crate::{
     publish::Loaded,
 };
 
-/// `CORRAL_AUTOPILOT`: `1`/`true`/`on` turns the autopilot on, `0`/`false`/`off` off.
-pub const AUTOPILOT_ENV: &str = "CORRAL_AUTOPILOT";
-/// `CORRAL_AUTOPILOT_INTERVAL`: seconds between decisions.
-pub const AUTOPILOT_INTERVAL_ENV: &str = "CORRAL_AUTOPILOT_INTERVAL";
-/// The interval when none is given.
-pub const AUTOPILOT_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
-/// The shortest and longest intervals taken.
-pub const AUTOPILOT_INTERVAL_RANGE: (f64, f64) = (0.05, 60.0);
 /// How often the process's cores are checked (a change is noticed within about this long).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -99,9 +95,10 @@ impl Controller {
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
                 let left = watch && cores_left(&sources, &mut gone);
+                let limits = watch && sources.lease.is_by_default() && follow_limits(&sources, &mut gone);
                 let now = Instant::now();
                 let due = interval.is_some_and(|interval| now.duration_since(last) >= interval);
-                if due || left || gone_but_held(&sources, &gone) {
+                if due || left || limits || gone_but_held(&sources, &gone) {
                     let autopilot = due.then(|| now.duration_since(last).as_secs_f64());
                     tick(&sources, &mut tracks, autopilot, &gone);
                     if due {
@@ -160,6 +157,91 @@ fn cores_left(sources: &Sources, gone: &mut [bool]) -> bool {
     true
 }
 
+/// With the default request (SPEC §2), the cores the process may have now: the cores of its
+/// cpuset and affinity, up to what the CPU quota pays for (all read afresh). Past the quota, the highest
+/// cores leave as if the cpuset had lost them; below it, cores of the cpuset that this
+/// runtime does not use join: a core it gave back under its old number, a new one after the
+/// others (lowest device index first, skipping any another process holds). True when a core
+/// left or joined.
+fn follow_limits(sources: &Sources, gone: &mut Vec<bool>) -> bool {
+    let Some(mut allowed) = corral_cores::cpuset_cpus() else { return false };
+    // A process narrowed on purpose (`taskset`) stays inside its affinity: the kernel keeps a
+    // narrowed affinity when the cpuset grows, and widens one that was not.
+    if let Ok(affinity) = corral_cores::allowed_cpus() {
+        allowed.retain(|cpu| affinity.contains(cpu));
+    }
+    // An unreadable quota was reported at the start; the cpuset alone is followed then.
+    let quota = corral_cores::cpu_quota().ok().flatten();
+    let lease = &sources.lease;
+    let device = lease.host_device();
+    let cap = quota.as_ref().map_or(usize::MAX, |q| q.cores(device.cpus_per_core()));
+    let globals = lease.globals();
+    let mut active: Vec<usize> = (0..globals.len()).filter(|&i| !gone[i]).collect();
+    active.sort_by_key(|&i| globals[i]);
+    let mut left = Vec::new();
+    if active.len() > cap {
+        left = active.split_off(cap);
+        left.iter().for_each(|&i| gone[i] = true);
+    }
+    let mut joined = Vec::new();
+    let inside = |g: usize| {
+        let cpus = device.cpus(g);
+        !cpus.is_empty() && cpus.iter().all(|cpu| allowed.contains(cpu))
+    };
+    for global in (0..device.len()).filter(|&g| inside(g)) {
+        if active.len() + joined.len() >= cap {
+            break;
+        }
+        if globals.iter().position(|&g| g == global).is_some_and(|i| !gone[i]) {
+            continue;
+        }
+        match lease.join(global) {
+            Ok(relative) => {
+                if relative == gone.len() {
+                    gone.push(false);
+                } else {
+                    gone[relative] = false;
+                }
+                joined.push(relative);
+            }
+            // Held by another process, or the registry busy: perhaps at the next look.
+            Err(corral_cores::JoinError::Busy(_) | corral_cores::JoinError::Allocating) => {}
+            Err(error) => {
+                tracing::warn!("cannot take nc{global}, which joined this process's CPUs: {error}");
+                break;
+            }
+        }
+    }
+    if left.is_empty() && joined.is_empty() {
+        return false;
+    }
+    let mut loaded = lock(&sources.loaded);
+    for &core in &left {
+        loaded.layout.set_gone(core);
+    }
+    for &core in &joined {
+        if core == loaded.layout.cores() {
+            loaded.layout.add_core();
+        } else {
+            loaded.layout.set_back(core);
+        }
+    }
+    let quota_text = quota.map_or_else(|| "none".to_owned(), |q| q.to_string());
+    if !left.is_empty() {
+        let names: Vec<String> = left.iter().map(|c| format!("nc{c}")).collect();
+        tracing::warn!(
+            "{} left this process (the CPU quota is now {quota_text}): moving their instances off",
+            names.join(" ")
+        );
+    }
+    if !joined.is_empty() {
+        let names: Vec<String> = joined.iter().map(|&c| format!("nc{c} (device nc{})", lease.global(c))).collect();
+        tracing::info!("{} joined this process (its cpuset or CPU quota grew)", names.join(", "));
+        sources.lease.publish_models(&crate::publish::instances_per_core(&loaded.layout));
+    }
+    true
+}
+
 /// Whether a core that left is still held (its lease not yet released).
 fn gone_but_held(sources: &Sources, gone: &[bool]) -> bool {
     gone.iter().enumerate().any(|(core, gone)| *gone && sources.lease.is_held(core))
@@ -215,7 +297,7 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: Option
     if moves.is_empty() {
         if release_left(sources, &models, gone) {
             let loaded = lock(&sources.loaded);
-            sources.lease.publish_models(&crate::runtime::instances_per_core(&loaded.layout));
+            sources.lease.publish_models(&crate::publish::instances_per_core(&loaded.layout));
         }
         return;
     }
@@ -298,7 +380,7 @@ fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: Option
     if relocating {
         warn_shared(&loaded.layout, gone);
     }
-    sources.lease.publish_models(&crate::runtime::instances_per_core(&loaded.layout));
+    sources.lease.publish_models(&crate::publish::instances_per_core(&loaded.layout));
 }
 
 /// After cores left: names the cores that instances of several models now share.

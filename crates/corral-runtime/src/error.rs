@@ -6,14 +6,14 @@ use corral_cores::TakeError;
 use corral_engine::{EngineError, InputError};
 use corral_placement::PlacementError;
 
-use crate::settings::EXEC_TIMEOUT_ENV;
+use crate::settings::{EXEC_TIMEOUT_ENV, SettingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(transparent)]
     Take(#[from] TakeError),
-    #[error("{name}={value} is not valid: {reason}\nhint: {hint}")]
-    Setting { name: &'static str, value: String, reason: String, hint: &'static str },
+    #[error(transparent)]
+    Setting(#[from] SettingError),
 }
 
 #[derive(Debug, thiserror::Error)]

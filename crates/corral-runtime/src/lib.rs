@@ -56,7 +56,6 @@ mod stats;
 mod wait;
 mod worker;
 
-pub use autopilot::{AUTOPILOT_ENV, AUTOPILOT_INTERVAL_DEFAULT, AUTOPILOT_INTERVAL_ENV};
 pub use context::{PlacementContext, cores_context, group_context, multicore_context};
 pub use corral_placement::{CoreSpan, Layout, PlacementError, Where};
 pub use error::{InferError, LoadError, RuntimeError};
@@ -64,7 +63,8 @@ pub use model::{Bounds, Model};
 pub use publish::CoreStats;
 pub use runtime::{ModelDef, Replacement, Runtime};
 pub use settings::{
-    EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings, autopilot_from, autopilot_interval_from, exec_timeout_from,
+    AUTOPILOT_ENV, AUTOPILOT_INTERVAL_DEFAULT, AUTOPILOT_INTERVAL_ENV, EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV,
+    RuntimeSettings, SettingError, autopilot_from, autopilot_interval_from, exec_timeout_from,
 };
 pub use stats::{InstanceStats, ModelStats};
 pub use worker::{Inference, Reply};

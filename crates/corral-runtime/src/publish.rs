@@ -111,18 +111,21 @@ impl Publisher {
 pub(crate) fn core_stats(lease: &Lease, scheduler: &Scheduler, loaded: &Loaded) -> Vec<CoreStats> {
     let per_core = models_per_core(&loaded.layout);
     let name_of = |id| loaded.models.values().find(|m| m.inner.id == id).map(|m| m.name().to_owned());
+    // The scheduler counts for every core the lease may grow to; the lease's come first.
+    let globals = lease.globals();
     scheduler
         .counters()
         .into_iter()
+        .zip(globals)
         .enumerate()
-        .map(|(index, c)| CoreStats {
+        .map(|(index, (c, global))| CoreStats {
             index,
-            global: lease.cores().global(index).expect("one counter per leased core"),
-            cpus: lease.core_cpus(index).to_vec(),
+            global,
+            cpus: lease.core_cpus(index),
             executions: c.executions,
             busy: c.busy,
             switches: c.switches,
-            models: per_core[index].clone(),
+            models: per_core.get(index).cloned().unwrap_or_default(),
             last_model: c.last_model.and_then(name_of),
         })
         .collect()
@@ -135,7 +138,7 @@ fn publication(sources: &Sources, tag: Option<String>, seq: u64) -> Publication 
         let cores = core_stats(&sources.lease, &sources.scheduler, &loaded);
         (cores, loaded.models.values().cloned().collect::<Vec<Model>>())
     };
-    let global = sources.lease.cores();
+    let global = sources.lease.globals();
     Publication {
         pid,
         start_ticks: corral_cores::process_start_ticks(pid).unwrap_or(0),
@@ -152,15 +155,15 @@ fn publication(sources: &Sources, tag: Option<String>, seq: u64) -> Publication 
                 model: c.last_model,
             })
             .collect(),
-        models: models.iter().map(|model| live_model(model, global)).collect(),
+        models: models.iter().map(|model| live_model(model, &global)).collect(),
         truncated: false,
     }
 }
 
-fn live_model(model: &Model, global: &CoreSet) -> LiveModel {
+fn live_model(model: &Model, global: &[usize]) -> LiveModel {
     let stats = model.stats();
     let instances = stats.instances.iter().map(|i| {
-        let cores = i.cores.cores().filter_map(|relative| global.global(relative));
+        let cores = i.cores.cores().filter_map(|relative| global.get(relative).copied());
         CoreSet::from_indices(cores).map(|set| set.to_env_value()).unwrap_or_default()
     });
     LiveModel {
@@ -183,4 +186,15 @@ fn live_model(model: &Model, global: &CoreSet) -> LiveModel {
 
 fn duration_ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Per process core, the instances on it as `name[replica]`, for the owner records.
+pub(crate) fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
+    let mut per_core = vec![Vec::new(); layout.cores()];
+    for placed in layout.placed() {
+        for core in placed.cores.cores() {
+            per_core[core].push(corral_cores::instance_label(&placed.model, placed.replica));
+        }
+    }
+    per_core
 }

@@ -129,9 +129,9 @@ impl Runtime {
             None => crate::settings::exec_timeout_from(lookup(EXEC_TIMEOUT_ENV))?,
         };
         // Every autopilot value that is set is read, even under a flag that overrides it.
-        let from_env = crate::settings::autopilot_from(lookup(crate::autopilot::AUTOPILOT_ENV))?;
+        let from_env = crate::settings::autopilot_from(lookup(crate::settings::AUTOPILOT_ENV))?;
         let interval_from_env =
-            crate::settings::autopilot_interval_from(lookup(crate::autopilot::AUTOPILOT_INTERVAL_ENV))?;
+            crate::settings::autopilot_interval_from(lookup(crate::settings::AUTOPILOT_INTERVAL_ENV))?;
         let autopilot = Some(settings.autopilot.unwrap_or(from_env));
         let autopilot_interval = Some(settings.autopilot_interval.unwrap_or(interval_from_env));
         let (_registry, lease) = corral_cores::take_cores(&settings.take, lookup)?;
@@ -150,7 +150,11 @@ impl Runtime {
     pub fn with_lease(lease: Lease, settings: RuntimeSettings) -> Runtime {
         let group_sizes: Vec<usize> = lease.groups().iter().map(|g| g.count).collect();
         let lease = Arc::new(lease);
-        let scheduler = Arc::new(Scheduler::new(lease.len()));
+        let watch = matches!(lease.device(), corral_cores::DeviceSpec::Cpu { .. });
+        // A default lease on `cpu` may grow to every core of the device (SPEC §2): the
+        // scheduler counts for each from the start; the layout grows as cores join.
+        let capacity = if watch && lease.is_by_default() { lease.host_device().len() } else { 0 };
+        let scheduler = Arc::new(Scheduler::new(lease.len().max(capacity)));
         let loaded =
             Arc::new(Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }));
         let sources = Sources { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
@@ -159,8 +163,7 @@ impl Runtime {
         // The controller thread runs for the autopilot, and on the real CPU device (whose cores
         // can leave the process) to follow its cores.
         let interval = (settings.autopilot == Some(true))
-            .then(|| settings.autopilot_interval.unwrap_or(crate::autopilot::AUTOPILOT_INTERVAL_DEFAULT));
-        let watch = matches!(lease.device(), corral_cores::DeviceSpec::Cpu { .. });
+            .then(|| settings.autopilot_interval.unwrap_or(crate::settings::AUTOPILOT_INTERVAL_DEFAULT));
         let controller = if interval.is_some() || watch {
             let sources = crate::autopilot::Sources {
                 lease: lease.clone(),
@@ -197,10 +200,16 @@ impl Runtime {
         self.inner.lease.len()
     }
 
-    /// The process cores by device (global) index, consecutive or not; process core `i` is
-    /// the `i`-th in ascending order.
-    pub fn global_cores(&self) -> &CoreSet {
+    /// The process cores by device (global) index, consecutive or not. Process core `i` is
+    /// the `i`-th in ascending order among those taken at the start; cores that join later
+    /// (SPEC §2) are numbered after them ([`Runtime::global`]).
+    pub fn global_cores(&self) -> CoreSet {
         self.inner.lease.cores()
+    }
+
+    /// The device (global) index of process core `relative`.
+    pub fn global(&self, relative: usize) -> usize {
+        self.inner.lease.global(relative)
     }
 
     pub fn exec_timeout(&self) -> Duration {
@@ -419,7 +428,7 @@ impl Runtime {
     }
 
     fn publish(&self, loaded: &Loaded) {
-        self.inner.lease.publish_models(&instances_per_core(&loaded.layout));
+        self.inner.lease.publish_models(&publish::instances_per_core(&loaded.layout));
     }
 }
 
@@ -427,17 +436,6 @@ impl Runtime {
 /// default (least-used cores).
 fn resolved(def: &ModelDef) -> Where {
     def.placement.clone().or_else(context::current).unwrap_or_default()
-}
-
-/// Per process core, the instances on it as `name[replica]`, for the owner records.
-pub(crate) fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
-    let mut per_core = vec![Vec::new(); layout.cores()];
-    for placed in layout.placed() {
-        for core in placed.cores.cores() {
-            per_core[core].push(corral_cores::instance_label(&placed.model, placed.replica));
-        }
-    }
-    per_core
 }
 
 impl Drop for Inner {

@@ -9,6 +9,25 @@ use corral_engine::Engine;
 pub const EXEC_TIMEOUT_ENV: &str = "CORRAL_EXEC_TIMEOUT";
 pub const EXEC_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
+/// `CORRAL_AUTOPILOT`: `1`/`true`/`on` turns the autopilot on, `0`/`false`/`off` off.
+pub const AUTOPILOT_ENV: &str = "CORRAL_AUTOPILOT";
+/// `CORRAL_AUTOPILOT_INTERVAL`: seconds between decisions.
+pub const AUTOPILOT_INTERVAL_ENV: &str = "CORRAL_AUTOPILOT_INTERVAL";
+/// The interval when none is given.
+pub const AUTOPILOT_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
+/// The shortest and longest intervals taken.
+pub const AUTOPILOT_INTERVAL_RANGE: (f64, f64) = (0.05, 60.0);
+
+/// A setting's value that cannot be taken.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value} is not valid: {reason}\nhint: {hint}")]
+pub struct SettingError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+    pub hint: &'static str,
+}
+
 /// How a runtime is set up; `Default` reads everything from the environment.
 #[derive(Clone)]
 pub struct RuntimeSettings {
@@ -49,9 +68,9 @@ impl Default for RuntimeSettings {
 
 /// The execution timeout a `CORRAL_EXEC_TIMEOUT` value gives (the default when unset), as the
 /// runtime reads it; a planner simulating the runtime reads it the same way.
-pub fn exec_timeout_from(value: Option<String>) -> Result<Duration, crate::RuntimeError> {
+pub fn exec_timeout_from(value: Option<String>) -> Result<Duration, SettingError> {
     let Some(value) = value else { return Ok(EXEC_TIMEOUT_DEFAULT) };
-    let bad = |reason: &str| crate::RuntimeError::Setting {
+    let bad = |reason: &str| SettingError {
         name: EXEC_TIMEOUT_ENV,
         value: value.clone(),
         reason: reason.to_owned(),
@@ -65,13 +84,13 @@ pub fn exec_timeout_from(value: Option<String>) -> Result<Duration, crate::Runti
 }
 
 /// Whether a `CORRAL_AUTOPILOT` value turns the autopilot on (off when unset).
-pub fn autopilot_from(value: Option<String>) -> Result<bool, crate::RuntimeError> {
+pub fn autopilot_from(value: Option<String>) -> Result<bool, SettingError> {
     let Some(value) = value else { return Ok(false) };
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "on" => Ok(true),
         "0" | "false" | "off" => Ok(false),
-        _ => Err(crate::RuntimeError::Setting {
-            name: crate::autopilot::AUTOPILOT_ENV,
+        _ => Err(SettingError {
+            name: AUTOPILOT_ENV,
             value,
             reason: "is neither on nor off".to_owned(),
             hint: "use 1, true or on to turn the autopilot on; 0, false or off to leave it off",
@@ -80,11 +99,11 @@ pub fn autopilot_from(value: Option<String>) -> Result<bool, crate::RuntimeError
 }
 
 /// The interval a `CORRAL_AUTOPILOT_INTERVAL` value gives (the default when unset).
-pub fn autopilot_interval_from(value: Option<String>) -> Result<Duration, crate::RuntimeError> {
-    let Some(value) = value else { return Ok(crate::autopilot::AUTOPILOT_INTERVAL_DEFAULT) };
-    let (low, high) = crate::autopilot::AUTOPILOT_INTERVAL_RANGE;
-    let bad = |reason: String| crate::RuntimeError::Setting {
-        name: crate::autopilot::AUTOPILOT_INTERVAL_ENV,
+pub fn autopilot_interval_from(value: Option<String>) -> Result<Duration, SettingError> {
+    let Some(value) = value else { return Ok(AUTOPILOT_INTERVAL_DEFAULT) };
+    let (low, high) = AUTOPILOT_INTERVAL_RANGE;
+    let bad = |reason: String| SettingError {
+        name: AUTOPILOT_INTERVAL_ENV,
         value: value.clone(),
         reason,
         hint: "give seconds between 0.05 and 60, e.g. 0.5",

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use nix::{sched::CpuSet, unistd::Pid};
 use serde_json::Value;
 
-use super::{Holder, Host, held};
+use super::{Holder, Host, cannot_run, held};
 
 /// The `cpu` cores as `ls` lists them: (index, CPUs).
 fn numbering(listing: &Value) -> Vec<(u64, Vec<u64>)> {
@@ -38,13 +38,14 @@ fn list(cpus: &[u64]) -> String {
     corral_cores::format_cpu_list(&cpus.iter().map(|&c| c as usize).collect::<Vec<_>>())
 }
 
-/// This host's `cpu` cores, or `None` (with a note) on a host too small for the test.
+/// This host's `cpu` cores; on a host too small for the test, the test fails, or with
+/// `CORRAL_TEST_SKIP=two-cores`, `None` (the caller returns).
 fn two_cores(host: &Host) -> Option<Vec<(u64, Vec<u64>)>> {
     let cores = numbering(&host.ls("cpu"));
     let affinity = corral_cores::allowed_cpus().expect("affinity");
     let usable = cores.iter().filter(|(_, cpus)| cpus.iter().any(|&c| affinity.contains(&(c as usize)))).count();
     if usable < 2 {
-        eprintln!("this host lets the tests use {usable} cpu core(s); the test needs 2");
+        cannot_run("two-cores", format!("this host lets the tests use {usable} cpu core(s); the test needs 2"));
         return None;
     }
     Some(cores)

@@ -1,13 +1,14 @@
 //! `corral plan --optimize`, `--write`, `--predict` and `bench --rate` as a user runs them on
 //! the FlexEG example (simulated): the optimised layout, its round trip through both config
-//! formats, the same arrivals in bench and predict for a seed, and every bad value named.
+//! formats, the same arrivals in bench and predict for a seed, and every bad value named;
+//! `--profile` on this machine's real cores.
 
 use std::path::Path;
 
 use expect_test::expect;
 use serde_json::Value;
 
-use super::Host;
+use super::{Host, cannot_run};
 
 fn flexeg() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
@@ -184,4 +185,47 @@ fn bad_planning_values_are_named() {
         assert_eq!(status, code, "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn profile_times_onnx_models_on_real_cores_side_by_side_and_predict_reads_them() {
+    let host = Host::new();
+    let cores = host.ls("cpu")["cores"].as_array().map_or(0, Vec::len);
+    if cores < 2 {
+        cannot_run("two-cores", format!("this host has {cores} cpu core(s); profiling side by side needs 2"));
+        return;
+    }
+    let repo = tempfile::tempdir().expect("dir");
+    let site = corral_engine_ort::project_site_packages().expect("./scripts/setup creates .venv");
+    for (name, from) in [
+        ("add", "onnx/backend/test/data/node/test_add/model.onnx"),
+        ("magika", "magika/models/standard_v3_3/model.onnx"),
+    ] {
+        std::fs::create_dir_all(repo.path().join(name).join("1")).expect("mkdir");
+        std::fs::copy(site.join(from), repo.path().join(name).join("1/model.onnx")).expect("copy");
+    }
+    let path = repo.path().to_str().expect("utf-8");
+    let (code, out, err) = run(
+        &host,
+        &["plan", "--profile", "--samples", "7", "--model-repository", path, "--device", "cpu", "--num-cores", "2"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("2 x 7 executions on 1 cores of cpu beside the others").count(), 2, "{out}");
+    for name in ["add", "magika"] {
+        let text = std::fs::read_to_string(repo.path().join(name).join("profile.json")).expect("profile.json");
+        let profile: Value = serde_json::from_str(&text).expect("JSON");
+        for key in ["samples_ms", "after_idle_ms"] {
+            let samples: Vec<f64> =
+                profile[key].as_array().expect(key).iter().map(|s| s.as_f64().expect("ms")).collect();
+            assert_eq!(samples.len(), 7, "{name} {key}: {text}");
+            assert!(samples.windows(2).all(|w| w[0] <= w[1]) && samples[0] > 0.0, "{name} {key}: {text}");
+        }
+    }
+    let load = ["--predict", "--rate", "add=20,magika=20", "--duration", "2", "--json"];
+    let (code, out, err) = run(&host, &[&["plan", "--model-repository", path, "--device", "cpu"][..], &load].concat());
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    let served: Vec<u64> =
+        report["models"].as_array().expect("models").iter().map(|m| m["requests"].as_u64().expect("n")).collect();
+    assert!(served.iter().all(|&n| n > 0), "{report}");
 }

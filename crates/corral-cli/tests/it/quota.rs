@@ -1,9 +1,11 @@
 //! CPU quotas and cpusets on real cgroups (SPEC §2): a corral process in a child cgroup whose
 //! parent has a CFS quota of 1.5 CPUs over a 2-CPU cpuset takes 1 core by default, and 2 once
 //! the quota is `max`; a server whose cpuset shrinks under it moves its instances off the core
-//! that left, answers every call meanwhile, and releases that core. The cgroups are made in the host's own cgroup file system (v2 where it carries
-//! the cpu controller, else v1), so these tests run as root; where the kernel refuses, they
-//! fail with its reason unless `CORRAL_TEST_SKIP` lists `cgroups`.
+//! that left and releases that core, takes it back when the cpuset grows, and gives up and
+//! takes back a core as its quota falls and rises, answering every call meanwhile. The
+//! cgroups are made in the host's own cgroup file system (v2 where it carries the cpu
+//! controller, else v1), so these tests run as root; where the kernel refuses, they fail with
+//! its reason unless `CORRAL_TEST_SKIP` lists `cgroups`.
 
 use std::{
     fs,
@@ -262,7 +264,7 @@ fn a_quota_of_one_and_a_half_cpus_over_two_takes_one_core_and_max_takes_two() {
 }
 
 #[test]
-fn a_server_whose_cpuset_shrinks_moves_off_the_core_that_left_and_releases_it() {
+fn a_default_server_follows_its_cpuset_and_quota_both_ways_without_a_failed_call() {
     let host = Host::new();
     let Some(cpus) = two_cpus() else {
         return cannot_run("cgroups", "a 2-CPU cpuset needs 2 CPUs; this process may use fewer");
@@ -339,6 +341,31 @@ fn a_server_whose_cpuset_shrinks_moves_off_the_core_that_left_and_releases_it() 
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
+    assert_eq!(owned(&after), [first[1]], "only the core still in the cpuset is held: {after}");
+
+    // The cpuset grows back: the core that left is taken again (under its old number).
+    cgroup.set_cpus(&cpus).expect("the cpuset grows");
+    let held = |count: usize, why: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let now = listing(&host);
+            if owned(&now).len() == count {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{why}: {now}\n{}", serve.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let back = held(2, "the core that came back was never taken");
+    assert_eq!(owned(&back), first, "{back}");
+    // A quota of one CPU: the higher core leaves (its instance moves) and is released; no
+    // quota: it is taken again.
+    cgroup.set_quota(Some(1.0)).expect("quota");
+    let capped = held(1, "the core past the quota was never released");
+    assert_eq!(owned(&capped), [first[0]], "the lower core stays: {capped}");
+    cgroup.set_quota(None).expect("no quota");
+    held(2, "the core the quota pays for again was never taken");
+
     std::thread::sleep(std::time::Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut calls, mut problems) = (0, Vec::new());
@@ -353,11 +380,12 @@ fn a_server_whose_cpuset_shrinks_moves_off_the_core_that_left_and_releases_it() 
         problems.len(),
         &problems[..problems.len().min(3)]
     );
-    assert_eq!(owned(&after), [first[1]], "only the core still in the cpuset is held: {after}");
     let config = super::serve::http(&http, "GET", "/v2/models/add/config", b"").1;
-    assert!(config.contains(r#""count":1"#), "one instance left: {config}");
+    assert!(config.contains(r#""count":1"#), "one instance, moved with its cores (the autopilot is off): {config}");
     let log = serve.stderr();
-    assert!(log.contains("left this process's CPUs") && log.contains("released"), "{stderr}{log}");
+    for said in ["left this process's CPUs", "released", "joined this process", "the CPU quota is now"] {
+        assert!(log.contains(said), "the log says `{said}`: {stderr}{log}");
+    }
 }
 
 /// A `corral serve` child, killed when dropped.

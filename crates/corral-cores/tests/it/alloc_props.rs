@@ -58,7 +58,7 @@ proptest! {
             };
             match registry.acquire(&request) {
                 Ok(lease) => {
-                    prop_assert_eq!(Some(lease.cores()), expected.as_ref(), "granted {:?}", request);
+                    prop_assert_eq!(Some(lease.cores()), expected.clone(), "granted {:?}", request);
                     for core in lease.cores().iter() {
                         prop_assert!(!held[core], "nc{} granted twice", core);
                         held[core] = true;

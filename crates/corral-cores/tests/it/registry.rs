@@ -266,3 +266,30 @@ fn the_quota_counts_cpus_per_core() {
     let second = registry.acquire(&Request::all()).expect("nc1 free");
     assert_eq!(second.cores().to_string(), "nc1");
 }
+
+#[test]
+fn join_takes_a_free_core_after_the_others_and_a_released_one_back_at_its_number() {
+    let (_dir, registry) = registry("sim:4");
+    let lease = registry.acquire(&Request::visible(CoreRange::new(1, 2))).expect("nc1-nc2 free");
+    let other = registry.acquire(&Request::visible(CoreRange::new(3, 1))).expect("nc3 free");
+    assert!(matches!(lease.join(3), Err(corral_cores::JoinError::Busy(3))), "nc3 is the other lease's");
+    assert!(matches!(lease.join(9), Err(corral_cores::JoinError::NoSuchCore(9))));
+    assert_eq!(lease.join(0).expect("nc0 is free"), 2, "a new core is numbered after the others");
+    assert_eq!(lease.globals(), [1, 2, 0]);
+    assert_eq!(lease.cores().to_string(), "nc0-nc2");
+    let label = |models: &[&str]| models.iter().map(|m| vec![m.to_string()]).collect::<Vec<_>>();
+    lease.publish_models(&label(&["a[0]", "a[1]", "b[0]"]));
+    let status = registry.status().expect("status");
+    let models: Vec<Vec<String>> = status[..3].iter().map(|c| c.owners[0].models.clone()).collect();
+    assert_eq!(models, [["b[0]"], ["a[0]"], ["a[1]"]], "each core's record names its own instances");
+
+    assert!(lease.release(0), "nc1 (process core 0) given back");
+    assert!(registry.status().expect("status")[1].is_free());
+    assert_eq!(lease.join(1).expect("nc1 is free again"), 0, "a released core comes back at its number");
+    assert!(lease.is_held(0) && !registry.status().expect("status")[1].is_free());
+    drop(other);
+    assert_eq!(lease.join(3).expect("nc3 is free now"), 3);
+    assert_eq!(lease.join(3).expect("held already"), 3);
+    drop(lease);
+    assert_eq!(longest_free_run(&registry.status().expect("status")), Some(CoreRange::new(0, 4)), "all released");
+}

@@ -297,4 +297,11 @@ fn cores_that_left_the_process_take_no_new_placement() {
     assert_eq!(multicore.instances, [corral_placement::CoreSpan::new(1, 1), corral_placement::CoreSpan::new(3, 1)]);
     let named = layout.place("n", 2, &at(1)).expect_err("nc2 is gone");
     expect!["nc2 left this process's cpuset; place the model on the cores it still has"].assert_eq(&named.to_string());
+    // nc2 comes back and a fifth core joins: both take placements again.
+    layout.set_back(2);
+    assert_eq!(layout.add_core(), 4);
+    let multicore = layout.place("m", 1, &Where::Multicore).expect("four cores are left");
+    let starts: Vec<usize> = multicore.instances.iter().map(|s| s.first).collect();
+    assert_eq!(starts, [1, 2, 3, 4]);
+    layout.place("n", 2, &at(1)).expect("nc1-nc2 are the process's again");
 }
