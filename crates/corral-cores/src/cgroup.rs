@@ -263,7 +263,9 @@ fn cpuset_in(root: &Path, mountinfo: &str, cgroups: &str) -> Option<Vec<usize>> 
             CgroupVersion::V2 => "cpuset.cpus.effective",
         };
         for dir in folder.ancestors().take_while(|dir| dir.starts_with(&mount_point)) {
-            if let Some(cpus) = fs::read_to_string(dir.join(file)).ok().and_then(|t| crate::parse_cpu_list(t.trim())) {
+            if let Some(cpus) =
+                fs::read_to_string(dir.join(file)).ok().and_then(|t| crate::list::parse_cpu_list(t.trim()))
+            {
                 return Some(cpus);
             }
         }

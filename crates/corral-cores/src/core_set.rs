@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::list;
+
 /// A run of consecutive cores, by global (device) or process-relative index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CoreRange {
@@ -41,7 +43,7 @@ impl CoreRange {
 
     /// The form environment variables take: `4` or `4-5`.
     pub fn to_env_value(&self) -> String {
-        if self.count == 1 { self.first.to_string() } else { format!("{}-{}", self.first, self.last()) }
+        list::format_ranges([(self.first, self.last())])
     }
 }
 
@@ -137,8 +139,7 @@ impl CoreSet {
 
     /// The form environment variables take: `1,3` or `0-3`.
     pub fn to_env_value(&self) -> String {
-        let runs: Vec<String> = self.runs.iter().map(CoreRange::to_env_value).collect();
-        runs.join(",")
+        list::format_ranges(self.runs.iter().map(|r| (r.first, r.last())))
     }
 }
 
@@ -172,29 +173,13 @@ pub fn parse_core_list(text: &str) -> Result<CoreSet, String> {
         return Err("the value is empty".to_owned());
     }
     // The number of parts is bounded by the text; ranges stay ranges.
-    let mut runs: Vec<CoreRange> = Vec::new();
-    for part in text.split(',') {
-        let part = part.trim();
-        let index = |s: &str| {
-            let s = s.trim();
-            match s.parse::<usize>() {
-                Ok(core) if core > CORE_INDEX_MAX => Err(format!("core {core} is past any device")),
-                Ok(core) => Ok(core),
-                Err(_) => Err(format!("`{s}` is not a core index")),
-            }
-        };
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (index(lo)?, index(hi)?),
-            None => {
-                let core = index(part)?;
-                (core, core)
-            }
-        };
-        if lo > hi {
-            return Err(format!("range {lo}-{hi} runs backwards"));
-        }
-        runs.push(CoreRange::new(lo, hi - lo + 1));
-    }
+    let index = |s: &str| match s.parse::<usize>() {
+        Ok(core) if core > CORE_INDEX_MAX => Err(format!("core {core} is past any device")),
+        Ok(core) => Ok(core),
+        Err(_) => Err(format!("`{s}` is not a core index")),
+    };
+    let mut runs: Vec<CoreRange> =
+        list::ranges(text, index)?.into_iter().map(|(lo, hi)| CoreRange::new(lo, hi - lo + 1)).collect();
     runs.sort_unstable();
     let mut merged: Vec<CoreRange> = Vec::with_capacity(runs.len());
     for run in runs {

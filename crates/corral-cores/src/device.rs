@@ -30,6 +30,7 @@ use std::{fmt, fs, str::FromStr};
 use crate::{
     cgroup::{CpuQuota, cpu_quota},
     core_set::CoreSet,
+    list::parse_cpu_list,
 };
 
 /// The simulated instance types and their core counts (SPEC §2).
@@ -310,44 +311,6 @@ fn smt_siblings(cpu: usize) -> Vec<usize> {
     fs::read_to_string(path).ok().and_then(|text| parse_cpu_list(text.trim())).unwrap_or_else(|| vec![cpu])
 }
 
-/// Linux's largest CPU count (`NR_CPUS` at most 8192); a list naming more is not a CPU list.
-const CPUS_MAX: usize = 8192;
-
-/// Parses the kernel's CPU list format (`0-3,8,10-11`); `None` for anything else, including
-/// lists that name more CPUs than a kernel can have (checked before anything is expanded).
-pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in text.split(',').filter(|p| !p.is_empty()) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?),
-            None => {
-                let cpu = part.parse().ok()?;
-                (cpu, cpu)
-            }
-        };
-        if hi >= CPUS_MAX || lo > hi || cpus.len() + (hi - lo) >= CPUS_MAX {
-            return None;
-        }
-        cpus.extend(lo..=hi);
-    }
-    Some(cpus)
-}
-
-/// Formats CPUs compactly in the kernel's list format (`0-3,8`).
-pub fn format_cpu_list(cpus: &[usize]) -> String {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let mut j = i;
-        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
-        i = j + 1;
-    }
-    out.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,15 +382,6 @@ mod tests {
         let odd = Device::from_cpus(DeviceSpec::Cpu { logical: true }, &[0, 1], &[1, 3], |cpu| vec![cpu]);
         assert_eq!(odd.core_cpus, vec![vec![0], vec![1], vec![3]]);
         assert_eq!(odd.takeable().map(|s| s.to_string()), Some("nc1-nc2".to_owned()));
-    }
-
-    #[test]
-    fn cpu_lists_round_trip() {
-        assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
-        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
-        assert_eq!(parse_cpu_list("x"), None);
-        assert_eq!(parse_cpu_list("0-4000000000"), None, "refused before anything is expanded");
-        assert_eq!(parse_cpu_list("3-1"), None);
     }
 
     #[test]

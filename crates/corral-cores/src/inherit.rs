@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     core_set::{CoreRange, CoreSet, parse_core_list},
-    lease::{Lease, SlotFile, lease_with_record},
-    registry::{AcquireError, Registry},
+    folder::SlotFile,
+    lease::Lease,
+    registry::{AcquireError, Registry, lease_with_record},
     request::{CoreRequest, Request},
 };
 

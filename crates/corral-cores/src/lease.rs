@@ -12,7 +12,6 @@
 //! lease publishes beside its first lock file are `live.rs`.
 
 use std::{
-    fs::File,
     os::{
         fd::{AsRawFd, OwnedFd, RawFd},
         unix::fs::FileExt,
@@ -24,20 +23,11 @@ use std::{
 use crate::{
     core_set::{CoreRange, CoreSet},
     device::{Device, DeviceSpec},
+    folder::{self, ALLOC_LOCK, RegistryError, SlotFile},
     live::{self, Publication},
     procfs,
     record::{OwnerRecord, now_unix_ms},
-    registry::Registry,
 };
-
-/// One open lock file.
-#[derive(Debug)]
-pub(crate) struct SlotFile {
-    pub(crate) file: File,
-    pub(crate) name: String,
-    /// False when the file could only be opened read-only (it still locks, but no record).
-    pub(crate) writable: bool,
-}
 
 /// Cores owned by this process until the lease is dropped or the process dies.
 #[must_use = "dropping a lease releases its cores at once"]
@@ -86,7 +76,7 @@ pub enum JoinError {
     #[error("this lease has no registry folder to take cores from")]
     NoFolder,
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] RegistryError),
 }
 
 impl Lease {
@@ -140,6 +130,11 @@ impl Lease {
     pub(crate) fn taken_by_default(mut self) -> Lease {
         self.by_default = true;
         self
+    }
+
+    /// Writes `record` as the owner of every held core.
+    pub(crate) fn record_owner(&self, record: &OwnerRecord) {
+        write_record(&self.state(), record);
     }
 
     /// Whether the default request took it (see `by_default`).
@@ -273,12 +268,12 @@ impl Lease {
             return Err(JoinError::NoSuchCore(global));
         }
         let (dir, path) = self.folder.as_ref().ok_or(JoinError::NoFolder)?;
-        let alloc = crate::registry::open_slot_at(dir, path, crate::registry::ALLOC_LOCK)?;
+        let alloc = folder::open_slot_at(dir, path, ALLOC_LOCK)?;
         match alloc.file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(JoinError::Allocating),
             Err(std::fs::TryLockError::Error(error)) => {
-                return Err(crate::registry::RegistryError::Slot { path: path.join(&alloc.name), error }.into());
+                return Err(RegistryError::Slot { path: path.join(&alloc.name), error }.into());
             }
         }
         let mut state = self.state();
@@ -292,7 +287,7 @@ impl Lease {
                 .host
                 .slot_names(global)
                 .iter()
-                .map(|name| crate::registry::open_slot_at(dir, path, name))
+                .map(|name| folder::open_slot_at(dir, path, name))
                 .collect::<Result<Vec<_>, _>>()?,
         };
         let mut locked = 0;
@@ -344,7 +339,7 @@ impl Lease {
         let first_held = state.iter().find(|c| !c.released).expect("one core is still held");
         let name = first_held.files.first().map(|f| live::live_name(&f.name));
         *live = match (&self.folder, name) {
-            (Some((dir, path)), Some(name)) => match crate::registry::open_slot_at(dir, path, &name) {
+            (Some((dir, path)), Some(name)) => match folder::open_slot_at(dir, path, &name) {
                 Ok(slot) => Some(slot),
                 Err(error) => {
                     tracing::warn!(%error, "cannot move the live publication; top and monitor lose this process");
@@ -412,27 +407,4 @@ impl Drop for Lease {
         }
         // Closing the files (next) releases the locks.
     }
-}
-
-/// A new lease on `cores`, its owner record (this process) written into each slot and its
-/// publication file opened.
-pub(crate) fn lease_with_record(
-    registry: &Registry,
-    cores: CoreSet,
-    groups: Option<&[usize]>,
-    files: Vec<SlotFile>,
-) -> Lease {
-    let device = registry.device();
-    let record = OwnerRecord::for_this_process(&device.spec().to_string(), &cores);
-    let live = files.first().and_then(|first| match registry.open_slot(&live::live_name(&first.name)) {
-        Ok(slot) => Some(slot),
-        Err(error) => {
-            tracing::warn!(%error, "cannot open the live publication file; top and monitor will not see this process");
-            None
-        }
-    });
-    let folder = registry.folder();
-    let lease = Lease::new(device, cores, groups, files, live, folder);
-    write_record(&lease.state(), &record);
-    lease
 }

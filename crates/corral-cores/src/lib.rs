@@ -26,8 +26,10 @@
 mod cgroup;
 mod core_set;
 mod device;
+mod folder;
 mod inherit;
 mod lease;
+mod list;
 mod live;
 mod procfs;
 mod record;
@@ -38,11 +40,12 @@ mod take;
 pub use cgroup::{CgroupError, CgroupVersion, CpuQuota, cpu_quota, cpuset_cpus, format_cpus};
 pub use core_set::{CoreRange, CoreSet, parse_core_list};
 pub use device::{
-    Device, DeviceError, DeviceSpec, DeviceSpecError, SIM_CORES_MAX, SIM_PRESETS, allowed_cpus, format_cpu_list,
-    host_cpus, parse_cpu_list,
+    Device, DeviceError, DeviceSpec, DeviceSpecError, SIM_CORES_MAX, SIM_PRESETS, allowed_cpus, host_cpus,
 };
+pub use folder::RegistryError;
 pub use inherit::{LEASE_ENV, Ticket};
 pub use lease::{JoinError, Lease};
+pub use list::{format_cpu_list, parse_cpu_list};
 pub use live::{
     LIVE_BYTES_MAX, LiveCore, LiveModel, Moves, PROCESS_TAG, PROCESS_TAG_NEURON, PUBLISH_INTERVAL, Publication,
     Unreadable, latency_bucket_limit,
@@ -54,8 +57,7 @@ pub fn process_start_ticks(pid: u32) -> Option<u64> {
     procfs::start_ticks(pid)
 }
 pub use registry::{
-    ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, LiveEntry, Registry, RegistryError, default_lock_dir,
-    longest_free_run,
+    ALLOC_WAIT_MAX, AcquireError, CoreStatus, LOCK_DIR_ENV, LiveEntry, Registry, default_lock_dir, longest_free_run,
 };
 pub use request::{
     CoreRequest, GROUP_SIZES, GROUP_SIZES_NEURON, NUM_CORES, NUM_CORES_NEURON, Request, RequestError, Source, Sources,

@@ -33,7 +33,7 @@
 use std::{
     fs::{File, TryLockError},
     io,
-    os::fd::{AsFd, OwnedFd},
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
@@ -42,27 +42,24 @@ use std::{
 use nix::{
     errno::Errno,
     fcntl::{OFlag, openat},
-    sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat},
+    sys::stat::{FileStat, Mode},
 };
 
+pub use crate::folder::LOCK_DIR_ENV;
 use crate::{
     cgroup::format_cpus,
     core_set::{CoreRange, CoreSet},
     device::Device,
-    lease::{Lease, SlotFile, lease_with_record},
+    folder::{ALLOC_LOCK, RegistryError, SlotFile, check_regular, ensure_dir, open_dir, open_slot_at, slot_error},
+    lease::Lease,
     live::{self, Publication, Unreadable},
     procfs,
     record::{Owner, OwnerRecord},
     request::{CoreRequest, Request, RequestError},
 };
 
-/// Overrides the lock directory (tests, or hosts where `/run/lock` is not shared).
-pub const LOCK_DIR_ENV: &str = "CORRAL_LOCK_DIR";
-
 /// The longest an allocator waits for another allocator to finish (step 2 above).
 pub const ALLOC_WAIT_MAX: Duration = Duration::from_secs(10);
-
-pub(crate) const ALLOC_LOCK: &str = "alloc.lock";
 
 /// The lock directory every process on the host agrees on: `CORRAL_LOCK_DIR` if set, else
 /// `/run/lock/corral` where `/run/lock` exists (Debian, Ubuntu, Fedora), else `/tmp/corral`.
@@ -71,36 +68,6 @@ pub fn default_lock_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
         return PathBuf::from(dir);
     }
     if Path::new("/run/lock").is_dir() { PathBuf::from("/run/lock/corral") } else { PathBuf::from("/tmp/corral") }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("cannot prepare the lock folder {}: {error}\nhint: {}", path.display(), folder_hint(error))]
-    Folder { path: PathBuf, error: io::Error },
-    #[error("{} is a symbolic link; corral never follows links in its lock folder\nhint: remove it, or point {LOCK_DIR_ENV} at a real folder", path.display())]
-    Symlink { path: PathBuf },
-    #[error("{} is not a regular file; someone else put it in corral's lock folder\nhint: remove it", path.display())]
-    NotAFile { path: PathBuf },
-    #[error("cannot open or lock {}: {error}\nhint: {}", path.display(), folder_hint(error))]
-    Slot { path: PathBuf, error: io::Error },
-}
-
-/// What to do about a lock folder the system refused.
-fn folder_hint(error: &io::Error) -> String {
-    let elsewhere = format!("point {LOCK_DIR_ENV} at a folder this user can write");
-    match error.raw_os_error() {
-        Some(libc::EACCES | libc::EPERM) => format!(
-            "this user may not write there: ask its owner to make it shared (mode 1777, as corral creates it), or {elsewhere}"
-        ),
-        Some(libc::EROFS) => format!("the file system is read-only; {elsewhere}"),
-        Some(libc::ENOSPC | libc::EDQUOT) => {
-            format!("the file system is full (no space or no inodes left): free some, or {elsewhere}")
-        }
-        Some(libc::ENOENT | libc::ENOTDIR) => {
-            format!("a folder above it does not exist and cannot be made; {elsewhere}")
-        }
-        _ => format!("check the folder, or {elsewhere}"),
-    }
 }
 
 /// The error of a request that could not be granted.
@@ -543,98 +510,10 @@ impl Registry {
     }
 }
 
-/// Opens (creating if needed, with a mode every user can lock) the slot `name` in the folder
-/// `dir` (at `path`), refusing links and anything but a regular file.
-pub(crate) fn open_slot_at(dir: &OwnedFd, path: &Path, name: &str) -> Result<SlotFile, RegistryError> {
-    let slot_path = || path.join(name);
-    let base = OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-    let mut writable = true;
-    let fd = loop {
-        match openat(dir, name, base | OFlag::O_RDWR, Mode::empty()) {
-            Ok(fd) => break fd,
-            Err(Errno::ENOENT) => {
-                let create = base | OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
-                match openat(dir, name, create, Mode::from_bits_truncate(0o666)) {
-                    Ok(fd) => {
-                        // The umask may have narrowed the mode; every user must be able to lock.
-                        let _ = fchmod(&fd, Mode::from_bits_truncate(0o666));
-                        break fd;
-                    }
-                    Err(Errno::EEXIST) => continue, // another process created it first
-                    Err(errno) => return Err(slot_error(slot_path(), errno)),
-                }
-            }
-            Err(Errno::EACCES) => {
-                // Someone else's file with a narrow mode: a read-only descriptor still locks.
-                writable = false;
-                break openat(dir, name, base | OFlag::O_RDONLY, Mode::empty())
-                    .map_err(|errno| slot_error(slot_path(), errno))?;
-            }
-            Err(errno) => return Err(slot_error(slot_path(), errno)),
-        }
-    };
-    check_regular(&fd, &slot_path())?;
-    Ok(SlotFile { file: File::from(fd), name: name.to_owned(), writable })
-}
-
 /// `1 core`, `2 cores`, `1 core (2 CPUs each)`.
 fn cores(count: usize, per_core: &str) -> String {
     let noun = if count == 1 { "core" } else { "cores" };
     format!("{count} {noun}{per_core}")
-}
-
-fn slot_error(path: PathBuf, errno: Errno) -> RegistryError {
-    match errno {
-        Errno::ELOOP => RegistryError::Symlink { path },
-        errno => RegistryError::Slot { path, error: io::Error::from(errno) },
-    }
-}
-
-fn check_regular(fd: &OwnedFd, path: &Path) -> Result<FileStat, RegistryError> {
-    let stat = fstat(fd).map_err(|errno| slot_error(path.to_owned(), errno))?;
-    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-        return Err(RegistryError::NotAFile { path: path.to_owned() });
-    }
-    Ok(stat)
-}
-
-/// Opens a folder without following a link in its last component.
-fn open_dir(parent: Option<&OwnedFd>, name: &Path) -> Result<OwnedFd, RegistryError> {
-    let flags = OFlag::O_CLOEXEC | OFlag::O_DIRECTORY | OFlag::O_RDONLY;
-    let result = match parent {
-        Some(parent) => openat(parent, name, flags | OFlag::O_NOFOLLOW, Mode::empty()),
-        // The user's own path: links above corral's folders are theirs to keep.
-        None => nix::fcntl::open(name, flags, Mode::empty()),
-    };
-    result.map_err(|errno| match errno {
-        Errno::ELOOP | Errno::ENOTDIR if is_symlink(parent, name) => RegistryError::Symlink { path: name.to_owned() },
-        errno => RegistryError::Folder { path: name.to_owned(), error: io::Error::from(errno) },
-    })
-}
-
-fn is_symlink(parent: Option<&OwnedFd>, name: &Path) -> bool {
-    let Some(parent) = parent else { return false };
-    nix::sys::stat::fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK)
-}
-
-/// Creates `name` under `parent` as a shared (1777) folder if missing, then opens it.
-fn ensure_dir(parent: &OwnedFd, name: &Path, full: &Path) -> Result<OwnedFd, RegistryError> {
-    let created = match mkdirat(parent, name, Mode::from_bits_truncate(0o1777)) {
-        Ok(()) => true,
-        Err(Errno::EEXIST) => false,
-        Err(errno) => return Err(RegistryError::Folder { path: full.to_owned(), error: io::Error::from(errno) }),
-    };
-    let dir = open_dir(Some(parent), name).map_err(|error| match error {
-        RegistryError::Symlink { .. } => RegistryError::Symlink { path: full.to_owned() },
-        RegistryError::Folder { error, .. } => RegistryError::Folder { path: full.to_owned(), error },
-        other => other,
-    })?;
-    if created {
-        // mkdir applies the umask; the registry must stay shared by all users.
-        let _ = fchmod(dir.as_fd(), Mode::from_bits_truncate(0o1777));
-    }
-    Ok(dir)
 }
 
 /// The longest run of free cores, lowest first among equals.
@@ -674,4 +553,27 @@ fn holder_runs<'a>(cores: impl Iterator<Item = &'a CoreStatus>) -> Vec<(CoreRang
         }
     }
     runs
+}
+
+/// A new lease on `cores`, its owner record (this process) written into each slot and its
+/// publication file opened.
+pub(crate) fn lease_with_record(
+    registry: &Registry,
+    cores: CoreSet,
+    groups: Option<&[usize]>,
+    files: Vec<SlotFile>,
+) -> Lease {
+    let device = registry.device();
+    let record = OwnerRecord::for_this_process(&device.spec().to_string(), &cores);
+    let live = files.first().and_then(|first| match registry.open_slot(&live::live_name(&first.name)) {
+        Ok(slot) => Some(slot),
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the live publication file; top and monitor will not see this process");
+            None
+        }
+    });
+    let folder = registry.folder();
+    let lease = Lease::new(device, cores, groups, files, live, folder);
+    lease.record_owner(&record);
+    lease
 }

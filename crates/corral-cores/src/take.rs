@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use crate::{
     device::{Device, DeviceError, DeviceSpec, DeviceSpecError},
+    folder::RegistryError,
     inherit::Ticket,
     lease::Lease,
-    registry::{AcquireError, Registry, RegistryError, default_lock_dir},
+    registry::{AcquireError, Registry, default_lock_dir},
     request::{RequestError, Sources},
 };
 

@@ -25,7 +25,7 @@ use corral_runtime::{InferError, Inference, Reply};
 use crossbeam_channel::Sender;
 use pyo3::prelude::*;
 
-use crate::{errors, model::outputs_dict};
+use crate::{convert::outputs_dict, errors};
 
 struct Pending {
     /// `None` once the answer was taken.

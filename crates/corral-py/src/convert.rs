@@ -21,7 +21,7 @@ use corral_engine::{DataType, SharedData, Tensor, TensorData, f16};
 use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::prelude::*;
+use pyo3::{prelude::*, types::PyDict};
 
 use crate::errors::raise;
 
@@ -218,4 +218,14 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         }
         TensorData::Shared(_) => unreachable!("into_owned leaves no shared data"),
     }
+}
+
+/// Outputs by name.
+pub(crate) fn outputs_dict(py: Python<'_>, inference: corral_runtime::Inference) -> PyResult<Bound<'_, PyDict>> {
+    let dict = PyDict::new(py);
+    for tensor in inference.outputs {
+        let name = tensor.name.clone();
+        dict.set_item(name, array(py, tensor)?)?;
+    }
+    Ok(dict)
 }

@@ -212,16 +212,6 @@ fn inputs(
         .collect()
 }
 
-/// Outputs by name.
-pub(crate) fn outputs_dict(py: Python<'_>, inference: Inference) -> PyResult<Bound<'_, PyDict>> {
-    let dict = PyDict::new(py);
-    for tensor in inference.outputs {
-        let name = tensor.name.clone();
-        dict.set_item(name, convert::array(py, tensor)?)?;
-    }
-    Ok(dict)
-}
-
 fn spec_tuples<'py>(py: Python<'py>, specs: &[corral_engine::TensorSpec]) -> PyResult<Vec<Bound<'py, PyTuple>>> {
     specs
         .iter()
@@ -255,7 +245,7 @@ impl Model {
             let tensor = inference.outputs.pop().expect("one output");
             return convert::array(py, tensor);
         }
-        Ok(outputs_dict(py, inference)?.into_any())
+        Ok(convert::outputs_dict(py, inference)?.into_any())
     }
 
     /// Runs one inference and returns every output by name.
@@ -267,7 +257,7 @@ impl Model {
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let inference = self.run(py, args, kwargs)?;
-        outputs_dict(py, inference)
+        convert::outputs_dict(py, inference)
     }
 
     /// Submits one inference and returns an asyncio future of the dict `infer` returns. Call it

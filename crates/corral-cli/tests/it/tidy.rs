@@ -1,6 +1,7 @@
 //! Checks of the workspace's own rules (rust-analyzer's tidy): every Rust file opens with a
-//! `//!` paragraph, ARCHITECTURE.md's diagram is the real dependency graph, and every
-//! dependency rule it states holds transitively (from `cargo metadata`).
+//! `//!` paragraph, ARCHITECTURE.md's diagram is the real dependency graph, every dependency
+//! rule it states holds transitively (from `cargo metadata`), and inside each crate the
+//! modules form no cycle and ARCHITECTURE.md lists them all, bottom-up (from the sources).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -199,4 +200,208 @@ fn the_python_package_builds_on_the_clis_dependencies() {
             .collect();
         assert!(differ.is_empty(), "{extra:?}: give corral-py's Cargo.toml the same features:\n{}", differ.join("\n"));
     }
+}
+
+/// A crate's modules (the files and folders of `src/`, less `lib` and `main`) and, for each,
+/// the modules its code names through `crate::` (in `use crate::{…}` groups and inline
+/// paths; comments and a trailing `#[cfg(test)]` module left out; names `lib.rs` re-exports
+/// resolved to the module they come from).
+fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let code = |path: &Path| -> String {
+        let text = std::fs::read_to_string(path).expect("readable");
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+    };
+    let mut files: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(src).expect("src") {
+        let path = entry.expect("entry").path();
+        let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8").to_owned();
+        if path.is_dir() {
+            rust_files(&path, files.entry(stem).or_default());
+        } else if path.extension().is_some_and(|e| e == "rs") && stem != "lib" && stem != "main" {
+            files.entry(stem).or_default().push(path);
+        }
+    }
+    // `pub use module::{A, b::C}` in lib.rs: every name in it stands for `module`.
+    let mut exported: BTreeMap<String, String> = BTreeMap::new();
+    let root = ["lib.rs", "main.rs"].iter().map(|f| src.join(f)).find(|p| p.exists()).expect("a crate root");
+    for statement in code(&root).split(';') {
+        let Some(rest) = statement.trim().strip_prefix("pub use ") else { continue };
+        let Some((module, names)) = rest.split_once("::") else { continue };
+        for name in names.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|n| !n.is_empty()) {
+            exported.insert(name.to_owned(), module.trim().to_owned());
+        }
+    }
+    let resolve = |name: &str| -> Option<String> {
+        let module = if files.contains_key(name) { Some(name) } else { exported.get(name).map(String::as_str) };
+        module.filter(|m| files.contains_key(*m)).map(str::to_owned)
+    };
+    let mut graph = BTreeMap::new();
+    for (module, paths) in &files {
+        let mut uses = BTreeSet::new();
+        for path in paths {
+            let text = code(path);
+            for (at, _) in text.match_indices("crate::") {
+                let rest = &text[at + "crate::".len()..];
+                let names: Vec<&str> = match rest.strip_prefix('{') {
+                    // A group: the first segment of each item at its top level.
+                    Some(group) => {
+                        let (mut depth, mut items, mut start) = (0, Vec::new(), 0);
+                        for (i, c) in group.char_indices() {
+                            match c {
+                                '{' => depth += 1,
+                                '}' if depth == 0 => {
+                                    items.push(&group[start..i]);
+                                    break;
+                                }
+                                '}' => depth -= 1,
+                                ',' if depth == 0 => {
+                                    items.push(&group[start..i]);
+                                    start = i + 1;
+                                }
+                                _ => {}
+                            }
+                        }
+                        items
+                    }
+                    None => vec![rest],
+                };
+                for item in names {
+                    let first = item.trim().split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
+                    if let Some(target) = resolve(first).filter(|t| t != module) {
+                        uses.insert(target);
+                    }
+                }
+            }
+        }
+        graph.insert(module.clone(), uses);
+    }
+    graph
+}
+
+/// A cycle in `graph`, as the modules along it, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        node: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(graph, next, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|node| visit(graph, node, &mut Vec::new(), &mut done))
+}
+
+/// The module list of each `## crates/<name>` section of ARCHITECTURE.md: the names in
+/// backquotes after "Modules, bottom-up:" or "Modules point down:", up to the end of that
+/// sentence, leaving out what parentheses say about them.
+fn module_lists(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut lists = BTreeMap::new();
+    for section in text.split("\n## crates/").skip(1) {
+        let name = section.split_whitespace().next().expect("a crate name").to_owned();
+        let Some(at) = section.find("Modules, bottom-up:").or_else(|| section.find("Modules point down:")) else {
+            continue;
+        };
+        let (mut depth, mut kept) = (0, String::new());
+        let mut chars = section[at..].split_once(':').expect("a colon").1.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ';' if depth == 0 => break,
+                '.' if depth == 0 && chars.peek().is_none_or(|n| n.is_whitespace()) => break,
+                c if depth == 0 => kept.push(c),
+                _ => {}
+            }
+        }
+        lists.insert(name, kept.split('`').skip(1).step_by(2).map(str::to_owned).collect());
+    }
+    lists
+}
+
+/// What is wrong with `list` as the bottom-up module list of `graph`: modules it misses or
+/// names that are none, and each use that points up the list.
+fn list_problems(graph: &BTreeMap<String, BTreeSet<String>>, list: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let listed: BTreeSet<&String> = list.iter().collect();
+    for module in graph.keys().filter(|m| !listed.contains(m)) {
+        problems.push(format!("`{module}` is not listed"));
+    }
+    for name in list.iter().filter(|n| !graph.contains_key(*n)) {
+        problems.push(format!("`{name}` is listed but is no module"));
+    }
+    let place = |m: &str| list.iter().position(|n| n == m);
+    for (module, uses) in graph {
+        for used in uses {
+            if let (Some(a), Some(b)) = (place(module), place(used))
+                && b > a
+            {
+                problems.push(format!("`{module}` uses `{used}`, listed above it"));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn modules_form_no_cycle_and_architecture_lists_them_bottom_up() {
+    let text = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let lists = module_lists(&text);
+    let mut problems = Vec::new();
+    let mut crates: Vec<PathBuf> =
+        std::fs::read_dir(workspace().join("crates")).expect("crates").map(|e| e.expect("entry").path()).collect();
+    crates.sort();
+    for dir in crates {
+        let name = dir.file_name().and_then(|n| n.to_str()).expect("utf-8").to_owned();
+        let graph = module_graph(&dir.join("src"));
+        if let Some(cycle) = find_cycle(&graph) {
+            problems.push(format!("{name}: modules form a cycle: {}", cycle.join(" -> ")));
+        }
+        match lists.get(&name) {
+            Some(list) => problems.extend(list_problems(&graph, list).into_iter().map(|p| format!("{name}: {p}"))),
+            None if graph.len() > 1 => problems.push(format!("{name}: ARCHITECTURE.md lists no modules")),
+            None => {}
+        }
+    }
+    assert!(problems.is_empty(), "ARCHITECTURE.md's module rules do not hold:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_module_checks_catch_a_planted_cycle_and_a_stale_list() {
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path();
+    std::fs::write(src.join("lib.rs"), "//! root\nmod a;\nmod b;\nmod c;\npub use c::Thing;\n").expect("write");
+    std::fs::write(src.join("a.rs"), "//! a\nuse crate::{b::{self, X}, Thing};\n").expect("write");
+    std::fs::write(src.join("b.rs"), "//! b\n// crate::a in a comment is no use\npub fn f() { crate::a::g() }\n")
+        .expect("write");
+    std::fs::write(src.join("c.rs"), "//! c\npub struct Thing;\n#[cfg(test)]\nmod tests { use crate::a; }\n")
+        .expect("write");
+    let graph = module_graph(src);
+    let uses = |m: &str| graph[m].iter().cloned().collect::<Vec<_>>();
+    assert_eq!((uses("a"), uses("b"), uses("c")), (vec!["b".to_owned(), "c".to_owned()], vec!["a".to_owned()], vec![]));
+    assert_eq!(find_cycle(&graph), Some(vec!["a".to_owned(), "b".to_owned(), "a".to_owned()]));
+    let text =
+        "# A\n\n## crates/x\n\nModules, bottom-up: `c` (things, `not_a_module`) → `a` → `b`; `lib.rs` re-exports.\n";
+    let list = &module_lists(text)["x"];
+    assert_eq!(list, &["c", "a", "b"]);
+    assert_eq!(list_problems(&graph, list), ["`a` uses `b`, listed above it"]);
+    let stale = &module_lists("# A\n\n## crates/x\nModules point down: `c`, `a`, `gone`.\n")["x"];
+    assert_eq!(list_problems(&graph, stale), ["`b` is not listed", "`gone` is listed but is no module"]);
 }
