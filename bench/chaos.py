@@ -25,6 +25,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ready import wait_ready  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORRAL = ROOT / "target/release/corral"
 ACQUIRES = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
@@ -212,13 +215,7 @@ def serve_under_chaos():
                 break
         assert address, "corral serve did not start"
         threading.Thread(target=lambda: server.stderr.read(), daemon=True).start()
-        import urllib.request
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(f"http://{address}/v2/health/ready").status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(int(address.rsplit(":", 1)[1]), server)
         done = subprocess.run([ROOT / ".venv-clients/bin/python", "-c", SERVE_CLIENT, address, str(REQUESTS)],
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr

@@ -23,7 +23,8 @@ import resource
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve import ceiling, wait_ready  # noqa: E402
+from ready import wait_ready  # noqa: E402
+from serve import ceiling  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITE = glob.glob(f"{ROOT}/.venv/lib/python3*/site-packages")[0]

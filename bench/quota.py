@@ -34,7 +34,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve import CPUS, CUDART, MODELS, PERF, ROOT, SITE, wait_ready  # noqa: E402
+from ready import wait_ready  # noqa: E402
+from serve import CPUS, CUDART, MODELS, PERF, ROOT, SITE  # noqa: E402
 
 CORRAL = f"{ROOT}/target/release/corral"
 SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0

@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ready import wait_ready  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITE = glob.glob(f"{ROOT}/.venv/lib/python3*/site-packages")[0]
@@ -56,19 +58,6 @@ def ceiling(model):
         for cpu in CPUS
     ]
     return sum(float(p.communicate()[0]) for p in procs)
-
-
-def wait_ready(port, proc):
-    for _ in range(600):
-        if proc.poll() is not None:
-            sys.exit(f"server exited: {proc.args}")
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready").status == 200:
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    sys.exit("server never ready")
 
 
 def perf(model, protocol, port, concurrency, seconds=SECONDS):

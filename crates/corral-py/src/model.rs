@@ -313,7 +313,8 @@ impl Model {
         spec_tuples(py, self.handle(py)?.outputs())
     }
 
-    /// Calls, failures, latency percentiles and executions per instance, since the load.
+    /// Calls, failures, latency percentiles, and per instance its executions since the load
+    /// and the calls queued or running on it now.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let model = self.handle(py)?;
         let stats = model.stats();
@@ -334,6 +335,7 @@ impl Model {
                 let instance = PyDict::new(py);
                 instance.set_item("cores", i.cores.cores().collect::<Vec<_>>())?;
                 instance.set_item("executions", i.executions)?;
+                instance.set_item("in_flight", i.in_flight)?;
                 Ok(instance)
             })
             .collect::<PyResult<Vec<_>>>()?;

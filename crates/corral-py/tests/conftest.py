@@ -80,6 +80,19 @@ def corral_ls(lock_dir, device: str) -> dict:
     return json.loads(done.stdout)
 
 
+TEST_SKIP_ENV = "CORRAL_TEST_SKIP"
+
+
+def cannot_run(capability: str, reason: str):
+    """This machine lacks ``capability``: the test fails with ``reason``, unless
+    ``CORRAL_TEST_SKIP`` (a comma-separated list; CI never sets it) names the capability,
+    in which case it is skipped."""
+    listed = [c.strip() for c in os.environ.get(TEST_SKIP_ENV, "").split(",")]
+    if capability in listed:
+        pytest.skip(f"{TEST_SKIP_ENV} lists {capability}: {reason}")
+    pytest.fail(f"{reason}\nhint: this test needs {capability}; set {TEST_SKIP_ENV}={capability} to skip it", pytrace=False)
+
+
 def ray_modules():
     """``ray``, ``ray.serve`` and ``Cluster``, imported with every Ray process bound to
     127.0.0.1 and without Ray's own deprecation warnings."""
@@ -88,7 +101,10 @@ def ray_modules():
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        ray = pytest.importorskip("ray", reason="Ray is installed by ./scripts/setup --tests")
+        try:
+            import ray
+        except ImportError as e:
+            cannot_run("ray", f"Ray does not import ({e}); ./scripts/setup --tests installs it")
         from ray import serve
         from ray.cluster_utils import Cluster
     return ray, serve, Cluster
@@ -130,6 +146,13 @@ def report(**values):
     # One write of a whole line (atomic on a pipe), so a forked child's lines never mix in.
     sys.stdout.write(json.dumps(values) + "\\n")
     sys.stdout.flush()
+def wait_until(condition, what, timeout=30):
+    # A condition polled every 5 ms, never a bare sleep; fails the child after `timeout`.
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise SystemExit(f"gave up after {timeout} s waiting until {what}")
+        time.sleep(0.005)
 x = np.zeros((1, 16), np.float32)
 """
 

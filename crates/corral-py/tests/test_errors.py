@@ -147,7 +147,7 @@ import threading
 m = corral.load(MODEL)
 first = threading.Thread(target=m, args=(x,))
 first.start()
-time.sleep(0.2)
+wait_until(lambda: sum(i["in_flight"] for i in m.stats()["instances"]) == 1, "the first call holds the core")
 try:
     m(x)
 except corral.ExecTimeoutError as e:

@@ -5,9 +5,8 @@ what onnxruntime answers.
 """
 
 import numpy as np
-import pytest
 
-from conftest import SQUEEZENET, add_node, corral_ls, free_port, ray_modules
+from conftest import SQUEEZENET, add_node, cannot_run, corral_ls, free_port, ray_modules
 
 ray, serve, Cluster = ray_modules()
 import corral.ray  # noqa: E402
@@ -24,7 +23,7 @@ def allowed_cpus(pid: int) -> str:
 def test_replicas_on_real_cores_are_pinned_apart_and_match_onnxruntime(tmp_path):
     cores = corral.ray.node_resources("cpu")["neuron_cores"]
     if cores < 2:
-        pytest.skip(f"this machine has {cores} cpu core(s); the test needs 2")
+        cannot_run("two-cores", f"this machine has {cores} cpu core(s); the test needs 2")
     lock = tmp_path / "locks"
     node = Cluster()
     try:

@@ -50,6 +50,16 @@ def answered():
         return sum(counts.values())
 
 
+def wait_answered(count, what, seconds=60):
+    """Until `count` calls have been answered; fails after `seconds` (calls stopped coming back)."""
+    deadline = time.monotonic() + seconds
+    while answered() < count:
+        if time.monotonic() > deadline:
+            stop.set()
+            sys.exit(f"only {answered()} of {count} calls answered {what} after {seconds} s: {dict(counts)}")
+        time.sleep(0.001)
+
+
 threads = [threading.Thread(target=caller) for _ in range(4)]
 for t in threads:
     t.start()
@@ -58,8 +68,7 @@ for _ in range(reloads):
     before = answered()
     control.load_model("add")
     # Let calls reach the new version before the next reload.
-    while answered() < before + 4:
-        time.sleep(0.001)
+    wait_answered(before + 4, "after a reload")
 during_reloads = answered()
 
 with open(model_file, "wb") as f:
@@ -69,9 +78,7 @@ try:
     failure = None
 except InferenceServerException as e:
     failure = e.message()
-before = answered()
-while answered() < before + 20:
-    time.sleep(0.001)
+wait_answered(answered() + 20, "after the failed reload")
 stop.set()
 for t in threads:
     t.join()

@@ -87,7 +87,8 @@ class Model:
         """``infer`` for asyncio: no thread waits for the answer. Call inside a running loop."""
     def stats(self) -> dict[str, Any]:
         """``requests``, ``failures``, ``executions``, ``p50_ms``, ``p90_ms``, ``p99_ms``,
-        ``queue_ms``, ``compute_ms`` and ``instances: [{"cores": [...], "executions": n}]``."""
+        ``queue_ms``, ``compute_ms`` and
+        ``instances: [{"cores": [...], "executions": n, "in_flight": calls queued or running}]``."""
     def unload(self) -> None:
         """Unloads the model; accepted calls complete first. Dropping the last reference, or
         interpreter exit, does the same."""
