@@ -140,11 +140,9 @@ fn cpu_times(proc_stat: &str) -> Vec<CpuTimes> {
         .collect()
 }
 
-/// User and system CPU time of `pid` (fields 14 and 15 of `/proc/<pid>/stat`), in ticks.
+/// User and system CPU time of `pid`, in ticks.
 fn process_ticks(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
+    corral_cores::process_stat(pid).map(|s| (s.user_ticks, s.system_ticks))
 }
 
 fn memory() -> Memory {
@@ -373,19 +371,7 @@ fn delta(after: &[(u32, u64)], before: Option<&[(u32, u64)]>) -> Vec<(u32, u64)>
 }
 
 fn percentiles(buckets: &[(u32, u64)]) -> Percentiles {
-    let total: u64 = buckets.iter().map(|(_, n)| n).sum();
-    if total == 0 {
-        return Percentiles::default();
-    }
-    let at = |fraction: f64| {
-        let rank = ((total as f64 * fraction).ceil() as u64).max(1);
-        let mut seen = 0;
-        let bucket = buckets.iter().find(|(_, n)| {
-            seen += n;
-            seen >= rank
-        });
-        Some(latency_bucket_limit(bucket.unwrap_or(&buckets[buckets.len() - 1]).0))
-    };
+    let at = |fraction: f64| corral_cores::bucket_percentile(buckets, fraction).map(latency_bucket_limit);
     Percentiles { p0: at(0.0), p1: at(0.01), p25: at(0.25), p50: at(0.50), p75: at(0.75), p99: at(0.99), p100: at(1.0) }
 }
 

@@ -20,6 +20,7 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
+use crate::sync;
 use crate::{
     core_set::{CoreRange, CoreSet},
     device::{Device, DeviceSpec},
@@ -152,7 +153,7 @@ impl Lease {
     }
 
     fn state(&self) -> MutexGuard<'_, Vec<LeasedCore>> {
-        self.cores.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.cores)
     }
 
     /// The leased cores, by global (device) index, released ones included; consecutive or not.
@@ -326,7 +327,7 @@ impl Lease {
     /// Moves the live publication beside the first held core when the one it sat beside was
     /// released.
     fn follow_live(&self, state: &[LeasedCore]) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = sync::lock(&self.live);
         let beside_released = live.as_ref().is_some_and(|l| {
             state.iter().filter(|c| c.released).any(|c| c.files.iter().any(|f| live::live_name(&f.name) == l.name))
         });
@@ -353,7 +354,7 @@ impl Lease {
     /// Rewrites this lease's live publication (see `live.rs`); a no-op when its file could
     /// not be opened for writing. Not for the hot path: the caller publishes on a timer.
     pub fn publish_live(&self, publication: &Publication) {
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let live = sync::lock(&self.live);
         let Some(slot) = live.as_ref().filter(|s| s.writable) else { return };
         let bytes = live::encode_bounded(publication);
         let written = slot.file.write_all_at(&bytes, 0).and_then(|()| slot.file.set_len(bytes.len() as u64));
@@ -399,8 +400,8 @@ fn write_record(state: &[LeasedCore], record: &OwnerRecord) {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let live = self.live.get_mut().unwrap_or_else(|p| p.into_inner());
-        let cores = self.cores.get_mut().unwrap_or_else(|p| p.into_inner());
+        let live = sync::mutex_mut(&mut self.live);
+        let cores = sync::mutex_mut(&mut self.cores);
         let held = cores.iter().filter(|c| !c.released).flat_map(|c| c.files.iter());
         for slot in held.chain(self.other.iter()).chain(live.iter()).filter(|s| s.writable) {
             let _ = slot.file.set_len(0);

@@ -35,6 +35,7 @@ mod procfs;
 mod record;
 mod registry;
 mod request;
+pub mod sync;
 mod take;
 
 pub use cgroup::{CgroupError, CgroupVersion, CpuQuota, cpu_quota, cpuset_cpus, format_cpus};
@@ -47,9 +48,10 @@ pub use inherit::{LEASE_ENV, Ticket};
 pub use lease::{JoinError, Lease};
 pub use list::{format_cpu_list, parse_cpu_list};
 pub use live::{
-    LIVE_BYTES_MAX, LiveCore, LiveModel, Moves, PROCESS_TAG, PROCESS_TAG_NEURON, PUBLISH_INTERVAL, Publication,
-    Unreadable, latency_bucket_limit,
+    LATENCY_BUCKETS_PER_OCTAVE, LIVE_BYTES_MAX, LiveCore, LiveModel, Moves, PROCESS_TAG, PROCESS_TAG_NEURON,
+    PUBLISH_INTERVAL, Publication, Unreadable, bucket_percentile, latency_bucket, latency_bucket_limit,
 };
+pub use procfs::{ProcessStat, process_stat};
 pub use record::{Owner, OwnerInstance, instance_label, now_unix_ms};
 
 /// The start time of `pid` in clock ticks since boot; with the pid it names one process.

@@ -109,9 +109,38 @@ pub struct Moves {
     pub relocate: u64,
 }
 
+/// Latency buckets per doubling: bucket `i` holds latencies up to `2^((i + 1) / 8)` µs
+/// (about 9% wide), the scheme of every histogram a runtime keeps and publishes.
+pub const LATENCY_BUCKETS_PER_OCTAVE: u32 = 8;
+
 /// The upper bound of latency bucket `index`, in seconds.
 pub fn latency_bucket_limit(index: u32) -> f64 {
-    2f64.powf((index as f64 + 1.0) / 8.0) / 1e6
+    2f64.powf((index as f64 + 1.0) / LATENCY_BUCKETS_PER_OCTAVE as f64) / 1e6
+}
+
+/// The bucket of a latency of `seconds` (at most `last`).
+pub fn latency_bucket(seconds: f64, last: u32) -> u32 {
+    let micros = seconds * 1e6;
+    if micros <= 1.0 {
+        return 0;
+    }
+    ((micros.log2() * LATENCY_BUCKETS_PER_OCTAVE as f64) as u32).min(last)
+}
+
+/// The bucket below whose limit a `fraction` of a histogram's samples fall, from its
+/// `(bucket, count)` pairs in ascending bucket order; `None` when it holds none.
+pub fn bucket_percentile(buckets: &[(u32, u64)], fraction: f64) -> Option<u32> {
+    let total: u64 = buckets.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64 * fraction).ceil() as u64).max(1);
+    let mut seen = 0;
+    let found = buckets.iter().find(|(_, n)| {
+        seen += n;
+        seen >= rank
+    });
+    found.or(buckets.last()).map(|(bucket, _)| *bucket)
 }
 
 /// The name of the publication file beside lock file `slot` (`nc3.lock` → `nc3.live`).

@@ -73,13 +73,33 @@ fn parse_locks(text: &str) -> HashMap<FileKey, u32> {
     holders
 }
 
-/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), which
-/// together with the pid names one process for the life of the host.
+/// What `/proc/<pid>/stat` says of a process, in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessStat {
+    /// User and system CPU time (fields 14 and 15).
+    pub user_ticks: u64,
+    pub system_ticks: u64,
+    /// The start time since boot (field 22), which together with the pid names one process
+    /// for the life of the host.
+    pub start_ticks: u64,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone or the line is not one.
+pub fn process_stat(pid: u32) -> Option<ProcessStat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(line: &str) -> Option<ProcessStat> {
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the
+    // last ')', with field 3 first.
+    let fields: Vec<&str> = line.get(line.rfind(')')? + 1..)?.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(ProcessStat { user_ticks: field(14)?, system_ticks: field(15)?, start_ticks: field(22)? })
+}
+
+/// The start time of `pid` (see [`ProcessStat::start_ticks`]).
 pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    process_stat(pid).map(|s| s.start_ticks)
 }
 
 /// The command line of `pid` with arguments joined by spaces, shortened for display.
@@ -104,6 +124,14 @@ pub(crate) fn shorten(command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stat_line_is_read_past_a_command_with_parentheses() {
+        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5555 1000 10";
+        let stat = parse_stat(line).expect("a stat line");
+        assert_eq!((stat.user_ticks, stat.system_ticks, stat.start_ticks), (7, 3, 5555));
+        assert_eq!(parse_stat("42 (short) S 1"), None);
+    }
 
     #[test]
     fn parses_proc_locks() {

@@ -20,6 +20,7 @@ use std::{
     task::{Context, Poll, Wake, Waker},
 };
 
+use corral_cores::sync;
 use corral_engine::Tensor;
 use corral_runtime::{InferError, Inference, Reply};
 use crossbeam_channel::Sender;
@@ -62,7 +63,7 @@ fn completions() -> &'static Sender<Arc<Pending>> {
 
 /// Takes the answer if it is there (and no one took it before).
 fn poll(pending: &Arc<Pending>) -> Option<Result<Inference, InferError>> {
-    let mut slot = pending.reply.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = sync::lock(&pending.reply);
     let reply = slot.as_mut()?;
     let waker = Waker::from(Arc::new(Waken(pending.clone())));
     match Pin::new(reply).poll(&mut Context::from_waker(&waker)) {

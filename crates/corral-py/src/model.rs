@@ -8,6 +8,7 @@
 
 use std::{path::PathBuf, sync::RwLock};
 
+use corral_cores::sync;
 use corral_engine::{InputError, ModelSource, Tensor};
 use corral_runtime::{Inference, ModelDef, Runtime, repository};
 use pyo3::{
@@ -127,7 +128,7 @@ impl Model {
 
     fn handle(&self, py: Python<'_>) -> PyResult<corral_runtime::Model> {
         process::check_owner(py, self.owner)?;
-        let handle = self.handle.read().unwrap_or_else(|p| p.into_inner());
+        let handle = sync::read(&self.handle);
         handle.clone().ok_or_else(|| {
             raise(py, "ModelUnloadedError", format!("model `{}` is not loaded\nhint: load it again", self.def.name))
         })
@@ -347,7 +348,7 @@ impl Model {
     /// `ModelUnloadedError`. Unloading twice does nothing.
     fn unload(&self, py: Python<'_>) -> PyResult<()> {
         process::check_owner(py, self.owner)?;
-        let taken = self.handle.write().unwrap_or_else(|p| p.into_inner()).take();
+        let taken = sync::write(&self.handle).take();
         if taken.is_some() {
             let runtime = process::runtime(py)?;
             py.detach(|| runtime.unload(&self.def.name)).map_err(|e| errors::load(py, e))?;
@@ -362,7 +363,7 @@ impl Model {
         let placement = process::placement(py, runtime, context)?;
         let def = ModelDef { placement: Some(placement), ..self.def.clone() };
         let replacement = py.detach(|| runtime.replace(def)).map_err(|e| errors::load(py, e))?;
-        *self.handle.write().unwrap_or_else(|p| p.into_inner()) = Some(replacement.model.clone());
+        *sync::write(&self.handle) = Some(replacement.model.clone());
         // The old instances drain (accepted calls complete) without holding the GIL.
         py.detach(move || drop(replacement));
         Ok(())
@@ -398,7 +399,7 @@ impl Model {
 
 impl Drop for Model {
     fn drop(&mut self) {
-        let Some(handle) = self.handle.get_mut().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let Some(handle) = sync::rwlock_mut(&mut self.handle).take() else { return };
         if self.owner != std::process::id() {
             // A forked child: the workers behind this handle do not exist here (see `process`).
             std::mem::forget(handle);

@@ -25,6 +25,7 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
+use corral_cores::sync;
 use corral_cores::{DeviceSpec, Source, Sources, TakeSettings};
 use corral_runtime::{Runtime, RuntimeSettings, Where};
 use pyo3::{prelude::*, types::PyDict};
@@ -126,7 +127,7 @@ pub(crate) fn init(
     explicit: bool,
 ) -> PyResult<Option<String>> {
     let settings = InitSettings { device, num_cores, visible_cores, group_sizes };
-    let _one_start = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_start = sync::lock(&STARTING);
     if let Some(started) = STARTED.get() {
         check_owner(py, started.pid)?;
         if explicit && started.settings != settings {

@@ -45,13 +45,11 @@ use std::{
 };
 
 use corral_cores::Lease;
+use corral_cores::sync::lock;
 use corral_dispatch::autopilot::{Counts, Demand, Estimator, InstanceView, ModelView, Move, Reading, TARGET, decide};
 use corral_placement::Placement;
 
-use crate::{
-    model::{Model, lock},
-    publish::Loaded,
-};
+use crate::{model::Model, publish::Loaded};
 
 /// How often the process's cores are checked (a change is noticed within about this long).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);

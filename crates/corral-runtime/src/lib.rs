@@ -57,6 +57,7 @@ mod wait;
 mod worker;
 
 pub use context::{PlacementContext, cores_context, group_context, multicore_context};
+pub use corral_cores::sync;
 pub use corral_placement::{CoreSpan, Layout, PlacementError, Where};
 pub use error::{InferError, LoadError, RuntimeError};
 pub use model::{Bounds, Model};

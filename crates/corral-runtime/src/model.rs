@@ -12,7 +12,7 @@
 use std::{
     future::Future,
     sync::{
-        Arc, Mutex, MutexGuard, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
@@ -20,6 +20,7 @@ use std::{
 };
 
 use corral_cores::Lease;
+use corral_cores::sync::{self, lock};
 use corral_dispatch::elastic::Arrivals;
 use corral_engine::{Prepared, SessionPlacement, Tensor, TensorSpec};
 use corral_placement::CoreSpan;
@@ -124,7 +125,7 @@ pub(crate) struct Instance {
 
 impl Instance {
     fn close(&self) {
-        self.jobs.write().unwrap_or_else(|p| p.into_inner()).take();
+        sync::write(&self.jobs).take();
     }
 
     fn join(&self) {
@@ -239,12 +240,12 @@ impl ModelInner {
 
     /// The instances taking calls now.
     pub(crate) fn current(&self) -> Arc<Vec<Arc<Instance>>> {
-        self.instances.read().unwrap_or_else(|p| p.into_inner()).clone()
+        sync::read(&self.instances).clone()
     }
 
     pub(crate) fn close_and_join(&self) {
         let (instances, retired) = {
-            let list = self.instances.write().unwrap_or_else(|p| p.into_inner());
+            let list = sync::write(&self.instances);
             self.closed.store(true, Ordering::Release);
             let retired: Vec<Arc<Instance>> = std::mem::take(&mut *lock(&self.retired));
             (list.clone(), retired)
@@ -316,7 +317,7 @@ impl Model {
     pub fn hold(&self, id: u64) -> bool {
         // Under the list's read lock: a retirement checks the holds under its write lock, so
         // it either sees this one or removes the instance before it is found here.
-        let instances = self.inner.instances.read().unwrap_or_else(|p| p.into_inner());
+        let instances = sync::read(&self.inner.instances);
         match instances.iter().find(|i| i.id == id) {
             Some(instance) => {
                 instance.held.fetch_add(1, Ordering::AcqRel);
@@ -344,7 +345,7 @@ impl Model {
         let id = inner.next_instance_id.fetch_add(1, Ordering::Relaxed);
         let instance = inner.factory.start(&inner.name, id, cores, &inner.recorder, &inner.wide)?;
         {
-            let mut list = inner.instances.write().unwrap_or_else(|p| p.into_inner());
+            let mut list = sync::write(&inner.instances);
             if inner.closed.load(Ordering::Acquire) {
                 // Unloaded while the session was prepared: this instance never takes a call.
                 drop(list);
@@ -367,7 +368,7 @@ impl Model {
     pub(crate) fn retire_instance(&self, id: u64) -> bool {
         let inner = &self.inner;
         let retired = {
-            let mut list = inner.instances.write().unwrap_or_else(|p| p.into_inner());
+            let mut list = sync::write(&inner.instances);
             let Some(position) = list.iter().position(|i| i.id == id) else { return false };
             if list.len() == 1 || list[position].held.load(Ordering::Acquire) > 0 {
                 return false;
@@ -533,7 +534,7 @@ impl Model {
                 None if wide => &instances[0],
                 None => &instances[inner.pick(&instances)],
             };
-            let Some(sender) = instance.jobs.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            let Some(sender) = sync::read(&instance.jobs).clone() else {
                 if to.is_none() && !Arc::ptr_eq(&instances, &inner.current()) {
                     continue; // retired under us: pick again from the new list
                 }
@@ -577,9 +578,4 @@ impl Model {
         }
         failed(InferError::Unloaded { model: inner.name.clone() })
     }
-}
-
-/// Locks `mutex`, taking it over from a thread that panicked while holding it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

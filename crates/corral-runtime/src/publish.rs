@@ -17,14 +17,12 @@ use std::{
     time::Duration,
 };
 
+use corral_cores::sync::lock;
 use corral_cores::{CoreSet, Lease, LiveCore, LiveModel, PUBLISH_INTERVAL, Publication};
 
 use corral_placement::Layout;
 
-use crate::{
-    model::{Model, lock},
-    scheduler::Scheduler,
-};
+use crate::{model::Model, scheduler::Scheduler};
 
 /// Per-core statistics.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use corral_cores::sync::lock;
 use corral_cores::{CoreSet, DeviceSpec, Lease};
 use corral_engine::{Engine, ModelSource, SimEngine, SimModel};
 use corral_placement::{CoreSpan, Layout, Where};
@@ -17,7 +18,7 @@ use corral_placement::{CoreSpan, Layout, Where};
 use crate::{
     context,
     error::{LoadError, RuntimeError},
-    model::{Bounds, Factory, Model, ModelInner, Parts, lock},
+    model::{Bounds, Factory, Model, ModelInner, Parts},
     publish::{self, CoreStats, Loaded, Publisher, Sources},
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},

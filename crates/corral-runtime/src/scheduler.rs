@@ -28,6 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use corral_cores::sync;
 use corral_dispatch::gangs::GangTable;
 pub use corral_dispatch::gangs::{ModelId, OVERTAKE_MAX};
 use corral_placement::CoreSpan;
@@ -62,7 +63,7 @@ impl Scheduler {
     }
 
     fn lock(&self) -> MutexGuard<'_, GangTable> {
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.table)
     }
 
     /// Takes all cores of `span` for `model`, waiting until `deadline` at most.
@@ -83,7 +84,7 @@ impl Scheduler {
                 }
                 return Err(TimedOut);
             }
-            table = self.wake.wait_timeout(table, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            table = sync::wait_timeout(&self.wake, table, deadline - now);
         }
     }
 

@@ -2,7 +2,7 @@
 //! counts (with calls refused for bad inputs counted apart, for monitor's
 //! `incorrect_input`), total queue and compute time, and a latency histogram for percentiles.
 //!
-//! The histogram has logarithmic buckets, [`BUCKETS_PER_OCTAVE`] per doubling from 1 µs
+//! The histogram has logarithmic buckets, [`corral_cores::LATENCY_BUCKETS_PER_OCTAVE`] per doubling from 1 µs
 //! (about 9% wide each), so a percentile is exact to within one bucket and recording costs one
 //! atomic add.
 
@@ -11,10 +11,9 @@ use std::{
     time::Duration,
 };
 
-const BUCKETS_PER_OCTAVE: usize = 8;
 /// 1 µs · 2^40 ≈ 12 days: anything longer lands in the last bucket.
 const OCTAVES: usize = 40;
-const BUCKETS: usize = BUCKETS_PER_OCTAVE * OCTAVES;
+const BUCKETS: usize = corral_cores::LATENCY_BUCKETS_PER_OCTAVE as usize * OCTAVES;
 
 /// A point-in-time copy of a model's statistics.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -116,7 +115,6 @@ impl Recorder {
     }
 
     pub(crate) fn snapshot(&self) -> ModelStats {
-        let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
         let (other_failures, input_failures) = (self.other_failures.load(Relaxed), self.input_failures.load(Relaxed));
         ModelStats {
             requests: self.requests.load(Relaxed),
@@ -127,9 +125,9 @@ impl Recorder {
             compute_time: Duration::from_nanos(self.compute_ns.load(Relaxed)),
             // Filled in by `Model::stats` from its current instances.
             instances: Vec::new(),
-            p50: percentile(&counts, 0.50),
-            p90: percentile(&counts, 0.90),
-            p99: percentile(&counts, 0.99),
+            p50: percentile(&self.latency, 0.50),
+            p90: percentile(&self.latency, 0.90),
+            p99: percentile(&self.latency, 0.99),
         }
     }
 }
@@ -140,33 +138,13 @@ fn sparse(histogram: &[AtomicU64]) -> Vec<(u32, u64)> {
 }
 
 fn bucket(latency: Duration) -> usize {
-    let micros = latency.as_secs_f64() * 1e6;
-    if micros <= 1.0 {
-        return 0;
-    }
-    ((micros.log2() * BUCKETS_PER_OCTAVE as f64) as usize).min(BUCKETS - 1)
-}
-
-/// The upper bound of bucket `index` (the scheme the live publication documents).
-fn bucket_limit(index: usize) -> Duration {
-    Duration::from_secs_f64(corral_cores::latency_bucket_limit(index as u32))
+    corral_cores::latency_bucket(latency.as_secs_f64(), BUCKETS as u32 - 1) as usize
 }
 
 /// The smallest bucket limit below which a `fraction` of the samples fall.
-pub(crate) fn percentile(counts: &[u64], fraction: f64) -> Duration {
-    let total: u64 = counts.iter().sum();
-    if total == 0 {
-        return Duration::ZERO;
-    }
-    let rank = ((total as f64 * fraction).ceil() as u64).max(1);
-    let mut seen = 0;
-    for (index, &count) in counts.iter().enumerate() {
-        seen += count;
-        if seen >= rank {
-            return bucket_limit(index);
-        }
-    }
-    bucket_limit(counts.len() - 1)
+fn percentile(histogram: &[AtomicU64], fraction: f64) -> Duration {
+    corral_cores::bucket_percentile(&sparse(histogram), fraction)
+        .map_or(Duration::ZERO, |b| Duration::from_secs_f64(corral_cores::latency_bucket_limit(b)))
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_caller_stops_spinning_on_a_cpu_that_executes_a_call() {
-        let _turn = MARKS.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = corral_cores::sync::lock(&MARKS);
         let cpu = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
             .ok()
             .and_then(|set| (0..TRACKED_CPUS).find(|&c| set.is_set(c).unwrap_or(false)))
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_worker_on_the_real_cpu_device_marks_its_cpu_while_it_executes() {
-        let _turn = MARKS.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = corral_cores::sync::lock(&MARKS);
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = RuntimeSettings::default();
         settings.take.device = Some("cpu".parse().expect("the cpu device"));

@@ -33,6 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use corral_cores::sync;
 use corral_engine::{Session, Tensor};
 use corral_placement::CoreSpan;
 use crossbeam_channel::Receiver;
@@ -158,7 +159,7 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
 /// Runs a wide job on the wide session if every core of it is free now (`None`: done), else
 /// gives it back to run as any other.
 fn run_wide(spec: &WorkerSpec, job: Job) -> Option<Job> {
-    let mut slot = spec.wide.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = sync::lock(&spec.wide);
     let Some(wide) = slot.as_mut() else { return Some(job) };
     match spec.scheduler.acquire(wide.span, spec.model_id, Instant::now()) {
         Ok(mut gang) => {
@@ -258,7 +259,7 @@ impl ReplySender {
 
     fn put(&mut self, result: Result<Inference, InferError>) {
         self.sent = true;
-        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = sync::lock(&self.slot.state);
         state.answer = Some(result);
         self.slot.answered.store(true, Ordering::Release);
         if let Some(waker) = state.waker.take() {
@@ -307,21 +308,21 @@ impl Reply {
 
     /// Sleeps until the answer comes (and returns it), or until `until` if given (then None).
     fn sleep(&self, until: Option<Instant>) -> Option<Result<Inference, InferError>> {
-        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = sync::lock(&self.slot.state);
         loop {
             if let Some(result) = state.answer.take() {
                 return Some(result);
             }
             state.sleeping = true;
             state = match until {
-                None => self.slot.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                None => sync::wait(&self.slot.ready, state),
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         state.sleeping = false;
                         return None;
                     }
-                    self.slot.ready.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0
+                    sync::wait_timeout(&self.slot.ready, state, left)
                 }
             };
         }
@@ -332,7 +333,7 @@ impl Future for Reply {
     type Output = Result<Inference, InferError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = sync::lock(&self.slot.state);
         match state.answer.take() {
             Some(result) => Poll::Ready(result),
             None => {

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use corral_runtime::sync;
 /// A duration counter: how many, and their total.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -115,7 +116,7 @@ impl Counters {
     /// Counts one execution of `batch_size` (Triton: once per model execution, by its total
     /// batch size); `output` may be added later with [`Counters::batch_output`].
     pub(crate) fn batch(&self, batch_size: u64, input: Duration, infer: Duration) {
-        let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batches = sync::lock(&self.batches);
         let stats = batches.entry(batch_size).or_default();
         stats.count += 1;
         stats.compute_input_ns += input.as_nanos() as u64;
@@ -124,12 +125,12 @@ impl Counters {
 
     /// Adds an execution's output time to its batch size.
     pub(crate) fn batch_output(&self, batch_size: u64, output: Duration) {
-        let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batches = sync::lock(&self.batches);
         batches.entry(batch_size).or_default().compute_output_ns += output.as_nanos() as u64;
     }
 
     /// Every batch size executed, ascending.
     pub fn batch_stats(&self) -> Vec<(u64, BatchStats)> {
-        self.batches.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(&n, &s)| (n, s)).collect()
+        sync::lock(&self.batches).iter().map(|(&n, &s)| (n, s)).collect()
     }
 }

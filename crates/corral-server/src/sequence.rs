@@ -14,6 +14,7 @@
 use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 use corral_engine::{DataType, Tensor, TensorData};
+use corral_runtime::sync;
 use corral_runtime::{InferError, Model, Reply};
 
 use crate::{
@@ -82,7 +83,7 @@ impl Sequencer {
                 "inference request to model '{name}' must specify a non-zero or non-empty correlation ID"
             )));
         };
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = sync::lock(&self.live);
         let now = Instant::now();
         live.retain(|_, sequence| {
             let alive = now.duration_since(sequence.last) <= self.config.idle;

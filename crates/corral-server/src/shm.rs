@@ -23,6 +23,7 @@ use std::{
 };
 
 use corral_engine::{DataType, Tensor, TensorData};
+use corral_runtime::sync::lock;
 
 use crate::error::{CallError, ErrorKind};
 
@@ -97,10 +98,6 @@ pub fn cuda_register(name: &str) -> CallError {
         return CallError::bad_request("'region name' is necessary to register cuda shared memory region");
     }
     CallError::bad_request(format!("failed to register CUDA shared memory region: '{name}', GPUs not supported"))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Regions {

@@ -25,6 +25,7 @@
 //! 4. Versions the policy no longer selects, and the replaced ones, are dropped once the calls
 //!    that reached them have been answered.
 
+use corral_runtime::sync::lock;
 use std::{
     collections::BTreeMap,
     path::PathBuf,
@@ -36,6 +37,7 @@ use std::{
 };
 
 use corral_engine::Tensor;
+use corral_runtime::sync;
 use corral_runtime::{Inference, Model, Runtime};
 
 use crate::{
@@ -113,10 +115,6 @@ pub struct ServerState {
     pub trace: crate::trace::Traces,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl ServerState {
     pub fn new(
         runtime: Runtime,
@@ -151,12 +149,12 @@ impl ServerState {
 
     /// Every loaded version of every model, by name then version.
     pub fn served(&self) -> Vec<Arc<Served>> {
-        self.models.read().unwrap_or_else(|p| p.into_inner()).values().flat_map(|v| v.values().cloned()).collect()
+        sync::read(&self.models).values().flat_map(|v| v.values().cloned()).collect()
     }
 
     /// Every loaded version of `name`, ascending (empty when it is not loaded).
     pub fn versions(&self, name: &str) -> Vec<Arc<Served>> {
-        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let models = sync::read(&self.models);
         models.get(name).map(|v| v.values().cloned().collect()).unwrap_or_default()
     }
 
@@ -175,7 +173,7 @@ impl ServerState {
                 CallError::bad_request(format!("failed to get model version from specified version string '{version}'"))
             })?),
         };
-        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let models = sync::read(&self.models);
         let Some(versions) = models.get(name) else {
             let message = match lock(&self.reasons).get(name) {
                 Some(why) => format!("Request for unknown model: '{name}' has no available versions ({why})"),
@@ -353,8 +351,7 @@ impl ServerState {
     }
 
     fn load_blocking(self: &Arc<Self>, name: &str, over: &LoadOverride) -> Result<(), CallError> {
-        let old: Versions =
-            self.models.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned().unwrap_or_default();
+        let old: Versions = sync::read(&self.models).get(name).cloned().unwrap_or_default();
         // A failure's answer is Triton's (its code and words), its reason in the index
         // corral's own.
         let failed = |error: CallError, reason: String| {
@@ -452,7 +449,7 @@ impl ServerState {
         }
         let numbers: Vec<u64> = versions.keys().copied().collect();
         lock(&self.reasons).remove(name);
-        self.models.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), versions.clone());
+        sync::write(&self.models).insert(name.to_owned(), versions.clone());
         tracing::info!(model = name, versions = ?numbers, "serving");
         // Step 4: versions that no longer serve go once their calls are answered.
         let retired: Vec<Arc<Served>> = old
@@ -504,7 +501,7 @@ impl ServerState {
 
     /// Removes `name` from the table, then waits for its accepted calls. False if not loaded.
     fn unload_blocking(&self, name: &str) -> bool {
-        let removed = self.models.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let removed = sync::write(&self.models).remove(name);
         let Some(versions) = removed else { return false };
         for served in versions.values() {
             if let Err(error) = self.runtime.unload(served.model.name()) {
@@ -520,7 +517,7 @@ impl ServerState {
     /// with its reason; a model never loaded by its name alone.
     pub fn index(&self) -> Vec<IndexEntry> {
         let mut names = repository::names(&self.repository);
-        let loaded = self.models.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let loaded = sync::read(&self.models).clone();
         names.extend(loaded.keys().cloned());
         names.sort();
         names.dedup();

@@ -31,6 +31,7 @@ use std::{
     time::Instant,
 };
 
+use corral_runtime::sync::lock;
 use serde_json::{Value, json};
 
 use crate::error::{CallError, ErrorKind};
@@ -293,10 +294,6 @@ fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec into the valid one it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
-    inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Traces {
