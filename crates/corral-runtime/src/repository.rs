@@ -54,6 +54,7 @@
 pub mod pbtxt;
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -456,11 +457,30 @@ pub fn read_folder(dir: &Path) -> Result<Option<ModelFolder>, RepositoryError> {
     let pbtxt_path = dir.join("config.pbtxt");
     let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
     let pbtxt = match std::fs::read_to_string(&pbtxt_path) {
-        Ok(text) => Some(pbtxt::parse(&text).map_err(|e| bad(e.to_string()))?),
+        Ok(text) => {
+            let config = pbtxt::parse(&text).map_err(|e| bad(e.to_string()))?;
+            warn_unknown_fields(&pbtxt_path, &config);
+            Some(config)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(bad(e.to_string())),
     };
     read_folder_as(dir, pbtxt, true)
+}
+
+/// Says once per process, per file and field, which top-level fields of a `config.pbtxt`
+/// Triton's model configuration does not have: Triton refuses such a file; corral serves it
+/// and names what it ignored (a repository polled every few seconds says it once).
+fn warn_unknown_fields(path: &Path, config: &Message) {
+    static SAID: std::sync::Mutex<BTreeSet<(PathBuf, String)>> = std::sync::Mutex::new(BTreeSet::new());
+    for name in pbtxt::unknown_fields(config) {
+        if corral_cores::sync::lock(&SAID).insert((path.to_owned(), name.to_owned())) {
+            tracing::warn!(
+                "{}: `{name}` is not a field of Triton's model configuration; it is ignored (a typo?)",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Reads one model folder as `config` (a Triton model configuration given at load time, in

@@ -86,9 +86,55 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// The deepest nesting of messages and lists read (Triton's configurations nest a few
+/// levels); deeper text is refused before it can exhaust the stack.
+pub const DEPTH_MAX: usize = 100;
+
+/// The fields of Triton's `ModelConfig` (`model_config.proto` in triton-inference-server/common),
+/// the names a `config.pbtxt` may hold at its top level.
+pub const MODEL_CONFIG_FIELDS: &[&str] = &[
+    "name",
+    "platform",
+    "backend",
+    "runtime",
+    "version_policy",
+    "max_batch_size",
+    "input",
+    "output",
+    "batch_input",
+    "batch_output",
+    "optimization",
+    "dynamic_batching",
+    "sequence_batching",
+    "ensemble_scheduling",
+    "instance_group",
+    "default_model_filename",
+    "cc_model_filenames",
+    "metric_tags",
+    "parameters",
+    "model_warmup",
+    "model_operations",
+    "model_transaction_policy",
+    "model_repository_agents",
+    "response_cache",
+    "model_metrics",
+];
+
+/// Top-level fields of `config` that Triton's `ModelConfig` does not have (a typo such as
+/// `max_batch_sizee`), in file order, each once.
+pub fn unknown_fields(config: &Message) -> Vec<&str> {
+    let mut unknown: Vec<&str> = Vec::new();
+    for (name, _) in &config.fields {
+        if !MODEL_CONFIG_FIELDS.contains(&name.as_str()) && !unknown.contains(&name.as_str()) {
+            unknown.push(name);
+        }
+    }
+    unknown
+}
+
 /// Parses a whole text-format message.
 pub fn parse(text: &str) -> Result<Message, ParseError> {
-    let mut parser = Parser { chars: text.chars().collect(), at: 0 };
+    let mut parser = Parser { chars: text.chars().collect(), at: 0, depth: 0 };
     let message = parser.fields(None)?;
     Ok(message)
 }
@@ -96,6 +142,8 @@ pub fn parse(text: &str) -> Result<Message, ParseError> {
 struct Parser {
     chars: Vec<char>,
     at: usize,
+    /// Messages and lists open at `at`.
+    depth: usize,
 }
 
 impl Parser {
@@ -160,13 +208,26 @@ impl Parser {
         }
     }
 
+    /// Enters one more level of nesting, refusing to pass [`DEPTH_MAX`].
+    fn deeper(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > DEPTH_MAX {
+            return Err(self.error(format!("nested deeper than {DEPTH_MAX} levels")));
+        }
+        Ok(())
+    }
+
     fn message(&mut self) -> Result<Value, ParseError> {
         let close = if self.peek() == Some('<') { '>' } else { '}' };
+        self.deeper()?;
         self.at += 1;
-        Ok(Value::Message(self.fields(Some(close))?))
+        let fields = self.fields(Some(close))?;
+        self.depth -= 1;
+        Ok(Value::Message(fields))
     }
 
     fn list(&mut self) -> Result<Value, ParseError> {
+        self.deeper()?;
         self.at += 1;
         let mut items = Vec::new();
         loop {
@@ -174,6 +235,7 @@ impl Parser {
             match self.peek() {
                 Some(']') => {
                     self.at += 1;
+                    self.depth -= 1;
                     return Ok(Value::List(items));
                 }
                 Some(',') if !items.is_empty() => self.at += 1,
@@ -272,5 +334,18 @@ mod tests {
         );
         assert_eq!(parse("input [ { name: \"x\" ").unwrap_err().to_string(), "line 1, column 21: missing `}`");
         assert_eq!(parse("name: \"x").unwrap_err().to_string(), "line 1, column 9: unterminated string");
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_and_unknown_fields_are_named() {
+        let nested = |depth: usize| "a { ".repeat(depth) + &"} ".repeat(depth);
+        assert!(parse(&nested(DEPTH_MAX)).is_ok());
+        let err = parse(&nested(DEPTH_MAX + 1)).unwrap_err().to_string();
+        assert_eq!(err, "line 1, column 403: nested deeper than 100 levels");
+        let deep = "a <".repeat(1_000_000);
+        assert!(parse(&deep).unwrap_err().to_string().ends_with("nested deeper than 100 levels"), "no stack overflow");
+        let config =
+            parse("name: \"m\"\nmax_batch_sizee: 8\nbackend: \"onnxruntime\"\nmax_batch_sizee: 9").expect("parses");
+        assert_eq!(unknown_fields(&config), ["max_batch_sizee"]);
     }
 }
