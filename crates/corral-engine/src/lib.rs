@@ -5,16 +5,19 @@
 //! per instance, placed on that instance's cores; a session runs one inference at a time.
 //! The runtime owns scheduling: an engine never decides where or when it runs.
 
+mod datatype;
 mod sim;
+mod spec;
 mod tensor;
+mod wire;
 
 use std::{path::PathBuf, sync::Arc};
 
+pub use datatype::DataType;
 pub use sim::{SimEngine, SimModel};
-pub use tensor::{
-    DataType, Element, InputError, SharedData, Tensor, TensorData, TensorSpec, TensorView, WireError, bf16, f16,
-    sample_inputs, validate_inputs,
-};
+pub use spec::{InputError, TensorSpec, sample_inputs, validate_inputs};
+pub use tensor::{Element, SharedData, Tensor, TensorData, TensorView, bf16, f16};
+pub use wire::WireError;
 
 /// Where one instance's session runs: for each of its K cores, the host CPUs behind it
 /// (empty on simulated devices).
