@@ -1,0 +1,168 @@
+//! A ModelInfer request's inputs as tensors: `raw_input_contents` (little-endian bytes, one
+//! entry per input not in shared memory), typed `contents` (each value checked to fit a
+//! narrower type), or a shared-memory region.
+
+use corral_engine::{DataType, Tensor, TensorData};
+
+use super::pb;
+use crate::{
+    codec,
+    shm::{self, ShmInput, ShmRef},
+};
+
+/// A ModelInfer request's inputs: those it carries, and those in shared memory.
+#[derive(Debug, Default)]
+pub struct DecodedInputs {
+    pub tensors: Vec<Tensor>,
+    pub shm: Vec<ShmInput>,
+}
+
+/// The `shared_memory_*` parameters of a tensor.
+pub(super) fn shm_reference(
+    parameters: &std::collections::HashMap<String, pb::InferParameter>,
+    what: &str,
+) -> Result<Option<ShmRef>, String> {
+    use pb::infer_parameter::ParameterChoice;
+    let get = |key: &str| parameters.get(key).and_then(|p| p.parameter_choice.as_ref());
+    let region = match get("shared_memory_region") {
+        None => None,
+        Some(ParameterChoice::StringParam(region)) => Some(region.as_str()),
+        Some(_) => return Err(format!("{what}: shared_memory_region must be a string")),
+    };
+    let number = |key: &str| match get(key) {
+        None => Ok(None),
+        Some(ParameterChoice::Int64Param(n)) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(ParameterChoice::Uint64Param(n)) => Ok(Some(*n)),
+        Some(_) => Err(format!("{what}: {key} must be a whole number")),
+    };
+    let (offset, byte_size) = (number("shared_memory_offset")?, number("shared_memory_byte_size")?);
+    shm::reference(region, offset, byte_size, what).map_err(|e| e.message)
+}
+
+/// The inputs of a ModelInfer request, checked against their shapes before any allocation,
+/// in Triton's order and words (`infer_handler.cc`, `InferGRPCToInput`): inputs in order; a
+/// shared-memory input must carry no contents; typed `contents` are refused while
+/// `raw_input_contents` is given; every other input takes the next raw entry (entries left
+/// over are ignored, as Triton ignores them).
+pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, String> {
+    let raw = &request.raw_input_contents;
+    let model = &request.model_name;
+    let mut decoded = DecodedInputs::default();
+    let mut next_raw = 0;
+    for input in &request.inputs {
+        let name = &input.name;
+        let datatype = codec::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
+        let shape: Vec<usize> = input
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| format!("input `{name}`: shape dimension {d} is negative")))
+            .collect::<Result<_, _>>()?;
+        if let Some(at) = shm_reference(&input.parameters, &format!("input '{name}'"))? {
+            if input.contents.is_some() {
+                return Err(format!(
+                    "unexpected 'content' provided when using shared memory for input tensor '{name}' for model '{model}'"
+                ));
+            }
+            decoded.shm.push(ShmInput { name: name.clone(), datatype, shape, at });
+            continue;
+        }
+        let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
+        let data = match &input.contents {
+            Some(_) if !raw.is_empty() => {
+                return Err(format!(
+                    "contents field must not be specified when using raw_input_contents for '{name}' for model '{model}'"
+                ));
+            }
+            Some(contents) => typed(contents, datatype, count, name, model, &request.id)?,
+            None => {
+                let bytes = raw.get(next_raw).ok_or_else(|| {
+                    format!("unable to find data for input tensor '{name}' for model '{model}' in request.")
+                })?;
+                next_raw += 1;
+                if let Some(expected) = datatype.size().map(|size| count.saturating_mul(size))
+                    && expected != bytes.len()
+                {
+                    let id = Some(request.id.as_str());
+                    return Err(crate::error::byte_size_mismatch(id, name, model, expected, bytes.len()).message);
+                }
+                TensorData::from_wire(datatype, bytes, count)
+                    .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?
+            }
+        };
+        decoded.tensors.push(Tensor::new(name.clone(), shape, data));
+    }
+    Ok(decoded)
+}
+
+/// Typed `contents` as `datatype`: its own field must hold the shape's values (Triton's
+/// words for another field, or a count that is not the shape's).
+pub(super) fn typed(
+    c: &pb::InferTensorContents,
+    datatype: DataType,
+    count: usize,
+    name: &str,
+    model: &str,
+    id: &str,
+) -> Result<TensorData, String> {
+    let fields: [(&str, usize); 9] = [
+        ("BOOL", c.bool_contents.len()),
+        ("INT32", c.int_contents.len()),
+        ("INT64", c.int64_contents.len()),
+        ("UINT32", c.uint_contents.len()),
+        ("UINT64", c.uint64_contents.len()),
+        ("FP32", c.fp32_contents.len()),
+        ("FP64", c.fp64_contents.len()),
+        ("BYTES", c.bytes_contents.len()),
+        ("", 0),
+    ];
+    // Which field a datatype's values go in (Triton: narrower integers share the 32-bit ones).
+    let field = match datatype {
+        DataType::Bool => "BOOL",
+        DataType::I8 | DataType::I16 | DataType::I32 => "INT32",
+        DataType::I64 => "INT64",
+        DataType::U8 | DataType::U16 | DataType::U32 => "UINT32",
+        DataType::U64 => "UINT64",
+        DataType::F32 => "FP32",
+        DataType::F64 => "FP64",
+        DataType::Bytes => "BYTES",
+        DataType::F16 | DataType::BF16 => {
+            return Err(format!("{datatype} has no typed contents field; send it in raw_input_contents"));
+        }
+    };
+    if let Some((other, _)) = fields.iter().find(|&&(f, len)| len > 0 && f != field) {
+        return Err(format!(
+            "unexpected explicit tensor data for input tensor '{name}' for model '{model}' of type '{other}', expected datatype '{}'",
+            datatype.kserve_name()
+        ));
+    }
+    let given = fields.iter().find(|&&(f, _)| f == field).map_or(0, |&(_, len)| len);
+    if given != count {
+        let size = datatype.size().unwrap_or(1);
+        // `count` may be any size a shape names: the product saturates rather than wraps.
+        let (expected, got) = (count.saturating_mul(size), given.saturating_mul(size));
+        return Err(crate::error::byte_size_mismatch(Some(id), name, model, expected, got).message);
+    }
+    Ok(match datatype {
+        DataType::Bool => TensorData::Bool(c.bool_contents.clone()),
+        DataType::U8 => TensorData::U8(narrow(&c.uint_contents, datatype)?),
+        DataType::U16 => TensorData::U16(narrow(&c.uint_contents, datatype)?),
+        DataType::U32 => TensorData::U32(c.uint_contents.clone()),
+        DataType::U64 => TensorData::U64(c.uint64_contents.clone()),
+        DataType::I8 => TensorData::I8(narrow(&c.int_contents, datatype)?),
+        DataType::I16 => TensorData::I16(narrow(&c.int_contents, datatype)?),
+        DataType::I32 => TensorData::I32(c.int_contents.clone()),
+        DataType::I64 => TensorData::I64(c.int64_contents.clone()),
+        DataType::F32 => TensorData::F32(c.fp32_contents.clone()),
+        DataType::F64 => TensorData::F64(c.fp64_contents.clone()),
+        DataType::Bytes => TensorData::Bytes(c.bytes_contents.clone()),
+        DataType::F16 | DataType::BF16 => unreachable!("refused above"),
+    })
+}
+
+/// `uint_contents` or `int_contents` as a narrower type, each value checked to fit.
+pub(super) fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
+    values: &[S],
+    datatype: DataType,
+) -> Result<Vec<T>, String> {
+    values.iter().map(|&x| T::try_from(x).map_err(|_| format!("{x} is not a {datatype} value"))).collect()
+}
