@@ -55,7 +55,7 @@ use crate::{model::Model, publish::Loaded};
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the controller works on.
-pub(crate) struct Sources {
+pub(crate) struct ControllerParts {
     pub(crate) lease: Arc<Lease>,
     pub(crate) loaded: Arc<Mutex<Loaded>>,
     /// The runtime's: a tick and a load or replace never place on the same free cores at once.
@@ -76,7 +76,7 @@ struct Track {
 impl Controller {
     /// Starts deciding every `interval` (`None`: the autopilot is off), and with `watch`
     /// following the process's cores; `None` (with a warning) when no thread can start.
-    pub(crate) fn start(sources: Sources, interval: Option<Duration>, watch: bool) -> Option<Controller> {
+    pub(crate) fn start(sources: ControllerParts, interval: Option<Duration>, watch: bool) -> Option<Controller> {
         let (stop, stopped) = mpsc::channel::<()>();
         let wake = match (interval, watch) {
             (Some(interval), true) => interval.min(WATCH_INTERVAL),
@@ -132,7 +132,7 @@ fn counts(model: &Model) -> Counts {
 
 /// Reads the process's cpuset and marks the cores that left since the last look (never back:
 /// a core that left stays gone for this runtime); true when one left now.
-fn cores_left(sources: &Sources, gone: &mut [bool]) -> bool {
+fn cores_left(sources: &ControllerParts, gone: &mut [bool]) -> bool {
     let Some(allowed) = corral_cores::cpuset_cpus() else { return false };
     let lease = &sources.lease;
     let mut left = Vec::new();
@@ -161,7 +161,7 @@ fn cores_left(sources: &Sources, gone: &mut [bool]) -> bool {
 /// runtime does not use join: a core it gave back under its old number, a new one after the
 /// others (lowest device index first, skipping any another process holds). True when a core
 /// left or joined.
-fn follow_limits(sources: &Sources, gone: &mut Vec<bool>) -> bool {
+fn follow_limits(sources: &ControllerParts, gone: &mut Vec<bool>) -> bool {
     let Some(mut allowed) = corral_cores::cpuset_cpus() else { return false };
     // A process narrowed on purpose (`taskset`) stays inside its affinity: the kernel keeps a
     // narrowed affinity when the cpuset grows, and widens one that was not.
@@ -241,13 +241,13 @@ fn follow_limits(sources: &Sources, gone: &mut Vec<bool>) -> bool {
 }
 
 /// Whether a core that left is still held (its lease not yet released).
-fn gone_but_held(sources: &Sources, gone: &[bool]) -> bool {
+fn gone_but_held(sources: &ControllerParts, gone: &[bool]) -> bool {
     gone.iter().enumerate().any(|(core, gone)| *gone && sources.lease.is_held(core))
 }
 
 /// Steps 1 to 4 of the protocol, once: with the autopilot's `seconds` since its last
 /// decision, or, with `None`, relocations off the `gone` cores only.
-fn tick(sources: &Sources, tracks: &mut BTreeMap<String, Track>, seconds: Option<f64>, gone: &[bool]) {
+fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds: Option<f64>, gone: &[bool]) {
     let _no_load_meanwhile = lock(&sources.load_lock);
     let (models, cores) = {
         let loaded = lock(&sources.loaded);
@@ -396,7 +396,7 @@ fn warn_shared(layout: &corral_placement::Layout, gone: &[bool]) {
 
 /// Releases the lease of each core that left once no instance runs there any more (a retired
 /// one finishes its accepted calls first); true when one was released.
-fn release_left(sources: &Sources, models: &[Model], gone: &[bool]) -> bool {
+fn release_left(sources: &ControllerParts, models: &[Model], gone: &[bool]) -> bool {
     let mut released = false;
     for core in (0..gone.len()).filter(|&core| gone[core] && sources.lease.is_held(core)) {
         if !models.iter().any(|m| m.uses_core(core)) && sources.lease.release(core) {

@@ -60,7 +60,7 @@ pub(crate) fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
 }
 
 /// What a publication is made from.
-pub(crate) struct Sources {
+pub(crate) struct PublisherParts {
     pub(crate) lease: Arc<Lease>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) loaded: Arc<Mutex<Loaded>>,
@@ -73,7 +73,7 @@ pub(crate) struct Publisher {
 
 impl Publisher {
     /// Starts publishing; `None` (with a warning) when no thread can be started.
-    pub(crate) fn start(sources: Sources) -> Option<Publisher> {
+    pub(crate) fn start(sources: PublisherParts) -> Option<Publisher> {
         let (stop, stopped) = mpsc::channel::<()>();
         let tag = [corral_cores::PROCESS_TAG, corral_cores::PROCESS_TAG_NEURON]
             .iter()
@@ -129,7 +129,7 @@ pub(crate) fn core_stats(lease: &Lease, scheduler: &Scheduler, loaded: &Loaded) 
         .collect()
 }
 
-fn publication(sources: &Sources, tag: Option<String>, seq: u64) -> Publication {
+fn publication(sources: &PublisherParts, tag: Option<String>, seq: u64) -> Publication {
     let pid = std::process::id();
     let (cores, models) = {
         let loaded = lock(&sources.loaded);

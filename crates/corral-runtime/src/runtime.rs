@@ -19,7 +19,7 @@ use crate::{
     context,
     error::{LoadError, RuntimeError},
     model::{Bounds, Factory, Model, ModelInner, Parts},
-    publish::{self, CoreStats, Loaded, Publisher, Sources},
+    publish::{self, CoreStats, Loaded, Publisher, PublisherParts},
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
     stats::Recorder,
@@ -158,7 +158,7 @@ impl Runtime {
         let scheduler = Arc::new(Scheduler::new(lease.len().max(capacity)));
         let loaded =
             Arc::new(Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }));
-        let sources = Sources { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
+        let sources = PublisherParts { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
         let publisher = if settings.publish { Publisher::start(sources) } else { None };
         let load_lock = Arc::new(Mutex::new(()));
         // The controller thread runs for the autopilot, and on the real CPU device (whose cores
@@ -166,7 +166,7 @@ impl Runtime {
         let interval = (settings.autopilot == Some(true))
             .then(|| settings.autopilot_interval.unwrap_or(crate::settings::AUTOPILOT_INTERVAL_DEFAULT));
         let controller = if interval.is_some() || watch {
-            let sources = crate::autopilot::Sources {
+            let sources = crate::autopilot::ControllerParts {
                 lease: lease.clone(),
                 loaded: loaded.clone(),
                 load_lock: load_lock.clone(),

@@ -159,8 +159,8 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
 /// Runs a wide job on the wide session if every core of it is free now (`None`: done), else
 /// gives it back to run as any other.
 fn run_wide(spec: &WorkerSpec, job: Job) -> Option<Job> {
-    let mut slot = sync::lock(&spec.wide);
-    let Some(wide) = slot.as_mut() else { return Some(job) };
+    let mut cell = sync::lock(&spec.wide);
+    let Some(wide) = cell.as_mut() else { return Some(job) };
     match spec.scheduler.acquire(wide.span, spec.model_id, Instant::now()) {
         Ok(mut gang) => {
             let (span, cpus) = (wide.span, wide.cpus.clone());
@@ -223,7 +223,7 @@ struct SlotState {
 }
 
 #[derive(Default)]
-struct Slot {
+struct ReplyCell {
     state: Mutex<SlotState>,
     ready: Condvar,
     /// Set after `state.answer`, so a spinning caller can look without the lock.
@@ -233,13 +233,13 @@ struct Slot {
 /// The worker's end of a call's reply. Dropping it unsent fails the call, so a caller never
 /// waits forever on a worker that is gone.
 pub(crate) struct ReplySender {
-    slot: Arc<Slot>,
+    cell: Arc<ReplyCell>,
     sent: bool,
 }
 
 /// The caller's end: [`Reply::wait`] blocks, or `.await` it.
 pub struct Reply {
-    slot: Arc<Slot>,
+    cell: Arc<ReplyCell>,
     /// When a blocking wait's nap ends, if it naps (see [`crate::wait`]).
     nap_until: Option<Instant>,
     /// How long it then spins before sleeping.
@@ -247,9 +247,9 @@ pub struct Reply {
 }
 
 pub(crate) fn reply_pair(patience: Patience) -> (ReplySender, Reply) {
-    let slot = Arc::new(Slot::default());
+    let cell = Arc::new(ReplyCell::default());
     let nap_until = (!patience.nap.is_zero()).then(|| Instant::now() + patience.nap);
-    (ReplySender { slot: slot.clone(), sent: false }, Reply { slot, nap_until, spin: patience.spin })
+    (ReplySender { cell: cell.clone(), sent: false }, Reply { cell, nap_until, spin: patience.spin })
 }
 
 impl ReplySender {
@@ -259,16 +259,16 @@ impl ReplySender {
 
     fn put(&mut self, result: Result<Inference, InferError>) {
         self.sent = true;
-        let mut state = sync::lock(&self.slot.state);
+        let mut state = sync::lock(&self.cell.state);
         state.answer = Some(result);
-        self.slot.answered.store(true, Ordering::Release);
+        self.cell.answered.store(true, Ordering::Release);
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
         let sleeping = state.sleeping;
         drop(state);
         if sleeping {
-            self.slot.ready.notify_all();
+            self.cell.ready.notify_all();
         }
     }
 }
@@ -288,7 +288,7 @@ impl Reply {
         if let Some(result) = self.nap_until.and_then(|until| self.sleep(Some(until))) {
             return result;
         }
-        caller_spin_until(self.spin, || self.slot.answered.load(Ordering::Acquire));
+        caller_spin_until(self.spin, || self.cell.answered.load(Ordering::Acquire));
         self.sleep(None).expect("an untimed sleep ends with the answer")
     }
 
@@ -299,7 +299,7 @@ impl Reply {
         if let Some(result) = self.nap_until.and_then(|until| self.sleep(Some(until.min(deadline)))) {
             return Ok(result);
         }
-        caller_spin_until(self.spin, || self.slot.answered.load(Ordering::Acquire));
+        caller_spin_until(self.spin, || self.cell.answered.load(Ordering::Acquire));
         match self.sleep(Some(deadline)) {
             Some(result) => Ok(result),
             None => Err(self),
@@ -308,21 +308,21 @@ impl Reply {
 
     /// Sleeps until the answer comes (and returns it), or until `until` if given (then None).
     fn sleep(&self, until: Option<Instant>) -> Option<Result<Inference, InferError>> {
-        let mut state = sync::lock(&self.slot.state);
+        let mut state = sync::lock(&self.cell.state);
         loop {
             if let Some(result) = state.answer.take() {
                 return Some(result);
             }
             state.sleeping = true;
             state = match until {
-                None => sync::wait(&self.slot.ready, state),
+                None => sync::wait(&self.cell.ready, state),
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         state.sleeping = false;
                         return None;
                     }
-                    sync::wait_timeout(&self.slot.ready, state, left)
+                    sync::wait_timeout(&self.cell.ready, state, left)
                 }
             };
         }
@@ -333,7 +333,7 @@ impl Future for Reply {
     type Output = Result<Inference, InferError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = sync::lock(&self.slot.state);
+        let mut state = sync::lock(&self.cell.state);
         match state.answer.take() {
             Some(result) => Poll::Ready(result),
             None => {

@@ -34,7 +34,9 @@ fn json_error<T>(message: impl Into<String>) -> Result<T, CodecError> {
 /// Triton's `HTTP_MAX_JSON_NESTING_DEPTH`: arrays nested in an input's `data`.
 pub const JSON_NESTING_MAX: usize = 100;
 
-/// An output the client asked for, and whether it wants it binary.
+/// An output to send back: by name, binary or not, or into shared memory. As a request
+/// asks for it, `binary` is `None` where the request leaves it to `binary_data_output`;
+/// `metadata::wanted_outputs` makes the choice (always `Some`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WantedOutput {
     pub name: String,

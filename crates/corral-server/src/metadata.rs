@@ -1,5 +1,5 @@
 //! What the server says about itself and its models, in one protocol-neutral form
-//! ([`TensorView`], [`ConfigView`]) that REST renders as JSON and gRPC as messages.
+//! ([`TensorMeta`], [`ConfigView`]) that REST renders as JSON and gRPC as messages.
 //!
 //! Shapes follow Triton: a model with `max_batch_size` > 0 has a batch dimension, shown as
 //! `-1` in metadata and left out of the config's `dims`. Without a `config.pbtxt`, the
@@ -31,7 +31,7 @@ pub fn server() -> Value {
 }
 
 /// A tensor as metadata and config show it.
-pub struct TensorView {
+pub struct TensorMeta {
     pub name: String,
     pub datatype: DataType,
     /// With the batch dimension (`-1`) when the model batches.
@@ -43,7 +43,7 @@ pub struct TensorView {
     pub label_filename: Option<String>,
 }
 
-fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::TensorSpec]) -> Vec<TensorView> {
+fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::TensorSpec]) -> Vec<TensorMeta> {
     let batched = served.config.max_batch_size > 0;
     if declared.is_empty() {
         return engine
@@ -54,7 +54,7 @@ fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::Tensor
                 if batched && let Some(first) = shape.first_mut() {
                     *first = -1;
                 }
-                TensorView {
+                TensorMeta {
                     name: spec.name.clone(),
                     datatype: spec.datatype,
                     shape,
@@ -70,7 +70,7 @@ fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::Tensor
         .map(|d| {
             let shape =
                 if batched { std::iter::once(-1).chain(d.dims.iter().copied()).collect() } else { d.dims.clone() };
-            TensorView {
+            TensorMeta {
                 name: d.name.clone(),
                 datatype: d.datatype,
                 shape,
@@ -82,15 +82,15 @@ fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::Tensor
         .collect()
 }
 
-pub fn inputs(served: &Served) -> Vec<TensorView> {
+pub fn inputs(served: &Served) -> Vec<TensorMeta> {
     views(served, &served.config.inputs, served.model.inputs())
 }
 
-pub fn outputs(served: &Served) -> Vec<TensorView> {
+pub fn outputs(served: &Served) -> Vec<TensorMeta> {
     views(served, &served.config.outputs, served.model.outputs())
 }
 
-fn tensors_json(views: &[TensorView]) -> Vec<Value> {
+fn tensors_json(views: &[TensorMeta]) -> Vec<Value> {
     views.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape })).collect()
 }
 
@@ -130,7 +130,7 @@ pub fn backend(served: &Served) -> &'static str {
 
 /// Triton's ModelConfig JSON (what perf_analyzer reads first).
 pub fn config(served: &Served) -> Value {
-    let tensor = |t: &TensorView| {
+    let tensor = |t: &TensorMeta| {
         let mut tensor = json!({ "name": t.name, "data_type": config_type(t.datatype), "dims": t.dims });
         if let Some(format) = &t.format {
             tensor["format"] = json!(format);
@@ -237,26 +237,25 @@ pub fn stats(served: &Served) -> Value {
     })
 }
 
-/// The outputs to return, in the model's order, each with its binary choice; an unknown
-/// name is the client's mistake.
-pub fn wanted_outputs(served: &Served, wanted: &[WantedOutput], binary_all: bool) -> Result<Vec<Wanted>, CallError> {
+/// The outputs to return, in the model's order when none were named, each with its binary
+/// choice made (`binary` always `Some`); an unknown name is the client's mistake.
+pub fn wanted_outputs(
+    served: &Served,
+    wanted: &[WantedOutput],
+    binary_all: bool,
+) -> Result<Vec<WantedOutput>, CallError> {
     let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
     if wanted.is_empty() {
         return Ok(names
             .iter()
-            .map(|n| Wanted { name: n.to_string(), binary: binary_all, shm: None, class_count: 0 })
+            .map(|n| WantedOutput { name: n.to_string(), binary: Some(binary_all), shm: None, class_count: 0 })
             .collect());
     }
     wanted
         .iter()
         .map(|w| {
             if names.contains(&w.name.as_str()) {
-                Ok(Wanted {
-                    name: w.name.clone(),
-                    binary: w.binary.unwrap_or(binary_all),
-                    shm: w.shm.clone(),
-                    class_count: w.class_count,
-                })
+                Ok(WantedOutput { binary: Some(w.binary.unwrap_or(binary_all)), ..w.clone() })
             } else {
                 Err(CallError::bad_request(format!(
                     "model `{}` has no output `{}`; its outputs are {}",
@@ -269,17 +268,7 @@ pub fn wanted_outputs(served: &Served, wanted: &[WantedOutput], binary_all: bool
         .collect()
 }
 
-/// An output to send back: by name, binary or not, or into shared memory.
-#[derive(Clone, Debug)]
-pub struct Wanted {
-    pub name: String,
-    pub binary: bool,
-    pub shm: Option<crate::shm::ShmRef>,
-    /// `classification`: the top this many classes instead of the tensor; 0 for the tensor.
-    pub class_count: usize,
-}
-
-impl Wanted {
+impl WantedOutput {
     /// The tensor to send for this output: `tensor` itself or its classes.
     pub fn answer<'a>(
         &self,

@@ -359,7 +359,7 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
                 state.shm.write(at, &tensor.data.to_le_bytes(), &format!("output '{}'", want.name))?;
                 codec::OutputForm::Shm(at.clone())
             }
-            None if want.binary => codec::OutputForm::Binary,
+            None if want.binary == Some(true) => codec::OutputForm::Binary,
             None => codec::OutputForm::Json,
         };
         outputs.push((tensor, form));

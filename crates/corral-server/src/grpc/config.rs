@@ -6,7 +6,7 @@ use corral_engine::DataType;
 use super::pb;
 use crate::{counters::Tally, metadata};
 
-pub(super) fn tensor_metadata(views: Vec<metadata::TensorView>) -> Vec<pb::model_metadata_response::TensorMetadata> {
+pub(super) fn tensor_metadata(views: Vec<metadata::TensorMeta>) -> Vec<pb::model_metadata_response::TensorMetadata> {
     views
         .into_iter()
         .map(|t| pb::model_metadata_response::TensorMetadata {
