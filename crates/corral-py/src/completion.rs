@@ -77,7 +77,7 @@ fn poll(pending: &Arc<Pending>) -> Option<Result<Inference, InferError>> {
 
 /// The result (a dict of arrays) or exception of `answer`.
 fn outcome(py: Python<'_>, answer: Result<Inference, InferError>) -> (Py<PyAny>, Py<PyAny>) {
-    let converted = answer.map_err(|e| errors::infer(py, e)).and_then(|inference| outputs_dict(py, inference));
+    let converted = answer.map_err(errors::infer).and_then(|inference| outputs_dict(py, inference));
     match converted {
         Ok(dict) => (dict.into_any().unbind(), py.None()),
         Err(error) => (py.None(), error.into_value(py).into_any()),
@@ -113,7 +113,7 @@ pub(crate) fn submit<'py>(
     let future = event_loop.call_method0("create_future")?;
     let submitted = match tensors {
         // Never waits for room: the event loop's thread must not block.
-        Ok(tensors) => model.try_submit(tensors).map_err(|e| errors::infer(py, e)),
+        Ok(tensors) => model.try_submit(tensors).map_err(errors::infer),
         Err(error) => Err(error),
     };
     let reply = match submitted {

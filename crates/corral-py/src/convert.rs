@@ -23,7 +23,7 @@ use numpy::{
 };
 use pyo3::{prelude::*, types::PyDict};
 
-use crate::errors::raise;
+use crate::errors;
 
 /// numpy's name of each datatype.
 pub(crate) fn numpy_name(datatype: DataType) -> &'static str {
@@ -72,11 +72,9 @@ pub(crate) fn tensor(
     let Some(datatype) = DataType::ALL.into_iter().find(|&d| descr(py, d).is_some_and(|e| dtype.is_equiv_to(&e)))
     else {
         let wanted = expected.map_or(String::new(), |d| format!("; the model expects {}", numpy_name(d)));
-        return Err(raise(
-            py,
-            "InferenceError",
-            format!("model `{model}`: input `{name}` has dtype {dtype}, which corral cannot pass{wanted}"),
-        ));
+        return Err(errors::InferenceError::new_err(format!(
+            "model `{model}`: input `{name}` has dtype {dtype}, which corral cannot pass{wanted}"
+        )));
     };
     let shape = array.shape().to_vec();
     let data = match datatype {
@@ -101,7 +99,9 @@ pub(crate) fn tensor(
 fn byte_strings(py: Python<'_>, model: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<Tensor> {
     let numpy = py.import("numpy")?;
     let bad = |reason: String| {
-        raise(py, "InferenceError", format!("model `{model}`: input `{name}` must hold bytes or str (BYTES): {reason}"))
+        errors::InferenceError::new_err(format!(
+            "model `{model}`: input `{name}` must hold bytes or str (BYTES): {reason}"
+        ))
     };
     let array = numpy.call_method1("asarray", (value, "object")).map_err(|e| bad(e.value(py).to_string()))?;
     let array = array.cast_into::<PyUntypedArray>().map_err(|_| bad("numpy.asarray did not make an array".into()))?;
@@ -138,11 +138,9 @@ fn as_array<'py>(
     let kind = value.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
     let bad = |reason: String| {
         let wanted = expected.map_or(String::new(), |d| format!(" of {}", numpy_name(d)));
-        raise(
-            py,
-            "InferenceError",
-            format!("model `{model}`: input `{name}` must be an array{wanted}, got {kind}: {reason}"),
-        )
+        errors::InferenceError::new_err(format!(
+            "model `{model}`: input `{name}` must be an array{wanted}, got {kind}: {reason}"
+        ))
     };
     let converted = converted.map_err(|e| bad(e.value(py).to_string()))?;
     converted.cast_into::<PyUntypedArray>().map_err(|_| bad("numpy.asarray did not make an array".to_owned()))
@@ -207,9 +205,10 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         TensorData::F16(v) => shaped(py, v, shape),
         TensorData::F32(v) => shaped(py, v, shape),
         TensorData::F64(v) => shaped(py, v, shape),
-        TensorData::BF16(_) => {
-            Err(raise(py, "InferenceError", format!("output `{}` is BF16, which numpy has no dtype for", tensor.name)))
-        }
+        TensorData::BF16(_) => Err(errors::InferenceError::new_err(format!(
+            "output `{}` is BF16, which numpy has no dtype for",
+            tensor.name
+        ))),
         TensorData::Bytes(v) => {
             let elements = v.iter().map(|e| pyo3::types::PyBytes::new(py, e));
             let list = pyo3::types::PyList::new(py, elements)?;

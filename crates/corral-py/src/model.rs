@@ -17,8 +17,7 @@ use pyo3::{
 };
 
 use crate::{
-    completion, convert,
-    errors::{self, raise},
+    completion, convert, errors,
     process::{self, SIGNAL_CHECK},
 };
 
@@ -39,8 +38,8 @@ pub(crate) fn load(
     elastic: Option<bool>,
     autopilot: Option<(usize, usize)>,
 ) -> PyResult<Model> {
-    let runtime = process::runtime(py)?;
-    let mut def = read(py, &path)?;
+    let runtime = process::runtime()?;
+    let mut def = read(&path)?;
     if let Some(elastic) = elastic {
         def.elastic = elastic;
     }
@@ -48,7 +47,7 @@ pub(crate) fn load(
         def = def.autopilot(min, max);
     }
     if let Some(context) = context {
-        def.placement = Some(process::placement(py, runtime, context)?);
+        def.placement = Some(process::placement(runtime, context)?);
     }
     match name {
         Some(name) => load_def(py, runtime, ModelDef { name, ..def }),
@@ -56,13 +55,13 @@ pub(crate) fn load(
     }
 }
 
-fn read(py: Python<'_>, path: &std::path::Path) -> PyResult<ModelDef> {
-    let bad = |reason: String| raise(py, "ModelLoadError", format!("cannot load {}: {reason}", path.display()));
+fn read(path: &std::path::Path) -> PyResult<ModelDef> {
+    let bad = |reason: String| errors::ModelLoadError::new_err(format!("cannot load {}: {reason}", path.display()));
     if path.is_dir() {
         return match repository::read_folder(path) {
             Ok(Some(folder)) => Ok(folder.def),
             Ok(None) => Err(bad("the folder holds no config.toml, config.pbtxt or <version>/model.onnx".to_owned())),
-            Err(error) => Err(raise(py, "ModelLoadError", error.to_string())),
+            Err(error) => Err(errors::ModelLoadError::new_err(error.to_string())),
         };
     }
     if !path.exists() {
@@ -88,14 +87,14 @@ fn load_unique(py: Python<'_>, runtime: &'static Runtime, def: ModelDef) -> PyRe
             Ok(model) => return loaded(py, def.clone(), model),
             // Another thread took the name meanwhile: try the next.
             Err(corral_runtime::LoadError::Exists { .. }) => continue,
-            Err(error) => return Err(errors::load(py, error)),
+            Err(error) => return Err(errors::load(error)),
         }
     }
     unreachable!("some name is free")
 }
 
 fn load_def(py: Python<'_>, runtime: &'static Runtime, def: ModelDef) -> PyResult<Model> {
-    let model = py.detach(|| runtime.load(def.clone())).map_err(|e| errors::load(py, e))?;
+    let model = py.detach(|| runtime.load(def.clone())).map_err(errors::load)?;
     loaded(py, def, model)
 }
 
@@ -126,11 +125,11 @@ impl Model {
         Model { owner: std::process::id(), def, handle: RwLock::new(Some(model)) }
     }
 
-    fn handle(&self, py: Python<'_>) -> PyResult<corral_runtime::Model> {
-        process::check_owner(py, self.owner)?;
+    fn handle(&self) -> PyResult<corral_runtime::Model> {
+        process::check_owner(self.owner)?;
         let handle = sync::read(&self.handle);
         handle.clone().ok_or_else(|| {
-            raise(py, "ModelUnloadedError", format!("model `{}` is not loaded\nhint: load it again", self.def.name))
+            errors::ModelUnloadedError::new_err(format!("model `{}` is not loaded\nhint: load it again", self.def.name))
         })
     }
 
@@ -141,18 +140,18 @@ impl Model {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Inference> {
-        let model = self.handle(py)?;
+        let model = self.handle()?;
         let tensors = inputs(py, &model, args, kwargs)?;
         let first = py.detach(|| model.submit(tensors).map(|reply| reply.wait_timeout(SIGNAL_CHECK)));
         let mut reply = match first {
-            Err(error) => return Err(errors::infer(py, error)),
-            Ok(Ok(answer)) => return answer.map_err(|e| errors::infer(py, e)),
+            Err(error) => return Err(errors::infer(error)),
+            Ok(Ok(answer)) => return answer.map_err(errors::infer),
             Ok(Err(reply)) => reply,
         };
         loop {
             py.check_signals()?;
             match py.detach(|| reply.wait_timeout(SIGNAL_CHECK)) {
-                Ok(answer) => return answer.map_err(|e| errors::infer(py, e)),
+                Ok(answer) => return answer.map_err(errors::infer),
                 Err(pending) => reply = pending,
             }
         }
@@ -172,11 +171,10 @@ fn inputs(
         dict.iter()
             .map(|(key, value)| {
                 let name: String = key.extract().map_err(|_| {
-                    raise(
-                        py,
-                        "InferenceError",
-                        format!("model `{}`: input names must be strings, got {key}", model.name()),
-                    )
+                    errors::InferenceError::new_err(format!(
+                        "model `{}`: input names must be strings, got {key}",
+                        model.name()
+                    ))
                 })?;
                 convert::tensor(py, model.name(), &name, &value, expected(&name))
             })
@@ -185,11 +183,10 @@ fn inputs(
     let kwargs = kwargs.filter(|k| !k.is_empty());
     if let Some(kwargs) = kwargs {
         if !args.is_empty() {
-            return Err(raise(
-                py,
-                "InferenceError",
-                format!("model `{}`: give inputs by position or by name, not both", model.name()),
-            ));
+            return Err(errors::InferenceError::new_err(format!(
+                "model `{}`: give inputs by position or by name, not both",
+                model.name()
+            )));
         }
         return named(kwargs);
     }
@@ -204,7 +201,7 @@ fn inputs(
             got: args.len(),
             names: specs.iter().map(|s| s.name.clone()).collect(),
         };
-        return Err(raise(py, "InferenceError", format!("model `{}`: {error}", model.name())));
+        return Err(errors::InferenceError::new_err(format!("model `{}`: {error}", model.name())));
     }
     specs
         .iter()
@@ -270,7 +267,7 @@ impl Model {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let model = self.handle(py)?;
+        let model = self.handle()?;
         let tensors = inputs(py, &model, args, kwargs);
         completion::submit(py, &model, tensors)
     }
@@ -299,25 +296,25 @@ impl Model {
     /// Each instance's process cores, in replica order: `[(0,), (1,)]`.
     #[getter]
     fn instances<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        self.handle(py)?.instances().iter().map(|span| PyTuple::new(py, span.cores())).collect()
+        self.handle()?.instances().iter().map(|span| PyTuple::new(py, span.cores())).collect()
     }
 
     /// `(name, dtype, shape)` of each input; `None` marks a dimension of any size.
     #[getter]
     fn inputs<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        spec_tuples(py, self.handle(py)?.inputs())
+        spec_tuples(py, self.handle()?.inputs())
     }
 
     /// `(name, dtype, shape)` of each output.
     #[getter]
     fn outputs<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        spec_tuples(py, self.handle(py)?.outputs())
+        spec_tuples(py, self.handle()?.outputs())
     }
 
     /// Calls, failures, latency percentiles, and per instance its executions since the load
     /// and the calls queued or running on it now.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let model = self.handle(py)?;
+        let model = self.handle()?;
         let stats = model.stats();
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         let dict = PyDict::new(py);
@@ -347,22 +344,22 @@ impl Model {
     /// Unloads the model: accepted calls complete first; later calls raise
     /// `ModelUnloadedError`. Unloading twice does nothing.
     fn unload(&self, py: Python<'_>) -> PyResult<()> {
-        process::check_owner(py, self.owner)?;
+        process::check_owner(self.owner)?;
         let taken = sync::write(&self.handle).take();
         if taken.is_some() {
-            let runtime = process::runtime(py)?;
-            py.detach(|| runtime.unload(&self.def.name)).map_err(|e| errors::load(py, e))?;
+            let runtime = process::runtime()?;
+            py.detach(|| runtime.unload(&self.def.name)).map_err(errors::load)?;
         }
         Ok(())
     }
 
     /// Moves the model to a placement context (`set_neuron_cores`, `set_multicore`).
     fn _move(&self, py: Python<'_>, context: Context) -> PyResult<()> {
-        let runtime = process::runtime(py)?;
-        self.handle(py)?;
-        let placement = process::placement(py, runtime, context)?;
+        let runtime = process::runtime()?;
+        self.handle()?;
+        let placement = process::placement(runtime, context)?;
         let def = ModelDef { placement: Some(placement), ..self.def.clone() };
-        let replacement = py.detach(|| runtime.replace(def)).map_err(|e| errors::load(py, e))?;
+        let replacement = py.detach(|| runtime.replace(def)).map_err(errors::load)?;
         *sync::write(&self.handle) = Some(replacement.model.clone());
         // The old instances drain (accepted calls complete) without holding the GIL.
         py.detach(move || drop(replacement));
@@ -371,15 +368,15 @@ impl Model {
 
     /// Loads another copy of this model, placed by `context` (`DataParallel`'s replicas).
     fn _copy(&self, py: Python<'_>, context: Context) -> PyResult<Model> {
-        let runtime = process::runtime(py)?;
-        process::check_owner(py, self.owner)?;
-        let placement = process::placement(py, runtime, context)?;
+        let runtime = process::runtime()?;
+        process::check_owner(self.owner)?;
+        let placement = process::placement(runtime, context)?;
         let base = self.def.name.split('#').next().unwrap_or(&self.def.name).to_owned();
         load_unique(py, runtime, ModelDef { name: base, placement: Some(placement), ..self.def.clone() })
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let instances = match self.handle(py) {
+    fn __repr__(&self) -> String {
+        let instances = match self.handle() {
             Ok(model) => {
                 let spans: Vec<String> = model
                     .instances()

@@ -30,7 +30,7 @@ use corral_cores::{DeviceSpec, Source, Sources, TakeSettings};
 use corral_runtime::{Runtime, RuntimeSettings, Where};
 use pyo3::{prelude::*, types::PyDict};
 
-use crate::errors::{self, raise};
+use crate::errors;
 
 /// How long a blocking call sleeps between looks for signals (Ctrl-C).
 pub(crate) const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
@@ -84,33 +84,27 @@ extern "C" fn close_lease_in_child() {
 }
 
 /// The runtime, for a call made in its own process.
-pub(crate) fn runtime(py: Python<'_>) -> PyResult<&'static Runtime> {
+pub(crate) fn runtime() -> PyResult<&'static Runtime> {
     match STARTED.get() {
         Some(started) => {
-            check_owner(py, started.pid)?;
+            check_owner(started.pid)?;
             Ok(&started.runtime)
         }
-        None => Err(raise(
-            py,
-            "CorralError",
+        None => Err(errors::CorralError::new_err(
             "corral has not started in this process\nhint: call corral.init() or corral.load(...) first",
         )),
     }
 }
 
 /// Raises `ForkError` unless this is process `owner`.
-pub(crate) fn check_owner(py: Python<'_>, owner: u32) -> PyResult<()> {
+pub(crate) fn check_owner(owner: u32) -> PyResult<()> {
     let me = std::process::id();
     if me == owner {
         return Ok(());
     }
-    Err(raise(
-        py,
-        "ForkError",
-        format!(
-            "this process ({me}) was forked from process {owner}, whose corral runtime and cores it cannot use\nhint: load models after the fork, in each worker (multiprocessing \"spawn\", gunicorn without preload), or start workers with `corral launch`"
-        ),
-    ))
+    Err(errors::ForkError::new_err(format!(
+        "this process ({me}) was forked from process {owner}, whose corral runtime and cores it cannot use\nhint: load models after the fork, in each worker (multiprocessing \"spawn\", gunicorn without preload), or start workers with `corral launch`"
+    )))
 }
 
 /// Starts the runtime (or checks the one started). Returns the notice of the ONNX engine
@@ -118,7 +112,6 @@ pub(crate) fn check_owner(py: Python<'_>, owner: u32) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(signature = (device=None, num_cores=None, visible_cores=None, group_sizes=None, *, ort_library=None, explicit=true))]
 pub(crate) fn init(
-    py: Python<'_>,
     device: Option<String>,
     num_cores: Option<String>,
     visible_cores: Option<String>,
@@ -129,16 +122,12 @@ pub(crate) fn init(
     let settings = InitSettings { device, num_cores, visible_cores, group_sizes };
     let _one_start = sync::lock(&STARTING);
     if let Some(started) = STARTED.get() {
-        check_owner(py, started.pid)?;
+        check_owner(started.pid)?;
         if explicit && started.settings != settings {
-            return Err(raise(
-                py,
-                "ConfigError",
-                format!(
-                    "corral already started in this process with {}; it cannot start again with {settings}\nhint: call corral.init(...) once, before the first load",
-                    started.settings
-                ),
-            ));
+            return Err(errors::ConfigError::new_err(format!(
+                "corral already started in this process with {}; it cannot start again with {settings}\nhint: call corral.init(...) once, before the first load",
+                started.settings
+            )));
         }
         return Ok(None);
     }
@@ -146,8 +135,8 @@ pub(crate) fn init(
         let value = std::env::var(name).ok();
         if name == corral_onnx::DYLIB_ENV { value.or_else(|| ort_library.clone()) } else { value }
     };
-    let choice = corral_onnx::onnx_engine(lookup).map_err(|e| raise(py, "ConfigError", e.to_string()))?;
-    let device_spec = parse_device(py, settings.device.as_deref())?;
+    let choice = corral_onnx::onnx_engine(lookup).map_err(|e| errors::ConfigError::new_err(e.to_string()))?;
+    let device_spec = parse_device(settings.device.as_deref())?;
     let explicit_sources = Sources {
         visible: settings.visible_cores.as_ref().map(|v| Source::new("visible_cores", v.as_str())),
         num: settings.num_cores.as_ref().map(|v| Source::new("num_cores", v.as_str())),
@@ -161,7 +150,7 @@ pub(crate) fn init(
     };
     // Taken with the GIL held: a start releasing it could let another thread block on
     // STARTING while holding the GIL, which this start would need back (a deadlock).
-    let runtime = Runtime::new(runtime_settings).map_err(|e| errors::runtime(py, e))?;
+    let runtime = Runtime::new(runtime_settings).map_err(errors::runtime)?;
     if LEASE_FDS.set(runtime.lock_fds()).is_ok() {
         // SAFETY: registers a handler that only closes descriptors (see the module docs);
         // it is registered once, as LEASE_FDS is set once.
@@ -176,11 +165,11 @@ pub(crate) fn init(
     Ok(choice.notice)
 }
 
-fn parse_device(py: Python<'_>, device: Option<&str>) -> PyResult<Option<DeviceSpec>> {
+fn parse_device(device: Option<&str>) -> PyResult<Option<DeviceSpec>> {
     device
         .map(|text| {
             text.parse::<DeviceSpec>()
-                .map_err(|e| raise(py, "ConfigError", format!("device={text:?} is not valid: {e}")))
+                .map_err(|e| errors::ConfigError::new_err(format!("device={text:?} is not valid: {e}")))
         })
         .transpose()
 }
@@ -188,10 +177,10 @@ fn parse_device(py: Python<'_>, device: Option<&str>) -> PyResult<Option<DeviceS
 /// How many cores `device` (else `CORRAL_DEVICE`, else `cpu`) has on this host; takes none.
 #[pyfunction]
 #[pyo3(signature = (device=None))]
-pub(crate) fn device_cores(py: Python<'_>, device: Option<String>) -> PyResult<usize> {
-    let settings = TakeSettings { device: parse_device(py, device.as_deref())?, ..TakeSettings::default() };
+pub(crate) fn device_cores(device: Option<String>) -> PyResult<usize> {
+    let settings = TakeSettings { device: parse_device(device.as_deref())?, ..TakeSettings::default() };
     let device = settings.open_device(&|name: &str| std::env::var(name).ok());
-    device.map(|d| d.len()).map_err(|e| raise(py, "ConfigError", e.to_string()))
+    device.map(|d| d.len()).map_err(|e| errors::ConfigError::new_err(e.to_string()))
 }
 
 /// Whether the runtime has started: in this process, or (for a forked child) in its parent,
@@ -203,14 +192,14 @@ pub(crate) fn started() -> bool {
 
 /// The device's name (`cpu`, `sim:inf1.6xlarge`, …).
 #[pyfunction]
-pub(crate) fn device(py: Python<'_>) -> PyResult<String> {
-    Ok(runtime(py)?.device().to_string())
+pub(crate) fn device() -> PyResult<String> {
+    Ok(runtime()?.device().to_string())
 }
 
 /// One dict per process core: where it is and what ran on it.
 #[pyfunction]
 pub(crate) fn cores(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
-    let runtime = runtime(py)?;
+    let runtime = runtime()?;
     runtime
         .core_stats()
         .into_iter()
@@ -230,22 +219,22 @@ pub(crate) fn cores(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
 
 /// Checks a `(start_nc, nc_count)` pair as `neuron_cores_context` receives it.
 #[pyfunction]
-pub(crate) fn check_placement(py: Python<'_>, start_nc: i64, nc_count: i64) -> PyResult<()> {
-    Where::from_neuron(start_nc, nc_count).map(|_| ()).map_err(|e| raise(py, "PlacementError", e.to_string()))
+pub(crate) fn check_placement(start_nc: i64, nc_count: i64) -> PyResult<()> {
+    Where::from_neuron(start_nc, nc_count).map(|_| ()).map_err(|e| errors::PlacementError::new_err(e.to_string()))
 }
 
 /// The placement a Python context names: `("cores", start, count)`, `("multicore", _, _)`,
 /// or MXNet's `("neuron", i, _)`: group `i` when the process has legacy groups, else start
 /// core `i`.
-pub(crate) fn placement(py: Python<'_>, runtime: &Runtime, context: (String, i64, i64)) -> PyResult<Where> {
+pub(crate) fn placement(runtime: &Runtime, context: (String, i64, i64)) -> PyResult<Where> {
     let (kind, a, b) = context;
-    let bad = |e: corral_runtime::PlacementError| raise(py, "PlacementError", e.to_string());
+    let bad = |e: corral_runtime::PlacementError| errors::PlacementError::new_err(e.to_string());
     match kind.as_str() {
         "cores" => Where::from_neuron(a, b).map_err(bad),
         "multicore" => Ok(Where::Multicore),
         "neuron" if a >= 0 && !runtime.layout().groups().is_empty() => Ok(Where::Group(a as usize)),
         "neuron" => Where::from_neuron(a, -1).map_err(bad),
-        other => Err(raise(py, "PlacementError", format!("unknown placement context `{other}`"))),
+        other => Err(errors::PlacementError::new_err(format!("unknown placement context `{other}`"))),
     }
 }
 

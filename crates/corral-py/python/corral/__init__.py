@@ -28,6 +28,7 @@ import os
 import pathlib
 import threading
 import warnings
+from typing import Any, Literal, Sequence
 
 from . import _corral
 from ._corral import Model
@@ -79,7 +80,7 @@ _placement: contextvars.ContextVar[tuple[str, int, int] | None] = contextvars.Co
 )
 
 
-def _setting(value) -> str | None:
+def _setting(value: object) -> str | None:
     """An init argument as the runtime parses it: ints and lists become ``"4"``, ``"0,1,2"``."""
     if value is None:
         return None
@@ -137,7 +138,14 @@ def _stop_logs() -> None:
         _log_reader.join(timeout=5)
 
 
-def _start(device=None, num_cores=None, visible_cores=None, group_sizes=None, *, explicit: bool) -> None:
+def _start(
+    device: str | None = None,
+    num_cores: int | str | None = None,
+    visible_cores: int | str | Sequence[int] | None = None,
+    group_sizes: str | Sequence[int] | None = None,
+    *,
+    explicit: bool,
+) -> None:
     _start_logs()
     notice = _corral.init(
         _setting(device),
@@ -151,7 +159,12 @@ def _start(device=None, num_cores=None, visible_cores=None, group_sizes=None, *,
         warnings.warn(notice, RuntimeWarning, stacklevel=3)
 
 
-def init(device=None, num_cores=None, visible_cores=None, group_sizes=None) -> None:
+def init(
+    device: str | None = None,
+    num_cores: int | str | None = None,
+    visible_cores: int | str | Sequence[int] | None = None,
+    group_sizes: str | Sequence[int] | None = None,
+) -> None:
     """Takes this process's cores now. Arguments override the environment (an explicit core
     request replaces both environment core requests); ``None`` leaves a setting to it.
     Raises ``ConfigError`` if corral already started here with other settings, and
@@ -159,7 +172,7 @@ def init(device=None, num_cores=None, visible_cores=None, group_sizes=None) -> N
     _start(device, num_cores, visible_cores, group_sizes, explicit=True)
 
 
-def load(path, *, name: str | None = None, ctx: PlacementContext | None = None,
+def load(path: str | os.PathLike[str], *, name: str | None = None, ctx: PlacementContext | None = None,
          elastic: bool | None = None, autopilot: tuple[int, int] | None = None) -> Model:
     """Loads a model: an ``.onnx`` file, or a model folder with ``config.toml`` or
     ``config.pbtxt`` (as ``corral serve`` reads them; simulated models too).
@@ -192,7 +205,7 @@ class PlacementContext:
         self._tokens.append(_placement.set(self._placement))
         return self
 
-    def __exit__(self, *exc_info) -> bool:
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         _placement.reset(self._tokens.pop())
         return False
 
@@ -237,7 +250,7 @@ def set_multicore(model: Model) -> None:
     model._move(("multicore", -1, -1))
 
 
-def cores() -> list[dict]:
+def cores() -> list[dict[str, Any]]:
     """Per process core: ``index``, ``global_index``, ``cpus``, ``executions``,
     ``busy_seconds``, ``switches`` and the ``models`` on it."""
     return _corral.cores()
