@@ -5,14 +5,13 @@
 //!
 //! On a terminal it is a full-screen UI (ratatui + crossterm): `q` (or Esc, Ctrl-C) quits,
 //! `tab` cycles the process filter (all, then each process), `s` cycles the core sort. The
-//! terminal is restored however it exits: on return, on error, on panic (a hook), and on
-//! SIGTERM/SIGHUP (a flag a watchdog thread acts on, as the loop may be stuck in crossterm's
-//! reader when the terminal is gone). When stdout is not a terminal it prints the same
+//! terminal is restored however it exits: on return, on error, on panic (ratatui's hook), and
+//! on SIGTERM/SIGHUP (a signal-hook thread acts on them, as the loop may be stuck in
+//! crossterm's reader when the terminal is gone). When stdout is not a terminal it prints the same
 //! frame as plain text every interval; `--once` prints one frame and exits.
 
 use std::{
     io::{IsTerminal, Write},
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -21,11 +20,8 @@ use corral_cores::Registry;
 use crossterm::{
     event::{self, Event, KeyCode, KeyEventKind, KeyModifiers},
     execute,
-    terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
 };
 use ratatui::{
-    Terminal,
-    backend::CrosstermBackend,
     layout::{Constraint, Layout},
     style::{Modifier, Style},
     text::Line,
@@ -206,57 +202,42 @@ fn plain(registry: &Registry, device: &str, interval: Duration, once: bool) -> a
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Puts the terminal back as it was: leaves raw mode and the alternate screen, shows the
-/// cursor. Safe to call more than once.
+/// Puts the terminal back as it was: leaves raw mode and the alternate screen (ratatui's
+/// restore), shows the cursor. Safe to call more than once.
 fn restore() {
-    let _ = disable_raw_mode();
-    let _ = execute!(std::io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+    ratatui::restore();
+    let _ = execute!(std::io::stdout(), crossterm::cursor::Show);
 }
 
 fn interactive(registry: &Registry, device: &str, interval: Duration) -> anyhow::Result<()> {
-    for signal in [nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGHUP] {
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(on_signal),
-            nix::sys::signal::SaFlags::empty(),
-            nix::sys::signal::SigSet::empty(),
-        );
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { nix::sys::signal::sigaction(signal, &action) }.context("cannot install a signal handler")?;
-    }
     // crossterm's event reader can spin on a terminal that hung up (reads of 0 bytes, never
-    // returning to the loop), so a watchdog thread, not the loop, acts on SIGTERM and SIGHUP:
-    // it restores what it can and exits.
+    // returning to the loop), so a thread of its own, not the loop, acts on SIGTERM and
+    // SIGHUP: it restores what it can and exits.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP])
+        .context("cannot install a signal handler")?;
     std::thread::Builder::new()
         .name("corral-top-stop".into())
-        .spawn(|| {
-            while !STOP.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                restore();
+                std::process::exit(0);
             }
-            restore();
-            std::process::exit(0);
         })
-        .context("cannot start the signal watchdog")?;
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        restore();
-        default_hook(info);
-    }));
-    enable_raw_mode().context("cannot put the terminal in raw mode")?;
-    let result = execute!(std::io::stdout(), EnterAlternateScreen, crossterm::cursor::Hide)
-        .context("cannot switch to the alternate screen")
-        .and_then(|()| ui_loop(registry, device, interval));
+        .context("cannot start the signal thread")?;
+    // Raw mode, the alternate screen, and a panic hook that restores both.
+    let mut terminal = ratatui::try_init().context("cannot take over the terminal")?;
+    let result = ui_loop(&mut terminal, registry, device, interval);
+    drop(terminal); // shows the cursor it hid
     restore();
     result
 }
 
-fn ui_loop(registry: &Registry, device: &str, interval: Duration) -> anyhow::Result<()> {
-    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout())).context("cannot open the terminal")?;
+fn ui_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    registry: &Registry,
+    device: &str,
+    interval: Duration,
+) -> anyhow::Result<()> {
     let mut before = Snapshot::take(registry).context("cannot read the registry")?;
     let mut view: Option<View> = None;
     let (mut filter, mut sort): (Option<u32>, Sort) = (None, Sort::Core);
