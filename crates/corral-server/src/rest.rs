@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Body,
     extract::{Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -24,6 +24,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use corral_engine::TensorData;
@@ -93,8 +94,14 @@ async fn read_body_first(State(state): State<AppState>, request: Request, next: 
         }
         Err(error) => return error.into_response(),
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    parts.extensions.insert(ReadBody(bytes));
+    next.run(Request::from_parts(parts, Body::empty())).await
 }
+
+/// The request's body as [`read_body_first`] read it (within the limit, inflated): the one
+/// place a handler takes its body from.
+#[derive(Clone)]
+struct ReadBody(bytes::Bytes);
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
@@ -215,7 +222,12 @@ async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Res
     axum::body::to_bytes(body, limit).await.map_err(|_| too_large(format!("more than {limit}")))
 }
 
-async fn infer(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Answer {
+async fn infer(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    Extension(ReadBody(body)): Extension<ReadBody>,
+) -> Answer {
     infer_compressed(state, model, String::new(), headers, body).await
 }
 
@@ -223,14 +235,14 @@ async fn infer_v(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Body,
+    Extension(ReadBody(body)): Extension<ReadBody>,
 ) -> Answer {
     infer_compressed(state, model, version, headers, body).await
 }
 
 /// An inference, its answer compressed when `Accept-Encoding` asks (errors never are).
 // Triton: http_server.cc, InferRequestClass::FinalizeResponse compresses inference answers only.
-async fn infer_compressed(state: AppState, model: String, version: String, headers: HeaderMap, body: Body) -> Answer {
+async fn infer_compressed(state: AppState, model: String, version: String, headers: HeaderMap, body: Bytes) -> Answer {
     let encoding = compress::accepted(&headers);
     let response = infer_at(state, model, version, headers, body).await?;
     Ok(compress::answer(response, encoding).await)
@@ -297,11 +309,10 @@ fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferReques
     })
 }
 
-async fn infer_at(state: AppState, model: String, version: String, headers: HeaderMap, body: Body) -> Answer {
+async fn infer_at(state: AppState, model: String, version: String, headers: HeaderMap, body: Bytes) -> Answer {
     let received = std::time::Instant::now();
     let served = state.model(&model, &version)?;
     let mut trace = state.trace(&served, received);
-    let body = body_bytes(&state, &headers, body).await?;
     // Triton's words (http_server.cc, GetInferenceHeaderLength).
     let header_len = match headers.get(HEADER_LEN) {
         None => None,
@@ -402,10 +413,8 @@ fn shm_status_of(state: &ServerState, name: Option<&str>) -> Answer {
 async fn shm_register(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Extension(ReadBody(body)): Extension<ReadBody>,
 ) -> Answer {
-    let body = body_bytes(&state, &headers, body).await?;
     let value = json_body(&body)?;
     // Triton's words (http_server.cc, HandleSystemSharedMemory); wrong types are its JSON
     // errors (500).
@@ -474,8 +483,7 @@ async fn cuda_shm_unregister() -> Answer {
     Ok(StatusCode::OK.into_response())
 }
 
-async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
-    let body = body_bytes(&state, &headers, body).await?;
+async fn index(State(state): State<AppState>, Extension(ReadBody(body)): Extension<ReadBody>) -> Answer {
     // Triton's words (http_server.cc, HandleRepositoryIndex).
     let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
         false
@@ -510,8 +518,11 @@ async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
 
 /// Triton's load: an empty body, or `{"parameters": {"config": "<model config JSON>",
 /// "file:1/model.onnx": "<base64>"}}`.
-async fn load(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Answer {
-    let body = body_bytes(&state, &headers, body).await?;
+async fn load(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Extension(ReadBody(body)): Extension<ReadBody>,
+) -> Answer {
     let mut over = crate::repository::LoadOverride::default();
     if !body.iter().all(u8::is_ascii_whitespace) {
         let value = json_body(&body)?;
@@ -552,8 +563,8 @@ async fn trace_get(State(state): State<AppState>) -> Answer {
     ok_json(state.trace.get(None))
 }
 
-async fn trace_post(State(state): State<AppState>, body: Body) -> Answer {
-    let update = crate::trace::Update::from_json(&json_body(&body_of(body).await)?)?;
+async fn trace_post(State(state): State<AppState>, Extension(ReadBody(body)): Extension<ReadBody>) -> Answer {
+    let update = crate::trace::Update::from_json(&json_body(&body)?)?;
     ok_json(state.trace.update(None, &update)?)
 }
 
@@ -562,13 +573,12 @@ async fn model_trace_get(State(state): State<AppState>, Path(model): Path<String
     ok_json(state.trace.get(Some(&model)))
 }
 
-async fn model_trace_post(State(state): State<AppState>, Path(model): Path<String>, body: Body) -> Answer {
+async fn model_trace_post(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Extension(ReadBody(body)): Extension<ReadBody>,
+) -> Answer {
     state.model(&model, "")?;
-    let update = crate::trace::Update::from_json(&json_body(&body_of(body).await)?)?;
+    let update = crate::trace::Update::from_json(&json_body(&body)?)?;
     ok_json(state.trace.update(Some(&model), &update)?)
-}
-
-/// A body the middleware already read (within the limit).
-async fn body_of(body: Body) -> bytes::Bytes {
-    axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default()
 }
