@@ -1,0 +1,144 @@
+//! What a load request may give in place of the repository's files (Triton's repository
+//! extension): a model configuration in JSON replacing `config.pbtxt`, and the model's files,
+//! written into a private temporary folder for the load and removed after it.
+
+use std::path::Path;
+
+use corral_runtime::repository::pbtxt::{Message, Value};
+
+use super::{RepoError, RepoModel, check_name, read, runtime_repository, serve_config, versions};
+
+/// What a load request may give in place of the repository's files (Triton's repository
+/// extension): a model configuration (JSON) replacing `config.pbtxt`, and the model's files
+/// (`file:1/model.onnx` → bytes), which need the configuration too.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOverride {
+    pub config: Option<String>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl LoadOverride {
+    /// The `config` parameter: Triton's model configuration as JSON.
+    pub fn config(&mut self, text: &str) {
+        self.config = Some(text.to_owned());
+    }
+
+    /// A `file:<path>` parameter and its bytes; `key` is the whole parameter name.
+    pub fn file(&mut self, key: &str, bytes: Vec<u8>) {
+        let path = key.strip_prefix("file:").unwrap_or(key);
+        self.files.push((path.to_owned(), bytes));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.config.is_none() && self.files.is_empty()
+    }
+}
+
+/// A folder of files given with a load: private to this user (a random name made with mode
+/// 0700 by `tempfile`, so no other local user can plant links in it or guess it), and
+/// removed when dropped.
+pub struct GivenFiles {
+    root: tempfile::TempDir,
+}
+
+impl GivenFiles {
+    /// The private folder the files were written under.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+/// Triton's model configuration in JSON, as the tree `config.pbtxt` parses into; map fields
+/// (`parameters`) become its `key`/`value` messages.
+pub fn config_from_json(text: &str) -> Result<Message, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the configuration is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(object) = value else {
+        return Err("the configuration must be a JSON object".into());
+    };
+    Ok(message_from_json(&object))
+}
+
+fn message_from_json(object: &serde_json::Map<String, serde_json::Value>) -> Message {
+    let mut message = Message::default();
+    for (key, value) in object {
+        match (key.as_str(), value) {
+            ("parameters", serde_json::Value::Object(map)) => {
+                for (name, entry) in map {
+                    let mut parameter = Message::default();
+                    parameter.fields.push(("key".into(), Value::Str(name.clone())));
+                    if let Some(value) = value_from_json(entry) {
+                        parameter.fields.push(("value".into(), value));
+                    }
+                    message.fields.push(("parameters".into(), Value::Message(parameter)));
+                }
+            }
+            (_, value) => {
+                if let Some(value) = value_from_json(value) {
+                    message.fields.push((key.clone(), value));
+                }
+            }
+        }
+    }
+    message
+}
+
+fn value_from_json(value: &serde_json::Value) -> Option<Value> {
+    use serde_json::Value as J;
+    Some(match value {
+        J::Null => return None,
+        J::Bool(b) => Value::Word(b.to_string()),
+        J::Number(n) => Value::Word(n.to_string()),
+        J::String(s) => Value::Str(s.clone()),
+        J::Array(items) => Value::List(items.iter().filter_map(value_from_json).collect()),
+        J::Object(object) => Value::Message(message_from_json(object)),
+    })
+}
+
+/// Reads model `name` of `repo`, or as `over` gives it.
+pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoModel, Option<GivenFiles>), RepoError> {
+    check_name(name)?;
+    if over.is_empty() {
+        return Ok((read(repo, name)?, None));
+    }
+    // Triton's words (model_repository_manager.cc).
+    let text = over.config.as_deref().ok_or_else(|| {
+        RepoError::Request("Load parameter 'config' must be specified for model file override".into())
+    })?;
+    let pbtxt = config_from_json(text).map_err(|e| RepoError::Request(format!("Invalid config override: {e}")))?;
+    let (dir, given) = if over.files.is_empty() {
+        let dir = repo.join(name);
+        if !dir.is_dir() {
+            return Err(RepoError::NotFound(name.to_owned()));
+        }
+        (dir, None)
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::Builder::new()
+            .prefix("corral-load-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| RepoError::Given(format!("cannot make a private folder for the load's files: {e}")))?;
+        let dir = root.path().join(name);
+        for (path, bytes) in &over.files {
+            let relative = Path::new(path);
+            let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if path.is_empty() || !plain {
+                return Err(RepoError::Request(format!(
+                    "Invalid file parameter 'file:{path}' with normalized path '{path}' must stay within model directory."
+                )));
+            }
+            let target = dir.join(relative);
+            let written = std::fs::create_dir_all(target.parent().expect("joined under dir"))
+                .and_then(|()| std::fs::write(&target, bytes));
+            written.map_err(|e| RepoError::Given(format!("cannot write file:{path}: {e}")))?;
+        }
+        (dir, Some(GivenFiles { root }))
+    };
+    let folder =
+        runtime_repository::read_folder_with(&dir, pbtxt.clone()).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let mut config = serve_config(&pbtxt, &dir)
+        .map_err(|reason| RepoError::Request(format!("Invalid config override: {reason}")))?;
+    config.platform = "onnxruntime_onnx".to_owned();
+    Ok((RepoModel { versions: versions(name, folder), config }, given))
+}
