@@ -1,16 +1,17 @@
 //! `corral plan --profile`: each ONNX model of a repository measured on K cores of the real
 //! device (one instance, warmed up first), its execution times written to
-//! `<model>/profile.json` for `--predict` and `--optimize`. Where the process's cores give
-//! every model K of its own, the models are measured side by side, each on its own cores
-//! and all at once, as they will serve: alone, a model runs faster than beside the others
-//! (shared caches, memory bandwidth and clocks), and `--predict` then underestimates queueing.
-//! Otherwise one at a time, each at core 0.
-//! Simulated models declare their latency and are skipped.
+//! `<model>/profile.json` for `--predict` and `--optimize`: executions back to back, and
+//! executions that start on a core that waited for its call, which run slower (caches and
+//! clocks gone cold; a fifth slower for squeezenet here), so a prediction of a core that is
+//! sometimes idle does not underestimate its queueing. Where the process's cores give every
+//! model K of its own, the models are measured side by side, each on its own cores, as they
+//! will serve; otherwise one at a time, each at core 0. Simulated models declare their
+//! latency and are skipped.
+
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use corral_engine::ModelSource;
-use std::time::Duration;
-
 use corral_plan::{
     arrivals::{self, Rng},
     profile::{self, Profile},

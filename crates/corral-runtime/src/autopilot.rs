@@ -205,7 +205,11 @@ fn follow_limits(sources: &ControllerParts, gone: &mut Vec<bool>) -> bool {
             // Held by another process, or the registry busy: perhaps at the next look.
             Err(corral_cores::JoinError::Busy(_) | corral_cores::JoinError::Allocating) => {}
             Err(error) => {
-                tracing::warn!("cannot take nc{global}, which joined this process's CPUs: {error}");
+                // Said once: the look repeats every half second and would repeat it.
+                static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("cannot take nc{global}, which joined this process's CPUs: {error}");
+                }
                 break;
             }
         }
