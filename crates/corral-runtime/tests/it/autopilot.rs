@@ -77,13 +77,25 @@ fn cores_follow_the_load_between_three_models_without_a_failed_call() {
         callers.into_iter().for_each(|c| c.join().expect("caller"));
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0, "no call fails while instances move");
-    // Every instance is one core inside the process, and a core is shared only when none is
-    // free (the hot model may add one on an idle model's core then).
-    let mut used = vec![0; 12];
-    for span in models.iter().flat_map(Model::instances) {
-        span.cores().for_each(|c| used[c] += 1);
-    }
-    assert!(used.iter().all(|&u| u <= 1) || used.iter().all(|&u| u >= 1), "{used:?}");
+    // Every instance is one core inside the process, and a core stays shared only while none
+    // is free (the hot model may add one on an idle model's core then). The controller keeps
+    // moving after the load stops, so a look may fall between a grow onto a shared core and
+    // the retirement that frees another: the layout must get there, not be there at once.
+    let used = || {
+        let mut used = vec![0; 12];
+        for span in models.iter().flat_map(Model::instances) {
+            span.cores().for_each(|c| used[c] += 1);
+        }
+        used
+    };
+    wait_until(
+        "no core shared while another is free",
+        || {
+            let used = used();
+            used.iter().all(|&u| u <= 1) || used.iter().all(|&u| u >= 1)
+        },
+        || format!("{:?}", used()),
+    );
     let (grew, shrank, _) = models[0].moves();
     assert!(grew >= 5 && shrank >= 5, "a grew, then gave its cores back: {grew} {shrank}");
     // ls sees the layout as it is.
