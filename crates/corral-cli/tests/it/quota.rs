@@ -286,6 +286,12 @@ fn a_default_server_follows_its_cpuset_and_quota_both_ways_without_a_failed_call
     let mut serve =
         Server { child: cgroup.spawn(host.corral(&[&args[..], &ports[..]].concat())), log: Default::default() };
     let (http, stderr) = serve.address();
+    // The address comes before the repository's models load: calls start once `add` is ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while super::serve::http(&http, "GET", "/v2/models/add/ready", b"").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "`add` never became ready: {}", serve.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 
     let listing = |host: &Host| -> Value {
         let out = host.corral(&["ls", "--json", "--device", "cpu"]).output().expect("ls");
