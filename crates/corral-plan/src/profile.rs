@@ -57,15 +57,17 @@ impl Profile {
 
     /// The samples after idle in seconds (the back-to-back ones where none were measured).
     pub fn after_idle_seconds(&self) -> Vec<f64> {
-        let samples = if self.after_idle_ms.is_empty() { &self.samples_ms } else { &self.after_idle_ms };
-        samples.iter().map(|ms| ms / 1e3).collect()
+        self.after_idle().iter().map(|ms| ms / 1e3).collect()
+    }
+
+    /// The after-idle samples, or the back-to-back ones where none were measured.
+    fn after_idle(&self) -> &[f64] {
+        if self.after_idle_ms.is_empty() { &self.samples_ms } else { &self.after_idle_ms }
     }
 
     /// The median back-to-back and after-idle execution times, milliseconds.
     pub fn medians(&self) -> (f64, f64) {
-        let median = |s: &[f64]| s.get(s.len() / 2).copied().unwrap_or(f64::NAN);
-        let idle = if self.after_idle_ms.is_empty() { &self.samples_ms } else { &self.after_idle_ms };
-        (median(&self.samples_ms), median(idle))
+        (crate::report::percentile(&self.samples_ms, 0.5), crate::report::percentile(self.after_idle(), 0.5))
     }
 
     pub fn to_json(&self) -> String {

@@ -145,7 +145,7 @@ impl Factory {
         recorder: &Arc<Recorder>,
         wide: &Arc<Mutex<Option<Wide>>>,
     ) -> Result<Arc<Instance>, LoadError> {
-        let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| self.lease.core_cpus(c).to_vec()).collect();
+        let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| self.lease.core_cpus(c)).collect();
         let session = self
             .prepared
             .session(&SessionPlacement { core_cpus: core_cpus.clone() })
@@ -185,7 +185,7 @@ impl Factory {
 
     /// The wide session over `span` (elastic instances).
     pub(crate) fn wide(&self, model: &str, span: CoreSpan) -> Result<Wide, LoadError> {
-        let core_cpus: Vec<Vec<usize>> = span.cores().map(|c| self.lease.core_cpus(c).to_vec()).collect();
+        let core_cpus: Vec<Vec<usize>> = span.cores().map(|c| self.lease.core_cpus(c)).collect();
         let cpus = core_cpus.concat();
         let session = self
             .prepared

@@ -261,7 +261,7 @@ fn the_quota_counts_cpus_per_core() {
     assert_eq!((registry.device().len(), registry.device().cpus_per_core()), (2, 2));
     assert_eq!(registry.device().quota_cores(), Some(1));
     let lease = registry.acquire(&Request::all()).expect("free");
-    assert_eq!((lease.cores().to_string(), lease.cpus().to_vec()), ("nc0".to_owned(), vec![0, 1]));
+    assert_eq!((lease.cores().to_string(), lease.cpus()), ("nc0".to_owned(), vec![0, 1]));
     // A capped default is a count: a second process takes the next free core.
     let second = registry.acquire(&Request::all()).expect("nc1 free");
     assert_eq!(second.cores().to_string(), "nc1");
