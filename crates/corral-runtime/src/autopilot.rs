@@ -92,8 +92,11 @@ impl Controller {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
-                let left = watch && cores_left(&sources, &mut gone);
-                let limits = watch && sources.lease.is_by_default() && follow_limits(&sources, &mut gone);
+                // One read of the cpuset per look serves both directions.
+                let cpuset = if watch { corral_cores::cpuset_cpus() } else { None };
+                let left = cpuset.as_deref().is_some_and(|cpuset| cores_left(&sources, cpuset, &mut gone));
+                let limits = sources.lease.is_by_default()
+                    && cpuset.is_some_and(|cpuset| follow_limits(&sources, cpuset, &mut gone));
                 let now = Instant::now();
                 let due = interval.is_some_and(|interval| now.duration_since(last) >= interval);
                 if due || left || limits || gone_but_held(&sources, &gone) {
@@ -130,10 +133,9 @@ fn counts(model: &Model) -> Counts {
     }
 }
 
-/// Reads the process's cpuset and marks the cores that left since the last look (never back:
-/// a core that left stays gone for this runtime); true when one left now.
-fn cores_left(sources: &ControllerParts, gone: &mut [bool]) -> bool {
-    let Some(allowed) = corral_cores::cpuset_cpus() else { return false };
+/// Marks the cores with a CPU outside the process's cpuset `allowed` as gone since the last
+/// look (one comes back only through [`follow_limits`]); true when one left now.
+fn cores_left(sources: &ControllerParts, allowed: &[usize], gone: &mut [bool]) -> bool {
     let lease = &sources.lease;
     let mut left = Vec::new();
     for (core, gone) in gone.iter_mut().enumerate().filter(|(_, gone)| !**gone) {
@@ -156,13 +158,12 @@ fn cores_left(sources: &ControllerParts, gone: &mut [bool]) -> bool {
 }
 
 /// With the default request (SPEC §2), the cores the process may have now: the cores of its
-/// cpuset and affinity, up to what the CPU quota pays for (all read afresh). Past the quota, the highest
+/// cpuset `allowed` and affinity, up to what the CPU quota pays for (all read afresh). Past the quota, the highest
 /// cores leave as if the cpuset had lost them; below it, cores of the cpuset that this
 /// runtime does not use join: a core it gave back under its old number, a new one after the
 /// others (lowest device index first, skipping any another process holds). True when a core
 /// left or joined.
-fn follow_limits(sources: &ControllerParts, gone: &mut Vec<bool>) -> bool {
-    let Some(mut allowed) = corral_cores::cpuset_cpus() else { return false };
+fn follow_limits(sources: &ControllerParts, mut allowed: Vec<usize>, gone: &mut Vec<bool>) -> bool {
     // A process narrowed on purpose (`taskset`) stays inside its affinity: the kernel keeps a
     // narrowed affinity when the cpuset grows, and widens one that was not.
     if let Ok(affinity) = corral_cores::allowed_cpus() {
