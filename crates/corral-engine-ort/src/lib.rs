@@ -20,12 +20,12 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use corral_engine::{
-    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec,
-    TensorView, bf16, f16,
+    DataType, Element, EngineError, ModelSource, Prepared, Session, SessionPlacement, SharedData, Tensor, TensorData,
+    TensorSpec, TensorView, bf16, f16,
 };
 use ort::{
     AsPointer,
@@ -259,12 +259,13 @@ impl Prepared for OrtModel {
     fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
         let session = build_session(&self.bytes, placement)
             .map_err(|reason| EngineError::Load { path: self.path.clone(), reason })?;
-        Ok(Box::new(OrtInstance { session, outputs: self.outputs.clone() }))
+        Ok(Box::new(OrtInstance { session: Arc::new(Mutex::new(session)), outputs: self.outputs.clone() }))
     }
 }
 
 struct OrtInstance {
-    session: OrtSession,
+    /// Shared with the outputs read in place, which keep it alive.
+    session: Arc<Mutex<OrtSession>>,
     outputs: Vec<TensorSpec>,
 }
 
@@ -339,8 +340,14 @@ fn string_elements(name: &str, value: &DynValue, count: usize) -> Result<Vec<Vec
 impl Session for OrtInstance {
     fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
+        // Where the inputs' elements are: an output in one of them (a graph output that is
+        // its input) is copied, since the input goes when the call ends.
+        let mut input_ranges = Vec::with_capacity(inputs.len());
         for input in inputs {
             let shape = &input.shape;
+            if let Some(bytes) = input.data.wire_bytes() {
+                input_ranges.push(bytes.as_ptr_range());
+            }
             let value = match input.data.view() {
                 TensorView::Bool(v) => view(shape, v)?,
                 TensorView::U8(v) => view(shape, v)?,
@@ -359,40 +366,84 @@ impl Session for OrtInstance {
             };
             values.push((input.name.clone(), value));
         }
-        let outputs = self.session.run(values).map_err(|e| EngineError::Run(e.to_string()))?;
-        self.outputs
+        let mut session = lock_session(&self.session);
+        let mut outputs = session.run(values).map_err(|e| EngineError::Run(e.to_string()))?;
+        let owned: Vec<(String, DynValue)> = self
+            .outputs
             .iter()
             .map(|spec| {
                 let value =
-                    outputs.get(&spec.name).ok_or_else(|| EngineError::Run(format!("no output `{}`", spec.name)))?;
-                extract(&spec.name, spec.datatype, value)
+                    outputs.remove(&spec.name).ok_or_else(|| EngineError::Run(format!("no output `{}`", spec.name)))?;
+                Ok((spec.name.clone(), value))
+            })
+            .collect::<Result<_, EngineError>>()?;
+        drop(outputs);
+        drop(session);
+        owned
+            .into_iter()
+            .zip(&self.outputs)
+            .map(|((name, value), spec)| {
+                let output = Output { value, _session: self.session.clone() };
+                extract(&name, spec.datatype, output, &input_ranges)
             })
             .collect()
     }
 }
 
-fn extract(name: &str, datatype: DataType, value: &DynValue) -> Result<Tensor, EngineError> {
-    fn take<T: ort::value::PrimitiveTensorElementType + Clone>(
-        value: &DynValue,
-    ) -> Result<(Vec<usize>, Vec<T>), EngineError> {
-        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| EngineError::Run(e.to_string()))?;
-        Ok((shape.iter().map(|&d| d.max(0) as usize).collect(), data.to_vec()))
+/// The session, locked (a panic while it was held does not stop its later calls).
+fn lock_session(session: &Mutex<OrtSession>) -> std::sync::MutexGuard<'_, OrtSession> {
+    session.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One output value as ONNX Runtime allocated it, kept alive (with its session, in case a
+/// buffer of the session's backs it) for as long as a tensor reads it in place.
+struct Output {
+    value: DynValue,
+    _session: Arc<Mutex<OrtSession>>,
+}
+
+/// An output as a tensor: numbers are read in place from ONNX Runtime's buffer, which the
+/// tensor then owns (no copy), unless they lie in an input's elements; strings are copied
+/// out with their lengths.
+fn extract(
+    name: &str,
+    datatype: DataType,
+    output: Output,
+    inputs: &[std::ops::Range<*const u8>],
+) -> Result<Tensor, EngineError> {
+    fn take<T: ort::value::PrimitiveTensorElementType + Element + std::fmt::Debug>(
+        output: Output,
+        inputs: &[std::ops::Range<*const u8>],
+        owned: impl Fn(Vec<T>) -> TensorData,
+    ) -> Result<(Vec<usize>, TensorData), EngineError> {
+        let (shape, data) = output.value.try_extract_tensor::<T>().map_err(|e| EngineError::Run(e.to_string()))?;
+        let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        let start = data.as_ptr().cast::<u8>();
+        if inputs.iter().any(|input| input.contains(&start)) {
+            return Ok((shape, owned(data.to_vec())));
+        }
+        let elements = std::ptr::slice_from_raw_parts(data.as_ptr(), data.len());
+        // SAFETY: the elements are in the buffer of the output value, which `output` owns
+        // and which moves with it (ONNX Runtime's allocation does not); nothing writes it.
+        let shared = unsafe { SharedData::new(&*elements, Arc::new(output)) };
+        Ok((shape, TensorData::Shared(shared)))
     }
     let (shape, data) = match datatype {
-        DataType::Bool => take::<bool>(value).map(|(s, d)| (s, TensorData::Bool(d)))?,
-        DataType::U8 => take::<u8>(value).map(|(s, d)| (s, TensorData::U8(d)))?,
-        DataType::U16 => take::<u16>(value).map(|(s, d)| (s, TensorData::U16(d)))?,
-        DataType::U32 => take::<u32>(value).map(|(s, d)| (s, TensorData::U32(d)))?,
-        DataType::U64 => take::<u64>(value).map(|(s, d)| (s, TensorData::U64(d)))?,
-        DataType::I8 => take::<i8>(value).map(|(s, d)| (s, TensorData::I8(d)))?,
-        DataType::I16 => take::<i16>(value).map(|(s, d)| (s, TensorData::I16(d)))?,
-        DataType::I32 => take::<i32>(value).map(|(s, d)| (s, TensorData::I32(d)))?,
-        DataType::I64 => take::<i64>(value).map(|(s, d)| (s, TensorData::I64(d)))?,
-        DataType::F32 => take::<f32>(value).map(|(s, d)| (s, TensorData::F32(d)))?,
-        DataType::F16 => take::<f16>(value).map(|(s, d)| (s, TensorData::F16(d)))?,
-        DataType::BF16 => take::<bf16>(value).map(|(s, d)| (s, TensorData::BF16(d)))?,
-        DataType::F64 => take::<f64>(value).map(|(s, d)| (s, TensorData::F64(d)))?,
+        DataType::Bool => take::<bool>(output, inputs, TensorData::Bool)?,
+        DataType::U8 => take::<u8>(output, inputs, TensorData::U8)?,
+        DataType::U16 => take::<u16>(output, inputs, TensorData::U16)?,
+        DataType::U32 => take::<u32>(output, inputs, TensorData::U32)?,
+        DataType::U64 => take::<u64>(output, inputs, TensorData::U64)?,
+        DataType::I8 => take::<i8>(output, inputs, TensorData::I8)?,
+        DataType::I16 => take::<i16>(output, inputs, TensorData::I16)?,
+        DataType::I32 => take::<i32>(output, inputs, TensorData::I32)?,
+        DataType::I64 => take::<i64>(output, inputs, TensorData::I64)?,
+        DataType::F32 => take::<f32>(output, inputs, TensorData::F32)?,
+        DataType::F16 => take::<f16>(output, inputs, TensorData::F16)?,
+        DataType::BF16 => take::<bf16>(output, inputs, TensorData::BF16)?,
+        DataType::F64 => take::<f64>(output, inputs, TensorData::F64)?,
         DataType::Bytes => {
+            let value = &output.value;
             let shape: Vec<usize> = match value.dtype() {
                 ValueType::Tensor { ty: TensorElementType::String, shape, .. } => {
                     shape.iter().map(|&d| d.max(0) as usize).collect()

@@ -9,8 +9,9 @@ pub use half::{bf16, f16};
 
 use crate::datatype::DataType;
 
-/// The elements of a tensor, row-major.
-#[derive(Clone, Debug, PartialEq)]
+/// The elements of a tensor, row-major. Two are equal when their elements are, wherever
+/// each is held.
+#[derive(Clone, Debug)]
 pub enum TensorData {
     Bool(Vec<bool>),
     U8(Vec<u8>),
@@ -103,6 +104,12 @@ impl fmt::Debug for SharedData {
 impl PartialEq for SharedData {
     fn eq(&self, other: &SharedData) -> bool {
         self.view == other.view
+    }
+}
+
+impl PartialEq for TensorData {
+    fn eq(&self, other: &TensorData) -> bool {
+        self.view() == other.view()
     }
 }
 
@@ -210,32 +217,91 @@ impl TensorData {
         }
     }
 
-    /// Elements `range` of this tensor's flat elements, in a buffer of their own (a batch's
-    /// rows handed back to each call).
-    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
-        self.view().slice(range).to_owned()
+    /// The elements behind a shared owner, moved there without a copy (shared data stays
+    /// where it is), so that clones and [`SharedData::slice`]s share one buffer: a batch's
+    /// outputs handed back to each call, an answer's bytes written to a socket.
+    pub fn into_shared(self) -> SharedData {
+        fn owned<T: Send + Sync + 'static>(
+            elements: Vec<T>,
+            view: impl Fn(&'static [T]) -> TensorView<'static>,
+        ) -> SharedData {
+            let owner = std::sync::Arc::new(elements);
+            // SAFETY: the Vec's buffer is never written again and lives as long as `owner`.
+            let elements: &'static [T] = unsafe { std::slice::from_raw_parts(owner.as_ptr(), owner.len()) };
+            SharedData { view: view(elements), _owner: owner }
+        }
+        match self {
+            TensorData::Bool(v) => owned(v, TensorView::Bool),
+            TensorData::U8(v) => owned(v, TensorView::U8),
+            TensorData::U16(v) => owned(v, TensorView::U16),
+            TensorData::U32(v) => owned(v, TensorView::U32),
+            TensorData::U64(v) => owned(v, TensorView::U64),
+            TensorData::I8(v) => owned(v, TensorView::I8),
+            TensorData::I16(v) => owned(v, TensorView::I16),
+            TensorData::I32(v) => owned(v, TensorView::I32),
+            TensorData::I64(v) => owned(v, TensorView::I64),
+            TensorData::F16(v) => owned(v, TensorView::F16),
+            TensorData::BF16(v) => owned(v, TensorView::BF16),
+            TensorData::F32(v) => owned(v, TensorView::F32),
+            TensorData::F64(v) => owned(v, TensorView::F64),
+            TensorData::Bytes(v) => owned(v, TensorView::Bytes),
+            TensorData::Shared(shared) => shared,
+        }
     }
 
-    /// The elements of `parts` one after another; `None` when they differ in datatype.
+    /// The elements of `parts` one after another, each copied once into the one buffer the
+    /// result owns; `None` when they differ in datatype.
     pub fn concat(parts: &[&TensorData]) -> Option<TensorData> {
         let datatype = parts.first()?.datatype();
         if parts.iter().any(|p| p.datatype() != datatype) {
             return None;
         }
-        if datatype == DataType::Bytes {
-            let mut all = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let total = parts.iter().map(|p| p.len()).sum();
+        let mut all = TensorData::zeros(datatype, total);
+        if let Some(bytes) = all.wire_bytes_mut() {
+            let mut at = 0;
             for part in parts {
-                if let TensorView::Bytes(v) = part.view() {
-                    all.extend_from_slice(v);
-                }
+                let part = part.wire_bytes().expect("a fixed-size datatype has its wire bytes in place");
+                bytes[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
             }
-            return Some(TensorData::Bytes(all));
+            return Some(all);
         }
+        match datatype {
+            DataType::Bool => {
+                let mut all = Vec::with_capacity(total);
+                for part in parts {
+                    if let TensorView::Bool(v) = part.view() {
+                        all.extend_from_slice(v);
+                    }
+                }
+                return Some(TensorData::Bool(all));
+            }
+            DataType::Bytes => {
+                let mut all = Vec::with_capacity(total);
+                for part in parts {
+                    if let TensorView::Bytes(v) = part.view() {
+                        all.extend_from_slice(v);
+                    }
+                }
+                return Some(TensorData::Bytes(all));
+            }
+            _ => {}
+        }
+        // A big-endian host: through the wire form.
         let mut bytes = Vec::new();
         for part in parts {
             bytes.extend_from_slice(&part.to_le_bytes());
         }
         TensorData::from_le_bytes(datatype, &bytes)
+    }
+}
+
+impl SharedData {
+    /// Elements `range`, sharing this buffer (no copy). Panics when `range` runs past the
+    /// elements.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> SharedData {
+        SharedData { view: self.view.slice(range), _owner: self._owner.clone() }
     }
 }
 

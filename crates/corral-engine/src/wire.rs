@@ -5,7 +5,7 @@
 
 use crate::{
     datatype::DataType,
-    tensor::{TensorData, TensorView, bf16, f16},
+    tensor::{Element, SharedData, TensorData, TensorView, bf16, f16},
 };
 
 /// Why wire bytes are not a tensor of the shape they came with.
@@ -40,6 +40,97 @@ impl TensorData {
                 }
                 Ok(TensorData::Bytes(elements))
             }
+        }
+    }
+
+    /// `count` elements of `datatype` from the wire bytes `owner` holds, read in place when
+    /// they can be (a little-endian host, a fixed-size datatype, bytes aligned for it, BOOL
+    /// bytes all 0 or 1): the tensor then shares `owner`'s buffer, no copy. Otherwise, as
+    /// [`TensorData::from_wire`], copied once. Checked as `from_wire` checks.
+    pub fn from_wire_shared<O>(datatype: DataType, owner: O, count: usize) -> Result<TensorData, WireError>
+    where
+        O: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let owner = std::sync::Arc::new(owner);
+        let bytes = (*owner).as_ref();
+        let Some(size) = datatype.size() else { return TensorData::from_wire(datatype, bytes, count) };
+        let needed = count.checked_mul(size);
+        if needed != Some(bytes.len()) {
+            return Err(WireError::Size { got: bytes.len(), count, datatype, needed });
+        }
+        fn aligned<T: Element>(bytes: &[u8]) -> Option<&[T]> {
+            // SAFETY: every bit pattern is a value of the plain number types this is called
+            // with (BOOL is checked by its caller); `align_to` only hands out a middle part
+            // that is aligned for `T`.
+            let (before, elements, after) = unsafe { bytes.align_to::<T>() };
+            (before.is_empty() && after.is_empty()).then_some(elements)
+        }
+        fn shared<T: Element, O: Send + Sync + 'static>(elements: &[T], owner: &std::sync::Arc<O>) -> TensorData {
+            // SAFETY: `elements` points into the buffer of `owner`, which nothing writes and
+            // which lives as long as the Arc.
+            TensorData::Shared(unsafe { SharedData::new(elements, owner.clone()) })
+        }
+        if cfg!(target_endian = "little") {
+            let in_place = match datatype {
+                DataType::Bool if bytes.iter().all(|&b| b <= 1) => {
+                    // SAFETY: every byte is 0 or 1, the two values of `bool`, which has size
+                    // and alignment 1.
+                    let elements = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<bool>(), bytes.len()) };
+                    Some(shared(elements, &owner))
+                }
+                DataType::Bool => None,
+                DataType::U8 => Some(shared(bytes, &owner)),
+                DataType::I8 => aligned::<i8>(bytes).map(|e| shared(e, &owner)),
+                DataType::U16 => aligned::<u16>(bytes).map(|e| shared(e, &owner)),
+                DataType::U32 => aligned::<u32>(bytes).map(|e| shared(e, &owner)),
+                DataType::U64 => aligned::<u64>(bytes).map(|e| shared(e, &owner)),
+                DataType::I16 => aligned::<i16>(bytes).map(|e| shared(e, &owner)),
+                DataType::I32 => aligned::<i32>(bytes).map(|e| shared(e, &owner)),
+                DataType::I64 => aligned::<i64>(bytes).map(|e| shared(e, &owner)),
+                DataType::F16 => aligned::<f16>(bytes).map(|e| shared(e, &owner)),
+                DataType::BF16 => aligned::<bf16>(bytes).map(|e| shared(e, &owner)),
+                DataType::F32 => aligned::<f32>(bytes).map(|e| shared(e, &owner)),
+                DataType::F64 => aligned::<f64>(bytes).map(|e| shared(e, &owner)),
+                DataType::Bytes => unreachable!("BYTES has no element size"),
+            };
+            if let Some(data) = in_place {
+                return Ok(data);
+            }
+        }
+        TensorData::from_wire(datatype, bytes, count)
+    }
+
+    /// The elements' wire bytes where they already are in wire form: a fixed-size datatype
+    /// on a little-endian host (BOOL is one byte, 0 or 1). `None` for BYTES, and everything
+    /// on a big-endian host (use [`TensorData::to_le_bytes`]).
+    pub fn wire_bytes(&self) -> Option<&[u8]> {
+        self.view().wire_bytes()
+    }
+
+    /// [`TensorData::wire_bytes`] to write into: owned numbers only (not BOOL, whose bytes
+    /// must stay 0 or 1, nor shared data, which is read-only).
+    pub(crate) fn wire_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        fn bytes<T>(elements: &mut [T]) -> Option<&mut [u8]> {
+            // SAFETY: every bit pattern is a value of the plain number types this is called
+            // with, and the bytes are written only while `elements` is borrowed.
+            let bytes =
+                unsafe { std::slice::from_raw_parts_mut(elements.as_mut_ptr().cast::<u8>(), size_of_val(elements)) };
+            cfg!(target_endian = "little").then_some(bytes)
+        }
+        match self {
+            TensorData::U8(v) => bytes(v),
+            TensorData::U16(v) => bytes(v),
+            TensorData::U32(v) => bytes(v),
+            TensorData::U64(v) => bytes(v),
+            TensorData::I8(v) => bytes(v),
+            TensorData::I16(v) => bytes(v),
+            TensorData::I32(v) => bytes(v),
+            TensorData::I64(v) => bytes(v),
+            TensorData::F16(v) => bytes(v),
+            TensorData::BF16(v) => bytes(v),
+            TensorData::F32(v) => bytes(v),
+            TensorData::F64(v) => bytes(v),
+            TensorData::Bool(_) | TensorData::Bytes(_) | TensorData::Shared(_) => None,
         }
     }
 
@@ -129,6 +220,34 @@ impl TensorData {
     }
 }
 
+impl<'a> TensorView<'a> {
+    /// As [`TensorData::wire_bytes`], for as long as the elements are borrowed.
+    pub fn wire_bytes(&self) -> Option<&'a [u8]> {
+        fn bytes<T>(elements: &[T]) -> Option<&[u8]> {
+            // SAFETY: plain numbers and `bool` have no padding; the bytes are read only while
+            // `elements` is borrowed.
+            let bytes = unsafe { std::slice::from_raw_parts(elements.as_ptr().cast::<u8>(), size_of_val(elements)) };
+            cfg!(target_endian = "little").then_some(bytes)
+        }
+        match *self {
+            TensorView::Bool(v) => bytes(v),
+            TensorView::U8(v) => bytes(v),
+            TensorView::U16(v) => bytes(v),
+            TensorView::U32(v) => bytes(v),
+            TensorView::U64(v) => bytes(v),
+            TensorView::I8(v) => bytes(v),
+            TensorView::I16(v) => bytes(v),
+            TensorView::I32(v) => bytes(v),
+            TensorView::I64(v) => bytes(v),
+            TensorView::F16(v) => bytes(v),
+            TensorView::BF16(v) => bytes(v),
+            TensorView::F32(v) => bytes(v),
+            TensorView::F64(v) => bytes(v),
+            TensorView::Bytes(_) => None,
+        }
+    }
+}
+
 /// Length-prefixed BYTES elements, each length checked against what is left.
 fn split_bytes(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
     let mut elements = Vec::new();
@@ -186,6 +305,37 @@ mod tests {
     }
 
     #[test]
+    fn wire_bytes_are_read_in_place_when_aligned_and_copied_when_not() {
+        /// Bytes `at..` of a buffer.
+        struct Tail(Vec<u8>, usize);
+        impl AsRef<[u8]> for Tail {
+            fn as_ref(&self) -> &[u8] {
+                &self.0[self.1..]
+            }
+        }
+        let wire = TensorData::F32(vec![1.5, -2.0, 3.25]).to_le_bytes();
+        for at in [0, 1] {
+            let mut buffer = vec![7u8; at];
+            buffer.extend_from_slice(&wire);
+            let start = buffer[at..].as_ptr();
+            let data = TensorData::from_wire_shared(DataType::F32, Tail(buffer, at), 3).expect("whole elements");
+            assert_eq!(data, TensorData::F32(vec![1.5, -2.0, 3.25]), "at {at}");
+            let in_place = matches!(data, TensorData::Shared(_));
+            assert_eq!(in_place, start.align_offset(4) == 0, "at {at}: read in place exactly when aligned");
+            if in_place {
+                assert_eq!(data.wire_bytes().map(<[u8]>::as_ptr), Some(start), "the owner's own bytes");
+            }
+        }
+        let bools = TensorData::from_wire_shared(DataType::Bool, vec![0u8, 1, 2], 3).expect("3 elements");
+        assert_eq!(bools, TensorData::Bool(vec![false, true, true]), "a byte over 1 is true, and copied");
+        assert!(matches!(TensorData::from_wire_shared(DataType::Bool, vec![0u8, 1], 2), Ok(TensorData::Shared(_))));
+        assert_eq!(
+            TensorData::from_wire_shared(DataType::F32, vec![0u8; 5], 1).unwrap_err().to_string(),
+            "5 bytes but 1 elements of FP32 need 4"
+        );
+    }
+
+    #[test]
     fn every_datatype_round_trips_through_its_wire_form() {
         use crate::{TensorSpec, sample_inputs};
         for datatype in DataType::ALL {
@@ -196,8 +346,10 @@ mod tests {
             }
             assert_eq!(TensorData::from_le_bytes(datatype, &bytes).as_ref(), Some(&data), "{datatype}");
             assert_eq!(TensorData::from_wire(datatype, &bytes, 3).as_ref(), Ok(&data), "{datatype}");
-            let parts = [&data.slice(0..1), &data.slice(1..3)];
-            assert_eq!(TensorData::concat(&parts).as_ref(), Some(&data), "{datatype}");
+            let shared = data.clone().into_shared();
+            let parts = [TensorData::Shared(shared.slice(0..1)), TensorData::Shared(shared.slice(1..3))];
+            assert_eq!(TensorData::concat(&[&parts[0], &parts[1]]).as_ref(), Some(&data), "{datatype}");
+            assert_eq!(TensorData::from_wire_shared(datatype, bytes.clone(), 3).as_ref(), Ok(&data), "{datatype}");
         }
     }
 }

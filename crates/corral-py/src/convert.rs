@@ -9,7 +9,8 @@
 //! The caller must not write into it meanwhile, as with any buffer handed to a running
 //! computation. Other layouts are gathered once, in logical order, into a new buffer.
 //!
-//! Outputs: each tensor's buffer becomes the numpy array's buffer (no copy), reshaped.
+//! Outputs: no copy either: an owned buffer becomes the numpy array's; ONNX Runtime's own
+//! output buffer (shared data) is read in place, kept alive by the array, reshaped.
 //!
 //! BYTES tensors are numpy object arrays of `bytes`, as Triton's Python clients hand them
 //! out; an input may also hold `str` (sent as UTF-8) or be a fixed-width `S`/`U` array.
@@ -17,7 +18,7 @@
 
 use std::sync::Arc;
 
-use corral_engine::{DataType, SharedData, Tensor, TensorData, f16};
+use corral_engine::{DataType, SharedData, Tensor, TensorData, TensorView, f16};
 use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
@@ -185,13 +186,52 @@ fn elements<T: Element + corral_engine::Element>(
     })
 }
 
-/// A tensor as a numpy array that owns the tensor's buffer.
+/// Keeps a shared tensor's buffer (ONNX Runtime's own output value) alive for as long as the
+/// numpy array that reads it in place.
+#[pyclass(frozen)]
+struct SharedBuffer(#[allow(dead_code, reason = "held, never read: it keeps the buffer alive")] SharedData);
+
+/// A tensor as a numpy array over the tensor's own buffer: an owned buffer becomes the
+/// array's, a shared one (ONNX Runtime's output) is read in place and kept alive by the
+/// array. Neither is copied; BYTES elements become Python `bytes`.
 pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
     fn shaped<'py, T: Element>(py: Python<'py>, data: Vec<T>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
         Ok(PyArray1::from_vec(py, data).reshape(shape.to_vec())?.into_any())
     }
+    fn in_place<'py, T: Element>(
+        py: Python<'py>,
+        elements: &[T],
+        owner: &SharedData,
+        shape: &[usize],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let container = Bound::new(py, SharedBuffer(owner.clone()))?.into_any();
+        let view = numpy::ndarray::ArrayView1::from(elements);
+        // SAFETY: `container` holds the buffer `elements` points into for as long as the
+        // array lives (numpy keeps it as the array's base), and nothing else writes it.
+        let array = unsafe { PyArray1::borrow_from_array(&view, container) };
+        Ok(array.reshape(shape.to_vec())?.into_any())
+    }
     let shape = &tensor.shape;
-    // Engines return owned buffers; a shared one (never seen today) is copied once.
+    let no_bf16 =
+        || errors::InferenceError::new_err(format!("output `{}` is BF16, which numpy has no dtype for", tensor.name));
+    if let TensorData::Shared(shared) = &tensor.data {
+        match shared.view() {
+            TensorView::Bool(v) => return in_place(py, v, shared, shape),
+            TensorView::U8(v) => return in_place(py, v, shared, shape),
+            TensorView::U16(v) => return in_place(py, v, shared, shape),
+            TensorView::U32(v) => return in_place(py, v, shared, shape),
+            TensorView::U64(v) => return in_place(py, v, shared, shape),
+            TensorView::I8(v) => return in_place(py, v, shared, shape),
+            TensorView::I16(v) => return in_place(py, v, shared, shape),
+            TensorView::I32(v) => return in_place(py, v, shared, shape),
+            TensorView::I64(v) => return in_place(py, v, shared, shape),
+            TensorView::F16(v) => return in_place(py, v, shared, shape),
+            TensorView::F32(v) => return in_place(py, v, shared, shape),
+            TensorView::F64(v) => return in_place(py, v, shared, shape),
+            TensorView::BF16(_) => return Err(no_bf16()),
+            TensorView::Bytes(_) => {}
+        }
+    }
     match tensor.data.into_owned() {
         TensorData::Bool(v) => shaped(py, v, shape),
         TensorData::U8(v) => shaped(py, v, shape),
@@ -205,10 +245,7 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         TensorData::F16(v) => shaped(py, v, shape),
         TensorData::F32(v) => shaped(py, v, shape),
         TensorData::F64(v) => shaped(py, v, shape),
-        TensorData::BF16(_) => Err(errors::InferenceError::new_err(format!(
-            "output `{}` is BF16, which numpy has no dtype for",
-            tensor.name
-        ))),
+        TensorData::BF16(_) => Err(no_bf16()),
         TensorData::Bytes(v) => {
             let elements = v.iter().map(|e| pyo3::types::PyBytes::new(py, e));
             let list = pyo3::types::PyList::new(py, elements)?;

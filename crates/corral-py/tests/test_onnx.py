@@ -130,6 +130,25 @@ def test_an_input_read_in_place_lives_until_its_call_is_done(squeezenet):
         np.testing.assert_array_equal(result["softmaxout_1"], want)
 
 
+def test_an_output_reads_onnxruntimes_buffer_in_place_and_outlives_its_model():
+    # Outputs are not copied: the array's memory is ONNX Runtime's output value, which a
+    # corral object (the array's base) keeps alive, past the model's unload.
+    model = corral.load(SQUEEZENET)
+    x = squeezenet_input()
+    out = model.infer(x)["softmaxout_1"]
+    root = out
+    while isinstance(root, np.ndarray):
+        assert not root.flags.owndata
+        root = root.base
+    assert type(root).__name__ == "SharedBuffer", type(root)
+    want = reference(SQUEEZENET, {"data_0": x})["softmaxout_1"]
+    del model
+    gc.collect()
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    out += 1  # the caller's own buffer now: writing it touches nothing else
+    np.testing.assert_allclose(out, want + 1, rtol=1e-5, atol=1e-5)
+
+
 def test_asyncio_errors_arrive_through_the_future(squeezenet):
     async def main():
         with pytest.raises(corral.InferenceError, match="must be FP32, got FP64"):

@@ -102,6 +102,7 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
         let _ = call.reply.send(result);
         return;
     }
+    // Each call's rows copied once, into the batch's own buffer.
     let combined: Vec<Tensor> = (0..batch[0].inputs.len())
         .map(|i| {
             let first = &batch[0].inputs[i];
@@ -114,7 +115,7 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
         .collect();
     let result = model.infer_async(combined).await;
     counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let inference = match result {
+    let mut inference = match result {
         Ok(inference) => {
             // One execution of the whole batch (Triton's batch_stats; inputs are concatenated
             // and outputs split in the server, not counted as the model's).
@@ -129,17 +130,21 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
             return;
         }
     };
+    // Each call's rows are a view of the batch's outputs, not a copy of them.
+    crate::body::share(&mut inference.outputs);
+    let batch_outputs = std::mem::take(&mut inference.outputs);
     let mut offset = 0;
     for call in batch {
         let outputs: Result<Vec<Tensor>, CallError> =
-            inference.outputs.iter().map(|output| split(output, rows, offset, call.rows)).collect();
+            batch_outputs.iter().map(|output| split(output, rows, offset, call.rows)).collect();
         offset += call.rows;
         let answer = outputs.map(|outputs| Inference { outputs, ..inference.clone() });
         let _ = call.reply.send(answer);
     }
 }
 
-/// Rows `offset..offset + count` of `output`, whose first dimension is `rows`.
+/// Rows `offset..offset + count` of `output` (shared: see `body::share`), whose first
+/// dimension is `rows`: a view of them.
 fn split(output: &Tensor, rows: usize, offset: usize, count: usize) -> Result<Tensor, CallError> {
     if output.shape.first() != Some(&rows) {
         return Err(CallError::new(
@@ -150,6 +155,10 @@ fn split(output: &Tensor, rows: usize, offset: usize, count: usize) -> Result<Te
     let per_row = output.data.len() / rows.max(1);
     let mut shape = output.shape.clone();
     shape[0] = count;
-    let data = output.data.slice(offset * per_row..(offset + count) * per_row);
+    let range = offset * per_row..(offset + count) * per_row;
+    let data = match &output.data {
+        TensorData::Shared(shared) => TensorData::Shared(shared.slice(range)),
+        owned => owned.view().slice(range).to_owned(),
+    };
     Ok(Tensor::new(output.name.clone(), shape, data))
 }

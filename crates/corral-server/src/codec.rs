@@ -10,11 +10,14 @@
 //! are Triton's (`http_server.cc`: `EVBufferToInput`, `ValidateInputContentType`,
 //! `ReadDataFromJson`); its JSON errors are 500s.
 
-use corral_engine::{DataType, Tensor, TensorData, TensorView, bf16, f16};
-use serde_json::{Map, Value, json};
+use bytes::Bytes;
+use corral_engine::{DataType, Tensor, TensorData, TensorView};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value, value::RawValue};
 
 use crate::{
     error::{CallError, ErrorKind},
+    json_data::DataError,
     sequence::{SequenceId, SequenceParams},
     shm::{ShmInput, ShmRef},
 };
@@ -31,8 +34,7 @@ fn json_error<T>(message: impl Into<String>) -> Result<T, CodecError> {
     Err(CallError::new(ErrorKind::Internal, message))
 }
 
-/// Triton's `HTTP_MAX_JSON_NESTING_DEPTH`: arrays nested in an input's `data`.
-pub const JSON_NESTING_MAX: usize = 100;
+pub use crate::json_data::JSON_NESTING_MAX;
 
 /// An output to send back: by name, binary or not, or into shared memory. As a request
 /// asks for it, `binary` is `None` where the request leaves it to `binary_data_output`;
@@ -68,25 +70,17 @@ pub fn elements(shape: &[usize]) -> Option<usize> {
 }
 
 /// Decodes a request body for `model`; `header_len` is `Inference-Header-Content-Length`
-/// when present.
-pub fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
+/// when present. Binary inputs are read in place from `body` where their bytes are aligned
+/// for their elements (`body::collect` places them so), else copied once.
+pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
     let (header, mut binary) = match header_len {
         Some(n) if n > body.len() => {
             return bad(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
         }
         Some(n) => body.split_at(n),
-        None => (body, &[][..]),
+        None => (&body[..], &[][..]),
     };
-    let header: Value = match serde_json::from_slice(header) {
-        Ok(header) => header,
-        Err(e) => {
-            return json_error(format!(
-                "failed to parse the request JSON buffer: {e} at {}",
-                e.column().saturating_sub(1)
-            ));
-        }
-    };
-    let Value::Object(header) = header else { return json_error("attempt to access JSON non-object as object") };
+    let (header, raw_data) = read_header(header)?;
     let id = match header.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id.clone()),
@@ -112,7 +106,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<Inf
     };
     let mut inputs = Vec::with_capacity(inputs_json.len());
     let mut shm_inputs = Vec::new();
-    for (i, input) in inputs_json.iter().enumerate() {
+    for (i, (input, raw_data)) in inputs_json.iter().zip(raw_data).enumerate() {
         let Value::Object(input) = input else { return bad(format!("inputs[{i}] must be an object")) };
         let name = match input.get("name") {
             Some(Value::String(name)) => name.clone(),
@@ -176,12 +170,13 @@ pub fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<Inf
                         size as usize - binary.len()
                     ));
                 }
-                let (mine, rest) = binary.split_at(size as usize);
-                binary = rest;
-                TensorData::from_wire(datatype, mine, count)
+                let at = body.len() - binary.len();
+                binary = &binary[size as usize..];
+                let mine = body.slice(at..at + size as usize);
+                TensorData::from_wire_shared(datatype, mine, count)
                     .map_err(|e| CallError::bad_request(format!("input '{name}': {e}")))?
             }
-            (None, Some(data)) => json_data(data, datatype, count, &name)?,
+            (None, Some(_)) => json_data(raw_data.expect("an input's data is kept as text"), datatype, count, &name)?,
             (None, None) => unreachable!("exactly one source of data was checked above"),
         };
         inputs.push(Tensor::new(name, shape, data));
@@ -285,130 +280,98 @@ fn dims(shape: &[usize]) -> String {
     format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(","))
 }
 
-/// Flattens `data` (flat or nested arrays, as deep as Triton allows), checking the count
-/// before converting; a count that is not the shape's is Triton's 500.
-fn json_data(data: &Value, datatype: DataType, count: usize, name: &str) -> Result<TensorData, CallError> {
-    let mut flat: Vec<&Value> = Vec::new();
-    match flatten(data, &mut flat, count, 0) {
-        Ok(()) => {}
-        Err(Flatten::TooDeep) => {
+/// An input's `data` read straight into its elements (`json_data.rs`), with Triton's words
+/// for each mistake (its JSON errors are 500s).
+fn json_data(data: &RawValue, datatype: DataType, count: usize, name: &str) -> Result<TensorData, CallError> {
+    match crate::json_data::read(data, datatype, count) {
+        Ok(elements) => Ok(elements),
+        Err(DataError::TooDeep) => {
             // Triton: http_server.cc, ReadDataFromJsonHelper (BYTES are checked unwrapped).
             let limit = format!("JSON nesting depth exceeds maximum allowed limit ({JSON_NESTING_MAX})");
-            return bad(if datatype == DataType::Bytes { limit } else { format!("Unable to parse 'data': {limit}") });
+            bad(if datatype == DataType::Bytes { limit } else { format!("Unable to parse 'data': {limit}") })
         }
-        Err(Flatten::TooMany) => {
-            return json_error("Unable to parse 'data': Shape does not match true shape of 'data' field");
+        Err(DataError::TooMany) => {
+            json_error("Unable to parse 'data': Shape does not match true shape of 'data' field")
         }
+        Err(DataError::TooFew) => json_error("Failed to parse 'data' field: shape does not match true shape"),
+        Err(DataError::Value(wrong)) => bad(format!("input `{name}`: {wrong}")),
+        Err(DataError::Syntax(error)) => json_error(format!("Unable to parse 'data': {error}")),
     }
-    if flat.len() != count {
-        return json_error("Failed to parse 'data' field: shape does not match true shape");
-    }
-    json_values_of(&flat, datatype, count).map_err(|e| CallError::bad_request(format!("input `{name}`: {e}")))
 }
 
-/// Converts flattened JSON values to `datatype`, naming the first that does not fit.
-fn json_values_of(flat: &[&Value], datatype: DataType, count: usize) -> Result<TensorData, String> {
-    debug_assert_eq!(flat.len(), count);
-    let number = |i: usize, v: &Value| v.as_f64().ok_or_else(|| format!("data[{i}] = {v} is not a number"));
-    let whole = |i: usize, v: &Value, min: i64, max: i64| -> Result<i64, String> {
-        match v.as_i64() {
-            Some(x) if (min..=max).contains(&x) => Ok(x),
-            _ => Err(format!("data[{i}] = {v} is not a {datatype} value")),
-        }
+/// A request's JSON header as values, except each input's `data`: input i's is the text at
+/// `data[i]` (a `null` stands in its place in the values).
+type RequestHeader<'a> = (Map<String, Value>, Vec<Option<&'a RawValue>>);
+
+/// The request's JSON header as values, except each input's `data`, which is kept as its
+/// text to be read straight into the tensor once the input's datatype and shape are known.
+fn read_header(text: &[u8]) -> Result<RequestHeader<'_>, CodecError> {
+    let syntax = |e: serde_json::Error| {
+        CallError::new(
+            ErrorKind::Internal,
+            format!("failed to parse the request JSON buffer: {e} at {}", e.column().saturating_sub(1)),
+        )
     };
-    let values = flat.iter().enumerate();
-    Ok(match datatype {
-        DataType::Bool => TensorData::Bool(
-            values
-                .map(|(i, v)| v.as_bool().ok_or_else(|| format!("data[{i}] = {v} is not true or false")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::U8 => {
-            TensorData::U8(values.map(|(i, v)| whole(i, v, 0, 255).map(|x| x as u8)).collect::<Result<_, _>>()?)
+    let top: std::collections::BTreeMap<String, &RawValue> = match serde_json::from_slice(text) {
+        Ok(top) => top,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return json_error("attempt to access JSON non-object as object");
         }
-        DataType::U16 => TensorData::U16(
-            values.map(|(i, v)| whole(i, v, 0, u16::MAX.into()).map(|x| x as u16)).collect::<Result<_, _>>()?,
-        ),
-        DataType::U32 => TensorData::U32(
-            values.map(|(i, v)| whole(i, v, 0, u32::MAX.into()).map(|x| x as u32)).collect::<Result<_, _>>()?,
-        ),
-        DataType::U64 => TensorData::U64(
-            values
-                .map(|(i, v)| v.as_u64().ok_or_else(|| format!("data[{i}] = {v} is not a {datatype} value")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::I8 => {
-            TensorData::I8(values.map(|(i, v)| whole(i, v, -128, 127).map(|x| x as i8)).collect::<Result<_, _>>()?)
-        }
-        DataType::I16 => TensorData::I16(
-            values
-                .map(|(i, v)| whole(i, v, i16::MIN.into(), i16::MAX.into()).map(|x| x as i16))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::I32 => TensorData::I32(
-            values
-                .map(|(i, v)| whole(i, v, i32::MIN.into(), i32::MAX.into()).map(|x| x as i32))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::I64 => {
-            TensorData::I64(values.map(|(i, v)| whole(i, v, i64::MIN, i64::MAX)).collect::<Result<_, _>>()?)
-        }
-        DataType::F32 => {
-            TensorData::F32(values.map(|(i, v)| number(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?)
-        }
-        DataType::F64 => TensorData::F64(values.map(|(i, v)| number(i, v)).collect::<Result<_, _>>()?),
-        DataType::F16 => {
-            TensorData::F16(values.map(|(i, v)| number(i, v).map(f16::from_f64)).collect::<Result<_, _>>()?)
-        }
-        DataType::BF16 => {
-            TensorData::BF16(values.map(|(i, v)| number(i, v).map(bf16::from_f64)).collect::<Result<_, _>>()?)
-        }
-        DataType::Bytes => TensorData::Bytes(
-            values
-                .map(|(i, v)| match v {
-                    Value::String(text) => Ok(text.as_bytes().to_vec()),
-                    other => Err(format!("data[{i}] = {other} is not a string (BYTES elements are JSON strings)")),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    })
-}
-
-enum Flatten {
-    TooDeep,
-    TooMany,
-}
-
-/// Depth-first flattening that stops as soon as there are more values than the shape needs,
-/// or arrays nest [`JSON_NESTING_MAX`] deep.
-fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>, count: usize, depth: usize) -> Result<(), Flatten> {
-    if depth >= JSON_NESTING_MAX {
-        return Err(Flatten::TooDeep);
-    }
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                flatten(item, out, count, depth + 1)?;
+        Err(e) => return Err(syntax(e)),
+    };
+    let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_err(syntax);
+    let mut header = Map::new();
+    let mut data = Vec::new();
+    for (key, raw) in top {
+        let inputs = if key == "inputs" { serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok() } else { None };
+        let value = match inputs {
+            Some(inputs) => {
+                let mut values = Vec::with_capacity(inputs.len());
+                for input in inputs {
+                    let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(input.get())
+                    else {
+                        data.push(None);
+                        values.push(parse(input)?);
+                        continue;
+                    };
+                    let mut object = Map::new();
+                    let mut mine = None;
+                    for (field, raw) in fields {
+                        let value = if field == "data" {
+                            mine = Some(raw);
+                            Value::Null
+                        } else {
+                            parse(raw)?
+                        };
+                        object.insert(field, value);
+                    }
+                    data.push(mine);
+                    values.push(Value::Object(object));
+                }
+                Value::Array(values)
             }
-            Ok(())
-        }
-        scalar => {
-            if out.len() == count {
-                return Err(Flatten::TooMany);
-            }
-            out.push(scalar);
-            Ok(())
-        }
+            None => parse(raw)?,
+        };
+        header.insert(key, value);
     }
+    Ok((header, data))
 }
 
-/// An encoded response: the body and, when binary outputs follow the JSON, its length.
+/// An encoded response: the body's parts (the JSON header, then each binary output's bytes,
+/// shared with the tensor where they already are in wire form) and, when binary outputs
+/// follow the JSON, the header's length.
 pub struct Encoded {
-    pub body: Vec<u8>,
+    pub parts: Vec<Bytes>,
     pub header_len: Option<usize>,
 }
 
-/// Encodes outputs (already filtered to what was asked) with their binary choice.
+impl Encoded {
+    /// The whole body in one buffer (tests, and answers that are compressed).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
+}
+
 /// How one output goes back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OutputForm {
@@ -418,67 +381,129 @@ pub enum OutputForm {
     Shm(ShmRef),
 }
 
+/// The answer's JSON header, keys in the order Triton's clients have always seen from
+/// corral (alphabetical).
+#[derive(Serialize)]
+struct AnswerHeader<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    model_name: &'a str,
+    model_version: &'a str,
+    outputs: Vec<OutputHeader<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputHeader<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<JsonData<'a>>,
+    datatype: &'static str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    shape: &'a [usize],
+}
+
+#[derive(Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
+}
+
+/// A tensor's elements as a JSON array, written straight from the elements.
+struct JsonData<'a>(TensorView<'a>);
+
+impl Serialize for JsonData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            TensorView::Bool(v) => v.serialize(serializer),
+            TensorView::U8(v) => v.serialize(serializer),
+            TensorView::U16(v) => v.serialize(serializer),
+            TensorView::U32(v) => v.serialize(serializer),
+            TensorView::U64(v) => v.serialize(serializer),
+            TensorView::I8(v) => v.serialize(serializer),
+            TensorView::I16(v) => v.serialize(serializer),
+            TensorView::I32(v) => v.serialize(serializer),
+            TensorView::I64(v) => v.serialize(serializer),
+            TensorView::F32(v) => v.serialize(serializer),
+            TensorView::F64(v) => v.serialize(serializer),
+            TensorView::F16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f32())),
+            TensorView::BF16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f32())),
+            // JSON carries text: bytes that are not UTF-8 come back with U+FFFD in their place
+            // (ask for the output in binary to get them exactly).
+            TensorView::Bytes(v) => serializer.collect_seq(v.iter().map(|e| String::from_utf8_lossy(e))),
+        }
+    }
+}
+
+/// The most bytes one element takes as JSON text, with its comma (a BYTES element: its
+/// bytes, each escaped at worst as `\u00XX`, and its quotes).
+fn json_width(data: &TensorData) -> usize {
+    match data.view() {
+        TensorView::Bytes(v) => v.iter().map(|e| 6 * e.len() + 3).sum(),
+        view => {
+            let width = match view.datatype() {
+                DataType::Bool => 6,
+                DataType::U8 | DataType::I8 => 5,
+                DataType::U16 | DataType::I16 => 7,
+                DataType::U32 | DataType::I32 => 12,
+                DataType::U64 | DataType::I64 => 21,
+                DataType::F16 | DataType::BF16 | DataType::F32 => 16,
+                DataType::F64 | DataType::Bytes => 25,
+            };
+            width * view.len()
+        }
+    }
+}
+
+/// Encodes outputs (already filtered to what was asked) with their binary choice: the JSON
+/// header written once into a buffer sized for it, binary outputs after it as their own parts.
 pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor, OutputForm)]) -> Encoded {
+    let mut size = 128 + model.len() + version.len() + id.map_or(0, str::len);
     let mut binary = Vec::new();
-    let list: Vec<Value> = outputs
+    let list: Vec<OutputHeader> = outputs
         .iter()
         .map(|(tensor, form)| {
-            let mut out = json!({
-                "name": tensor.name,
-                "datatype": tensor.datatype().kserve_name(),
-                "shape": tensor.shape,
-            });
-            if let OutputForm::Shm(_) = form {
+            let mut out = OutputHeader {
+                data: None,
+                datatype: tensor.datatype().kserve_name(),
+                name: &tensor.name,
+                parameters: None,
+                shape: &tensor.shape,
+            };
+            size += 96 + tensor.name.len() + 21 * tensor.shape.len();
+            match form {
                 // As Triton answers: neither data nor parameters (its C++ client reads any
                 // output `parameters` as binary data sizes).
-            } else if *form == OutputForm::Binary {
-                let bytes = tensor.data.to_le_bytes();
-                out["parameters"] = json!({ "binary_data_size": bytes.len() });
-                binary.extend_from_slice(&bytes);
-            } else {
-                out["data"] = json_values(&tensor.data);
+                OutputForm::Shm(_) => {}
+                OutputForm::Binary => {
+                    let bytes = crate::body::tensor_bytes(&tensor.data);
+                    out.parameters = Some(BinarySize { binary_data_size: bytes.len() });
+                    binary.push(bytes);
+                }
+                OutputForm::Json => {
+                    size += json_width(&tensor.data);
+                    out.data = Some(JsonData(tensor.data.view()));
+                }
             }
             out
         })
         .collect();
-    let mut header = json!({ "model_name": model, "model_version": version, "outputs": list });
-    if let Some(id) = id {
-        header["id"] = json!(id);
-    }
-    let mut body = serde_json::to_vec(&header).expect("JSON values serialize");
-    if outputs.iter().any(|(_, form)| *form == OutputForm::Binary) {
-        let header_len = body.len();
-        body.extend_from_slice(&binary);
-        Encoded { body, header_len: Some(header_len) }
-    } else {
-        Encoded { body, header_len: None }
-    }
-}
-
-fn json_values(data: &TensorData) -> Value {
-    match data.view() {
-        TensorView::Bool(v) => json!(v),
-        TensorView::U8(v) => json!(v),
-        TensorView::U16(v) => json!(v),
-        TensorView::U32(v) => json!(v),
-        TensorView::U64(v) => json!(v),
-        TensorView::I8(v) => json!(v),
-        TensorView::I16(v) => json!(v),
-        TensorView::I32(v) => json!(v),
-        TensorView::I64(v) => json!(v),
-        TensorView::F32(v) => json!(v),
-        TensorView::F64(v) => json!(v),
-        TensorView::F16(v) => v.iter().map(|x| json!(x.to_f32())).collect(),
-        TensorView::BF16(v) => v.iter().map(|x| json!(x.to_f32())).collect(),
-        // JSON carries text: bytes that are not UTF-8 come back with U+FFFD in their place
-        // (ask for the output in binary to get them exactly).
-        TensorView::Bytes(v) => v.iter().map(|e| Value::String(String::from_utf8_lossy(e).into_owned())).collect(),
-    }
+    let mut header = Vec::with_capacity(size);
+    serde_json::to_writer(&mut header, &AnswerHeader { id, model_name: model, model_version: version, outputs: list })
+        .expect("tensors serialize");
+    let header_len = (!binary.is_empty()).then_some(header.len());
+    let mut parts = Vec::with_capacity(1 + binary.len());
+    parts.push(Bytes::from(header));
+    parts.extend(binary);
+    Encoded { parts, header_len }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
+        super::decode(&Bytes::copy_from_slice(body), header_len, model)
+    }
 
     #[test]
     fn nested_and_flat_json_data_read_alike() {
@@ -606,11 +631,11 @@ mod tests {
         let json_only = encode("m", "1", Some("7"), &[(&y, OutputForm::Json)]);
         assert_eq!(json_only.header_len, None);
         assert_eq!(
-            String::from_utf8(json_only.body).expect("utf-8"),
+            String::from_utf8(json_only.to_vec()).expect("utf-8"),
             r#"{"id":"7","model_name":"m","model_version":"1","outputs":[{"data":[0.5,1.0],"datatype":"FP32","name":"y","shape":[2]}]}"#
         );
         let binary = encode("m", "1", None, &[(&y, OutputForm::Binary)]);
         let n = binary.header_len.expect("binary");
-        assert_eq!(&binary.body[n..], &[0, 0, 0, 63, 0, 0, 128, 63]);
+        assert_eq!(&binary.to_vec()[n..], &[0, 0, 0, 63, 0, 0, 128, 63]);
     }
 }

@@ -24,6 +24,7 @@ use crate::{
 mod call;
 mod config;
 mod decode;
+pub mod sized;
 
 use call::{infer_one, stream_error};
 use config::{compute, data_type, duration, sequence_batching, tensor_metadata};

@@ -9,12 +9,14 @@
 //! the cores.
 
 mod batcher;
+mod body;
 mod classify;
 pub mod codec;
 mod compress;
 mod counters;
 mod error;
 pub mod grpc;
+mod json_data;
 mod metadata;
 pub mod metrics;
 pub mod repository;

@@ -219,7 +219,11 @@ async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Res
     if let Some(size) = announced.filter(|&n| n > limit as u64) {
         return Err(too_large(size.to_string()));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large(format!("more than {limit}")))
+    // Binary tensors start after the JSON header: placed aligned, they are read in place.
+    let tensors_at = headers.get(HEADER_LEN).and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    crate::body::collect(body, limit, announced.map(|n| n as usize), tensors_at.unwrap_or(0))
+        .await
+        .map_err(|_| too_large(format!("more than {limit}")))
 }
 
 async fn infer(
@@ -295,7 +299,8 @@ fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferReques
                 // Triton names the input `raw_input` here (its map key).
                 return Err(crate::error::byte_size_mismatch(None, "raw_input", model, expected, body.len()));
             }
-            TensorData::from_wire(input.datatype, &body, count).map_err(|e| CallError::bad_request(e.to_string()))?
+            TensorData::from_wire_shared(input.datatype, body, count)
+                .map_err(|e| CallError::bad_request(e.to_string()))?
         }
     };
     let shape = shape.iter().map(|&d| d as usize).collect();
@@ -358,16 +363,18 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     if let Some(trace) = &mut trace {
         trace.point("QUEUE_START", std::time::Instant::now());
     }
-    let inference = state.infer(&served, request.inputs, &request.sequence, decoded).await?;
+    let mut inference = state.infer(&served, request.inputs, &request.sequence, decoded).await?;
     ServerState::traced_compute(&mut trace, &inference);
     let encoding = std::time::Instant::now();
+    crate::body::share(&mut inference.outputs);
     let mut outputs = Vec::with_capacity(wanted.len());
     for want in &wanted {
         let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
         let tensor = want.answer(&served, tensor)?;
         let form = match &want.shm {
             Some(at) => {
-                state.shm.write(at, &tensor.data.to_le_bytes(), &format!("output '{}'", want.name))?;
+                let bytes = crate::body::tensor_bytes(&tensor.data);
+                state.shm.write(at, &bytes, &format!("output '{}'", want.name))?;
                 codec::OutputForm::Shm(at.clone())
             }
             None if want.binary == Some(true) => codec::OutputForm::Binary,
@@ -380,7 +387,7 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     let encoded = codec::encode(&served.name, &served.version, request.id.as_deref(), &outputs);
     state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
     state.trace_end(trace);
-    let mut response = Response::new(Body::from(encoded.body));
+    let mut response = Response::new(crate::body::Frames::new(encoded.parts).into_body());
     let headers = response.headers_mut();
     match encoded.header_len {
         Some(n) => {

@@ -54,7 +54,9 @@ impl ShmInput {
         let bytes = regions.read(&self.at, &format!("input '{name}'"))?;
         let count =
             elements.ok_or_else(|| CallError::bad_request(format!("input '{name}': the shape is too large")))?;
-        let data = TensorData::from_wire(self.datatype, &bytes, count)
+        // Read into a buffer of its own, aligned as the allocator aligns (16 bytes): the
+        // tensor reads it in place.
+        let data = TensorData::from_wire_shared(self.datatype, bytes, count)
             .map_err(|e| CallError::bad_request(format!("input '{name}': shared memory holds {e}")))?;
         Ok(Tensor::new(name.clone(), self.shape.clone(), data))
     }

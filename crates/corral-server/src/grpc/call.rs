@@ -46,13 +46,16 @@ fn sequence_params(
 }
 
 /// One ModelInfer call, as the unary RPC and each message of a stream run it.
-pub(super) async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
+pub(super) async fn infer_one(
+    state: &ServerState,
+    mut r: pb::ModelInferRequest,
+) -> Result<pb::ModelInferResponse, Status> {
     let received = std::time::Instant::now();
     let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
     let mut trace = state.trace(&served, received);
     let decoding = std::time::Instant::now();
     let DecodedInputs { mut tensors, shm: shm_inputs } =
-        decode_inputs(&r).map_err(|e| status(state.refused(&served, CallError::bad_request(e))))?;
+        decode_inputs(&mut r).map_err(|e| status(state.refused(&served, CallError::bad_request(e))))?;
     let wanted = r
         .outputs
         .iter()
@@ -96,15 +99,16 @@ pub(super) async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> 
     if let Some(trace) = &mut trace {
         trace.point("QUEUE_START", std::time::Instant::now());
     }
-    let inference = state.infer(&served, tensors, &sequence, decoded).await.map_err(status)?;
+    let mut inference = state.infer(&served, tensors, &sequence, decoded).await.map_err(status)?;
     ServerState::traced_compute(&mut trace, &inference);
     let encoding = std::time::Instant::now();
+    crate::body::share(&mut inference.outputs);
     let mut outputs = Vec::with_capacity(wanted.len());
     let mut raw = Vec::with_capacity(wanted.len());
     for want in &wanted {
         let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
         let tensor = want.answer(&served, tensor).map_err(status)?;
-        let bytes = tensor.data.to_le_bytes();
+        let bytes = crate::body::tensor_bytes(&tensor.data);
         let mut parameters = std::collections::HashMap::new();
         match &want.shm {
             Some(at) => {
@@ -120,7 +124,7 @@ pub(super) async fn infer_one(state: &ServerState, r: pb::ModelInferRequest) -> 
                     param(ParameterChoice::Int64Param(bytes.len() as i64)),
                 );
                 // Clients index raw_output_contents by output position: keep the places.
-                raw.push(Vec::new());
+                raw.push(bytes::Bytes::new());
             }
             None => raw.push(bytes),
         }

@@ -43,13 +43,15 @@ pub(super) fn shm_reference(
 /// in Triton's order and words (`infer_handler.cc`, `InferGRPCToInput`): inputs in order; a
 /// shared-memory input must carry no contents; typed `contents` are refused while
 /// `raw_input_contents` is given; every other input takes the next raw entry (entries left
-/// over are ignored, as Triton ignores them).
-pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, String> {
+/// over are ignored, as Triton ignores them). Raw tensors are read in place from the received
+/// message where aligned for their elements, else copied once; typed contents are moved out
+/// of the request (left empty), not copied.
+pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInputs, String> {
     let raw = &request.raw_input_contents;
     let model = &request.model_name;
     let mut decoded = DecodedInputs::default();
     let mut next_raw = 0;
-    for input in &request.inputs {
+    for input in &mut request.inputs {
         let name = &input.name;
         let datatype = codec::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
         let shape: Vec<usize> = input
@@ -67,7 +69,7 @@ pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, S
             continue;
         }
         let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
-        let data = match &input.contents {
+        let data = match &mut input.contents {
             Some(_) if !raw.is_empty() => {
                 return Err(format!(
                     "contents field must not be specified when using raw_input_contents for '{name}' for model '{model}'"
@@ -85,7 +87,7 @@ pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, S
                     let id = Some(request.id.as_str());
                     return Err(crate::error::byte_size_mismatch(id, name, model, expected, bytes.len()).message);
                 }
-                TensorData::from_wire(datatype, bytes, count)
+                TensorData::from_wire_shared(datatype, bytes.clone(), count)
                     .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?
             }
         };
@@ -97,7 +99,7 @@ pub fn decode_inputs(request: &pb::ModelInferRequest) -> Result<DecodedInputs, S
 /// Typed `contents` as `datatype`: its own field must hold the shape's values (Triton's
 /// words for another field, or a count that is not the shape's).
 pub(super) fn typed(
-    c: &pb::InferTensorContents,
+    c: &mut pb::InferTensorContents,
     datatype: DataType,
     count: usize,
     name: &str,
@@ -143,18 +145,18 @@ pub(super) fn typed(
         return Err(crate::error::byte_size_mismatch(Some(id), name, model, expected, got).message);
     }
     Ok(match datatype {
-        DataType::Bool => TensorData::Bool(c.bool_contents.clone()),
+        DataType::Bool => TensorData::Bool(std::mem::take(&mut c.bool_contents)),
         DataType::U8 => TensorData::U8(narrow(&c.uint_contents, datatype)?),
         DataType::U16 => TensorData::U16(narrow(&c.uint_contents, datatype)?),
-        DataType::U32 => TensorData::U32(c.uint_contents.clone()),
-        DataType::U64 => TensorData::U64(c.uint64_contents.clone()),
+        DataType::U32 => TensorData::U32(std::mem::take(&mut c.uint_contents)),
+        DataType::U64 => TensorData::U64(std::mem::take(&mut c.uint64_contents)),
         DataType::I8 => TensorData::I8(narrow(&c.int_contents, datatype)?),
         DataType::I16 => TensorData::I16(narrow(&c.int_contents, datatype)?),
-        DataType::I32 => TensorData::I32(c.int_contents.clone()),
-        DataType::I64 => TensorData::I64(c.int64_contents.clone()),
-        DataType::F32 => TensorData::F32(c.fp32_contents.clone()),
-        DataType::F64 => TensorData::F64(c.fp64_contents.clone()),
-        DataType::Bytes => TensorData::Bytes(c.bytes_contents.clone()),
+        DataType::I32 => TensorData::I32(std::mem::take(&mut c.int_contents)),
+        DataType::I64 => TensorData::I64(std::mem::take(&mut c.int64_contents)),
+        DataType::F32 => TensorData::F32(std::mem::take(&mut c.fp32_contents)),
+        DataType::F64 => TensorData::F64(std::mem::take(&mut c.fp64_contents)),
+        DataType::Bytes => TensorData::Bytes(std::mem::take(&mut c.bytes_contents)),
         DataType::F16 | DataType::BF16 => unreachable!("refused above"),
     })
 }

@@ -1,6 +1,10 @@
-//! Property tests of the request decoders: whatever bytes arrive, the REST body decoder
-//! (JSON and binary), the gRPC wire decoder and input decoder return a value or an error, never panic,
-//! and well-formed requests decode to exactly the tensors they carry.
+//! The server's in-process tests: how often a tensor is copied on each path (`copies.rs`,
+//! which installs the counting allocator), and property tests of the request decoders:
+//! whatever bytes arrive, the REST body decoder (JSON and binary), the gRPC wire decoder and
+//! input decoder return a value or an error, never panic, and well-formed requests decode to
+//! exactly the tensors they carry.
+
+mod copies;
 
 use corral_engine::{DataType, TensorData};
 use corral_server::{codec, grpc::pb};
@@ -62,7 +66,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), header in prop::option::of(0usize..300)) {
-        let _ = codec::decode(&body, header, "m");
+        let _ = codec::decode(&bytes::Bytes::from(body.clone()), header, "m");
     }
 
     #[test]
@@ -79,7 +83,7 @@ proptest! {
         let mut body = serde_json::to_vec(&header).expect("serializes");
         let header_len = binary_header.then_some(body.len());
         body.extend_from_slice(&tail);
-        let _ = codec::decode(&body, header_len, "m");
+        let _ = codec::decode(&bytes::Bytes::from(body.clone()), header_len, "m");
     }
 
     #[test]
@@ -109,7 +113,7 @@ proptest! {
         let mut body = serde_json::to_vec(&json!({ "inputs": [a, b] })).expect("serializes");
         let header_len = as_binary.then_some(body.len());
         body.extend_from_slice(&binary);
-        let request = codec::decode(&body, header_len, "m").expect("well-formed");
+        let request = codec::decode(&bytes::Bytes::from(body.clone()), header_len, "m").expect("well-formed");
         prop_assert_eq!(&request.inputs[0].data, &TensorData::F32(floats));
         prop_assert_eq!(&request.inputs[1].data, &TensorData::I64(ints));
     }
@@ -126,12 +130,12 @@ proptest! {
         let mut body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
         let header_len = body.len();
         body.extend_from_slice(&wire);
-        prop_assert_eq!(&codec::decode(&body, Some(header_len), "m").expect("binary").inputs[0].data, &data);
+        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), Some(header_len), "m").expect("binary").inputs[0].data, &data);
 
         let entry = json!({ "name": "s", "datatype": "BYTES", "shape": [texts.len()], "data": texts });
         let body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
         let as_bytes: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
-        prop_assert_eq!(&codec::decode(&body, None, "m").expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
+        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), None, "m").expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
 
         let input = |contents| pb::model_infer_request::InferInputTensor {
             name: "s".to_owned(),
@@ -141,13 +145,13 @@ proptest! {
             contents,
         };
         let raw = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire.clone().into()], ..Default::default() };
-        prop_assert_eq!(&corral_server::grpc::decode_inputs(&raw).expect("raw").tensors[0].data, &data);
+        prop_assert_eq!(&corral_server::grpc::decode_inputs(&mut raw.clone()).expect("raw").tensors[0].data, &data);
         let typed = pb::InferTensorContents { bytes_contents: elements.clone(), ..Default::default() };
         let typed = pb::ModelInferRequest { inputs: vec![input(Some(typed))], ..Default::default() };
-        prop_assert_eq!(&corral_server::grpc::decode_inputs(&typed).expect("typed").tensors[0].data, &data);
+        prop_assert_eq!(&corral_server::grpc::decode_inputs(&mut typed.clone()).expect("typed").tensors[0].data, &data);
         if !wire.is_empty() {
             let torn = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire[..wire.len() - 1].to_vec().into()], ..Default::default() };
-            prop_assert!(corral_server::grpc::decode_inputs(&torn).is_err());
+            prop_assert!(corral_server::grpc::decode_inputs(&mut torn.clone()).is_err());
         }
     }
 
@@ -177,7 +181,7 @@ proptest! {
             .collect();
         let raw = raw.into_iter().map(Into::into).collect();
         let request = pb::ModelInferRequest { inputs, raw_input_contents: raw, ..Default::default() };
-        let _ = corral_server::grpc::decode_inputs(&request);
+        let _ = corral_server::grpc::decode_inputs(&mut request.clone());
     }
 
     #[test]
@@ -203,7 +207,7 @@ proptest! {
         }
         for wire in [bytes.as_slice(), mutated.as_slice()] {
             if let Ok(request) = <pb::ModelInferRequest as prost::Message>::decode(wire) {
-                let _ = corral_server::grpc::decode_inputs(&request);
+                let _ = corral_server::grpc::decode_inputs(&mut request.clone());
             }
         }
     }
