@@ -221,11 +221,33 @@ impl Regions {
         Ok((file, start))
     }
 
-    /// The `at.byte_size` bytes `at` names.
+    /// The `at.byte_size` bytes `at` names, read into a buffer that is not zeroed first (a
+    /// tenth of a 602 KB call's server time went to zeroing it).
     pub fn read(&self, at: &ShmRef, what: &str) -> Result<Vec<u8>, CallError> {
+        use std::os::fd::AsRawFd;
         let (file, start) = self.locate(at, what)?;
-        let mut bytes = vec![0; at.byte_size as usize];
-        file.read_exact_at(&mut bytes, start).map_err(|e| CallError::bad_request(format!("{what}: {e}")))?;
+        let len = at.byte_size as usize;
+        let mut bytes: Vec<u8> = Vec::with_capacity(len);
+        let mut done = 0;
+        while done < len {
+            let offset = libc::off_t::try_from(start + done as u64)
+                .map_err(|_| CallError::bad_request(format!("{what}: the offset is past what a file can hold")))?;
+            // SAFETY: the buffer's spare capacity holds `len - done` writable bytes from `done`
+            // on; `pread` writes at most that many.
+            let n = unsafe { libc::pread(file.as_raw_fd(), bytes.as_mut_ptr().add(done).cast(), len - done, offset) };
+            match n {
+                0 => return Err(CallError::bad_request(format!("{what}: failed to fill whole buffer"))),
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let error = std::io::Error::last_os_error();
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(CallError::bad_request(format!("{what}: {error}")));
+                    }
+                }
+            }
+        }
+        // SAFETY: `pread` wrote all `len` bytes.
+        unsafe { bytes.set_len(len) };
         Ok(bytes)
     }
 
