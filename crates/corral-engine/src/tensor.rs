@@ -267,24 +267,26 @@ impl TensorData {
             }
             return Some(all);
         }
+        /// Each part's elements, as `pick` finds them, one after another.
+        fn gather<'a, T: Clone + 'a>(
+            parts: &[&'a TensorData],
+            total: usize,
+            pick: impl Fn(TensorView<'a>) -> Option<&'a [T]>,
+        ) -> Vec<T> {
+            let mut all = Vec::with_capacity(total);
+            for part in parts {
+                all.extend_from_slice(pick(part.view()).unwrap_or_default());
+            }
+            all
+        }
         match datatype {
             DataType::Bool => {
-                let mut all = Vec::with_capacity(total);
-                for part in parts {
-                    if let TensorView::Bool(v) = part.view() {
-                        all.extend_from_slice(v);
-                    }
-                }
-                return Some(TensorData::Bool(all));
+                let pick = |v| if let TensorView::Bool(v) = v { Some(v) } else { None };
+                return Some(TensorData::Bool(gather(parts, total, pick)));
             }
             DataType::Bytes => {
-                let mut all = Vec::with_capacity(total);
-                for part in parts {
-                    if let TensorView::Bytes(v) = part.view() {
-                        all.extend_from_slice(v);
-                    }
-                }
-                return Some(TensorData::Bytes(all));
+                let pick = |v| if let TensorView::Bytes(v) = v { Some(v) } else { None };
+                return Some(TensorData::Bytes(gather(parts, total, pick)));
             }
             _ => {}
         }
