@@ -4,8 +4,9 @@
 //! order (`parameters.binary_data_size`), and outputs come back the same way when asked
 //! (`binary_data` per output, or `binary_data_output` for all).
 //!
-//! Decoding checks every size against the shape before allocating anything, so a hostile
-//! body costs at most its own length; every mistake is a [`CallError`] with a message for
+//! Decoding checks every size against the shape before allocating anything (JSON `data`'s
+//! elements only once its text could hold them), so a hostile body costs at most its own
+//! length; every mistake is a [`CallError`] with a message for
 //! the client, never a panic. Where Triton checks the same thing, the words and the status
 //! are Triton's (`http_server.cc`: `EVBufferToInput`, `ValidateInputContentType`,
 //! `ReadDataFromJson`); its JSON errors are 500s.

@@ -31,9 +31,12 @@ pub enum DataError {
     Syntax(String),
 }
 
-/// `count` elements of `datatype` from `data`'s text.
+/// `count` elements of `datatype` from `data`'s text. The elements are allocated only when
+/// the text could hold them (every value takes at least one byte of it), so a shape that
+/// names more elements than its text has costs nothing before the count is found short.
 pub fn read(data: &RawValue, datatype: DataType, count: usize) -> Result<TensorData, DataError> {
-    let mut fill = Fill { out: TensorData::zeros(datatype, count), count, len: 0, stop: None, wrong: None };
+    let room = if count <= data.get().len() { count } else { 0 };
+    let mut fill = Fill { out: TensorData::zeros(datatype, room), count, len: 0, stop: None, wrong: None };
     let mut reader = serde_json::Deserializer::from_str(data.get());
     let read = Element { fill: &mut fill, depth: 0 }.deserialize(&mut reader);
     if let Some(stop) = fill.stop {
@@ -116,7 +119,9 @@ impl Fill {
         }
         let i = self.len;
         self.len += 1;
-        if self.wrong.is_none()
+        // With no room (more elements named than the text can hold), only counted.
+        if i < self.out.len()
+            && self.wrong.is_none()
             && let Err(wrong) = set(&mut self.out, i, &scalar)
         {
             self.wrong = Some(wrong);
@@ -265,5 +270,7 @@ mod tests {
             Ok(TensorData::Bytes(vec!["aé".as_bytes().to_vec(), b"b".to_vec()]))
         );
         assert_eq!(read(&raw("7"), DataType::U8, 1), Ok(TensorData::U8(vec![7])));
+        // A shape far past what the text holds allocates nothing (this would abort otherwise).
+        assert_eq!(read(&raw(r#"[1, "x"]"#), DataType::F64, usize::MAX / 4), Err(DataError::TooFew));
     }
 }
