@@ -119,7 +119,7 @@ def floor():
     return statistics.median(floor_ms(2000, 1) for _ in range(3))
 
 
-def measure(server, offset, name, protocol, port, concurrency, extra):
+def measure(server, offset, protocol, port, concurrency, extra):
     """One case on one server: the row's figures, or None and why."""
     before, cpu_before = stats(HTTP + offset), (server_seconds(server.pid), client_seconds(), machine_seconds())
     figures, why = perf(protocol, port + offset, concurrency, extra)
@@ -179,7 +179,7 @@ def main():
         for _ in range(ROUNDS):
             for name, protocol, port, concurrency, extra in cases:
                 for label, offset, server in servers:
-                    row, why = measure(server, offset, name, protocol, port, concurrency, extra)
+                    row, why = measure(server, offset, protocol, port, concurrency, extra)
                     if row is None:
                         print(f"{name} [{label}]  failed: {why.strip()[-200:]}", flush=True)
                         continue

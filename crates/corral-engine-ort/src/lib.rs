@@ -368,23 +368,13 @@ impl Session for OrtInstance {
         }
         let mut session = lock_session(&self.session);
         let mut outputs = session.run(values).map_err(|e| EngineError::Run(e.to_string()))?;
-        let owned: Vec<(String, DynValue)> = self
-            .outputs
+        self.outputs
             .iter()
             .map(|spec| {
                 let value =
                     outputs.remove(&spec.name).ok_or_else(|| EngineError::Run(format!("no output `{}`", spec.name)))?;
-                Ok((spec.name.clone(), value))
-            })
-            .collect::<Result<_, EngineError>>()?;
-        drop(outputs);
-        drop(session);
-        owned
-            .into_iter()
-            .zip(&self.outputs)
-            .map(|((name, value), spec)| {
                 let output = Output { value, _session: self.session.clone() };
-                extract(&name, spec.datatype, output, &input_ranges)
+                extract(&spec.name, spec.datatype, output, &input_ranges)
             })
             .collect()
     }

@@ -9,8 +9,8 @@
 //! The caller must not write into it meanwhile, as with any buffer handed to a running
 //! computation. Other layouts are gathered once, in logical order, into a new buffer.
 //!
-//! Outputs: no copy either: an owned buffer becomes the numpy array's; ONNX Runtime's own
-//! output buffer (shared data) is read in place, kept alive by the array, reshaped.
+//! Outputs: no copy either: the numpy array reads the tensor's buffer in place (ONNX
+//! Runtime's own output value, or the elements an engine handed over) and keeps it alive.
 //!
 //! BYTES tensors are numpy object arrays of `bytes`, as Triton's Python clients hand them
 //! out; an input may also hold `str` (sent as UTF-8) or be a fixed-width `S`/`U` array.
@@ -186,18 +186,16 @@ fn elements<T: Element + corral_engine::Element>(
     })
 }
 
-/// Keeps a shared tensor's buffer (ONNX Runtime's own output value) alive for as long as the
-/// numpy array that reads it in place.
+/// Keeps a tensor's buffer (ONNX Runtime's own output value, or elements moved here) alive
+/// for as long as the numpy array that reads it in place.
 #[pyclass(frozen)]
 struct SharedBuffer(#[allow(dead_code, reason = "held, never read: it keeps the buffer alive")] SharedData);
 
-/// A tensor as a numpy array over the tensor's own buffer: an owned buffer becomes the
-/// array's, a shared one (ONNX Runtime's output) is read in place and kept alive by the
-/// array. Neither is copied; BYTES elements become Python `bytes`.
+/// A tensor as a numpy array over the tensor's own buffer, never copied: owned elements are
+/// moved behind a shared owner, and the array reads the buffer in place, kept alive by a
+/// [`SharedBuffer`] (ONNX Runtime's output value, or the moved elements). BYTES elements
+/// become Python `bytes`.
 pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
-    fn shaped<'py, T: Element>(py: Python<'py>, data: Vec<T>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
-        Ok(PyArray1::from_vec(py, data).reshape(shape.to_vec())?.into_any())
-    }
     fn in_place<'py, T: Element>(
         py: Python<'py>,
         elements: &[T],
@@ -212,47 +210,30 @@ pub(crate) fn array(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         Ok(array.reshape(shape.to_vec())?.into_any())
     }
     let shape = &tensor.shape;
-    let no_bf16 =
-        || errors::InferenceError::new_err(format!("output `{}` is BF16, which numpy has no dtype for", tensor.name));
-    if let TensorData::Shared(shared) = &tensor.data {
-        match shared.view() {
-            TensorView::Bool(v) => return in_place(py, v, shared, shape),
-            TensorView::U8(v) => return in_place(py, v, shared, shape),
-            TensorView::U16(v) => return in_place(py, v, shared, shape),
-            TensorView::U32(v) => return in_place(py, v, shared, shape),
-            TensorView::U64(v) => return in_place(py, v, shared, shape),
-            TensorView::I8(v) => return in_place(py, v, shared, shape),
-            TensorView::I16(v) => return in_place(py, v, shared, shape),
-            TensorView::I32(v) => return in_place(py, v, shared, shape),
-            TensorView::I64(v) => return in_place(py, v, shared, shape),
-            TensorView::F16(v) => return in_place(py, v, shared, shape),
-            TensorView::F32(v) => return in_place(py, v, shared, shape),
-            TensorView::F64(v) => return in_place(py, v, shared, shape),
-            TensorView::BF16(_) => return Err(no_bf16()),
-            TensorView::Bytes(_) => {}
-        }
-    }
-    match tensor.data.into_owned() {
-        TensorData::Bool(v) => shaped(py, v, shape),
-        TensorData::U8(v) => shaped(py, v, shape),
-        TensorData::U16(v) => shaped(py, v, shape),
-        TensorData::U32(v) => shaped(py, v, shape),
-        TensorData::U64(v) => shaped(py, v, shape),
-        TensorData::I8(v) => shaped(py, v, shape),
-        TensorData::I16(v) => shaped(py, v, shape),
-        TensorData::I32(v) => shaped(py, v, shape),
-        TensorData::I64(v) => shaped(py, v, shape),
-        TensorData::F16(v) => shaped(py, v, shape),
-        TensorData::F32(v) => shaped(py, v, shape),
-        TensorData::F64(v) => shaped(py, v, shape),
-        TensorData::BF16(_) => Err(no_bf16()),
-        TensorData::Bytes(v) => {
+    let shared = tensor.data.into_shared();
+    match shared.view() {
+        TensorView::Bool(v) => in_place(py, v, &shared, shape),
+        TensorView::U8(v) => in_place(py, v, &shared, shape),
+        TensorView::U16(v) => in_place(py, v, &shared, shape),
+        TensorView::U32(v) => in_place(py, v, &shared, shape),
+        TensorView::U64(v) => in_place(py, v, &shared, shape),
+        TensorView::I8(v) => in_place(py, v, &shared, shape),
+        TensorView::I16(v) => in_place(py, v, &shared, shape),
+        TensorView::I32(v) => in_place(py, v, &shared, shape),
+        TensorView::I64(v) => in_place(py, v, &shared, shape),
+        TensorView::F16(v) => in_place(py, v, &shared, shape),
+        TensorView::F32(v) => in_place(py, v, &shared, shape),
+        TensorView::F64(v) => in_place(py, v, &shared, shape),
+        TensorView::BF16(_) => Err(errors::InferenceError::new_err(format!(
+            "output `{}` is BF16, which numpy has no dtype for",
+            tensor.name
+        ))),
+        TensorView::Bytes(v) => {
             let elements = v.iter().map(|e| pyo3::types::PyBytes::new(py, e));
             let list = pyo3::types::PyList::new(py, elements)?;
             let numpy = py.import("numpy")?;
             numpy.call_method1("array", (list, "object"))?.call_method1("reshape", (shape.clone(),))
         }
-        TensorData::Shared(_) => unreachable!("into_owned leaves no shared data"),
     }
 }
 

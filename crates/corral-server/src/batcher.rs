@@ -156,9 +156,7 @@ fn split(output: &Tensor, rows: usize, offset: usize, count: usize) -> Result<Te
     let mut shape = output.shape.clone();
     shape[0] = count;
     let range = offset * per_row..(offset + count) * per_row;
-    let data = match &output.data {
-        TensorData::Shared(shared) => TensorData::Shared(shared.slice(range)),
-        owned => owned.view().slice(range).to_owned(),
-    };
+    // Cloning shared data clones a handle to its buffer.
+    let data = TensorData::Shared(output.data.clone().into_shared().slice(range));
     Ok(Tensor::new(output.name.clone(), shape, data))
 }

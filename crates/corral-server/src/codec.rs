@@ -306,14 +306,14 @@ type RequestHeader<'a> = (Map<String, Value>, Vec<Option<&'a RawValue>>);
 
 /// The request's JSON header as values, except each input's `data`, which is kept as its
 /// text to be read straight into the tensor once the input's datatype and shape are known.
-fn read_header(text: &[u8]) -> Result<RequestHeader<'_>, CodecError> {
+fn read_header<'a>(text: &'a [u8]) -> Result<RequestHeader<'a>, CodecError> {
     let syntax = |e: serde_json::Error| {
         CallError::new(
             ErrorKind::Internal,
             format!("failed to parse the request JSON buffer: {e} at {}", e.column().saturating_sub(1)),
         )
     };
-    let top: std::collections::BTreeMap<String, &RawValue> = match serde_json::from_slice(text) {
+    let top: std::collections::BTreeMap<String, &'a RawValue> = match serde_json::from_slice(text) {
         Ok(top) => top,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return json_error("attempt to access JSON non-object as object");
@@ -321,34 +321,33 @@ fn read_header(text: &[u8]) -> Result<RequestHeader<'_>, CodecError> {
         Err(e) => return Err(syntax(e)),
     };
     let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_err(syntax);
+    // One input: its fields as values but `data`, which is kept as text.
+    let input = |raw: &'a RawValue| -> Result<(Value, Option<&'a RawValue>), CallError> {
+        let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(raw.get()) else {
+            return Ok((parse(raw)?, None));
+        };
+        let mut object = Map::new();
+        let mut data = None;
+        for (field, raw) in fields {
+            let value = if field == "data" {
+                data = Some(raw);
+                Value::Null
+            } else {
+                parse(raw)?
+            };
+            object.insert(field, value);
+        }
+        Ok((Value::Object(object), data))
+    };
     let mut header = Map::new();
     let mut data = Vec::new();
     for (key, raw) in top {
         let inputs = if key == "inputs" { serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok() } else { None };
         let value = match inputs {
             Some(inputs) => {
-                let mut values = Vec::with_capacity(inputs.len());
-                for input in inputs {
-                    let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(input.get())
-                    else {
-                        data.push(None);
-                        values.push(parse(input)?);
-                        continue;
-                    };
-                    let mut object = Map::new();
-                    let mut mine = None;
-                    for (field, raw) in fields {
-                        let value = if field == "data" {
-                            mine = Some(raw);
-                            Value::Null
-                        } else {
-                            parse(raw)?
-                        };
-                        object.insert(field, value);
-                    }
-                    data.push(mine);
-                    values.push(Value::Object(object));
-                }
+                let (values, texts): (Vec<Value>, Vec<_>) =
+                    inputs.into_iter().map(input).collect::<Result<Vec<_>, _>>()?.into_iter().unzip();
+                data = texts;
                 Value::Array(values)
             }
             None => parse(raw)?,
@@ -364,13 +363,6 @@ fn read_header(text: &[u8]) -> Result<RequestHeader<'_>, CodecError> {
 pub struct Encoded {
     pub parts: Vec<Bytes>,
     pub header_len: Option<usize>,
-}
-
-impl Encoded {
-    /// The whole body in one buffer (tests, and answers that are compressed).
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.parts.concat()
-    }
 }
 
 /// How one output goes back.
@@ -632,11 +624,11 @@ mod tests {
         let json_only = encode("m", "1", Some("7"), &[(&y, OutputForm::Json)]);
         assert_eq!(json_only.header_len, None);
         assert_eq!(
-            String::from_utf8(json_only.to_vec()).expect("utf-8"),
+            String::from_utf8(json_only.parts.concat()).expect("utf-8"),
             r#"{"id":"7","model_name":"m","model_version":"1","outputs":[{"data":[0.5,1.0],"datatype":"FP32","name":"y","shape":[2]}]}"#
         );
         let binary = encode("m", "1", None, &[(&y, OutputForm::Binary)]);
         let n = binary.header_len.expect("binary");
-        assert_eq!(&binary.to_vec()[n..], &[0, 0, 0, 63, 0, 0, 128, 63]);
+        assert_eq!(&binary.parts.concat()[n..], &[0, 0, 0, 63, 0, 0, 128, 63]);
     }
 }
