@@ -416,10 +416,12 @@ impl Serialize for JsonData<'_> {
             TensorView::I16(v) => v.serialize(serializer),
             TensorView::I32(v) => v.serialize(serializer),
             TensorView::I64(v) => v.serialize(serializer),
-            TensorView::F32(v) => v.serialize(serializer),
+            // As Triton writes them (http_server.cc, WriteDataToJson: AppendDouble of each
+            // float): the FP32 value widened to a double, in the double's shortest digits.
+            TensorView::F32(v) => serializer.collect_seq(v.iter().map(|&x| f64::from(x))),
             TensorView::F64(v) => v.serialize(serializer),
-            TensorView::F16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f32())),
-            TensorView::BF16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f32())),
+            TensorView::F16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f64())),
+            TensorView::BF16(v) => serializer.collect_seq(v.iter().map(|x| x.to_f64())),
             // JSON carries text: bytes that are not UTF-8 come back with U+FFFD in their place
             // (ask for the output in binary to get them exactly).
             TensorView::Bytes(v) => serializer.collect_seq(v.iter().map(|e| String::from_utf8_lossy(e))),
@@ -439,8 +441,7 @@ fn json_width(data: &TensorData) -> usize {
                 DataType::U16 | DataType::I16 => 7,
                 DataType::U32 | DataType::I32 => 12,
                 DataType::U64 | DataType::I64 => 21,
-                DataType::F16 | DataType::BF16 | DataType::F32 => 16,
-                DataType::F64 | DataType::Bytes => 25,
+                DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64 | DataType::Bytes => 25,
             };
             width * view.len()
         }
@@ -620,15 +621,15 @@ mod tests {
 
     #[test]
     fn outputs_encode_as_json_or_binary() {
-        let y = Tensor::new("y", vec![2], TensorData::F32(vec![0.5, 1.0]));
+        let y = Tensor::new("y", vec![3], TensorData::F32(vec![0.5, 1.0, 0.1]));
         let json_only = encode("m", "1", Some("7"), &[(&y, OutputForm::Json)]);
         assert_eq!(json_only.header_len, None);
         assert_eq!(
             String::from_utf8(json_only.parts.concat()).expect("utf-8"),
-            r#"{"id":"7","model_name":"m","model_version":"1","outputs":[{"data":[0.5,1.0],"datatype":"FP32","name":"y","shape":[2]}]}"#
+            r#"{"id":"7","model_name":"m","model_version":"1","outputs":[{"data":[0.5,1.0,0.10000000149011612],"datatype":"FP32","name":"y","shape":[3]}]}"#
         );
         let binary = encode("m", "1", None, &[(&y, OutputForm::Binary)]);
         let n = binary.header_len.expect("binary");
-        assert_eq!(&binary.parts.concat()[n..], &[0, 0, 0, 63, 0, 0, 128, 63]);
+        assert_eq!(&binary.parts.concat()[n..], &[0, 0, 0, 63, 0, 0, 128, 63, 205, 204, 204, 61]);
     }
 }
