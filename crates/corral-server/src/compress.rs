@@ -124,29 +124,36 @@ pub async fn answer(response: Response, encoding: Option<Encoding>) -> Response 
     if response.headers().contains_key(header::CONTENT_ENCODING) {
         return response;
     }
-    let (mut parts, body) = response.into_parts();
-    // Answers are built in memory; a failure to collect one leaves nothing to send.
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return Response::from_parts(parts, Body::empty());
-    };
-    let compressed = tokio::task::spawn_blocking(move || deflate(encoding, &bytes)).await;
+    use http_body::Body as _;
+    let (mut parts, mut body) = response.into_parts();
+    // Answers are built in memory, as frames (a JSON header, then tensors in their own
+    // buffers): each is compressed where it is, never first joined into one buffer. A
+    // failure to read one leaves nothing to send.
+    let mut frames = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(frame) = frame else { return Response::from_parts(parts, Body::empty()) };
+        if let Ok(data) = frame.into_data() {
+            frames.push(data);
+        }
+    }
+    let compressed = tokio::task::spawn_blocking(move || deflate(encoding, &frames)).await;
     let Ok(compressed) = compressed else { return Response::from_parts(parts, Body::empty()) };
     parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.name()));
     parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(compressed.len()));
     Response::from_parts(parts, Body::from(compressed))
 }
 
-fn deflate(encoding: Encoding, bytes: &[u8]) -> Vec<u8> {
+fn deflate(encoding: Encoding, frames: &[bytes::Bytes]) -> Vec<u8> {
     use std::io::Write;
     let level = flate2::Compression::fast();
     let written = match encoding {
         Encoding::Gzip => {
             let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
-            encoder.write_all(bytes).and_then(|()| encoder.finish())
+            frames.iter().try_for_each(|f| encoder.write_all(f)).and_then(|()| encoder.finish())
         }
         Encoding::Deflate => {
             let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), level);
-            encoder.write_all(bytes).and_then(|()| encoder.finish())
+            frames.iter().try_for_each(|f| encoder.write_all(f)).and_then(|()| encoder.finish())
         }
     };
     written.expect("writing into memory cannot fail")
@@ -159,8 +166,11 @@ mod tests {
     #[test]
     fn a_bomb_stops_at_the_limit_and_round_trips_hold() {
         let zeros = vec![0u8; 1 << 20];
+        // An answer's frames are compressed one after another, as one stream.
+        let (first, second) = zeros.split_at(1000);
+        let frames = [bytes::Bytes::copy_from_slice(first), bytes::Bytes::copy_from_slice(second)];
         for encoding in [Encoding::Gzip, Encoding::Deflate] {
-            let packed = deflate(encoding, &zeros);
+            let packed = deflate(encoding, &frames);
             assert!(packed.len() < 10_000);
             assert_eq!(inflate(encoding, &packed, 1 << 20).expect("fits"), zeros);
             let error = inflate(encoding, &packed, 1000).expect_err("past the limit");
