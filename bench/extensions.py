@@ -13,6 +13,11 @@ The floor (bench/floor.py): the CPU a plain loopback TCP receive of the same 602
 and send of the answer costs a reader on this machine, measured before and after the table;
 each row's server-thread CPU per inference is also given as a multiple of it ("x floor").
 
+What a call costs whatever its size: the "small tensors" cases call a generated model with the
+same compute as squeezenet (six 512x512 MatMul+Relu layers on a 256x16 input, ~9 ms alone) but
+16 KB in and 2 KB out, under the same load; their server CPU per call, beside the floor of an
+exchange of those sizes, splits the 602 KB rows into a part per call and a part per byte.
+
 usage: bench/extensions.py [SECONDS_PER_POINT] [ROUNDS]   (run through bench/extensions.sh)
   ROUNDS (default 1): each case measured this many times, alternating with the other cases
   (and binaries), medians shown. CORRAL_BEFORE=/path/to/an/older/corral measures that binary
@@ -42,27 +47,52 @@ PERF = f"{ROOT}/.venv-perf/bin/perf_analyzer"
 CUDART = glob.glob(f"{ROOT}/.venv-perf/lib/python3*/site-packages/nvidia/cuda_runtime/lib")[0]
 SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-BINARIES = [("after", f"{ROOT}/target/release/corral")]
+BINARIES = [("after", os.environ.get("CORRAL_AFTER", f"{ROOT}/target/release/corral"))]
 if os.environ.get("CORRAL_BEFORE"):
     BINARIES.insert(0, ("before", os.environ["CORRAL_BEFORE"]))
 CPUS = sorted(os.sched_getaffinity(0))
 MODEL = f"{SITE}/onnx/backend/test/data/light/light_squeezenet.onnx"
 HTTP, GRPC = 18300, 18301
-# (name, protocol, port, concurrency, perf_analyzer's extra arguments); the c4 cases show what
-# going from 4 to 16 calls in flight costs, per inference, on each side.
+SMALL_IN, SMALL_OUT = 256 * 16 * 4, 512 * 4
+# (name, model, protocol, port, concurrency, perf_analyzer's extra arguments); the c4 cases show
+# what going from 4 to 16 calls in flight costs, per inference, on each side.
 CASES = [
-    ("HTTP c4", "http", HTTP, 4, []),
-    ("HTTP", "http", HTTP, 16, []),
-    ("HTTP + shared memory", "http", HTTP, 16, ["--shared-memory", "system"]),
-    ("gRPC c4", "grpc", GRPC, 4, []),
-    ("gRPC", "grpc", GRPC, 16, []),
-    ("gRPC streaming", "grpc", GRPC, 16, ["--streaming"]),
-    ("gRPC + shared memory", "grpc", GRPC, 16, ["--shared-memory", "system"]),
+    ("HTTP c4", "squeezenet", "http", HTTP, 4, []),
+    ("HTTP", "squeezenet", "http", HTTP, 16, []),
+    ("HTTP + shared memory", "squeezenet", "http", HTTP, 16, ["--shared-memory", "system"]),
+    ("gRPC c4", "squeezenet", "grpc", GRPC, 4, []),
+    ("gRPC", "squeezenet", "grpc", GRPC, 16, []),
+    ("gRPC streaming", "squeezenet", "grpc", GRPC, 16, ["--streaming"]),
+    ("gRPC + shared memory", "squeezenet", "grpc", GRPC, 16, ["--shared-memory", "system"]),
+    ("HTTP small tensors", "small", "http", HTTP, 16, []),
+    ("gRPC small tensors", "small", "grpc", GRPC, 16, []),
 ]
 
 
-def stats(http=HTTP):
-    with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/squeezenet/stats") as r:
+def small_model(path):
+    """Writes the small-tensor model: squeezenet's compute, 16 KB in, 2 KB out (random weights)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal((16, 512)) / 4).astype(np.float32), "w0")]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"])]
+    for i in range(1, 7):
+        weights.append(numpy_helper.from_array((rng.standard_normal((512, 512)) / 22).astype(np.float32), f"w{i}"))
+        nodes += [helper.make_node("MatMul", [f"h{i - 1}", f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Relu", [f"m{i}"], [f"h{i}"])]
+    weights.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "axis"))
+    nodes.append(helper.make_node("ReduceMean", ["h6", "axis"], ["y"], keepdims=0))
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, path)
+
+
+def stats(http=HTTP, model="squeezenet"):
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/{model}/stats") as r:
         s = json.load(r)["model_stats"][0]["inference_stats"]
     return {k: (s[k]["count"], s[k]["ns"]) for k in ("success", "compute_input", "queue", "compute_infer", "compute_output")}
 
@@ -102,9 +132,9 @@ def client_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def perf(protocol, port, concurrency, extra):
+def perf(model, protocol, port, concurrency, extra):
     with tempfile.NamedTemporaryFile(suffix=".csv") as out:
-        command = [PERF, "-m", "squeezenet", "-i", protocol, "-u", f"127.0.0.1:{port}", "--input-data", "zero",
+        command = [PERF, "-m", model, "-i", protocol, "-u", f"127.0.0.1:{port}", "--input-data", "zero",
                    "--concurrency-range", str(concurrency), "--measurement-interval", str(int(SECONDS * 1000)),
                    "--stability-percentage", "50", "--max-trials", "10", "--percentile", "99", "-f", out.name, *extra]
         result = subprocess.run(command, env={**os.environ, "LD_LIBRARY_PATH": CUDART}, capture_output=True, text=True)
@@ -114,16 +144,17 @@ def perf(protocol, port, concurrency, extra):
         return (float(row["Inferences/Second"]), float(row["p50 latency"]) / 1000, float(row["p99 latency"]) / 1000), ""
 
 
-def floor():
+def floor(request=602112, reply=4000):
     """The loopback floor in ms: the median of three runs."""
-    return statistics.median(floor_ms(2000, 1) for _ in range(3))
+    return statistics.median(floor_ms(2000, 1, request, reply) for _ in range(3))
 
 
-def measure(server, offset, protocol, port, concurrency, extra):
+def measure(server, offset, model, protocol, port, concurrency, extra):
     """One case on one server: the row's figures, or None and why."""
-    before, cpu_before = stats(HTTP + offset), (server_seconds(server.pid), client_seconds(), machine_seconds())
-    figures, why = perf(protocol, port + offset, concurrency, extra)
-    after, cpu_after = stats(HTTP + offset), (server_seconds(server.pid), client_seconds(), machine_seconds())
+    before = stats(HTTP + offset, model)
+    cpu_before = (server_seconds(server.pid), client_seconds(), machine_seconds())
+    figures, why = perf(model, protocol, port + offset, concurrency, extra)
+    after, cpu_after = stats(HTTP + offset, model), (server_seconds(server.pid), client_seconds(), machine_seconds())
     if figures is None:
         return None, why
     d = {k: (after[k][0] - before[k][0], after[k][1] - before[k][1]) for k in after}
@@ -144,13 +175,33 @@ def measure(server, offset, protocol, port, concurrency, extra):
     }, ""
 
 
+def split(results, floors, labels):
+    """The 602 KB rows' server CPU split into a part per call (the small tensors' row) and a part
+    per byte (the rest), the latter beside the floor's own part per byte."""
+    per_byte_floor = floors["squeezenet"] - floors["small"]
+    for protocol in ("HTTP", "gRPC"):
+        for label in labels:
+            big, small = results.get((protocol, label)), results.get((f"{protocol} small tensors", label))
+            if not big or not small:
+                continue
+            big_ms = statistics.median(r["s"] for r in big)
+            small_ms = statistics.median(r["s"] for r in small)
+            title = f"{protocol} [{label}]" if len(labels) > 1 else protocol
+            print(f"{title}: per call {small_ms * 1000:.0f} us ({small_ms / floors['small']:.1f}x the small floor "
+                  f"{floors['small'] * 1000:.0f} us); per 586 KB more {(big_ms - small_ms) * 1000:.0f} us "
+                  f"({(big_ms - small_ms) / per_byte_floor:.1f}x the floor's {per_byte_floor * 1000:.0f} us)")
+
+
 def main():
     repo = tempfile.mkdtemp()
     os.makedirs(f"{repo}/squeezenet/1")
     os.symlink(MODEL, f"{repo}/squeezenet/1/model.onnx")
-    with open(f"{repo}/squeezenet/config.pbtxt", "w") as f:
-        f.write('name: "squeezenet"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
-                f"instance_group [ {{ count: {len(CPUS)}, kind: KIND_CPU }} ]\n")
+    os.makedirs(f"{repo}/small/1")
+    small_model(f"{repo}/small/1/model.onnx")
+    for name in ("squeezenet", "small"):
+        with open(f"{repo}/{name}/config.pbtxt", "w") as f:
+            f.write(f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
+                    f"instance_group [ {{ count: {len(CPUS)}, kind: KIND_CPU }} ]\n")
     servers = []
     for i, (label, binary) in enumerate(BINARIES):
         offset = 20 * i
@@ -162,7 +213,7 @@ def main():
     try:
         for label, offset, server in servers:
             wait_ready(HTTP + offset, server)
-        floor_before = floor()
+        floor_before, small_before = floor(), floor(SMALL_IN, SMALL_OUT)
         top = ceiling("squeezenet")
         alone_ms = len(CPUS) * 1000 / top
         print(f"{len(CPUS)} CPUs; squeezenet, concurrency 16 unless named, {SECONDS:.0f} s windows, {ROUNDS} round(s) "
@@ -177,21 +228,24 @@ def main():
             cases = [c for c in CASES if c[0] in wanted]
         results = {}
         for _ in range(ROUNDS):
-            for name, protocol, port, concurrency, extra in cases:
+            for name, model, protocol, port, concurrency, extra in cases:
                 for label, offset, server in servers:
-                    row, why = measure(server, offset, protocol, port, concurrency, extra)
+                    row, why = measure(server, offset, model, protocol, port, concurrency, extra)
                     if row is None:
                         print(f"{name} [{label}]  failed: {why.strip()[-200:]}", flush=True)
                         continue
                     results.setdefault((name, label), []).append(row)
-        floor_after = floor()
-        floor_ms_ = statistics.median([floor_before, floor_after])
+        floor_after, small_after = floor(), floor(SMALL_IN, SMALL_OUT)
+        floors = {"squeezenet": statistics.median([floor_before, floor_after]),
+                  "small": statistics.median([small_before, small_after])}
         print(f"loopback floor: {floor_before * 1000:.0f} us before the table, {floor_after * 1000:.0f} us after "
-              f"(bench/floor.py: the reader's CPU per 602,112-byte request and 4,000-byte reply)")
+              f"(bench/floor.py: the reader's CPU per 602,112-byte request and 4,000-byte reply); "
+              f"{small_before * 1000:.0f} and {small_after * 1000:.0f} us for the small tensors' "
+              f"{SMALL_IN:,} and {SMALL_OUT:,} bytes")
         print(f"{'case':<31}{'infer/s':>9}{'of ceil':>8}{'p50 ms':>8}{'p99 ms':>8}{'decode':>8}{'queue':>8}"
               f"{'compute':>9}{'encode':>8}{'decode %':>9}{'workers':>8}{'server':>7}{'client':>7}{'rest':>6}"
               f"{'w ms/inf':>9}{'s ms/inf':>9}{'c ms/inf':>9}{'x floor':>8}")
-        for name, *_ in cases:
+        for name, model, *_ in cases:
             for label, _, _ in servers:
                 rows = results.get((name, label))
                 if not rows:
@@ -202,8 +256,9 @@ def main():
                 print(f"{title:<31}{m['rate']:>9.1f}{m['rate'] / top:>8.2f}{m['p50']:>8.2f}{m['p99']:>8.2f}"
                       f"{m['decode']:>8.0f}{m['queue']:>8.0f}{m['compute']:>9.0f}{m['encode']:>8.0f}{m['share']:>8.1f}%"
                       f"{m['workers%']:>7.0f}%{m['server%']:>6.0f}%{m['client%']:>6.0f}%{m['rest%']:>5.0f}%"
-                      f"{m['w']:>9.2f}{m['s']:>9.2f}{m['c']:>9.2f}{m['s'] / floor_ms_:>8.2f}"
+                      f"{m['w']:>9.2f}{m['s']:>9.2f}{m['c']:>9.2f}{m['s'] / floors[model]:>8.2f}"
                       + (f"   (of ceiling, each run: {runs})" if len(rows) > 1 else ""), flush=True)
+        split(results, floors, [label for label, _, _ in servers])
     finally:
         for _, _, server in servers:
             server.terminate()

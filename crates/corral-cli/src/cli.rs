@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// Let the autopilot move cores between the models as the load shifts (as CORRAL_AUTOPILOT=1)
     #[arg(long)]
     pub autopilot: bool,
+    /// Threads serving REST, gRPC and metrics (one pool) [default: half the CPUs the process
+    /// may run on, 1 to 8]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub server_threads: Option<u16>,
     /// Largest request accepted over REST and gRPC, in bytes [default: 64 MiB]
     #[arg(long, value_name = "BYTES", value_parser = parse_byte_limit)]
     pub max_body_bytes: Option<usize>,

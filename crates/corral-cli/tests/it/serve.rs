@@ -366,6 +366,32 @@ fn an_error_answer_reads_the_body_first() {
     assert!(answer.contains("Request for unknown model: 'nonexistent' is not found"), "{answer}");
 }
 
+/// The threads named `corral-serve` of a server with nothing to load (no model load runs on
+/// tokio's blocking pool, whose threads share the name).
+fn protocol_threads(server: &Server) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).expect("the server's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.expect("a thread").path().join("comm")).ok())
+        .filter(|name| name.trim() == "corral-serve")
+        .count()
+}
+
+#[test]
+fn the_protocol_threads_are_half_the_cpus_or_as_many_as_asked() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    // 16 simulated cores: the count follows the CPUs, not the cores.
+    let sim = ["--device", "sim:inf1.6xlarge"];
+    let server = Server::start(&host, dir.path(), &sim);
+    server.wait_ready();
+    let cpus = std::thread::available_parallelism().expect("a CPU count").get();
+    assert_eq!(protocol_threads(&server), (cpus / 2).clamp(1, 8), "by default, {cpus} CPUs");
+    drop(server); // its cores
+    let server = Server::start(&host, dir.path(), &[&sim[..], &["--server-threads", "3"]].concat());
+    server.wait_ready();
+    assert_eq!(protocol_threads(&server), 3, "--server-threads 3");
+}
+
 #[test]
 fn metric_names_and_labels() {
     let host = Host::new();
@@ -603,6 +629,7 @@ fn serve_flags_refuse_bad_values_naming_them() {
         (&["--max-body-bytes", "lots"], 2, "--max-body-bytes <BYTES>': `lots` is not a whole number of bytes"),
         (&["--max-body-bytes", "8", "--http-max-input-size", "8"], 2, "cannot be used with"),
         (&["--trace-rate", "0"], 2, "--trace-rate <N>"),
+        (&["--server-threads", "0"], 2, "--server-threads <N>': 0 is not in 1..=256"),
         (&["--trace-count", "-2"], 2, "--trace-count <N>"),
         (&["--trace-level", "tensors"], 2, "--trace-level <TRACE_LEVEL>"),
         (&["--trace-level", "timestamps"], 1, "--trace-level timestamps needs --trace-file FILE"),
