@@ -150,6 +150,28 @@ pub struct ServeArgs {
     /// Write every N traces to FILE.<i>; 0 writes them all to FILE when the server stops
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub trace_log_frequency: u32,
+    /// Triton's flag: ready only while every model loaded at start (and since) is ready
+    /// (true|false, on|off, 1|0)
+    #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = triton_bool)]
+    pub strict_readiness: bool,
+    /// Triton's flag: stop the server when a model fails to load at start [default: false,
+    /// where Triton's is true: one bad model never stops the others from serving]
+    #[arg(long, value_name = "BOOL", default_value = "false", action = clap::ArgAction::Set, value_parser = triton_bool)]
+    pub exit_on_error: bool,
+    /// Triton's flag: clients may register shared-memory regions [default: true, where
+    /// Triton's is false: corral's clients have always used them]
+    #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = triton_bool)]
+    pub allow_client_shm: bool,
+}
+
+/// A bool as Triton's command line reads one (command_line_parser.cc, `ParseOption<bool>`):
+/// `true`, `on`, `1` or `false`, `off`, `0`, in any case.
+fn triton_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" => Ok(true),
+        "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("invalid value for bool option: {text}")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -39,6 +39,9 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
             count: args.trace_count,
             log_frequency: args.trace_log_frequency,
         },
+        strict_readiness: args.strict_readiness,
+        exit_on_error: args.exit_on_error,
+        allow_client_shm: args.allow_client_shm,
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.server_threads.map_or_else(default_server_threads, usize::from))

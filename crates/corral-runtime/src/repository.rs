@@ -38,32 +38,32 @@
 //! shape = [1, 1000]
 //! ```
 //!
-//! From `config.pbtxt` (protobuf text, [`pbtxt`]) this module reads what places and finds the
-//! model: `platform`/`backend` (ONNX only), `default_model_filename`, `instance_group`
+//! `config.pbtxt` is read by `corral-config` (protobuf text format against Triton's
+//! `ModelConfig` schema, as Triton reads it: an unknown field or a value of the wrong type
+//! fails the load with protobuf's message, line and column). From the typed message this
+//! module reads what places and finds the model: `platform`/`backend` (ONNX only), `default_model_filename`, `instance_group`
 //! (`count` replicas of K cores each) and `parameters` with keys `corral.cores` (K),
 //! `corral.start`, `corral.count` (a number or `all`), `corral.group`, `corral.starts` (start
 //! cores separated by commas: one instance at each), `corral.elastic`,
-//! `corral.autopilot.min` / `corral.autopilot.max`, `corral.plan.rate`
-//! (`true` or `false`), and `version_policy` (`latest { num_versions }`, `all {}`,
-//! `specific { versions }`). The server reads
-//! Triton's serving fields (batching, declared tensors) from the same parsed file. When both
+//! `corral.autopilot.min` / `corral.autopilot.max`, `corral.plan.rate`, and `version_policy`
+//! (`latest { num_versions }`, `all {}`, `specific { versions }`). An `instance_group` whose
+//! `count` is left out (or 0) has 1 instance: Triton's default on CPU is 2, but each corral
+//! instance owns cores, so one is asked for unless more are. The server reads Triton's serving
+//! fields (batching, declared tensors) from the same message. When both
 //! files exist, the model and its placement come from `config.toml`.
 //!
 //! A bad model gets an error naming its file and what is wrong; the other models still load.
 
-pub mod pbtxt;
-
 use std::{
-    collections::BTreeSet,
     path::{Path, PathBuf},
     time::Duration,
 };
 
+use corral_config::{ModelConfig, model_instance_group::Kind as GroupKind, model_version_policy::PolicyChoice};
 use corral_engine::{DataType, ModelSource, SimModel, TensorSpec};
 use corral_placement::Where;
 use serde::Deserialize;
 
-use self::pbtxt::{Message, Value, number};
 use crate::runtime::ModelDef;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,9 @@ pub enum RepositoryError {
     },
     #[error("{}: {reason}", path.display())]
     Model { path: PathBuf, reason: String },
+    /// A `config.pbtxt` that is not Triton's `ModelConfig`, in Triton's words.
+    #[error(transparent)]
+    Config(#[from] corral_config::ReadError),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +104,11 @@ struct Config {
 struct AutopilotConfig {
     min: Option<toml::Value>,
     max: Option<toml::Value>,
+}
+
+/// A whole number written in a parameter's string value; the error names the parameter.
+fn number(text: &str, what: &str) -> Result<i64, String> {
+    text.trim().parse().map_err(|_| format!("{what}: `{text}` is not a whole number"))
 }
 
 /// Checks autopilot bounds read from a config (`what` names the keys' prefix).
@@ -155,7 +163,7 @@ fn read_toml_plan_rate(path: &Path) -> Result<Option<f64>, RepositoryError> {
 }
 
 /// `corral.plan.rate` of a `config.pbtxt`.
-fn pbtxt_plan_rate(config: Option<&Message>) -> Result<Option<f64>, String> {
+fn pbtxt_plan_rate(config: Option<&ModelConfig>) -> Result<Option<f64>, String> {
     let Some(text) = config.and_then(|c| c.parameter("corral.plan.rate")) else { return Ok(None) };
     let rate: f64 = text
         .trim()
@@ -258,7 +266,8 @@ pub fn read_folders(path: &Path) -> Result<(Vec<ModelFolder>, Vec<RepositoryErro
 pub struct ModelFolder {
     /// The highest selected version, named after the folder.
     pub def: ModelDef,
-    pub pbtxt: Option<Message>,
+    /// The folder's `config.pbtxt` as read (or the configuration a load gave in its place).
+    pub pbtxt: Option<ModelConfig>,
     /// Every version the policy selects, ascending, each named after the folder (a server
     /// renames them); a simulated model is version 1.
     pub versions: Vec<Version>,
@@ -345,31 +354,26 @@ pub fn version_folders(dir: &Path) -> Vec<u64> {
     versions
 }
 
-/// `version_policy` of a `config.pbtxt` (or of a load's JSON configuration).
-fn pbtxt_version_policy(config: &Message) -> Result<VersionPolicy, String> {
-    let Some(policy) = config.get("version_policy") else { return Ok(VersionPolicy::default()) };
-    let Value::Message(policy) = policy else { return Err("version_policy must be a message".to_owned()) };
-    let whole = |text: &str, what: &str| -> Result<u64, String> {
-        let n = number(text, what)?;
-        u64::try_from(n).map_err(|_| format!("{what} {n} is not valid; use 0 or more"))
-    };
-    match policy.fields.last().map(|(name, value)| (name.as_str(), value)) {
+/// `version_policy` of a `config.pbtxt` (or of a load's configuration).
+fn pbtxt_version_policy(config: &ModelConfig) -> Result<VersionPolicy, String> {
+    let choice = config.version_policy.as_ref().and_then(|p| p.policy_choice.as_ref());
+    match choice {
         None => Ok(VersionPolicy::default()),
-        Some(("latest", Value::Message(latest))) => {
-            let n = latest.text("num_versions").map(|t| whole(t, "version_policy latest num_versions")).transpose()?;
-            latest_policy(n.unwrap_or(1), "version_policy latest num_versions")
+        Some(PolicyChoice::Latest(latest)) => {
+            latest_policy(u64::from(latest.num_versions), "version_policy latest num_versions")
         }
-        Some(("all", _)) => Ok(VersionPolicy::All),
-        Some(("specific", Value::Message(specific))) => {
+        Some(PolicyChoice::All(_)) => Ok(VersionPolicy::All),
+        Some(PolicyChoice::Specific(specific)) => {
             let versions = specific
-                .all("versions")
-                .map(|v| whole(v.text().unwrap_or_default(), "version_policy specific versions"))
+                .versions
+                .iter()
+                .map(|&v| {
+                    u64::try_from(v)
+                        .map_err(|_| format!("version_policy specific versions {v} is not valid; use 0 or more"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             specific_policy(versions, "version_policy specific versions")
         }
-        Some((other, _)) => Err(format!(
-            "version_policy `{other}` is not valid; use latest {{ num_versions: N }}, all {{}} or specific {{ versions: [..] }}"
-        )),
     }
 }
 
@@ -455,42 +459,22 @@ pub fn read_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
 /// Reads one model folder with its `config.pbtxt`; `Ok(None)` for a folder that holds no model.
 pub fn read_folder(dir: &Path) -> Result<Option<ModelFolder>, RepositoryError> {
     let pbtxt_path = dir.join("config.pbtxt");
-    let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
-    let pbtxt = match std::fs::read_to_string(&pbtxt_path) {
-        Ok(text) => {
-            let config = pbtxt::parse(&text).map_err(|e| bad(e.to_string()))?;
-            warn_unknown_fields(&pbtxt_path, &config);
-            Some(config)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(bad(e.to_string())),
-    };
+    let pbtxt = if pbtxt_path.exists() { Some(corral_config::read_file(&pbtxt_path)?) } else { None };
     read_folder_as(dir, pbtxt, true)
-}
-
-/// Says once per process, per file and field, which top-level fields of a `config.pbtxt`
-/// Triton's model configuration does not have: Triton refuses such a file; corral serves it
-/// and names what it ignored (a repository polled every few seconds says it once).
-fn warn_unknown_fields(path: &Path, config: &Message) {
-    static SAID: std::sync::Mutex<BTreeSet<(PathBuf, String)>> = std::sync::Mutex::new(BTreeSet::new());
-    for name in pbtxt::unknown_fields(config) {
-        if corral_cores::sync::lock(&SAID).insert((path.to_owned(), name.to_owned())) {
-            tracing::warn!(
-                "{}: `{name}` is not a field of Triton's model configuration; it is ignored (a typo?)",
-                path.display()
-            );
-        }
-    }
 }
 
 /// Reads one model folder as `config` (a Triton model configuration given at load time, in
 /// place of its `config.pbtxt`; its `config.toml`, if any, is not read either).
-pub fn read_folder_with(dir: &Path, config: Message) -> Result<ModelFolder, RepositoryError> {
+pub fn read_folder_with(dir: &Path, config: ModelConfig) -> Result<ModelFolder, RepositoryError> {
     let folder = read_folder_as(dir, Some(config), false)?;
     folder.ok_or_else(|| RepositoryError::Model { path: dir.to_owned(), reason: "no model file".to_owned() })
 }
 
-fn read_folder_as(dir: &Path, pbtxt: Option<Message>, toml_too: bool) -> Result<Option<ModelFolder>, RepositoryError> {
+fn read_folder_as(
+    dir: &Path,
+    pbtxt: Option<ModelConfig>,
+    toml_too: bool,
+) -> Result<Option<ModelFolder>, RepositoryError> {
     let pbtxt_path = dir.join("config.pbtxt");
     let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
     let (def, versions) = match &pbtxt {
@@ -523,16 +507,18 @@ fn read_folder_as(dir: &Path, pbtxt: Option<Message>, toml_too: bool) -> Result<
 
 /// The model file a `config.pbtxt` names (`default_model_filename`, else `model.onnx`), after
 /// checking that its platform is one corral runs.
-fn pbtxt_model_file(config: &Message) -> Result<String, String> {
-    let platform = config.text("platform").unwrap_or_default();
-    let backend = config.text("backend").unwrap_or_default();
+fn pbtxt_model_file(config: &ModelConfig) -> Result<String, String> {
+    let (platform, backend) = (config.platform.as_str(), config.backend.as_str());
     let onnx = matches!(platform, "onnxruntime_onnx" | "onnx" | "") && matches!(backend, "onnxruntime" | "onnx" | "");
     if !onnx {
         return Err(format!(
             "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\" or backend \"onnxruntime\""
         ));
     }
-    let file = config.text("default_model_filename").unwrap_or("model.onnx").to_owned();
+    let file = match config.default_model_filename.as_str() {
+        "" => "model.onnx".to_owned(),
+        named => named.to_owned(),
+    };
     if file.contains('/') || file.starts_with('.') {
         return Err(format!("default_model_filename `{file}` must be a plain file name"));
     }
@@ -541,7 +527,7 @@ fn pbtxt_model_file(config: &Message) -> Result<String, String> {
 
 fn pbtxt_model(
     dir: &Path,
-    config: &Message,
+    config: &ModelConfig,
     file: &str,
     policy: &VersionPolicy,
 ) -> Result<(ModelDef, Vec<Version>), String> {
@@ -568,26 +554,22 @@ fn pbtxt_model(
     Ok((def, versions))
 }
 
-/// The replicas `instance_group { count }` asks for, summed over groups.
-fn pbtxt_replicas(config: &Message) -> Result<Option<usize>, String> {
+/// The replicas `instance_group { count }` asks for, summed over groups (a group without a
+/// count, or with 0, is 1 instance).
+fn pbtxt_replicas(config: &ModelConfig) -> Result<Option<usize>, String> {
     let mut total = None;
-    for group in config.all("instance_group") {
-        let Value::Message(group) = group else { return Err("instance_group must be a message".to_owned()) };
-        let count = group.text("count").map(|c| number(c, "instance_group count")).transpose()?.unwrap_or(1);
-        if count < 1 {
-            return Err(format!("instance_group count {count} is not valid; use 1 or more"));
-        }
-        if let Some(kind) = group.text("kind")
-            && !matches!(kind, "KIND_CPU" | "KIND_AUTO" | "KIND_MODEL")
-        {
+    for group in &config.instance_group {
+        if !matches!(GroupKind::try_from(group.kind), Ok(GroupKind::Cpu | GroupKind::Auto | GroupKind::Model)) {
+            let kind =
+                GroupKind::try_from(group.kind).map_or_else(|_| group.kind.to_string(), |k| k.as_str_name().to_owned());
             return Err(format!("instance_group kind {kind} is not served by corral; use KIND_CPU"));
         }
-        *total.get_or_insert(0) += count as usize;
+        *total.get_or_insert(0) += group.count.max(1) as usize;
     }
     Ok(total)
 }
 
-fn pbtxt_placement(config: &Message, k: usize, replicas: Option<usize>) -> Result<Option<Where>, String> {
+fn pbtxt_placement(config: &ModelConfig, k: usize, replicas: Option<usize>) -> Result<Option<Where>, String> {
     if let Some(starts) = config.parameter("corral.starts") {
         let others = ["corral.start", "corral.count", "corral.group"];
         if others.iter().any(|key| config.parameter(key).is_some()) {

@@ -27,7 +27,7 @@ mod decode;
 pub mod sized;
 
 use call::{infer_one, stream_error};
-use config::{compute, data_type, duration, sequence_batching, tensor_metadata};
+use config::{compute, duration, tensor_metadata};
 pub use decode::{DecodedInputs, decode_inputs};
 
 #[allow(clippy::all, clippy::pedantic)]
@@ -158,7 +158,7 @@ impl GrpcInferenceService for Grpc {
         request: Request<pb::SystemSharedMemoryUnregisterRequest>,
     ) -> Answer<pb::SystemSharedMemoryUnregisterResponse> {
         let name = request.into_inner().name;
-        self.state.shm.unregister((!name.is_empty()).then_some(name.as_str()));
+        self.state.shm.unregister((!name.is_empty()).then_some(name.as_str())).map_err(status)?;
         Ok(Response::new(pb::SystemSharedMemoryUnregisterResponse {}))
     }
 
@@ -184,6 +184,7 @@ impl GrpcInferenceService for Grpc {
         &self,
         _: Request<pb::CudaSharedMemoryUnregisterRequest>,
     ) -> Answer<pb::CudaSharedMemoryUnregisterResponse> {
+        self.state.shm.check_allowed().map_err(status)?;
         Ok(Response::new(pb::CudaSharedMemoryUnregisterResponse {}))
     }
 
@@ -276,53 +277,7 @@ impl GrpcInferenceService for Grpc {
     async fn model_config(&self, request: Request<pb::ModelConfigRequest>) -> Answer<pb::ModelConfigResponse> {
         let r = request.into_inner();
         let served = self.state.model(&r.name, &r.version).map_err(status)?;
-        let input = metadata::inputs(&served)
-            .into_iter()
-            .map(|t| pb::ModelInput {
-                name: t.name,
-                data_type: data_type(t.datatype),
-                format: t.format.and_then(|f| pb::model_input::Format::from_str_name(&f)).map_or(0, |f| f as i32),
-                dims: t.dims,
-            })
-            .collect();
-        let output = metadata::outputs(&served)
-            .into_iter()
-            .map(|t| pb::ModelOutput {
-                name: t.name,
-                data_type: data_type(t.datatype),
-                dims: t.dims,
-                label_filename: t.label_filename.unwrap_or_default(),
-            })
-            .collect();
-        let parameters = [
-            (
-                "corral.cores".to_owned(),
-                pb::ModelParameter { string_value: served.model.cores_per_instance().to_string() },
-            ),
-            ("corral.elastic".to_owned(), pb::ModelParameter { string_value: served.model.elastic().to_string() }),
-        ]
-        .into_iter()
-        .collect();
-        let config = pb::ModelConfig {
-            name: served.name.clone(),
-            platform: served.config.platform.clone(),
-            backend: metadata::backend(&served).to_owned(),
-            max_batch_size: served.config.max_batch_size as i32,
-            input,
-            output,
-            instance_group: vec![pb::ModelInstanceGroup {
-                name: served.name.clone(),
-                count: served.model.instances().len() as i32,
-                kind: pb::model_instance_group::Kind::Cpu as i32,
-            }],
-            dynamic_batching: served.config.batch_delay.map(|d| pb::ModelDynamicBatching {
-                preferred_batch_size: Vec::new(),
-                max_queue_delay_microseconds: d.as_micros() as u64,
-            }),
-            sequence_batching: served.config.sequence.as_ref().map(sequence_batching),
-            parameters,
-        };
-        Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))
+        Ok(Response::new(pb::ModelConfigResponse { config: Some(metadata::config(&served)) }))
     }
 
     async fn model_statistics(

@@ -59,6 +59,13 @@ pub struct ServeOptions {
     pub trace_file: Option<PathBuf>,
     /// The trace setting at start (`--trace-level`, `--trace-rate`, …).
     pub trace: trace::TraceSetting,
+    /// Triton's `--strict-readiness`: ready only while no model that was read has failed to
+    /// load ([`ServerState::readiness`]).
+    pub strict_readiness: bool,
+    /// Triton's `--exit-on-error`: a model that fails to load at start stops the server.
+    pub exit_on_error: bool,
+    /// Triton's `--allow-client-shm`: clients may register shared-memory regions.
+    pub allow_client_shm: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +84,11 @@ pub enum ServeError {
     Repository(PathBuf),
     #[error("{what} server failed: {reason}")]
     Server { what: &'static str, reason: String },
+    /// Triton's words when `--exit-on-error` stops it (tritonserver.cc, main.cc).
+    #[error(
+        "creating server: Internal - failed to load all models\nhint: the log names each model that failed; --exit-on-error=false serves the others"
+    )]
+    ModelsFailed,
 }
 
 /// The addresses actually bound (ports given as 0 are chosen by the system).
@@ -125,8 +137,14 @@ pub async fn serve(
     on_bound(Bound { http: local(&http), grpc: local(&grpc), metrics: local(&metrics) });
 
     let traces = trace::Traces::new(options.trace_file.clone(), options.trace.clone());
-    let state =
-        Arc::new(ServerState::new(runtime, options.repository.clone(), options.control, options.body_limit, traces));
+    let flags = state::Flags {
+        control: options.control,
+        body_limit: options.body_limit,
+        strict_readiness: options.strict_readiness,
+        allow_client_shm: options.allow_client_shm,
+    };
+    let state = Arc::new(ServerState::new(runtime, options.repository.clone(), flags, traces));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_limit = options.grpc_limit;
     let startup = {
         let state = state.clone();
@@ -134,16 +152,24 @@ pub async fn serve(
             ControlMode::None => repository::names(&options.repository),
             ControlMode::Explicit => options.load_models.clone(),
         };
+        let (exit_on_error, stop_tx) = (options.exit_on_error, stop_tx.clone());
         tokio::spawn(async move {
+            let mut failed = false;
             for name in names {
                 // A model that fails is logged (and shown in the index); the rest load.
-                let _ = state.load(&name).await;
+                failed |= state.load(&name).await.is_err();
+            }
+            if failed && exit_on_error {
+                // Triton: --exit-on-error stops the server when any model failed at start.
+                tracing::error!("failed to load all models; stopping (--exit-on-error)");
+                let _ = stop_tx.send(true);
+                return true;
             }
             state.set_ready();
+            false
         })
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -175,10 +201,18 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let (rest, metrics, grpc) = tokio::join!(rest_server.into_future(), metrics_server.into_future(), grpc_server);
-    startup.abort();
+    let stopped_on_error = if startup.is_finished() {
+        startup.await.unwrap_or(false)
+    } else {
+        startup.abort();
+        false
+    };
     state.trace.flush();
     rest.map_err(|e| ServeError::Server { what: "HTTP", reason: e.to_string() })?;
     metrics.map_err(|e| ServeError::Server { what: "metrics", reason: e.to_string() })?;
     grpc.map_err(|e| ServeError::Server { what: "gRPC", reason: e.to_string() })?;
+    if stopped_on_error {
+        return Err(ServeError::ModelsFailed);
+    }
     Ok(())
 }

@@ -10,6 +10,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use corral_engine::DataType;
 use serde_json::{Value, json};
 
+use corral_config::{
+    ModelConfig, ModelInput, ModelInstanceGroup, ModelOutput, ModelParameter, ModelVersionPolicy,
+    model_config::SchedulingChoice, model_instance_group, model_optimization_policy, model_version_policy,
+};
+
 use crate::{codec::WantedOutput, counters::Tally, error::CallError, repository::Declared, state::Served};
 
 pub const SERVER_NAME: &str = "corral";
@@ -38,9 +43,6 @@ pub struct TensorMeta {
     pub shape: Vec<i64>,
     /// Without it.
     pub dims: Vec<i64>,
-    /// `config.pbtxt`'s input `format` and output `label_filename`, when given.
-    pub format: Option<String>,
-    pub label_filename: Option<String>,
 }
 
 fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::TensorSpec]) -> Vec<TensorMeta> {
@@ -54,14 +56,7 @@ fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::Tensor
                 if batched && let Some(first) = shape.first_mut() {
                     *first = -1;
                 }
-                TensorMeta {
-                    name: spec.name.clone(),
-                    datatype: spec.datatype,
-                    shape,
-                    dims,
-                    format: None,
-                    label_filename: None,
-                }
+                TensorMeta { name: spec.name.clone(), datatype: spec.datatype, shape, dims }
             })
             .collect();
     }
@@ -70,14 +65,7 @@ fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::Tensor
         .map(|d| {
             let shape =
                 if batched { std::iter::once(-1).chain(d.dims.iter().copied()).collect() } else { d.dims.clone() };
-            TensorMeta {
-                name: d.name.clone(),
-                datatype: d.datatype,
-                shape,
-                dims: d.dims.clone(),
-                format: d.format.clone(),
-                label_filename: d.label_filename.clone(),
-            }
+            TensorMeta { name: d.name.clone(), datatype: d.datatype, shape, dims: d.dims.clone() }
         })
         .collect()
 }
@@ -128,75 +116,107 @@ pub fn backend(served: &Served) -> &'static str {
     if served.config.platform == "corral_sim" { "corral_sim" } else { "onnxruntime" }
 }
 
-/// Triton's ModelConfig JSON (what perf_analyzer reads first).
-pub fn config(served: &Served) -> Value {
-    let tensor = |t: &TensorMeta| {
-        let mut tensor = json!({ "name": t.name, "data_type": config_type(t.datatype), "dims": t.dims });
-        if let Some(format) = &t.format {
-            tensor["format"] = json!(format);
-        }
-        if let Some(file) = &t.label_filename {
-            tensor["label_filename"] = json!(file);
-        }
-        tensor
-    };
-    let mut config = json!({
-        "name": served.name,
-        "platform": served.config.platform,
-        "backend": backend(served),
-        "max_batch_size": served.config.max_batch_size,
-        "input": inputs(served).iter().map(tensor).collect::<Vec<_>>(),
-        "output": outputs(served).iter().map(tensor).collect::<Vec<_>>(),
-        "instance_group": [{
-            "name": served.name,
-            "kind": "KIND_CPU",
-            "count": served.model.instances().len(),
-        }],
-        "parameters": {
-            "corral.cores": { "string_value": served.model.cores_per_instance().to_string() },
-            "corral.elastic": { "string_value": served.model.elastic().to_string() },
-        },
-    });
-    if let Some(delay) = served.config.batch_delay {
-        config["dynamic_batching"] = json!({ "max_queue_delay_microseconds": delay.as_micros() as u64 });
+/// The model's configuration as the configuration endpoints answer it (REST as JSON, gRPC as
+/// the message): the message as read, completed as Triton completes it (core
+/// model_config_utils.cc: `AutoCompleteBackendFields`, `NormalizeModelConfig`,
+/// `NormalizeInstanceGroup`; the ONNX Runtime backend's tensors from the model when none are
+/// declared), plus what is live in corral: the instance count (the autopilot changes it) and
+/// the `corral.cores` / `corral.elastic` parameters.
+pub fn config(served: &Served) -> ModelConfig {
+    let mut config = served.config.model_config.clone();
+    config.name = served.name.clone();
+    if config.platform.is_empty() {
+        config.platform = served.config.platform.clone();
     }
-    if let Some(sequence) = &served.config.sequence {
-        config["sequence_batching"] = sequence_json(sequence);
+    if config.backend.is_empty() {
+        config.backend = backend(served).to_owned();
+    }
+    if config.default_model_filename.is_empty() && served.config.platform == "onnxruntime_onnx" {
+        config.default_model_filename = "model.onnx".to_owned();
+    }
+    config.max_batch_size = served.config.max_batch_size as i32;
+    let signature = |views: Vec<TensorMeta>| views.into_iter().map(|t| (t.name, config_type(t.datatype), t.dims));
+    if config.input.is_empty() {
+        config.input = signature(inputs(served))
+            .map(|(name, data_type, dims)| ModelInput {
+                name,
+                data_type: pb_type(&data_type),
+                dims,
+                ..Default::default()
+            })
+            .collect();
+    }
+    if config.output.is_empty() {
+        config.output = signature(outputs(served))
+            .map(|(name, data_type, dims)| ModelOutput {
+                name,
+                data_type: pb_type(&data_type),
+                dims,
+                ..Default::default()
+            })
+            .collect();
+    }
+    if config.version_policy.is_none() {
+        let latest = model_version_policy::Latest { num_versions: 1 };
+        config.version_policy =
+            Some(ModelVersionPolicy { policy_choice: Some(model_version_policy::PolicyChoice::Latest(latest)) });
+    }
+    let max_batch_size = config.max_batch_size;
+    match &mut config.scheduling_choice {
+        Some(SchedulingChoice::DynamicBatching(batching))
+            if batching.preferred_batch_size.is_empty() && max_batch_size > 0 =>
+        {
+            batching.preferred_batch_size.push(max_batch_size);
+        }
+        Some(SchedulingChoice::SequenceBatching(sequence)) if sequence.max_sequence_idle_microseconds == 0 => {
+            sequence.max_sequence_idle_microseconds = 1_000_000;
+        }
+        _ => {}
+    }
+    let optimization = config.optimization.get_or_insert_with(Default::default);
+    optimization.input_pinned_memory.get_or_insert(model_optimization_policy::PinnedMemoryBuffer { enable: true });
+    optimization.output_pinned_memory.get_or_insert(model_optimization_policy::PinnedMemoryBuffer { enable: true });
+    // Instance groups: Triton names a group after the model (and its index), resolves
+    // KIND_AUTO to KIND_CPU without GPUs, and gives a group without a count its default (1 in
+    // corral: each instance owns cores). The count shown is what runs now: when the autopilot
+    // has moved away from the configured counts, one group with the live count.
+    let live = served.model.instances().len() as i32;
+    let name = config.name.clone();
+    for (i, group) in config.instance_group.iter_mut().enumerate() {
+        if group.name.is_empty() {
+            group.name = format!("{name}_{i}");
+        }
+        if group.kind == model_instance_group::Kind::Auto as i32 {
+            group.kind = model_instance_group::Kind::Cpu as i32;
+        }
+        group.count = group.count.max(1);
+    }
+    if config.instance_group.iter().map(|g| g.count).sum::<i32>() != live {
+        let first = config.instance_group.first().map_or_else(|| name.clone(), |g| g.name.clone());
+        config.instance_group = vec![ModelInstanceGroup {
+            name: first,
+            kind: model_instance_group::Kind::Cpu as i32,
+            count: live,
+            ..Default::default()
+        }];
+    }
+    for (key, value) in [
+        ("corral.cores", served.model.cores_per_instance().to_string()),
+        ("corral.elastic", served.model.elastic().to_string()),
+    ] {
+        config.parameters.insert(key.to_owned(), ModelParameter { string_value: value });
     }
     config
 }
 
-fn sequence_json(sequence: &crate::repository::SequenceConfig) -> Value {
-    use crate::repository::{ControlKind, Flag, FlagValues};
-    let inputs: Vec<Value> = sequence
-        .controls
-        .iter()
-        .map(|c| {
-            let control = match c.kind {
-                ControlKind::Flag(flag, values) => {
-                    let kind = match flag {
-                        Flag::Start => "CONTROL_SEQUENCE_START",
-                        Flag::End => "CONTROL_SEQUENCE_END",
-                        Flag::Ready => "CONTROL_SEQUENCE_READY",
-                    };
-                    match values {
-                        FlagValues::Int32(v) => json!({ "kind": kind, "int32_false_true": v }),
-                        FlagValues::Fp32(v) => json!({ "kind": kind, "fp32_false_true": v }),
-                        FlagValues::Bool(v) => json!({ "kind": kind, "bool_false_true": v }),
-                    }
-                }
-                ControlKind::CorrId(datatype) => {
-                    json!({ "kind": "CONTROL_SEQUENCE_CORRID", "data_type": config_type(datatype) })
-                }
-            };
-            json!({ "name": c.input, "control": [control] })
-        })
-        .collect();
-    json!({
-        "max_sequence_idle_microseconds": sequence.idle.as_micros() as u64,
-        "control_input": inputs,
-        "direct": {},
-    })
+/// The configuration as REST's configuration endpoint answers it (Triton's `ModelConfigToJson`).
+pub fn config_json(served: &Served) -> Value {
+    corral_config::to_json(&config(served))
+}
+
+/// A configuration datatype by its Triton name.
+fn pb_type(name: &str) -> i32 {
+    corral_config::DataType::from_str_name(name).map_or(0, |t| t as i32)
 }
 
 fn duration_json(tally: &Tally) -> Value {

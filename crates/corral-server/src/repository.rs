@@ -1,10 +1,12 @@
 //! The server's view of a model repository: the model folder is read by
-//! `corral_runtime::repository` (corral's `config.toml` or Triton's `config.pbtxt`, placement
-//! included), and this module adds what only a server needs from `config.pbtxt`:
-//! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, an input's `format`, an
-//! output's `label_filename`, read at load from the model folder) and
-//! `dynamic_batching { max_queue_delay_microseconds }`. Other fields are accepted and ignored,
-//! except those that change what a call means (see [`refuse_unsupported`]).
+//! `corral_runtime::repository` (corral's `config.toml` or Triton's `config.pbtxt`, typed by
+//! `corral-config`, placement included), and this module adds what only a server needs from
+//! the typed `ModelConfig`: `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`,
+//! an input's `format`, an output's `label_filename`, read at load from the model folder),
+//! `dynamic_batching { max_queue_delay_microseconds }` and the sequence batcher's controls
+//! (checked as Triton checks them, in its words). The message itself is kept, as read, for the
+//! configuration endpoint. Other fields are accepted and ignored, except those that change what
+//! a call means (see [`refuse_unsupported`]).
 //!
 //! Model names are checked before any path is built: a name is a plain folder name of the
 //! repository (letters, digits, `_`, `-`, `.`; not starting with `.`), so a request can never
@@ -12,14 +14,12 @@
 
 use std::{path::Path, time::Duration};
 
-use corral_engine::{DataType, ModelSource};
-use corral_runtime::{
-    ModelDef,
-    repository::{
-        self as runtime_repository,
-        pbtxt::{Message, Value, number},
-    },
+use corral_config::{
+    ModelConfig, ModelSequenceBatching, model_sequence_batching::Control as ControlPb,
+    model_sequence_batching::control::Kind as ControlKindPb,
 };
+use corral_engine::{DataType, ModelSource};
+use corral_runtime::{ModelDef, repository as runtime_repository};
 
 /// What the server adds to a runtime model: Triton's batching and declared tensors.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub outputs: Vec<Declared>,
     /// Triton's sequence batcher (`sequence_batching`), when the model is stateful.
     pub sequence: Option<SequenceConfig>,
+    /// The model's configuration as read (`config.pbtxt`, or a load's `config`); empty for a
+    /// `config.toml` model. The configuration endpoint completes it.
+    pub model_config: ModelConfig,
 }
 
 /// `sequence_batching`: how long a sequence may idle, and the control inputs corral fills.
@@ -76,79 +79,136 @@ pub enum FlagValues {
 
 /// Fields of a model configuration that corral does not honour: a load that names them fails
 /// rather than serve something else than the configuration says.
-fn refuse_unsupported(config: &Message) -> Result<(), String> {
-    if config.get("ensemble_scheduling").is_some() {
+fn refuse_unsupported(config: &ModelConfig) -> Result<(), String> {
+    if config.ensemble_scheduling().is_some() {
         return Err("ensemble_scheduling: ensembles are not served by corral".to_owned());
     }
-    if let Some(Value::Message(policy)) = config.get("model_transaction_policy")
-        && policy.text("decoupled") == Some("true")
-    {
+    if config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled) {
         return Err(
             "model_transaction_policy { decoupled: true }: decoupled models are not served by corral".to_owned()
         );
     }
-    if let Some(Value::Message(sequence)) = config.get("sequence_batching")
-        && sequence.get("state").is_some()
-    {
+    if config.sequence_batching().is_some_and(|s| !s.state.is_empty()) {
         return Err("sequence_batching { state }: implicit state is not served by corral".to_owned());
     }
     Ok(())
 }
 
-fn sequence_config(config: &Message) -> Result<Option<SequenceConfig>, String> {
-    let Some(sequence) = config.get("sequence_batching") else { return Ok(None) };
-    let Value::Message(sequence) = sequence else { return Err("sequence_batching must be a message".to_owned()) };
-    let idle = sequence
-        .text("max_sequence_idle_microseconds")
-        .map(|t| number(t, "max_sequence_idle_microseconds"))
-        .transpose()?
-        .unwrap_or(1_000_000);
+/// A datatype of the configuration as corral's, by its Triton name (`TYPE_FP32`).
+fn datatype(value: i32) -> Result<DataType, String> {
+    let name =
+        corral_config::DataType::try_from(value).map_or_else(|_| value.to_string(), |t| t.as_str_name().to_owned());
+    name.parse()
+}
+
+/// The false and true values of one START, END or READY control, checked as Triton checks them
+/// (model_config_utils.cc, `GetBooleanSequenceControlProperties`: one of the three lists, of
+/// exactly 2 entries).
+fn flag_values(control: &ControlPb, kind: &str, model: &str) -> Result<FlagValues, String> {
+    let given = [
+        !control.int32_false_true.is_empty(),
+        !control.fp32_false_true.is_empty(),
+        !control.bool_false_true.is_empty(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        0 => {
+            return Err(format!(
+                "sequence batching must specify either 'int32_false_true', 'fp32_false_true' or 'bool_false_true' for {kind} for {model}"
+            ));
+        }
+        1 => {}
+        _ => {
+            return Err(format!(
+                "sequence batching specifies more than one from 'int32_false_true', 'fp32_false_true' and 'bool_false_true' for {kind} for {model}"
+            ));
+        }
+    }
+    let pair = |len: usize, field: &str| -> Result<(), String> {
+        if len == 2 {
+            Ok(())
+        } else {
+            Err(format!("sequence batching control '{field}' must have exactly 2 entries for {kind} for {model}"))
+        }
+    };
+    Ok(if given[0] {
+        pair(control.int32_false_true.len(), "int32_false_true")?;
+        FlagValues::Int32([control.int32_false_true[0], control.int32_false_true[1]])
+    } else if given[1] {
+        pair(control.fp32_false_true.len(), "fp32_false_true")?;
+        FlagValues::Fp32([control.fp32_false_true[0], control.fp32_false_true[1]])
+    } else {
+        pair(control.bool_false_true.len(), "bool_false_true")?;
+        FlagValues::Bool([control.bool_false_true[0], control.bool_false_true[1]])
+    })
+}
+
+/// The sequence batcher's controls, checked in Triton's words (model_config_utils.cc,
+/// `GetBooleanSequenceControlProperties` and `GetTypedSequenceControlProperties`).
+fn sequence_config(sequence: &ModelSequenceBatching, model: &str) -> Result<SequenceConfig, String> {
+    let idle = match sequence.max_sequence_idle_microseconds {
+        // Triton's SEQUENCE_IDLE_DEFAULT_MICROSECONDS.
+        0 => 1_000_000,
+        micros => micros,
+    };
     let mut controls = Vec::new();
-    for input in sequence.all("control_input") {
-        let Value::Message(input) = input else { return Err("control_input must be a message".to_owned()) };
-        let name = input.text("name").ok_or("a control_input has no name")?.to_owned();
-        for control in input.all("control") {
-            let Value::Message(control) = control else { return Err(format!("control_input `{name}`: bad control")) };
-            let kind = control.text("kind").unwrap_or_default();
-            let pair = |field: &'static str| -> Option<Vec<String>> {
-                let values: Vec<String> = control.all(field).filter_map(Value::text).map(str::to_owned).collect();
-                (!values.is_empty()).then_some(values)
-            };
-            let values = if let Some(v) = pair("int32_false_true") {
-                let n = |i: usize| v.get(i).map(|t| number(t, "int32_false_true")).transpose();
-                FlagValues::Int32([n(0)?.unwrap_or(0) as i32, n(1)?.unwrap_or(1) as i32])
-            } else if let Some(v) = pair("fp32_false_true") {
-                let f =
-                    |i: usize| v.get(i).and_then(|t| t.parse::<f32>().ok()).ok_or("fp32_false_true needs two numbers");
-                FlagValues::Fp32([f(0)?, f(1)?])
-            } else if let Some(v) = pair("bool_false_true") {
-                FlagValues::Bool([v.first().is_some_and(|t| t == "true"), v.get(1).is_some_and(|t| t == "true")])
-            } else {
-                FlagValues::Int32([0, 1])
-            };
-            let kind = match kind {
-                "CONTROL_SEQUENCE_START" => ControlKind::Flag(Flag::Start, values),
-                "CONTROL_SEQUENCE_END" => ControlKind::Flag(Flag::End, values),
-                "CONTROL_SEQUENCE_READY" => ControlKind::Flag(Flag::Ready, values),
-                "CONTROL_SEQUENCE_CORRID" => {
-                    let data_type = control.text("data_type").unwrap_or("TYPE_UINT64");
-                    let datatype = match data_type {
-                        "TYPE_INT64" => DataType::I64,
-                        "TYPE_INT32" => DataType::I32,
+    let mut seen_tensors = std::collections::BTreeSet::new();
+    let mut seen_kinds = std::collections::BTreeSet::new();
+    for input in &sequence.control_input {
+        if input.name.is_empty() {
+            return Err(format!("sequence batching control tensor must have a name for {model}"));
+        }
+        if !seen_tensors.insert(input.name.as_str()) {
+            return Err(format!(
+                "sequence batching control tensor '{}' is specified for multiple control kinds for {model}",
+                input.name
+            ));
+        }
+        for control in &input.control {
+            let pb_kind = ControlKindPb::try_from(control.kind).map_err(|_| {
+                format!("control_input `{}`: control kind {} is not served by corral", input.name, control.kind)
+            })?;
+            let kind_name = pb_kind.as_str_name();
+            if !seen_kinds.insert(control.kind) {
+                return Err(format!("sequence batching specifies multiple {kind_name} tensors for {model}"));
+            }
+            let kind = match pb_kind {
+                ControlKindPb::ControlSequenceStart => {
+                    ControlKind::Flag(Flag::Start, flag_values(control, kind_name, model)?)
+                }
+                ControlKindPb::ControlSequenceEnd => {
+                    ControlKind::Flag(Flag::End, flag_values(control, kind_name, model)?)
+                }
+                ControlKindPb::ControlSequenceReady => {
+                    ControlKind::Flag(Flag::Ready, flag_values(control, kind_name, model)?)
+                }
+                ControlKindPb::ControlSequenceCorrid => {
+                    if !(control.int32_false_true.is_empty()
+                        && control.fp32_false_true.is_empty()
+                        && control.bool_false_true.is_empty())
+                    {
+                        return Err(format!(
+                            "sequence batching must not specify either 'int32_false_true', 'fp32_false_true' or 'bool_false_true' for {kind_name} for {model}"
+                        ));
+                    }
+                    let datatype = match corral_config::DataType::try_from(control.data_type) {
+                        Ok(corral_config::DataType::TypeInt64) => DataType::I64,
+                        Ok(corral_config::DataType::TypeInt32) => DataType::I32,
                         other => {
+                            let name =
+                                other.map_or_else(|_| control.data_type.to_string(), |t| t.as_str_name().to_owned());
                             return Err(format!(
-                                "control_input `{name}`: CORRID of {other} is not served by corral; use TYPE_INT64 or TYPE_INT32"
+                                "control_input `{}`: CORRID of {name} is not served by corral; use TYPE_INT64 or TYPE_INT32",
+                                input.name
                             ));
                         }
                     };
                     ControlKind::CorrId(datatype)
                 }
-                other => return Err(format!("control_input `{name}`: control kind `{other}` is not served by corral")),
             };
-            controls.push(Control { input: name.clone(), kind });
+            controls.push(Control { input: input.name.clone(), kind });
         }
     }
-    Ok(Some(SequenceConfig { idle: Duration::from_micros(idle.max(0) as u64), controls }))
+    Ok(SequenceConfig { idle: Duration::from_micros(idle), controls })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -156,10 +216,7 @@ pub struct Declared {
     pub name: String,
     pub datatype: DataType,
     pub dims: Vec<i64>,
-    /// An input's `format` (`FORMAT_NCHW`, …), shown back as given; `None` when absent.
-    pub format: Option<String>,
-    /// An output's `label_filename`, and its labels (line `i` names class `i`).
-    pub label_filename: Option<String>,
+    /// An output's labels, from its `label_filename` (line `i` names class `i`).
     pub labels: Vec<String>,
 }
 
@@ -257,70 +314,52 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
     Ok(RepoModel { versions: versions(name, folder), config })
 }
 
-/// Triton's serving fields of a `config.pbtxt` whose model the runtime's reader accepted;
-/// label files are read from `dir`, the model folder.
-fn serve_config(config: &Message, dir: &Path) -> Result<ServeConfig, String> {
-    let max_batch_size = config.text("max_batch_size").map(|t| number(t, "max_batch_size")).transpose()?;
-    let max_batch_size = max_batch_size.unwrap_or(0);
+/// Triton's serving fields of a configuration whose model the runtime's reader accepted;
+/// label files are read from `dir`, the model folder (whose name is the model's).
+fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String> {
+    let model = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let max_batch_size = config.max_batch_size;
     if max_batch_size < 0 {
         return Err(format!("max_batch_size {max_batch_size} is not valid; use 0 or more"));
     }
-    let batch_delay = match config.get("dynamic_batching") {
-        Some(Value::Message(batching)) => {
-            let micros = batching
-                .text("max_queue_delay_microseconds")
-                .map(|t| number(t, "max_queue_delay_microseconds"))
-                .transpose()?
-                .unwrap_or(0);
-            Some(Duration::from_micros(micros.max(0) as u64))
-        }
-        Some(_) => return Err("dynamic_batching must be a message".to_owned()),
-        None => None,
-    };
-    let tensors = |field: &str| -> Result<Vec<Declared>, String> {
-        config
-            .all(field)
-            .map(|t| {
-                let Value::Message(t) = t else { return Err(format!("{field} must be a message")) };
-                let name = t.text("name").ok_or_else(|| format!("an {field} has no name"))?.to_owned();
-                let data_type = t.text("data_type").ok_or_else(|| format!("{field} `{name}` has no data_type"))?;
-                let datatype: DataType = data_type.parse().map_err(|e| format!("{field} `{name}`: {e}"))?;
-                let dims = t.all("dims").map(|d| number(d.text().unwrap_or(""), "dims")).collect::<Result<_, _>>()?;
-                let format = t.text("format").map(str::to_owned);
-                if let Some(format) = &format
-                    && !["FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW"].contains(&format.as_str())
-                {
+    let batch_delay = config.dynamic_batching().map(|d| Duration::from_micros(d.max_queue_delay_microseconds));
+    let declared = |field: &str, name: &str, data_type: i32, dims: &[i64], label_filename: &str| {
+        let datatype = datatype(data_type).map_err(|e| format!("{field} `{name}`: {e}"))?;
+        let labels = match Some(label_filename).filter(|f| !f.is_empty()) {
+            Some(file) => {
+                let plain = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !plain {
                     return Err(format!(
-                        "{field} `{name}`: format {format} is not valid; use FORMAT_NONE, FORMAT_NHWC or FORMAT_NCHW"
+                        "{field} `{name}`: label_filename `{file}` must name a file inside the model folder"
                     ));
                 }
-                let label_filename = t.text("label_filename").filter(|f| !f.is_empty()).map(str::to_owned);
-                let labels = match &label_filename {
-                    Some(file) => {
-                        let plain = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-                        if !plain {
-                            return Err(format!(
-                                "{field} `{name}`: label_filename `{file}` must name a file inside the model folder"
-                            ));
-                        }
-                        crate::classify::read_labels(&dir.join(file)).map_err(|e| format!("{field} `{name}`: {e}"))?
-                    }
-                    None => Vec::new(),
-                };
-                Ok(Declared { name, datatype, dims, format, label_filename, labels })
-            })
-            .collect()
+                crate::classify::read_labels(&dir.join(file)).map_err(|e| format!("{field} `{name}`: {e}"))?
+            }
+            None => Vec::new(),
+        };
+        Ok(Declared { name: name.to_owned(), datatype, dims: dims.to_vec(), labels })
     };
+    let inputs = config
+        .input
+        .iter()
+        .map(|t| declared("input", &t.name, t.data_type, &t.dims, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = config
+        .output
+        .iter()
+        .map(|t| declared("output", &t.name, t.data_type, &t.dims, &t.label_filename))
+        .collect::<Result<Vec<_>, _>>()?;
     refuse_unsupported(config)?;
-    let sequence = sequence_config(config)?;
+    let sequence = config.sequence_batching().map(|s| sequence_config(s, &model)).transpose()?;
     Ok(ServeConfig {
         platform: String::new(),
         max_batch_size: max_batch_size as usize,
         // A sequence model's calls go to their sequence's instance, one by one.
         batch_delay: batch_delay.filter(|_| max_batch_size > 0 && sequence.is_none()),
-        inputs: tensors("input")?,
-        outputs: tensors("output")?,
+        inputs,
+        outputs,
         sequence,
+        model_config: config.clone(),
     })
 }
 
@@ -340,12 +379,11 @@ mod tests {
             let text = format!(
                 "input [ {{ name: \"x\" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 2 ] }} ]\noutput [ {{ name: \"y\" data_type: TYPE_FP32 dims: [ 2 ] {output} }} ]"
             );
-            serve_config(&runtime_repository::pbtxt::parse(&text).expect("parses"), dir.path())
+            serve_config(&corral_config::from_text(&text).expect("parses"), dir.path())
         };
         let good = config("label_filename: \"labels.txt\"").expect("loads");
         assert_eq!(good.outputs[0].labels, ["cat", "dog"]);
-        assert_eq!(good.outputs[0].label_filename.as_deref(), Some("labels.txt"));
-        assert_eq!(good.inputs[0].format.as_deref(), Some("FORMAT_NCHW"));
+        assert_eq!(good.model_config.input[0].format, corral_config::model_input::Format::Nchw as i32);
         let missing = config("label_filename: \"nope.txt\"").unwrap_err();
         assert!(missing.starts_with("output `y`: label_filename: cannot read "), "{missing}");
         assert_eq!(

@@ -140,10 +140,9 @@ async fn live() -> Answer {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    if state.is_ready() {
-        axum::Json(json!({ "ready": true })).into_response()
-    } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "the server is still loading its models")
+    match state.readiness() {
+        Ok(()) => axum::Json(json!({ "ready": true })).into_response(),
+        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
     }
 }
 
@@ -180,11 +179,11 @@ async fn model_ready_v(State(state): State<AppState>, Path((model, version)): Pa
 }
 
 async fn model_config(State(state): State<AppState>, Path(model): Path<String>) -> Answer {
-    ok_json(metadata::config(&*state.model(&model, "")?))
+    ok_json(metadata::config_json(&*state.model(&model, "")?))
 }
 
 async fn model_config_v(State(state): State<AppState>, Path((model, version)): Path<(String, String)>) -> Answer {
-    ok_json(metadata::config(&*state.model(&model, &version)?))
+    ok_json(metadata::config_json(&*state.model(&model, &version)?))
 }
 
 async fn all_stats(State(state): State<AppState>) -> Answer {
@@ -441,12 +440,12 @@ async fn shm_register(
 }
 
 async fn shm_unregister_all(State(state): State<AppState>) -> Answer {
-    state.shm.unregister(None);
+    state.shm.unregister(None)?;
     Ok(StatusCode::OK.into_response())
 }
 
 async fn shm_unregister(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
-    state.shm.unregister(Some(&name));
+    state.shm.unregister(Some(&name))?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -478,15 +477,18 @@ async fn cuda_shm_status(State(state): State<AppState>, Path(name): Path<String>
     ok_json(json!([]))
 }
 
-async fn cuda_shm_register_unnamed() -> Answer {
+async fn cuda_shm_register_unnamed(State(state): State<AppState>) -> Answer {
+    state.shm.check_allowed()?;
     Err(crate::shm::cuda_register(""))
 }
 
-async fn cuda_shm_register(Path(name): Path<String>) -> Answer {
+async fn cuda_shm_register(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    state.shm.check_allowed()?;
     Err(crate::shm::cuda_register(&name))
 }
 
-async fn cuda_shm_unregister() -> Answer {
+async fn cuda_shm_unregister(State(state): State<AppState>) -> Answer {
+    state.shm.check_allowed()?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -85,9 +85,19 @@ struct Region {
 }
 
 /// The registered regions of a server.
-#[derive(Default)]
 pub struct Regions {
     regions: Mutex<BTreeMap<String, Region>>,
+    /// Triton's `--allow-client-shm`: whether clients may register and unregister regions.
+    allowed: bool,
+}
+
+/// Triton's answer when client shared memory is off (common.h, `kClientShmDisabledErrorStr`;
+/// UNSUPPORTED: 501 / UNIMPLEMENTED).
+pub fn disabled() -> CallError {
+    CallError::new(
+        ErrorKind::Unsupported,
+        "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable.",
+    )
 }
 
 /// Triton's reserved key prefix (`common.h`, `kTritonSharedMemoryRegionPrefix`): its Python
@@ -103,9 +113,20 @@ pub fn cuda_register(name: &str) -> CallError {
 }
 
 impl Regions {
+    pub fn new(allowed: bool) -> Regions {
+        Regions { regions: Mutex::new(BTreeMap::new()), allowed }
+    }
+
+    /// Refuses registering and unregistering when client shared memory is off (Triton checks it
+    /// first, http_server.cc `HandleSystemSharedMemory`, `HandleCudaSharedMemory`).
+    pub fn check_allowed(&self) -> Result<(), CallError> {
+        if self.allowed { Ok(()) } else { Err(disabled()) }
+    }
+
     /// Registers `name` as `byte_size` bytes at `offset` of `/dev/shm/<key>`, checking in
     /// Triton's order: the key's prefix, the name, the file, the size.
     pub fn register(&self, name: &str, key: &str, offset: u64, byte_size: u64) -> Result<(), CallError> {
+        self.check_allowed()?;
         if name.is_empty() {
             return Err(CallError::bad_request("'region name' is necessary to register system shared memory region"));
         }
@@ -156,7 +177,8 @@ impl Regions {
     }
 
     /// Unregisters `name`, or every region when `None` (unknown names are no error, as in Triton).
-    pub fn unregister(&self, name: Option<&str>) {
+    pub fn unregister(&self, name: Option<&str>) -> Result<(), CallError> {
+        self.check_allowed()?;
         let mut regions = lock(&self.regions);
         match name {
             Some(name) => {
@@ -164,6 +186,7 @@ impl Regions {
             }
             None => regions.clear(),
         }
+        Ok(())
     }
 
     /// The status of `name`, or of every region.
@@ -311,7 +334,7 @@ mod tests {
         let key = format!("corral-shm-test-{}", std::process::id());
         let path = std::path::Path::new("/dev/shm").join(&key);
         std::fs::write(&path, [7u8; 64]).expect("/dev/shm is writable");
-        let regions = Regions::default();
+        let regions = Regions::new(true);
         assert!(regions.register("r", &format!("/{key}"), 8, 100).is_err(), "past the file");
         regions.register("r", &format!("/{key}"), 8, 32).expect("fits");
         assert!(regions.register("r", &format!("/{key}"), 0, 1).unwrap_err().message.contains("already in manager"));
@@ -339,7 +362,7 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         assert!(regions.read(&at(0, 1), "input").unwrap_err().message.contains("was removed"));
         assert!(regions.register("x", "/../etc/passwd", 0, 1).is_err());
-        regions.unregister(None);
+        regions.unregister(None).expect("allowed");
         assert!(
             regions.status(Some("r")).unwrap_err().message.contains("Unable to find system shared memory region: 'r'")
         );

@@ -27,7 +27,7 @@
 
 use corral_runtime::sync::lock;
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::{
         Arc, Mutex, RwLock,
@@ -44,7 +44,7 @@ use crate::{
     batcher::Batcher,
     counters::Counters,
     error::{CallError, ErrorKind},
-    repository::{self, LoadOverride, RepoError, ServeConfig},
+    repository::{self, LoadOverride, ServeConfig},
     sequence::{SequenceParams, Sequencer},
 };
 
@@ -96,11 +96,26 @@ pub struct IndexEntry {
     pub reason: String,
 }
 
+/// The server's settings that its state consults (from `ServeOptions`).
+#[derive(Clone, Copy, Debug)]
+pub struct Flags {
+    pub control: ControlMode,
+    pub body_limit: usize,
+    pub strict_readiness: bool,
+    pub allow_client_shm: bool,
+}
+
 pub struct ServerState {
     pub runtime: Runtime,
     pub repository: PathBuf,
     pub control: ControlMode,
     pub body_limit: usize,
+    strict_readiness: bool,
+    /// Models whose configuration was read but whose load failed, with no version serving:
+    /// under strict readiness the server is not ready while one is here (Triton: such a model
+    /// is UNAVAILABLE in its lifecycle table; one whose configuration could not be read never
+    /// enters it).
+    failed_loads: Mutex<BTreeSet<String>>,
     models: RwLock<BTreeMap<String, Versions>>,
     /// Per model name and version, for the server's life.
     counters: Mutex<BTreeMap<(String, u64), Arc<Counters>>>,
@@ -116,31 +131,46 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(
-        runtime: Runtime,
-        repository: PathBuf,
-        control: ControlMode,
-        body_limit: usize,
-        trace: crate::trace::Traces,
-    ) -> ServerState {
+    pub fn new(runtime: Runtime, repository: PathBuf, flags: Flags, trace: crate::trace::Traces) -> ServerState {
         ServerState {
             runtime,
             repository,
-            control,
-            body_limit,
+            control: flags.control,
+            body_limit: flags.body_limit,
+            strict_readiness: flags.strict_readiness,
+            failed_loads: Mutex::new(BTreeSet::new()),
             models: RwLock::new(BTreeMap::new()),
             counters: Mutex::new(BTreeMap::new()),
             reasons: Mutex::new(BTreeMap::new()),
             control_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             started: Instant::now(),
-            shm: crate::shm::Regions::default(),
+            shm: crate::shm::Regions::new(flags.allow_client_shm),
             trace,
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Relaxed)
+        self.readiness().is_ok()
+    }
+
+    /// Whether the server is ready, and why not: its start-up loads are not done, or (strict
+    /// readiness, Triton's `--strict-readiness`, server.cc `IsReady`) a model whose
+    /// configuration was read failed to load and has no version serving. A model whose
+    /// configuration cannot be read does not count, as in Triton; the index shows both.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Relaxed) {
+            return Err("the server is still loading its models".to_owned());
+        }
+        let failed = lock(&self.failed_loads);
+        if self.strict_readiness && !failed.is_empty() {
+            let names: Vec<&str> = failed.iter().map(String::as_str).collect();
+            return Err(format!(
+                "not ready: {} failed to load (strict readiness)\nhint: load it again once fixed, unload it, or start with --strict-readiness=false",
+                names.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     pub fn set_ready(&self) {
@@ -330,8 +360,9 @@ impl ServerState {
 
     /// Loads (or reloads) `name` with a load request's configuration and files.
     pub async fn load_as(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
-        // Triton's words (model_repository_manager.cc, ValidateModelName), then corral's
-        // stricter rule for what may become a folder name.
+        // Triton's words (model_repository_manager.cc, ValidateModelName); corral's stricter
+        // rule for what may become a folder name is checked as the folder is read (a name it
+        // refuses is a failed poll, as a missing folder is).
         let trimmed = name.trim();
         if trimmed.is_empty() {
             return Err(CallError::bad_request("Model name cannot be empty. Please enter a valid name to deploy."));
@@ -341,7 +372,6 @@ impl ServerState {
                 "invalid model name '{name}', model name must not contain path traversal characters"
             )));
         }
-        repository::check_name(name).map_err(|e| CallError::bad_request(e.to_string()))?;
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
         let name = name.to_owned();
@@ -367,18 +397,17 @@ impl ServerState {
         // Files given with the load live until the model is loaded (engines read them then).
         let (repo_model, _given) = match repository::read_with(&self.repository, name, over) {
             Ok(model) => model,
-            Err(error @ RepoError::BadName(_)) => return Err(CallError::bad_request(error.to_string())),
-            Err(error @ (RepoError::NotFound(_) | RepoError::Given(_))) => {
+            // Triton (model_repository_manager.cc, LoadUnloadModel): whatever stops the model
+            // being read (no folder, a configuration or override that does not read, files
+            // that cannot be written) is a failed poll, answered 500 / INTERNAL; Triton logs
+            // the reason, corral also gives it after Triton's words.
+            Err(error) => {
+                tracing::warn!(model = name, "Poll failed for model directory '{name}': {error}");
                 let answer = CallError::new(
                     ErrorKind::Internal,
-                    format!("failed to load '{name}', failed to poll from model repository"),
+                    format!("failed to load '{name}', failed to poll from model repository: {error}"),
                 );
                 return failed(answer, error.to_string());
-            }
-            Err(RepoError::Request(message)) => return failed(CallError::bad_request(message.clone()), message),
-            Err(RepoError::Invalid(message)) => {
-                let answer = CallError::bad_request(format!("load failed for model '{name}': {message}\n"));
-                return failed(answer, message);
             }
         };
         let config = repo_model.config;
@@ -423,6 +452,9 @@ impl ServerState {
             let answer = CallError::bad_request(format!(
                 "load failed for model '{name}': version {version} is at UNAVAILABLE state: Internal: {message};\n"
             ));
+            if old.is_empty() {
+                lock(&self.failed_loads).insert(name.to_owned());
+            }
             return failed(answer, message);
         }
         // Step 3: one write switches every new call to the new set of versions.
@@ -449,6 +481,7 @@ impl ServerState {
         }
         let numbers: Vec<u64> = versions.keys().copied().collect();
         lock(&self.reasons).remove(name);
+        lock(&self.failed_loads).remove(name);
         sync::write(&self.models).insert(name.to_owned(), versions.clone());
         tracing::info!(model = name, versions = ?numbers, "serving");
         // Step 4: versions that no longer serve go once their calls are answered.
@@ -491,6 +524,7 @@ impl ServerState {
         let this = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || {
+            lock(&this.failed_loads).remove(&name);
             if this.unload_blocking(&name) {
                 lock(&this.reasons).insert(name.clone(), "unloaded".to_owned());
             }

@@ -1,6 +1,7 @@
 //! The `corral` binary as a user meets it: real processes, a private lock folder per test,
 //! snapshots of what it prints with pids and times filtered.
 
+mod config;
 mod cpu;
 mod deploy;
 mod device_plugin;

@@ -68,14 +68,13 @@ fn write_rewrites_a_config_pbtxt_placement_and_nothing_else() {
     let model = dir.path().join("m");
     std::fs::create_dir_all(model.join("1")).expect("mkdir");
     std::fs::write(model.join("1/model.onnx"), b"placeholder: plan reads no model file").expect("write");
-    let config = "name: \"m\"\nbackend: \"onnxruntime\"\nmax_batch_size: 0\nmax_batch_sizee: 4\nparameters { key: \"corral.start\" value { string_value: \"3\" } }\nparameters { key: \"corral.cores\" value { string_value: \"2\" } }\n";
+    let config = "name: \"m\"\nbackend: \"onnxruntime\"\nmax_batch_size: 0\n# kept as written\ninstance_group [ { kind: KIND_CPU } ]\nparameters { key: \"corral.start\" value { string_value: \"3\" } }\nparameters { key: \"corral.cores\" value { string_value: \"2\" } }\n";
     std::fs::write(model.join("config.pbtxt"), config).expect("pbtxt");
     let path = dir.path().to_str().expect("utf-8");
     let base = ["plan", "--model-repository", path, "--device", "sim:8"];
     let (code, _, err) = run(&host, &[&base[..], &["--optimize"]].concat());
     assert_eq!(code, 1, "an ONNX model needs its profile");
     assert!(err.contains("is an ONNX model with no") && err.contains("corral plan --profile"), "{err}");
-    assert!(err.contains("`max_batch_sizee` is not a field of Triton's model configuration; it is ignored"), "{err}");
     let profile = r#"{"device": "cpu", "cores_per_instance": 2, "samples_ms": [2.0, 2.0, 3.0]}"#;
     std::fs::write(model.join("profile.json"), profile).expect("profile");
     let (code, _, err) = run(&host, &[&base[..], &["--optimize", "--write"]].concat());
@@ -84,7 +83,8 @@ fn write_rewrites_a_config_pbtxt_placement_and_nothing_else() {
         name: "m"
         backend: "onnxruntime"
         max_batch_size: 0
-        max_batch_sizee: 4
+        # kept as written
+        instance_group [ { kind: KIND_CPU } ]
         parameters { key: "corral.cores" value { string_value: "2" } }
         parameters { key: "corral.starts" value { string_value: "0,2,4,6" } }
     "#]]

@@ -17,12 +17,12 @@ fn project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn site() -> PathBuf {
+pub(super) fn site() -> PathBuf {
     corral_engine_ort::project_site_packages().expect("./scripts/setup creates .venv")
 }
 
 /// `dir/model/1/model.onnx`, copied from `from`.
-fn put_onnx(dir: &Path, model: &str, from: PathBuf) {
+pub(super) fn put_onnx(dir: &Path, model: &str, from: PathBuf) {
     std::fs::create_dir_all(dir.join(model).join("1")).expect("mkdir");
     std::fs::copy(from, dir.join(model).join("1/model.onnx")).expect("copy");
 }
@@ -64,13 +64,13 @@ instance_group [ { count: 2, kind: KIND_CPU } ]
 pub(super) struct Server {
     pub(super) child: Child,
     pub(super) http: String,
-    grpc: String,
+    pub(super) grpc: String,
     metrics: String,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
-    fn start(host: &Host, repo: &Path, extra: &[&str]) -> Server {
+    pub(super) fn start(host: &Host, repo: &Path, extra: &[&str]) -> Server {
         Server::start_with(host, repo, extra, &[])
     }
 
@@ -112,12 +112,12 @@ impl Server {
         Server { child, http, grpc, metrics, stderr }
     }
 
-    fn port(address: &str) -> &str {
+    pub(super) fn port(address: &str) -> &str {
         address.rsplit(':').next().expect("host:port")
     }
 
     /// Runs a client script of `tests/it` from `.venv-clients`, which must print `done`.
-    fn run_client(&self, script: &str, args: &[&str], done: &str) -> String {
+    pub(super) fn run_client(&self, script: &str, args: &[&str], done: &str) -> String {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it").join(script);
         // Bounded, so a client that hangs fails its test instead of stalling the suite.
         let output = Command::new("timeout")
@@ -134,6 +134,25 @@ impl Server {
             self.stderr.lock().expect("lock")
         );
         stdout
+    }
+
+    /// What the server has written to stderr so far.
+    pub(super) fn stderr_text(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// Its exit status, once it exits within `limit` (`None`: still running, or killed).
+    pub(super) fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // Its last lines reach the reader thread just after it exits.
+                std::thread::sleep(Duration::from_millis(200));
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Waits until `/v2/health/ready` answers 200.
@@ -180,7 +199,7 @@ fn cuda_runtime() -> PathBuf {
         .expect("nvidia-cuda-runtime-cu12 in .venv-perf")
 }
 
-fn python(venv: &str) -> PathBuf {
+pub(super) fn python(venv: &str) -> PathBuf {
     project().join(venv).join("bin/python")
 }
 

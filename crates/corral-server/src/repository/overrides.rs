@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use corral_runtime::repository::pbtxt::{Message, Value};
+use corral_config::ModelConfig;
 
 use super::{RepoError, RepoModel, check_name, read, runtime_repository, serve_config, versions};
 
@@ -48,51 +48,10 @@ impl GivenFiles {
     }
 }
 
-/// Triton's model configuration in JSON, as the tree `config.pbtxt` parses into; map fields
-/// (`parameters`) become its `key`/`value` messages.
-pub fn config_from_json(text: &str) -> Result<Message, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("the configuration is not valid JSON: {e}"))?;
-    let serde_json::Value::Object(object) = value else {
-        return Err("the configuration must be a JSON object".into());
-    };
-    Ok(message_from_json(&object))
-}
-
-fn message_from_json(object: &serde_json::Map<String, serde_json::Value>) -> Message {
-    let mut message = Message::default();
-    for (key, value) in object {
-        match (key.as_str(), value) {
-            ("parameters", serde_json::Value::Object(map)) => {
-                for (name, entry) in map {
-                    let mut parameter = Message::default();
-                    parameter.fields.push(("key".into(), Value::Str(name.clone())));
-                    if let Some(value) = value_from_json(entry) {
-                        parameter.fields.push(("value".into(), value));
-                    }
-                    message.fields.push(("parameters".into(), Value::Message(parameter)));
-                }
-            }
-            (_, value) => {
-                if let Some(value) = value_from_json(value) {
-                    message.fields.push((key.clone(), value));
-                }
-            }
-        }
-    }
-    message
-}
-
-fn value_from_json(value: &serde_json::Value) -> Option<Value> {
-    use serde_json::Value as J;
-    Some(match value {
-        J::Null => return None,
-        J::Bool(b) => Value::Word(b.to_string()),
-        J::Number(n) => Value::Word(n.to_string()),
-        J::String(s) => Value::Str(s.clone()),
-        J::Array(items) => Value::List(items.iter().filter_map(value_from_json).collect()),
-        J::Object(object) => Value::Message(message_from_json(object)),
-    })
+/// Triton's model configuration in JSON (protobuf's JSON mapping, as Triton's
+/// `JsonToModelConfig` reads it).
+pub fn config_from_json(text: &str) -> Result<ModelConfig, String> {
+    corral_config::from_json(text).map_err(|e| e.to_string())
 }
 
 /// Reads model `name` of `repo`, or as `over` gives it.

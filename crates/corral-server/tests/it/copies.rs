@@ -240,6 +240,9 @@ fn counts(cases: &[&str]) -> Vec<(String, usize, Vec<usize>)> {
         grpc_limit: corral_server::BODY_LIMIT_DEFAULT,
         trace_file: None,
         trace: Default::default(),
+        strict_readiness: true,
+        exit_on_error: false,
+        allow_client_shm: true,
     };
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
