@@ -8,6 +8,7 @@
 //!   it (the parser Triton reads `config.pbtxt` with): [`from_text`], [`read_file`].
 //! - [`json`]: protobuf's JSON mapping both ways: a load request's `config` ([`from_json`]) and
 //!   the configuration endpoint's answer ([`to_json`], as Triton prints it).
+//! - [`validate`]: the checks Triton makes of a configuration once read, in its words.
 //!
 //! Why a parser of our own rather than `prost-reflect`'s `text-format` feature: Triton's
 //! configurations leave out the colon before a list of messages (`input [ { … } ]`, valid text
@@ -18,6 +19,7 @@
 
 pub mod json;
 pub mod text;
+pub mod validate;
 
 use std::{path::Path, sync::OnceLock};
 
@@ -27,6 +29,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 pub use json::{JsonError, from_json, to_json};
 pub use schema::*;
 pub use text::TextError;
+pub use validate::validate;
 
 /// The messages of Triton's `model_config.proto`, package `inference`, as `prost` generates them
 /// (checked in: `src/generated/inference.rs`; the test `generated_code_is_the_schemas`

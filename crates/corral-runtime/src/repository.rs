@@ -479,6 +479,7 @@ fn read_folder_as(
     let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
     let (def, versions) = match &pbtxt {
         Some(config) => {
+            check_as_triton(config, dir).map_err(bad)?;
             let file = pbtxt_model_file(config).map_err(bad)?;
             let policy = pbtxt_version_policy(config).map_err(bad)?;
             if toml_too && dir.join("config.toml").is_file() {
@@ -503,6 +504,28 @@ fn read_folder_as(
         _ => pbtxt_plan_rate(pbtxt.as_ref()).map_err(bad)?,
     };
     Ok(Some(ModelFolder { def, pbtxt, versions, dir: dir.to_owned(), config_file, plan_rate }))
+}
+
+/// What Triton checks of a configuration once read (`corral_config::validate`), on the
+/// backend Triton would complete it with: the one named, else the platform's, else, for an
+/// ONNX model file, `onnxruntime` (core model_config_utils.cc, `AutoCompleteBackendFields`).
+/// A configuration that names neither and has no version folder to tell is Triton's error.
+fn check_as_triton(config: &ModelConfig, dir: &Path) -> Result<(), String> {
+    let model = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let backend = match (config.backend.as_str(), config.platform.as_str()) {
+        ("", "onnxruntime_onnx") => "onnxruntime",
+        ("", "tensorflow_savedmodel" | "tensorflow_graphdef" | "tensorrt_plan" | "pytorch_libtorch" | "ensemble") => "",
+        ("", "") if version_folders(dir).is_empty() => {
+            return Err(format!(
+                "Invalid model name: Could not determine backend for model '{model}' with no backend in model configuration. Expected model name of the form 'model.<backend_name>'."
+            ));
+        }
+        ("", _) if config.default_model_filename.is_empty() || config.default_model_filename.ends_with(".onnx") => {
+            "onnxruntime"
+        }
+        (backend, _) => backend,
+    };
+    corral_config::validate(config, &model, backend)
 }
 
 /// The model file a `config.pbtxt` names (`default_model_filename`, else `model.onnx`), after

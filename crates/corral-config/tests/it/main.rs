@@ -5,3 +5,4 @@ mod generated;
 mod peer;
 mod schema;
 mod text;
+mod validate;

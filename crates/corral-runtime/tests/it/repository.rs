@@ -126,6 +126,32 @@ fn config_pbtxt_folders_give_their_placement() {
     assert!(folder.pbtxt.is_some(), "the server reads its serving fields from the parsed file");
 }
 
+/// Triton's checks of a configuration run when a folder is read, in its words: the special
+/// cases of Triton's `qa/L0_model_config` that depend on the folder (the ONNX file telling the
+/// backend, a folder without versions), and one of its configuration checks.
+#[test]
+fn folders_are_checked_as_triton_checks_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let repo = dir.path();
+    write(repo, "invalid_platform/1/model.onnx", "not read");
+    write(
+        repo,
+        "invalid_platform/config.pbtxt",
+        "platform: \"onnxruntim\"\ndefault_model_filename: \"model.onnx\"\nmax_batch_size: 8\n",
+    );
+    write(repo, "no_version/config.pbtxt", "name: \"no_version\"\nmax_batch_size: 1\n");
+    write(repo, "negative/1/model.onnx", "not read");
+    write(repo, "negative/config.pbtxt", "backend: \"onnxruntime\"\nmax_batch_size: -2\n");
+    let (_, errors) = repository::read(repo).expect("readable");
+    let shown: Vec<String> =
+        errors.iter().map(|e| e.to_string().replace(&repo.display().to_string(), "REPO")).collect();
+    expect![[r#"
+        REPO/invalid_platform/config.pbtxt: unexpected 'platform' and 'backend' pair, got:onnxruntim, onnxruntime
+        REPO/negative/config.pbtxt: 'max_batch_size' must be non-negative value for negative
+        REPO/no_version/config.pbtxt: Invalid model name: Could not determine backend for model 'no_version' with no backend in model configuration. Expected model name of the form 'model.<backend_name>'."#]]
+    .assert_eq(&shown.join("\n"));
+}
+
 /// The versions a folder with `1/`, `2/`, `3/` serves under `config` (a `config.toml` when it
 /// starts with `[`, else a `config.pbtxt`), or the error.
 #[track_caller]
