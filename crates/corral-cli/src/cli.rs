@@ -119,9 +119,12 @@ pub struct ServeArgs {
     pub metrics_port: u16,
     #[arg(long, value_enum, default_value = "none")]
     pub model_control_mode: ControlArg,
-    /// A model to load at start in explicit mode (repeat for more)
+    /// A model to load at start in explicit mode (repeat for more; `*`: every model, as Triton)
     #[arg(long, value_name = "NAME")]
     pub load_model: Vec<String>,
+    /// Triton's flag: a level above 0 logs the server's details (as -vv)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub log_verbose: u32,
     /// Let the autopilot move cores between the models as the load shifts (as CORRAL_AUTOPILOT=1)
     #[arg(long)]
     pub autopilot: bool,

@@ -30,7 +30,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging(cli.verbose);
+    let verbose = match &cli.command {
+        // Triton's --log-verbose N: details of the server's work.
+        cli::Command::Serve(args) if args.log_verbose > 0 => cli.verbose.max(2),
+        _ => cli.verbose,
+    };
+    init_logging(verbose);
     let lookup = |name: &str| std::env::var(name).ok();
     let result = match cli.command {
         cli::Command::Ls(args) => ls::run(&args, &lookup).map(|()| 0),

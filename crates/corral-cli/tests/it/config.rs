@@ -130,3 +130,48 @@ fn strict_readiness_and_exit_on_error_follow_tritons_flags() {
         server.stderr_text()
     );
 }
+
+/// The flags Triton's own test scripts start servers with: `--load-model=*` (every model in
+/// explicit mode), `--log-verbose=N`, `--allow-client-shm=BOOL` (false: registering and
+/// unregistering shared memory answer Triton's 501).
+#[test]
+fn tritons_start_flags_load_every_model_and_gate_shared_memory() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    for name in ["one", "two"] {
+        put_onnx(dir.path(), name, site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    }
+    let flags = ["--model-control-mode=explicit", "--load-model=*", "--log-verbose=1", "--allow-client-shm=false"];
+    let server = Server::start(&host, dir.path(), &flags);
+    server.wait_ready();
+    let (_, index) = http(&server.http, "POST", "/v2/repository/index", b"");
+    let index: serde_json::Value = serde_json::from_str(&index).expect("JSON");
+    let ready: Vec<&str> = index
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| e["state"] == "READY")
+        .map(|e| e["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(ready, ["one", "two"], "{index}");
+    let register = br#"{"key": "/k", "offset": 0, "byte_size": 8}"#;
+    for path in [
+        "/v2/systemsharedmemory/region/r/register",
+        "/v2/systemsharedmemory/unregister",
+        "/v2/cudasharedmemory/region/r/register",
+    ] {
+        let (status, body) = http(&server.http, "POST", path, register);
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                501,
+                r#"{"error":"Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."}"#
+            ),
+            "{path}"
+        );
+    }
+    let (status, _) = http(&server.http, "GET", "/v2/systemsharedmemory/status", b"");
+    assert_eq!(status, 200, "the status stays open, as in Triton");
+    // Without it serve logs warnings only; with it, each model's start is logged.
+    assert!(server.stderr_text().contains("serving"), "--log-verbose logs details:\n{}", server.stderr_text());
+}
