@@ -185,11 +185,12 @@ pub enum TraceLevelArg {
     Timestamps,
 }
 
-/// A request size limit: a whole number of bytes, more than 0 (Triton refuses 0 too).
+/// A request size limit: a whole number of bytes, more than 0 (Triton refuses 0 and negative
+/// sizes: "--http-max-input-size must be greater than 0").
 fn parse_byte_limit(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be greater than 0".to_owned()),
-        Ok(n) => Ok(n),
+    match text.parse::<i128>() {
+        Ok(n) if n <= 0 => Err("must be greater than 0".to_owned()),
+        Ok(n) => usize::try_from(n).map_err(|_| format!("`{text}` is more bytes than this machine can address")),
         Err(_) => Err(format!("`{text}` is not a whole number of bytes")),
     }
 }

@@ -645,6 +645,9 @@ fn serve_flags_refuse_bad_values_naming_them() {
     };
     for (extra, code, says) in [
         (&["--http-max-input-size", "0"][..], 2, "--http-max-input-size <BYTES>': must be greater than 0"),
+        // As Triton's own test script starts it: a negative size is refused the same way.
+        (&["--http-max-input-size=-1024"], 2, "--http-max-input-size <BYTES>': must be greater than 0"),
+        (&["--strict-readiness=maybe"], 2, "invalid value for bool option: maybe"),
         (&["--max-body-bytes", "lots"], 2, "--max-body-bytes <BYTES>': `lots` is not a whole number of bytes"),
         (&["--max-body-bytes", "8", "--http-max-input-size", "8"], 2, "cannot be used with"),
         (&["--trace-rate", "0"], 2, "--trace-rate <N>"),
