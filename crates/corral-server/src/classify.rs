@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use corral_engine::{DataType, Tensor, TensorData, TensorView};
 
-use crate::error::CallError;
+use crate::{error::CallError, triton};
 
 /// `tensor`, or its classes when the call asked for `class_count` > 0.
 pub fn answer<'a>(
@@ -32,10 +32,7 @@ pub fn answer<'a>(
 pub fn top_k(tensor: &Tensor, k: usize, batched: bool, labels: &[String]) -> Result<Tensor, CallError> {
     let datatype = tensor.datatype();
     if matches!(datatype, DataType::Bool | DataType::Bytes | DataType::F16 | DataType::BF16) {
-        // Triton's words.
-        return Err(CallError::bad_request(format!(
-            "class result not available for output due to unsupported type '{datatype}'"
-        )));
+        return Err(triton::class_unsupported(datatype));
     }
     let rows = match tensor.shape.first() {
         Some(&rows) if batched => rows,

@@ -8,7 +8,7 @@
 //! elements only once its text could hold them), so a hostile body costs at most its own
 //! length; every mistake is a [`CallError`] with a message for
 //! the client, never a panic. Where Triton checks the same thing, the words and the status
-//! are Triton's (`http_server.cc`: `EVBufferToInput`, `ValidateInputContentType`,
+//! are Triton's (`triton.rs`; `http_server.cc`: `EVBufferToInput`, `ValidateInputContentType`,
 //! `ReadDataFromJson`); its JSON errors are 500s.
 
 use bytes::Bytes;
@@ -17,10 +17,11 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, value::RawValue};
 
 use crate::{
-    error::{CallError, ErrorKind},
+    error::CallError,
     json_data::DataError,
     sequence::{SequenceId, SequenceParams},
     shm::{ShmInput, ShmRef},
+    triton,
 };
 
 /// A decoding mistake of the client's.
@@ -28,11 +29,6 @@ type CodecError = CallError;
 
 fn bad<T>(message: impl Into<String>) -> Result<T, CodecError> {
     Err(CallError::bad_request(message))
-}
-
-/// Triton's JSON errors are INTERNAL (500).
-fn json_error<T>(message: impl Into<String>) -> Result<T, CodecError> {
-    Err(CallError::new(ErrorKind::Internal, message))
 }
 
 pub use crate::json_data::JSON_NESTING_MAX;
@@ -119,13 +115,8 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
             }
             _ => return bad(format!("input `{name}` needs a string `datatype`")),
         };
-        let shape = shape(input.get("shape")).map_err(|e| CallError::new(ErrorKind::Internal, e))?;
-        let count = elements(&shape).ok_or_else(|| {
-            CallError::bad_request(format!(
-                "invalid shape for input '{name}': shape {} causes total element count to exceed maximum size of 9223372036854775807",
-                dims(&shape)
-            ))
-        })?;
+        let shape = shape(input.get("shape"))?;
+        let count = elements(&shape).ok_or_else(|| triton::element_count_overflow(&name, &shape))?;
         let input_parameters = parameters(input, &format!("input `{name}`"))?;
         // Triton's rule (ValidateInputContentType): exactly one source of data.
         let sources: Vec<&str> = [
@@ -137,11 +128,7 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
         .filter_map(|(set, field)| set.then_some(field))
         .collect();
         if sources.len() != 1 {
-            let set =
-                if sources.is_empty() { "no field is set".to_owned() } else { format!("set {}", sources.join(" ")) };
-            return bad(format!(
-                "Input must set only one of the following fields: 'data', 'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But {set}"
-            ));
+            return Err(triton::one_data_source(&sources));
         }
         if let Some(at) = shm_parameters(input_parameters, &format!("input '{name}'"))? {
             shm_inputs.push(ShmInput { name, datatype, shape, at });
@@ -150,12 +137,8 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
         let binary_size = input_parameters
             .and_then(|p| p.get("binary_data_size"))
             .map(|v| {
-                v.as_u64().ok_or_else(|| {
-                    CallError::new(
-                        ErrorKind::Internal,
-                        "Unable to parse 'binary_data_size': attempt to access JSON non-unsigned-integer as unsigned-integer",
-                    )
-                })
+                v.as_u64()
+                    .ok_or_else(|| triton::unable_to_parse("binary_data_size", triton::json_type("unsigned-integer")))
             })
             .transpose()?;
         let data = match (binary_size, input.get("data")) {
@@ -163,13 +146,10 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
                 let expected = datatype.size().map(|element| count.checked_mul(element));
                 if let Some(expected) = expected.filter(|&expected| expected != Some(size as usize)) {
                     let expected = expected.unwrap_or(usize::MAX);
-                    return Err(crate::error::byte_size_mismatch(id.as_deref(), &name, model, expected, size as usize));
+                    return Err(triton::byte_size_mismatch(id.as_deref(), &name, model, expected, size as usize));
                 }
                 if binary.len() < size as usize {
-                    return bad(format!(
-                        "unexpected size for input '{name}', expecting {} additional bytes for model '{model}'",
-                        size as usize - binary.len()
-                    ));
+                    return Err(triton::missing_binary_bytes(&name, model, size as usize - binary.len()));
                 }
                 let at = body.len() - binary.len();
                 binary = &binary[size as usize..];
@@ -183,7 +163,7 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
         inputs.push(Tensor::new(name, shape, data));
     }
     if !binary.is_empty() {
-        return bad(format!("unexpected additional input data for model '{model}'"));
+        return Err(triton::surplus_binary(model));
     }
     let outputs = match header.get("outputs") {
         None | Some(Value::Null) => Vec::new(),
@@ -198,14 +178,13 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
                 let output_parameters = parameters(o, &format!("output `{name}`"))?;
                 let binary = flag(output_parameters, "binary_data")?;
                 let shm = shm_parameters(output_parameters, &format!("output '{name}'"))?;
-                // Triton's words (http_server.cc, ParseJsonTritonIO).
                 let has = |key: &str| output_parameters.is_some_and(|p| p.contains_key(key));
                 if shm.is_some() && has("classification") {
-                    return bad("Output can't set both 'shared_memory_region' and 'classification'");
+                    return Err(triton::output_shm_and("classification"));
                 }
                 // tritonclient sends `binary_data: false` beside a region; only true conflicts.
                 if shm.is_some() && binary == Some(true) {
-                    return bad("Output can't set both 'shared_memory_region' and 'binary_data'");
+                    return Err(triton::output_shm_and("binary_data"));
                 }
                 let class_count = match output_parameters.and_then(|p| p.get("classification")) {
                     None => 0,
@@ -263,22 +242,18 @@ fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<Option<bo
 }
 
 /// An input's `shape`, with Triton's words for one that is not an array of whole numbers.
-fn shape(value: Option<&Value>) -> Result<Vec<usize>, String> {
-    let Some(value) = value else { return Err("attempt to access non-existing object member 'shape'".to_owned()) };
+fn shape(value: Option<&Value>) -> Result<Vec<usize>, CallError> {
+    let Some(value) = value else { return Err(triton::missing_member("shape")) };
     let Value::Array(dims) = value else {
-        return Err("Unable to parse 'shape': attempt to access JSON non-array as array".to_owned());
+        return Err(triton::unable_to_parse("shape", triton::json_type("array")));
     };
     dims.iter()
         .map(|d| {
-            d.as_u64().map(|d| d as usize).ok_or_else(|| {
-                "Unable to parse 'shape': attempt to access JSON non-unsigned-integer as unsigned-integer".to_owned()
-            })
+            d.as_u64()
+                .map(|d| d as usize)
+                .ok_or_else(|| triton::unable_to_parse("shape", triton::json_type("unsigned-integer")))
         })
         .collect()
-}
-
-fn dims(shape: &[usize]) -> String {
-    format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(","))
 }
 
 /// An input's `data` read straight into its elements (`json_data.rs`), with Triton's words
@@ -287,16 +262,14 @@ fn json_data(data: &RawValue, datatype: DataType, count: usize, name: &str) -> R
     match crate::json_data::read(data, datatype, count) {
         Ok(elements) => Ok(elements),
         Err(DataError::TooDeep) => {
-            // Triton: http_server.cc, ReadDataFromJsonHelper (BYTES are checked unwrapped).
-            let limit = format!("JSON nesting depth exceeds maximum allowed limit ({JSON_NESTING_MAX})");
-            bad(if datatype == DataType::Bytes { limit } else { format!("Unable to parse 'data': {limit}") })
+            // BYTES are checked unwrapped, as Triton's are.
+            let too_deep = triton::nesting_too_deep(JSON_NESTING_MAX);
+            Err(if datatype == DataType::Bytes { too_deep } else { triton::unable_to_parse("data", too_deep) })
         }
-        Err(DataError::TooMany) => {
-            json_error("Unable to parse 'data': Shape does not match true shape of 'data' field")
-        }
-        Err(DataError::TooFew) => json_error("Failed to parse 'data' field: shape does not match true shape"),
+        Err(DataError::TooMany) => Err(triton::data_too_many()),
+        Err(DataError::TooFew) => Err(triton::data_too_few()),
         Err(DataError::Value(wrong)) => bad(format!("input `{name}`: {wrong}")),
-        Err(DataError::Syntax(error)) => json_error(format!("Unable to parse 'data': {error}")),
+        Err(DataError::Syntax(error)) => Err(triton::unable_to_parse("data", triton::json_error(error))),
     }
 }
 
@@ -307,17 +280,10 @@ type RequestHeader<'a> = (Map<String, Value>, Vec<Option<&'a RawValue>>);
 /// The request's JSON header as values, except each input's `data`, which is kept as its
 /// text to be read straight into the tensor once the input's datatype and shape are known.
 fn read_header<'a>(text: &'a [u8]) -> Result<RequestHeader<'a>, CodecError> {
-    let syntax = |e: serde_json::Error| {
-        CallError::new(
-            ErrorKind::Internal,
-            format!("failed to parse the request JSON buffer: {e} at {}", e.column().saturating_sub(1)),
-        )
-    };
+    let syntax = |e: serde_json::Error| triton::unparsable_json(&e);
     let top: std::collections::BTreeMap<String, &'a RawValue> = match serde_json::from_slice(text) {
         Ok(top) => top,
-        Err(e) if e.classify() == serde_json::error::Category::Data => {
-            return json_error("attempt to access JSON non-object as object");
-        }
+        Err(e) if e.classify() == serde_json::error::Category::Data => return Err(triton::json_type("object")),
         Err(e) => return Err(syntax(e)),
     };
     let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_err(syntax);
@@ -494,6 +460,7 @@ pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
         super::decode(&Bytes::copy_from_slice(body), header_len, model)

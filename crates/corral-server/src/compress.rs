@@ -17,7 +17,10 @@ use axum::{
     response::Response,
 };
 
-use crate::error::{CallError, ErrorKind};
+use crate::{
+    error::{CallError, ErrorKind},
+    triton,
+};
 
 /// The encodings corral reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,8 +90,7 @@ pub async fn inflate_request(
         return Ok(body);
     }
     // Triton: 501 with `Accept-Encoding: gzip, deflate` (added by the REST layer).
-    let encoding =
-        Encoding::parse(&text).ok_or_else(|| CallError::new(ErrorKind::Unsupported, "Unsupported compression type"))?;
+    let encoding = Encoding::parse(&text).ok_or_else(triton::unsupported_compression)?;
     let inflated = tokio::task::spawn_blocking(move || inflate(encoding, &body, limit))
         .await
         .map_err(|_| CallError::new(ErrorKind::Internal, "inflating the request body failed"))??;
@@ -107,13 +109,7 @@ fn inflate(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, Cal
         CallError::bad_request(format!("the request body is not valid {} data: {error}", encoding.name()))
     })?;
     if out.len() > limit {
-        // Triton's words (http_server.cc, DecompressBuffer).
-        return Err(CallError::new(
-            ErrorKind::TooLarge,
-            format!(
-                "Decompressed data size exceeds the maximum allowed value of {limit} bytes. Use --http-max-input-size to increase the limit."
-            ),
-        ));
+        return Err(triton::decompressed_too_large(limit));
     }
     Ok(out)
 }

@@ -19,6 +19,7 @@ use crate::{
     error::{CallError, ErrorKind},
     metadata, shm,
     state::ServerState,
+    triton,
 };
 
 mod call;
@@ -177,7 +178,7 @@ impl GrpcInferenceService for Grpc {
         &self,
         request: Request<pb::CudaSharedMemoryRegisterRequest>,
     ) -> Answer<pb::CudaSharedMemoryRegisterResponse> {
-        Err(status(shm::cuda_register(&request.into_inner().name)))
+        Err(status(triton::cuda_register(&request.into_inner().name)))
     }
 
     async fn cuda_shared_memory_unregister(
@@ -362,23 +363,17 @@ impl GrpcInferenceService for Grpc {
     ) -> Answer<pb::RepositoryModelLoadResponse> {
         let r = request.into_inner();
         let mut over = crate::repository::LoadOverride::default();
-        // Triton's words (grpc_server.cc, RepositoryModelLoad).
+        // `config` is a string, `file:` ones bytes, as Triton takes them.
         for (key, parameter) in r.parameters {
             use pb::model_repository_parameter::ParameterChoice;
             match (key.as_str(), parameter.parameter_choice) {
                 ("config", Some(ParameterChoice::StringParam(text))) => over.config(&text),
-                ("config", _) => {
-                    return Err(Status::invalid_argument(format!(
-                        "invalid value type for load parameter '{key}', expected string_param."
-                    )));
-                }
+                ("config", _) => return Err(status(triton::load_parameter_type(&key, "string_param"))),
                 (file, Some(ParameterChoice::BytesParam(bytes))) if file.starts_with("file:") => over.file(file, bytes),
                 (file, _) if file.starts_with("file:") => {
-                    return Err(Status::invalid_argument(format!(
-                        "invalid value type for load parameter '{key}', expected bytes_param."
-                    )));
+                    return Err(status(triton::load_parameter_type(&key, "bytes_param")));
                 }
-                _ => return Err(Status::invalid_argument(format!("unrecognized load parameter '{key}'."))),
+                _ => return Err(status(triton::unknown_load_parameter(&key))),
             }
         }
         self.state.request_load(&r.model_name, over).await.map_err(status)?;

@@ -25,6 +25,7 @@ pub mod sequence;
 pub mod shm;
 mod state;
 pub mod trace;
+mod triton;
 mod validate;
 
 use std::{
@@ -84,9 +85,12 @@ pub enum ServeError {
     Repository(PathBuf),
     #[error("{what} server failed: {reason}")]
     Server { what: &'static str, reason: String },
-    /// Triton's words when `--exit-on-error` stops it (tritonserver.cc, main.cc).
+    /// Triton's words when `--exit-on-error` stops it, then corral's hint.
     #[error(
-        "creating server: Internal - failed to load all models\nhint: the log names each model that failed; --exit-on-error=false serves the others"
+        "{}",
+        triton::all_models_failed(
+            "hint: the log names each model that failed; --exit-on-error=false serves the others"
+        )
     )]
     ModelsFailed,
 }

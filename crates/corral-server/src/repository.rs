@@ -21,6 +21,8 @@ use corral_config::{
 use corral_engine::{DataType, ModelSource};
 use corral_runtime::{ModelDef, repository as runtime_repository};
 
+use crate::triton;
+
 /// What the server adds to a runtime model: Triton's batching and declared tensors.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServeConfig {
@@ -111,24 +113,12 @@ fn flag_values(control: &ControlPb, kind: &str, model: &str) -> Result<FlagValue
         !control.bool_false_true.is_empty(),
     ];
     match given.iter().filter(|g| **g).count() {
-        0 => {
-            return Err(format!(
-                "sequence batching must specify either 'int32_false_true', 'fp32_false_true' or 'bool_false_true' for {kind} for {model}"
-            ));
-        }
+        0 => return Err(triton::control_values_missing(kind, model)),
         1 => {}
-        _ => {
-            return Err(format!(
-                "sequence batching specifies more than one from 'int32_false_true', 'fp32_false_true' and 'bool_false_true' for {kind} for {model}"
-            ));
-        }
+        _ => return Err(triton::control_values_several(kind, model)),
     }
     let pair = |len: usize, field: &str| -> Result<(), String> {
-        if len == 2 {
-            Ok(())
-        } else {
-            Err(format!("sequence batching control '{field}' must have exactly 2 entries for {kind} for {model}"))
-        }
+        if len == 2 { Ok(()) } else { Err(triton::control_values_not_two(field, kind, model)) }
     };
     Ok(if given[0] {
         pair(control.int32_false_true.len(), "int32_false_true")?;
@@ -155,13 +145,10 @@ fn sequence_config(sequence: &ModelSequenceBatching, model: &str) -> Result<Sequ
     let mut seen_kinds = std::collections::BTreeSet::new();
     for input in &sequence.control_input {
         if input.name.is_empty() {
-            return Err(format!("sequence batching control tensor must have a name for {model}"));
+            return Err(triton::control_unnamed(model));
         }
         if !seen_tensors.insert(input.name.as_str()) {
-            return Err(format!(
-                "sequence batching control tensor '{}' is specified for multiple control kinds for {model}",
-                input.name
-            ));
+            return Err(triton::control_tensor_reused(&input.name, model));
         }
         for control in &input.control {
             let pb_kind = ControlKindPb::try_from(control.kind).map_err(|_| {
@@ -169,7 +156,7 @@ fn sequence_config(sequence: &ModelSequenceBatching, model: &str) -> Result<Sequ
             })?;
             let kind_name = pb_kind.as_str_name();
             if !seen_kinds.insert(control.kind) {
-                return Err(format!("sequence batching specifies multiple {kind_name} tensors for {model}"));
+                return Err(triton::control_kind_repeated(kind_name, model));
             }
             let kind = match pb_kind {
                 ControlKindPb::ControlSequenceStart => {
@@ -186,9 +173,7 @@ fn sequence_config(sequence: &ModelSequenceBatching, model: &str) -> Result<Sequ
                         && control.fp32_false_true.is_empty()
                         && control.bool_false_true.is_empty())
                     {
-                        return Err(format!(
-                            "sequence batching must not specify either 'int32_false_true', 'fp32_false_true' or 'bool_false_true' for {kind_name} for {model}"
-                        ));
+                        return Err(triton::corrid_with_values(kind_name, model));
                     }
                     let datatype = match corral_config::DataType::try_from(control.data_type) {
                         Ok(corral_config::DataType::TypeInt64) => DataType::I64,

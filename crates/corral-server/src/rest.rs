@@ -34,7 +34,7 @@ use crate::{
     error::{CallError, ErrorKind},
     metadata,
     state::{Served, ServerState},
-    validate,
+    triton, validate,
 };
 
 type AppState = Arc<ServerState>;
@@ -159,13 +159,13 @@ fn model_metadata_at(state: &ServerState, model: &str, version: &str) -> Answer 
     ok_json(metadata::model(&served, &metadata::versions_listed(state, &served, version)))
 }
 
-/// A model version's readiness: 200 when it serves, else Triton's 400 `Model version not
-/// ready` (http_server.cc, HandleModelReady: a model or version that is not loaded is not
-/// an error of the lookup there, only not ready); a version string that is no number is.
+/// A model version's readiness: 200 when it serves, else Triton's 400 (a model or version
+/// that is not loaded is not an error of the lookup there, only not ready); a version string
+/// that is no number is.
 fn readiness(state: &ServerState, model: &str, version: &str) -> Response {
     match state.model(model, version) {
         Ok(_) => axum::Json(json!({ "ready": true })).into_response(),
-        Err(e) if e.kind == ErrorKind::NotFound => error(StatusCode::BAD_REQUEST, "Model version not ready"),
+        Err(e) if e.kind == ErrorKind::NotFound => triton::model_version_not_ready().into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -202,18 +202,11 @@ async fn model_stats_v(State(state): State<AppState>, Path((model, version)): Pa
     ok_json(json!({ "model_stats": [metadata::stats(&*state.model(&model, &version)?)] }))
 }
 
-/// The body, refused beyond the limit (announced or actual) with Triton's 400 and words
-/// (http_server.cc, EVBufferToJson), which name its flag; corral takes it too.
+/// The body, refused beyond the limit (announced or actual) with Triton's 400 and words,
+/// which name its flag; corral takes it too.
 async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, CallError> {
     let limit = state.body_limit;
-    let too_large = |size: String| {
-        CallError::new(
-            ErrorKind::TooLarge,
-            format!(
-                "request JSON size of {size} bytes exceeds the maximum allowed input size of {limit} bytes. Use --http-max-input-size to increase the limit."
-            ),
-        )
-    };
+    let too_large = |size: String| triton::body_too_large(&size, limit);
     let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(size) = announced.filter(|&n| n > limit as u64) {
         return Err(too_large(size.to_string()));
@@ -259,31 +252,21 @@ const HEADER_LEN: &str = "inference-header-content-length";
 /// one variable dimension is what the bytes make it; a BYTES input is one element, the body),
 /// and every output comes back binary. Errors are Triton's.
 fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferRequest, CallError> {
-    let prefix = crate::error::request_prefix(None);
     let model = &served.name;
     let inputs = metadata::inputs(served);
     let [input] = &inputs[..] else {
-        return Err(CallError::bad_request(format!(
-            "{prefix}Raw request must only have 1 input (found 1) to be deduced but got {} inputs in '{model}' model configuration",
-            inputs.len()
-        )));
+        return Err(triton::raw_input_count(model, inputs.len()));
     };
     let batch: &[i64] = if served.config.max_batch_size > 0 { &[1] } else { &[] };
     let mut shape: Vec<i64> = batch.iter().chain(&input.dims).copied().collect();
     let variable: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] < 0).collect();
     if variable.len() > 1 {
-        return Err(CallError::bad_request(format!(
-            "{prefix}The shape of the raw input '{}' can not be deduced because there are more than one variable-sized dimension",
-            input.name
-        )));
+        return Err(triton::raw_shape_ambiguous(&input.name));
     }
     let data = match input.datatype.size() {
         None => {
             if !variable.is_empty() || shape.iter().product::<i64>() != 1 {
-                return Err(CallError::bad_request(format!(
-                    "{prefix}For BYTE datatype raw input '{}', the model must have input shape [1]",
-                    input.name
-                )));
+                return Err(triton::raw_bytes_shape(&input.name));
             }
             TensorData::Bytes(vec![body.to_vec()])
         }
@@ -296,7 +279,7 @@ fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferReques
             let expected = count.saturating_mul(size);
             if expected != body.len() {
                 // Triton names the input `raw_input` here (its map key).
-                return Err(crate::error::byte_size_mismatch(None, "raw_input", model, expected, body.len()));
+                return Err(triton::byte_size_mismatch(None, "raw_input", model, expected, body.len()));
             }
             TensorData::from_wire_shared(input.datatype, body, count)
                 .map_err(|e| CallError::bad_request(e.to_string()))?
@@ -317,19 +300,13 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     let received = std::time::Instant::now();
     let served = state.model(&model, &version)?;
     let mut trace = state.trace(&served, received);
-    // Triton's words (http_server.cc, GetInferenceHeaderLength).
     let header_len = match headers.get(HEADER_LEN) {
         None => None,
         Some(v) => {
             let text = v.to_str().unwrap_or_default();
-            let n: i64 = text.trim().parse().map_err(|_| {
-                CallError::bad_request(format!("Unable to parse Inference-Header-Content-Length, got: {text}"))
-            })?;
+            let n: i64 = text.trim().parse().map_err(|_| triton::header_length_unparsable(text))?;
             if n < 0 || n > body.len() as i64 {
-                return Err(CallError::bad_request(format!(
-                    "inference header size should be in range (0, {}), got: {n}",
-                    body.len()
-                )));
+                return Err(triton::header_length_out_of_range(n, body.len()));
             }
             Some(n as usize)
         }
@@ -422,19 +399,17 @@ async fn shm_register(
     Extension(ReadBody(body)): Extension<ReadBody>,
 ) -> Answer {
     let value = json_body(&body)?;
-    // Triton's words (http_server.cc, HandleSystemSharedMemory); wrong types are its JSON
-    // errors (500).
+    // Wrong types are Triton's JSON errors (500).
     let key = match value.get("key") {
-        None => return Err(CallError::bad_request("Shared memory register request has no 'key' field")),
-        Some(key) => key.as_str().ok_or_else(|| json_type_error("string", "string"))?,
+        None => return Err(triton::shm_register_missing("key")),
+        Some(key) => key.as_str().ok_or_else(|| triton::json_type("string"))?,
     };
     let number = |field: &str| match value.get(field) {
         None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| json_type_error("unsigned-integer", "unsigned-integer")),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| triton::json_type("unsigned-integer")),
     };
     let offset = number("offset")?.unwrap_or(0);
-    let byte_size = number("byte_size")?
-        .ok_or_else(|| CallError::bad_request("Shared memory register request has no 'byte_size' field"))?;
+    let byte_size = number("byte_size")?.ok_or_else(|| triton::shm_register_missing("byte_size"))?;
     state.shm.register(&name, key, offset, byte_size)?;
     Ok(StatusCode::OK.into_response())
 }
@@ -450,20 +425,9 @@ async fn shm_unregister(State(state): State<AppState>, Path(name): Path<String>)
 }
 
 /// A request body as JSON; a body that does not parse is Triton's 500 (its JSON errors are
-/// INTERNAL: http_server.cc, EVRequestToJson).
+/// INTERNAL).
 fn json_body(body: &[u8]) -> Result<Value, CallError> {
-    serde_json::from_slice(body).map_err(|e| {
-        CallError::new(
-            ErrorKind::Internal,
-            format!("failed to parse the request JSON buffer: {e} at {}", e.column().saturating_sub(1)),
-        )
-    })
-}
-
-/// Triton's error for a JSON value of the wrong type (`attempt to access JSON non-string as
-/// string`), which it answers with 500.
-fn json_type_error(kind: &str, as_kind: &str) -> CallError {
-    CallError::new(ErrorKind::Internal, format!("attempt to access JSON non-{kind} as {as_kind}"))
+    serde_json::from_slice(body).map_err(|e| triton::unparsable_json(&e))
 }
 
 // Triton built without GPUs (http_server.cc, HandleCudaSharedMemory): status lists no region,
@@ -479,12 +443,12 @@ async fn cuda_shm_status(State(state): State<AppState>, Path(name): Path<String>
 
 async fn cuda_shm_register_unnamed(State(state): State<AppState>) -> Answer {
     state.shm.check_allowed()?;
-    Err(crate::shm::cuda_register(""))
+    Err(triton::cuda_register(""))
 }
 
 async fn cuda_shm_register(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     state.shm.check_allowed()?;
-    Err(crate::shm::cuda_register(&name))
+    Err(triton::cuda_register(&name))
 }
 
 async fn cuda_shm_unregister(State(state): State<AppState>) -> Answer {
@@ -493,15 +457,12 @@ async fn cuda_shm_unregister(State(state): State<AppState>) -> Answer {
 }
 
 async fn index(State(state): State<AppState>, Extension(ReadBody(body)): Extension<ReadBody>) -> Answer {
-    // Triton's words (http_server.cc, HandleRepositoryIndex).
     let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
         false
     } else {
         match json_body(&body)?.get("ready") {
             None => false,
-            Some(ready) => ready
-                .as_bool()
-                .ok_or_else(|| CallError::bad_request("Invalid value for 'ready': expected a boolean"))?,
+            Some(ready) => ready.as_bool().ok_or_else(triton::ready_not_boolean)?,
         }
     };
     let entries: Vec<Value> = state
@@ -538,12 +499,12 @@ async fn load(
         let parameters = match value.get("parameters") {
             None | Some(Value::Null) => None,
             Some(Value::Object(p)) => Some(p),
-            Some(_) => return Err(json_type_error("object", "object")),
+            Some(_) => return Err(triton::json_type("object")),
         };
         // Triton's answers (http_server.cc, HandleRepositoryControl): values are strings,
         // `file:` ones base64; any other key is its 500.
         for (key, value) in parameters.into_iter().flatten() {
-            let text = value.as_str().ok_or_else(|| json_type_error("string", "string"))?;
+            let text = value.as_str().ok_or_else(|| triton::json_type("string"))?;
             if key == "config" {
                 over.config(text);
             } else if key.starts_with("file:") {
@@ -553,7 +514,7 @@ async fn load(
                     .map_err(|e| CallError::bad_request(format!("Unable to decode '{key}' as base64: {e}")))?;
                 over.file(key, bytes);
             } else {
-                return Err(CallError::new(ErrorKind::Internal, "unexpected error on creating Triton parameter"));
+                return Err(triton::unknown_parameter());
             }
         }
     }

@@ -20,6 +20,7 @@ use corral_runtime::{InferError, Model, Reply};
 use crate::{
     error::CallError,
     repository::{ControlKind, Flag, FlagValues, SequenceConfig},
+    triton,
 };
 
 /// A sequence's id, as the client gave it.
@@ -72,16 +73,12 @@ impl Sequencer {
     /// and queues it there (the lock held across routing and queueing keeps the order).
     pub fn submit(&self, model: &Model, mut inputs: Vec<Tensor>, params: &SequenceParams) -> Result<Reply, CallError> {
         let name = &self.name;
-        // Triton's words (sequence_batch_scheduler.cc, Enqueue): one row per request.
+        // One row per request, as Triton's sequence batcher takes them.
         if self.batched && inputs.iter().any(|input| input.shape.first().is_some_and(|&rows| rows != 1)) {
-            return Err(CallError::bad_request(format!(
-                "inference request to model '{name}' must specify batch-size 1 due to requirements of sequence batcher"
-            )));
+            return Err(triton::sequence_batch_not_one(name));
         }
         let Some(id) = &params.id else {
-            return Err(CallError::bad_request(format!(
-                "inference request to model '{name}' must specify a non-zero or non-empty correlation ID"
-            )));
+            return Err(triton::sequence_without_id(name));
         };
         let mut live = sync::lock(&self.live);
         let now = Instant::now();
@@ -114,11 +111,7 @@ impl Sequencer {
                 live.insert(id.clone(), Live { instance, last: now });
                 instance
             }
-            _ => {
-                return Err(CallError::bad_request(format!(
-                    "inference request for sequence {id} to model '{name}' must specify the START flag on the first request of the sequence"
-                )));
-            }
+            _ => return Err(triton::sequence_needs_start(id, name)),
         };
         for control in &self.config.controls {
             inputs.retain(|t| t.name != control.input);

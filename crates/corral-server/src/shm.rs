@@ -8,12 +8,11 @@
 //! `SIGBUS`. Every use checks the file is still linked and long enough, and every offset and
 //! size against the region, before any allocation.
 //!
-//! Errors are Triton's, word for word and code for code (`shared_memory_manager.cc`,
-//! `common.cc` `ValidateSharedMemoryKey`): a key with Triton's reserved prefix is refused
-//! first, then a name already registered, a key that cannot be opened (500), a region past the
-//! end of its file; an unknown region is 404. CUDA shared memory is what Triton built without
-//! GPUs answers ([`cuda_status`]): status lists nothing, unregister succeeds, register is
-//! refused.
+//! Errors are Triton's, word for word and code for code (`triton.rs`), in its order: a key
+//! with Triton's reserved prefix is refused first, then a name already registered, a key that
+//! cannot be opened (500), a region past the end of its file; an unknown region is 404. CUDA
+//! shared memory is what Triton built without GPUs answers ([`cuda_status`]): status lists
+//! nothing, unregister succeeds, register is refused (`triton::cuda_register`).
 
 use std::{
     collections::BTreeMap,
@@ -25,7 +24,7 @@ use std::{
 use corral_engine::{DataType, Tensor, TensorData};
 use corral_runtime::sync::lock;
 
-use crate::error::{CallError, ErrorKind};
+use crate::{error::CallError, triton};
 
 /// An input whose bytes are in shared memory: read just before the call runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,26 +90,9 @@ pub struct Regions {
     allowed: bool,
 }
 
-/// Triton's answer when client shared memory is off (common.h, `kClientShmDisabledErrorStr`;
-/// UNSUPPORTED: 501 / UNIMPLEMENTED).
-pub fn disabled() -> CallError {
-    CallError::new(
-        ErrorKind::Unsupported,
-        "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable.",
-    )
-}
-
 /// Triton's reserved key prefix (`common.h`, `kTritonSharedMemoryRegionPrefix`): its Python
 /// backend's own regions.
 pub const RESERVED_KEY_PREFIX: &str = "triton_python_backend_shm_region_";
-
-/// Registering a CUDA region, as Triton built without GPUs answers it (400 / INVALID_ARGUMENT).
-pub fn cuda_register(name: &str) -> CallError {
-    if name.is_empty() {
-        return CallError::bad_request("'region name' is necessary to register cuda shared memory region");
-    }
-    CallError::bad_request(format!("failed to register CUDA shared memory region: '{name}', GPUs not supported"))
-}
 
 impl Regions {
     pub fn new(allowed: bool) -> Regions {
@@ -120,7 +102,7 @@ impl Regions {
     /// Refuses registering and unregistering when client shared memory is off (Triton checks it
     /// first, http_server.cc `HandleSystemSharedMemory`, `HandleCudaSharedMemory`).
     pub fn check_allowed(&self) -> Result<(), CallError> {
-        if self.allowed { Ok(()) } else { Err(disabled()) }
+        if self.allowed { Ok(()) } else { Err(triton::shm_disabled()) }
     }
 
     /// Registers `name` as `byte_size` bytes at `offset` of `/dev/shm/<key>`, checking in
@@ -128,26 +110,21 @@ impl Regions {
     pub fn register(&self, name: &str, key: &str, offset: u64, byte_size: u64) -> Result<(), CallError> {
         self.check_allowed()?;
         if name.is_empty() {
-            return Err(CallError::bad_request("'region name' is necessary to register system shared memory region"));
+            return Err(triton::shm_unnamed());
         }
         let file_name = key.trim_start_matches('/');
         if file_name.is_empty() {
-            return Err(CallError::bad_request(format!(
-                "cannot register shared memory region '{name}' - invalid shm key '{key}'"
-            )));
+            return Err(triton::shm_invalid_key(name, key));
         }
         if file_name.starts_with(RESERVED_KEY_PREFIX) {
-            return Err(CallError::bad_request(format!(
-                "cannot register shared memory region '{name}' with key '{key}' as the key contains the reserved prefix '{RESERVED_KEY_PREFIX}'"
-            )));
+            return Err(triton::shm_reserved_key(name, key, RESERVED_KEY_PREFIX));
         }
         if lock(&self.regions).contains_key(name) {
-            return Err(CallError::bad_request(format!("shared memory region '{name}' already in manager")));
+            return Err(triton::shm_registered(name));
         }
         // shm_open takes one name under /dev/shm; corral opens that file without following
         // a link, so a key can never reach outside it.
-        let unopenable =
-            || CallError::new(ErrorKind::Internal, format!("Unable to open shared memory region: '{key}'"));
+        let unopenable = || triton::shm_unopenable(key);
         if file_name.contains('/') || file_name == "." || file_name == ".." {
             return Err(unopenable());
         }
@@ -158,18 +135,13 @@ impl Regions {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|_| unopenable())?;
-        let length = file
-            .metadata()
-            .map_err(|_| CallError::new(ErrorKind::Internal, format!("Invalid shared memory region: '{key}'")))?
-            .len();
+        let length = file.metadata().map_err(|_| triton::shm_unsized(key))?.len();
         if offset.checked_add(byte_size).is_none_or(|end| end > length) {
-            return Err(CallError::bad_request(format!(
-                "failed to register shared memory region '{name}': invalid args"
-            )));
+            return Err(triton::shm_invalid_args(name));
         }
         let mut regions = lock(&self.regions);
         if regions.contains_key(name) {
-            return Err(CallError::bad_request(format!("shared memory region '{name}' already in manager")));
+            return Err(triton::shm_registered(name));
         }
         let status = RegionStatus { name: name.to_owned(), key: key.to_owned(), offset, byte_size };
         regions.insert(name.to_owned(), Region { status, file: Arc::new(file) });
@@ -194,7 +166,9 @@ impl Regions {
         let regions = lock(&self.regions);
         match name {
             None => Ok(regions.values().map(|r| r.status.clone()).collect()),
-            Some(name) => regions.get(name).map(|r| vec![r.status.clone()]).ok_or_else(|| unknown(name)),
+            Some(name) => {
+                regions.get(name).map(|r| vec![r.status.clone()]).ok_or_else(|| triton::shm_status_unknown(name))
+            }
         }
     }
 
@@ -203,28 +177,19 @@ impl Regions {
     fn locate(&self, at: &ShmRef, what: &str) -> Result<(Arc<File>, u64), CallError> {
         let (file, region_offset, region_size) = {
             let regions = lock(&self.regions);
-            let region = regions.get(&at.region).ok_or_else(|| {
-                CallError::new(ErrorKind::NotFound, format!("Unable to find shared memory region: '{}'", at.region))
-            })?;
+            let region = regions.get(&at.region).ok_or_else(|| triton::shm_unknown_region(&at.region))?;
             (region.file.clone(), region.status.offset, region.status.byte_size)
         };
-        // Triton's words (shared_memory_manager.cc, GetMemoryInfo).
+        // Triton's checks, in its order; then corral's of the file as it is now.
         let region = &at.region;
         let Some(end) = at.offset.checked_add(at.byte_size) else {
-            return Err(CallError::bad_request(format!(
-                "Integer overflow detected: byte_size ({}) + offset ({}) exceeds maximum value ({}) for region '{region}'",
-                at.byte_size,
-                at.offset,
-                usize::MAX
-            )));
+            return Err(triton::shm_overflow(region, at.byte_size, at.offset));
         };
         if at.offset >= region_size && at.byte_size > 0 {
-            return Err(CallError::bad_request(format!("Invalid offset for shared memory region: '{region}'")));
+            return Err(triton::shm_invalid_offset(region));
         }
         if end > region_size {
-            return Err(CallError::bad_request(format!(
-                "Invalid offset + byte size for shared memory region: '{region}'"
-            )));
+            return Err(triton::shm_invalid_end(region));
         }
         let start = region_offset + at.offset;
         let meta = file.metadata().map_err(|e| CallError::bad_request(format!("{what}: {e}")))?;
@@ -277,32 +242,22 @@ impl Regions {
     /// Writes `bytes` at `at` (which must hold them).
     pub fn write(&self, at: &ShmRef, bytes: &[u8], what: &str) -> Result<(), CallError> {
         if bytes.len() as u64 > at.byte_size {
-            // Triton's words (infer_handler.h); corral answers 400, the client's mistake.
-            return Err(CallError::bad_request(format!(
-                "shared memory size specified with the request for {what} ({} bytes) should be at least {} bytes to hold the results",
-                at.byte_size,
-                bytes.len()
-            )));
+            return Err(triton::shm_too_small(what, at.byte_size, bytes.len()));
         }
         let (file, start) = self.locate(at, what)?;
         file.write_all_at(bytes, start).map_err(|e| CallError::bad_request(format!("{what}: {e}")))
     }
 }
 
-fn unknown(name: &str) -> CallError {
-    CallError::new(ErrorKind::NotFound, format!("Unable to find system shared memory region: '{name}'"))
-}
-
 /// The status of CUDA region `name` (or of all): Triton without GPUs holds none, and says so
 /// of a name registered as system memory.
 pub fn cuda_status(regions: &Regions, name: Option<&str>) -> Result<(), CallError> {
     let Some(name) = name else { return Ok(()) };
-    let message = if lock(&regions.regions).contains_key(name) {
-        format!("The region named '{name}' is registered as system shared memory, not CUDA shared memory")
+    if lock(&regions.regions).contains_key(name) {
+        Err(triton::cuda_status_system(name))
     } else {
-        format!("Unable to find cuda shared memory region: '{name}'")
-    };
-    Err(CallError::new(ErrorKind::NotFound, message))
+        Err(triton::cuda_status_unknown(name))
+    }
 }
 
 /// Reads a call's shared-memory parameters: `None` when `region` is absent.

@@ -46,6 +46,7 @@ use crate::{
     error::{CallError, ErrorKind},
     repository::{self, LoadOverride, ServeConfig},
     sequence::{SequenceParams, Sequencer},
+    triton,
 };
 
 /// How models get loaded, as Triton's `--model-control-mode`.
@@ -199,17 +200,14 @@ impl ServerState {
     pub fn model(&self, name: &str, version: &str) -> Result<Arc<Served>, CallError> {
         let number = match version {
             "" => None,
-            text => Some(text.parse::<i64>().map_err(|_| {
-                CallError::bad_request(format!("failed to get model version from specified version string '{version}'"))
-            })?),
+            text => Some(text.parse::<i64>().map_err(|_| triton::bad_version(version))?),
         };
         let models = sync::read(&self.models);
         let Some(versions) = models.get(name) else {
-            let message = match lock(&self.reasons).get(name) {
-                Some(why) => format!("Request for unknown model: '{name}' has no available versions ({why})"),
-                None => format!("Request for unknown model: '{name}' is not found"),
-            };
-            return Err(CallError::new(ErrorKind::NotFound, message));
+            return Err(match lock(&self.reasons).get(name) {
+                Some(why) => triton::no_available_versions(name, why),
+                None => triton::unknown_model(name),
+            });
         };
         let served = match number {
             // Triton: -1 (or no version) is the highest ready version.
@@ -218,13 +216,7 @@ impl ServerState {
         };
         served.cloned().ok_or_else(|| {
             let loaded: Vec<String> = versions.keys().map(u64::to_string).collect();
-            CallError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "Request for unknown model: '{name}' version {version} is not found (loaded: {})",
-                    loaded.join(", ")
-                ),
-            )
+            triton::version_not_found(name, version, &format!("loaded: {}", loaded.join(", ")))
         })
     }
 
@@ -332,12 +324,8 @@ impl ServerState {
 
     fn refuse_without_control(&self) -> Result<(), CallError> {
         if self.control == ControlMode::None {
-            // Triton's words and code (model_repository_manager.cc, LoadUnloadModel): any
-            // mode but explicit refuses the API.
-            return Err(CallError::new(
-                ErrorKind::Unavailable,
-                "explicit model load / unload is not allowed if polling is enabled",
-            ));
+            // Any mode but explicit refuses the API, as Triton's does.
+            return Err(triton::control_disabled());
         }
         Ok(())
     }
@@ -360,17 +348,15 @@ impl ServerState {
 
     /// Loads (or reloads) `name` with a load request's configuration and files.
     pub async fn load_as(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
-        // Triton's words (model_repository_manager.cc, ValidateModelName); corral's stricter
-        // rule for what may become a folder name is checked as the folder is read (a name it
-        // refuses is a failed poll, as a missing folder is).
+        // Triton's check of the name; corral's stricter rule for what may become a folder
+        // name is checked as the folder is read (a name it refuses is a failed poll, as a
+        // missing folder is).
         let trimmed = name.trim();
         if trimmed.is_empty() {
-            return Err(CallError::bad_request("Model name cannot be empty. Please enter a valid name to deploy."));
+            return Err(triton::empty_model_name());
         }
         if trimmed == ".." || trimmed.contains('/') {
-            return Err(CallError::bad_request(format!(
-                "invalid model name '{name}', model name must not contain path traversal characters"
-            )));
+            return Err(triton::path_traversal(name));
         }
         let _one_at_a_time = self.control_lock.lock().await;
         let this = self.clone();
@@ -397,17 +383,14 @@ impl ServerState {
         // Files given with the load live until the model is loaded (engines read them then).
         let (repo_model, _given) = match repository::read_with(&self.repository, name, over) {
             Ok(model) => model,
-            // Triton (model_repository_manager.cc, LoadUnloadModel): whatever stops the model
-            // being read (no folder, a configuration or override that does not read, files
-            // that cannot be written) is a failed poll, answered 500 / INTERNAL; Triton logs
-            // the reason, corral also gives it after Triton's words.
+            // As in Triton, whatever stops the model being read (no folder, a configuration
+            // or override that does not read, files that cannot be written) is a failed poll,
+            // answered 500 / INTERNAL; Triton logs the reason, corral also gives it after
+            // Triton's words.
             Err(error) => {
-                tracing::warn!(model = name, "Poll failed for model directory '{name}': {error}");
-                let answer = CallError::new(
-                    ErrorKind::Internal,
-                    format!("failed to load '{name}', failed to poll from model repository: {error}"),
-                );
-                return failed(answer, error.to_string());
+                let reason = error.to_string();
+                tracing::warn!(model = name, "{}", triton::poll_failed(name, &reason));
+                return failed(triton::load_poll_failed(name, &reason), reason);
             }
         };
         let config = repo_model.config;
@@ -448,10 +431,8 @@ impl ServerState {
                     let _ = self.runtime.unload(model.name());
                 }
             }
-            // Triton's words (model_repository_manager.cc): the version and its state.
-            let answer = CallError::bad_request(format!(
-                "load failed for model '{name}': version {version} is at UNAVAILABLE state: Internal: {message};\n"
-            ));
+            // Triton's answer names the version and its state.
+            let answer = triton::version_load_failed(name, version, &message);
             if old.is_empty() {
                 lock(&self.failed_loads).insert(name.to_owned());
             }
@@ -580,12 +561,8 @@ impl Served {
     fn named(&self, error: CallError) -> CallError {
         let runtime_name = self.model.name();
         if error.kind == ErrorKind::NotFound {
-            // The runtime says the model was unloaded under the call: Triton's words.
-            let message = format!(
-                "Request for unknown model: '{}' version {} has no available versions (unloaded)",
-                self.name, self.version
-            );
-            return CallError::new(ErrorKind::NotFound, message);
+            // The runtime says the model was unloaded under the call.
+            return triton::version_unavailable(&self.name, &self.version, "unloaded");
         }
         CallError::new(error.kind, error.message.replace(&format!("`{runtime_name}`"), &format!("`{}`", self.name)))
     }

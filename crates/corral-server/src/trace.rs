@@ -34,7 +34,7 @@ use std::{
 use corral_runtime::sync::lock;
 use serde_json::{Value, json};
 
-use crate::error::{CallError, ErrorKind};
+use crate::{error::CallError, triton};
 
 /// What a trace records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,10 +101,6 @@ pub struct Update {
     log_frequency: Option<Option<u32>>,
 }
 
-fn bad(message: impl Into<String>) -> CallError {
-    CallError::bad_request(message)
-}
-
 /// `Unable to parse '<name>', got: <text>` and its range form, as Triton's `stoi` checks.
 fn whole<T: TryFrom<i64>>(name: &str, text: &str, min: i64, max: i64) -> Result<T, CallError> {
     let digits = text.trim_start();
@@ -113,11 +109,11 @@ fn whole<T: TryFrom<i64>>(name: &str, text: &str, min: i64, max: i64) -> Result<
         .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
         .map_or(digits.len(), |(i, _)| i);
     // Triton parses with std::stoi/stoul: leading digits count, the rest is ignored.
-    let value: i128 = digits[..end].parse().map_err(|_| bad(format!("Unable to parse '{name}', got: {text}")))?;
+    let value: i128 = digits[..end].parse().map_err(|_| triton::trace_unparsable(name, text))?;
     if value < min as i128 || value > max as i128 {
-        return Err(bad(format!("Unable to parse '{name}', value is out of range [ {min}, {max} ], got: {text}")));
+        return Err(triton::trace_out_of_range(name, min, max, text));
     }
-    T::try_from(value as i64).map_err(|_| bad(format!("Unable to parse '{name}', got: {text}")))
+    T::try_from(value as i64).map_err(|_| triton::trace_unparsable(name, text))
 }
 
 impl Update {
@@ -127,17 +123,11 @@ impl Update {
         let one = |values: &[String]| -> Result<String, CallError> {
             match values {
                 [value] => Ok(value.clone()),
-                _ => Err(bad(format!("expect only 1 value for '{name}'"))),
+                _ => Err(triton::trace_one_value(name)),
             }
         };
         match name {
-            // Triton: http_server.cc, HandleTrace; grpc_server.cc, TraceSetting.
-            "trace_file" => {
-                return Err(CallError::new(
-                    ErrorKind::Unsupported,
-                    "trace file location can not be updated through network protocol",
-                ));
-            }
+            "trace_file" => return Err(triton::trace_file_fixed()),
             "trace_level" => {
                 let Some(values) = values else {
                     self.level = Some(None);
@@ -145,11 +135,11 @@ impl Update {
                 };
                 if values.iter().any(|v| v == "OFF") {
                     if values.len() > 1 {
-                        return Err(bad("Expect only one trace level 'OFF' is specified"));
+                        return Err(triton::trace_off_alone());
                     }
                     self.level = Some(Some(Level::Off));
                 } else if values.iter().any(|v| v == "TENSORS") {
-                    return Err(bad(
+                    return Err(CallError::bad_request(
                         "trace level TENSORS is not supported by corral, which records timestamps only; use TIMESTAMPS or OFF",
                     ));
                 } else if values.iter().any(|v| v == "TIMESTAMPS") {
@@ -167,10 +157,7 @@ impl Update {
                     Some(text) => {
                         let parsed: i64 = whole(name, &text, i64::MIN, i64::MAX)?;
                         if parsed < -1 {
-                            let space = if grpc { " " } else { "" };
-                            return Err(bad(format!(
-                                "Unable to parse '{name}'. Expecting value >= -1, got:{space}{text}"
-                            )));
+                            return Err(triton::trace_count_below(name, &text, grpc));
                         }
                         Some(whole(name, &text, -1, i32::MAX.into())?)
                     }
@@ -190,24 +177,24 @@ impl Update {
     pub fn from_json(body: &Value) -> Result<Update, CallError> {
         let mut update = Update::default();
         let Value::Object(fields) = body else {
-            return Err(CallError::new(ErrorKind::Internal, "attempt to access JSON non-object as object"));
+            return Err(triton::json_type("object"));
         };
         let order = ["trace_file", "trace_level", "trace_rate", "trace_count", "log_frequency"];
         for name in order {
             let Some(value) = fields.get(name) else { continue };
             let values = match (name, value) {
                 (_, Value::Null) => None,
-                ("trace_level", Value::Array(items)) => {
-                    Some(items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(
-                        || CallError::new(ErrorKind::Internal, "attempt to access JSON non-string as string"),
-                    )?)
-                }
-                ("trace_level", _) => {
-                    return Err(CallError::new(ErrorKind::Internal, "attempt to access JSON non-array as array"));
-                }
+                ("trace_level", Value::Array(items)) => Some(
+                    items
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| triton::json_type("string"))?,
+                ),
+                ("trace_level", _) => return Err(triton::json_type("array")),
                 ("trace_file", _) => Some(Vec::new()),
                 (_, Value::String(text)) => Some(vec![text.clone()]),
-                _ => return Err(CallError::new(ErrorKind::Internal, "attempt to access JSON non-string as string")),
+                _ => return Err(triton::json_type("string")),
             };
             update.set(name, values.as_deref(), false)?;
         }
@@ -360,17 +347,14 @@ impl Traces {
             Some(_) => fields.over(&self.server_setting(&inner)),
         };
         if resolved.level != Level::Off {
-            let why = if resolved.rate == 0 {
-                Some("sample rate must be non-zero")
-            } else if self.file.is_none() {
-                Some("trace file name is not given")
-            } else if resolved.count == 0 {
-                Some("")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(bad(format!("Attempting to set invalid trace setting :{why}")));
+            if resolved.rate == 0 {
+                return Err(triton::trace_rate_zero());
+            }
+            if self.file.is_none() {
+                return Err(triton::trace_file_missing());
+            }
+            if resolved.count == 0 {
+                return Err(triton::trace_count_zero());
             }
         }
         match model {

@@ -420,3 +420,144 @@ fn the_module_checks_catch_a_planted_cycle_and_a_stale_list() {
     let stale = &module_lists("# A\n\n## crates/x\nModules point down: `c`, `a`, `gone`.\n")["x"];
     assert_eq!(list_problems(&graph, stale), ["`b` is not listed", "`gone` is listed but is no module"]);
 }
+
+/// The string literals of a Rust source as written (escapes kept), leaving out comments and
+/// a trailing `#[cfg(test)]` module (tests quote messages to check them). A small scanner of
+/// `"` pairs that knows escapes, raw strings (`r#"…"#`) and char literals (`'"'`).
+fn string_literals(text: &str) -> Vec<String> {
+    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let chars: Vec<char> = text.chars().collect();
+    let (mut literals, mut i) = (Vec::new(), 0);
+    while i < chars.len() {
+        let rest = &chars[i..];
+        let ident_before = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        match rest {
+            ['/', '/', ..] => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            ['r', '#' | '"', ..] if !ident_before => {
+                let hashes = rest[1..].iter().take_while(|&&c| c == '#').count();
+                if rest.get(1 + hashes) != Some(&'"') {
+                    i += 1;
+                    continue;
+                }
+                let start = i + 2 + hashes;
+                let close: Vec<char> = std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
+                let end = (start..chars.len()).find(|&j| chars[j..].starts_with(&close)).unwrap_or(chars.len());
+                literals.push(chars[start..end].iter().collect());
+                i = end + close.len();
+            }
+            ['"', ..] => {
+                let mut literal = String::new();
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        literal.push('\\');
+                        i += 1;
+                    }
+                    literal.push(chars[i]);
+                    i += 1;
+                }
+                literals.push(literal);
+                i += 1;
+            }
+            // A char literal (`'"'`, `'\''`); a lifetime (`'a`) is passed by.
+            ['\'', '\\', ..] => i += rest.iter().skip(2).position(|&c| c == '\'').map_or(rest.len(), |p| p + 3),
+            ['\'', _, '\'', ..] => i += 3,
+            _ => i += 1,
+        }
+    }
+    literals
+}
+
+/// A literal's shape as a message: every `{…}` placeholder written `{}` (escaped `{{` kept),
+/// and how many of its characters are fixed text.
+fn message_shape(literal: &str) -> (String, usize) {
+    let (mut shape, mut fixed) = (String::new(), 0);
+    let mut chars = literal.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                shape.push_str("{{");
+                fixed += 1;
+            }
+            '{' => {
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        break;
+                    }
+                }
+                shape.push_str("{}");
+            }
+            c => {
+                shape.push(c);
+                fixed += 1;
+            }
+        }
+    }
+    (shape, fixed)
+}
+
+/// What stands for each of Triton's messages in `triton.rs`: the first 30 characters of each
+/// string literal's shape (placeholders as `{}`), for literals of at least 10 fixed characters
+/// (shorter ones are pieces such as `[{}]` or `, `, no message of their own).
+fn triton_messages(text: &str) -> BTreeSet<String> {
+    string_literals(text)
+        .iter()
+        .map(|literal| message_shape(literal))
+        .filter(|(_, fixed)| *fixed >= 10)
+        .map(|(shape, _)| shape.chars().take(30).collect())
+        .collect()
+}
+
+/// Each place where a source of the server (`src`) other than `triton.rs` writes the start
+/// of one of `triton.rs`'s messages in a string literal (placeholders named or not): Triton's
+/// words have one home, and the other files call it.
+fn triton_copies(src: &Path) -> Vec<String> {
+    let messages = triton_messages(&std::fs::read_to_string(src.join("triton.rs")).expect("triton.rs"));
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files.sort();
+    let mut copies = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("triton.rs")) {
+        let name = file.strip_prefix(src).expect("inside").display().to_string();
+        for literal in string_literals(&std::fs::read_to_string(file).expect("readable")) {
+            let (shape, _) = message_shape(&literal);
+            for message in messages.iter().filter(|m| shape.contains(m.as_str())) {
+                copies.push(format!("{name} writes Triton's `{message}`; call triton.rs instead"));
+            }
+        }
+    }
+    copies
+}
+
+#[test]
+fn tritons_words_are_written_only_in_triton_rs() {
+    let src = workspace().join("crates/corral-server/src");
+    let messages = triton_messages(&std::fs::read_to_string(src.join("triton.rs")).expect("triton.rs"));
+    assert!(messages.len() > 50, "found triton.rs's messages: {messages:?}");
+    let copies = triton_copies(&src);
+    assert!(copies.is_empty(), "Triton's words outside triton.rs:\n{}", copies.join("\n"));
+}
+
+#[test]
+fn the_triton_check_catches_a_planted_copy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path();
+    let triton = "//! t\n/// Triton: \"quoted in a doc\", no message.\npub fn unknown(name: &str) -> String {\n    format!(\"Request for unknown model: '{name}' is not found\")\n}\npub fn list(n: &[u8]) -> String { format!(\"[{}]\", n.len()) }\n";
+    std::fs::write(src.join("triton.rs"), triton).expect("write");
+    let copy = "//! a\npub fn f(m: &str) -> String { format!(\"Request for unknown model: '{}' is not found\", m) }\n";
+    std::fs::write(src.join("a.rs"), copy).expect("write");
+    let innocent = concat!(
+        "//! b\n// \"Request for unknown model: '{name}'\" in a comment is no copy\n",
+        "pub fn g() -> (char, &'static str, &'static str) { ('\"', r#\"a \"raw\" [{}]\"#, \"an \\\"escaped\\\" quote\") }\n",
+        "#[cfg(test)]\nmod tests { const M: &str = \"Request for unknown model: '{}' is not found\"; }\n",
+    );
+    std::fs::write(src.join("b.rs"), innocent).expect("write");
+    assert_eq!(triton_messages(triton).into_iter().collect::<Vec<_>>(), ["Request for unknown model: '{}"]);
+    assert_eq!(string_literals(innocent), ["a \"raw\" [{}]", "an \\\"escaped\\\" quote"]);
+    assert_eq!(triton_copies(src), ["a.rs writes Triton's `Request for unknown model: '{}`; call triton.rs instead"]);
+}

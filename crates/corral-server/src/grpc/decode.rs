@@ -8,6 +8,7 @@ use super::pb;
 use crate::{
     codec,
     shm::{self, ShmInput, ShmRef},
+    triton,
 };
 
 /// A ModelInfer request's inputs: those it carries, and those in shared memory.
@@ -61,31 +62,23 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
             .collect::<Result<_, _>>()?;
         if let Some(at) = shm_reference(&input.parameters, &format!("input '{name}'"))? {
             if input.contents.is_some() {
-                return Err(format!(
-                    "unexpected 'content' provided when using shared memory for input tensor '{name}' for model '{model}'"
-                ));
+                return Err(triton::shm_input_has_contents(name, model));
             }
             decoded.shm.push(ShmInput { name: name.clone(), datatype, shape, at });
             continue;
         }
         let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
         let data = match &mut input.contents {
-            Some(_) if !raw.is_empty() => {
-                return Err(format!(
-                    "contents field must not be specified when using raw_input_contents for '{name}' for model '{model}'"
-                ));
-            }
+            Some(_) if !raw.is_empty() => return Err(triton::contents_with_raw(name, model)),
             Some(contents) => typed(contents, datatype, count, name, model, &request.id)?,
             None => {
-                let bytes = raw.get(next_raw).ok_or_else(|| {
-                    format!("unable to find data for input tensor '{name}' for model '{model}' in request.")
-                })?;
+                let bytes = raw.get(next_raw).ok_or_else(|| triton::missing_raw_input(name, model))?;
                 next_raw += 1;
                 if let Some(expected) = datatype.size().map(|size| count.saturating_mul(size))
                     && expected != bytes.len()
                 {
                     let id = Some(request.id.as_str());
-                    return Err(crate::error::byte_size_mismatch(id, name, model, expected, bytes.len()).message);
+                    return Err(triton::byte_size_mismatch(id, name, model, expected, bytes.len()).message);
                 }
                 TensorData::from_wire_shared(datatype, bytes.clone(), count)
                     .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?
@@ -132,17 +125,14 @@ pub(super) fn typed(
         }
     };
     if let Some((other, _)) = fields.iter().find(|&&(f, len)| len > 0 && f != field) {
-        return Err(format!(
-            "unexpected explicit tensor data for input tensor '{name}' for model '{model}' of type '{other}', expected datatype '{}'",
-            datatype.kserve_name()
-        ));
+        return Err(triton::typed_contents_mismatch(name, model, other, datatype));
     }
     let given = fields.iter().find(|&&(f, _)| f == field).map_or(0, |&(_, len)| len);
     if given != count {
         let size = datatype.size().unwrap_or(1);
         // `count` may be any size a shape names: the product saturates rather than wraps.
         let (expected, got) = (count.saturating_mul(size), given.saturating_mul(size));
-        return Err(crate::error::byte_size_mismatch(Some(id), name, model, expected, got).message);
+        return Err(triton::byte_size_mismatch(Some(id), name, model, expected, got).message);
     }
     Ok(match datatype {
         DataType::Bool => TensorData::Bool(std::mem::take(&mut c.bool_contents)),

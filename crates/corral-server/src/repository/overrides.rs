@@ -7,6 +7,7 @@ use std::path::Path;
 use corral_config::ModelConfig;
 
 use super::{RepoError, RepoModel, check_name, read, runtime_repository, serve_config, versions};
+use crate::triton;
 
 /// What a load request may give in place of the repository's files (Triton's repository
 /// extension): a model configuration (JSON) replacing `config.pbtxt`, and the model's files
@@ -60,11 +61,8 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
     if over.is_empty() {
         return Ok((read(repo, name)?, None));
     }
-    // Triton's words (model_repository_manager.cc).
-    let text = over.config.as_deref().ok_or_else(|| {
-        RepoError::Request("Load parameter 'config' must be specified for model file override".into())
-    })?;
-    let pbtxt = config_from_json(text).map_err(|e| RepoError::Request(format!("Invalid config override: {e}")))?;
+    let text = over.config.as_deref().ok_or_else(|| RepoError::Request(triton::override_needs_config()))?;
+    let pbtxt = config_from_json(text).map_err(|e| RepoError::Request(triton::invalid_config_override(&e)))?;
     let (dir, given) = if over.files.is_empty() {
         let dir = repo.join(name);
         if !dir.is_dir() {
@@ -83,9 +81,7 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
             let relative = Path::new(path);
             let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
             if path.is_empty() || !plain {
-                return Err(RepoError::Request(format!(
-                    "Invalid file parameter 'file:{path}' with normalized path '{path}' must stay within model directory."
-                )));
+                return Err(RepoError::Request(triton::file_outside_model(path)));
             }
             let target = dir.join(relative);
             let written = std::fs::create_dir_all(target.parent().expect("joined under dir"))
@@ -96,8 +92,8 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
     };
     let folder =
         runtime_repository::read_folder_with(&dir, pbtxt.clone()).map_err(|e| RepoError::Invalid(e.to_string()))?;
-    let mut config = serve_config(&pbtxt, &dir)
-        .map_err(|reason| RepoError::Request(format!("Invalid config override: {reason}")))?;
+    let mut config =
+        serve_config(&pbtxt, &dir).map_err(|reason| RepoError::Request(triton::invalid_config_override(&reason)))?;
     config.platform = "onnxruntime_onnx".to_owned();
     Ok((RepoModel { versions: versions(name, folder), config }, given))
 }
