@@ -21,8 +21,6 @@ use corral_config::{
 use corral_engine::{DataType, ModelSource};
 use corral_runtime::{ModelDef, repository as runtime_repository};
 
-use crate::triton;
-
 /// What the server adds to a runtime model: Triton's batching and declared tensors.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServeConfig {
@@ -103,78 +101,37 @@ fn datatype(value: i32) -> Result<DataType, String> {
     name.parse()
 }
 
-/// The false and true values of one START, END or READY control, checked as Triton checks them
-/// (model_config_utils.cc, `GetBooleanSequenceControlProperties`: one of the three lists, of
-/// exactly 2 entries).
-fn flag_values(control: &ControlPb, kind: &str, model: &str) -> Result<FlagValues, String> {
-    let given = [
-        !control.int32_false_true.is_empty(),
-        !control.fp32_false_true.is_empty(),
-        !control.bool_false_true.is_empty(),
-    ];
-    match given.iter().filter(|g| **g).count() {
-        0 => return Err(triton::control_values_missing(kind, model)),
-        1 => {}
-        _ => return Err(triton::control_values_several(kind, model)),
-    }
-    let pair = |len: usize, field: &str| -> Result<(), String> {
-        if len == 2 { Ok(()) } else { Err(triton::control_values_not_two(field, kind, model)) }
-    };
-    Ok(if given[0] {
-        pair(control.int32_false_true.len(), "int32_false_true")?;
-        FlagValues::Int32([control.int32_false_true[0], control.int32_false_true[1]])
-    } else if given[1] {
-        pair(control.fp32_false_true.len(), "fp32_false_true")?;
-        FlagValues::Fp32([control.fp32_false_true[0], control.fp32_false_true[1]])
+/// The false and true values of one START, END or READY control. The configuration was
+/// checked when read (`corral_config::validate`: one list, of 2 entries), so the first
+/// list given is the one.
+fn flag_values(control: &ControlPb) -> FlagValues {
+    if let [off, on] = control.int32_false_true[..] {
+        FlagValues::Int32([off, on])
+    } else if let [off, on] = control.fp32_false_true[..] {
+        FlagValues::Fp32([off, on])
+    } else if let [off, on] = control.bool_false_true[..] {
+        FlagValues::Bool([off, on])
     } else {
-        pair(control.bool_false_true.len(), "bool_false_true")?;
-        FlagValues::Bool([control.bool_false_true[0], control.bool_false_true[1]])
-    })
+        unreachable!("validate checked each flag control gives one list of 2 values")
+    }
 }
 
-/// The sequence batcher's controls, checked in Triton's words (model_config_utils.cc,
-/// `GetBooleanSequenceControlProperties` and `GetTypedSequenceControlProperties`).
-fn sequence_config(sequence: &ModelSequenceBatching, model: &str) -> Result<SequenceConfig, String> {
+/// The sequence batcher's controls as the server fills them. Triton's checks of them ran when
+/// the configuration was read; what is left is what corral does not serve.
+fn sequence_config(sequence: &ModelSequenceBatching) -> Result<SequenceConfig, String> {
     let idle = match sequence.max_sequence_idle_microseconds {
         // Triton's SEQUENCE_IDLE_DEFAULT_MICROSECONDS.
         0 => 1_000_000,
         micros => micros,
     };
     let mut controls = Vec::new();
-    let mut seen_tensors = std::collections::BTreeSet::new();
-    let mut seen_kinds = std::collections::BTreeSet::new();
     for input in &sequence.control_input {
-        if input.name.is_empty() {
-            return Err(triton::control_unnamed(model));
-        }
-        if !seen_tensors.insert(input.name.as_str()) {
-            return Err(triton::control_tensor_reused(&input.name, model));
-        }
         for control in &input.control {
-            let pb_kind = ControlKindPb::try_from(control.kind).map_err(|_| {
-                format!("control_input `{}`: control kind {} is not served by corral", input.name, control.kind)
-            })?;
-            let kind_name = pb_kind.as_str_name();
-            if !seen_kinds.insert(control.kind) {
-                return Err(triton::control_kind_repeated(kind_name, model));
-            }
-            let kind = match pb_kind {
-                ControlKindPb::ControlSequenceStart => {
-                    ControlKind::Flag(Flag::Start, flag_values(control, kind_name, model)?)
-                }
-                ControlKindPb::ControlSequenceEnd => {
-                    ControlKind::Flag(Flag::End, flag_values(control, kind_name, model)?)
-                }
-                ControlKindPb::ControlSequenceReady => {
-                    ControlKind::Flag(Flag::Ready, flag_values(control, kind_name, model)?)
-                }
-                ControlKindPb::ControlSequenceCorrid => {
-                    if !(control.int32_false_true.is_empty()
-                        && control.fp32_false_true.is_empty()
-                        && control.bool_false_true.is_empty())
-                    {
-                        return Err(triton::corrid_with_values(kind_name, model));
-                    }
+            let kind = match ControlKindPb::try_from(control.kind) {
+                Ok(ControlKindPb::ControlSequenceStart) => ControlKind::Flag(Flag::Start, flag_values(control)),
+                Ok(ControlKindPb::ControlSequenceEnd) => ControlKind::Flag(Flag::End, flag_values(control)),
+                Ok(ControlKindPb::ControlSequenceReady) => ControlKind::Flag(Flag::Ready, flag_values(control)),
+                Ok(ControlKindPb::ControlSequenceCorrid) => {
                     let datatype = match corral_config::DataType::try_from(control.data_type) {
                         Ok(corral_config::DataType::TypeInt64) => DataType::I64,
                         Ok(corral_config::DataType::TypeInt32) => DataType::I32,
@@ -188,6 +145,12 @@ fn sequence_config(sequence: &ModelSequenceBatching, model: &str) -> Result<Sequ
                         }
                     };
                     ControlKind::CorrId(datatype)
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "control_input `{}`: control kind {} is not served by corral",
+                        input.name, control.kind
+                    ));
                 }
             };
             controls.push(Control { input: input.name.clone(), kind });
@@ -302,7 +265,6 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
 /// Triton's serving fields of a configuration whose model the runtime's reader accepted;
 /// label files are read from `dir`, the model folder (whose name is the model's).
 fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String> {
-    let model = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
     let max_batch_size = config.max_batch_size;
     if max_batch_size < 0 {
         return Err(format!("max_batch_size {max_batch_size} is not valid; use 0 or more"));
@@ -335,7 +297,7 @@ fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String>
         .map(|t| declared("output", &t.name, t.data_type, &t.dims, &t.label_filename))
         .collect::<Result<Vec<_>, _>>()?;
     refuse_unsupported(config)?;
-    let sequence = config.sequence_batching().map(|s| sequence_config(s, &model)).transpose()?;
+    let sequence = config.sequence_batching().map(sequence_config).transpose()?;
     Ok(ServeConfig {
         platform: String::new(),
         max_batch_size: max_batch_size as usize,

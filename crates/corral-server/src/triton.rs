@@ -547,47 +547,6 @@ pub fn sequence_needs_start(id: impl Display, model: &str) -> CallError {
     ))
 }
 
-/// Triton: core model_config_utils.cc, GetBooleanSequenceControlProperties.
-pub fn control_values_missing(kind: &str, model: &str) -> String {
-    format!(
-        "sequence batching must specify either 'int32_false_true', 'fp32_false_true' or 'bool_false_true' for {kind} for {model}"
-    )
-}
-
-/// Triton: core model_config_utils.cc, GetBooleanSequenceControlProperties.
-pub fn control_values_several(kind: &str, model: &str) -> String {
-    format!(
-        "sequence batching specifies more than one from 'int32_false_true', 'fp32_false_true' and 'bool_false_true' for {kind} for {model}"
-    )
-}
-
-/// Triton: core model_config_utils.cc, GetBooleanSequenceControlProperties.
-pub fn control_values_not_two(field: &str, kind: &str, model: &str) -> String {
-    format!("sequence batching control '{field}' must have exactly 2 entries for {kind} for {model}")
-}
-
-/// Triton: core model_config_utils.cc, GetBooleanSequenceControlProperties, GetTypedSequenceControlProperties.
-pub fn control_unnamed(model: &str) -> String {
-    format!("sequence batching control tensor must have a name for {model}")
-}
-
-/// Triton: core model_config_utils.cc, GetBooleanSequenceControlProperties, GetTypedSequenceControlProperties.
-pub fn control_tensor_reused(tensor: &str, model: &str) -> String {
-    format!("sequence batching control tensor '{tensor}' is specified for multiple control kinds for {model}")
-}
-
-/// Triton: core model_config_utils.cc, GetBooleanSequenceControlProperties, GetTypedSequenceControlProperties.
-pub fn control_kind_repeated(kind: &str, model: &str) -> String {
-    format!("sequence batching specifies multiple {kind} tensors for {model}")
-}
-
-/// Triton: core model_config_utils.cc, GetTypedSequenceControlProperties.
-pub fn corrid_with_values(kind: &str, model: &str) -> String {
-    format!(
-        "sequence batching must not specify either 'int32_false_true', 'fp32_false_true' or 'bool_false_true' for {kind} for {model}"
-    )
-}
-
 // The trace extension.
 
 /// Triton: http_server.cc, HandleTrace; grpc_server.cc, RegisterTrace (UNSUPPORTED).

@@ -582,7 +582,12 @@ fn configurations_corral_does_not_honour_fail_the_load_naming_the_field() {
     server.wait_ready();
     let (_, index) = http(&server.http, "POST", "/v2/repository/index", b"");
     let index: serde_json::Value = serde_json::from_str(&index).expect("JSON");
-    for (name, says) in [("ens", "ensemble_scheduling"), ("dec", "decoupled"), ("state", "implicit state")] {
+    // An ensemble's scheduling on an ONNX model is Triton's own refusal, before corral's.
+    for (name, says) in [
+        ("ens", "ensemble scheduling cannot be set for model 'ens' whose platform is not ensemble"),
+        ("dec", "decoupled"),
+        ("state", "implicit state"),
+    ] {
         let entry = index.as_array().expect("list").iter().find(|e| e["name"] == name).expect("listed");
         assert_eq!(entry["state"], "UNAVAILABLE", "{entry}");
         assert!(entry["reason"].as_str().expect("reason").contains(says), "{entry}");
