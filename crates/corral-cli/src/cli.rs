@@ -161,6 +161,15 @@ pub struct ServeArgs {
     /// where Triton's is true: one bad model never stops the others from serving]
     #[arg(long, value_name = "BOOL", default_value = "false", action = clap::ArgAction::Set, value_parser = triton_bool)]
     pub exit_on_error: bool,
+    /// Triton's flag: REST calls of these categories need this header and value,
+    /// `<categories>:<header>=<value>` (health, metadata, inference, shared-memory,
+    /// model-config, model-repository, statistics, trace, logging; repeat for more)
+    #[arg(long, value_name = "APIS:KEY=VALUE")]
+    pub http_restricted_api: Vec<String>,
+    /// Triton's flag: gRPC calls of these categories need the header
+    /// `triton-grpc-protocol-<key>` with this value (as --http-restricted-api)
+    #[arg(long, value_name = "PROTOCOLS:KEY=VALUE")]
+    pub grpc_restricted_protocol: Vec<String>,
     /// Triton's flag: clients may register shared-memory regions [default: true, where
     /// Triton's is false: corral's clients have always used them]
     #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = triton_bool)]

@@ -2,7 +2,7 @@
 //! tokio runtime until SIGINT or SIGTERM, drains accepted calls, and releases the cores.
 
 use anyhow::Context;
-use corral_server::{BODY_LIMIT_DEFAULT, ControlMode, ServeOptions};
+use corral_server::{BODY_LIMIT_DEFAULT, ControlMode, ServeOptions, restrict::Restrictions};
 
 use crate::cli::{ControlArg, ServeArgs, TraceLevelArg};
 
@@ -13,6 +13,16 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     if args.trace_level == TraceLevelArg::Timestamps && args.trace_file.is_none() {
         anyhow::bail!("--trace-level timestamps needs --trace-file FILE, where the traces are written");
     }
+    // Flags are checked before any core is taken.
+    let http_restricted =
+        Restrictions::parse(&args.http_restricted_api, "http-restricted-api", "", "api").map_err(anyhow::Error::msg)?;
+    let grpc_restricted = Restrictions::parse(
+        &args.grpc_restricted_protocol,
+        "grpc-restricted-protocol",
+        "triton-grpc-protocol-",
+        "protocol",
+    )
+    .map_err(anyhow::Error::msg)?;
     let runtime = crate::models::runtime(&args.device, Some(&args.cores), args.autopilot, lookup)?;
     let options = ServeOptions {
         repository: args.model_repository.clone(),
@@ -47,6 +57,8 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
         strict_readiness: args.strict_readiness,
         exit_on_error: args.exit_on_error,
         allow_client_shm: args.allow_client_shm,
+        http_restricted,
+        grpc_restricted,
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.server_threads.map_or_else(default_server_threads, usize::from))

@@ -6,7 +6,13 @@
 //! combine; a call that does not fit the forming batch closes it and starts the next. Each
 //! batch runs as its own task, so batches spread over the model's replicas.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use corral_engine::{Tensor, TensorData};
 use corral_runtime::{Inference, Model};
@@ -15,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     counters::Counters,
     error::{CallError, ErrorKind},
+    triton,
 };
 
 struct Call {
@@ -25,21 +32,45 @@ struct Call {
 
 pub struct Batcher {
     calls: mpsc::Sender<Call>,
+    /// Calls accepted and not yet in a running batch (queued, or in the batch forming).
+    waiting: Arc<AtomicUsize>,
+    /// Triton's `default_queue_policy { max_queue_size }`: at most this many waiting, 0 for
+    /// no bound but the channel's.
+    max_queue_size: usize,
 }
 
 impl Batcher {
     /// Starts the batching task on the current tokio runtime.
-    pub fn start(model: Model, max_batch_size: usize, delay: Duration, counters: Arc<Counters>) -> Batcher {
+    pub fn start(
+        model: Model,
+        max_batch_size: usize,
+        delay: Duration,
+        max_queue_size: usize,
+        counters: Arc<Counters>,
+    ) -> Batcher {
         let (calls, rx) = mpsc::channel(1024);
-        tokio::runtime::Handle::current().spawn(collect(model, max_batch_size.max(1), delay, counters, rx));
-        Batcher { calls }
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let collecting = collect(model, max_batch_size.max(1), delay, counters, rx, waiting.clone());
+        tokio::runtime::Handle::current().spawn(collecting);
+        Batcher { calls, waiting, max_queue_size }
     }
 
+    /// Batches the call; a call past the queue's bound is refused at once in Triton's words
+    /// (core scheduler_utils.cc, PolicyQueue::Enqueue: `Size() >= max_queue_size`; the
+    /// request's id is not known here, so its prefix says `<id_unknown>`).
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Inference, CallError> {
+        let max = self.max_queue_size;
+        let admitted = self.waiting.fetch_update(Relaxed, Relaxed, |n| (max == 0 || n < max).then_some(n + 1));
+        if admitted.is_err() {
+            return Err(triton::queue_full(None));
+        }
         let rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(1);
         let (reply, answer) = oneshot::channel();
         let gone = || CallError::new(ErrorKind::NotFound, "the model was unloaded");
-        self.calls.send(Call { inputs, rows, reply }).await.map_err(|_| gone())?;
+        if self.calls.send(Call { inputs, rows, reply }).await.is_err() {
+            self.waiting.fetch_sub(1, Relaxed);
+            return Err(gone());
+        }
         answer.await.map_err(|_| gone())?
     }
 }
@@ -62,6 +93,7 @@ async fn collect(
     delay: Duration,
     counters: Arc<Counters>,
     mut rx: mpsc::Receiver<Call>,
+    waiting: Arc<AtomicUsize>,
 ) {
     let mut carried: Option<Call> = None;
     loop {
@@ -87,6 +119,8 @@ async fn collect(
             rows += next.rows;
             batch.push(next);
         }
+        // The batch leaves the queue as it starts.
+        waiting.fetch_sub(batch.len(), Relaxed);
         tokio::spawn(run(model.clone(), batch, rows, counters.clone()));
     }
 }

@@ -51,6 +51,20 @@ pub async fn collect(
     Ok(Bytes::from(buffer).slice(pad..))
 }
 
+/// Reads and drops what is left of `body`, up to `most` bytes, so that an answer given before
+/// it (a body over the limit) reaches a client still sending it, as Triton's does (its HTTP
+/// server reads a request whole before answering); past `most` the connection is dropped.
+pub async fn drain(mut body: Body, most: usize) {
+    use http_body::Body as _;
+    let mut read = 0usize;
+    while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        read += frame.data_ref().map_or(0, Bytes::len);
+        if read > most {
+            return;
+        }
+    }
+}
+
 /// An answer's body: its parts in order, each sent as it is (no copy into one buffer).
 pub struct Frames {
     parts: VecDeque<Bytes>,

@@ -28,10 +28,16 @@ pub fn answer<'a>(
     top_k(tensor, class_count, batched, labels).map(Cow::Owned)
 }
 
+/// The most elements a row may have to be classified (Triton's `kMaxClassificationElements`).
+const CLASS_ELEMENTS_MAX: usize = 1_000_000;
+
 /// The top `k` classes of each row of `tensor` (one row unless `batched`).
 pub fn top_k(tensor: &Tensor, k: usize, batched: bool, labels: &[String]) -> Result<Tensor, CallError> {
     let datatype = tensor.datatype();
-    if matches!(datatype, DataType::Bool | DataType::Bytes | DataType::F16 | DataType::BF16) {
+    // Triton's order (classification.cc, TopkClassifications): BYTES has no element size and is
+    // refused first; then a row of more than a million elements; then the other types it does
+    // not rank.
+    if datatype == DataType::Bytes {
         return Err(triton::class_unsupported(datatype));
     }
     let rows = match tensor.shape.first() {
@@ -39,6 +45,12 @@ pub fn top_k(tensor: &Tensor, k: usize, batched: bool, labels: &[String]) -> Res
         _ => 1,
     };
     let per_row = tensor.data.len().checked_div(rows).unwrap_or(0);
+    if per_row > CLASS_ELEMENTS_MAX {
+        return Err(triton::class_too_large());
+    }
+    if matches!(datatype, DataType::Bool | DataType::F16 | DataType::BF16) {
+        return Err(triton::class_unsupported(datatype));
+    }
     let classes = k.min(per_row);
     let values = tensor.data.view();
     let ranked = tensor.data.to_f64();

@@ -59,17 +59,23 @@ pub struct InferRequest {
     pub binary_output: bool,
     /// `parameters.sequence_id`, `sequence_start`, `sequence_end`.
     pub sequence: SequenceParams,
+    /// A BYTES input whose elements are not its shape's, in Triton's words (the last such
+    /// input, `strings.rs`): answered after the other request checks, as Triton checks it last.
+    pub bytes_error: Option<CallError>,
 }
 
-/// Parses a decimal shape dimension list, checking the element count does not overflow.
+/// A shape's element count, as Triton counts it (common.cc, `GetElementCount`): `None` past
+/// what an int64 holds.
 pub fn elements(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+    let count = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+    (count <= i64::MAX as u64).then_some(count as usize)
 }
 
 /// Decodes a request body for `model`; `header_len` is `Inference-Header-Content-Length`
-/// when present. Binary inputs are read in place from `body` where their bytes are aligned
-/// for their elements (`body::collect` places them so), else copied once.
-pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
+/// when present, `limit` the largest byte size a JSON input's elements may take (Triton's
+/// `--http-max-input-size`). Binary inputs are read in place from `body` where their bytes are
+/// aligned for their elements (`body::collect` places them so), else copied once.
+pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize) -> Result<InferRequest, CodecError> {
     let (header, mut binary) = match header_len {
         Some(n) if n > body.len() => {
             return bad(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
@@ -101,8 +107,14 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
     let Some(Value::Array(inputs_json)) = header.get("inputs") else {
         return bad("the request needs an `inputs` array");
     };
+    if let Some(parameters) = request_parameters
+        && parameters.keys().any(|k| k.starts_with("triton_"))
+    {
+        return Err(triton::reserved_parameter_http());
+    }
     let mut inputs = Vec::with_capacity(inputs_json.len());
     let mut shm_inputs = Vec::new();
+    let mut bytes_error = None;
     for (i, (input, raw_data)) in inputs_json.iter().zip(raw_data).enumerate() {
         let Value::Object(input) = input else { return bad(format!("inputs[{i}] must be an object")) };
         let name = match input.get("name") {
@@ -154,10 +166,47 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
                 let at = body.len() - binary.len();
                 binary = &binary[size as usize..];
                 let mine = body.slice(at..at + size as usize);
+                if datatype == DataType::Bytes
+                    && let Err(error) = crate::strings::bytes_elements(&mine, count, id.as_deref(), &name, model)
+                {
+                    bytes_error = Some(error);
+                    inputs.push(Tensor::new(name, shape, TensorData::Bytes(Vec::new())));
+                    continue;
+                }
                 TensorData::from_wire_shared(datatype, mine, count)
                     .map_err(|e| CallError::bad_request(format!("input '{name}': {e}")))?
             }
-            (None, Some(_)) => json_data(raw_data.expect("an input's data is kept as text"), datatype, count, &name)?,
+            (None, Some(_)) => {
+                // Triton: http_server.cc, ParseJsonTritonIO: the elements' byte size, checked
+                // for overflow and against the limit before the data is read.
+                if let Some(size) = datatype.size() {
+                    if size > 1 && count > i64::MAX as usize / size {
+                        return Err(triton::byte_size_overflow(&name, count as u64, size));
+                    }
+                    if count * size > limit {
+                        return Err(triton::json_input_too_large(&name, (count * size) as u128, limit));
+                    }
+                }
+                let text = raw_data.expect("an input's data is kept as text");
+                // Triton sizes a JSON BYTES input by its strings, then counts them as any BYTES
+                // input (core infer_request.cc, ValidateBytesInputs), last.
+                let read = crate::json_data::read(text, datatype, count);
+                let miscounted = match &read {
+                    Err(DataError::TooMany) if datatype == DataType::Bytes => {
+                        Some(triton::bytes_more(id.as_deref(), &name, model, count))
+                    }
+                    Err(DataError::TooFew { found }) if datatype == DataType::Bytes => {
+                        Some(triton::bytes_fewer(id.as_deref(), &name, model, count, *found))
+                    }
+                    _ => None,
+                };
+                if let Some(error) = miscounted {
+                    bytes_error = Some(error);
+                    inputs.push(Tensor::new(name, shape, TensorData::Bytes(Vec::new())));
+                    continue;
+                }
+                json_data(read, datatype, &name)?
+            }
             (None, None) => unreachable!("exactly one source of data was checked above"),
         };
         inputs.push(Tensor::new(name, shape, data));
@@ -199,7 +248,7 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str) -> Result<In
             .collect::<Result<_, _>>()?,
         Some(_) => return bad("`outputs` must be an array"),
     };
-    Ok(InferRequest { id, inputs, shm_inputs, outputs, binary_output, sequence })
+    Ok(InferRequest { id, inputs, shm_inputs, outputs, binary_output, sequence, bytes_error })
 }
 
 /// `shared_memory_region`, `_offset` and `_byte_size` of a tensor's parameters.
@@ -258,8 +307,8 @@ fn shape(value: Option<&Value>) -> Result<Vec<usize>, CallError> {
 
 /// An input's `data` read straight into its elements (`json_data.rs`), with Triton's words
 /// for each mistake (its JSON errors are 500s).
-fn json_data(data: &RawValue, datatype: DataType, count: usize, name: &str) -> Result<TensorData, CallError> {
-    match crate::json_data::read(data, datatype, count) {
+fn json_data(read: Result<TensorData, DataError>, datatype: DataType, name: &str) -> Result<TensorData, CallError> {
+    match read {
         Ok(elements) => Ok(elements),
         Err(DataError::TooDeep) => {
             // BYTES are checked unwrapped, as Triton's are.
@@ -267,7 +316,7 @@ fn json_data(data: &RawValue, datatype: DataType, count: usize, name: &str) -> R
             Err(if datatype == DataType::Bytes { too_deep } else { triton::unable_to_parse("data", too_deep) })
         }
         Err(DataError::TooMany) => Err(triton::data_too_many()),
-        Err(DataError::TooFew) => Err(triton::data_too_few()),
+        Err(DataError::TooFew { .. }) => Err(triton::data_too_few()),
         Err(DataError::Value(wrong)) => bad(format!("input `{name}`: {wrong}")),
         Err(DataError::Syntax(error)) => Err(triton::unable_to_parse("data", triton::json_error(error))),
     }
@@ -463,7 +512,7 @@ mod tests {
     use crate::error::ErrorKind;
 
     fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
-        super::decode(&Bytes::copy_from_slice(body), header_len, model)
+        super::decode(&Bytes::copy_from_slice(body), header_len, model, usize::MAX)
     }
 
     #[test]

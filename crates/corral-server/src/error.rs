@@ -12,6 +12,10 @@ pub enum ErrorKind {
     Internal,
     /// What corral (like Triton in its configuration) does not do: HTTP 501, UNIMPLEMENTED.
     Unsupported,
+    /// Triton's ALREADY_EXISTS: HTTP 400, gRPC ALREADY_EXISTS.
+    AlreadyExists,
+    /// A restricted API called without its header: HTTP 403 (gRPC answers UNAVAILABLE).
+    Forbidden,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

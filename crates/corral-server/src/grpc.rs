@@ -63,6 +63,8 @@ fn status(error: CallError) -> Status {
         ErrorKind::Unavailable => Status::unavailable(error.message),
         ErrorKind::Internal => Status::internal(error.message),
         ErrorKind::Unsupported => Status::unimplemented(error.message),
+        ErrorKind::AlreadyExists => Status::already_exists(error.message),
+        ErrorKind::Forbidden => Status::unavailable(error.message),
     }
 }
 
@@ -178,7 +180,7 @@ impl GrpcInferenceService for Grpc {
         &self,
         request: Request<pb::CudaSharedMemoryRegisterRequest>,
     ) -> Answer<pb::CudaSharedMemoryRegisterResponse> {
-        Err(status(triton::cuda_register(&request.into_inner().name)))
+        Err(status(triton::cuda_register_grpc(&request.into_inner().name)))
     }
 
     async fn cuda_shared_memory_unregister(

@@ -23,8 +23,8 @@ pub enum DataError {
     TooDeep,
     /// More values than the shape holds.
     TooMany,
-    /// Fewer values than the shape holds.
-    TooFew,
+    /// Fewer values than the shape holds: `found` of them.
+    TooFew { found: usize },
     /// The first value that is not of the datatype, in words.
     Value(String),
     /// Not JSON (cannot happen for a value the header's parse already accepted).
@@ -44,7 +44,7 @@ pub fn read(data: &RawValue, datatype: DataType, count: usize) -> Result<TensorD
     }
     read.map_err(|e| DataError::Syntax(e.to_string()))?;
     if fill.len != count {
-        return Err(DataError::TooFew);
+        return Err(DataError::TooFew { found: fill.len });
     }
     match fill.wrong {
         Some(wrong) => Err(DataError::Value(wrong)),
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn nested_and_flat_data_read_alike_and_the_checks_keep_their_order() {
         assert_eq!(read(&raw("[[1, 2], [3, 4.5]]"), DataType::F32, 4), Ok(TensorData::F32(vec![1.0, 2.0, 3.0, 4.5])));
-        assert_eq!(read(&raw("[1, 2]"), DataType::F32, 4), Err(DataError::TooFew));
+        assert_eq!(read(&raw("[1, 2]"), DataType::F32, 4), Err(DataError::TooFew { found: 2 }));
         assert_eq!(read(&raw("[1, 2, 3]"), DataType::F32, 2), Err(DataError::TooMany));
         // A bad value first in the text still loses to too many values after it.
         assert_eq!(read(&raw(r#"["x", 2, 3]"#), DataType::F32, 2), Err(DataError::TooMany));
@@ -271,6 +271,6 @@ mod tests {
         );
         assert_eq!(read(&raw("7"), DataType::U8, 1), Ok(TensorData::U8(vec![7])));
         // A shape far past what the text holds allocates nothing (this would abort otherwise).
-        assert_eq!(read(&raw(r#"[1, "x"]"#), DataType::F64, usize::MAX / 4), Err(DataError::TooFew));
+        assert_eq!(read(&raw(r#"[1, "x"]"#), DataType::F64, usize::MAX / 4), Err(DataError::TooFew { found: 2 }));
     }
 }

@@ -21,9 +21,11 @@ mod metadata;
 pub mod metrics;
 pub mod repository;
 mod rest;
+pub mod restrict;
 pub mod sequence;
 pub mod shm;
 mod state;
+mod strings;
 pub mod trace;
 mod triton;
 mod validate;
@@ -67,6 +69,10 @@ pub struct ServeOptions {
     pub exit_on_error: bool,
     /// Triton's `--allow-client-shm`: clients may register shared-memory regions.
     pub allow_client_shm: bool,
+    /// Triton's `--http-restricted-api`: REST categories that need a header.
+    pub http_restricted: restrict::Restrictions,
+    /// Triton's `--grpc-restricted-protocol`: gRPC categories that need a header.
+    pub grpc_restricted: restrict::Restrictions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +186,7 @@ pub async fn serve(
             let _ = rx.wait_for(|&stop| stop).await;
         }
     };
-    let rest_app = rest::router(state.clone());
+    let rest_app = rest::router(state.clone(), options.http_restricted.clone());
     let metrics_state = state.clone();
     let metrics_app = axum::Router::new().route(
         "/metrics",
@@ -197,6 +203,7 @@ pub async fn serve(
     // call at c16 instead of 0.58-0.76 (7 alternating pairs, perf_analyzer over gRPC).
     let grpc_server = tonic::transport::Server::builder()
         .max_frame_size(Some(1 << 20))
+        .layer(restrict::GrpcLayer::new(options.grpc_restricted.clone()))
         .add_service(grpc::service(state.clone(), grpc_limit))
         .serve_with_incoming_shutdown(incoming, stopped());
     tokio::spawn(async move {

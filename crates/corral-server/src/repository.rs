@@ -31,6 +31,9 @@ pub struct ServeConfig {
     pub max_batch_size: usize,
     /// Requests combined into one execution wait at most this long; `None`: no batching.
     pub batch_delay: Option<Duration>,
+    /// The dynamic batcher's `default_queue_policy { max_queue_size }`: calls waiting beyond
+    /// it are refused (0: no bound of Triton's).
+    pub max_queue_size: usize,
     /// Declared in `config.pbtxt` (shape without the batch dimension), else empty.
     pub inputs: Vec<Declared>,
     pub outputs: Vec<Declared>,
@@ -166,6 +169,8 @@ pub struct Declared {
     pub dims: Vec<i64>,
     /// An output's labels, from its `label_filename` (line `i` names class `i`).
     pub labels: Vec<String>,
+    /// An input the configuration marks `optional`: a request may leave it out.
+    pub optional: bool,
 }
 
 /// One model as the repository describes it: each version its policy selects, ascending,
@@ -284,12 +289,12 @@ fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String>
             }
             None => Vec::new(),
         };
-        Ok(Declared { name: name.to_owned(), datatype, dims: dims.to_vec(), labels })
+        Ok(Declared { name: name.to_owned(), datatype, dims: dims.to_vec(), labels, optional: false })
     };
     let inputs = config
         .input
         .iter()
-        .map(|t| declared("input", &t.name, t.data_type, &t.dims, ""))
+        .map(|t| declared("input", &t.name, t.data_type, &t.dims, "").map(|d| Declared { optional: t.optional, ..d }))
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = config
         .output
@@ -303,6 +308,10 @@ fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String>
         max_batch_size: max_batch_size as usize,
         // A sequence model's calls go to their sequence's instance, one by one.
         batch_delay: batch_delay.filter(|_| max_batch_size > 0 && sequence.is_none()),
+        max_queue_size: config
+            .dynamic_batching()
+            .and_then(|d| d.default_queue_policy.as_ref())
+            .map_or(0, |p| p.max_queue_size as usize),
         inputs,
         outputs,
         sequence,

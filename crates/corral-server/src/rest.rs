@@ -39,7 +39,8 @@ use crate::{
 
 type AppState = Arc<ServerState>;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, restrictions: crate::restrict::Restrictions) -> Router {
+    let restrictions = Arc::new(restrictions);
     Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/models/{model}/unload", post(unload))
         .route("/v2/systemsharedmemory/status", get(shm_status_all))
         .route("/v2/systemsharedmemory/region/{name}/status", get(shm_status))
+        .route("/v2/systemsharedmemory/register", post(shm_register_unnamed))
         .route("/v2/systemsharedmemory/region/{name}/register", post(shm_register))
         .route("/v2/systemsharedmemory/unregister", post(shm_unregister_all))
         .route("/v2/systemsharedmemory/region/{name}/unregister", post(shm_unregister))
@@ -72,8 +74,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/cudasharedmemory/unregister", post(cuda_shm_unregister))
         .route("/v2/cudasharedmemory/region/{name}/unregister", post(cuda_shm_unregister))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the KServe v2 protocol") })
+        .layer(axum::middleware::from_fn_with_state(restrictions, refuse_restricted))
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_first))
         .with_state(state)
+}
+
+/// Triton's `--http-restricted-api`: a call of a restricted category without its header is
+/// refused once its body is read (Triton checks in each handler).
+async fn refuse_restricted(
+    State(restrictions): State<Arc<crate::restrict::Restrictions>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let category = crate::restrict::Category::of_path(request.uri().path());
+    let headers = request.headers();
+    match restrictions.allows(category, |name| headers.get(name).and_then(|v| v.to_str().ok())) {
+        Ok(()) => next.run(request).await,
+        Err(header) => triton::restricted_api(&header).into_response(),
+    }
 }
 
 /// Reads the whole body (within the limit) before the handler runs, inflating a compressed
@@ -116,6 +134,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::AlreadyExists => StatusCode::BAD_REQUEST,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
     }
 }
 
@@ -206,9 +226,16 @@ async fn model_stats_v(State(state): State<AppState>, Path((model, version)): Pa
 /// which name its flag; corral takes it too.
 async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, CallError> {
     let limit = state.body_limit;
-    let too_large = |size: String| triton::body_too_large(&size, limit);
+    // A header of length 0 is a raw binary request: its body is one input's bytes (Triton:
+    // EVBufferToRawInput), else the JSON header and its binary tensors (EVBufferToJson).
+    let raw = headers.get(HEADER_LEN).and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok()) == Some(0);
+    let too_large = |size: String| {
+        if raw { triton::raw_input_too_large(&size, limit) } else { triton::body_too_large(&size, limit) }
+    };
     let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(size) = announced.filter(|&n| n > limit as u64) {
+        // Read (and drop) a body up to twice the limit first, so the client hears the answer.
+        crate::body::drain(body, limit.saturating_mul(2)).await;
         return Err(too_large(size.to_string()));
     }
     // Binary tensors start after the JSON header: placed aligned, they are read in place.
@@ -293,6 +320,7 @@ fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferReques
         outputs: Vec::new(),
         binary_output: true,
         sequence: Default::default(),
+        bytes_error: None,
     })
 }
 
@@ -304,7 +332,11 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
         None => None,
         Some(v) => {
             let text = v.to_str().unwrap_or_default();
+            // Triton reads it with std::stoi: an int32, words of their own past one.
             let n: i64 = text.trim().parse().map_err(|_| triton::header_length_unparsable(text))?;
+            if i32::try_from(n).is_err() {
+                return Err(triton::header_length_past_int(text));
+            }
             if n < 0 || n > body.len() as i64 {
                 return Err(triton::header_length_out_of_range(n, body.len()));
             }
@@ -315,7 +347,11 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
     // A header of length 0 (or an empty body without one) is Triton's raw binary request: the
     // whole body is the one input's bytes.
     let raw = header_len == Some(0) || (header_len.is_none() && body.is_empty());
-    let decoded = if raw { raw_request(&served, body.clone()) } else { codec::decode(&body, header_len, &served.name) };
+    let decoded = if raw {
+        raw_request(&served, body.clone())
+    } else {
+        codec::decode(&body, header_len, &served.name, state.body_limit)
+    };
     let mut request = decoded.map_err(|e| state.refused(&served, e))?;
     drop(body);
     let metas: Vec<validate::InputMeta> = request
@@ -330,9 +366,12 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
         .collect();
     let asked: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
     validate::request(&served, request.id.as_deref(), &metas, &asked).map_err(|e| state.refused(&served, e))?;
+    if let Some(error) = request.bytes_error.take() {
+        return Err(state.refused(&served, error));
+    }
     let wanted = metadata::wanted_outputs(&served, &request.outputs, request.binary_output)?;
     for input in &request.shm_inputs {
-        request.inputs.push(input.read(&state.shm)?);
+        request.inputs.push(input.read(&state.shm, request.id.as_deref(), &served.name)?);
     }
     let decoded = decoding.elapsed();
     let batch = served.batch_of(&request.inputs);
@@ -391,6 +430,12 @@ fn shm_status_of(state: &ServerState, name: Option<&str>) -> Answer {
         .into_iter()
         .map(|r| json!({ "name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size }));
     ok_json(Value::Array(list.collect()))
+}
+
+/// A register with no region in the path (Triton's URL pattern takes it, the name empty).
+async fn shm_register_unnamed(State(state): State<AppState>) -> Answer {
+    state.shm.check_allowed()?;
+    Err(triton::shm_unnamed())
 }
 
 async fn shm_register(
@@ -457,12 +502,17 @@ async fn cuda_shm_unregister(State(state): State<AppState>) -> Answer {
 }
 
 async fn index(State(state): State<AppState>, Extension(ReadBody(body)): Extension<ReadBody>) -> Answer {
+    // Triton parses the body with no depth limit, then reads `ready` (a deeply nested value
+    // is a 400 for not being a bool, not a 500): members are kept as text, which serde_json
+    // skips without recursing, and only `ready` is read.
     let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
         false
     } else {
-        match json_body(&body)?.get("ready") {
+        let members: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+            serde_json::from_slice(&body).map_err(|e| triton::unparsable_json(&e))?;
+        match members.get("ready") {
             None => false,
-            Some(ready) => ready.as_bool().ok_or_else(triton::ready_not_boolean)?,
+            Some(ready) => serde_json::from_str::<bool>(ready.get()).map_err(|_| triton::ready_not_boolean())?,
         }
     };
     let entries: Vec<Value> = state

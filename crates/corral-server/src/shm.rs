@@ -36,21 +36,22 @@ pub struct ShmInput {
 }
 
 impl ShmInput {
-    /// Checks the size against the shape (before reading anything), then reads the tensor.
-    pub fn read(&self, regions: &Regions) -> Result<Tensor, CallError> {
+    /// Checks the size against the shape (before reading anything), in Triton's words (`id`
+    /// is the request's, `model` the model's), then reads the tensor.
+    pub fn read(&self, regions: &Regions, id: Option<&str>, model: &str) -> Result<Tensor, CallError> {
         let name = &self.name;
         let elements = self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         let needed = self.datatype.size().map(|size| elements.and_then(|n| n.checked_mul(size)));
         if let Some(needed) = needed.filter(|&needed| needed != Some(self.at.byte_size as usize)) {
-            return Err(CallError::bad_request(format!(
-                "input '{name}': shared_memory_byte_size is {} but shape {:?} of {} needs {}",
-                self.at.byte_size,
-                self.shape,
-                self.datatype,
-                needed.map_or("more than can be addressed".to_owned(), |n| n.to_string())
-            )));
+            let needed = needed.unwrap_or(usize::MAX);
+            return Err(triton::byte_size_mismatch(id, name, model, needed, self.at.byte_size as usize));
         }
         let bytes = regions.read(&self.at, &format!("input '{name}'"))?;
+        if self.datatype == DataType::Bytes
+            && let Some(count) = elements
+        {
+            crate::strings::bytes_elements(&bytes, count, id, name, model)?;
+        }
         let count =
             elements.ok_or_else(|| CallError::bad_request(format!("input '{name}': the shape is too large")))?;
         // Read into a buffer of its own, aligned as the allocator aligns (16 bytes): the
@@ -182,12 +183,12 @@ impl Regions {
         };
         // Triton's checks, in its order; then corral's of the file as it is now.
         let region = &at.region;
+        if at.offset >= region_size {
+            return Err(triton::shm_invalid_offset(region));
+        }
         let Some(end) = at.offset.checked_add(at.byte_size) else {
             return Err(triton::shm_overflow(region, at.byte_size, at.offset));
         };
-        if at.offset >= region_size && at.byte_size > 0 {
-            return Err(triton::shm_invalid_offset(region));
-        }
         if end > region_size {
             return Err(triton::shm_invalid_end(region));
         }

@@ -442,9 +442,9 @@ impl ServerState {
         let mut versions = kept;
         for (number, model, fingerprint) in started {
             let counters = self.counters_for(name, number);
-            let batcher = config
-                .batch_delay
-                .map(|delay| Batcher::start(model.clone(), config.max_batch_size, delay, counters.clone()));
+            let batcher = config.batch_delay.map(|delay| {
+                Batcher::start(model.clone(), config.max_batch_size, delay, config.max_queue_size, counters.clone())
+            });
             let sequencer =
                 config.sequence.clone().map(|sequence| Sequencer::new(name, sequence, config.max_batch_size > 0));
             let served = Served {

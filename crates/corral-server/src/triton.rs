@@ -161,6 +161,19 @@ pub fn unknown_load_parameter(key: &str) -> CallError {
     bad(format!("unrecognized load parameter '{key}'."))
 }
 
+/// Triton: http_server.cc, RespondIfRestricted (403): an API of a category
+/// `--http-restricted-api` restricts, called without its header and value.
+pub fn restricted_api(header: &str) -> CallError {
+    CallError::new(ErrorKind::Forbidden, format!("This API is restricted, expecting header '{header}'"))
+}
+
+/// Triton: grpc/grpc_server.cc, CommonCallData::Execute (UNAVAILABLE): a protocol
+/// `--grpc-restricted-protocol` restricts, called without its header (`triton-grpc-protocol-`
+/// and the key) and value.
+pub fn restricted_protocol(header: &str) -> String {
+    format!("This protocol is restricted, expecting header '{header}'")
+}
+
 // Request checks: the model's inputs and outputs, in Triton's order (validate.rs).
 
 /// Triton: core infer_request.h, LogRequest: the `[request id: <id>] ` before a request check's words.
@@ -195,6 +208,73 @@ pub fn input_count(id: Option<&str>, model: &str, expected: usize, given: &[&str
         names(given),
         names(missing)
     ))
+}
+
+/// Triton: core infer_request.cc, ValidateRequestInputs, for a model with optional inputs:
+/// between the required count and all of them.
+pub fn input_count_between(
+    id: Option<&str>,
+    model: &str,
+    (required, all): (usize, usize),
+    given: &[&str],
+    missing: &[&str],
+) -> CallError {
+    bad(format!(
+        "{}expected number of inputs between {required} and {all} but got {} inputs for model '{model}'. Got input(s) {}, but missing required input(s) {}. Please provide all required input(s).",
+        request_prefix(id),
+        given.len(),
+        names(given),
+        names(missing)
+    ))
+}
+
+/// Triton: core infer_request.cc, ValidateBytesInputs: a BYTES input whose bytes hold fewer
+/// elements than its shape (`got` of them).
+pub fn bytes_fewer(id: Option<&str>, input: &str, model: &str, expected: usize, got: usize) -> CallError {
+    bad(format!(
+        "{}expected {expected} string elements for inference input '{input}' for model '{model}', got {got}",
+        request_prefix(id)
+    ))
+}
+
+/// Triton: core infer_request.cc, ValidateBytesInputs: more elements than the shape (it stops
+/// at the first one past it, so says `expected + 1`).
+pub fn bytes_more(id: Option<&str>, input: &str, model: &str, expected: usize) -> CallError {
+    bad(format!(
+        "{}unexpected number of string elements {} for inference input '{input}' for model '{model}', expecting {expected}",
+        request_prefix(id),
+        expected + 1
+    ))
+}
+
+/// Triton: core infer_request.cc, ValidateBytesInputs: an element's length cut short.
+pub fn bytes_indicator(id: Option<&str>, input: &str, model: &str, available: usize) -> CallError {
+    bad(format!(
+        "{}incomplete string length indicator for inference input '{input}' for model '{model}', expecting 4 bytes but only {available} bytes available. Please make sure the string length indicator is in one buffer.",
+        request_prefix(id)
+    ))
+}
+
+/// Triton: core scheduler_utils.cc, PolicyQueue::Enqueue (UNAVAILABLE): the dynamic batcher's
+/// `default_queue_policy { max_queue_size }` reached.
+pub fn queue_full(id: Option<&str>) -> CallError {
+    CallError::new(ErrorKind::Unavailable, format!("{}Exceeds maximum queue size", request_prefix(id)))
+}
+
+/// Triton: http_server.cc, ParseJsonTritonParams: a request parameter of Triton's own prefix.
+pub fn reserved_parameter_http() -> CallError {
+    CallError::bad_request(
+        "parameter keys starting with 'triton_' are reserved for Triton usage and should not be specified.",
+    )
+}
+
+/// Triton: grpc/infer_handler.cc, SetInferenceRequestMetadata: the same over gRPC, which
+/// names the `triton_` keys it takes (common.h, `TRITON_RESERVED_REQUEST_PARAMS`; corral
+/// takes it and, serving no decoupled model, has nothing to do with it).
+pub fn reserved_parameter_grpc() -> CallError {
+    CallError::bad_request(
+        "parameter keys starting with 'triton_' are reserved for Triton usage. Only the following keys starting with 'triton_' are allowed: triton_enable_empty_final_response",
+    )
 }
 
 /// Triton: core model.cc, GetInput (no request prefix).
@@ -295,9 +375,45 @@ pub fn header_length_unparsable(text: &str) -> CallError {
     bad(format!("Unable to parse Inference-Header-Content-Length, got: {text}"))
 }
 
+/// Triton: http_server.cc, GetInferenceHeaderLength (`std::stoi`: a value past an int32).
+pub fn header_length_past_int(text: &str) -> CallError {
+    bad(format!(
+        "Unable to parse Inference-Header-Content-Length, value is out of range [ -2147483648, 2147483647 ], got: {text}"
+    ))
+}
+
 /// Triton: http_server.cc, GetInferenceHeaderLength.
 pub fn header_length_out_of_range(length: i64, body_len: usize) -> CallError {
     bad(format!("inference header size should be in range (0, {body_len}), got: {length}"))
+}
+
+/// Triton: http_server.cc, EVBufferToRawInput: a raw binary request's body past the limit.
+pub fn raw_input_too_large(size: &str, limit: usize) -> CallError {
+    CallError::new(
+        ErrorKind::TooLarge,
+        format!(
+            "Raw input has a byte_size ({size} bytes) that exceeds the maximum allowed value of {limit} bytes. Use --http-max-input-size to increase the limit."
+        ),
+    )
+}
+
+/// Triton: http_server.cc, ParseJsonTritonIO: a JSON input whose elements would take more
+/// bytes than the limit (BYTES: each element's length and 4 bytes).
+pub fn json_input_too_large(input: &str, byte_size: u128, limit: usize) -> CallError {
+    CallError::new(
+        ErrorKind::TooLarge,
+        format!(
+            "JSON input '{input}' has a byte_size ({byte_size} bytes) that exceeds the maximum allowed value of {limit} bytes. Use --http-max-input-size to increase the limit."
+        ),
+    )
+}
+
+/// Triton: http_server.cc, ParseJsonTritonIO: an element count whose bytes overflow int64.
+pub fn byte_size_overflow(input: &str, count: u64, type_size: usize) -> CallError {
+    bad(format!(
+        "byte size overflow for input '{input}': element count ({count}) * data type size ({type_size}) exceeds maximum allowed size ({})",
+        i64::MAX
+    ))
 }
 
 /// Triton: http_server.cc, its JSON errors are INTERNAL (500); `detail` is the reader's words.
@@ -426,9 +542,9 @@ pub fn shm_reserved_key(name: &str, key: &str, prefix: &str) -> CallError {
     ))
 }
 
-/// Triton: shared_memory_manager.cc, RegisterSystemSharedMemory.
+/// Triton: shared_memory_manager.cc, RegisterSystemSharedMemory (ALREADY_EXISTS).
 pub fn shm_registered(name: &str) -> CallError {
-    bad(format!("shared memory region '{name}' already in manager"))
+    CallError::new(ErrorKind::AlreadyExists, format!("shared memory region '{name}' already in manager"))
 }
 
 /// Triton: shared_memory_manager.cc, OpenSharedMemoryRegion (500).
@@ -494,15 +610,26 @@ pub fn cuda_status_unknown(name: &str) -> CallError {
     CallError::new(ErrorKind::NotFound, format!("Unable to find cuda shared memory region: '{name}'"))
 }
 
-/// Triton: http_server.cc, HandleCudaSharedMemory; grpc_server.cc, RegisterCudaSharedMemoryRegister (no GPUs).
+/// Triton: http_server.cc, HandleCudaSharedMemory (no GPUs): the name first, over REST.
 pub fn cuda_register(name: &str) -> CallError {
     if name.is_empty() {
         return CallError::bad_request("'region name' is necessary to register cuda shared memory region");
     }
+    cuda_register_grpc(name)
+}
+
+/// Triton: grpc_server.cc, RegisterCudaSharedMemoryRegister without GPUs: no name check over
+/// gRPC, so an empty name is named empty.
+pub fn cuda_register_grpc(name: &str) -> CallError {
     bad(format!("failed to register CUDA shared memory region: '{name}', GPUs not supported"))
 }
 
 // Classification.
+
+/// Triton: classification.cc, TopkClassifications: more than 1,000,000 elements in a row.
+pub fn class_too_large() -> CallError {
+    CallError::bad_request("classification output tensor too large")
+}
 
 /// Triton: classification.cc, TopkClassifications.
 pub fn class_unsupported(datatype: DataType) -> CallError {

@@ -39,10 +39,17 @@ pub fn request(served: &Served, id: Option<&str>, inputs: &[InputMeta], outputs:
         return Err(triton::unexpected_output(unknown, model));
     }
     let declared = metadata::inputs(served);
-    if inputs.len() != declared.len() {
+    // Inputs the configuration marks `optional` may be left out (ValidateRequestInputs).
+    let optional = |name: &str| served.config.inputs.iter().any(|d| d.name == name && d.optional);
+    let required = declared.iter().filter(|d| !optional(&d.name)).count();
+    if inputs.len() > declared.len() || inputs.len() < required {
         let given: Vec<&str> = inputs.iter().map(|i| i.name).collect();
-        let missing: Vec<&str> = declared.iter().map(|d| d.name.as_str()).filter(|d| !given.contains(d)).collect();
-        return Err(triton::input_count(id, model, declared.len(), &given, &missing));
+        let missing: Vec<&str> =
+            declared.iter().map(|d| d.name.as_str()).filter(|d| !given.contains(d) && !optional(d)).collect();
+        if required == declared.len() {
+            return Err(triton::input_count(id, model, declared.len(), &given, &missing));
+        }
+        return Err(triton::input_count_between(id, model, (required, declared.len()), &given, &missing));
     }
     if let Some(unknown) = inputs.iter().find(|i| !declared.iter().any(|d| d.name == i.name)) {
         return Err(triton::unexpected_input(unknown.name, model));

@@ -175,3 +175,29 @@ fn tritons_start_flags_load_every_model_and_gate_shared_memory() {
     // Without it serve logs warnings only; with it, each model's start is logged.
     assert!(server.stderr_text().contains("serving"), "--log-verbose logs details:\n{}", server.stderr_text());
 }
+
+/// The answers Triton's own QA tests check, asked of corral the way they ask them
+/// (`serve_wording.py`, models from `wording_models.py`): classification of a row past a
+/// million elements, raw and JSON inputs past the size limit, shapes whose bytes overflow, a
+/// deeply nested index body, BYTES counts naming the last input, model names, restricted
+/// APIs, `triton_` parameters, optional inputs, shared-memory registration and offsets, and
+/// a full dynamic-batching queue.
+#[test]
+fn tritons_words_where_its_own_tests_check_them() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/wording_models.py");
+    let made = Command::new(python(".venv")).arg(script).arg(dir.path()).output().expect("python");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let flags = [
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--http-max-input-size=8388608",
+        "--http-restricted-api=model-repository:admin-key=admin-value",
+        "--grpc-restricted-protocol=statistics:infer-key=infer-value",
+    ];
+    let server = Server::start(&host, dir.path(), &flags);
+    server.wait_ready();
+    let ports = [Server::port(&server.http), Server::port(&server.grpc)];
+    server.run_client("serve_wording.py", &ports, "all checks passed");
+}

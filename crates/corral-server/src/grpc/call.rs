@@ -54,7 +54,7 @@ pub(super) async fn infer_one(
     let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
     let mut trace = state.trace(&served, received);
     let decoding = std::time::Instant::now();
-    let DecodedInputs { mut tensors, shm: shm_inputs } =
+    let DecodedInputs { mut tensors, shm: shm_inputs, bytes_error } =
         decode_inputs(&mut r).map_err(|e| status(state.refused(&served, CallError::bad_request(e))))?;
     let wanted = r
         .outputs
@@ -88,10 +88,13 @@ pub(super) async fn infer_one(
         .collect();
     let asked: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
     crate::validate::request(&served, Some(&r.id), &metas, &asked).map_err(|e| status(state.refused(&served, e)))?;
+    if let Some(error) = bytes_error {
+        return Err(status(state.refused(&served, error)));
+    }
     let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
     drop(r.raw_input_contents);
     for input in &shm_inputs {
-        tensors.push(input.read(&state.shm).map_err(status)?);
+        tensors.push(input.read(&state.shm, Some(&r.id), &served.name).map_err(status)?);
     }
     let sequence = sequence_params(&r.parameters).map_err(Status::invalid_argument)?;
     let decoded = decoding.elapsed();

@@ -16,6 +16,9 @@ use crate::{
 pub struct DecodedInputs {
     pub tensors: Vec<Tensor>,
     pub shm: Vec<ShmInput>,
+    /// A BYTES input whose elements are not its shape's (the last such input, `strings.rs`),
+    /// answered after the other request checks.
+    pub bytes_error: Option<crate::error::CallError>,
 }
 
 /// The `shared_memory_*` parameters of a tensor.
@@ -50,7 +53,12 @@ pub(super) fn shm_reference(
 pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInputs, String> {
     let raw = &request.raw_input_contents;
     let model = &request.model_name;
+    let id = Some(request.id.as_str());
     let mut decoded = DecodedInputs::default();
+    // Triton: grpc/infer_handler.cc, SetInferenceRequestMetadata.
+    if request.parameters.keys().any(|k| k.starts_with("triton_") && k != "triton_enable_empty_final_response") {
+        return Err(triton::reserved_parameter_grpc().message);
+    }
     let mut next_raw = 0;
     for input in &mut request.inputs {
         let name = &input.name;
@@ -70,6 +78,16 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
         let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
         let data = match &mut input.contents {
             Some(_) if !raw.is_empty() => return Err(triton::contents_with_raw(name, model)),
+            // Typed strings are counted as raw ones are (Triton serializes them, then counts).
+            Some(contents) if datatype == DataType::Bytes && contents.bytes_contents.len() != count => {
+                let found = contents.bytes_contents.len();
+                decoded.bytes_error = Some(if found > count {
+                    triton::bytes_more(id, name, model, count)
+                } else {
+                    triton::bytes_fewer(id, name, model, count, found)
+                });
+                TensorData::Bytes(Vec::new())
+            }
             Some(contents) => typed(contents, datatype, count, name, model, &request.id)?,
             None => {
                 let bytes = raw.get(next_raw).ok_or_else(|| triton::missing_raw_input(name, model))?;
@@ -77,11 +95,19 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
                 if let Some(expected) = datatype.size().map(|size| count.saturating_mul(size))
                     && expected != bytes.len()
                 {
-                    let id = Some(request.id.as_str());
                     return Err(triton::byte_size_mismatch(id, name, model, expected, bytes.len()).message);
                 }
-                TensorData::from_wire_shared(datatype, bytes.clone(), count)
-                    .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?
+                let miscounted = (datatype == DataType::Bytes)
+                    .then(|| crate::strings::bytes_elements(bytes, count, id, name, model).err())
+                    .flatten();
+                match miscounted {
+                    Some(error) => {
+                        decoded.bytes_error = Some(error);
+                        TensorData::Bytes(Vec::new())
+                    }
+                    None => TensorData::from_wire_shared(datatype, bytes.clone(), count)
+                        .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?,
+                }
             }
         };
         decoded.tensors.push(Tensor::new(name.clone(), shape, data));

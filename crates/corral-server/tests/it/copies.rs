@@ -243,6 +243,8 @@ fn counts(cases: &[&str]) -> Vec<(String, usize, Vec<usize>)> {
         strict_readiness: true,
         exit_on_error: false,
         allow_client_shm: true,
+        http_restricted: Default::default(),
+        grpc_restricted: Default::default(),
     };
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -66,7 +66,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), header in prop::option::of(0usize..300)) {
-        let _ = codec::decode(&bytes::Bytes::from(body.clone()), header, "m");
+        let _ = codec::decode(&bytes::Bytes::from(body.clone()), header, "m", usize::MAX);
     }
 
     #[test]
@@ -83,7 +83,7 @@ proptest! {
         let mut body = serde_json::to_vec(&header).expect("serializes");
         let header_len = binary_header.then_some(body.len());
         body.extend_from_slice(&tail);
-        let _ = codec::decode(&bytes::Bytes::from(body.clone()), header_len, "m");
+        let _ = codec::decode(&bytes::Bytes::from(body.clone()), header_len, "m", usize::MAX);
     }
 
     #[test]
@@ -113,7 +113,7 @@ proptest! {
         let mut body = serde_json::to_vec(&json!({ "inputs": [a, b] })).expect("serializes");
         let header_len = as_binary.then_some(body.len());
         body.extend_from_slice(&binary);
-        let request = codec::decode(&bytes::Bytes::from(body.clone()), header_len, "m").expect("well-formed");
+        let request = codec::decode(&bytes::Bytes::from(body.clone()), header_len, "m", usize::MAX).expect("well-formed");
         prop_assert_eq!(&request.inputs[0].data, &TensorData::F32(floats));
         prop_assert_eq!(&request.inputs[1].data, &TensorData::I64(ints));
     }
@@ -130,12 +130,12 @@ proptest! {
         let mut body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
         let header_len = body.len();
         body.extend_from_slice(&wire);
-        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), Some(header_len), "m").expect("binary").inputs[0].data, &data);
+        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), Some(header_len), "m", usize::MAX).expect("binary").inputs[0].data, &data);
 
         let entry = json!({ "name": "s", "datatype": "BYTES", "shape": [texts.len()], "data": texts });
         let body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
         let as_bytes: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
-        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), None, "m").expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
+        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), None, "m", usize::MAX).expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
 
         let input = |contents| pb::model_infer_request::InferInputTensor {
             name: "s".to_owned(),
@@ -151,7 +151,10 @@ proptest! {
         prop_assert_eq!(&corral_server::grpc::decode_inputs(&mut typed.clone()).expect("typed").tensors[0].data, &data);
         if !wire.is_empty() {
             let torn = pb::ModelInferRequest { inputs: vec![input(None)], raw_input_contents: vec![wire[..wire.len() - 1].to_vec().into()], ..Default::default() };
-            prop_assert!(corral_server::grpc::decode_inputs(&mut torn.clone()).is_err());
+            // Refused: as corral's wire reader refuses a torn element, or kept as Triton's count
+            // error (a length cut short), answered after the other request checks.
+            let decoded = corral_server::grpc::decode_inputs(&mut torn.clone());
+            prop_assert!(decoded.is_err() || decoded.expect("decoded").bytes_error.is_some());
         }
     }
 

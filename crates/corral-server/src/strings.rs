@@ -1,0 +1,32 @@
+//! A BYTES input's elements counted as Triton counts them (core infer_request.cc,
+//! `ValidateBytesInputs`, the last of its request checks), for every way a request carries
+//! them (binary REST bodies, gRPC raw and typed contents, JSON strings, shared memory).
+//! Triton answers the last input that fails it (its inputs are an unordered map, which
+//! libstdc++ walks newest first): decoders keep the last such error and the call answers it
+//! after the other request checks, as Triton checks this one last.
+
+use crate::{error::CallError, triton};
+
+/// A BYTES input's wire bytes counted as Triton counts them (core infer_request.cc,
+/// `ValidateBytesInputs`, the last of its request checks): elements of a 4-byte length and
+/// that many bytes, `count` of them. Triton stops at the first element past the count and
+/// takes a last element cut short as whole (the model then refuses it; corral's wire reader
+/// does).
+pub fn bytes_elements(bytes: &[u8], count: usize, id: Option<&str>, input: &str, model: &str) -> Result<(), CallError> {
+    let (mut rest, mut checked) = (bytes, 0usize);
+    while !rest.is_empty() {
+        let Some((length, after)) = rest.split_first_chunk::<4>() else {
+            return Err(triton::bytes_indicator(id, input, model, rest.len()));
+        };
+        checked += 1;
+        if checked > count {
+            return Err(triton::bytes_more(id, input, model, count));
+        }
+        let length = u32::from_le_bytes(*length) as usize;
+        rest = &after[length.min(after.len())..];
+    }
+    if checked != count {
+        return Err(triton::bytes_fewer(id, input, model, count, checked));
+    }
+    Ok(())
+}
