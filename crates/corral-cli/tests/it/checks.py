@@ -1,8 +1,11 @@
 """What the client scripts of tests/it share: a check that prints one line and stops the
-script at the first failure, and a check that a call fails with a given message."""
+script at the first failure, a check that a call fails with a given message, and a plain
+HTTP call."""
 
 import os
 import sys
+import urllib.error
+import urllib.request
 
 from tritonclient.utils import InferenceServerException
 
@@ -27,3 +30,13 @@ def fails(what, call, text, starts=False):
         message = e.message()
         found = message.startswith(text) if starts else text in message
         check(f"{what}: {message[:100]}", found, message)
+
+
+def raw_http(address, method, path, body=None, headers=None):
+    """(status, body bytes) of a plain HTTP call to `address` (host:port), errors included."""
+    request = urllib.request.Request(f"http://{address}{path}", data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 
 import numpy as np
@@ -49,7 +48,7 @@ if sys.argv[1] == "kserve":
 
 import tritonclient.grpc as tgrpc  # noqa: E402
 import tritonclient.http as thttp  # noqa: E402
-from checks import check, fails  # noqa: E402
+from checks import check, fails, raw_http  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 http_port, grpc_port, metrics_port, magika_path = sys.argv[1:5]
@@ -58,13 +57,7 @@ GRPC = f"127.0.0.1:{grpc_port}"
 
 
 def raw(method, path, body=None, headers=None):
-    """(status, body bytes) of a plain HTTP call, errors included."""
-    request = urllib.request.Request(f"http://{HTTP}{path}", data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+    return raw_http(HTTP, method, path, body, headers)
 
 
 http = thttp.InferenceServerClient(HTTP)

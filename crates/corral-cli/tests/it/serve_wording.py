@@ -13,14 +13,12 @@ import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 import tritonclient.utils.shared_memory as shm
-from checks import check, fails
+from checks import check, fails, raw_http
 from tritonclient.utils import InferenceServerException
 
 http_port, grpc_port = sys.argv[1:3]
@@ -32,12 +30,7 @@ ADMIN = {"admin-key": "admin-value"}
 
 
 def raw(method, path, body=None, headers=None):
-    request = urllib.request.Request(f"http://{HTTP}{path}", data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+    return raw_http(HTTP, method, path, body, headers)
 
 
 def error_of(what, expected_status, method, path, body, text, headers=None):
