@@ -1,4 +1,5 @@
-//! The REST inference body, both ways: KServe v2 JSON tensors (flat or nested `data`) and
+//! The REST inference body, both ways (into the protocol-neutral `call::Request`, out of its
+//! `call::Output`s): KServe v2 JSON tensors (flat or nested `data`) and
 //! Triton's binary tensor extension, where the body is a JSON header of
 //! `Inference-Header-Content-Length` bytes followed by each binary input's bytes in input
 //! order (`parameters.binary_data_size`), and outputs come back the same way when asked
@@ -17,6 +18,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, value::RawValue};
 
 use crate::{
+    call::{Output, OutputForm, Request, WantedOutput, datatype, elements},
     error::CallError,
     json_data::DataError,
     sequence::{SequenceId, SequenceParams},
@@ -33,49 +35,11 @@ fn bad<T>(message: impl Into<String>) -> Result<T, CodecError> {
 
 pub use crate::json_data::JSON_NESTING_MAX;
 
-/// An output to send back: by name, binary or not, or into shared memory. As a request
-/// asks for it, `binary` is `None` where the request leaves it to `binary_data_output`;
-/// `metadata::wanted_outputs` makes the choice (always `Some`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct WantedOutput {
-    pub name: String,
-    pub binary: Option<bool>,
-    /// Written into this shared memory instead of the answer.
-    pub shm: Option<ShmRef>,
-    /// `classification`: the top this many classes instead of the tensor; 0 for the tensor.
-    pub class_count: usize,
-}
-
-/// A decoded inference request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InferRequest {
-    pub id: Option<String>,
-    pub inputs: Vec<Tensor>,
-    /// Inputs whose bytes are in registered shared memory (read by the caller).
-    pub shm_inputs: Vec<ShmInput>,
-    /// Empty: every output.
-    pub outputs: Vec<WantedOutput>,
-    /// `parameters.binary_data_output`: outputs binary unless an output says otherwise.
-    pub binary_output: bool,
-    /// `parameters.sequence_id`, `sequence_start`, `sequence_end`.
-    pub sequence: SequenceParams,
-    /// A BYTES input whose elements are not its shape's, in Triton's words (the last such
-    /// input, `strings.rs`): answered after the other request checks, as Triton checks it last.
-    pub bytes_error: Option<CallError>,
-}
-
-/// A shape's element count, as Triton counts it (common.cc, `GetElementCount`): `None` past
-/// what an int64 holds.
-pub fn elements(shape: &[usize]) -> Option<usize> {
-    let count = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
-    (count <= i64::MAX as u64).then_some(count as usize)
-}
-
 /// Decodes a request body for `model`; `header_len` is `Inference-Header-Content-Length`
 /// when present, `limit` the largest byte size a JSON input's elements may take (Triton's
 /// `--http-max-input-size`). Binary inputs are read in place from `body` where their bytes are
 /// aligned for their elements (`body::collect` places them so), else copied once.
-pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize) -> Result<InferRequest, CodecError> {
+pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize) -> Result<Request, CodecError> {
     let (header, mut binary) = match header_len {
         Some(n) if n > body.len() => {
             return bad(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
@@ -248,7 +212,7 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize
             .collect::<Result<_, _>>()?,
         Some(_) => return bad("`outputs` must be an array"),
     };
-    Ok(InferRequest { id, inputs, shm_inputs, outputs, binary_output, sequence, bytes_error })
+    Ok(Request { id, inputs, shm_inputs, outputs, binary_output, sequence, bytes_error })
 }
 
 /// `shared_memory_region`, `_offset` and `_byte_size` of a tensor's parameters.
@@ -267,11 +231,6 @@ fn shm_parameters(parameters: Option<&Map<String, Value>>, what: &str) -> Result
     };
     let (offset, byte_size) = (number("shared_memory_offset")?, number("shared_memory_byte_size")?);
     crate::shm::reference(region, offset, byte_size, what)
-}
-
-/// A KServe datatype name.
-pub fn datatype(name: &str) -> Result<DataType, String> {
-    name.parse()
 }
 
 fn parameters<'a>(object: &'a Map<String, Value>, what: &str) -> Result<Option<&'a Map<String, Value>>, CodecError> {
@@ -380,15 +339,6 @@ pub struct Encoded {
     pub header_len: Option<usize>,
 }
 
-/// How one output goes back.
-#[derive(Clone, Debug, PartialEq)]
-pub enum OutputForm {
-    Json,
-    Binary,
-    /// Already written into shared memory: the answer only gives its name, type and shape.
-    Shm(ShmRef),
-}
-
 /// The answer's JSON header, keys in the order Triton's clients have always seen from
 /// corral (alphabetical).
 #[derive(Serialize)]
@@ -465,12 +415,12 @@ fn json_width(data: &TensorData) -> usize {
 
 /// Encodes outputs (already filtered to what was asked) with their binary choice: the JSON
 /// header written once into a buffer sized for it, binary outputs after it as their own parts.
-pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor, OutputForm)]) -> Encoded {
+pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[Output]) -> Encoded {
     let mut size = 128 + model.len() + version.len() + id.map_or(0, str::len);
     let mut binary = Vec::new();
     let list: Vec<OutputHeader> = outputs
         .iter()
-        .map(|(tensor, form)| {
+        .map(|Output { tensor, form }| {
             let mut out = OutputHeader {
                 data: None,
                 datatype: tensor.datatype().kserve_name(),
@@ -482,7 +432,7 @@ pub fn encode(model: &str, version: &str, id: Option<&str>, outputs: &[(&Tensor,
             match form {
                 // As Triton answers: neither data nor parameters (its C++ client reads any
                 // output `parameters` as binary data sizes).
-                OutputForm::Shm(_) => {}
+                OutputForm::Shm(..) => {}
                 OutputForm::Binary => {
                     let bytes = crate::body::tensor_bytes(&tensor.data);
                     out.parameters = Some(BinarySize { binary_data_size: bytes.len() });
@@ -511,7 +461,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
 
-    fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<InferRequest, CodecError> {
+    fn decode(body: &[u8], header_len: Option<usize>, model: &str) -> Result<Request, CodecError> {
         super::decode(&Bytes::copy_from_slice(body), header_len, model, usize::MAX)
     }
 
@@ -638,13 +588,14 @@ mod tests {
     #[test]
     fn outputs_encode_as_json_or_binary() {
         let y = Tensor::new("y", vec![3], TensorData::F32(vec![0.5, 1.0, 0.1]));
-        let json_only = encode("m", "1", Some("7"), &[(&y, OutputForm::Json)]);
+        let output = |form| Output { tensor: std::borrow::Cow::Borrowed(&y), form };
+        let json_only = encode("m", "1", Some("7"), &[output(OutputForm::Json)]);
         assert_eq!(json_only.header_len, None);
         assert_eq!(
             String::from_utf8(json_only.parts.concat()).expect("utf-8"),
             r#"{"id":"7","model_name":"m","model_version":"1","outputs":[{"data":[0.5,1.0,0.10000000149011612],"datatype":"FP32","name":"y","shape":[3]}]}"#
         );
-        let binary = encode("m", "1", None, &[(&y, OutputForm::Binary)]);
+        let binary = encode("m", "1", None, &[output(OutputForm::Binary)]);
         let n = binary.header_len.expect("binary");
         assert_eq!(&binary.parts.concat()[n..], &[0, 0, 0, 63, 0, 0, 128, 63, 205, 204, 204, 61]);
     }

@@ -15,7 +15,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    counters::Tally,
     error::{CallError, ErrorKind},
     metadata, shm,
     state::ServerState,
@@ -28,7 +27,7 @@ mod decode;
 pub mod sized;
 
 use call::{infer_one, stream_error};
-use config::{compute, duration, tensor_metadata};
+use config::{model_statistics, tensor_metadata};
 pub use decode::{DecodedInputs, decode_inputs};
 
 #[allow(clippy::all, clippy::pedantic)]
@@ -287,7 +286,6 @@ impl GrpcInferenceService for Grpc {
         &self,
         request: Request<pb::ModelStatisticsRequest>,
     ) -> Answer<pb::ModelStatisticsResponse> {
-        use std::sync::atomic::Ordering::Relaxed;
         let r = request.into_inner();
         // Triton: no name means every model, no version every loaded version of the model.
         let served = match (r.name.is_empty(), r.version.is_empty()) {
@@ -298,44 +296,7 @@ impl GrpcInferenceService for Grpc {
             }
             (false, false) => vec![self.state.model(&r.name, &r.version).map_err(status)?],
         };
-        let model_stats = served
-            .iter()
-            .map(|s| {
-                let c = &s.counters;
-                pb::ModelStatistics {
-                    name: s.name.clone(),
-                    version: s.version.clone(),
-                    last_inference: c.last_inference_ms.load(Relaxed),
-                    inference_count: c.inferences.load(Relaxed),
-                    execution_count: c.executions.load(Relaxed),
-                    inference_stats: Some(pb::InferStatistics {
-                        success: duration(&c.success),
-                        fail: duration(&c.fail),
-                        queue: duration(&c.queue),
-                        compute_input: compute(c, 0),
-                        compute_infer: compute(c, 1),
-                        compute_output: compute(c, 2),
-                        cache_hit: duration(&Tally::default()),
-                        cache_miss: duration(&Tally::default()),
-                    }),
-                    batch_stats: c
-                        .batch_stats()
-                        .into_iter()
-                        .map(|(batch_size, b)| {
-                            let of = |ns| Some(pb::StatisticDuration { count: b.count, ns });
-                            pb::InferBatchStatistics {
-                                batch_size,
-                                compute_input: of(b.compute_input_ns),
-                                compute_infer: of(b.compute_infer_ns),
-                                compute_output: of(b.compute_output_ns),
-                            }
-                        })
-                        .collect(),
-                    memory_usage: Vec::new(),
-                    response_stats: Default::default(),
-                }
-            })
-            .collect();
+        let model_stats = served.iter().map(|s| model_statistics(metadata::model_stats(s))).collect();
         Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
     }
 

@@ -10,6 +10,7 @@
 
 mod batcher;
 mod body;
+pub mod call;
 mod classify;
 pub mod codec;
 mod compress;

@@ -15,7 +15,7 @@ use corral_config::{
     model_config::SchedulingChoice, model_instance_group, model_optimization_policy, model_version_policy,
 };
 
-use crate::{codec::WantedOutput, counters::Tally, error::CallError, repository::Declared, state::Served};
+use crate::{counters::Tally, repository::Declared, state::Served};
 
 pub const SERVER_NAME: &str = "corral";
 /// The Triton extensions served, in Triton's names.
@@ -219,83 +219,100 @@ fn pb_type(name: &str) -> i32 {
     corral_config::DataType::from_str_name(name).map_or(0, |t| t as i32)
 }
 
-fn duration_json(tally: &Tally) -> Value {
-    json!({ "count": tally.count.load(Relaxed), "ns": tally.ns.load(Relaxed) })
+/// A count of calls and their time, as Triton's statistics give them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Duration {
+    pub count: u64,
+    pub ns: u64,
 }
 
-/// Triton's statistics for one model.
-pub fn stats(served: &Served) -> Value {
-    let c = &served.counters;
-    let compute = c.compute.read().map(|(count, ns)| json!({ "count": count, "ns": ns }));
-    json!({
-        "name": served.name,
-        "version": served.version,
-        "last_inference": c.last_inference_ms.load(Relaxed),
-        "inference_count": c.inferences.load(Relaxed),
-        "execution_count": c.executions.load(Relaxed),
-        "inference_stats": {
-            "success": duration_json(&c.success),
-            "fail": duration_json(&c.fail),
-            "queue": duration_json(&c.queue),
-            "compute_input": compute[0],
-            "compute_infer": compute[1],
-            "compute_output": compute[2],
-            "cache_hit": { "count": 0, "ns": 0 },
-            "cache_miss": { "count": 0, "ns": 0 },
-        },
-        "response_stats": {},
-        "batch_stats": c.batch_stats().iter().map(|(batch_size, b)| {
-            let of = |ns: u64| json!({ "count": b.count, "ns": ns });
-            json!({
-                "batch_size": batch_size,
-                "compute_input": of(b.compute_input_ns),
-                "compute_infer": of(b.compute_infer_ns),
-                "compute_output": of(b.compute_output_ns),
-            })
-        }).collect::<Vec<_>>(),
-        "memory_usage": [],
-    })
-}
-
-/// The outputs to return, in the model's order when none were named, each with its binary
-/// choice made (`binary` always `Some`); an unknown name is the client's mistake.
-pub fn wanted_outputs(
-    served: &Served,
-    wanted: &[WantedOutput],
-    binary_all: bool,
-) -> Result<Vec<WantedOutput>, CallError> {
-    let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
-    if wanted.is_empty() {
-        return Ok(names
-            .iter()
-            .map(|n| WantedOutput { name: n.to_string(), binary: Some(binary_all), shm: None, class_count: 0 })
-            .collect());
+impl From<&Tally> for Duration {
+    fn from(tally: &Tally) -> Duration {
+        Duration { count: tally.count.load(Relaxed), ns: tally.ns.load(Relaxed) }
     }
-    wanted
-        .iter()
-        .map(|w| {
-            if names.contains(&w.name.as_str()) {
-                Ok(WantedOutput { binary: Some(w.binary.unwrap_or(binary_all)), ..w.clone() })
-            } else {
-                Err(CallError::bad_request(format!(
-                    "model `{}` has no output `{}`; its outputs are {}",
-                    served.name,
-                    w.name,
-                    names.join(", ")
-                )))
+}
+
+/// One batch size's executions (Triton's `batch_stats`).
+pub struct BatchStats {
+    pub batch_size: u64,
+    pub compute_input: Duration,
+    pub compute_infer: Duration,
+    pub compute_output: Duration,
+}
+
+/// Triton's statistics of one model version, read once from its counters; REST renders
+/// them as JSON ([`stats`]), gRPC as messages.
+pub struct ModelStats {
+    pub name: String,
+    pub version: String,
+    pub last_inference: u64,
+    pub inference_count: u64,
+    pub execution_count: u64,
+    pub success: Duration,
+    pub fail: Duration,
+    pub queue: Duration,
+    /// Triton's `compute_input`, `compute_infer` and `compute_output`.
+    pub compute: [Duration; 3],
+    pub batches: Vec<BatchStats>,
+}
+
+/// The statistics of `served`, now.
+pub fn model_stats(served: &Served) -> ModelStats {
+    let c = &served.counters;
+    let batches = c
+        .batch_stats()
+        .into_iter()
+        .map(|(batch_size, b)| {
+            let of = |ns: u64| Duration { count: b.count, ns };
+            BatchStats {
+                batch_size,
+                compute_input: of(b.compute_input_ns),
+                compute_infer: of(b.compute_infer_ns),
+                compute_output: of(b.compute_output_ns),
             }
         })
-        .collect()
+        .collect();
+    ModelStats {
+        name: served.name.clone(),
+        version: served.version.clone(),
+        last_inference: c.last_inference_ms.load(Relaxed),
+        inference_count: c.inferences.load(Relaxed),
+        execution_count: c.executions.load(Relaxed),
+        success: Duration::from(&c.success),
+        fail: Duration::from(&c.fail),
+        queue: Duration::from(&c.queue),
+        compute: c.compute.read().map(|(count, ns)| Duration { count, ns }),
+        batches,
+    }
 }
 
-impl WantedOutput {
-    /// The tensor to send for this output: `tensor` itself or its classes.
-    pub fn answer<'a>(
-        &self,
-        served: &Served,
-        tensor: &'a corral_engine::Tensor,
-    ) -> Result<std::borrow::Cow<'a, corral_engine::Tensor>, CallError> {
-        let labels = served.config.outputs.iter().find(|o| o.name == self.name).map_or(&[][..], |o| &o.labels[..]);
-        crate::classify::answer(tensor, self.class_count, served.config.max_batch_size > 0, labels)
-    }
+/// Triton's statistics for one model, as REST's JSON.
+pub fn stats(served: &Served) -> Value {
+    let s = model_stats(served);
+    let d = |d: Duration| json!({ "count": d.count, "ns": d.ns });
+    json!({
+        "name": s.name,
+        "version": s.version,
+        "last_inference": s.last_inference,
+        "inference_count": s.inference_count,
+        "execution_count": s.execution_count,
+        "inference_stats": {
+            "success": d(s.success),
+            "fail": d(s.fail),
+            "queue": d(s.queue),
+            "compute_input": d(s.compute[0]),
+            "compute_infer": d(s.compute[1]),
+            "compute_output": d(s.compute[2]),
+            "cache_hit": d(Duration::default()),
+            "cache_miss": d(Duration::default()),
+        },
+        "response_stats": {},
+        "batch_stats": s.batches.iter().map(|b| json!({
+            "batch_size": b.batch_size,
+            "compute_input": d(b.compute_input),
+            "compute_infer": d(b.compute_infer),
+            "compute_output": d(b.compute_output),
+        })).collect::<Vec<_>>(),
+        "memory_usage": [],
+    })
 }

@@ -30,11 +30,11 @@ use serde_json::{Value, json};
 use corral_engine::TensorData;
 
 use crate::{
-    codec, compress,
+    call, codec, compress,
     error::{CallError, ErrorKind},
     metadata,
     state::{Served, ServerState},
-    triton, validate,
+    triton,
 };
 
 type AppState = Arc<ServerState>;
@@ -278,7 +278,7 @@ const HEADER_LEN: &str = "inference-header-content-length";
 /// that input, its datatype and shape from the configuration (a batching model's batch is 1;
 /// one variable dimension is what the bytes make it; a BYTES input is one element, the body),
 /// and every output comes back binary. Errors are Triton's.
-fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferRequest, CallError> {
+fn raw_request(served: &Served, body: bytes::Bytes) -> Result<call::Request, CallError> {
     let model = &served.name;
     let inputs = metadata::inputs(served);
     let [input] = &inputs[..] else {
@@ -313,107 +313,56 @@ fn raw_request(served: &Served, body: bytes::Bytes) -> Result<codec::InferReques
         }
     };
     let shape = shape.iter().map(|&d| d as usize).collect();
-    Ok(codec::InferRequest {
-        id: None,
+    Ok(call::Request {
         inputs: vec![corral_engine::Tensor::new(input.name.clone(), shape, data)],
-        shm_inputs: Vec::new(),
-        outputs: Vec::new(),
         binary_output: true,
-        sequence: Default::default(),
-        bytes_error: None,
+        ..Default::default()
     })
 }
 
+/// A REST inference: the body decoded (binary or JSON, or Triton's raw binary request), the
+/// protocol-neutral call run, its outputs encoded; REST's own part is only these two.
 async fn infer_at(state: AppState, model: String, version: String, headers: HeaderMap, body: Bytes) -> Answer {
-    let received = std::time::Instant::now();
-    let served = state.model(&model, &version)?;
-    let mut trace = state.trace(&served, received);
-    let header_len = match headers.get(HEADER_LEN) {
-        None => None,
-        Some(v) => {
-            let text = v.to_str().unwrap_or_default();
-            // Triton reads it with std::stoi: an int32, words of their own past one.
-            let n: i64 = text.trim().parse().map_err(|_| triton::header_length_unparsable(text))?;
-            if i32::try_from(n).is_err() {
-                return Err(triton::header_length_past_int(text));
+    let header_len = headers.get(HEADER_LEN).map(|v| v.to_str().unwrap_or_default().to_owned());
+    let decode = |served: &Served| {
+        let header_len = match header_len {
+            None => None,
+            Some(text) => {
+                // Triton reads it with std::stoi: an int32, words of their own past one.
+                let n: i64 = text.trim().parse().map_err(|_| triton::header_length_unparsable(&text))?;
+                if i32::try_from(n).is_err() {
+                    return Err(triton::header_length_past_int(&text));
+                }
+                if n < 0 || n > body.len() as i64 {
+                    return Err(triton::header_length_out_of_range(n, body.len()));
+                }
+                Some(n as usize)
             }
-            if n < 0 || n > body.len() as i64 {
-                return Err(triton::header_length_out_of_range(n, body.len()));
-            }
-            Some(n as usize)
-        }
-    };
-    let decoding = std::time::Instant::now();
-    // A header of length 0 (or an empty body without one) is Triton's raw binary request: the
-    // whole body is the one input's bytes.
-    let raw = header_len == Some(0) || (header_len.is_none() && body.is_empty());
-    let decoded = if raw {
-        raw_request(&served, body.clone())
-    } else {
-        codec::decode(&body, header_len, &served.name, state.body_limit)
-    };
-    let mut request = decoded.map_err(|e| state.refused(&served, e))?;
-    drop(body);
-    let metas: Vec<validate::InputMeta> = request
-        .inputs
-        .iter()
-        .map(|t| validate::InputMeta { name: &t.name, datatype: t.datatype(), shape: &t.shape })
-        .chain(request.shm_inputs.iter().map(|i| validate::InputMeta {
-            name: &i.name,
-            datatype: i.datatype,
-            shape: &i.shape,
-        }))
-        .collect();
-    let asked: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
-    validate::request(&served, request.id.as_deref(), &metas, &asked).map_err(|e| state.refused(&served, e))?;
-    if let Some(error) = request.bytes_error.take() {
-        return Err(state.refused(&served, error));
-    }
-    let wanted = metadata::wanted_outputs(&served, &request.outputs, request.binary_output)?;
-    for input in &request.shm_inputs {
-        request.inputs.push(input.read(&state.shm, request.id.as_deref(), &served.name)?);
-    }
-    let decoded = decoding.elapsed();
-    let batch = served.batch_of(&request.inputs);
-    if let Some(trace) = &mut trace {
-        trace.point("QUEUE_START", std::time::Instant::now());
-    }
-    let mut inference = state.infer(&served, request.inputs, &request.sequence, decoded).await?;
-    ServerState::traced_compute(&mut trace, &inference);
-    let encoding = std::time::Instant::now();
-    crate::body::share(&mut inference.outputs);
-    let mut outputs = Vec::with_capacity(wanted.len());
-    for want in &wanted {
-        let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
-        let tensor = want.answer(&served, tensor)?;
-        let form = match &want.shm {
-            Some(at) => {
-                let bytes = crate::body::tensor_bytes(&tensor.data);
-                state.shm.write(at, &bytes, &format!("output '{}'", want.name))?;
-                codec::OutputForm::Shm(at.clone())
-            }
-            None if want.binary == Some(true) => codec::OutputForm::Binary,
-            None => codec::OutputForm::Json,
         };
-        outputs.push((tensor, form));
-    }
-    let outputs: Vec<(&corral_engine::Tensor, codec::OutputForm)> =
-        outputs.iter().map(|(tensor, form)| (tensor.as_ref(), form.clone())).collect();
-    let encoded = codec::encode(&served.name, &served.version, request.id.as_deref(), &outputs);
-    state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
-    state.trace_end(trace);
-    let mut response = Response::new(crate::body::Frames::new(encoded.parts).into_body());
-    let headers = response.headers_mut();
-    match encoded.header_len {
-        Some(n) => {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            headers.insert(HEADER_LEN, HeaderValue::from(n));
+        // A header of length 0 (or an empty body without one) is Triton's raw binary request:
+        // the whole body is the one input's bytes.
+        if header_len == Some(0) || (header_len.is_none() && body.is_empty()) {
+            raw_request(served, body.clone())
+        } else {
+            codec::decode(&body, header_len, &served.name, state.body_limit)
         }
-        None => {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    };
+    let encode = |served: &Served, id: Option<&str>, outputs: Vec<call::Output>| {
+        let encoded = codec::encode(&served.name, &served.version, id, &outputs);
+        let mut response = Response::new(crate::body::Frames::new(encoded.parts).into_body());
+        let headers = response.headers_mut();
+        match encoded.header_len {
+            Some(n) => {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert(HEADER_LEN, HeaderValue::from(n));
+            }
+            None => {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
         }
-    }
-    Ok(response)
+        Ok(response)
+    };
+    call::infer(&state, &model, &version, decode, encode).await
 }
 
 async fn shm_status_all(State(state): State<AppState>) -> Answer {

@@ -561,3 +561,60 @@ fn the_triton_check_catches_a_planted_copy() {
     assert_eq!(string_literals(innocent), ["a \"raw\" [{}]", "an \\\"escaped\\\" quote"]);
     assert_eq!(triton_copies(src), ["a.rs writes Triton's `Request for unknown model: '{}`; call triton.rs instead"]);
 }
+
+/// What a protocol's inference code may not do itself: each step of a call (Triton's request
+/// checks, counters, the trace, shared memory read or written for a call, running the model)
+/// is the protocol-neutral call's (`call.rs`), so REST, gRPC and the front ends to come (BLS,
+/// ensembles) take the same steps in the same order.
+const CALL_STEPS: [&str; 10] = [
+    "validate::",
+    "counters",
+    "refused(",
+    "state.trace(",
+    "traced_compute",
+    "trace_end",
+    "state.infer(",
+    "submit",
+    "shm.write(",
+    "shm.read(",
+];
+
+/// Each call step named in the code (comments and a trailing test module left out) of the
+/// protocol files under `src`: `rest.rs`, `grpc.rs` and `grpc/`.
+fn protocol_steps(src: &Path) -> Vec<String> {
+    let mut files = vec![src.join("rest.rs"), src.join("grpc.rs")];
+    if let Ok(entries) = std::fs::read_dir(src.join("grpc")) {
+        files.extend(entries.map(|e| e.expect("entry").path()));
+    }
+    files.sort();
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| f.is_file()) {
+        let text = std::fs::read_to_string(file).expect("readable");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for step in CALL_STEPS.iter().filter(|s| line.contains(*s)) {
+                let name = file.strip_prefix(src).expect("inside").display();
+                found.push(format!("{name} takes the call's step `{step}`; leave it to call.rs"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn protocols_only_decode_and_encode() {
+    let found = protocol_steps(&workspace().join("crates/corral-server/src"));
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_protocol_check_catches_a_planted_step() {
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("grpc")).expect("mkdir");
+    std::fs::write(src.join("rest.rs"), "//! r\n// validate:: in a comment is no step\nfn f() {}\n").expect("write");
+    std::fs::write(src.join("grpc.rs"), "//! g\n#[cfg(test)]\nmod tests { fn t() { state.infer(x) } }\n")
+        .expect("write");
+    std::fs::write(src.join("grpc/call.rs"), "//! c\nfn f() { validate::request(s) }\n").expect("write");
+    assert_eq!(protocol_steps(src), ["grpc/call.rs takes the call's step `validate::`; leave it to call.rs"]);
+}

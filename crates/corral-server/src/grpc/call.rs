@@ -1,5 +1,6 @@
-//! One ModelInfer call, as the unary RPC and each message of a stream run it: sequence
-//! parameters, decoding, the call, and the answer (or a stream's error message).
+//! One ModelInfer call, as the unary RPC and each message of a stream run it: the request
+//! decoded into the protocol-neutral `call::Request` (inputs, outputs, sequence parameters),
+//! `call::infer` run, its outputs encoded (or a stream's error message).
 
 use tonic::Status;
 
@@ -8,9 +9,8 @@ use super::{
     pb, status,
 };
 use crate::{
-    codec,
+    call,
     error::CallError,
-    metadata,
     sequence::{SequenceId, SequenceParams},
     state::ServerState,
 };
@@ -45,93 +45,71 @@ fn sequence_params(
     SequenceParams::read(id, flag("sequence_start")?, flag("sequence_end")?)
 }
 
-/// One ModelInfer call, as the unary RPC and each message of a stream run it.
+/// One ModelInfer call, as the unary RPC and each message of a stream run it: the request
+/// decoded, the protocol-neutral call run, its outputs encoded (gRPC's own part is only these
+/// two).
 pub(super) async fn infer_one(
     state: &ServerState,
     mut r: pb::ModelInferRequest,
 ) -> Result<pb::ModelInferResponse, Status> {
-    let received = std::time::Instant::now();
-    let served = state.model(&r.model_name, &r.model_version).map_err(status)?;
-    let mut trace = state.trace(&served, received);
-    let decoding = std::time::Instant::now();
-    let DecodedInputs { mut tensors, shm: shm_inputs, bytes_error } =
-        decode_inputs(&mut r).map_err(|e| status(state.refused(&served, CallError::bad_request(e))))?;
-    let wanted = r
+    let (name, version) = (r.model_name.clone(), std::mem::take(&mut r.model_version));
+    let decode = |_: &crate::state::Served| decode_request(&mut r);
+    let encode = |served: &crate::state::Served, id: Option<&str>, outputs: Vec<call::Output>| {
+        Ok(encode_answer(served, id.unwrap_or_default(), outputs))
+    };
+    call::infer(state, &name, &version, decode, encode).await.map_err(status)
+}
+
+/// A ModelInfer request as the call takes it (its model named apart).
+fn decode_request(r: &mut pb::ModelInferRequest) -> Result<call::Request, CallError> {
+    let DecodedInputs { tensors, shm: shm_inputs, bytes_error } = decode_inputs(r).map_err(CallError::bad_request)?;
+    let outputs = r
         .outputs
         .iter()
         .map(|o| {
-            let shm =
-                shm_reference(&o.parameters, &format!("output '{}'", o.name)).map_err(Status::invalid_argument)?;
+            let shm = shm_reference(&o.parameters, &format!("output '{}'", o.name)).map_err(CallError::bad_request)?;
             use pb::infer_parameter::ParameterChoice;
             let class_count = match o.parameters.get("classification").and_then(|p| p.parameter_choice.as_ref()) {
                 None => 0,
                 Some(ParameterChoice::Int64Param(k)) if *k >= 0 => *k as usize,
                 Some(ParameterChoice::Uint64Param(k)) => *k as usize,
                 Some(_) => {
-                    return Err(Status::invalid_argument(format!(
+                    return Err(CallError::bad_request(format!(
                         "output `{}`: classification must be a whole number 0 or more",
                         o.name
                     )));
                 }
             };
-            Ok(codec::WantedOutput { name: o.name.clone(), binary: None, shm, class_count })
+            Ok(call::WantedOutput { name: o.name.clone(), binary: None, shm, class_count })
         })
-        .collect::<Result<Vec<_>, Status>>()?;
-    let metas: Vec<crate::validate::InputMeta> = tensors
-        .iter()
-        .map(|t| crate::validate::InputMeta { name: &t.name, datatype: t.datatype(), shape: &t.shape })
-        .chain(shm_inputs.iter().map(|i| crate::validate::InputMeta {
-            name: &i.name,
-            datatype: i.datatype,
-            shape: &i.shape,
-        }))
-        .collect();
-    let asked: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
-    crate::validate::request(&served, Some(&r.id), &metas, &asked).map_err(|e| status(state.refused(&served, e)))?;
-    if let Some(error) = bytes_error {
-        return Err(status(state.refused(&served, error)));
-    }
-    let wanted = metadata::wanted_outputs(&served, &wanted, true).map_err(status)?;
-    drop(r.raw_input_contents);
-    for input in &shm_inputs {
-        tensors.push(input.read(&state.shm, Some(&r.id), &served.name).map_err(status)?);
-    }
-    let sequence = sequence_params(&r.parameters).map_err(Status::invalid_argument)?;
-    let decoded = decoding.elapsed();
-    let batch = served.batch_of(&tensors);
-    if let Some(trace) = &mut trace {
-        trace.point("QUEUE_START", std::time::Instant::now());
-    }
-    let mut inference = state.infer(&served, tensors, &sequence, decoded).await.map_err(status)?;
-    ServerState::traced_compute(&mut trace, &inference);
-    let encoding = std::time::Instant::now();
-    crate::body::share(&mut inference.outputs);
-    let mut outputs = Vec::with_capacity(wanted.len());
-    let mut raw = Vec::with_capacity(wanted.len());
-    for want in &wanted {
-        let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
-        let tensor = want.answer(&served, tensor).map_err(status)?;
-        let bytes = crate::body::tensor_bytes(&tensor.data);
+        .collect::<Result<Vec<_>, CallError>>()?;
+    let sequence = sequence_params(&r.parameters).map_err(CallError::bad_request)?;
+    let id = std::mem::take(&mut r.id);
+    Ok(call::Request { id: Some(id), inputs: tensors, shm_inputs, outputs, binary_output: true, sequence, bytes_error })
+}
+
+/// The call's outputs as a ModelInferResponse: every tensor in `raw_output_contents`, an
+/// output in shared memory as its region's parameters (its place kept with empty bytes).
+fn encode_answer(served: &crate::state::Served, id: &str, outputs: Vec<call::Output>) -> pb::ModelInferResponse {
+    use pb::infer_parameter::ParameterChoice;
+    let mut tensors = Vec::with_capacity(outputs.len());
+    let mut raw = Vec::with_capacity(outputs.len());
+    for call::Output { tensor, form } in outputs {
         let mut parameters = std::collections::HashMap::new();
-        match &want.shm {
-            Some(at) => {
-                state.shm.write(at, &bytes, &format!("output '{}'", want.name)).map_err(status)?;
-                use pb::infer_parameter::ParameterChoice;
+        match form {
+            call::OutputForm::Shm(at, written) => {
                 let param = |choice| pb::InferParameter { parameter_choice: Some(choice) };
-                parameters
-                    .insert("shared_memory_region".to_owned(), param(ParameterChoice::StringParam(at.region.clone())));
+                parameters.insert("shared_memory_region".to_owned(), param(ParameterChoice::StringParam(at.region)));
                 parameters
                     .insert("shared_memory_offset".to_owned(), param(ParameterChoice::Int64Param(at.offset as i64)));
-                parameters.insert(
-                    "shared_memory_byte_size".to_owned(),
-                    param(ParameterChoice::Int64Param(bytes.len() as i64)),
-                );
+                parameters
+                    .insert("shared_memory_byte_size".to_owned(), param(ParameterChoice::Int64Param(written as i64)));
                 // Clients index raw_output_contents by output position: keep the places.
                 raw.push(bytes::Bytes::new());
             }
-            None => raw.push(bytes),
+            _ => raw.push(crate::body::tensor_bytes(&tensor.data)),
         }
-        outputs.push(pb::model_infer_response::InferOutputTensor {
+        tensors.push(pb::model_infer_response::InferOutputTensor {
             name: tensor.name.clone(),
             datatype: tensor.datatype().kserve_name().to_owned(),
             shape: tensor.shape.iter().map(|&d| d as i64).collect(),
@@ -139,14 +117,12 @@ pub(super) async fn infer_one(
             contents: None,
         });
     }
-    state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
-    state.trace_end(trace);
-    Ok(pb::ModelInferResponse {
+    pb::ModelInferResponse {
         model_name: served.name.clone(),
         model_version: served.version.clone(),
-        id: r.id,
+        id: id.to_owned(),
         parameters: Default::default(),
-        outputs,
+        outputs: tensors,
         raw_output_contents: raw,
-    })
+    }
 }

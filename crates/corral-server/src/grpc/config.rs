@@ -1,9 +1,9 @@
-//! Model metadata and statistics as the gRPC messages carry them: tensor metadata, and
-//! durations from the server's counters. (The model configuration is `corral-config`'s message
+//! Model metadata and statistics as the gRPC messages carry them: tensor metadata, and the
+//! protocol-neutral statistics (`metadata::ModelStats`) as messages. (The model configuration is `corral-config`'s message
 //! itself: `metadata::config`.)
 
 use super::pb;
-use crate::{counters::Tally, metadata};
+use crate::metadata;
 
 pub(super) fn tensor_metadata(views: Vec<metadata::TensorMeta>) -> Vec<pb::model_metadata_response::TensorMetadata> {
     views
@@ -16,13 +16,39 @@ pub(super) fn tensor_metadata(views: Vec<metadata::TensorMeta>) -> Vec<pb::model
         .collect()
 }
 
-pub(super) fn duration(tally: &Tally) -> Option<pb::StatisticDuration> {
-    use std::sync::atomic::Ordering::Relaxed;
-    Some(pb::StatisticDuration { count: tally.count.load(Relaxed), ns: tally.ns.load(Relaxed) })
+pub(super) fn duration(d: metadata::Duration) -> Option<pb::StatisticDuration> {
+    Some(pb::StatisticDuration { count: d.count, ns: d.ns })
 }
 
-/// Triton's `compute_input` (0), `compute_infer` (1) or `compute_output` (2).
-pub(super) fn compute(counters: &crate::counters::Counters, which: usize) -> Option<pb::StatisticDuration> {
-    let (count, ns) = counters.compute.read()[which];
-    Some(pb::StatisticDuration { count, ns })
+/// Triton's statistics of one model version as the gRPC message.
+pub(super) fn model_statistics(s: metadata::ModelStats) -> pb::ModelStatistics {
+    pb::ModelStatistics {
+        name: s.name,
+        version: s.version,
+        last_inference: s.last_inference,
+        inference_count: s.inference_count,
+        execution_count: s.execution_count,
+        inference_stats: Some(pb::InferStatistics {
+            success: duration(s.success),
+            fail: duration(s.fail),
+            queue: duration(s.queue),
+            compute_input: duration(s.compute[0]),
+            compute_infer: duration(s.compute[1]),
+            compute_output: duration(s.compute[2]),
+            cache_hit: duration(Default::default()),
+            cache_miss: duration(Default::default()),
+        }),
+        batch_stats: s
+            .batches
+            .into_iter()
+            .map(|b| pb::InferBatchStatistics {
+                batch_size: b.batch_size,
+                compute_input: duration(b.compute_input),
+                compute_infer: duration(b.compute_infer),
+                compute_output: duration(b.compute_output),
+            })
+            .collect(),
+        memory_usage: Vec::new(),
+        response_stats: Default::default(),
+    }
 }

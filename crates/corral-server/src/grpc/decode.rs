@@ -6,7 +6,7 @@ use corral_engine::{DataType, Tensor, TensorData};
 
 use super::pb;
 use crate::{
-    codec,
+    call,
     shm::{self, ShmInput, ShmRef},
     triton,
 };
@@ -62,7 +62,7 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
     let mut next_raw = 0;
     for input in &mut request.inputs {
         let name = &input.name;
-        let datatype = codec::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
+        let datatype = call::datatype(&input.datatype).map_err(|e| format!("input `{name}`: {e}"))?;
         let shape: Vec<usize> = input
             .shape
             .iter()
@@ -75,7 +75,7 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
             decoded.shm.push(ShmInput { name: name.clone(), datatype, shape, at });
             continue;
         }
-        let count = codec::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
+        let count = call::elements(&shape).ok_or_else(|| format!("input `{name}`: shape {shape:?} is too large"))?;
         let data = match &mut input.contents {
             Some(_) if !raw.is_empty() => return Err(triton::contents_with_raw(name, model)),
             // Typed strings are counted as raw ones are (Triton serializes them, then counts).

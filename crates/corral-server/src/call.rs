@@ -1,0 +1,182 @@
+//! One inference call, whichever front end it comes from (REST, gRPC unary, a gRPC stream's
+//! message; later a BLS call and an ensemble's step): [`infer`] looks the model up, takes
+//! the request a protocol decoded ([`Request`]), checks it in Triton's order and words
+//! (`validate`, then the BYTES counts Triton checks last), reads its shared-memory inputs,
+//! runs it (its sequence, its dynamic batch), turns the outputs into the answer (classes,
+//! shared memory written), and keeps Triton's counters and the trace. A protocol only
+//! decodes its request and encodes the [`Output`]s; the steps, and their order, are here once.
+//!
+//! A request refused before it ran because of its inputs counts as a failure of its model, as
+//! the runtime counts its own (`ServerState::refused`).
+
+use std::{borrow::Cow, time::Instant};
+
+use corral_engine::{DataType, Tensor};
+
+use crate::{
+    error::CallError,
+    sequence::SequenceParams,
+    shm::{ShmInput, ShmRef},
+    state::{Served, ServerState},
+    validate,
+};
+
+/// A decoded inference request, as any front end hands it over.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Request {
+    pub id: Option<String>,
+    pub inputs: Vec<Tensor>,
+    /// Inputs whose bytes are in registered shared memory (read by the call).
+    pub shm_inputs: Vec<ShmInput>,
+    /// Empty: every output.
+    pub outputs: Vec<WantedOutput>,
+    /// Outputs binary unless an output says otherwise (REST's `binary_data_output`; gRPC's
+    /// outputs always are).
+    pub binary_output: bool,
+    /// `sequence_id`, `sequence_start`, `sequence_end`.
+    pub sequence: SequenceParams,
+    /// A BYTES input whose elements are not its shape's, in Triton's words (the last such
+    /// input, `strings.rs`): answered after the other request checks, as Triton checks it last.
+    pub bytes_error: Option<CallError>,
+}
+
+/// An output to send back: by name, binary or not, or into shared memory. As a request
+/// asks for it, `binary` is `None` where the request leaves it to the request's default;
+/// [`wanted_outputs`] makes the choice (always `Some`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WantedOutput {
+    pub name: String,
+    pub binary: Option<bool>,
+    /// Written into this shared memory instead of the answer.
+    pub shm: Option<ShmRef>,
+    /// `classification`: the top this many classes instead of the tensor; 0 for the tensor.
+    pub class_count: usize,
+}
+
+/// How one output goes back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputForm {
+    Json,
+    Binary,
+    /// Already written into shared memory (this many bytes): the answer only gives its name,
+    /// type and shape, and the region.
+    Shm(ShmRef, usize),
+}
+
+/// One output of the answer, as the protocol encodes it.
+pub struct Output<'a> {
+    pub tensor: Cow<'a, Tensor>,
+    pub form: OutputForm,
+}
+
+/// A shape's element count, as Triton counts it (common.cc, `GetElementCount`): `None` past
+/// what an int64 holds. Every decoder sizes its inputs with it.
+pub fn elements(shape: &[usize]) -> Option<usize> {
+    let count = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+    (count <= i64::MAX as u64).then_some(count as usize)
+}
+
+/// A KServe datatype name.
+pub fn datatype(name: &str) -> Result<DataType, String> {
+    name.parse()
+}
+
+/// Runs one call of model `name` (at `version`, or its highest): `decode` turns the
+/// protocol's request into a [`Request`] once the model is known, `encode` turns the answer's
+/// outputs into the protocol's answer (its time is Triton's `compute_output`).
+pub async fn infer<T>(
+    state: &ServerState,
+    name: &str,
+    version: &str,
+    decode: impl FnOnce(&Served) -> Result<Request, CallError>,
+    encode: impl FnOnce(&Served, Option<&str>, Vec<Output<'_>>) -> Result<T, CallError>,
+) -> Result<T, CallError> {
+    let received = Instant::now();
+    let served = state.model(name, version)?;
+    let mut trace = state.trace(&served, received);
+    let decoding = Instant::now();
+    let mut request = decode(&served).map_err(|e| state.refused(&served, e))?;
+    let metas: Vec<validate::InputMeta> = request
+        .inputs
+        .iter()
+        .map(|t| validate::InputMeta { name: &t.name, datatype: t.datatype(), shape: &t.shape })
+        .chain(request.shm_inputs.iter().map(|i| validate::InputMeta {
+            name: &i.name,
+            datatype: i.datatype,
+            shape: &i.shape,
+        }))
+        .collect();
+    let asked: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
+    let id = request.id.as_deref();
+    validate::request(&served, id, &metas, &asked).map_err(|e| state.refused(&served, e))?;
+    if let Some(error) = request.bytes_error.take() {
+        return Err(state.refused(&served, error));
+    }
+    let wanted = wanted_outputs(&served, &request.outputs, request.binary_output)?;
+    for input in &request.shm_inputs {
+        request.inputs.push(input.read(&state.shm, request.id.as_deref(), &served.name)?);
+    }
+    let decoded = decoding.elapsed();
+    let batch = served.batch_of(&request.inputs);
+    if let Some(trace) = &mut trace {
+        trace.point("QUEUE_START", Instant::now());
+    }
+    let mut inference = state.infer(&served, request.inputs, &request.sequence, decoded).await?;
+    ServerState::traced_compute(&mut trace, &inference);
+    let encoding = Instant::now();
+    crate::body::share(&mut inference.outputs);
+    let mut outputs = Vec::with_capacity(wanted.len());
+    for want in &wanted {
+        let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
+        let tensor = want.answer(&served, tensor)?;
+        let form = match &want.shm {
+            Some(at) => {
+                let bytes = crate::body::tensor_bytes(&tensor.data);
+                state.shm.write(at, &bytes, &format!("output '{}'", want.name))?;
+                OutputForm::Shm(at.clone(), bytes.len())
+            }
+            None if want.binary == Some(true) => OutputForm::Binary,
+            None => OutputForm::Json,
+        };
+        outputs.push(Output { tensor, form });
+    }
+    let answer = encode(&served, request.id.as_deref(), outputs)?;
+    state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
+    state.trace_end(trace);
+    Ok(answer)
+}
+
+/// The outputs to return, in the model's order when none were named, each with its binary
+/// choice made (`binary` always `Some`); an unknown name is the client's mistake.
+fn wanted_outputs(served: &Served, wanted: &[WantedOutput], binary_all: bool) -> Result<Vec<WantedOutput>, CallError> {
+    let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
+    if wanted.is_empty() {
+        return Ok(names
+            .iter()
+            .map(|n| WantedOutput { name: n.to_string(), binary: Some(binary_all), shm: None, class_count: 0 })
+            .collect());
+    }
+    wanted
+        .iter()
+        .map(|w| {
+            if names.contains(&w.name.as_str()) {
+                Ok(WantedOutput { binary: Some(w.binary.unwrap_or(binary_all)), ..w.clone() })
+            } else {
+                Err(CallError::bad_request(format!(
+                    "model `{}` has no output `{}`; its outputs are {}",
+                    served.name,
+                    w.name,
+                    names.join(", ")
+                )))
+            }
+        })
+        .collect()
+}
+
+impl WantedOutput {
+    /// The tensor to send for this output: `tensor` itself or its classes.
+    fn answer<'a>(&self, served: &Served, tensor: &'a Tensor) -> Result<Cow<'a, Tensor>, CallError> {
+        let labels = served.config.outputs.iter().find(|o| o.name == self.name).map_or(&[][..], |o| &o.labels[..]);
+        crate::classify::answer(tensor, self.class_count, served.config.max_batch_size > 0, labels)
+    }
+}
