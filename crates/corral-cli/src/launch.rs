@@ -76,7 +76,7 @@ pub fn run(args: &LaunchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyho
         let lease = lease.as_ref().expect("every copy has a lease before starting");
         let mut command = copy_command(&args.command, lease, &device, index, instances);
         // Hold the live-set lock across spawn so a forwarded signal cannot miss this child.
-        let mut live_now = live.lock().expect("live set lock is never poisoned");
+        let mut live_now = corral_cores::sync::lock(&live);
         match command.spawn() {
             Ok(child) => {
                 lease.set_owner(child.id(), &shown);
@@ -222,7 +222,7 @@ fn spawn_forwarder(signals: SigSet, live: Live) -> anyhow::Result<()> {
                 if info.si_code == libc::SI_KERNEL {
                     continue; // from the terminal: the copies, in our process group, have it
                 }
-                for (pid, _) in live.lock().expect("live set lock is never poisoned").iter() {
+                for (pid, _) in corral_cores::sync::lock(&live).iter() {
                     let _ = kill(*pid, signal);
                 }
             }
@@ -234,7 +234,7 @@ fn spawn_forwarder(signals: SigSet, live: Live) -> anyhow::Result<()> {
 /// Reaps every live copy, releasing each one's lease as it goes; returns the exit status.
 fn wait_all(live: &Live, leases: &mut [Option<Lease>]) -> u8 {
     let mut status = 0;
-    while !live.lock().expect("live set lock is never poisoned").is_empty() {
+    while !corral_cores::sync::lock(&live).is_empty() {
         let seen = match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Ok(seen) => seen,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -245,7 +245,7 @@ fn wait_all(live: &Live, leases: &mut [Option<Lease>]) -> u8 {
         };
         let Some(pid) = seen.pid() else { continue };
         let index = {
-            let mut live = live.lock().expect("live set lock is never poisoned");
+            let mut live = corral_cores::sync::lock(&live);
             let position = live.iter().position(|(p, _)| *p == pid);
             position.map(|at| live.swap_remove(at).1)
         };

@@ -138,14 +138,15 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
     } else {
         println!("{} cores of {} ({})\n", cores, device.spec(), request.origin);
         print!("{}", layout.render());
+        // The core map is the data; what is said about it goes to stderr.
         for warning in &warnings {
-            println!("warning: {warning}");
+            eprintln!("warning: {warning}");
         }
         for error in &errors {
-            println!("error: {error}");
+            eprintln!("error: {error}");
         }
         if args.write && errors.is_empty() {
-            println!("written: each model's placement in its config");
+            eprintln!("written: each model's placement in its config");
         }
     }
     Ok(if errors.is_empty() { 0 } else { 1 })

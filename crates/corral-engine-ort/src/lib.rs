@@ -382,7 +382,7 @@ impl Session for OrtInstance {
 
 /// The session, locked (a panic while it was held does not stop its later calls).
 fn lock_session(session: &Mutex<OrtSession>) -> std::sync::MutexGuard<'_, OrtSession> {
-    session.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    corral_cores::sync::lock(session)
 }
 
 /// One output value as ONNX Runtime allocated it, kept alive (with its session, in case a

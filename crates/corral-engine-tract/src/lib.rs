@@ -237,7 +237,7 @@ fn guarded(plan: &Plan, inputs: TVec<TValue>) -> Result<TVec<TValue>, String> {
 impl Plans {
     fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, EngineError> {
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|v| v.shape().to_vec()).collect();
-        let known = self.by_shape.lock().expect("plans lock").get(&shapes).cloned();
+        let known = corral_cores::sync::lock(&self.by_shape).get(&shapes).cloned();
         if let Some(plan) = known {
             return guarded(&plan, inputs).map_err(EngineError::Run);
         }
@@ -263,7 +263,7 @@ impl Plans {
             model.set_input_fact(i, InferenceFact::dt_shape(value.datum_type(), value.shape())).map_err(cannot)?;
         }
         let plan = Arc::new(model.into_optimized().and_then(|m| m.into_runnable()).map_err(cannot)?);
-        let mut by_shape = self.by_shape.lock().expect("plans lock");
+        let mut by_shape = corral_cores::sync::lock(&self.by_shape);
         if by_shape.len() >= SHAPES_MAX {
             by_shape.clear();
         }

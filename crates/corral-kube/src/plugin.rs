@@ -137,7 +137,7 @@ fn refresh(shared: &Shared) {
         }
     };
     let held: Vec<bool> = status.iter().map(|core| !core.is_free()).collect();
-    let health = shared.handed.lock().expect("no panic while the marks are locked").observe(&held);
+    let health = corral_cores::sync::lock(&shared.handed).observe(&held);
     let devices: Vec<api::Device> = health
         .iter()
         .enumerate()
@@ -217,7 +217,7 @@ impl DevicePlugin for CorePlugin {
             all.extend(cores);
         }
         tracing::info!(cores = ?all, "allocated");
-        self.shared.handed.lock().expect("no panic while the marks are locked").hand(all);
+        corral_cores::sync::lock(&self.shared.handed).hand(all);
         Ok(Response::new(AllocateResponse { container_responses }))
     }
 

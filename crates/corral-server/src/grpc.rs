@@ -14,27 +14,19 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::{
-    error::{CallError, ErrorKind},
-    metadata, shm,
-    state::ServerState,
-    triton,
-};
+use crate::{error::ErrorKind, metadata, shm, state::ServerState, triton};
 
 mod call;
 mod config;
 mod decode;
+pub mod pb;
 pub mod sized;
+mod status;
 
 use call::{infer_one, stream_error};
 use config::{model_statistics, tensor_metadata};
 pub use decode::{DecodedInputs, decode_inputs};
-
-#[allow(clippy::all, clippy::pedantic)]
-pub mod pb {
-    //! Messages and service generated from `proto/inference.proto`.
-    tonic::include_proto!("inference");
-}
+use status::status;
 
 use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 
@@ -52,19 +44,6 @@ pub fn service(state: Arc<ServerState>, limit: usize) -> GrpcInferenceServiceSer
 
 pub struct Grpc {
     state: Arc<ServerState>,
-}
-
-fn status(error: CallError) -> Status {
-    match error.kind {
-        ErrorKind::BadRequest => Status::invalid_argument(error.message),
-        ErrorKind::NotFound => Status::not_found(error.message),
-        ErrorKind::TooLarge => Status::resource_exhausted(error.message),
-        ErrorKind::Unavailable => Status::unavailable(error.message),
-        ErrorKind::Internal => Status::internal(error.message),
-        ErrorKind::Unsupported => Status::unimplemented(error.message),
-        ErrorKind::AlreadyExists => Status::already_exists(error.message),
-        ErrorKind::Forbidden => Status::unavailable(error.message),
-    }
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -325,7 +304,7 @@ impl GrpcInferenceService for Grpc {
         request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Answer<pb::RepositoryModelLoadResponse> {
         let r = request.into_inner();
-        let mut over = crate::repository::LoadOverride::default();
+        let mut over = crate::overrides::LoadOverride::default();
         // `config` is a string, `file:` ones bytes, as Triton takes them.
         for (key, parameter) in r.parameters {
             use pb::model_repository_parameter::ParameterChoice;

@@ -20,6 +20,7 @@ pub mod grpc;
 mod json_data;
 mod metadata;
 pub mod metrics;
+pub mod overrides;
 pub mod repository;
 mod rest;
 pub mod restrict;

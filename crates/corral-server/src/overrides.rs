@@ -6,7 +6,9 @@ use std::path::Path;
 
 use corral_config::ModelConfig;
 
-use super::{RepoError, RepoModel, check_name, read, runtime_repository, serve_config, versions};
+use corral_runtime::repository as runtime_repository;
+
+use crate::repository::{RepoError, RepoModel, check_name, read, serve_config, versions};
 use crate::triton;
 
 /// What a load request may give in place of the repository's files (Triton's repository
@@ -96,4 +98,36 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
         serve_config(&pbtxt, &dir).map_err(|reason| RepoError::Request(triton::invalid_config_override(&reason)))?;
     config.platform = "onnxruntime_onnx".to_owned();
     Ok((RepoModel { versions: versions(name, folder), config }, given))
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_engine::ModelSource;
+
+    use super::*;
+
+    #[test]
+    fn files_given_with_a_load_live_in_a_private_folder_removed_after_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let repo = tempfile::tempdir().expect("repo");
+        let mut over = LoadOverride::default();
+        over.config(r#"{"platform": "onnxruntime_onnx"}"#);
+        over.file("file:1/model.onnx", b"bytes".to_vec());
+        let (model, given) = read_with(repo.path(), "m", &over).expect("reads");
+        let given = given.expect("files were written");
+        let root = given.root().to_owned();
+        let mode = std::fs::metadata(&root).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "only this user may enter the folder");
+        assert!(root.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("corral-load-")));
+        assert_eq!(model.versions.len(), 1);
+        assert_eq!(model.versions[0].def.name, "m@1");
+        let ModelSource::Onnx(file) = &model.versions[0].def.source else { panic!("an onnx model") };
+        assert!(file.starts_with(&root), "{}", file.display());
+        assert_eq!(std::fs::read(file).expect("written"), b"bytes");
+        // Two loads never share a folder: the name is random, not a counter.
+        let (_, other) = read_with(repo.path(), "m", &over).expect("reads");
+        assert_ne!(other.expect("files").root(), root);
+        drop(given);
+        assert!(!root.exists(), "removed once the load is done");
+    }
 }

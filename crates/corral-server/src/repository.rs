@@ -194,7 +194,7 @@ pub fn runtime_name(name: &str, version: u64) -> String {
     format!("{name}@{version}")
 }
 
-fn versions(name: &str, folder: runtime_repository::ModelFolder) -> Vec<RepoVersion> {
+pub(crate) fn versions(name: &str, folder: runtime_repository::ModelFolder) -> Vec<RepoVersion> {
     folder
         .versions
         .into_iter()
@@ -269,7 +269,7 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
 
 /// Triton's serving fields of a configuration whose model the runtime's reader accepted;
 /// label files are read from `dir`, the model folder (whose name is the model's).
-fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String> {
+pub(crate) fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String> {
     let max_batch_size = config.max_batch_size;
     if max_batch_size < 0 {
         return Err(format!("max_batch_size {max_batch_size} is not valid; use 0 or more"));
@@ -319,10 +319,6 @@ fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConfig, String>
     })
 }
 
-mod overrides;
-
-pub use overrides::{GivenFiles, LoadOverride, config_from_json, read_with};
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,31 +342,6 @@ mod tests {
             config("label_filename: \"../labels.txt\"").unwrap_err(),
             "output `y`: label_filename `../labels.txt` must name a file inside the model folder"
         );
-    }
-
-    #[test]
-    fn files_given_with_a_load_live_in_a_private_folder_removed_after_it() {
-        use std::os::unix::fs::PermissionsExt;
-        let repo = tempfile::tempdir().expect("repo");
-        let mut over = LoadOverride::default();
-        over.config(r#"{"platform": "onnxruntime_onnx"}"#);
-        over.file("file:1/model.onnx", b"bytes".to_vec());
-        let (model, given) = read_with(repo.path(), "m", &over).expect("reads");
-        let given = given.expect("files were written");
-        let root = given.root().to_owned();
-        let mode = std::fs::metadata(&root).expect("exists").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700, "only this user may enter the folder");
-        assert!(root.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("corral-load-")));
-        assert_eq!(model.versions.len(), 1);
-        assert_eq!(model.versions[0].def.name, "m@1");
-        let ModelSource::Onnx(file) = &model.versions[0].def.source else { panic!("an onnx model") };
-        assert!(file.starts_with(&root), "{}", file.display());
-        assert_eq!(std::fs::read(file).expect("written"), b"bytes");
-        // Two loads never share a folder: the name is random, not a counter.
-        let (_, other) = read_with(repo.path(), "m", &over).expect("reads");
-        assert_ne!(other.expect("files").root(), root);
-        drop(given);
-        assert!(!root.exists(), "removed once the load is done");
     }
 
     #[test]

@@ -492,7 +492,7 @@ async fn load(
     Path(model): Path<String>,
     Extension(ReadBody(body)): Extension<ReadBody>,
 ) -> Answer {
-    let mut over = crate::repository::LoadOverride::default();
+    let mut over = crate::overrides::LoadOverride::default();
     if !body.iter().all(u8::is_ascii_whitespace) {
         let value = json_body(&body)?;
         let parameters = match value.get("parameters") {

@@ -44,7 +44,8 @@ use crate::{
     batcher::Batcher,
     counters::Counters,
     error::{CallError, ErrorKind},
-    repository::{self, LoadOverride, ServeConfig},
+    overrides::{self, LoadOverride},
+    repository::{self, ServeConfig},
     sequence::{SequenceParams, Sequencer},
     triton,
 };
@@ -381,7 +382,7 @@ impl ServerState {
             Err(error)
         };
         // Files given with the load live until the model is loaded (engines read them then).
-        let (repo_model, _given) = match repository::read_with(&self.repository, name, over) {
+        let (repo_model, _given) = match overrides::read_with(&self.repository, name, over) {
             Ok(model) => model,
             // As in Triton, whatever stops the model being read (no folder, a configuration
             // or override that does not read, files that cannot be written) is a failed poll,

@@ -217,81 +217,155 @@ fn the_python_package_builds_on_the_clis_dependencies() {
     }
 }
 
-/// A crate's modules (the files and folders of `src/`, less `lib` and `main`) and, for each,
-/// the modules its code names through `crate::` (in `use crate::{…}` groups and inline
-/// paths; comments and a trailing `#[cfg(test)]` module left out; names `lib.rs` re-exports
-/// resolved to the module they come from).
-fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let code = |path: &Path| -> String {
-        let text = std::fs::read_to_string(path).expect("readable");
-        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-        text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
-    };
-    let mut files: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    for entry in std::fs::read_dir(src).expect("src") {
-        let path = entry.expect("entry").path();
-        let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8").to_owned();
-        if path.is_dir() {
-            rust_files(&path, files.entry(stem).or_default());
-        } else if path.extension().is_some_and(|e| e == "rs") && stem != "lib" && stem != "main" {
-            files.entry(stem).or_default().push(path);
+/// `text` without the items marked `#[cfg(test)]` (a test module or a lone test item, to the
+/// end of its braces or its `;`) and without its `//` comments: the code that builds.
+fn non_test_code(text: &str) -> String {
+    let text: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at + "#[cfg(test)]".len()..];
+        // The item ends at its first `;` outside braces, or where its first brace closes.
+        let (mut depth, mut end) = (0usize, item.len());
+        for (i, c) in item.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 1 => {
+                    end = i + 1;
+                    break;
+                }
+                '}' => depth = depth.saturating_sub(1),
+                ';' if depth == 0 => {
+                    end = i + 1;
+                    break;
+                }
+                _ => {}
+            }
         }
+        rest = &item[end..];
     }
-    // `pub use module::{A, b::C}` in lib.rs: every name in it stands for `module`.
+    out.push_str(rest);
+    out
+}
+
+/// A crate's modules, each file of `src/` its own (`grpc` for `grpc.rs`, `grpc::call` for
+/// `grpc/call.rs`; `lib` and `main` are the root, no module), and for each the modules its
+/// code names (code as [`non_test_code`] keeps it): `crate::a::b` paths, in `use crate::{…}`
+/// groups too, `super::` and `self::` paths, and a child module named by itself (`call::f` in
+/// `grpc.rs` after `mod call;`), each resolved to the deepest module the path reaches; a name
+/// the root re-exports (`pub use a::Thing`) stands for its module.
+fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut modules: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in &files {
+        let relative = path.strip_prefix(src).expect("inside").with_extension("");
+        let mut parts: Vec<String> = relative.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        if parts.last().is_some_and(|p| p == "mod") {
+            parts.pop();
+        }
+        if parts.len() == 1 && (parts[0] == "lib" || parts[0] == "main") {
+            continue;
+        }
+        modules.insert(parts.join("::"), path.clone());
+    }
+    // `pub use module::{A, b::C}` in the root: every name in it stands for `module`.
     let mut exported: BTreeMap<String, String> = BTreeMap::new();
     let root = ["lib.rs", "main.rs"].iter().map(|f| src.join(f)).find(|p| p.exists()).expect("a crate root");
-    for statement in code(&root).split(';') {
+    for statement in non_test_code(&std::fs::read_to_string(&root).expect("readable")).split(';') {
         let Some(rest) = statement.trim().strip_prefix("pub use ") else { continue };
         let Some((module, names)) = rest.split_once("::") else { continue };
         for name in names.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|n| !n.is_empty()) {
             exported.insert(name.to_owned(), module.trim().to_owned());
         }
     }
-    let resolve = |name: &str| -> Option<String> {
-        let module = if files.contains_key(name) { Some(name) } else { exported.get(name).map(String::as_str) };
-        module.filter(|m| files.contains_key(*m)).map(str::to_owned)
+    // The deepest module `segments` reaches.
+    let resolve = |segments: &[&str]| -> Option<String> {
+        (1..=segments.len()).rev().map(|n| segments[..n].join("::")).find(|m| modules.contains_key(m)).or_else(|| {
+            let first = exported.get(*segments.first()?)?;
+            modules.contains_key(first).then(|| first.clone())
+        })
     };
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut graph = BTreeMap::new();
-    for (module, paths) in &files {
+    for (module, path) in &modules {
+        let here: Vec<&str> = module.split("::").collect();
+        let text = non_test_code(&std::fs::read_to_string(path).expect("readable"));
         let mut uses = BTreeSet::new();
-        for path in paths {
-            let text = code(path);
-            for (at, _) in text.match_indices("crate::") {
-                let rest = &text[at + "crate::".len()..];
-                let names: Vec<&str> = match rest.strip_prefix('{') {
-                    // A group: the first segment of each item at its top level.
-                    Some(group) => {
-                        let (mut depth, mut items, mut start) = (0, Vec::new(), 0);
-                        for (i, c) in group.char_indices() {
-                            match c {
-                                '{' => depth += 1,
-                                '}' if depth == 0 => {
-                                    items.push(&group[start..i]);
-                                    break;
-                                }
-                                '}' => depth -= 1,
-                                ',' if depth == 0 => {
-                                    items.push(&group[start..i]);
-                                    start = i + 1;
-                                }
-                                _ => {}
+        let mut add = |target: Option<String>| {
+            if let Some(target) = target.filter(|t| t != module) {
+                uses.insert(target);
+            }
+        };
+        // Every path that starts a word: `crate::…`, `super::…`, `self::…`, or a child's name.
+        for (at, _) in text.match_indices("::") {
+            let before = &text[..at];
+            let start = before.rfind(|c: char| !ident(c)).map_or(0, |i| i + 1);
+            let head = &before[start..];
+            if before[..start].ends_with("::") || head.is_empty() {
+                continue;
+            }
+            let base: Vec<&str> = match head {
+                "crate" => Vec::new(),
+                "super" => here[..here.len() - 1].to_vec(),
+                "self" => here.clone(),
+                child if modules.contains_key(&[here.as_slice(), &[child]].concat().join("::")) => here.clone(),
+                _ => continue,
+            };
+            let skip = if matches!(head, "crate" | "super" | "self") { at + 2 } else { start };
+            let rest = &text[skip..];
+            let items: Vec<&str> = match rest.strip_prefix('{') {
+                // A group: each item at its top level.
+                Some(group) => {
+                    let (mut depth, mut items, mut from) = (0, Vec::new(), 0);
+                    for (i, c) in group.char_indices() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => {
+                                items.push(&group[from..i]);
+                                break;
                             }
+                            '}' => depth -= 1,
+                            ',' if depth == 0 => {
+                                items.push(&group[from..i]);
+                                from = i + 1;
+                            }
+                            _ => {}
                         }
-                        items
                     }
-                    None => vec![rest],
-                };
-                for item in names {
-                    let first = item.trim().split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
-                    if let Some(target) = resolve(first).filter(|t| t != module) {
-                        uses.insert(target);
-                    }
+                    items
                 }
+                None => vec![rest],
+            };
+            for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+                let segments: Vec<&str> = item
+                    .split("::")
+                    .map(|s| s.split(|c: char| !ident(c)).next().unwrap_or(""))
+                    .take_while(|s| !s.is_empty())
+                    .collect();
+                let path: Vec<&str> = base.iter().copied().chain(segments).collect();
+                if path.is_empty() {
+                    continue;
+                }
+                add(resolve(&path));
             }
         }
         graph.insert(module.clone(), uses);
     }
     graph
+}
+
+/// `graph` with each module folded into its top level (`grpc::call` into `grpc`), uses inside
+/// one top level left out: the modules ARCHITECTURE.md lists.
+fn top_level(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+    let top = |m: &str| m.split("::").next().unwrap_or(m).to_owned();
+    let mut folded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, uses) in graph {
+        let entry = folded.entry(top(module)).or_default();
+        entry.extend(uses.iter().map(|u| top(u)).filter(|u| *u != top(module)));
+    }
+    folded
 }
 
 /// A cycle in `graph`, as the modules along it, if there is one.
@@ -389,6 +463,7 @@ fn modules_form_no_cycle_and_architecture_lists_them_bottom_up() {
         if let Some(cycle) = find_cycle(&graph) {
             problems.push(format!("{name}: modules form a cycle: {}", cycle.join(" -> ")));
         }
+        let graph = top_level(&graph);
         match lists.get(&name) {
             Some(list) => problems.extend(list_problems(&graph, list).into_iter().map(|p| format!("{name}: {p}"))),
             None if graph.len() > 1 => problems.push(format!("{name}: ARCHITECTURE.md lists no modules")),
@@ -422,10 +497,10 @@ fn the_module_checks_catch_a_planted_cycle_and_a_stale_list() {
 }
 
 /// The string literals of a Rust source as written (escapes kept), leaving out comments and
-/// a trailing `#[cfg(test)]` module (tests quote messages to check them). A small scanner of
+/// `#[cfg(test)]` items (tests quote messages to check them). A small scanner of
 /// `"` pairs that knows escapes, raw strings (`r#"…"#`) and char literals (`'"'`).
 fn string_literals(text: &str) -> Vec<String> {
-    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let text = non_test_code(text);
     let chars: Vec<char> = text.chars().collect();
     let (mut literals, mut i) = (Vec::new(), 0);
     while i < chars.len() {
@@ -589,9 +664,8 @@ fn protocol_steps(src: &Path) -> Vec<String> {
     files.sort();
     let mut found = Vec::new();
     for file in files.iter().filter(|f| f.is_file()) {
-        let text = std::fs::read_to_string(file).expect("readable");
-        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        let code = non_test_code(&std::fs::read_to_string(file).expect("readable"));
+        for line in code.lines() {
             for step in CALL_STEPS.iter().filter(|s| line.contains(*s)) {
                 let name = file.strip_prefix(src).expect("inside").display();
                 found.push(format!("{name} takes the call's step `{step}`; leave it to call.rs"));
@@ -617,4 +691,65 @@ fn the_protocol_check_catches_a_planted_step() {
         .expect("write");
     std::fs::write(src.join("grpc/call.rs"), "//! c\nfn f() { validate::request(s) }\n").expect("write");
     assert_eq!(protocol_steps(src), ["grpc/call.rs takes the call's step `validate::`; leave it to call.rs"]);
+}
+
+/// The three ways a module's uses went unseen: a file under a folder counted with its
+/// parent, paths through `super::` (or a child's own name) not read, and everything after a
+/// file's first `#[cfg(test)]` left out, though only that item is a test's.
+#[test]
+fn the_module_checks_see_submodules_super_paths_and_code_after_a_test_item() {
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("a")).expect("mkdir");
+    std::fs::write(src.join("lib.rs"), "//! root\nmod a;\nmod y;\nmod z;\n").expect("write");
+    std::fs::write(src.join("a.rs"), "//! a\nmod b;\npub struct Shared;\npub fn f() { b::g() }\n").expect("write");
+    std::fs::write(src.join("a/b.rs"), "//! b\nuse super::{Shared,\n};\npub fn g() {}\n").expect("write");
+    let early =
+        "//! y\n#[cfg(test)]\nuse crate::a::Shared;\nuse crate::z::h;\n#[cfg(test)]\nmod tests { use crate::a; }\n";
+    std::fs::write(src.join("y.rs"), early).expect("write");
+    std::fs::write(src.join("z.rs"), "//! z\npub fn h() {}\n").expect("write");
+    let graph = module_graph(src);
+    let uses = |m: &str| graph[m].iter().cloned().collect::<Vec<_>>();
+    assert_eq!(uses("a"), ["a::b"], "a parent uses its child by the child's name");
+    assert_eq!(uses("a::b"), ["a"], "a child uses its parent through super::");
+    assert_eq!(uses("y"), ["z"], "code after a test item is read; the test items are not");
+    assert_eq!(find_cycle(&graph), Some(vec!["a".to_owned(), "a::b".to_owned(), "a".to_owned()]));
+    assert_eq!(top_level(&graph)["a"], BTreeSet::new(), "a folder's own uses stay inside it when listed");
+}
+
+/// Where a lock is taken despite a panic elsewhere: `corral_cores::sync` only, for every
+/// crate; code that would stop at a poisoned lock (`.lock().expect`, `.lock().unwrap()`) or
+/// handle the poison itself is named (tests aside).
+fn poison_handled_elsewhere(crates: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(crates, &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| f.components().all(|c| c.as_os_str() != "tests")) {
+        if file.ends_with("corral-cores/src/sync.rs") {
+            continue;
+        }
+        let code = non_test_code(&std::fs::read_to_string(file).expect("readable"));
+        for pattern in [".lock().expect(", ".lock().unwrap(", ".read().expect(", ".write().expect(", "PoisonError"] {
+            if code.contains(pattern) {
+                let name = file.strip_prefix(crates).expect("inside").display();
+                found.push(format!("{name} handles a poisoned lock itself (`{pattern}`); use corral_cores::sync"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn poisoned_locks_are_handled_in_sync_only() {
+    let found = poison_handled_elsewhere(&workspace().join("crates"));
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("x/src")).expect("mkdir");
+    let planted = "//! x\nfn f(m: &std::sync::Mutex<u8>) { let _ = m.lock().expect(\"poisoned\"); }\n#[cfg(test)]\nmod tests { fn t(m: &std::sync::Mutex<u8>) { m.lock().unwrap(); } }\n";
+    std::fs::write(dir.path().join("x/src/lib.rs"), planted).expect("write");
+    assert_eq!(
+        poison_handled_elsewhere(dir.path()),
+        ["x/src/lib.rs handles a poisoned lock itself (`.lock().expect(`); use corral_cores::sync"]
+    );
 }

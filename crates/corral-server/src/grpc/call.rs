@@ -6,7 +6,8 @@ use tonic::Status;
 
 use super::{
     decode::{DecodedInputs, decode_inputs, shm_reference},
-    pb, status,
+    pb,
+    status::status,
 };
 use crate::{
     call,
