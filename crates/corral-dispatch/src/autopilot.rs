@@ -22,8 +22,8 @@
 //!    peak would still be under [`LOW`] per instance with one instance fewer shrinks to
 //!    `peak / TARGET` (at least `min`). Between, it stays: steady load makes no move, and a
 //!    count reached by growing or shrinking sits inside the band, so nothing oscillates.
-//!    A pinned model (`min = max`, or placed by legacy group) keeps its count and cores,
-//!    once inside its bounds.
+//!    A pinned model ([`Bounds::pinned`]: `min = max`, which a model placed by legacy group
+//!    has at its count) keeps its count and cores, once inside its bounds.
 //! 2. Retirements first: a model above what it wants retires instances that hold no live
 //!    sequence, preferring ones on cores that left the process, then on shared cores, then
 //!    the newest. Instances on cores that left the process are relocated (sharing cores if
@@ -45,6 +45,13 @@
 //!    this decision itself starts.
 //!
 //! Multi-core models move as whole gangs: every instance spans K consecutive cores.
+//!
+//! # Views
+//!
+//! Both drivers build a model's [`ModelView`] with the same two functions, from what each
+//! knows of it: [`bounds`] once when the model is loaded (its own bounds or the default, cut
+//! to what the process's cores hold; a model placed by group pinned at its count), and
+//! [`view`] every interval (those bounds, its instances, its demand).
 
 use crate::CoreSpan;
 
@@ -70,14 +77,75 @@ pub struct InstanceView {
     pub held: bool,
 }
 
-/// One model as the controller sees it.
+/// A model's bounds, in instances of K cores (SPEC §11): the autopilot keeps at least `min`
+/// and at most `max` of them. Made by [`bounds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl Bounds {
+    /// Count and cores fixed: `min = max`, the one rule for "pinned" (SPEC §11: "`min = max`
+    /// pins a model; models placed by `group` are pinned"). A model placed by group is pinned
+    /// by its bounds too, which [`bounds`] sets to its count, so no flag beside the bounds can
+    /// say otherwise, and a driver that knows only the bounds (the planner's simulator, given
+    /// a group's count as its bounds) pins exactly the models the runtime pins.
+    pub fn pinned(&self) -> bool {
+        self.min == self.max
+    }
+}
+
+/// How many instances of `cores_per_instance` cores a process of `cores` cores holds (at
+/// least 1): the default `max`, and the most any `max` may be.
+pub fn fit(cores: usize, cores_per_instance: usize) -> usize {
+    (cores / cores_per_instance.max(1)).max(1)
+}
+
+/// A model's bounds on a process of `cores` cores: the bounds `asked` (else 1 to [`fit`]),
+/// `max` cut to what fits (and `min` to `max`); a model placed by group (`grouped`: the count
+/// its group placed) is pinned at that count, whatever it asked. The drivers check what is
+/// asked themselves (`1 <= min <= max`: the runtime refuses a load, a repository a config);
+/// for anything else this still gives `min <= max`.
+pub fn bounds(
+    asked: Option<(usize, usize)>,
+    cores: usize,
+    cores_per_instance: usize,
+    grouped: Option<usize>,
+) -> Bounds {
+    if let Some(count) = grouped {
+        return Bounds { min: count, max: count };
+    }
+    let fit = fit(cores, cores_per_instance);
+    let (min, max) = asked.unwrap_or((1, fit));
+    let max = max.min(fit);
+    Bounds { min: min.min(max), max }
+}
+
+/// One model as the controller sees it, from its `bounds`, its instances and its `demand`
+/// this interval. Without a demand (`None`: the autopilot has no turn, only cores that left
+/// the process force moves) every model keeps its count: its bounds are its count, and its
+/// demand keeps it there.
+pub fn view(
+    bounds: Bounds,
+    cores_per_instance: usize,
+    instances: Vec<InstanceView>,
+    demand: Option<Demand>,
+) -> ModelView {
+    let n = instances.len();
+    let (bounds, demand) = match demand {
+        Some(demand) => (bounds, demand),
+        None => (Bounds { min: n, max: n }, Demand { now: n as f64 * TARGET, peak: n as f64 * TARGET }),
+    };
+    ModelView { cores_per_instance, min: bounds.min, max: bounds.max, instances, demand: demand.now, peak: demand.peak }
+}
+
+/// One model as the controller sees it (made by [`view`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelView {
     pub cores_per_instance: usize,
     pub min: usize,
     pub max: usize,
-    /// Count and cores fixed (`min = max`, or legacy groups).
-    pub pinned: bool,
     pub instances: Vec<InstanceView>,
     /// Demand in instances ([`Estimator`]).
     pub demand: f64,
@@ -96,10 +164,17 @@ pub enum Move {
     Relocate { model: usize, id: u64, span: CoreSpan },
 }
 
+impl ModelView {
+    /// Count and cores fixed ([`Bounds::pinned`]).
+    pub fn pinned(&self) -> bool {
+        Bounds { min: self.min, max: self.max }.pinned()
+    }
+}
+
 /// The count model `m` wants (rule 1).
 fn wanted(m: &ModelView) -> usize {
     let n = m.instances.len();
-    if m.pinned && (m.min..=m.max).contains(&n) {
+    if m.pinned() && (m.min..=m.max).contains(&n) {
         return n;
     }
     let to_target = |d: f64| (d / TARGET).ceil().max(1.0) as usize;
@@ -194,7 +269,7 @@ pub fn decide(models: &[ModelView], cores: usize, available: &[bool]) -> Vec<Mov
                     scratch[j].iter().filter(|i| !i.held && !started.contains(&i.id)).cloned().collect()
                 };
                 let donor = (0..models.len())
-                    .filter(|&j| j != m && !models[j].pinned && scratch[j].len() > models[j].min)
+                    .filter(|&j| j != m && !models[j].pinned() && scratch[j].len() > models[j].min)
                     .filter(|&j| heat(&models[j], scratch[j].len() - 1) + TRADE_MARGIN < my_heat)
                     .filter(|&j| !givable(j, &scratch).is_empty())
                     .min_by(|&a, &b| heat(&models[a], scratch[a].len()).total_cmp(&heat(&models[b], scratch[b].len())));
@@ -376,7 +451,6 @@ mod tests {
             cores_per_instance: k,
             min: 1,
             max: 16,
-            pinned: false,
             instances: starts
                 .iter()
                 .enumerate()
@@ -427,7 +501,7 @@ mod tests {
         let shrinks = moves.iter().filter(|m| matches!(m, Move::Shrink { .. })).count();
         assert_eq!((grows, shrinks), (1, 1), "max 2 for the hot one, min 2 for the cold one: {moves:?}");
         let mut pinned = model(1, &[0], 10.0);
-        pinned.pinned = true;
+        (pinned.min, pinned.max) = (1, 1);
         assert!(decide(&[pinned.clone()], 4, &all(4)).is_empty());
         (pinned.min, pinned.max) = (2, 2);
         let moves = decide(&[pinned], 4, &all(4));
@@ -438,6 +512,30 @@ mod tests {
         let mut outside = model(1, &[0, 1, 2], 0.0);
         outside.max = 1;
         assert_eq!(decide(&[outside], 4, &all(4)).len(), 2, "brought into its bounds");
+    }
+
+    #[test]
+    fn bounds_default_to_what_fits_and_a_group_pins_its_count() {
+        let b = |min, max| Bounds { min, max };
+        assert_eq!(bounds(None, 8, 2, None), b(1, 4), "1 to what 8 cores hold of K = 2");
+        assert_eq!(bounds(None, 1, 4, None), b(1, 1), "at least one instance, even where K > cores");
+        assert_eq!(bounds(Some((2, 3)), 8, 1, None), b(2, 3));
+        assert_eq!(bounds(Some((2, usize::MAX)), 8, 1, None), b(2, 8), "max cut to what fits");
+        assert_eq!(bounds(Some((6, 9)), 8, 2, None), b(4, 4), "min cut to max");
+        assert_eq!(bounds(Some((1, 8)), 8, 1, Some(3)), b(3, 3), "placed by group: its count, whatever it asked");
+        assert!(bounds(Some((2, 2)), 8, 1, None).pinned() && bounds(None, 8, 1, Some(2)).pinned());
+        assert!(!bounds(None, 8, 1, None).pinned());
+    }
+
+    #[test]
+    fn without_a_demand_a_view_keeps_its_count() {
+        let instances = vec![InstanceView { id: 0, span: CoreSpan::new(0, 1), held: false }];
+        let kept = view(Bounds { min: 2, max: 4 }, 1, instances.clone(), None);
+        assert_eq!((kept.min, kept.max, kept.demand, kept.peak), (1, 1, TARGET, TARGET));
+        assert!(kept.pinned() && decide(&[kept], 4, &all(4)).is_empty(), "not even brought into its bounds");
+        let demand = Demand { now: 3.0, peak: 3.5 };
+        let seen = view(Bounds { min: 2, max: 4 }, 1, instances, Some(demand));
+        assert_eq!((seen.min, seen.max, seen.demand, seen.peak, seen.pinned()), (2, 4, 3.0, 3.5, false));
     }
 
     #[test]

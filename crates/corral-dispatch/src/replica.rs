@@ -1,6 +1,16 @@
 //! Replica choice: round-robin from a rotating start, skipping a replica that is busy when
 //! another is idle; when none is idle, the one with the fewest calls in flight (the first of
 //! those from the start). With one caller, replicas are used in order (SPEC §6).
+//!
+//! A move (SPEC §11) may retire the replica a call picked before the call reaches it; the
+//! call then picks again from the model's new replicas, at most [`PICKS_MAX`] times in all.
+
+/// How many times a call (or a sequence taking its instance) picks a replica at most. A pick
+/// after the first follows a move that retired the replica picked: each move replaces a
+/// model's replica list once, and one interval of the autopilot may make several, so only a
+/// call that more moves than this overtake in a row runs out (it then fails as if its model
+/// were unloaded). A model really unloaded ends the picking at once, whatever this says.
+pub const PICKS_MAX: usize = 8;
 
 /// The replica for a call among `replicas`, given where the rotation starts (the driver's
 /// counter, taken mod the replica count) and each replica's calls queued or executing (read

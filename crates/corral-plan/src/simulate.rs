@@ -25,7 +25,9 @@
 //!
 //! With the autopilot on (`Spec::autopilot`), every interval each model's demand is
 //! estimated from the simulated counters and `corral_dispatch::autopilot::decide` moves
-//! instances, as the runtime's controller does: a new instance takes calls at once (a
+//! instances, as the runtime's controller does, on views of the models made by the same
+//! functions (`autopilot::bounds` when the run starts, `autopilot::view` every interval): a
+//! new instance takes calls at once (a
 //! simulated session is ready at once), a retired one takes no new call and finishes those it
 //! accepted.
 //!
@@ -40,7 +42,7 @@ use std::{
 
 use corral_dispatch::{
     CoreSpan,
-    autopilot::{self, Counts, Estimator, InstanceView, ModelView, Move, Reading},
+    autopilot::{self, Bounds, Counts, Demand, Estimator, InstanceView, ModelView, Move, Reading},
     elastic::{self, Arrivals},
     gangs::{GangTable, ModelId, Ticket},
     replica, runs,
@@ -95,7 +97,9 @@ pub struct ModelSpec {
     pub instances: Vec<CoreSpan>,
     pub elastic: bool,
     pub service: Service,
-    /// The autopilot's bounds in instances (`None`: 1 to what the cores hold).
+    /// The autopilot's bounds in instances, `1 <= min <= max` (`None`: 1 to what the cores
+    /// hold), as the runtime takes them (`corral_dispatch::autopilot::bounds`). A model placed
+    /// by group is pinned at its count: give its count as both bounds.
     pub bounds: Option<(usize, usize)>,
 }
 
@@ -246,6 +250,8 @@ struct ModelState {
     next_id: u64,
     counts: Counts,
     estimate: Estimator,
+    /// The autopilot's, as the runtime sets them when it loads the model.
+    bounds: Bounds,
     moves: (u64, u64, u64),
 }
 
@@ -265,48 +271,7 @@ struct Sim<'a> {
 /// [`crate::arrivals::schedule`] makes them) until every call is answered. `seed` draws the
 /// measured execution times (stream `models.len() + i` for model `i`).
 pub fn simulate(spec: &Spec, arrivals: &[Vec<f64>], seed: u64) -> Run {
-    let mut instances = Vec::new();
-    let mut models = Vec::new();
-    for (m, model) in spec.models.iter().enumerate() {
-        let first = instances.len();
-        for (id, &span) in model.instances.iter().enumerate() {
-            instances.push(Instance {
-                model: m,
-                id: id as u64,
-                span,
-                queue: VecDeque::new(),
-                in_flight: 0,
-                worker: Worker::Idle,
-                last_end: None,
-            });
-        }
-        let wide = if model.elastic { elastic::wide_span(model.cores_per_instance, &model.instances) } else { None };
-        models.push(ModelState {
-            instances: (first..instances.len()).collect(),
-            next: 0,
-            arrivals: Arrivals::default(),
-            wide,
-            id: m as ModelId + 1,
-            rng: Rng::new(seed, (spec.models.len() + m) as u64),
-            times: arrivals.get(m).cloned().unwrap_or_default(),
-            cursor: 0,
-            next_id: model.instances.len() as u64,
-            counts: Counts::default(),
-            estimate: Estimator::default(),
-            moves: (0, 0, 0),
-        });
-    }
-    let mut sim = Sim {
-        spec,
-        now: 0.0,
-        table: GangTable::new(spec.cores),
-        instances,
-        models,
-        calls: vec![Vec::new(); spec.models.len()],
-        cores: vec![CoreRecord::default(); spec.cores],
-        events: BinaryHeap::new(),
-        seq: 0,
-    };
+    let mut sim = Sim::new(spec, arrivals, seed);
     for m in 0..sim.models.len() {
         sim.next_arrival(m);
     }
@@ -331,7 +296,64 @@ pub fn simulate(spec: &Spec, arrivals: &[Vec<f64>], seed: u64) -> Run {
     Run { calls: sim.calls, cores: sim.cores, end, instances, moves }
 }
 
-impl Sim<'_> {
+/// The models of `spec` as the autopilot sees them before anything happens, with `demands`
+/// (one per model): the views [`simulate`] hands `corral_dispatch::autopilot::decide` at its
+/// first interval, had the estimates given those demands. A test holds them against the
+/// runtime's (`Model::autopilot_view`) for the same models.
+pub fn first_views(spec: &Spec, demands: &[Demand]) -> Vec<ModelView> {
+    Sim::new(spec, &[], 0).views(demands)
+}
+
+impl<'a> Sim<'a> {
+    /// The process of `spec` before anything happens: every model's instances numbered from 0
+    /// in order, its arrivals (`arrivals`) and its draws (`seed`) ready.
+    fn new(spec: &'a Spec, arrivals: &[Vec<f64>], seed: u64) -> Sim<'a> {
+        let mut instances = Vec::new();
+        let mut models = Vec::new();
+        for (m, model) in spec.models.iter().enumerate() {
+            let first = instances.len();
+            for (id, &span) in model.instances.iter().enumerate() {
+                instances.push(Instance {
+                    model: m,
+                    id: id as u64,
+                    span,
+                    queue: VecDeque::new(),
+                    in_flight: 0,
+                    worker: Worker::Idle,
+                    last_end: None,
+                });
+            }
+            let wide =
+                if model.elastic { elastic::wide_span(model.cores_per_instance, &model.instances) } else { None };
+            models.push(ModelState {
+                instances: (first..instances.len()).collect(),
+                next: 0,
+                arrivals: Arrivals::default(),
+                wide,
+                id: m as ModelId + 1,
+                rng: Rng::new(seed, (spec.models.len() + m) as u64),
+                times: arrivals.get(m).cloned().unwrap_or_default(),
+                cursor: 0,
+                next_id: model.instances.len() as u64,
+                counts: Counts::default(),
+                estimate: Estimator::default(),
+                bounds: autopilot::bounds(model.bounds, spec.cores, model.cores_per_instance, None),
+                moves: (0, 0, 0),
+            });
+        }
+        Sim {
+            spec,
+            now: 0.0,
+            table: GangTable::new(spec.cores),
+            instances,
+            models,
+            calls: vec![Vec::new(); spec.models.len()],
+            cores: vec![CoreRecord::default(); spec.cores],
+            events: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+
     fn push(&mut self, at: f64, event: Event) {
         let (class, order) = match event {
             Event::ExecutionEnds { instance } => (Class::ExecutionEnds, instance),
@@ -528,36 +550,19 @@ impl Sim<'_> {
         }
         let cores = self.spec.cores;
         let instances = &self.instances;
-        let views: Vec<ModelView> = self
+        let demands: Vec<Demand> = self
             .models
             .iter_mut()
-            .enumerate()
-            .map(|(m, state)| {
-                let live = state.instances.clone();
-                let demand = state.estimate.observe(Reading {
+            .map(|state| {
+                state.estimate.observe(Reading {
                     counts: state.counts,
                     seconds: interval,
-                    in_flight: live.iter().map(|&i| instances[i].in_flight).sum(),
-                    instances: live.len(),
-                });
-                let spec = &self.spec.models[m];
-                let fit = (cores / spec.cores_per_instance.max(1)).max(1);
-                let (min, max) = spec.bounds.unwrap_or((1, fit));
-                let (min, max) = (min.min(fit), max.min(fit));
-                ModelView {
-                    cores_per_instance: spec.cores_per_instance,
-                    min,
-                    max,
-                    pinned: min == max,
-                    instances: live
-                        .iter()
-                        .map(|&i| InstanceView { id: instances[i].id, span: instances[i].span, held: false })
-                        .collect(),
-                    demand: demand.now,
-                    peak: demand.peak,
-                }
+                    in_flight: state.instances.iter().map(|&i| instances[i].in_flight).sum(),
+                    instances: state.instances.len(),
+                })
             })
             .collect();
+        let views = self.views(&demands);
         for step in autopilot::decide(&views, cores, &vec![true; cores]) {
             match step {
                 Move::Grow { model, span } => {
@@ -576,6 +581,24 @@ impl Sim<'_> {
                 }
             }
         }
+    }
+
+    /// Each model as the autopilot sees it with its `demands`: what `decide` is handed, made by
+    /// `corral_dispatch::autopilot::view` as the runtime's controller makes its own.
+    fn views(&self, demands: &[Demand]) -> Vec<ModelView> {
+        self.models
+            .iter()
+            .zip(demands)
+            .enumerate()
+            .map(|(m, (state, &demand))| {
+                let instances = state
+                    .instances
+                    .iter()
+                    .map(|&i| InstanceView { id: self.instances[i].id, span: self.instances[i].span, held: false })
+                    .collect();
+                autopilot::view(state.bounds, self.spec.models[m].cores_per_instance, instances, Some(demand))
+            })
+            .collect()
     }
 
     fn grow(&mut self, model: usize, span: CoreSpan) {

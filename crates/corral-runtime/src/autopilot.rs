@@ -35,21 +35,20 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc, Mutex,
-        atomic::Ordering,
-        mpsc::{self, RecvTimeoutError},
-    },
-    thread::JoinHandle,
+    sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use corral_cores::Lease;
 use corral_cores::sync::lock;
-use corral_dispatch::autopilot::{Counts, Demand, Estimator, InstanceView, ModelView, Move, Reading, TARGET, decide};
+use corral_dispatch::autopilot::{Counts, Estimator, Move, Reading, decide};
 use corral_placement::Placement;
 
-use crate::{model::Model, publish::Loaded};
+use crate::{
+    model::Model,
+    periodic::{First, Periodic},
+    publish::Loaded,
+};
 
 /// How often the process's cores are checked (a change is noticed within about this long).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -62,66 +61,42 @@ pub(crate) struct ControllerParts {
     pub(crate) load_lock: Arc<Mutex<()>>,
 }
 
-pub(crate) struct Controller {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
 /// One model's state between intervals.
 struct Track {
     id: crate::scheduler::ModelId,
     estimate: Estimator,
 }
 
-impl Controller {
-    /// Starts deciding every `interval` (`None`: the autopilot is off), and with `watch`
-    /// following the process's cores; `None` (with a warning) when no thread can start.
-    pub(crate) fn start(sources: ControllerParts, interval: Option<Duration>, watch: bool) -> Option<Controller> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let wake = match (interval, watch) {
-            (Some(interval), true) => interval.min(WATCH_INTERVAL),
-            (Some(interval), false) => interval,
-            (None, _) => WATCH_INTERVAL,
-        };
-        let spawned = std::thread::Builder::new().name("corral-pilot".into()).spawn(move || {
-            let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
-            let mut last = Instant::now();
-            let mut gone = vec![false; sources.lease.len()];
-            loop {
-                match stopped.recv_timeout(wake) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                }
-                // One read of the cpuset per look serves both directions.
-                let cpuset = if watch { corral_cores::cpuset_cpus() } else { None };
-                let left = cpuset.as_deref().is_some_and(|cpuset| cores_left(&sources, cpuset, &mut gone));
-                let limits = sources.lease.is_by_default()
-                    && cpuset.is_some_and(|cpuset| follow_limits(&sources, cpuset, &mut gone));
-                let now = Instant::now();
-                let due = interval.is_some_and(|interval| now.duration_since(last) >= interval);
-                if due || left || limits || gone_but_held(&sources, &gone) {
-                    let autopilot = due.then(|| now.duration_since(last).as_secs_f64());
-                    tick(&sources, &mut tracks, autopilot, &gone);
-                    if due {
-                        last = now;
-                    }
-                }
-            }
-        });
-        match spawned {
-            Ok(thread) => Some(Controller { stop, thread }),
-            Err(error) => {
-                tracing::warn!(%error, "cannot start the autopilot thread; cores stay where they are");
-                None
+/// Starts the controller's [`Periodic`] thread, deciding every `interval` (`None`: the
+/// autopilot is off), and with `watch` following the process's cores; `None` (with a
+/// warning) when no thread can start.
+pub(crate) fn start(sources: ControllerParts, interval: Option<Duration>, watch: bool) -> Option<Periodic> {
+    let wake = match (interval, watch) {
+        (Some(interval), true) => interval.min(WATCH_INTERVAL),
+        (Some(interval), false) => interval,
+        (None, _) => WATCH_INTERVAL,
+    };
+    let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
+    let mut last = Instant::now();
+    let mut gone = vec![false; sources.lease.len()];
+    let step = move || {
+        // One read of the cpuset per look serves both directions.
+        let cpuset = if watch { corral_cores::cpuset_cpus() } else { None };
+        let left = cpuset.as_deref().is_some_and(|cpuset| cores_left(&sources, cpuset, &mut gone));
+        let limits =
+            sources.lease.is_by_default() && cpuset.is_some_and(|cpuset| follow_limits(&sources, cpuset, &mut gone));
+        let now = Instant::now();
+        let due = interval.is_some_and(|interval| now.duration_since(last) >= interval);
+        if due || left || limits || gone_but_held(&sources, &gone) {
+            let autopilot = due.then(|| now.duration_since(last).as_secs_f64());
+            tick(&sources, &mut tracks, autopilot, &gone);
+            if due {
+                last = now;
             }
         }
-    }
-
-    /// Stops the thread and waits for it (at most the move it is making).
-    pub(crate) fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
-    }
+    };
+    let failed = "cannot start the autopilot thread; cores stay where they are";
+    Periodic::start("corral-pilot", wake, First::AfterInterval, failed, step)
 }
 
 fn counts(model: &Model) -> Counts {
@@ -259,40 +234,24 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
         (loaded.models.values().cloned().collect::<Vec<Model>>(), loaded.layout.cores())
     };
     tracks.retain(|name, track| models.iter().any(|m| m.name() == name && m.inner.id == track.id));
-    let views: Vec<ModelView> = models
+    let views: Vec<_> = models
         .iter()
         .map(|model| {
             let instances = model.inner.current();
-            let bounds = model.bounds();
-            let n = instances.len();
             // Without the autopilot's turn, every model keeps its count: only relocations.
-            let (min, max, pinned, demand) = match seconds {
-                Some(seconds) => {
-                    let reading = Reading {
-                        counts: counts(model),
-                        seconds,
-                        in_flight: instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).sum(),
-                        instances: n,
-                    };
-                    let track = tracks
-                        .entry(model.name().to_owned())
-                        .or_insert_with(|| Track { id: model.inner.id, estimate: Estimator::default() });
-                    (bounds.min, bounds.max, bounds.pinned, track.estimate.observe(reading))
-                }
-                None => (n, n, true, Demand { now: n as f64 * TARGET, peak: n as f64 * TARGET }),
-            };
-            ModelView {
-                cores_per_instance: model.cores_per_instance(),
-                min,
-                max,
-                pinned,
-                instances: instances
-                    .iter()
-                    .map(|i| InstanceView { id: i.id, span: i.cores, held: i.held.load(Ordering::Acquire) > 0 })
-                    .collect(),
-                demand: demand.now,
-                peak: demand.peak,
-            }
+            let demand = seconds.map(|seconds| {
+                let reading = Reading {
+                    counts: counts(model),
+                    seconds,
+                    in_flight: instances.iter().map(|i| i.in_flight.load(Ordering::Acquire)).sum(),
+                    instances: instances.len(),
+                };
+                let track = tracks
+                    .entry(model.name().to_owned())
+                    .or_insert_with(|| Track { id: model.inner.id, estimate: Estimator::default() });
+                track.estimate.observe(reading)
+            });
+            model.view(&instances, demand)
         })
         .collect();
     let available: Vec<bool> = gone.iter().map(|gone| !gone).collect();

@@ -47,6 +47,7 @@ mod context;
 mod error;
 mod model;
 pub mod open_loop;
+mod periodic;
 mod publish;
 pub mod repository;
 mod runtime;
@@ -58,9 +59,15 @@ mod worker;
 
 pub use context::{PlacementContext, cores_context, group_context, multicore_context};
 pub use corral_cores::sync;
+/// The autopilot's view of a model ([`Model::bounds`], [`Model::autopilot_view`]), the same
+/// types the planner's simulator builds.
+pub use corral_dispatch::autopilot::{Bounds, Demand, InstanceView, ModelView};
+/// How many times a call picks a replica at most, a move (SPEC §11) under it: for a front end
+/// that picks instances itself (a server's sequences), as the runtime's calls do.
+pub use corral_dispatch::replica::PICKS_MAX;
 pub use corral_placement::{CoreSpan, Layout, PlacementError, Where};
 pub use error::{InferError, LoadError, RuntimeError};
-pub use model::{Bounds, Model};
+pub use model::Model;
 pub use publish::CoreStats;
 pub use runtime::{ModelDef, Replacement, Runtime};
 pub use settings::{

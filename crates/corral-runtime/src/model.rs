@@ -21,7 +21,11 @@ use std::{
 
 use corral_cores::Lease;
 use corral_cores::sync::{self, lock};
-use corral_dispatch::elastic::Arrivals;
+use corral_dispatch::{
+    autopilot::{self, Bounds, Demand, InstanceView, ModelView},
+    elastic::Arrivals,
+    replica::PICKS_MAX,
+};
 use corral_engine::{Prepared, SessionPlacement, Tensor, TensorSpec};
 use corral_placement::CoreSpan;
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
@@ -38,15 +42,6 @@ use crate::{
 #[derive(Clone)]
 pub struct Model {
     pub(crate) inner: Arc<ModelInner>,
-}
-
-/// The autopilot's bounds of a model, in instances.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bounds {
-    pub min: usize,
-    pub max: usize,
-    /// Count and cores never change (`min = max`, or placed by legacy group).
-    pub pinned: bool,
 }
 
 /// Moves the autopilot made, by direction.
@@ -301,9 +296,26 @@ impl Model {
         self.inner.current().iter().map(|i| i.id).collect()
     }
 
-    /// The autopilot's bounds of this model.
+    /// The autopilot's bounds of this model (`corral_dispatch::autopilot::bounds`, when it was
+    /// loaded).
     pub fn bounds(&self) -> Bounds {
         self.inner.bounds
+    }
+
+    /// This model as the autopilot sees it with `demand` (`None`: no turn of the autopilot,
+    /// its count kept): what the controller hands `decide` every interval, made by
+    /// `corral_dispatch::autopilot::view` as the planner's simulator makes its own.
+    pub fn autopilot_view(&self, demand: Option<Demand>) -> ModelView {
+        self.view(&self.inner.current(), demand)
+    }
+
+    /// [`Model::autopilot_view`] of `instances`, a list of this model's read once.
+    pub(crate) fn view(&self, instances: &[Arc<Instance>], demand: Option<Demand>) -> ModelView {
+        let instances = instances
+            .iter()
+            .map(|i| InstanceView { id: i.id, span: i.cores, held: i.held.load(Ordering::Acquire) > 0 })
+            .collect();
+        autopilot::view(self.inner.bounds, self.inner.cores_per_instance, instances, demand)
     }
 
     /// Instances the autopilot started, retired and relocated, so far.
@@ -513,8 +525,8 @@ impl Model {
         }
         let mut job = Some(inputs);
         // A move may retire the instance picked from the list read here: its closed queue sends
-        // the call back to pick again from the new list (a bounded number of times).
-        for _ in 0..4 {
+        // the call back to pick again from the new list (`PICKS_MAX` times in all).
+        for _ in 0..PICKS_MAX {
             let instances = inner.current();
             // Elastic: `corral_dispatch::elastic` decides whether the call goes to the first
             // replica marked wide; its worker runs it on all the cores if they are still free

@@ -5,15 +5,12 @@
 //! The thread only reads what the dispatch path already counts (atomics and the scheduler's
 //! per-core counters, under its lock for a copy), so calls pay nothing for it. It holds the
 //! lease, the scheduler and the loaded models by `Arc`, never the runtime itself: the runtime
-//! stops and joins it when it drops, and the lease ends with the runtime as before.
+//! stops and joins it when it drops, and the lease ends with the runtime as before. The
+//! thread is a [`Periodic`] one, publishing first as soon as it starts.
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc, Mutex,
-        mpsc::{self, RecvTimeoutError},
-    },
-    thread::JoinHandle,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -22,7 +19,11 @@ use corral_cores::{CoreSet, Lease, LiveCore, LiveModel, PUBLISH_INTERVAL, Public
 
 use corral_placement::Layout;
 
-use crate::{model::Model, scheduler::Scheduler};
+use crate::{
+    model::Model,
+    periodic::{First, Periodic},
+    scheduler::Scheduler,
+};
 
 /// Per-core statistics.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,43 +67,18 @@ pub(crate) struct PublisherParts {
     pub(crate) loaded: Arc<Mutex<Loaded>>,
 }
 
-pub(crate) struct Publisher {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl Publisher {
-    /// Starts publishing; `None` (with a warning) when no thread can be started.
-    pub(crate) fn start(sources: PublisherParts) -> Option<Publisher> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let tag = [corral_cores::PROCESS_TAG, corral_cores::PROCESS_TAG_NEURON]
-            .iter()
-            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
-        let spawned = std::thread::Builder::new().name("corral-publish".into()).spawn(move || {
-            let mut seq = 0;
-            loop {
-                seq += 1;
-                sources.lease.publish_live(&publication(&sources, tag.clone(), seq));
-                match stopped.recv_timeout(PUBLISH_INTERVAL) {
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                }
-            }
-        });
-        match spawned {
-            Ok(thread) => Some(Publisher { stop, thread }),
-            Err(error) => {
-                tracing::warn!(%error, "cannot start the live publication thread; top and monitor will not see this process");
-                None
-            }
-        }
-    }
-
-    /// Stops the thread and waits for it (at most one publication's time).
-    pub(crate) fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
-    }
+/// Starts publishing; `None` (with a warning) when no thread can be started.
+pub(crate) fn start(sources: PublisherParts) -> Option<Periodic> {
+    let tag = [corral_cores::PROCESS_TAG, corral_cores::PROCESS_TAG_NEURON]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let mut seq = 0;
+    let step = move || {
+        seq += 1;
+        sources.lease.publish_live(&publication(&sources, tag.clone(), seq));
+    };
+    let failed = "cannot start the live publication thread; top and monitor will not see this process";
+    Periodic::start("corral-publish", PUBLISH_INTERVAL, First::Now, failed, step)
 }
 
 /// Per-core statistics of a runtime.

@@ -12,14 +12,16 @@ use std::{
 
 use corral_cores::sync::lock;
 use corral_cores::{CoreSet, DeviceSpec, Lease};
+use corral_dispatch::autopilot::{self, Bounds};
 use corral_engine::{Engine, ModelSource, SimEngine, SimModel};
 use corral_placement::{CoreSpan, Layout, Where};
 
 use crate::{
     context,
     error::{LoadError, RuntimeError},
-    model::{Bounds, Factory, Model, ModelInner, Parts},
-    publish::{self, CoreStats, Loaded, Publisher, PublisherParts},
+    model::{Factory, Model, ModelInner, Parts},
+    periodic::Periodic,
+    publish::{self, CoreStats, Loaded, PublisherParts},
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
     stats::Recorder,
@@ -65,8 +67,9 @@ impl ModelDef {
 
     /// The autopilot's bounds, in instances of K cores (SPEC §11): it keeps at least `min` and
     /// at most `max` (default 1 and what the process's cores hold; a larger `max` is cut to
-    /// that with a warning, `usize::MAX` without one); `min = max` pins the model. The bounds
-    /// alone do not turn the autopilot on.
+    /// that with a warning, `usize::MAX` without one); `min = max` pins the model, and a model
+    /// placed by group is pinned at its count, whatever its bounds. The bounds alone do not
+    /// turn the autopilot on.
     pub fn autopilot(mut self, min: usize, max: usize) -> ModelDef {
         self.autopilot = Some((min, max));
         self
@@ -106,10 +109,10 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     loaded: Arc<Mutex<Loaded>>,
     /// Stopped and joined first when the runtime drops, so the lease goes with the runtime.
-    publisher: Mutex<Option<Publisher>>,
+    publisher: Mutex<Option<Periodic>>,
     /// The autopilot's thread (which also follows the process's cores on `cpu`), when it
     /// runs; stopped before the models when the runtime drops.
-    controller: Mutex<Option<crate::autopilot::Controller>>,
+    controller: Mutex<Option<Periodic>>,
     autopilot_on: bool,
     /// Serialises loads (slow: engines parse models) and the autopilot's ticks, without
     /// blocking calls or reads.
@@ -159,7 +162,7 @@ impl Runtime {
         let loaded =
             Arc::new(Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }));
         let sources = PublisherParts { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
-        let publisher = if settings.publish { Publisher::start(sources) } else { None };
+        let publisher = if settings.publish { publish::start(sources) } else { None };
         let load_lock = Arc::new(Mutex::new(()));
         // The controller thread runs for the autopilot, and on the real CPU device (whose cores
         // can leave the process) to follow its cores.
@@ -171,7 +174,7 @@ impl Runtime {
                 loaded: loaded.clone(),
                 load_lock: load_lock.clone(),
             };
-            crate::autopilot::Controller::start(sources, interval, watch)
+            crate::autopilot::start(sources, interval, watch)
         } else {
             None
         };
@@ -322,7 +325,7 @@ impl Runtime {
                 inner.onnx_engine.clone().ok_or_else(|| LoadError::NoOnnxEngine { model: def.name.clone() })?
             }
         };
-        let bounds = self.bounds(def)?;
+        let bounds = self.bounds(def, placement.instances.len())?;
         let prepared =
             engine.prepare(&def.source).map_err(|source| LoadError::Engine { model: def.name.clone(), source })?;
         let model_id = inner.next_model_id.fetch_add(1, Ordering::Relaxed);
@@ -365,34 +368,31 @@ impl Runtime {
         Ok(Model { inner: Arc::new(ModelInner::new(parts)) })
     }
 
-    /// The autopilot's bounds of `def`: its own, else 1 to as many as the process's cores
-    /// hold; a `max` that cannot fit is cut to what fits (with a warning); legacy groups pin.
-    fn bounds(&self, def: &ModelDef) -> Result<Bounds, LoadError> {
-        let fit = (self.cores() / def.cores_per_instance.max(1)).max(1);
+    /// The autopilot's bounds of `def`, placed as `count` instances
+    /// (`corral_dispatch::autopilot::bounds`, which the planner's simulator uses too): its own
+    /// (refused unless `1 <= min <= max`), else 1 to as many as the process's cores hold; a
+    /// `max` that cannot fit is cut to what fits (with a warning); legacy groups pin.
+    fn bounds(&self, def: &ModelDef, count: usize) -> Result<Bounds, LoadError> {
         let bad = |reason: String| LoadError::Bounds { model: def.name.clone(), reason };
-        let (min, max) = def.autopilot.unwrap_or((1, fit));
-        if min < 1 {
-            return Err(bad(format!("autopilot min = {min}: a model keeps at least 1 instance")));
-        }
-        if min > max {
-            return Err(bad(format!("autopilot min = {min} is above max = {max}")));
-        }
-        let max = if max > fit {
+        if let Some((min, max)) = def.autopilot {
+            if min < 1 {
+                return Err(bad(format!("autopilot min = {min}: a model keeps at least 1 instance")));
+            }
+            if min > max {
+                return Err(bad(format!("autopilot min = {min} is above max = {max}")));
+            }
+            let fit = autopilot::fit(self.cores(), def.cores_per_instance);
             // usize::MAX is "no max given" (a config with only `min`): no warning for it.
-            if max != usize::MAX {
+            if max > fit && max != usize::MAX {
                 tracing::warn!(
-                model = %def.name,
+                    model = %def.name,
                     "autopilot max = {max} instances do not fit the process's {} cores; at most {fit}",
                     self.cores()
                 );
             }
-            fit
-        } else {
-            max
-        };
-        let min = min.min(max);
-        let pinned = min == max || matches!(resolved(def), Where::Group(_));
-        Ok(Bounds { min, max, pinned })
+        }
+        let grouped = matches!(resolved(def), Where::Group(_)).then_some(count);
+        Ok(autopilot::bounds(def.autopilot, self.cores(), def.cores_per_instance, grouped))
     }
 
     /// Unloads a model: new calls fail at once, calls already accepted complete first.

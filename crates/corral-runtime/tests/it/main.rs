@@ -7,6 +7,7 @@ mod fuzz;
 mod replay;
 mod repository;
 mod seeds;
+mod views;
 
 use std::time::Duration;
 
