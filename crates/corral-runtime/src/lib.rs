@@ -45,7 +45,10 @@
 mod autopilot;
 mod context;
 mod error;
+mod limits;
+mod loaded;
 mod model;
+// Public for `corral bench --rate` and the replay test: see its module doc for why it is here.
 pub mod open_loop;
 mod periodic;
 mod publish;
@@ -67,8 +70,8 @@ pub use corral_dispatch::autopilot::{Bounds, Demand, InstanceView, ModelView};
 pub use corral_dispatch::replica::PICKS_MAX;
 pub use corral_placement::{CoreSpan, Layout, PlacementError, Where};
 pub use error::{InferError, LoadError, RuntimeError};
+pub use loaded::CoreStats;
 pub use model::Model;
-pub use publish::CoreStats;
 pub use runtime::{ModelDef, Replacement, Runtime};
 pub use settings::{
     AUTOPILOT_ENV, AUTOPILOT_INTERVAL_DEFAULT, AUTOPILOT_INTERVAL_ENV, EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV,

@@ -5,6 +5,13 @@
 //! sent. Each call's latency runs from its *scheduled* arrival to the end of its execution
 //! (the engine's own start and run time), so a lagging sender cannot hide queueing, and the
 //! numbers mean what `corral plan --predict`'s simulator means by them.
+//!
+//! It lives in the runtime, not beside `corral bench`, because it is the runtime's driver of
+//! an arrival schedule, the real-time twin of `corral_plan::simulate`: the runtime's own
+//! test that both drivers take the same decisions (`tests/it/replay.rs`) replays through it,
+//! as do `corral bench --rate` and the CLI's benchmarks. The runtime is the one crate all of
+//! them reach that knows a `Model` (the CLI is a binary, and the planner sits below the
+//! runtime and knows no model), and the module uses only `Model`'s public calls.
 
 use std::time::{Duration, Instant};
 

@@ -3,13 +3,13 @@
 //! `corral monitor` and anyone else on the host can read this process's counters.
 //!
 //! The thread only reads what the dispatch path already counts (atomics and the scheduler's
-//! per-core counters, under its lock for a copy), so calls pay nothing for it. It holds the
+//! per-core counters, under its lock for a copy, as `loaded::core_stats` reads them), so calls
+//! pay nothing for it. It holds the
 //! lease, the scheduler and the loaded models by `Arc`, never the runtime itself: the runtime
 //! stops and joins it when it drops, and the lease ends with the runtime as before. The
 //! thread is a [`Periodic`] one, publishing first as soon as it starts.
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -17,48 +17,12 @@ use std::{
 use corral_cores::sync::lock;
 use corral_cores::{CoreSet, Lease, LiveCore, LiveModel, PUBLISH_INTERVAL, Publication};
 
-use corral_placement::Layout;
-
 use crate::{
+    loaded::{Loaded, core_stats},
     model::Model,
     periodic::{First, Periodic},
     scheduler::Scheduler,
 };
-
-/// Per-core statistics.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CoreStats {
-    /// Process-relative index.
-    pub index: usize,
-    /// Device (global) index.
-    pub global: usize,
-    pub cpus: Vec<usize>,
-    pub executions: u64,
-    pub busy: Duration,
-    pub switches: u64,
-    pub models: Vec<String>,
-    /// The model that ran on this core last, while it is loaded.
-    pub last_model: Option<String>,
-}
-
-/// What a runtime has loaded: the placement, and the models by name.
-pub(crate) struct Loaded {
-    pub(crate) layout: Layout,
-    pub(crate) models: BTreeMap<String, Model>,
-}
-
-/// Per process core, the models on it (each named once).
-pub(crate) fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
-    let mut per_core = vec![Vec::new(); layout.cores()];
-    for placed in layout.placed() {
-        for core in placed.cores.cores() {
-            if !per_core[core].contains(&placed.model) {
-                per_core[core].push(placed.model.clone());
-            }
-        }
-    }
-    per_core
-}
 
 /// What a publication is made from.
 pub(crate) struct PublisherParts {
@@ -79,30 +43,6 @@ pub(crate) fn start(sources: PublisherParts) -> Option<Periodic> {
     };
     let failed = "cannot start the live publication thread; top and monitor will not see this process";
     Periodic::start("corral-publish", PUBLISH_INTERVAL, First::Now, failed, step)
-}
-
-/// Per-core statistics of a runtime.
-pub(crate) fn core_stats(lease: &Lease, scheduler: &Scheduler, loaded: &Loaded) -> Vec<CoreStats> {
-    let per_core = models_per_core(&loaded.layout);
-    let name_of = |id| loaded.models.values().find(|m| m.inner.id == id).map(|m| m.name().to_owned());
-    // The scheduler counts for every core the lease may grow to; the lease's come first.
-    let globals = lease.globals();
-    scheduler
-        .counters()
-        .into_iter()
-        .zip(globals)
-        .enumerate()
-        .map(|(index, (c, global))| CoreStats {
-            index,
-            global,
-            cpus: lease.core_cpus(index),
-            executions: c.executions,
-            busy: c.busy,
-            switches: c.switches,
-            models: per_core.get(index).cloned().unwrap_or_default(),
-            last_model: c.last_model.and_then(name_of),
-        })
-        .collect()
 }
 
 fn publication(sources: &PublisherParts, tag: Option<String>, seq: u64) -> Publication {
@@ -160,15 +100,4 @@ fn live_model(model: &Model, global: &[usize]) -> LiveModel {
 
 fn duration_ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Per process core, the instances on it as `name[replica]`, for the owner records.
-pub(crate) fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
-    let mut per_core = vec![Vec::new(); layout.cores()];
-    for placed in layout.placed() {
-        for core in placed.cores.cores() {
-            per_core[core].push(corral_cores::instance_label(&placed.model, placed.replica));
-        }
-    }
-    per_core
 }

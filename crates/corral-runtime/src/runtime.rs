@@ -19,9 +19,10 @@ use corral_placement::{CoreSpan, Layout, Where};
 use crate::{
     context,
     error::{LoadError, RuntimeError},
+    loaded::{CoreStats, Loaded, core_stats, instances_per_core},
     model::{Factory, Model, ModelInner, Parts},
     periodic::Periodic,
-    publish::{self, CoreStats, Loaded, PublisherParts},
+    publish::{self, PublisherParts},
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
     stats::Recorder,
@@ -425,11 +426,11 @@ impl Runtime {
     /// Per-core counters; an execution is counted before its caller is answered.
     pub fn core_stats(&self) -> Vec<CoreStats> {
         let inner = &self.inner;
-        publish::core_stats(&inner.lease, &inner.scheduler, &lock(&inner.loaded))
+        core_stats(&inner.lease, &inner.scheduler, &lock(&inner.loaded))
     }
 
     fn publish(&self, loaded: &Loaded) {
-        self.inner.lease.publish_models(&publish::instances_per_core(&loaded.layout));
+        self.inner.lease.publish_models(&instances_per_core(&loaded.layout));
     }
 }
 
