@@ -137,9 +137,11 @@ fn this_cpu_executes() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Condvar, Mutex};
 
-    use corral_engine::{DataType, SimModel, Tensor, TensorSpec};
+    use corral_engine::{
+        DataType, Engine, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorSpec,
+    };
 
     use super::*;
     use crate::{ModelDef, Runtime, RuntimeSettings};
@@ -174,11 +176,15 @@ mod tests {
             .expect("an allowed CPU");
         pin_to(cpu);
         let long = Duration::from_secs(5);
-        let started = Instant::now();
         let executing = Executing::on(std::slice::from_ref(&cpu));
-        assert!(!caller_spin_until(long, || false), "gives up at once beside an execution");
+        // Counted, not timed: giving up at once is giving up after the first look.
+        let mut looks = 0;
+        let spun = caller_spin_until(long, || {
+            looks += 1;
+            false
+        });
+        assert!(!spun && looks == 1, "gives up after one look beside an execution ({looks})");
         drop(executing);
-        assert!(started.elapsed() < long);
         let mut looks = 0;
         assert!(
             caller_spin_until(long, || {
@@ -189,38 +195,97 @@ mod tests {
         );
     }
 
+    /// An engine whose executions say when they start and end only when the test opens the
+    /// gate: an execution lasts as long as the test needs, however loaded the machine.
+    #[derive(Default)]
+    struct Gate {
+        /// (executions started, open)
+        state: Mutex<(usize, bool)>,
+        changed: Condvar,
+    }
+
+    impl Gate {
+        fn wait_started(&self, n: usize) {
+            let state = corral_cores::sync::lock(&self.state);
+            let (state, _) = self
+                .changed
+                .wait_timeout_while(state, Duration::from_secs(60), |(started, _)| *started < n)
+                .expect("gate lock");
+            assert!(state.0 >= n, "{n} execution(s) never started: {}", state.0);
+        }
+
+        fn open(&self) {
+            corral_cores::sync::lock(&self.state).1 = true;
+            self.changed.notify_all();
+        }
+    }
+
+    struct Gated(Arc<Gate>, Vec<TensorSpec>);
+
+    impl Engine for Gated {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+
+        fn prepare(&self, _source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
+            Ok(Arc::new(Gated(self.0.clone(), self.1.clone())))
+        }
+    }
+
+    impl Prepared for Gated {
+        fn inputs(&self) -> &[TensorSpec] {
+            &self.1
+        }
+
+        fn outputs(&self) -> &[TensorSpec] {
+            &[]
+        }
+
+        fn session(&self, _placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
+            Ok(Box::new(Gated(self.0.clone(), self.1.clone())))
+        }
+    }
+
+    impl Session for Gated {
+        fn run(&mut self, _inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
+            let mut state = corral_cores::sync::lock(&self.0.state);
+            state.0 += 1;
+            self.0.changed.notify_all();
+            drop(self.0.changed.wait_while(state, |(_, open)| !*open).expect("gate lock"));
+            Ok(Vec::new())
+        }
+    }
+
     #[test]
     fn a_worker_on_the_real_cpu_device_marks_its_cpu_while_it_executes() {
         let _turn = corral_cores::sync::lock(&MARKS);
         let dir = tempfile::tempdir().expect("temp dir");
+        let gate = Arc::new(Gate::default());
+        let spec = TensorSpec::new("x", DataType::F32, vec![1]);
         let mut settings = RuntimeSettings::default();
         settings.take.device = Some("cpu".parse().expect("the cpu device"));
         settings.take.lock_dir = Some(dir.path().to_owned());
         settings.take.explicit.num = Some(corral_cores::Source::new("CORRAL_NUM_CORES", "1"));
+        settings.onnx_engine = Some(Arc::new(Gated(gate.clone(), vec![spec.clone()])));
         let runtime = Runtime::new(settings).expect("one real core");
         let cpu = runtime.core_stats()[0].cpus[0];
-        let spec = |name: &str, shape| TensorSpec::new(name, DataType::F32, shape);
-        let slow = SimModel {
-            inputs: vec![spec("x", vec![1])],
-            outputs: vec![spec("y", vec![1])],
-            latency: Duration::from_millis(400),
-            switch: Duration::ZERO,
-        };
-        let model = runtime.load(ModelDef::sim("slow", slow)).expect("load");
+        let model = runtime.load(ModelDef::onnx("gated", "/gated.onnx")).expect("load");
         let executions = || EXECUTIONS[cpu].load(Ordering::Relaxed);
         assert_eq!(executions(), 0, "nothing runs yet");
-        let reply = model.submit(vec![Tensor::zeros_like(&spec("x", vec![1]))]).expect("submit");
-        let started = Instant::now();
-        while executions() == 0 && started.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let reply = model.submit(vec![Tensor::zeros_like(&spec)]).expect("submit");
+        gate.wait_started(1);
         assert_eq!(executions(), 1, "the worker marks its core's CPU while it runs");
         let looker = std::thread::spawn(move || {
             pin_to(cpu);
-            caller_spin_until(Duration::from_secs(5), || false)
+            let mut looks = 0;
+            let spun = caller_spin_until(Duration::from_secs(5), || {
+                looks += 1;
+                false
+            });
+            (spun, looks)
         });
-        let (looked, spun) = (Instant::now(), looker.join().expect("looker"));
-        assert!(!spun && looked.elapsed() < Duration::from_secs(5), "a caller on that CPU does not spin");
+        assert_eq!(looker.join().expect("looker"), (false, 1), "a caller on that CPU gives up after one look");
+        gate.open();
         reply.wait().expect("answered");
         assert_eq!(executions(), 0, "the mark ends with the execution");
     }
