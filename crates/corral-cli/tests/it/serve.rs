@@ -436,12 +436,15 @@ fn metric_names_and_labels() {
     let words: Vec<&str> = line.split_whitespace().collect();
     let (http_at, metrics_at) = (words[3], words[7]);
     let body = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1.0]}]}"#;
-    for _ in 0..600 {
-        if http(http_at, "GET", "/v2/health/ready", b"").0 == 200 {
-            break;
+    // Gives up after 30 s with the server's word, rather than going on to calls that fail.
+    let ready = (0..600).any(|_| {
+        let ready = http(http_at, "GET", "/v2/health/ready", b"").0 == 200;
+        if !ready {
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ready
+    });
+    assert!(ready, "never ready: {}", http(http_at, "GET", "/v2/health/ready", b"").1);
     for _ in 0..3 {
         assert_eq!(http(http_at, "POST", "/v2/models/tick/infer", body).0, 200);
     }
