@@ -234,7 +234,7 @@ fn spawn_forwarder(signals: SigSet, live: Live) -> anyhow::Result<()> {
 /// Reaps every live copy, releasing each one's lease as it goes; returns the exit status.
 fn wait_all(live: &Live, leases: &mut [Option<Lease>]) -> u8 {
     let mut status = 0;
-    while !corral_cores::sync::lock(&live).is_empty() {
+    while !corral_cores::sync::lock(live).is_empty() {
         let seen = match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Ok(seen) => seen,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -245,7 +245,7 @@ fn wait_all(live: &Live, leases: &mut [Option<Lease>]) -> u8 {
         };
         let Some(pid) = seen.pid() else { continue };
         let index = {
-            let mut live = corral_cores::sync::lock(&live);
+            let mut live = corral_cores::sync::lock(live);
             let position = live.iter().position(|(p, _)| *p == pid);
             position.map(|at| live.swap_remove(at).1)
         };

@@ -176,7 +176,7 @@ fn wanted_outputs(served: &Served, wanted: &[WantedOutput], binary_all: bool) ->
 impl WantedOutput {
     /// The tensor to send for this output: `tensor` itself or its classes.
     fn answer<'a>(&self, served: &Served, tensor: &'a Tensor) -> Result<Cow<'a, Tensor>, CallError> {
-        let labels = served.config.outputs.iter().find(|o| o.name == self.name).map_or(&[][..], |o| &o.labels[..]);
+        let labels = served.config.outputs.iter().find(|o| o.spec.name == self.name).map_or(&[][..], |o| &o.labels[..]);
         crate::classify::answer(tensor, self.class_count, served.config.max_batch_size > 0, labels)
     }
 }

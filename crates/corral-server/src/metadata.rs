@@ -1,5 +1,6 @@
 //! What the server says about itself and its models, in one protocol-neutral form
-//! ([`TensorMeta`], [`ConfigView`]) that REST renders as JSON and gRPC as messages.
+//! (tensors as `TensorSpec`s, the configuration, [`ModelStats`]) that REST renders as JSON and
+//! gRPC as messages.
 //!
 //! Shapes follow Triton: a model with `max_batch_size` > 0 has a batch dimension, shown as
 //! `-1` in metadata and left out of the config's `dims`. Without a `config.pbtxt`, the
@@ -7,7 +8,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use corral_engine::DataType;
+use corral_engine::{DataType, TensorSpec};
 use serde_json::{Value, json};
 
 use corral_config::{
@@ -35,50 +36,47 @@ pub fn server() -> Value {
     json!({ "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS })
 }
 
-/// A tensor as metadata and config show it.
-pub struct TensorMeta {
-    pub name: String,
-    pub datatype: DataType,
-    /// With the batch dimension (`-1`) when the model batches.
-    pub shape: Vec<i64>,
-    /// Without it.
-    pub dims: Vec<i64>,
-}
-
-fn views(served: &Served, declared: &[Declared], engine: &[corral_engine::TensorSpec]) -> Vec<TensorMeta> {
+/// A model's tensors as clients see them (metadata, the configuration, request checks): the
+/// declared ones, else the engine's signature; `shape` with the batch dimension (`-1`) first
+/// when the model batches ([`dims`] leaves it out).
+fn views(served: &Served, declared: &[Declared], engine: &[TensorSpec]) -> Vec<TensorSpec> {
     let batched = served.config.max_batch_size > 0;
     if declared.is_empty() {
         return engine
             .iter()
             .map(|spec| {
-                let dims = if batched { spec.shape.iter().skip(1).copied().collect() } else { spec.shape.clone() };
                 let mut shape = spec.shape.clone();
                 if batched && let Some(first) = shape.first_mut() {
                     *first = -1;
                 }
-                TensorMeta { name: spec.name.clone(), datatype: spec.datatype, shape, dims }
+                TensorSpec::new(spec.name.clone(), spec.datatype, shape)
             })
             .collect();
     }
     declared
         .iter()
         .map(|d| {
-            let shape =
-                if batched { std::iter::once(-1).chain(d.dims.iter().copied()).collect() } else { d.dims.clone() };
-            TensorMeta { name: d.name.clone(), datatype: d.datatype, shape, dims: d.dims.clone() }
+            let dims = &d.spec.shape;
+            let shape = if batched { std::iter::once(-1).chain(dims.iter().copied()).collect() } else { dims.clone() };
+            TensorSpec::new(d.spec.name.clone(), d.spec.datatype, shape)
         })
         .collect()
 }
 
-pub fn inputs(served: &Served) -> Vec<TensorMeta> {
+/// A tensor's dimensions without the batch dimension: the configuration's `dims`.
+pub fn dims<'a>(served: &Served, spec: &'a TensorSpec) -> &'a [i64] {
+    if served.config.max_batch_size > 0 { spec.shape.get(1..).unwrap_or_default() } else { &spec.shape }
+}
+
+pub fn inputs(served: &Served) -> Vec<TensorSpec> {
     views(served, &served.config.inputs, served.model.inputs())
 }
 
-pub fn outputs(served: &Served) -> Vec<TensorMeta> {
+pub fn outputs(served: &Served) -> Vec<TensorSpec> {
     views(served, &served.config.outputs, served.model.outputs())
 }
 
-fn tensors_json(views: &[TensorMeta]) -> Vec<Value> {
+fn tensors_json(views: &[TensorSpec]) -> Vec<Value> {
     views.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.kserve_name(), "shape": t.shape })).collect()
 }
 
@@ -135,10 +133,13 @@ pub fn config(served: &Served) -> ModelConfig {
         config.default_model_filename = "model.onnx".to_owned();
     }
     config.max_batch_size = served.config.max_batch_size as i32;
-    let signature = |views: Vec<TensorMeta>| views.into_iter().map(|t| (t.name, config_type(t.datatype), t.dims));
+    let signature = |views: Vec<TensorSpec>| {
+        views.into_iter().map(|t| (config_type(t.datatype), dims(served, &t).to_vec(), t.name)).collect::<Vec<_>>()
+    };
     if config.input.is_empty() {
         config.input = signature(inputs(served))
-            .map(|(name, data_type, dims)| ModelInput {
+            .into_iter()
+            .map(|(data_type, dims, name)| ModelInput {
                 name,
                 data_type: pb_type(&data_type),
                 dims,
@@ -148,7 +149,8 @@ pub fn config(served: &Served) -> ModelConfig {
     }
     if config.output.is_empty() {
         config.output = signature(outputs(served))
-            .map(|(name, data_type, dims)| ModelOutput {
+            .into_iter()
+            .map(|(data_type, dims, name)| ModelOutput {
                 name,
                 data_type: pb_type(&data_type),
                 dims,

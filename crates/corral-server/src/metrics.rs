@@ -71,34 +71,30 @@ pub fn render(state: &ServerState) -> String {
     // Instances are labelled by id, which stays with an instance while the autopilot moves
     // others (a position would hand one instance's counter to another).
     let instances: Vec<_> = served.iter().map(|s| s.model.stats().instances).collect();
-    family(&mut out, "corral_queue_depth", "gauge", "Calls queued or executing on each model instance");
-    for (s, list) in served.iter().zip(&instances) {
-        for i in list {
-            let _ = writeln!(
-                out,
-                "corral_queue_depth{{model=\"{}\",version=\"{}\",instance=\"{}\"}} {}",
-                s.name, s.version, i.id, i.in_flight
-            );
-        }
-    }
-    family(&mut out, "corral_instance_executions_total", "counter", "Executions per model instance");
-    for (s, list) in served.iter().zip(&instances) {
-        for i in list {
-            let _ = writeln!(
-                out,
-                "corral_instance_executions_total{{model=\"{}\",version=\"{}\",instance=\"{}\"}} {}",
-                s.name, s.version, i.id, i.executions
-            );
-        }
-    }
-    family(&mut out, "corral_instance_cores", "gauge", "The process cores each model instance spans (info: always 1)");
-    for (s, list) in served.iter().zip(&instances) {
-        for i in list {
-            let _ = writeln!(
-                out,
-                "corral_instance_cores{{model=\"{}\",version=\"{}\",instance=\"{}\",cores=\"{}\"}} 1",
-                s.name, s.version, i.id, i.cores
-            );
+    // One family per instance measure: its name, kind, help, an extra label and the value.
+    type ReadInstance = fn(&corral_runtime::InstanceStats) -> (String, String);
+    let per_instance: [(&str, &str, &str, ReadInstance); 3] = [
+        ("corral_queue_depth", "gauge", "Calls queued or executing on each model instance", |i| {
+            (String::new(), i.in_flight.to_string())
+        }),
+        ("corral_instance_executions_total", "counter", "Executions per model instance", |i| {
+            (String::new(), i.executions.to_string())
+        }),
+        ("corral_instance_cores", "gauge", "The process cores each model instance spans (info: always 1)", |i| {
+            (format!(",cores=\"{}\"", i.cores), "1".to_owned())
+        }),
+    ];
+    for (name, kind, help, read) in per_instance {
+        family(&mut out, name, kind, help);
+        for (s, list) in served.iter().zip(&instances) {
+            for i in list {
+                let (extra, value) = read(i);
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{}\",version=\"{}\",instance=\"{}\"{extra}}} {value}",
+                    s.name, s.version, i.id
+                );
+            }
         }
     }
     let name = "corral_autopilot_moves_total";

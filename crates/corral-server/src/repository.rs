@@ -18,7 +18,7 @@ use corral_config::{
     ModelConfig, ModelSequenceBatching, model_sequence_batching::Control as ControlPb,
     model_sequence_batching::control::Kind as ControlKindPb,
 };
-use corral_engine::{DataType, ModelSource};
+use corral_engine::{DataType, ModelSource, TensorSpec};
 use corral_runtime::{ModelDef, repository as runtime_repository};
 
 /// What the server adds to a runtime model: Triton's batching and declared tensors.
@@ -162,11 +162,11 @@ fn sequence_config(sequence: &ModelSequenceBatching) -> Result<SequenceConfig, S
     Ok(SequenceConfig { idle: Duration::from_micros(idle), controls })
 }
 
+/// A tensor the configuration declares: its name, type and `dims` (the shape without the
+/// batch dimension), and what only a configuration says of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Declared {
-    pub name: String,
-    pub datatype: DataType,
-    pub dims: Vec<i64>,
+    pub spec: TensorSpec,
     /// An output's labels, from its `label_filename` (line `i` names class `i`).
     pub labels: Vec<String>,
     /// An input the configuration marks `optional`: a request may leave it out.
@@ -289,7 +289,7 @@ pub(crate) fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConf
             }
             None => Vec::new(),
         };
-        Ok(Declared { name: name.to_owned(), datatype, dims: dims.to_vec(), labels, optional: false })
+        Ok(Declared { spec: TensorSpec::new(name, datatype, dims.to_vec()), labels, optional: false })
     };
     let inputs = config
         .input

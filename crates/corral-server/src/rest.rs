@@ -285,7 +285,7 @@ fn raw_request(served: &Served, body: bytes::Bytes) -> Result<call::Request, Cal
         return Err(triton::raw_input_count(model, inputs.len()));
     };
     let batch: &[i64] = if served.config.max_batch_size > 0 { &[1] } else { &[] };
-    let mut shape: Vec<i64> = batch.iter().chain(&input.dims).copied().collect();
+    let mut shape: Vec<i64> = batch.iter().chain(metadata::dims(served, input)).copied().collect();
     let variable: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] < 0).collect();
     if variable.len() > 1 {
         return Err(triton::raw_shape_ambiguous(&input.name));

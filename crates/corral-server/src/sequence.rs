@@ -101,7 +101,7 @@ impl Sequencer {
                 let load = |instance: u64| live.values().filter(|s| s.instance == instance).count();
                 // The autopilot may retire the instance chosen before the hold lands: choose
                 // again from the new list (a few times: each retry follows a move).
-                let held = (0..8).find_map(|_| {
+                let held = (0..corral_runtime::PICKS_MAX).find_map(|_| {
                     let instance = model.instance_ids().into_iter().min_by_key(|&i| load(i))?;
                     model.hold(instance).then_some(instance)
                 });

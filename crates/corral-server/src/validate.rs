@@ -40,7 +40,7 @@ pub fn request(served: &Served, id: Option<&str>, inputs: &[InputMeta], outputs:
     }
     let declared = metadata::inputs(served);
     // Inputs the configuration marks `optional` may be left out (ValidateRequestInputs).
-    let optional = |name: &str| served.config.inputs.iter().any(|d| d.name == name && d.optional);
+    let optional = |name: &str| served.config.inputs.iter().any(|d| d.spec.name == name && d.optional);
     let required = declared.iter().filter(|d| !optional(&d.name)).count();
     if inputs.len() > declared.len() || inputs.len() < required {
         let given: Vec<&str> = inputs.iter().map(|i| i.name).collect();

@@ -5,7 +5,9 @@
 use super::pb;
 use crate::metadata;
 
-pub(super) fn tensor_metadata(views: Vec<metadata::TensorMeta>) -> Vec<pb::model_metadata_response::TensorMetadata> {
+pub(super) fn tensor_metadata(
+    views: Vec<corral_engine::TensorSpec>,
+) -> Vec<pb::model_metadata_response::TensorMetadata> {
     views
         .into_iter()
         .map(|t| pb::model_metadata_response::TensorMetadata {
