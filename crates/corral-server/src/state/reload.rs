@@ -1,0 +1,278 @@
+//! Model control: load, reload and unload, and the repository index, on the server's model
+//! table (`ServerState`). Loads and unloads are serialised (`control_lock`); an unload first
+//! removes the model from the table (new calls get NOT_FOUND at once), then waits for the
+//! calls already accepted to complete.
+//!
+//! A reload (a load of a loaded model) never leaves a gap and keeps what did not change:
+//! 1. Versions whose folder, model file and configuration are as loaded keep serving as they
+//!    are (their instances, counters and live sequences).
+//! 2. Versions that are new are loaded; versions that changed are started beside the old
+//!    ones ([`Runtime::replace`]: placed as if the old were gone, so when every core is taken
+//!    the two share cores for the swap, switches counted).
+//! 3. Only when every one of them started does the table change, in one write: new calls go
+//!    to the new versions from then on. If any failed, those started are stopped
+//!    ([`Runtime::revert`] for the changed ones) and everything that was serving keeps
+//!    serving; the failure is the load's answer and the model's reason in the repository
+//!    index, as Triton does.
+//! 4. Versions the policy no longer selects, and the replaced ones, are dropped once the calls
+//!    that reached them have been answered.
+
+use std::{sync::Arc, time::Instant};
+
+use corral_runtime::{Model, sync, sync::lock};
+
+use super::{ControlMode, IndexEntry, Served, ServerState, Versions};
+use crate::{
+    batcher::Batcher,
+    error::{CallError, ErrorKind},
+    overrides::{self, LoadOverride},
+    repository,
+    sequence::Sequencer,
+    triton,
+};
+
+impl ServerState {
+    fn refuse_without_control(&self) -> Result<(), CallError> {
+        if self.control == ControlMode::None {
+            // Any mode but explicit refuses the API, as Triton's does.
+            return Err(triton::control_disabled());
+        }
+        Ok(())
+    }
+
+    /// The repository API's load: loads `name`, or reloads it when loaded.
+    pub async fn request_load(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
+        self.refuse_without_control()?;
+        self.load_as(name, over).await
+    }
+
+    pub async fn request_unload(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+        self.refuse_without_control()?;
+        self.unload(name).await
+    }
+
+    /// Loads (or reloads) `name` from the repository.
+    pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+        self.load_as(name, LoadOverride::default()).await
+    }
+
+    /// Loads (or reloads) `name` with a load request's configuration and files.
+    pub async fn load_as(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
+        // Triton's check of the name; corral's stricter rule for what may become a folder
+        // name is checked as the folder is read (a name it refuses is a failed poll, as a
+        // missing folder is).
+        let trimmed = name.trim();
+        if trimmed.is_empty() {
+            return Err(triton::empty_model_name());
+        }
+        if trimmed == ".." || trimmed.contains('/') {
+            return Err(triton::path_traversal(name));
+        }
+        let _one_at_a_time = self.control_lock.lock().await;
+        let this = self.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || this.load_blocking(&name, &over))
+            .await
+            .map_err(|e| CallError::new(ErrorKind::Internal, format!("load task failed: {e}")))?
+    }
+
+    fn load_blocking(self: &Arc<Self>, name: &str, over: &LoadOverride) -> Result<(), CallError> {
+        let old: Versions = sync::read(&self.models).get(name).cloned().unwrap_or_default();
+        // A failure's answer is Triton's (its code and words), its reason in the index
+        // corral's own.
+        let failed = |error: CallError, reason: String| {
+            let reason = if old.is_empty() {
+                reason
+            } else {
+                format!("reload failed, the loaded version keeps serving: {reason}")
+            };
+            lock(&self.reasons).insert(name.to_owned(), reason);
+            tracing::warn!(model = name, "load failed: {}", error.message);
+            Err(error)
+        };
+        // Files given with the load live until the model is loaded (engines read them then).
+        let (repo_model, _given) = match overrides::read_with(&self.repository, name, over) {
+            Ok(model) => model,
+            // As in Triton, whatever stops the model being read (no folder, a configuration
+            // or override that does not read, files that cannot be written) is a failed poll,
+            // answered 500 / INTERNAL; Triton logs the reason, corral also gives it after
+            // Triton's words.
+            Err(error) => {
+                let reason = error.to_string();
+                tracing::warn!(model = name, "{}", triton::poll_failed(name, &reason));
+                return failed(triton::load_poll_failed(name, &reason), reason);
+            }
+        };
+        let config = repo_model.config;
+        // Steps 1 and 2 of the module's protocol: keep, load or replace each version.
+        let mut kept = Versions::new();
+        let mut started: Vec<(u64, Model, String)> = Vec::new();
+        let mut replacements: Vec<corral_runtime::Replacement> = Vec::new();
+        let mut failure: Option<(u64, String)> = None;
+        for version in &repo_model.versions {
+            let fingerprint = fingerprint(&version.def, &config);
+            let result = match old.get(&version.number) {
+                Some(served) if served.fingerprint == fingerprint => {
+                    kept.insert(version.number, served.clone());
+                    continue;
+                }
+                Some(_) => self.runtime.replace(version.def.clone()).map(|replacement| {
+                    let model = replacement.model.clone();
+                    replacements.push(replacement);
+                    model
+                }),
+                None => self.runtime.load(version.def.clone()),
+            };
+            match result {
+                Ok(model) => started.push((version.number, model, fingerprint)),
+                Err(error) => {
+                    failure = Some((version.number, error.to_string()));
+                    break;
+                }
+            }
+        }
+        if let Some((version, message)) = failure {
+            for replacement in replacements {
+                self.runtime.revert(replacement);
+            }
+            for (_, model, _) in &started {
+                // Replaced versions were reverted above; only new ones are still loaded here.
+                if !old.values().any(|s| s.model.name() == model.name()) {
+                    let _ = self.runtime.unload(model.name());
+                }
+            }
+            // Triton's answer names the version and its state.
+            let answer = triton::version_load_failed(name, version, &message);
+            if old.is_empty() {
+                lock(&self.failed_loads).insert(name.to_owned());
+            }
+            return failed(answer, message);
+        }
+        // Step 3: one write switches every new call to the new set of versions.
+        let mut versions = kept;
+        for (number, model, fingerprint) in started {
+            let counters = self.counters_for(name, number);
+            let batcher = config.batch_delay.map(|delay| {
+                Batcher::start(model.clone(), config.max_batch_size, delay, config.max_queue_size, counters.clone())
+            });
+            let sequencer =
+                config.sequence.clone().map(|sequence| Sequencer::new(name, sequence, config.max_batch_size > 0));
+            let served = Served {
+                name: name.to_owned(),
+                version: number.to_string(),
+                number,
+                model,
+                config: config.clone(),
+                counters,
+                fingerprint,
+                batcher,
+                sequencer,
+            };
+            versions.insert(number, Arc::new(served));
+        }
+        let numbers: Vec<u64> = versions.keys().copied().collect();
+        lock(&self.reasons).remove(name);
+        lock(&self.failed_loads).remove(name);
+        sync::write(&self.models).insert(name.to_owned(), versions.clone());
+        tracing::info!(model = name, versions = ?numbers, "serving");
+        // Step 4: versions that no longer serve go once their calls are answered.
+        let retired: Vec<Arc<Served>> = old
+            .into_iter()
+            .filter(|(number, served)| versions.get(number).is_none_or(|now| !Arc::ptr_eq(now, served)))
+            .map(|(_, served)| served)
+            .collect();
+        self.retire(retired, replacements);
+        Ok(())
+    }
+
+    /// Waits until no call holds the retired versions any more (each call holds its version
+    /// from its lookup to its answer), then stops them: a replaced version by dropping its
+    /// replacement, a version no longer selected by unloading it. A call stuck past the
+    /// execution timeout is not waited for: the old version stops under it and it is
+    /// answered as unloaded.
+    fn retire(&self, old: Vec<Arc<Served>>, replacements: Vec<corral_runtime::Replacement>) {
+        let deadline = Instant::now() + self.runtime.exec_timeout() + std::time::Duration::from_secs(1);
+        while old.iter().any(|served| Arc::strong_count(served) > 1) && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let replaced: Vec<String> = replacements.iter().map(|r| r.model.name().to_owned()).collect();
+        for served in old {
+            let runtime_name = served.model.name().to_owned();
+            drop(served); // its batcher, if any, ends with it
+            if !replaced.contains(&runtime_name)
+                && let Err(error) = self.runtime.unload(&runtime_name)
+            {
+                tracing::warn!(model = %runtime_name, "unload: {error}");
+            }
+        }
+        drop(replacements); // drains and stops the replaced instances
+    }
+
+    /// Unloads `name`; unloading a model that is not loaded succeeds (as Triton's does, whose
+    /// unload does not check the name either: no such name is ever loaded).
+    pub async fn unload(self: &Arc<Self>, name: &str) -> Result<(), CallError> {
+        let _one_at_a_time = self.control_lock.lock().await;
+        let this = self.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            lock(&this.failed_loads).remove(&name);
+            if this.unload_blocking(&name) {
+                lock(&this.reasons).insert(name.clone(), "unloaded".to_owned());
+            }
+        })
+        .await
+        .map_err(|e| CallError::new(ErrorKind::Internal, format!("unload task failed: {e}")))
+    }
+
+    /// Removes `name` from the table, then waits for its accepted calls. False if not loaded.
+    fn unload_blocking(&self, name: &str) -> bool {
+        let removed = sync::write(&self.models).remove(name);
+        let Some(versions) = removed else { return false };
+        for served in versions.values() {
+            if let Err(error) = self.runtime.unload(served.model.name()) {
+                tracing::warn!(model = name, version = served.number, "unload: {error}");
+            }
+        }
+        tracing::info!(model = name, "unloaded");
+        true
+    }
+
+    /// Every model of the repository and every loaded one, with its state, as Triton lists
+    /// them: one entry per loaded version; a model that failed or was unloaded UNAVAILABLE
+    /// with its reason; a model never loaded by its name alone.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let mut names = repository::names(&self.repository);
+        let loaded = sync::read(&self.models).clone();
+        names.extend(loaded.keys().cloned());
+        names.sort();
+        names.dedup();
+        let reasons = lock(&self.reasons).clone();
+        let mut entries = Vec::new();
+        for name in names {
+            // A loaded model's reason is a failed reload's, if any.
+            let reason = reasons.get(&name).cloned().unwrap_or_default();
+            match loaded.get(&name) {
+                Some(versions) => entries.extend(versions.values().map(|served| IndexEntry {
+                    name: name.clone(),
+                    version: Some(served.version.clone()),
+                    state: Some("READY"),
+                    reason: reason.clone(),
+                })),
+                None if reason.is_empty() => entries.push(IndexEntry { name, version: None, state: None, reason }),
+                None => entries.push(IndexEntry { name, version: None, state: Some("UNAVAILABLE"), reason }),
+            }
+        }
+        entries
+    }
+}
+
+/// What a version is loaded from, to tell at a reload whether it changed.
+fn fingerprint(def: &corral_runtime::ModelDef, config: &crate::repository::ServeConfig) -> String {
+    let file = match &def.source {
+        corral_engine::ModelSource::Onnx(path) => std::fs::metadata(path)
+            .map(|m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default(),
+        corral_engine::ModelSource::Sim(_) => String::new(),
+    };
+    format!("{def:?} {config:?} {file}")
+}
