@@ -2,6 +2,9 @@
 //! a short interval: cores follow the load between models without a failed call, bounds hold,
 //! a preparation that fails leaves the layout as it was, a held instance (a live sequence)
 //! is not retired. Conditions are waited for with generous deadlines; nothing asserts a time.
+//! A window in which nothing may happen is measured in the controller's looks, counted by
+//! the starts it tries and a [`Flaky`] engine refuses, never in milliseconds: a starved
+//! controller makes the window longer, not empty.
 
 use std::{
     sync::{
@@ -105,11 +108,16 @@ fn cores_follow_the_load_between_three_models_without_a_failed_call() {
 
 #[test]
 fn bounds_are_kept_and_a_model_outside_them_is_brought_in() {
-    let (_dir, runtime) = runtime_with("sim:8", None, None, settings());
+    let flaky = Flaky::default();
+    let (_dir, runtime) = runtime_with("sim:8", None, None, flaky.settings());
     let bounded = runtime.load(ModelDef::sim("bounded", sim(20, 0)).autopilot(2, 3)).expect("loads");
     let pinned = runtime
         .load(ModelDef::sim("pinned", sim(20, 0)).autopilot(1, 1).at(Where::Cores { start: Some(7), count: None }))
         .expect("loads");
+    // The controller's looks, witnessed: under load `looks` wants a second instance, and every
+    // look tries to start it (one start at most: its max is 2), which the broken engine refuses.
+    let looks = runtime.load(ModelDef::onnx("looks", "/looks.onnx").autopilot(1, 2)).expect("loads");
+    flaky.broken.store(true, Ordering::Relaxed);
     wait_until(
         "bounded brought up to its min",
         || bounded.instances().len() == 2,
@@ -119,8 +127,10 @@ fn bounds_are_kept_and_a_model_outside_them_is_brought_in() {
     let failed = Arc::new(AtomicU64::new(0));
     let mut callers = drive(&bounded, 8, &stop, &failed);
     callers.extend(drive(&pinned, 8, &stop, &failed));
+    callers.extend(drive(&looks, 2, &stop, &failed));
     wait_until("bounded grown to its max", || bounded.instances().len() == 3, || format!("{:?}", bounded.instances()));
-    std::thread::sleep(Duration::from_millis(300)); // several intervals under load
+    // Six looks under load, each of which would grow `bounded` past its max if it could.
+    flaky.wait_refused(6, "six looks with bounded at its max");
     assert_eq!(bounded.instances().len(), 3, "never above max");
     assert_eq!(pinned.instances(), [corral_runtime::CoreSpan::new(7, 1)], "min = max pins count and cores");
     stop.store(true, Ordering::Relaxed);
@@ -146,13 +156,34 @@ fn a_held_instance_is_not_retired_until_released() {
     model.release(2);
 }
 
-/// An engine whose sessions fail once `broken` is set (a model file gone, an engine error).
+/// An engine whose sessions fail once `broken` is set (a model file gone, an engine error),
+/// counting the starts it refused: each is a grow the controller tried at one of its looks.
+#[derive(Clone, Default)]
 struct Flaky {
     broken: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
+}
+
+impl Flaky {
+    /// The test's settings with this engine for ONNX models.
+    fn settings(&self) -> RuntimeSettings {
+        RuntimeSettings { onnx_engine: Some(Arc::new(self.clone())), ..settings() }
+    }
+
+    /// Waits until `n` more starts are refused from now on.
+    #[track_caller]
+    fn wait_refused(&self, n: u64, what: &str) {
+        let target = self.refused.load(Ordering::Relaxed) + n;
+        wait_until(
+            what,
+            || self.refused.load(Ordering::Relaxed) >= target,
+            || format!("{} of {target} starts refused", self.refused.load(Ordering::Relaxed)),
+        );
+    }
 }
 
 struct FlakyModel {
-    broken: Arc<AtomicBool>,
+    engine: Flaky,
     spec: Vec<TensorSpec>,
 }
 
@@ -172,7 +203,7 @@ impl Engine for Flaky {
 
     fn prepare(&self, _source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
         let spec = vec![TensorSpec::new("x", corral_engine::DataType::F32, vec![1, 4])];
-        Ok(Arc::new(FlakyModel { broken: self.broken.clone(), spec }))
+        Ok(Arc::new(FlakyModel { engine: self.clone(), spec }))
     }
 }
 
@@ -186,7 +217,8 @@ impl Prepared for FlakyModel {
     }
 
     fn session(&self, _placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
-        if self.broken.load(Ordering::Relaxed) {
+        if self.engine.broken.load(Ordering::Relaxed) {
+            self.engine.refused.fetch_add(1, Ordering::Relaxed);
             return Err(EngineError::Run("the model file is gone".to_owned()));
         }
         Ok(Box::new(Instant0))
@@ -195,19 +227,19 @@ impl Prepared for FlakyModel {
 
 #[test]
 fn a_preparation_that_fails_leaves_the_layout_as_it_was() {
-    let broken = Arc::new(AtomicBool::new(false));
-    let mut settings = settings();
-    settings.onnx_engine = Some(Arc::new(Flaky { broken: broken.clone() }));
-    let (_dir, runtime): (_, Runtime) = runtime_with("sim:4", None, None, settings);
+    let flaky = Flaky::default();
+    let (_dir, runtime): (_, Runtime) = runtime_with("sim:4", None, None, flaky.settings());
     let model = runtime.load(ModelDef::onnx("flaky", "/nonexistent.onnx")).expect("loads");
-    broken.store(true, Ordering::Relaxed);
+    flaky.broken.store(true, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicU64::new(0));
     let callers = drive(&model, 6, &stop, &failed);
-    std::thread::sleep(Duration::from_millis(500)); // ten intervals that would grow it
+    // Ten refused starts are four looks at least: one look starts at most three, one per
+    // free core.
+    flaky.wait_refused(10, "ten starts tried under load");
     assert_eq!(model.instances().len(), 1, "no instance could start: the layout is as it was");
     assert_eq!(model.moves(), (0, 0, 0));
-    broken.store(false, Ordering::Relaxed);
+    flaky.broken.store(false, Ordering::Relaxed);
     wait_until(
         "growth once preparing works again",
         || model.instances().len() > 1,
