@@ -155,7 +155,7 @@ impl Runtime {
     pub fn with_lease(lease: Lease, settings: RuntimeSettings) -> Runtime {
         let group_sizes: Vec<usize> = lease.groups().iter().map(|g| g.count).collect();
         let lease = Arc::new(lease);
-        let watch = matches!(lease.device(), corral_cores::DeviceSpec::Cpu { .. });
+        let watch = matches!(lease.device(), DeviceSpec::Cpu { .. });
         // A default lease on `cpu` may grow to every core of the device (SPEC §2): the
         // scheduler counts for each from the start; the layout grows as cores join.
         let capacity = if watch && lease.is_by_default() { lease.host_device().len() } else { 0 };

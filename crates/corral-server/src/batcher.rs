@@ -129,7 +129,7 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
     if batch.len() == 1 {
         let call = batch.into_iter().next().expect("one call");
         let result = model.infer_async(call.inputs).await.map_err(CallError::from);
-        counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counters.executions.fetch_add(1, Relaxed);
         if let Ok(inference) = &result {
             counters.batch(rows as u64, Duration::ZERO, inference.compute);
         }
@@ -148,7 +148,7 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
         })
         .collect();
     let result = model.infer_async(combined).await;
-    counters.executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counters.executions.fetch_add(1, Relaxed);
     let mut inference = match result {
         Ok(inference) => {
             // One execution of the whole batch (Triton's batch_stats; inputs are concatenated

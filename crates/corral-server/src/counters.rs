@@ -19,7 +19,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub(crate) fn add(&self, d: std::time::Duration) {
+    pub(crate) fn add(&self, d: Duration) {
         self.count.fetch_add(1, Relaxed);
         self.ns.fetch_add(d.as_nanos() as u64, Relaxed);
     }
@@ -38,7 +38,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    pub(crate) fn observe(&self, d: std::time::Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let seconds = d.as_secs_f64();
         let bucket = DURATION_BUCKETS.iter().position(|&le| seconds <= le).unwrap_or(DURATION_BUCKETS.len());
         self.buckets[bucket].fetch_add(1, Relaxed);

@@ -119,7 +119,7 @@ async fn read_body_first(State(state): State<AppState>, request: Request, next: 
 /// The request's body as [`read_body_first`] read it (within the limit, inflated): the one
 /// place a handler takes its body from.
 #[derive(Clone)]
-struct ReadBody(bytes::Bytes);
+struct ReadBody(Bytes);
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
@@ -224,7 +224,7 @@ async fn model_stats_v(State(state): State<AppState>, Path((model, version)): Pa
 
 /// The body, refused beyond the limit (announced or actual) with Triton's 400 and words,
 /// which name its flag; corral takes it too.
-async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, CallError> {
+async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<Bytes, CallError> {
     let limit = state.body_limit;
     // A header of length 0 is a raw binary request: its body is one input's bytes (Triton:
     // EVBufferToRawInput), else the JSON header and its binary tensors (EVBufferToJson).
@@ -278,7 +278,7 @@ const HEADER_LEN: &str = "inference-header-content-length";
 /// that input, its datatype and shape from the configuration (a batching model's batch is 1;
 /// one variable dimension is what the bytes make it; a BYTES input is one element, the body),
 /// and every output comes back binary. Errors are Triton's.
-fn raw_request(served: &Served, body: bytes::Bytes) -> Result<call::Request, CallError> {
+fn raw_request(served: &Served, body: Bytes) -> Result<call::Request, CallError> {
     let model = &served.name;
     let inputs = metadata::inputs(served);
     let [input] = &inputs[..] else {

@@ -170,12 +170,12 @@ fn check_versions(config: &str, expect: expect_test::Expect) {
                 .iter()
                 .map(|v| {
                     let corral_engine::ModelSource::Onnx(path) = &v.def.source else { panic!("onnx") };
-                    let file = std::fs::read_to_string(path).expect("model file");
+                    let file = fs::read_to_string(path).expect("model file");
                     format!("{}={file}", v.number)
                 })
                 .collect();
             let corral_engine::ModelSource::Onnx(highest) = &read.def.source else { panic!("onnx") };
-            format!("{} (def {})", versions.join(" "), std::fs::read_to_string(highest).expect("file"))
+            format!("{} (def {})", versions.join(" "), fs::read_to_string(highest).expect("file"))
         }
         Ok(None) => "no model".to_owned(),
         Err(error) => error.to_string().replace(&dir.path().display().to_string(), "DIR"),

@@ -267,7 +267,7 @@ impl ServerState {
 }
 
 /// What a version is loaded from, to tell at a reload whether it changed.
-fn fingerprint(def: &corral_runtime::ModelDef, config: &crate::repository::ServeConfig) -> String {
+fn fingerprint(def: &corral_runtime::ModelDef, config: &repository::ServeConfig) -> String {
     let file = match &def.source {
         corral_engine::ModelSource::Onnx(path) => std::fs::metadata(path)
             .map(|m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
