@@ -662,15 +662,21 @@ fn protocol_steps(src: &Path) -> Vec<String> {
         files.extend(entries.map(|e| e.expect("entry").path()));
     }
     files.sort();
+    let files: Vec<PathBuf> = files.into_iter().filter(|f| f.is_file()).collect();
+    named_in(&files, src, &CALL_STEPS)
+        .into_iter()
+        .map(|(name, step)| format!("{name} takes the call's step `{step}`; leave it to call.rs"))
+        .collect()
+}
+
+/// Each of `patterns` that the code of `files` (as [`non_test_code`] keeps it) names, with the
+/// file's path under `root`: once per file and pattern.
+fn named_in<'p>(files: &[PathBuf], root: &Path, patterns: &[&'p str]) -> Vec<(String, &'p str)> {
     let mut found = Vec::new();
-    for file in files.iter().filter(|f| f.is_file()) {
+    for file in files {
         let code = non_test_code(&std::fs::read_to_string(file).expect("readable"));
-        for line in code.lines() {
-            for step in CALL_STEPS.iter().filter(|s| line.contains(*s)) {
-                let name = file.strip_prefix(src).expect("inside").display();
-                found.push(format!("{name} takes the call's step `{step}`; leave it to call.rs"));
-            }
-        }
+        let name = file.strip_prefix(root).expect("inside").display().to_string();
+        found.extend(patterns.iter().filter(|p| code.contains(*p)).map(|p| (name.clone(), *p)));
     }
     found
 }
@@ -724,20 +730,15 @@ fn poison_handled_elsewhere(crates: &Path) -> Vec<String> {
     let mut files = Vec::new();
     rust_files(crates, &mut files);
     files.sort();
-    let mut found = Vec::new();
-    for file in files.iter().filter(|f| f.components().all(|c| c.as_os_str() != "tests")) {
-        if file.ends_with("corral-cores/src/sync.rs") {
-            continue;
-        }
-        let code = non_test_code(&std::fs::read_to_string(file).expect("readable"));
-        for pattern in [".lock().expect(", ".lock().unwrap(", ".read().expect(", ".write().expect(", "PoisonError"] {
-            if code.contains(pattern) {
-                let name = file.strip_prefix(crates).expect("inside").display();
-                found.push(format!("{name} handles a poisoned lock itself (`{pattern}`); use corral_cores::sync"));
-            }
-        }
-    }
-    found
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| f.components().all(|c| c.as_os_str() != "tests") && !f.ends_with("corral-cores/src/sync.rs"))
+        .collect();
+    let patterns = [".lock().expect(", ".lock().unwrap(", ".read().expect(", ".write().expect(", "PoisonError"];
+    named_in(&files, crates, &patterns)
+        .into_iter()
+        .map(|(name, pattern)| format!("{name} handles a poisoned lock itself (`{pattern}`); use corral_cores::sync"))
+        .collect()
 }
 
 #[test]
