@@ -48,7 +48,7 @@ mod error;
 mod limits;
 mod loaded;
 mod model;
-// Public for `corral bench --rate` and the replay test: see its module doc for why it is here.
+// Public for `corral bench --rate` and the CLI's benchmarks: see its module doc for why it is here.
 pub mod open_loop;
 mod periodic;
 mod publish;

@@ -7,11 +7,12 @@
 //! numbers mean what `corral plan --predict`'s simulator means by them.
 //!
 //! It lives in the runtime, not beside `corral bench`, because it is the runtime's driver of
-//! an arrival schedule, the real-time twin of `corral_plan::simulate`: the runtime's own
-//! test that both drivers take the same decisions (`tests/it/replay.rs`) replays through it,
-//! as do `corral bench --rate` and the CLI's benchmarks. The runtime is the one crate all of
-//! them reach that knows a `Model` (the CLI is a binary, and the planner sits below the
-//! runtime and knows no model), and the module uses only `Model`'s public calls.
+//! an arrival schedule, the real-time twin of `corral_plan::simulate`: `corral bench --rate`
+//! and the CLI's benchmarks replay through it. (The runtime's own test that both drivers take
+//! the same decisions, `tests/it/replay.rs`, walks the simulator's events step by step
+//! instead, so that no clock can decide.) The runtime is the one crate all of them reach that
+//! knows a `Model` (the CLI is a binary, and the planner sits below the runtime and knows no
+//! model), and the module uses only `Model`'s public calls.
 
 use std::time::{Duration, Instant};
 
