@@ -2,6 +2,7 @@
 //! traffic, async calls, and a stress run with shared cores, gangs and reloads.
 
 use std::{
+    collections::BTreeSet,
     sync::{
         Arc, Barrier,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -16,7 +17,7 @@ use corral_runtime::{
 };
 use proptest::prelude::*;
 
-use super::{input, runtime, runtime_with, sim};
+use super::{input, replay::Held, runtime, runtime_with, sim};
 
 #[test]
 fn contexts_are_per_thread() {
@@ -143,23 +144,40 @@ fn replace_serves_from_the_old_model_until_the_new_one_is_ready() {
 /// block for the whole exec timeout on a full queue.
 #[test]
 fn a_full_queue_refuses_async_calls_at_once() {
+    let held = Held::default();
     let settings =
-        RuntimeSettings { queue_len_max: 1, exec_timeout: Some(Duration::from_secs(5)), ..Default::default() };
-    let (_dir, runtime) = runtime_with("sim:1", None, None, settings);
-    let model = runtime.load(ModelDef::sim("m", sim(300, 0))).expect("load");
-    let running = model.submit(input()).expect("runs");
-    // Waits for the worker to take the first call if it has not yet, then fills the queue;
-    // the first call runs for 300 ms, so the queue stays full for the next lines.
-    let queued = model.submit(input()).expect("fills the one-slot queue");
-    let refused = model.try_submit(input()).err().expect("no room");
+        RuntimeSettings { queue_len_max: 1, exec_timeout: Some(Duration::from_secs(3600)), ..Default::default() };
+    let (_dir, runtime) = runtime_with("sim:1", None, None, held.settings(settings));
+    let _release = held.release_all_on_drop();
+    let model = runtime.load(ModelDef::onnx("m", "/held.onnx")).expect("load");
+    // The first call runs until the test releases it, so the queue stays full for as long as
+    // the next lines take, however loaded the machine.
+    let running = model.submit(Held::input(0)).expect("runs");
+    held.wait_started(&BTreeSet::from([0]), "the first call");
+    let queued = model.submit(Held::input(1)).expect("fills the one-slot queue");
+    let refused = model.try_submit(Held::input(2)).err().expect("no room");
     assert!(matches!(refused, InferError::QueueFull { queue_len_max: 1, .. }), "{refused}");
-    let refused_async = block_on(model.infer_async(input())).expect_err("no room");
+    let refused_async = block_on(model.infer_async(Held::input(2))).expect_err("no room");
     assert!(matches!(refused_async, InferError::QueueFull { .. }), "{refused_async}");
-    // A blocking submit waits for room instead, and gets in.
-    let waited = model.submit(input()).expect("room came within the exec timeout");
-    for reply in [running, queued, waited] {
+    // A blocking submit waits for room instead, and gets in once the first call ends. It is
+    // counted in flight before it waits (3: running, queued, waiting), so the release comes
+    // while it waits.
+    let waiter = thread::spawn({
+        let model = model.clone();
+        move || model.submit(Held::input(3)).expect("room came")
+    });
+    while model.queue_depths() != [3] {
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!waiter.is_finished(), "a full queue keeps a blocking submit waiting");
+    held.release(0);
+    let waited = waiter.join().expect("the waiting caller");
+    for (call, reply) in [(1, queued), (3, waited)] {
+        held.release(call);
         reply.wait().expect("accepted calls complete");
     }
+    running.wait().expect("the first call completes");
+    assert_eq!(held.started(), [0, 1, 3], "the refused calls never ran");
 }
 
 #[test]
@@ -194,7 +212,7 @@ fn async_calls_complete() {
 }
 
 /// A minimal executor: polls on the calling thread, parking until woken.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+fn block_on<F: Future>(future: F) -> F::Output {
     struct Unpark(thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {
