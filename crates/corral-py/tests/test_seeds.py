@@ -127,32 +127,31 @@ def executions():
     return [c["executions"] for c in corral.cores()]
 
 def run_together(models):
-    # One call per model from a thread each: seconds taken, executions per core.
+    # One call per model from a thread each: executions per core.
     before = executions()
     threads = [threading.Thread(target=m, args=(x,)) for m in models.values()]
-    started = time.monotonic()
     for t in threads: t.start()
     for t in threads: t.join()
-    return time.monotonic() - started, [a - b for a, b in zip(executions(), before)]
+    return [a - b for a, b in zip(executions(), before)]
 
 def switches(core):
     return corral.cores()[core]["switches"]
 
 good = place({"A": 0, "B": 2, "C": 6, "D": 9})
-good_s, good_runs = run_together(good)
+good_runs = run_together(good)
 good_where = {n: m.instances for n, m in good.items()}
 for m in good.values(): m.unload()
 
 bad = place({"A": 0, "B": 2, "C": 5, "D": 9})
 nc5_before = switches(5)
-bad_s, bad_runs = min(run_together(bad) for _ in range(3))
+bad_runs = [run_together(bad) for _ in range(3)]
 bad_where = {n: m.instances for n, m in bad.items()}
 nc5_switches = switches(5) - nc5_before
 for m in bad.values(): m.unload()
 
 again = place({"C": 0, "A": 3, "D": 5, "B": 9})  # another layout, same process
-again_s, again_runs = run_together(again)
-report(good_runs=good_runs, bad_s=bad_s, bad_runs=bad_runs, again_runs=again_runs, nc5_switches=nc5_switches,
+again_runs = run_together(again)
+report(good_runs=good_runs, bad_runs=bad_runs, again_runs=again_runs, nc5_switches=nc5_switches,
        good=good_where, bad=bad_where, again={n: m.instances for n, m in again.items()})
 """
 
@@ -169,16 +168,17 @@ def test_flexeg_good_bad_and_reloaded_layouts(repo, tmp_path):
     assert got["good"] == {"A": span(0, 2), "B": span(2, 4), "C": span(6, 3), "D": span(9, 4)}
     assert got["bad"]["C"] == span(5, 3), "C starts at nc5, inside B"
     assert got["again"] == {"C": span(0, 3), "A": span(3, 2), "D": span(5, 4), "B": span(9, 4)}
-    latency = LATENCY_MS / 1e3
     # Counted, not timed: in the good layouts each of the 13 cores in use runs one execution
-    # (nothing shared); in the bad one nc5 runs B's and C's. Simulated cores sleep, so B and
-    # C taking turns there costs at least two latencies however idle the machine is.
+    # (nothing shared); in the bad one nc5 runs B's and C's in every run, and they take turns
+    # there: the core changes model within each of the 3 runs (the first use is not a
+    # switch, and a run may begin with the model that ended the last), so 3 switches at least.
+    # That two models never hold a core at once is the gang table's rule, held against the
+    # simulator's step by step in the runtime's tests/it/replay.rs.
     used = [1] * 13 + [0] * 3
     assert got["good_runs"] == used, got
     assert got["again_runs"] == used, got
-    assert got["bad_runs"][5] == 2 and got["bad_runs"].count(0) == 4, got
-    assert got["bad_s"] >= 2 * latency, got
-    assert got["nc5_switches"] >= 2, "each turn of B and C on nc5 is a switch"
+    assert all(run[5] == 2 and run.count(0) == 4 for run in got["bad_runs"]), got
+    assert got["nc5_switches"] >= 3, got
 
 
 def test_flexeg_start_past_the_last_core_fails(repo, tmp_path):
