@@ -57,6 +57,9 @@ fails("a request after END without START", lambda: call(http, thttp, 7, 41),
 fails("a request without a sequence id", lambda: http.infer("seq", value(thttp, 1)),
       "inference request to model 'seq' must specify a non-zero or non-empty correlation ID", starts=True)
 call(http, thttp, 1, 43, start=True)
+# No timer ends a sequence: the next request finds it idle past the limit, on the server's
+# clock from its last request. Sleeping past the 2 s limit is enough however loaded the
+# machine (a load only lengthens the sleep), and a sequence still live would not fail.
 time.sleep(2.5)
 fails("a sequence that idled out", lambda: call(http, thttp, 2, 43),
       "inference request for sequence 43 to model 'seq' must specify the START flag", starts=True)
