@@ -196,7 +196,8 @@ mod tests {
     }
 
     /// An engine whose executions say when they start and end only when the test opens the
-    /// gate: an execution lasts as long as the test needs, however loaded the machine.
+    /// gate: an execution lasts as long as the test needs, however loaded the machine. One
+    /// never let through fails after a minute, so a failing test does not hang on its worker.
     #[derive(Default)]
     struct Gate {
         /// (executions started, open)
@@ -251,7 +252,13 @@ mod tests {
             let mut state = corral_cores::sync::lock(&self.0.state);
             state.0 += 1;
             self.0.changed.notify_all();
-            drop(self.0.changed.wait_while(state, |(_, open)| !*open).expect("gate lock"));
+            let minute = Duration::from_secs(60);
+            let (state, waited) =
+                self.0.changed.wait_timeout_while(state, minute, |(_, open)| !*open).expect("gate lock");
+            drop(state);
+            if waited.timed_out() {
+                return Err(EngineError::Run("the gate never opened".to_owned()));
+            }
             Ok(Vec::new())
         }
     }
