@@ -11,7 +11,6 @@
 //! name, and 64-bit integers as JSON numbers (Triton turns protobuf's strings back into
 //! numbers). Object keys come out sorted (serde_json's map).
 
-use prost::Message as _;
 use prost_reflect::{DeserializeOptions, DynamicMessage, SerializeOptions};
 
 use crate::{ModelConfig, descriptor};
@@ -33,8 +32,8 @@ pub fn from_json(text: &str) -> Result<ModelConfig, JsonError> {
 
 /// `config` as Triton's configuration endpoint prints it.
 pub fn to_json(config: &ModelConfig) -> serde_json::Value {
-    let message = DynamicMessage::decode(descriptor("ModelConfig"), config.encode_to_vec().as_slice())
-        .expect("a message encoded from the same schema decodes");
+    let mut message = DynamicMessage::new(descriptor("ModelConfig"));
+    message.transcode_from(config).expect("a message of the same schema transcodes");
     let options =
         SerializeOptions::new().stringify_64_bit_integers(false).use_proto_field_name(true).skip_default_fields(false);
     message.serialize_with_options(serde_json::value::Serializer, &options).expect("a message always has a JSON form")

@@ -23,7 +23,6 @@ pub mod validate;
 
 use std::{path::Path, sync::OnceLock};
 
-use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 pub use json::{JsonError, from_json, to_json};
@@ -85,7 +84,7 @@ pub fn read_file(path: &Path) -> Result<ModelConfig, ReadError> {
 
 /// A dynamic message of `descriptor("ModelConfig")` as the generated type.
 fn typed(message: &DynamicMessage) -> ModelConfig {
-    ModelConfig::decode(message.encode_to_vec().as_slice()).expect("a message encoded from the same schema decodes")
+    message.transcode_to().expect("a message of the same schema transcodes")
 }
 
 impl ModelConfig {

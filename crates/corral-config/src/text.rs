@@ -21,7 +21,7 @@
 //! repeated fields as `[a, b]` lists or as repeated lines, both at once too; map entries as
 //! `key`/`value` messages (the last of a key wins); `;` or `,` after any field.
 
-use prost_reflect::{DynamicMessage, Kind, MapKey, MessageDescriptor, ReflectMessage, Value};
+use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, ReflectMessage, Value};
 
 /// Where and why a text could not be read, in protobuf's words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -343,7 +343,7 @@ impl Parser<'_> {
             let key_field = descriptor.map_entry_key_field();
             let value_field = descriptor.map_entry_value_field();
             let key = entry.take_field(&key_field).unwrap_or_else(|| Value::default_value_for_field(&key_field));
-            let key = map_key(key);
+            let key = key.into_map_key().expect("protobuf map keys are integers, bools or strings");
             let entry_value =
                 entry.take_field(&value_field).unwrap_or_else(|| Value::default_value_for_field(&value_field));
             if let Value::Map(map) = message.get_field_mut(field) {
@@ -474,9 +474,8 @@ impl Parser<'_> {
                 token.text.parse::<f64>().expect("a decimal integer token reads as a double")
             }
             TokenKind::Float => {
-                let text = token.text.trim_end_matches(['f', 'F']);
-                let text = if text.ends_with('.') { format!("{text}0") } else { text.to_owned() };
-                text.parse::<f64>().expect("a float token reads as a double")
+                // Rust reads `1.` and `1.e5` as protobuf does.
+                token.text.trim_end_matches(['f', 'F']).parse::<f64>().expect("a float token reads as a double")
             }
             TokenKind::Identifier => match token.text.to_ascii_lowercase().as_str() {
                 "inf" | "infinity" => f64::INFINITY,
@@ -500,19 +499,6 @@ impl Parser<'_> {
             self.tokens.next()?;
         }
         Ok(bytes)
-    }
-}
-
-/// A map entry's key as the map keeps it.
-fn map_key(key: Value) -> MapKey {
-    match key {
-        Value::Bool(v) => MapKey::Bool(v),
-        Value::I32(v) => MapKey::I32(v),
-        Value::I64(v) => MapKey::I64(v),
-        Value::U32(v) => MapKey::U32(v),
-        Value::U64(v) => MapKey::U64(v),
-        Value::String(v) => MapKey::String(v),
-        other => unreachable!("protobuf map keys are integers, bools or strings, not {other:?}"),
     }
 }
 
