@@ -428,7 +428,7 @@ fn selected_versions(dir: &Path, policy: &VersionPolicy, file: &str) -> Result<V
     if found.is_empty() {
         return Err(format!("no <version>/{file} found (e.g. 1/{file})"));
     }
-    let model = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let model = folder_name(dir);
     policy
         .select(&found, &model)?
         .into_iter()
@@ -459,7 +459,11 @@ pub fn read_model(dir: &Path) -> Result<Option<ModelDef>, RepositoryError> {
 /// Reads one model folder with its `config.pbtxt`; `Ok(None)` for a folder that holds no model.
 pub fn read_folder(dir: &Path) -> Result<Option<ModelFolder>, RepositoryError> {
     let pbtxt_path = dir.join("config.pbtxt");
-    let pbtxt = if pbtxt_path.exists() { Some(corral_config::read_file(&pbtxt_path)?) } else { None };
+    let pbtxt = match corral_config::read_file(&pbtxt_path) {
+        Ok(config) => Some(config),
+        Err(corral_config::ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
     read_folder_as(dir, pbtxt, true)
 }
 
@@ -479,8 +483,8 @@ fn read_folder_as(
     let bad = |reason: String| RepositoryError::Model { path: pbtxt_path.clone(), reason };
     let (def, versions) = match &pbtxt {
         Some(config) => {
-            check_as_triton(config, dir).map_err(bad)?;
-            let file = pbtxt_model_file(config).map_err(bad)?;
+            let backend = check_as_triton(config, dir).map_err(bad)?;
+            let file = pbtxt_model_file(config, backend).map_err(bad)?;
             let policy = pbtxt_version_policy(config).map_err(bad)?;
             if toml_too && dir.join("config.toml").is_file() {
                 read_toml_model(dir, policy)?.ok_or_else(|| bad("no model file".to_owned()))?
@@ -510,8 +514,9 @@ fn read_folder_as(
 /// backend Triton would complete it with: the one named, else the platform's, else, for an
 /// ONNX model file, `onnxruntime` (core model_config_utils.cc, `AutoCompleteBackendFields`).
 /// A configuration that names neither and has no version folder to tell is Triton's error.
-fn check_as_triton(config: &ModelConfig, dir: &Path) -> Result<(), String> {
-    let model = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+/// Returns that backend.
+fn check_as_triton<'a>(config: &'a ModelConfig, dir: &Path) -> Result<&'a str, String> {
+    let model = folder_name(dir);
     let backend = match (config.backend.as_str(), config.platform.as_str()) {
         ("", "onnxruntime_onnx") => "onnxruntime",
         ("", "tensorflow_savedmodel" | "tensorflow_graphdef" | "tensorrt_plan" | "pytorch_libtorch" | "ensemble") => "",
@@ -525,15 +530,20 @@ fn check_as_triton(config: &ModelConfig, dir: &Path) -> Result<(), String> {
         }
         (backend, _) => backend,
     };
-    corral_config::validate(config, &model, backend)
+    corral_config::validate(config, &model, backend)?;
+    Ok(backend)
+}
+
+/// The model's name: its folder's.
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
 }
 
 /// The model file a `config.pbtxt` names (`default_model_filename`, else `model.onnx`), after
-/// checking that its platform is one corral runs.
-fn pbtxt_model_file(config: &ModelConfig) -> Result<String, String> {
-    let (platform, backend) = (config.platform.as_str(), config.backend.as_str());
-    let onnx = matches!(platform, "onnxruntime_onnx" | "onnx" | "") && matches!(backend, "onnxruntime" | "onnx" | "");
-    if !onnx {
+/// checking that its backend, as [`check_as_triton`] completed it, is one corral runs.
+fn pbtxt_model_file(config: &ModelConfig, backend: &str) -> Result<String, String> {
+    if backend != "onnxruntime" {
+        let (platform, backend) = (&config.platform, &config.backend);
         return Err(format!(
             "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\" or backend \"onnxruntime\""
         ));
@@ -563,7 +573,7 @@ fn pbtxt_model(
     let k = k as usize;
     let replicas = pbtxt_replicas(config)?;
     let placement = pbtxt_placement(config, k, replicas)?;
-    let name = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let name = folder_name(dir);
     let elastic = match config.parameter("corral.elastic") {
         None | Some("false") => false,
         Some("true") => true,
@@ -582,9 +592,9 @@ fn pbtxt_model(
 fn pbtxt_replicas(config: &ModelConfig) -> Result<Option<usize>, String> {
     let mut total = None;
     for group in &config.instance_group {
-        if !matches!(GroupKind::try_from(group.kind), Ok(GroupKind::Cpu | GroupKind::Auto | GroupKind::Model)) {
-            let kind =
-                GroupKind::try_from(group.kind).map_or_else(|_| group.kind.to_string(), |k| k.as_str_name().to_owned());
+        let kind = GroupKind::try_from(group.kind);
+        if !matches!(kind, Ok(GroupKind::Cpu | GroupKind::Auto | GroupKind::Model)) {
+            let kind = kind.map_or_else(|_| group.kind.to_string(), |k| k.as_str_name().to_owned());
             return Err(format!("instance_group kind {kind} is not served by corral; use KIND_CPU"));
         }
         *total.get_or_insert(0) += group.count.max(1) as usize;
@@ -639,7 +649,7 @@ fn pbtxt_placement(config: &ModelConfig, k: usize, replicas: Option<usize>) -> R
 /// A folder read by its `config.toml` (or by its `<version>/model.onnx` alone); its
 /// `[versions]`, else `policy` (from a `config.pbtxt` beside it, else the default).
 fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef, Vec<Version>)>, RepositoryError> {
-    let name = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let name = folder_name(dir);
     let config_path = dir.join("config.toml");
     let bad = |path: &Path, reason: String| RepositoryError::Model { path: path.to_owned(), reason };
     let config: Config = match std::fs::read_to_string(&config_path) {

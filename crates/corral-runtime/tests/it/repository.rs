@@ -107,6 +107,10 @@ fn config_pbtxt_folders_give_their_placement() {
     write(repo, "stretchy/1/model.onnx", "bytes");
     write(repo, "sloppy/config.pbtxt", &elastic("yes"));
     write(repo, "sloppy/1/model.onnx", "bytes");
+    // A config.pbtxt that is there but cannot be read (here a link to itself) is an error, not
+    // a folder without one.
+    write(repo, "unreadable/1/model.onnx", "bytes");
+    std::os::unix::fs::symlink("config.pbtxt", repo.join("unreadable/config.pbtxt")).expect("link");
     let (models, errors) = repository::read(repo).expect("readable");
     assert_eq!(
         models.iter().map(|m| (m.name.as_str(), m.elastic)).collect::<Vec<_>>(),
@@ -120,6 +124,7 @@ fn config_pbtxt_folders_give_their_placement() {
         error: failed to read text proto from REPO/broken/config.pbtxt: 2:21: Expected identifier, got: 
         error: REPO/sloppy/config.pbtxt: corral.elastic = `yes` is not valid; use "true" or "false"
         error: REPO/tf/config.pbtxt: platform `tensorflow_savedmodel` / backend `` is not served by corral; use platform "onnxruntime_onnx" or backend "onnxruntime"
+        error: failed to read text proto from REPO/unreadable/config.pbtxt: Too many levels of symbolic links (os error 40)
         error: REPO/zero/config.pbtxt: corral.cores = 0: a model needs at least 1 core per instance
     "#]].assert_eq(&out);
     let folder = repository::read_folder(&repo.join("replicas")).expect("readable").expect("a model");
