@@ -116,20 +116,16 @@ pub fn spec(
     })
 }
 
-/// A model of `folder` placed at `instances`. A model placed by legacy group is pinned, as
-/// the runtime pins it: its bounds are its count.
+/// A model of `folder` placed at `instances`.
 pub fn model_spec(folder: &ModelFolder, instances: Vec<CoreSpan>, elastic: bool) -> anyhow::Result<ModelSpec> {
-    let bounds = match folder.def.placement {
-        Some(corral_runtime::Where::Group(_)) => Some((instances.len(), instances.len())),
-        _ => folder.def.autopilot,
-    };
     Ok(ModelSpec {
         name: folder.def.name.clone(),
         cores_per_instance: folder.def.cores_per_instance,
         instances,
         elastic,
         service: service(folder)?,
-        bounds,
+        bounds: folder.def.autopilot,
+        grouped: matches!(folder.def.placement, Some(corral_runtime::Where::Group(_))),
     })
 }
 

@@ -88,9 +88,8 @@ pub struct Bounds {
 impl Bounds {
     /// Count and cores fixed: `min = max`, the one rule for "pinned" (SPEC §11: "`min = max`
     /// pins a model; models placed by `group` are pinned"). A model placed by group is pinned
-    /// by its bounds too, which [`bounds`] sets to its count, so no flag beside the bounds can
-    /// say otherwise, and a driver that knows only the bounds (the planner's simulator, given
-    /// a group's count as its bounds) pins exactly the models the runtime pins.
+    /// by its bounds too, which [`bounds`] sets to its count for both drivers, so no flag beside
+    /// the bounds can say otherwise.
     pub fn pinned(&self) -> bool {
         self.min == self.max
     }

@@ -42,6 +42,7 @@ fn spec(cores: usize, models: &[Model], layout: &Layout) -> Spec {
             elastic,
             service: Service::Fixed { latency: m.latency, switch: m.switch },
             bounds: None,
+            grouped: false,
         })
         .collect();
     Spec { cores, exec_timeout: 30.0, queue_len_max: 1024, run_max: 8, models, autopilot: None }

@@ -98,9 +98,11 @@ pub struct ModelSpec {
     pub elastic: bool,
     pub service: Service,
     /// The autopilot's bounds in instances, `1 <= min <= max` (`None`: 1 to what the cores
-    /// hold), as the runtime takes them (`corral_dispatch::autopilot::bounds`). A model placed
-    /// by group is pinned at its count: give its count as both bounds.
+    /// hold), as the runtime takes them (`corral_dispatch::autopilot::bounds`).
     pub bounds: Option<(usize, usize)>,
+    /// Placed by legacy group: pinned at its count, whatever its bounds
+    /// (`corral_dispatch::autopilot::bounds`, as the runtime pins it).
+    pub grouped: bool,
 }
 
 /// A process to simulate: its cores, its runtime's settings and its models (in name order:
@@ -337,7 +339,12 @@ impl<'a> Sim<'a> {
                 next_id: model.instances.len() as u64,
                 counts: Counts::default(),
                 estimate: Estimator::default(),
-                bounds: autopilot::bounds(model.bounds, spec.cores, model.cores_per_instance, None),
+                bounds: autopilot::bounds(
+                    model.bounds,
+                    spec.cores,
+                    model.cores_per_instance,
+                    model.grouped.then_some(model.instances.len()),
+                ),
                 moves: (0, 0, 0),
             });
         }
@@ -675,6 +682,7 @@ mod tests {
             elastic: false,
             service: Service::Fixed { latency, switch },
             bounds: None,
+            grouped: false,
         }
     }
 

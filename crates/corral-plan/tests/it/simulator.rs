@@ -33,6 +33,7 @@ fn spec() -> impl Strategy<Value = (Spec, Vec<f64>, f64)> {
                             switch: f64::from(switch_ms) / 1e3,
                         },
                         bounds: None,
+                        grouped: false,
                     }
                 })
                 .collect();

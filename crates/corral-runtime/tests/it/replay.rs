@@ -42,6 +42,7 @@ fn spec() -> Spec {
             elastic,
             service: Service::Fixed { latency: latency as f64 / 1e3, switch: switch as f64 / 1e3 },
             bounds: None,
+            grouped: false,
         })
         .collect();
     Spec { cores: 5, exec_timeout: 30.0, queue_len_max: 1024, run_max: 8, models, autopilot: None }

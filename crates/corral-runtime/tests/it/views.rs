@@ -59,10 +59,8 @@ fn the_runtime_and_the_simulator_see_the_same_models_the_same_way() {
                 ModelSpec {
                     name: (*name).to_owned(),
                     cores_per_instance: *k,
-                    bounds: match at {
-                        Where::Group(_) => Some((instances.len(), instances.len())),
-                        _ => *bounds,
-                    },
+                    bounds: *bounds,
+                    grouped: matches!(at, Where::Group(_)),
                     instances,
                     elastic: false,
                     service: Service::Fixed { latency: 0.010, switch: 0.0 },
