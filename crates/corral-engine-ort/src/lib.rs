@@ -366,7 +366,8 @@ impl Session for OrtInstance {
             };
             values.push((input.name.clone(), value));
         }
-        let mut session = lock_session(&self.session);
+        // A panic while the session was held does not stop its later calls.
+        let mut session = corral_cores::sync::lock(&self.session);
         let mut outputs = session.run(values).map_err(|e| EngineError::Run(e.to_string()))?;
         self.outputs
             .iter()
@@ -378,11 +379,6 @@ impl Session for OrtInstance {
             })
             .collect()
     }
-}
-
-/// The session, locked (a panic while it was held does not stop its later calls).
-fn lock_session(session: &Mutex<OrtSession>) -> std::sync::MutexGuard<'_, OrtSession> {
-    corral_cores::sync::lock(session)
 }
 
 /// One output value as ONNX Runtime allocated it, kept alive (with its session, in case a

@@ -17,7 +17,7 @@ pub(crate) struct Loaded {
 }
 
 /// Per process core, the models on it (each named once).
-pub(crate) fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
+fn models_per_core(layout: &Layout) -> Vec<Vec<String>> {
     let mut per_core = vec![Vec::new(); layout.cores()];
     for placed in layout.placed() {
         for core in placed.cores.cores() {

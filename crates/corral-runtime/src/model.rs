@@ -281,12 +281,6 @@ impl Model {
         self.inner.has_wide.load(Ordering::Acquire)
     }
 
-    /// Per process core, whether a gang (any model's) holds it now: a test that drives calls
-    /// step by step waits on it until a worker that answered has let its cores go.
-    pub fn cores_held(&self) -> Vec<bool> {
-        self.inner.factory.scheduler.busy()
-    }
-
     /// Calls queued or executing on each instance, in replica order.
     pub fn queue_depths(&self) -> Vec<usize> {
         self.inner.current().iter().map(|i| i.in_flight.load(Ordering::Acquire)).collect()

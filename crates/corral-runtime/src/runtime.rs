@@ -429,6 +429,12 @@ impl Runtime {
         core_stats(&inner.lease, &inner.scheduler, &lock(&inner.loaded))
     }
 
+    /// Per process core, whether a gang (any model's) holds it now: a test that drives calls
+    /// step by step waits on it until a worker that answered has let its cores go.
+    pub fn cores_held(&self) -> Vec<bool> {
+        self.inner.scheduler.busy()
+    }
+
     fn publish(&self, loaded: &Loaded) {
         self.inner.lease.publish_models(&instances_per_core(&loaded.layout));
     }

@@ -265,8 +265,8 @@ fn the_threaded_runtime_and_the_simulator_take_the_same_decisions() {
             call.cores.expect("a started call has cores").cores().for_each(|core| cores[core] = true);
         }
         let deadline = Instant::now() + PATIENCE;
-        while models[0].cores_held() != cores {
-            assert!(Instant::now() < deadline, "{at}: cores held {:?}, not {cores:?}", models[0].cores_held());
+        while runtime.cores_held() != cores {
+            assert!(Instant::now() < deadline, "{at}: cores held {:?}, not {cores:?}", runtime.cores_held());
             std::thread::sleep(Duration::from_millis(1));
         }
     }
