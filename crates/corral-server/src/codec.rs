@@ -23,6 +23,7 @@ use crate::{
     json_data::DataError,
     sequence::{SequenceId, SequenceParams},
     shm::{ShmInput, ShmRef},
+    strings::Unread,
     triton,
 };
 
@@ -130,15 +131,14 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize
                 let at = body.len() - binary.len();
                 binary = &binary[size as usize..];
                 let mine = body.slice(at..at + size as usize);
-                if datatype == DataType::Bytes
-                    && let Err(error) = crate::strings::bytes_elements(&mine, count, id.as_deref(), &name, model)
-                {
-                    bytes_error = Some(error);
-                    inputs.push(Tensor::new(name, shape, TensorData::Bytes(Vec::new())));
-                    continue;
+                match crate::strings::from_wire(datatype, mine, count, id.as_deref(), &name, model) {
+                    Ok(data) => data,
+                    Err(Unread::Miscounted(error)) => {
+                        bytes_error = Some(error);
+                        TensorData::Bytes(Vec::new())
+                    }
+                    Err(Unread::Wire(e)) => return Err(CallError::bad_request(format!("input '{name}': {e}"))),
                 }
-                TensorData::from_wire_shared(datatype, mine, count)
-                    .map_err(|e| CallError::bad_request(format!("input '{name}': {e}")))?
             }
             (None, Some(_)) => {
                 // Triton: http_server.cc, ParseJsonTritonIO: the elements' byte size, checked

@@ -21,10 +21,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use corral_engine::{DataType, Tensor, TensorData};
+use corral_engine::{DataType, Tensor};
 use corral_runtime::sync::lock;
 
-use crate::{error::CallError, triton};
+use crate::{error::CallError, strings::Unread, triton};
 
 /// An input whose bytes are in shared memory: read just before the call runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,17 +47,15 @@ impl ShmInput {
             return Err(triton::byte_size_mismatch(id, name, model, needed, self.at.byte_size as usize));
         }
         let bytes = regions.read(&self.at, &format!("input '{name}'"))?;
-        if self.datatype == DataType::Bytes
-            && let Some(count) = elements
-        {
-            crate::strings::bytes_elements(&bytes, count, id, name, model)?;
-        }
         let count =
             elements.ok_or_else(|| CallError::bad_request(format!("input '{name}': the shape is too large")))?;
         // Read into a buffer of its own, aligned as the allocator aligns (16 bytes): the
         // tensor reads it in place.
-        let data = TensorData::from_wire_shared(self.datatype, bytes, count)
-            .map_err(|e| CallError::bad_request(format!("input '{name}': shared memory holds {e}")))?;
+        let data =
+            crate::strings::from_wire(self.datatype, bytes.into(), count, id, name, model).map_err(|e| match e {
+                Unread::Miscounted(error) => error,
+                Unread::Wire(e) => CallError::bad_request(format!("input '{name}': shared memory holds {e}")),
+            })?;
         Ok(Tensor::new(name.clone(), self.shape.clone(), data))
     }
 }

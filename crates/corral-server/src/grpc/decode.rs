@@ -8,6 +8,7 @@ use super::pb;
 use crate::{
     call,
     shm::{self, ShmInput, ShmRef},
+    strings::Unread,
     triton,
 };
 
@@ -97,16 +98,13 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
                 {
                     return Err(triton::byte_size_mismatch(id, name, model, expected, bytes.len()).message);
                 }
-                let miscounted = (datatype == DataType::Bytes)
-                    .then(|| crate::strings::bytes_elements(bytes, count, id, name, model).err())
-                    .flatten();
-                match miscounted {
-                    Some(error) => {
+                match crate::strings::from_wire(datatype, bytes.clone(), count, id, name, model) {
+                    Ok(data) => data,
+                    Err(Unread::Miscounted(error)) => {
                         decoded.bytes_error = Some(error);
                         TensorData::Bytes(Vec::new())
                     }
-                    None => TensorData::from_wire_shared(datatype, bytes.clone(), count)
-                        .map_err(|e| format!("input `{name}`: raw_input_contents has {e}"))?,
+                    Err(Unread::Wire(e)) => return Err(format!("input `{name}`: raw_input_contents has {e}")),
                 }
             }
         };
