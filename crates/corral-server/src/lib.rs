@@ -205,7 +205,7 @@ pub async fn serve(
     // call at c16 instead of 0.58-0.76 (7 alternating pairs, perf_analyzer over gRPC).
     let grpc_server = tonic::transport::Server::builder()
         .max_frame_size(Some(1 << 20))
-        .layer(restrict::GrpcLayer::new(options.grpc_restricted.clone()))
+        .layer(tower::util::option_layer(restrict::GrpcLayer::new(options.grpc_restricted.clone())))
         .add_service(grpc::service(state.clone(), grpc_limit))
         .serve_with_incoming_shutdown(incoming, stopped());
     tokio::spawn(async move {

@@ -40,8 +40,7 @@ use crate::{
 type AppState = Arc<ServerState>;
 
 pub fn router(state: AppState, restrictions: crate::restrict::Restrictions) -> Router {
-    let restrictions = Arc::new(restrictions);
-    Router::new()
+    let routes = Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
@@ -73,10 +72,14 @@ pub fn router(state: AppState, restrictions: crate::restrict::Restrictions) -> R
         .route("/v2/cudasharedmemory/region/{name}/register", post(cuda_shm_register))
         .route("/v2/cudasharedmemory/unregister", post(cuda_shm_unregister))
         .route("/v2/cudasharedmemory/region/{name}/unregister", post(cuda_shm_unregister))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the KServe v2 protocol") })
-        .layer(axum::middleware::from_fn_with_state(restrictions, refuse_restricted))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), read_body_first))
-        .with_state(state)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see the KServe v2 protocol") });
+    // Nothing restricted: no check on any call.
+    let routes = if restrictions.is_empty() {
+        routes
+    } else {
+        routes.layer(axum::middleware::from_fn_with_state(Arc::new(restrictions), refuse_restricted))
+    };
+    routes.layer(axum::middleware::from_fn_with_state(state.clone(), read_body_first)).with_state(state)
 }
 
 /// Triton's `--http-restricted-api`: a call of a restricted category without its header is
@@ -228,7 +231,8 @@ async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Res
     let limit = state.body_limit;
     // A header of length 0 is a raw binary request: its body is one input's bytes (Triton:
     // EVBufferToRawInput), else the JSON header and its binary tensors (EVBufferToJson).
-    let raw = headers.get(HEADER_LEN).and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok()) == Some(0);
+    let header_len = headers.get(HEADER_LEN).and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok());
+    let raw = header_len == Some(0);
     let too_large = |size: String| {
         if raw { triton::raw_input_too_large(&size, limit) } else { triton::body_too_large(&size, limit) }
     };
@@ -239,7 +243,7 @@ async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Res
         return Err(too_large(size.to_string()));
     }
     // Binary tensors start after the JSON header: placed aligned, they are read in place.
-    let tensors_at = headers.get(HEADER_LEN).and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    let tensors_at = header_len.and_then(|n| usize::try_from(n).ok());
     crate::body::collect(body, limit, announced.map(|n| n as usize), tensors_at.unwrap_or(0))
         .await
         .map_err(|_| too_large(format!("more than {limit}")))
@@ -323,15 +327,15 @@ fn raw_request(served: &Served, body: Bytes) -> Result<call::Request, CallError>
 /// A REST inference: the body decoded (binary or JSON, or Triton's raw binary request), the
 /// protocol-neutral call run, its outputs encoded; REST's own part is only these two.
 async fn infer_at(state: AppState, model: String, version: String, headers: HeaderMap, body: Bytes) -> Answer {
-    let header_len = headers.get(HEADER_LEN).map(|v| v.to_str().unwrap_or_default().to_owned());
+    let header_len = headers.get(HEADER_LEN).map(|v| v.to_str().unwrap_or_default());
     let decode = |served: &Served| {
         let header_len = match header_len {
             None => None,
             Some(text) => {
                 // Triton reads it with std::stoi: an int32, words of their own past one.
-                let n: i64 = text.trim().parse().map_err(|_| triton::header_length_unparsable(&text))?;
+                let n: i64 = text.trim().parse().map_err(|_| triton::header_length_unparsable(text))?;
                 if i32::try_from(n).is_err() {
-                    return Err(triton::header_length_past_int(&text));
+                    return Err(triton::header_length_past_int(text));
                 }
                 if n < 0 || n > body.len() as i64 {
                     return Err(triton::header_length_out_of_range(n, body.len()));
