@@ -34,12 +34,7 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
             ControlArg::None => ControlMode::None,
             ControlArg::Explicit => ControlMode::Explicit,
         },
-        // Triton: `--load-model=*` loads every model of the repository.
-        load_models: if args.load_model.iter().any(|m| m == "*") {
-            corral_server::repository::names(&args.model_repository)
-        } else {
-            args.load_model.clone()
-        },
+        load_models: args.load_model.clone(),
         // --max-body-bytes sets both protocols' limit; Triton's --http-max-input-size the
         // REST one only (clap refuses both together).
         body_limit: args.max_body_bytes.or(args.http_max_input_size).unwrap_or(BODY_LIMIT_DEFAULT),

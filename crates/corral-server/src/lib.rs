@@ -54,7 +54,8 @@ pub struct ServeOptions {
     pub grpc_port: u16,
     pub metrics_port: u16,
     pub control: ControlMode,
-    /// Loaded at start in explicit mode.
+    /// Loaded at start in explicit mode; `*` (Triton's `--load-model=*`) is every model of
+    /// the repository.
     pub load_models: Vec<String>,
     /// The largest REST request body (`--max-body-bytes`, Triton's `--http-max-input-size`).
     pub body_limit: usize,
@@ -162,6 +163,9 @@ pub async fn serve(
         let state = state.clone();
         let names = match options.control {
             ControlMode::None => repository::names(&options.repository),
+            ControlMode::Explicit if options.load_models.iter().any(|m| m == "*") => {
+                repository::names(&options.repository)
+            }
             ControlMode::Explicit => options.load_models.clone(),
         };
         let (exit_on_error, stop_tx) = (options.exit_on_error, stop_tx.clone());
