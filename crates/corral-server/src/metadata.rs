@@ -102,12 +102,13 @@ pub fn versions_listed(state: &crate::state::ServerState, served: &Served, asked
     }
 }
 
-/// Triton's name for a datatype in a model config: `TYPE_FP32`, `TYPE_STRING` (BYTES), …
-pub fn config_type(datatype: DataType) -> String {
-    match datatype {
+/// A datatype as a model config's (`TYPE_FP32`, `TYPE_STRING` for BYTES, …).
+fn config_type(datatype: DataType) -> i32 {
+    let name = match datatype {
         DataType::Bytes => "TYPE_STRING".to_owned(),
         other => format!("TYPE_{}", other.kserve_name()),
-    }
+    };
+    corral_config::DataType::from_str_name(&name).map_or(0, |t| t as i32)
 }
 
 pub fn backend(served: &Served) -> &'static str {
@@ -133,29 +134,18 @@ pub fn config(served: &Served) -> ModelConfig {
         config.default_model_filename = "model.onnx".to_owned();
     }
     config.max_batch_size = served.config.max_batch_size as i32;
-    let signature = |views: Vec<TensorSpec>| {
-        views.into_iter().map(|t| (config_type(t.datatype), dims(served, &t).to_vec(), t.name)).collect::<Vec<_>>()
+    // (data_type, dims, name) of each tensor the model itself declares.
+    let declared = |tensors: Vec<TensorSpec>| {
+        tensors.into_iter().map(|t| (config_type(t.datatype), dims(served, &t).to_vec(), t.name))
     };
     if config.input.is_empty() {
-        config.input = signature(inputs(served))
-            .into_iter()
-            .map(|(data_type, dims, name)| ModelInput {
-                name,
-                data_type: pb_type(&data_type),
-                dims,
-                ..Default::default()
-            })
+        config.input = declared(inputs(served))
+            .map(|(data_type, dims, name)| ModelInput { name, data_type, dims, ..Default::default() })
             .collect();
     }
     if config.output.is_empty() {
-        config.output = signature(outputs(served))
-            .into_iter()
-            .map(|(data_type, dims, name)| ModelOutput {
-                name,
-                data_type: pb_type(&data_type),
-                dims,
-                ..Default::default()
-            })
+        config.output = declared(outputs(served))
+            .map(|(data_type, dims, name)| ModelOutput { name, data_type, dims, ..Default::default() })
             .collect();
     }
     if config.version_policy.is_none() {
@@ -214,11 +204,6 @@ pub fn config(served: &Served) -> ModelConfig {
 /// The configuration as REST's configuration endpoint answers it (Triton's `ModelConfigToJson`).
 pub fn config_json(served: &Served) -> Value {
     corral_config::to_json(&config(served))
-}
-
-/// A configuration datatype by its Triton name.
-fn pb_type(name: &str) -> i32 {
-    corral_config::DataType::from_str_name(name).map_or(0, |t| t as i32)
 }
 
 /// A count of calls and their time, as Triton's statistics give them.
