@@ -287,7 +287,7 @@ fn batch_io(config: &ModelConfig) -> Result<(), String> {
 /// kind: each control tensor named and serving one kind, each kind once; START, END and READY
 /// give exactly one list of false/true values, of 2 entries; CORRID gives none, and a type of
 /// TYPE_UINT64, TYPE_INT64, TYPE_UINT32, TYPE_INT32 or TYPE_STRING.
-pub fn sequence_controls(sequence: &ModelSequenceBatching, name: &str) -> Result<(), String> {
+fn sequence_controls(sequence: &ModelSequenceBatching, name: &str) -> Result<(), String> {
     // Triton checks the kinds one after another, each over every control input.
     for kind in [
         ControlKind::ControlSequenceStart,
