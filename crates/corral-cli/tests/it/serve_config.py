@@ -1,4 +1,5 @@
-"""config.pbtxt read as Triton reads it, seen through tritonclient (HTTP and gRPC):
+"""config.pbtxt read as Triton reads it, seen through tritonclient (HTTP and gRPC, the
+blocking clients and the asyncio ones):
 
 - READY declared as `bool_false_true: [ 0, 1 ]` (Triton's generators' form) and as
   `int32_false_true: [ 0, 1 ]`: each sequence request sees READY true, so the model answers the
@@ -10,6 +11,7 @@
 usage: serve_config.py HTTP_PORT GRPC_PORT
 """
 
+import asyncio
 import sys
 
 import numpy as np
@@ -74,4 +76,41 @@ control = [c for c in message.sequence_batching.control_input if c.name == "READ
 check("gRPC config carries the same bools", list(control.bool_false_true) == [False, True], control)
 check("gRPC config carries the same parameters", message.parameters["note"].string_value == "as written", message.parameters)
 check("gRPC config and REST config agree on the name and platform", (message.name, message.platform) == (config["name"], config["platform"]), message)
+
+
+async def with_asyncio():
+    """The asyncio clients: the READY sum, the failed loads' reasons and the echoed bools."""
+    import tritonclient.grpc.aio as agrpc
+    import tritonclient.http.aio as ahttp
+
+    for how, module, client in (
+        ("asyncio HTTP", ahttp, ahttp.InferenceServerClient(f"127.0.0.1:{http_port}")),
+        ("asyncio gRPC", agrpc, agrpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")),
+    ):
+        inputs = []
+        for input_name, value in [("INPUT0", 4), ("INPUT1", 5)]:
+            tensor = module.InferInput(input_name, [1], "INT32")
+            tensor.set_data_from_numpy(np.array([value], dtype=np.int32))
+            inputs.append(tensor)
+        for start in (True, False):
+            result = await client.infer("ready_bool", inputs, sequence_id=9, sequence_start=start)
+            got = result.as_numpy("OUTPUT").tolist()
+            check(f"{how}: ready_bool sees READY true and answers the sum", got == [9], got)
+        index = await client.get_model_repository_index()
+        if how == "asyncio gRPC":
+            index = [{"name": m.name, "state": m.state, "reason": m.reason} for m in index.models]
+        reason = {entry["name"]: entry for entry in index}["typo"].get("reason", "")
+        check(f"{how}: typo's reason names the line and column", '4:16: Message type "inference.ModelConfig" has no field named "max_batch_sizee".' in reason, reason)
+        config = await client.get_model_config("ready_bool")
+        if how == "asyncio gRPC":
+            control = [c for c in config.config.sequence_batching.control_input if c.name == "READY"][0].control[0]
+            bools = list(control.bool_false_true)
+        else:
+            control = [c for c in config["sequence_batching"]["control_input"] if c["name"] == "READY"][0]["control"][0]
+            bools = control["bool_false_true"]
+        check(f"{how}: config echoes bool_false_true as read", bools == [False, True], control)
+        await client.close()
+
+
+asyncio.run(with_asyncio())
 print("all checks passed")

@@ -8,6 +8,7 @@ and --grpc-restricted-protocol=statistics:infer-key=infer-value. One line per ch
 usage: serve_wording.py HTTP_PORT GRPC_PORT
 """
 
+import asyncio
 import json
 import os
 import sys
@@ -187,4 +188,40 @@ error_of("a call past the queue's one place", 503, "POST", "/v2/models/queue/inf
          "[request id: <id_unknown>] Exceeds maximum queue size", {"Inference-Header-Content-Length": "0"})
 thread.join()
 check("the call that held the place is answered", first["answer"][0] == 200, first)
+
+
+async def with_asyncio():
+    """The asyncio clients (Triton's python_http_aio_test / python_grpc_aio_test ask this way):
+    a classification past the limit, and each protocol's restriction, in Triton's words."""
+    import tritonclient.grpc.aio as agrpc
+    import tritonclient.http.aio as ahttp
+
+    async def fails_async(what, call, text):
+        try:
+            await call
+            check(what, False, "no error")
+        except InferenceServerException as e:
+            check(f"{what}: {e.message()[:100]}", text in e.message(), e.message())
+
+    clients = (("asyncio HTTP", ahttp, ahttp.InferenceServerClient(HTTP)),
+               ("asyncio gRPC", agrpc, agrpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")))
+    for how, module, client in clients:
+        tensor = module.InferInput("INPUT0", [1, 1000001], "FP32")
+        tensor.set_data_from_numpy(np.ones((1, 1000001), dtype=np.float32))
+        wanted = module.InferRequestedOutput("OUTPUT0", class_count=5)
+        await fails_async(f"{how}: a classification of a row past a million elements",
+                          client.infer("ident", [tensor], outputs=[wanted]), "classification output tensor too large")
+    (_, _, ahttp_client), (_, _, agrpc_client) = clients
+    await fails_async("asyncio HTTP: the restricted repository index without its header",
+                      ahttp_client.get_model_repository_index(), "This API is restricted, expecting header 'admin-key'")
+    await fails_async("asyncio gRPC: restricted statistics without their header",
+                      agrpc_client.get_inference_statistics("ident"),
+                      "This protocol is restricted, expecting header 'triton-grpc-protocol-infer-key'")
+    stats = await agrpc_client.get_inference_statistics("ident", headers={"triton-grpc-protocol-infer-key": "infer-value"})
+    check("asyncio gRPC: statistics with their header", stats is not None)
+    for _, _, client in clients:
+        await client.close()
+
+
+asyncio.run(with_asyncio())
 print("all checks passed")
