@@ -14,9 +14,10 @@
 //!
 //! BYTES tensors are ONNX string tensors, which are byte strings with lengths: elements go in
 //! and come out through the C API's explicit-length functions
-//! (`GetResizedStringTensorElementBuffer`, `GetStringTensorDataLength` and
-//! `GetStringTensorContent`), so any bytes cross, NULs and non-UTF-8 included, exactly as
-//! Triton's string examples send them.
+//! (`GetResizedStringTensorElementBuffer`, `GetStringTensorElementLength` and
+//! `GetStringTensorElement`), so any bytes cross, NULs and non-UTF-8 included, exactly as
+//! Triton's string examples send them; each is copied once each way, between its wire form
+//! (where a request's body holds it, where an answer's bytes go) and ONNX Runtime's string.
 
 use std::{
     path::{Path, PathBuf},
@@ -24,8 +25,8 @@ use std::{
 };
 
 use corral_engine::{
-    DataType, Element, EngineError, ModelSource, Prepared, Session, SessionPlacement, SharedData, Tensor, TensorData,
-    TensorSpec, TensorView, bf16, f16,
+    DataType, Element, EngineError, ModelSource, Prepared, Session, SessionPlacement, SharedData, Strings, StringsView,
+    Tensor, TensorData, TensorSpec, TensorView, bf16, f16,
 };
 use ort::{
     AsPointer,
@@ -286,8 +287,9 @@ unsafe fn checked(status: ort::sys::OrtStatusPtr, what: &str) -> Result<(), Engi
 }
 
 /// A string tensor of `data`'s elements, each written with its length, so an element may hold
-/// any bytes (ONNX Runtime's `FillStringTensor`, which `ort` uses, takes C strings).
-fn strings<'a>(name: &str, shape: &[usize], data: &[Vec<u8>]) -> Result<SessionInputValue<'a>, EngineError> {
+/// any bytes (ONNX Runtime's `FillStringTensor`, which `ort` uses, takes C strings): each
+/// element copied once, from where it arrived (its request's body) into ONNX Runtime's string.
+fn strings<'a>(name: &str, shape: &[usize], data: StringsView<'_>) -> Result<SessionInputValue<'a>, EngineError> {
     let run = |e: ort::Error| EngineError::Run(format!("BYTES input `{name}`: {e}"));
     // A tensor of empty strings of the right shape, made by `ort`, then each element resized
     // and filled in place.
@@ -312,29 +314,35 @@ fn strings<'a>(name: &str, shape: &[usize], data: &[Vec<u8>]) -> Result<SessionI
     Ok(tensor.into())
 }
 
-/// A string output's elements as bytes, each exactly as long as ONNX Runtime says.
-fn string_elements(name: &str, value: &DynValue, count: usize) -> Result<Vec<Vec<u8>>, EngineError> {
-    let what = format!("string output `{name}`");
+/// A string output's elements, each copied once, exactly as long as ONNX Runtime says,
+/// straight into their wire form (the buffer an answer sends).
+fn string_elements(name: &str, value: &DynValue, count: usize) -> Result<Strings, EngineError> {
+    let what = |index: usize| format!("string output `{name}`, element {index}");
     let api = ort::api();
-    let mut total = 0usize;
-    // SAFETY: `value` is a live string tensor (its type was checked by the caller).
-    unsafe { checked((api.GetStringTensorDataLength)(value.ptr(), &mut total), &what) }?;
-    let mut bytes = vec![0u8; total];
-    let mut offsets = vec![0usize; count + 1];
-    // SAFETY: `bytes` holds `total` bytes and `offsets` `count` entries (one more is ours), the
-    // sizes ONNX Runtime reported for this tensor of `count` elements.
-    let status = unsafe {
-        (api.GetStringTensorContent)(value.ptr(), bytes.as_mut_ptr().cast(), total, offsets.as_mut_ptr(), count)
-    };
-    // SAFETY: the status was just returned by the API.
-    unsafe { checked(status, &what) }?;
-    offsets[count] = total;
-    offsets
-        .windows(2)
-        .map(|w| {
-            bytes.get(w[0]..w[1]).map(<[u8]>::to_vec).ok_or_else(|| EngineError::Run(format!("{what}: bad offsets")))
-        })
-        .collect()
+    let mut lengths = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut len = 0usize;
+        // SAFETY: `value` is a live string tensor of `count` elements (its type and shape were
+        // checked by the caller), so `index` is in range.
+        let status = unsafe { (api.GetStringTensorElementLength)(value.ptr(), index, &mut len) };
+        // SAFETY: the status was just returned by the API.
+        unsafe { checked(status, &what(index)) }?;
+        lengths.push(len);
+    }
+    let mut strings = Strings::with_capacity(count, lengths.iter().sum());
+    for (index, &len) in lengths.iter().enumerate() {
+        strings.push_with(len, |bytes| {
+            if len == 0 {
+                return Ok(());
+            }
+            // SAFETY: `bytes` holds `len` writable bytes, the length ONNX Runtime reported for
+            // element `index` of this live tensor.
+            let status = unsafe { (api.GetStringTensorElement)(value.ptr(), len, index, bytes.as_mut_ptr().cast()) };
+            // SAFETY: the status was just returned by the API.
+            unsafe { checked(status, &what(index)) }
+        })?;
+    }
+    Ok(strings)
 }
 
 impl Session for OrtInstance {

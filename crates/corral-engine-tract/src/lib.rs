@@ -331,7 +331,7 @@ fn to_tract(input: &Tensor) -> Result<TValue, EngineError> {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    String::from_utf8(e.clone()).map_err(|_| {
+                    String::from_utf8(e.to_vec()).map_err(|_| {
                         EngineError::Run(format!(
                             "BYTES input `{}`: element {i} is not UTF-8 text, which tract's strings must be",
                             input.name
@@ -369,7 +369,7 @@ fn from_tract(spec: &TensorSpec, value: &TValue) -> Result<Tensor, EngineError> 
                 .as_slice::<String>()
                 .map_err(|e| EngineError::Run(format!("{e:#}")))?
                 .iter()
-                .map(|s| s.as_bytes().to_vec())
+                .map(String::as_bytes)
                 .collect(),
         ),
     };

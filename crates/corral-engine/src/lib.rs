@@ -8,6 +8,7 @@
 mod datatype;
 mod sim;
 mod spec;
+mod strings;
 mod tensor;
 mod wire;
 
@@ -16,6 +17,7 @@ use std::{path::PathBuf, sync::Arc};
 pub use datatype::DataType;
 pub use sim::{SimEngine, SimModel};
 pub use spec::{InputError, TensorSpec, sample_inputs, validate_inputs};
+pub use strings::{Strings, StringsView};
 pub use tensor::{Element, SharedData, Tensor, TensorData, TensorView, bf16, f16};
 pub use wire::WireError;
 

@@ -7,7 +7,10 @@ use std::fmt;
 
 pub use half::{bf16, f16};
 
-use crate::datatype::DataType;
+use crate::{
+    datatype::DataType,
+    strings::{Strings, StringsView},
+};
 
 /// The elements of a tensor, row-major. Two are equal when their elements are, wherever
 /// each is held.
@@ -26,7 +29,7 @@ pub enum TensorData {
     BF16(Vec<bf16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
-    Bytes(Vec<Vec<u8>>),
+    Bytes(Strings),
     /// Elements read in place from a buffer something else owns (a caller's numpy array).
     Shared(SharedData),
 }
@@ -47,7 +50,7 @@ pub enum TensorView<'a> {
     BF16(&'a [bf16]),
     F32(&'a [f32]),
     F64(&'a [f64]),
-    Bytes(&'a [Vec<u8>]),
+    Bytes(StringsView<'a>),
 }
 
 /// An element type a tensor can hold.
@@ -88,6 +91,11 @@ impl SharedData {
         // `view` never hands out the slice for longer than a borrow of this value.
         let elements: &'static [T] = unsafe { std::slice::from_raw_parts(elements.as_ptr(), elements.len()) };
         SharedData { view: T::view(elements), _owner: owner }
+    }
+
+    /// `view`, kept alive by `owner`.
+    pub(crate) fn from_parts(view: TensorView<'static>, owner: std::sync::Arc<dyn Send + Sync>) -> SharedData {
+        SharedData { view, _owner: owner }
     }
 
     pub fn view(&self) -> TensorView<'_> {
@@ -174,7 +182,7 @@ impl TensorData {
             TensorData::BF16(v) => TensorView::BF16(v),
             TensorData::F32(v) => TensorView::F32(v),
             TensorData::F64(v) => TensorView::F64(v),
-            TensorData::Bytes(v) => TensorView::Bytes(v),
+            TensorData::Bytes(v) => TensorView::Bytes(v.view()),
             TensorData::Shared(shared) => shared.view(),
         }
     }
@@ -213,7 +221,7 @@ impl TensorData {
             DataType::BF16 => TensorData::BF16(vec![bf16::ZERO; len]),
             DataType::F32 => TensorData::F32(vec![0.0; len]),
             DataType::F64 => TensorData::F64(vec![0.0; len]),
-            DataType::Bytes => TensorData::Bytes(vec![Vec::new(); len]),
+            DataType::Bytes => TensorData::Bytes(std::iter::repeat_n(&[][..], len).collect()),
         }
     }
 
@@ -244,7 +252,13 @@ impl TensorData {
             TensorData::BF16(v) => owned(v, TensorView::BF16),
             TensorData::F32(v) => owned(v, TensorView::F32),
             TensorData::F64(v) => owned(v, TensorView::F64),
-            TensorData::Bytes(v) => owned(v, TensorView::Bytes),
+            TensorData::Bytes(v) => {
+                let owner = std::sync::Arc::new(v);
+                // SAFETY: the elements are in `owner`'s buffers, never written again, which
+                // live as long as it.
+                let view = unsafe { owner.view().detached() };
+                SharedData { view: TensorView::Bytes(view), _owner: owner }
+            }
             TensorData::Shared(shared) => shared,
         }
     }
@@ -285,8 +299,9 @@ impl TensorData {
                 return Some(TensorData::Bool(gather(parts, total, pick)));
             }
             DataType::Bytes => {
-                let pick = |v| if let TensorView::Bytes(v) = v { Some(v) } else { None };
-                return Some(TensorData::Bytes(gather(parts, total, pick)));
+                let views =
+                    parts.iter().filter_map(|p| if let TensorView::Bytes(v) = p.view() { Some(v) } else { None });
+                return Some(TensorData::Bytes(Strings::concat(views)));
             }
             _ => {}
         }
@@ -324,7 +339,7 @@ impl<'a> TensorView<'a> {
             TensorView::BF16(v) => TensorView::BF16(&v[range]),
             TensorView::F32(v) => TensorView::F32(&v[range]),
             TensorView::F64(v) => TensorView::F64(&v[range]),
-            TensorView::Bytes(v) => TensorView::Bytes(&v[range]),
+            TensorView::Bytes(v) => TensorView::Bytes(v.slice(range)),
         }
     }
 
@@ -344,7 +359,7 @@ impl<'a> TensorView<'a> {
             TensorView::BF16(v) => TensorData::BF16(v.to_vec()),
             TensorView::F32(v) => TensorData::F32(v.to_vec()),
             TensorView::F64(v) => TensorData::F64(v.to_vec()),
-            TensorView::Bytes(v) => TensorData::Bytes(v.to_vec()),
+            TensorView::Bytes(v) => TensorData::Bytes(v.to_owned()),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::{
     datatype::DataType,
+    strings::{Strings, StringsView},
     tensor::{Element, SharedData, TensorData, TensorView, bf16, f16},
 };
 
@@ -34,26 +35,38 @@ impl TensorData {
                 Ok(TensorData::from_le_bytes(datatype, bytes).expect("size checked"))
             }
             None => {
-                let elements = split_bytes(bytes)?;
-                if elements.len() != count {
-                    return Err(WireError::Count { found: elements.len(), count });
+                let starts = crate::strings::starts(bytes).map_err(|index| WireError::Torn { index })?;
+                if starts.len() - 1 != count {
+                    return Err(WireError::Count { found: starts.len() - 1, count });
                 }
-                Ok(TensorData::Bytes(elements))
+                Ok(TensorData::Bytes(Strings::from_wire(bytes.to_vec()).expect("checked above")))
             }
         }
     }
 
     /// `count` elements of `datatype` from the wire bytes `owner` holds, read in place when
-    /// they can be (a little-endian host, a fixed-size datatype, bytes aligned for it, BOOL
-    /// bytes all 0 or 1): the tensor then shares `owner`'s buffer, no copy. Otherwise, as
-    /// [`TensorData::from_wire`], copied once. Checked as `from_wire` checks.
+    /// they can be (BYTES records; on a little-endian host, a fixed-size datatype's bytes
+    /// aligned for it, BOOL bytes all 0 or 1): the tensor then shares `owner`'s buffer, no
+    /// copy. Otherwise, as [`TensorData::from_wire`], copied once. Checked as `from_wire`
+    /// checks.
     pub fn from_wire_shared<O>(datatype: DataType, owner: O, count: usize) -> Result<TensorData, WireError>
     where
         O: AsRef<[u8]> + Send + Sync + 'static,
     {
         let owner = std::sync::Arc::new(owner);
         let bytes = (*owner).as_ref();
-        let Some(size) = datatype.size() else { return TensorData::from_wire(datatype, bytes, count) };
+        let Some(size) = datatype.size() else {
+            let starts = crate::strings::starts(bytes).map_err(|index| WireError::Torn { index })?;
+            if starts.len() - 1 != count {
+                return Err(WireError::Count { found: starts.len() - 1, count });
+            }
+            let held = std::sync::Arc::new((owner, starts));
+            let wire: &[u8] = (*held.0).as_ref();
+            // SAFETY: the records are `owner`'s bytes, which nothing writes, and the starts
+            // were just read from them; `held` keeps both for as long as the view is used.
+            let view = unsafe { StringsView::new(wire, &held.1).detached() };
+            return Ok(TensorData::Shared(SharedData::from_parts(TensorView::Bytes(view), held)));
+        };
         let needed = count.checked_mul(size);
         if needed != Some(bytes.len()) {
             return Err(WireError::Size { got: bytes.len(), count, datatype, needed });
@@ -100,9 +113,9 @@ impl TensorData {
         TensorData::from_wire(datatype, bytes, count)
     }
 
-    /// The elements' wire bytes where they already are in wire form: a fixed-size datatype
-    /// on a little-endian host (BOOL is one byte, 0 or 1). `None` for BYTES, and everything
-    /// on a big-endian host (use [`TensorData::to_le_bytes`]).
+    /// The elements' wire bytes where they already are in wire form: BYTES records, and a
+    /// fixed-size datatype on a little-endian host (BOOL is one byte, 0 or 1). `None` for
+    /// numbers on a big-endian host (use [`TensorData::to_le_bytes`]).
     pub fn wire_bytes(&self) -> Option<&[u8]> {
         self.view().wire_bytes()
     }
@@ -137,7 +150,7 @@ impl TensorData {
     /// Elements from their wire form (little-endian numbers, length-prefixed BYTES); `None`
     /// when the bytes are not whole elements. BOOL is one byte, non-zero for true.
     pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> Option<TensorData> {
-        let Some(size) = datatype.size() else { return split_bytes(bytes).ok().map(TensorData::Bytes) };
+        let Some(size) = datatype.size() else { return Strings::from_wire(bytes.to_vec()).map(TensorData::Bytes) };
         if !bytes.len().is_multiple_of(size) {
             return None;
         }
@@ -183,15 +196,7 @@ impl TensorData {
             TensorView::BF16(v) => each(v, bf16::to_le_bytes),
             TensorView::F32(v) => each(v, f32::to_le_bytes),
             TensorView::F64(v) => each(v, f64::to_le_bytes),
-            TensorView::Bytes(v) => {
-                let mut out = Vec::with_capacity(v.iter().map(|e| 4 + e.len()).sum());
-                for element in v {
-                    let len = u32::try_from(element.len()).expect("a BYTES element under 4 GiB");
-                    out.extend_from_slice(&len.to_le_bytes());
-                    out.extend_from_slice(element);
-                }
-                out
-            }
+            TensorView::Bytes(v) => v.wire().to_vec(),
         }
     }
 
@@ -243,26 +248,9 @@ impl<'a> TensorView<'a> {
             TensorView::BF16(v) => bytes(v),
             TensorView::F32(v) => bytes(v),
             TensorView::F64(v) => bytes(v),
-            TensorView::Bytes(_) => None,
+            TensorView::Bytes(v) => Some(v.wire()),
         }
     }
-}
-
-/// Length-prefixed BYTES elements, each length checked against what is left.
-fn split_bytes(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
-    let mut elements = Vec::new();
-    while !bytes.is_empty() {
-        let torn = WireError::Torn { index: elements.len() };
-        let (len, rest) = bytes.split_first_chunk::<4>().ok_or(torn.clone())?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(torn);
-        }
-        let (element, rest) = rest.split_at(len);
-        elements.push(element.to_vec());
-        bytes = rest;
-    }
-    Ok(elements)
 }
 
 #[cfg(test)]
@@ -272,7 +260,7 @@ mod tests {
 
     #[test]
     fn bytes_wire_form_is_length_prefixed_and_checked() {
-        let data = TensorData::Bytes(vec![b"hi".to_vec(), Vec::new(), vec![0xff, 0]]);
+        let data = TensorData::Bytes(Strings::from_elements([&b"hi"[..], b"", &[0xff, 0]]));
         let wire = data.to_le_bytes();
         assert_eq!(wire, [2, 0, 0, 0, b'h', b'i', 0, 0, 0, 0, 2, 0, 0, 0, 0xff, 0]);
         let errors: Vec<String> = [
@@ -293,9 +281,9 @@ mod tests {
             the BYTES elements are not whole: each is a 4-byte little-endian length and then that many bytes, and element 0 runs past the end
             16 bytes but 3 elements of FP16 need 6
             0 bytes but 18446744073709551615 elements of FP64 need more than can be addressed"#]].assert_eq(&errors.join("\n"));
-        assert_eq!(TensorData::from_wire(DataType::Bytes, &[], 0), Ok(TensorData::Bytes(Vec::new())));
+        assert_eq!(TensorData::from_wire(DataType::Bytes, &[], 0), Ok(TensorData::Bytes(Strings::default())));
         assert_eq!(
-            TensorData::Bytes(vec![b"2.5".to_vec(), b"x".to_vec()])
+            TensorData::Bytes(Strings::from_elements(["2.5", "x"]))
                 .to_f64()
                 .iter()
                 .map(|x| x.to_string())

@@ -107,13 +107,13 @@ fn byte_strings(py: Python<'_>, model: &str, name: &str, value: &Bound<'_, PyAny
     let array = numpy.call_method1("asarray", (value, "object")).map_err(|e| bad(e.value(py).to_string()))?;
     let array = array.cast_into::<PyUntypedArray>().map_err(|_| bad("numpy.asarray did not make an array".into()))?;
     let shape = array.shape().to_vec();
-    let mut data = Vec::with_capacity(array.len());
+    let mut data = corral_engine::Strings::with_capacity(array.len(), 0);
     for (i, element) in array.call_method0("ravel")?.try_iter()?.enumerate() {
         let element = element?;
         if let Ok(bytes) = element.cast::<pyo3::types::PyBytes>() {
-            data.push(bytes.as_bytes().to_vec());
+            data.push(bytes.as_bytes());
         } else if let Ok(text) = element.cast::<pyo3::types::PyString>() {
-            data.push(text.to_str()?.as_bytes().to_vec());
+            data.push(text.to_str()?.as_bytes());
         } else {
             let kind = element.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
             return Err(bad(format!("element {i} is {kind}")));

@@ -4,7 +4,9 @@
 //!
 //! Only calls with the same inputs (names, datatypes, and every dimension but the first)
 //! combine; a call that does not fit the forming batch closes it and starts the next. Each
-//! batch runs as its own task, so batches spread over the model's replicas.
+//! batch runs as its own task, so batches spread over the model's replicas. A batch whose
+//! REST bodies were read into one slab side by side (`slab.rs`) runs on the slab in place;
+//! any other is copied together once.
 
 use std::{
     sync::{
@@ -21,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     counters::Counters,
     error::{CallError, ErrorKind},
+    slab::{Slabs, Slot},
     triton,
 };
 
@@ -37,6 +40,8 @@ pub struct Batcher {
     /// Triton's `default_queue_policy { max_queue_size }`: at most this many waiting, 0 for
     /// no bound but the channel's.
     max_queue_size: usize,
+    /// Where bodies for this model land, when it qualifies.
+    slabs: Option<Arc<Slabs>>,
 }
 
 impl Batcher {
@@ -50,9 +55,16 @@ impl Batcher {
     ) -> Batcher {
         let (calls, rx) = mpsc::channel(1024);
         let waiting = Arc::new(AtomicUsize::new(0));
-        let collecting = collect(model, max_batch_size.max(1), delay, counters, rx, waiting.clone());
+        let slabs = Slabs::for_inputs(model.inputs(), max_batch_size.max(1)).map(Arc::new);
+        let collecting = collect(model, max_batch_size.max(1), delay, counters, rx, waiting.clone(), slabs.clone());
         tokio::runtime::Handle::current().spawn(collecting);
-        Batcher { calls, waiting, max_queue_size }
+        Batcher { calls, waiting, max_queue_size, slabs }
+    }
+
+    /// A place in the forming batch's buffer for a body whose tensor bytes are `len`, when
+    /// the model qualifies (see `slab.rs`).
+    pub fn slot(&self, len: usize) -> Option<Slot> {
+        self.slabs.as_ref()?.slot(len)
     }
 
     /// Batches the call; a call past the queue's bound is refused at once in Triton's words
@@ -94,6 +106,7 @@ async fn collect(
     counters: Arc<Counters>,
     mut rx: mpsc::Receiver<Call>,
     waiting: Arc<AtomicUsize>,
+    slabs: Option<Arc<Slabs>>,
 ) {
     let mut carried: Option<Call> = None;
     loop {
@@ -121,11 +134,11 @@ async fn collect(
         }
         // The batch leaves the queue as it starts.
         waiting.fetch_sub(batch.len(), Relaxed);
-        tokio::spawn(run(model.clone(), batch, rows, counters.clone()));
+        tokio::spawn(run(model.clone(), batch, rows, counters.clone(), slabs.clone()));
     }
 }
 
-async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters>) {
+async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters>, slabs: Option<Arc<Slabs>>) {
     if batch.len() == 1 {
         let call = batch.into_iter().next().expect("one call");
         let result = model.infer_async(call.inputs).await.map_err(CallError::from);
@@ -136,14 +149,18 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
         let _ = call.reply.send(result);
         return;
     }
-    // Each call's rows copied once, into the batch's own buffer.
+    // The calls' rows read in place where their bodies lie side by side in one slab, else
+    // each copied once, into the batch's own buffer.
     let combined: Vec<Tensor> = (0..batch[0].inputs.len())
         .map(|i| {
             let first = &batch[0].inputs[i];
             let parts: Vec<&TensorData> = batch.iter().map(|call| &call.inputs[i].data).collect();
             let mut shape = first.shape.clone();
             shape[0] = rows;
-            let data = TensorData::concat(&parts).expect("inputs validated to the model's datatypes");
+            let data = match slabs.as_ref().and_then(|slabs| slabs.joined(&parts)) {
+                Some(joined) => joined,
+                None => TensorData::concat(&parts).expect("inputs validated to the model's datatypes"),
+            };
             Tensor::new(first.name.clone(), shape, data)
         })
         .collect();

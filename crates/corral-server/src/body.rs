@@ -51,6 +51,29 @@ pub async fn collect(
     Ok(Bytes::from(buffer).slice(pad..))
 }
 
+/// Collects a binary request whose tensors go elsewhere (a batch's buffer: `slab.rs`): its
+/// first `header_len` bytes, the JSON header, into a buffer of their own (returned), and the
+/// rest, each received frame copied once, straight to `tensors`, which says false when they
+/// run past their room.
+pub async fn collect_into(
+    mut body: Body,
+    header_len: usize,
+    mut tensors: impl FnMut(&[u8]) -> bool,
+) -> Result<Bytes, TooLarge> {
+    use http_body::Body as _;
+    let mut header = Vec::with_capacity(header_len);
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(frame) = frame else { return Err(TooLarge) };
+        let Ok(data) = frame.into_data() else { continue };
+        let into_header = (header_len - header.len()).min(data.len());
+        header.extend_from_slice(&data[..into_header]);
+        if !tensors(&data[into_header..]) {
+            return Err(TooLarge);
+        }
+    }
+    Ok(Bytes::from(header))
+}
+
 /// Reads and drops what is left of `body`, up to `most` bytes, so that an answer given before
 /// it (a body over the limit) reaches a client still sending it, as Triton's does (its HTTP
 /// server reads a request whole before answering); past `most` the connection is dropped.

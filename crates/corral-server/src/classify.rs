@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use corral_engine::{DataType, Tensor, TensorData, TensorView};
+use corral_engine::{DataType, Strings, Tensor, TensorData, TensorView};
 
 use crate::{error::CallError, triton};
 
@@ -70,7 +70,7 @@ pub fn top_k(tensor: &Tensor, k: usize, batched: bool, labels: &[String]) -> Res
         }
     }
     let shape = if batched { vec![rows, classes] } else { vec![classes] };
-    Ok(Tensor::new(tensor.name.clone(), shape, TensorData::Bytes(strings)))
+    Ok(Tensor::new(tensor.name.clone(), shape, TensorData::Bytes(Strings::from_elements(strings))))
 }
 
 /// Element `i` as `std::to_string` writes it: integers plainly, floats with six decimals.
@@ -112,7 +112,7 @@ mod tests {
 
     fn texts(tensor: &Tensor) -> Vec<String> {
         let TensorView::Bytes(v) = tensor.data.view() else { panic!("BYTES") };
-        v.iter().map(|e| String::from_utf8(e.clone()).expect("text")).collect()
+        v.iter().map(|e| String::from_utf8(e.to_vec()).expect("text")).collect()
     }
 
     #[test]

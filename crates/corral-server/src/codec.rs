@@ -13,7 +13,7 @@
 //! `ReadDataFromJson`); its JSON errors are 500s.
 
 use bytes::Bytes;
-use corral_engine::{DataType, Tensor, TensorData, TensorView};
+use corral_engine::{DataType, Strings, Tensor, TensorData, TensorView};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, value::RawValue};
 
@@ -41,13 +41,19 @@ pub use crate::json_data::JSON_NESTING_MAX;
 /// `--http-max-input-size`). Binary inputs are read in place from `body` where their bytes are
 /// aligned for their elements (`body::collect` places them so), else copied once.
 pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize) -> Result<Request, CodecError> {
-    let (header, mut binary) = match header_len {
+    match header_len {
         Some(n) if n > body.len() => {
-            return bad(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
+            bad(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()))
         }
-        Some(n) => body.split_at(n),
-        None => (&body[..], &[][..]),
-    };
+        Some(n) => decode_parts(&body[..n], &body.slice(n..), model, limit),
+        None => decode_parts(body, &Bytes::new(), model, limit),
+    }
+}
+
+/// [`decode`] of a body read in two parts: its JSON `header` and the binary `tensors` after
+/// it (where a batching model's body was read into its batch's buffer: `slab.rs`).
+pub fn decode_parts(header: &[u8], tensors: &Bytes, model: &str, limit: usize) -> Result<Request, CodecError> {
+    let mut binary = &tensors[..];
     let (header, raw_data) = read_header(header)?;
     let id = match header.get("id") {
         None | Some(Value::Null) => None,
@@ -128,14 +134,14 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize
                 if binary.len() < size as usize {
                     return Err(triton::missing_binary_bytes(&name, model, size as usize - binary.len()));
                 }
-                let at = body.len() - binary.len();
+                let at = tensors.len() - binary.len();
                 binary = &binary[size as usize..];
-                let mine = body.slice(at..at + size as usize);
+                let mine = tensors.slice(at..at + size as usize);
                 match crate::strings::from_wire(datatype, mine, count, id.as_deref(), &name, model) {
                     Ok(data) => data,
                     Err(Unread::Miscounted(error)) => {
                         bytes_error = Some(error);
-                        TensorData::Bytes(Vec::new())
+                        TensorData::Bytes(Strings::default())
                     }
                     Err(Unread::Wire(e)) => return Err(CallError::bad_request(format!("input '{name}': {e}"))),
                 }
@@ -166,7 +172,7 @@ pub fn decode(body: &Bytes, header_len: Option<usize>, model: &str, limit: usize
                 };
                 if let Some(error) = miscounted {
                     bytes_error = Some(error);
-                    inputs.push(Tensor::new(name, shape, TensorData::Bytes(Vec::new())));
+                    inputs.push(Tensor::new(name, shape, TensorData::Bytes(Strings::default())));
                     continue;
                 }
                 json_data(read, datatype, &name)?

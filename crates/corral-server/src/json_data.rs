@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use corral_engine::{DataType, TensorData, bf16, f16};
+use corral_engine::{DataType, Strings, TensorData, bf16, f16};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, value::RawValue};
 
@@ -36,7 +36,12 @@ pub enum DataError {
 /// names more elements than its text has costs nothing before the count is found short.
 pub fn read(data: &RawValue, datatype: DataType, count: usize) -> Result<TensorData, DataError> {
     let room = if count <= data.get().len() { count } else { 0 };
-    let mut fill = Fill { out: TensorData::zeros(datatype, room), count, len: 0, stop: None, wrong: None };
+    // BYTES elements are appended as they are read (their sizes are not known before).
+    let out = match datatype {
+        DataType::Bytes => TensorData::Bytes(Strings::with_capacity(room, 0)),
+        _ => TensorData::zeros(datatype, room),
+    };
+    let mut fill = Fill { out, room, count, len: 0, stop: None, wrong: None };
     let mut reader = serde_json::Deserializer::from_str(data.get());
     let read = Element { fill: &mut fill, depth: 0 }.deserialize(&mut reader);
     if let Some(stop) = fill.stop {
@@ -55,6 +60,8 @@ pub fn read(data: &RawValue, datatype: DataType, count: usize) -> Result<TensorD
 /// The elements as they are read.
 struct Fill {
     out: TensorData,
+    /// How many elements `out` has room for.
+    room: usize,
     count: usize,
     len: usize,
     /// Reading stopped: too deep or too many.
@@ -120,7 +127,7 @@ impl Fill {
         let i = self.len;
         self.len += 1;
         // With no room (more elements named than the text can hold), only counted.
-        if i < self.out.len()
+        if i < self.room
             && self.wrong.is_none()
             && let Err(wrong) = set(&mut self.out, i, &scalar)
         {
@@ -155,7 +162,7 @@ fn set(out: &mut TensorData, i: usize, scalar: &Scalar<'_>) -> Result<(), String
         TensorData::F16(v) => v[i] = f16::from_f64(number()?),
         TensorData::BF16(v) => v[i] = bf16::from_f64(number()?),
         TensorData::Bytes(v) => match scalar {
-            Scalar::Str(text) => v[i] = text.as_bytes().to_vec(),
+            Scalar::Str(text) => v.push(text.as_bytes()),
             _ => return Err(not("a string (BYTES elements are JSON strings)")),
         },
         TensorData::Shared(_) => unreachable!("zeros are owned"),
@@ -267,7 +274,7 @@ mod tests {
         assert_eq!(read(&raw(&almost), DataType::F32, 1), Ok(TensorData::F32(vec![1.0])));
         assert_eq!(
             read(&raw(r#"["a\u00e9", "b"]"#), DataType::Bytes, 2),
-            Ok(TensorData::Bytes(vec!["aé".as_bytes().to_vec(), b"b".to_vec()]))
+            Ok(TensorData::Bytes(Strings::from_elements(["aé", "b"])))
         );
         assert_eq!(read(&raw("7"), DataType::U8, 1), Ok(TensorData::U8(vec![7])));
         // A shape far past what the text holds allocates nothing (this would abort otherwise).

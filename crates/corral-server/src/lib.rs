@@ -26,6 +26,7 @@ mod rest;
 pub mod restrict;
 pub mod sequence;
 pub mod shm;
+mod slab;
 mod state;
 mod strings;
 pub mod trace;

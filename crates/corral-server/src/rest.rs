@@ -7,7 +7,9 @@
 //!
 //! Every request's body is read (up to the body limit) before any handler answers, so an
 //! early error (an unknown or unloaded model, a bad header) reaches the client as a status
-//! instead of a connection closed under a body it is still sending.
+//! instead of a connection closed under a body it is still sending. A binary body for a model
+//! that batches goes, past its JSON header, straight into its forming batch's buffer
+//! (`slab.rs`), so its tensor is copied once on its way into the batch.
 //!
 //! Compression (`compress.rs`): a body with `Content-Encoding: gzip` or `deflate` is inflated
 //! there too, under the same limit, checked while inflating; an inference answer (and only
@@ -19,7 +21,7 @@ use axum::{
     Extension, Router,
     body::Body,
     extract::{Path, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -27,7 +29,7 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use corral_engine::TensorData;
+use corral_engine::{Strings, TensorData};
 
 use crate::{
     call, codec, compress,
@@ -101,10 +103,14 @@ async fn refuse_restricted(
 /// one; see the module docs.
 async fn read_body_first(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    let bytes = match body_bytes(&state, &parts.headers, body).await {
-        Ok(bytes) => bytes,
+    let slot = batch_slot(&state, &parts);
+    let (bytes, tensors) = match body_bytes(&state, &parts.headers, body, slot).await {
+        Ok(read) => read,
         Err(error) => return error.into_response(),
     };
+    if let Some(tensors) = tensors {
+        parts.extensions.insert(Tensors(tensors));
+    }
     let bytes = match compress::inflate_request(&mut parts.headers, bytes, state.body_limit).await {
         Ok(bytes) => bytes,
         Err(error) if error.kind == ErrorKind::Unsupported => {
@@ -120,9 +126,32 @@ async fn read_body_first(State(state): State<AppState>, request: Request, next: 
 }
 
 /// The request's body as [`read_body_first`] read it (within the limit, inflated): the one
-/// place a handler takes its body from.
+/// place a handler takes its body from. Only its JSON header when [`Tensors`] has the rest.
 #[derive(Clone)]
 struct ReadBody(Bytes);
+
+/// A binary body's tensors, when they were read into a batch's buffer (see [`batch_slot`]).
+#[derive(Clone)]
+struct Tensors(Bytes);
+
+/// Where a body goes when it is a binary inference request for a model whose forming batch
+/// takes it in place (`slab.rs`): a POST to the model's `infer`, uncompressed, with its body
+/// length and its JSON header's length (more than 0) given.
+fn batch_slot(state: &ServerState, parts: &Parts) -> Option<crate::slab::Slot> {
+    if parts.method != Method::POST || parts.headers.contains_key(header::CONTENT_ENCODING) {
+        return None;
+    }
+    let number = |name| parts.headers.get(name)?.to_str().ok()?.trim().parse::<usize>().ok();
+    let header_len = number(HEADER_LEN).filter(|&n| n > 0 && i32::try_from(n).is_ok())?;
+    let length = number(header::CONTENT_LENGTH.as_str()).filter(|&n| n <= state.body_limit)?;
+    let segments: Vec<&str> = parts.uri.path().split('/').collect();
+    let (model, version) = match segments[..] {
+        ["", "v2", "models", model, "infer"] => (model, ""),
+        ["", "v2", "models", model, "versions", version, "infer"] => (model, version),
+        _ => return None,
+    };
+    state.model(model, version).ok()?.body_slot(length.checked_sub(header_len)?)
+}
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
@@ -227,7 +256,13 @@ async fn model_stats_v(State(state): State<AppState>, Path((model, version)): Pa
 
 /// The body, refused beyond the limit (announced or actual) with Triton's 400 and words,
 /// which name its flag; corral takes it too.
-async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<Bytes, CallError> {
+/// With a `slot`, the body's JSON header, and its tensors as the slot holds them.
+async fn body_bytes(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: Body,
+    slot: Option<crate::slab::Slot>,
+) -> Result<(Bytes, Option<Bytes>), CallError> {
     let limit = state.body_limit;
     // A header of length 0 is a raw binary request: its body is one input's bytes (Triton:
     // EVBufferToRawInput), else the JSON header and its binary tensors (EVBufferToJson).
@@ -243,10 +278,15 @@ async fn body_bytes(state: &ServerState, headers: &HeaderMap, body: Body) -> Res
         return Err(too_large(size.to_string()));
     }
     // Binary tensors start after the JSON header: placed aligned, they are read in place.
-    let tensors_at = header_len.and_then(|n| usize::try_from(n).ok());
-    crate::body::collect(body, limit, announced.map(|n| n as usize), tensors_at.unwrap_or(0))
-        .await
-        .map_err(|_| too_large(format!("more than {limit}")))
+    let tensors_at = header_len.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+    let too_large = || too_large(format!("more than {limit}"));
+    if let Some(mut slot) = slot {
+        let header =
+            crate::body::collect_into(body, tensors_at, |data| slot.write(data)).await.map_err(|_| too_large())?;
+        return Ok((header, Some(slot.freeze().ok_or_else(too_large)?)));
+    }
+    let body = crate::body::collect(body, limit, announced.map(|n| n as usize), tensors_at).await;
+    Ok((body.map_err(|_| too_large())?, None))
 }
 
 async fn infer(
@@ -254,8 +294,10 @@ async fn infer(
     Path(model): Path<String>,
     headers: HeaderMap,
     Extension(ReadBody(body)): Extension<ReadBody>,
+    tensors: Option<Extension<Tensors>>,
 ) -> Answer {
-    infer_compressed(state, model, String::new(), headers, body).await
+    let tensors = tensors.map(|Extension(Tensors(t))| t);
+    infer_compressed(state, model, String::new(), headers, body, tensors).await
 }
 
 async fn infer_v(
@@ -263,15 +305,24 @@ async fn infer_v(
     Path((model, version)): Path<(String, String)>,
     headers: HeaderMap,
     Extension(ReadBody(body)): Extension<ReadBody>,
+    tensors: Option<Extension<Tensors>>,
 ) -> Answer {
-    infer_compressed(state, model, version, headers, body).await
+    let tensors = tensors.map(|Extension(Tensors(t))| t);
+    infer_compressed(state, model, version, headers, body, tensors).await
 }
 
 /// An inference, its answer compressed when `Accept-Encoding` asks (errors never are).
 // Triton: http_server.cc, InferRequestClass::FinalizeResponse compresses inference answers only.
-async fn infer_compressed(state: AppState, model: String, version: String, headers: HeaderMap, body: Bytes) -> Answer {
+async fn infer_compressed(
+    state: AppState,
+    model: String,
+    version: String,
+    headers: HeaderMap,
+    body: Bytes,
+    tensors: Option<Bytes>,
+) -> Answer {
     let encoding = compress::accepted(&headers);
-    let response = infer_at(state, model, version, headers, body).await?;
+    let response = infer_at(state, model, version, headers, body, tensors).await?;
     Ok(compress::answer(response, encoding).await)
 }
 
@@ -299,7 +350,7 @@ fn raw_request(served: &Served, body: Bytes) -> Result<call::Request, CallError>
             if !variable.is_empty() || shape.iter().product::<i64>() != 1 {
                 return Err(triton::raw_bytes_shape(&input.name));
             }
-            TensorData::Bytes(vec![body.to_vec()])
+            TensorData::Bytes(Strings::from_elements([&body[..]]))
         }
         Some(size) => {
             if let Some(&at) = variable.first() {
@@ -326,7 +377,16 @@ fn raw_request(served: &Served, body: Bytes) -> Result<call::Request, CallError>
 
 /// A REST inference: the body decoded (binary or JSON, or Triton's raw binary request), the
 /// protocol-neutral call run, its outputs encoded; REST's own part is only these two.
-async fn infer_at(state: AppState, model: String, version: String, headers: HeaderMap, body: Bytes) -> Answer {
+/// `tensors`: the binary part, when it was read apart from the JSON header `body`.
+async fn infer_at(
+    state: AppState,
+    model: String,
+    version: String,
+    headers: HeaderMap,
+    body: Bytes,
+    tensors: Option<Bytes>,
+) -> Answer {
+    let length = body.len() + tensors.as_ref().map_or(0, Bytes::len);
     let header_len = headers.get(HEADER_LEN).map(|v| v.to_str().unwrap_or_default());
     let decode = |served: &Served| {
         let header_len = match header_len {
@@ -337,15 +397,17 @@ async fn infer_at(state: AppState, model: String, version: String, headers: Head
                 if i32::try_from(n).is_err() {
                     return Err(triton::header_length_past_int(text));
                 }
-                if n < 0 || n > body.len() as i64 {
-                    return Err(triton::header_length_out_of_range(n, body.len()));
+                if n < 0 || n > length as i64 {
+                    return Err(triton::header_length_out_of_range(n, length));
                 }
                 Some(n as usize)
             }
         };
         // A header of length 0 (or an empty body without one) is Triton's raw binary request:
         // the whole body is the one input's bytes.
-        if header_len == Some(0) || (header_len.is_none() && body.is_empty()) {
+        if let Some(tensors) = &tensors {
+            codec::decode_parts(&body, tensors, &served.name, state.body_limit)
+        } else if header_len == Some(0) || (header_len.is_none() && body.is_empty()) {
             raw_request(served, body.clone())
         } else {
             codec::decode(&body, header_len, &served.name, state.body_limit)

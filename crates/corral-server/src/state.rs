@@ -68,6 +68,16 @@ pub struct Served {
 type Versions = BTreeMap<u64, Arc<Served>>;
 
 impl Served {
+    /// A place in this model's forming batch for a REST body whose tensor bytes are `len`,
+    /// when it batches and qualifies (`slab.rs`); its own calls only (a sequence model's are
+    /// not dynamically batched).
+    pub fn body_slot(&self, len: usize) -> Option<crate::slab::Slot> {
+        if self.sequencer.is_some() {
+            return None;
+        }
+        self.batcher.as_ref()?.slot(len)
+    }
+
     /// The batch size of a request: its first input's first dimension when the model batches.
     pub fn batch_of(&self, inputs: &[Tensor]) -> u64 {
         match inputs.first() {

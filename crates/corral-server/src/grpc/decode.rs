@@ -2,7 +2,7 @@
 //! entry per input not in shared memory), typed `contents` (each value checked to fit a
 //! narrower type), or a shared-memory region.
 
-use corral_engine::{DataType, Tensor, TensorData};
+use corral_engine::{DataType, Strings, Tensor, TensorData};
 
 use super::pb;
 use crate::{
@@ -87,7 +87,7 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
                 } else {
                     triton::bytes_fewer(id, name, model, count, found)
                 });
-                TensorData::Bytes(Vec::new())
+                TensorData::Bytes(Strings::default())
             }
             Some(contents) => typed(contents, datatype, count, name, model, &request.id)?,
             None => {
@@ -102,7 +102,7 @@ pub fn decode_inputs(request: &mut pb::ModelInferRequest) -> Result<DecodedInput
                     Ok(data) => data,
                     Err(Unread::Miscounted(error)) => {
                         decoded.bytes_error = Some(error);
-                        TensorData::Bytes(Vec::new())
+                        TensorData::Bytes(Strings::default())
                     }
                     Err(Unread::Wire(e)) => return Err(format!("input `{name}`: raw_input_contents has {e}")),
                 }
@@ -170,7 +170,7 @@ pub(super) fn typed(
         DataType::I64 => TensorData::I64(std::mem::take(&mut c.int64_contents)),
         DataType::F32 => TensorData::F32(std::mem::take(&mut c.fp32_contents)),
         DataType::F64 => TensorData::F64(std::mem::take(&mut c.fp64_contents)),
-        DataType::Bytes => TensorData::Bytes(std::mem::take(&mut c.bytes_contents)),
+        DataType::Bytes => TensorData::Bytes(Strings::from_elements(&c.bytes_contents)),
         DataType::F16 | DataType::BF16 => unreachable!("refused above"),
     })
 }

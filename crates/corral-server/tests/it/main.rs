@@ -123,7 +123,7 @@ proptest! {
         elements in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..8),
         texts in prop::collection::vec("\\PC{0,12}", 0..8),
     ) {
-        let data = TensorData::Bytes(elements.clone());
+        let data = TensorData::Bytes(corral_engine::Strings::from_elements(&elements));
         let wire = data.to_le_bytes();
         let entry = json!({ "name": "s", "datatype": "BYTES", "shape": [elements.len()],
                             "parameters": { "binary_data_size": wire.len() } });
@@ -135,7 +135,7 @@ proptest! {
         let entry = json!({ "name": "s", "datatype": "BYTES", "shape": [texts.len()], "data": texts });
         let body = serde_json::to_vec(&json!({ "inputs": [entry] })).expect("serializes");
         let as_bytes: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
-        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), None, "m", usize::MAX).expect("JSON").inputs[0].data, &TensorData::Bytes(as_bytes));
+        prop_assert_eq!(&codec::decode(&bytes::Bytes::from(body.clone()), None, "m", usize::MAX).expect("JSON").inputs[0].data, &TensorData::Bytes(corral_engine::Strings::from_elements(&as_bytes)));
 
         let input = |contents| pb::model_infer_request::InferInputTensor {
             name: "s".to_owned(),
