@@ -25,8 +25,8 @@ use std::{
 };
 
 use corral_engine::{
-    DataType, Element, EngineError, ModelSource, Prepared, Session, SessionPlacement, SharedData, Strings, StringsView,
-    Tensor, TensorData, TensorSpec, TensorView, bf16, f16,
+    DataType, Element, EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, SharedData, Strings,
+    StringsView, Tensor, TensorData, TensorSpec, TensorView, bf16, f16,
 };
 use ort::{
     AsPointer,
@@ -160,7 +160,7 @@ impl corral_engine::Engine for OrtEngine {
         "onnxruntime"
     }
 
-    fn prepare(&self, source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
+    fn prepare(&self, source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
         let ModelSource::Onnx(path) = source else {
             return Err(EngineError::Unsupported { engine: "onnxruntime", reason: "not an ONNX model".to_owned() });
         };
@@ -170,7 +170,8 @@ impl corral_engine::Engine for OrtEngine {
         let probe = build_session(&bytes, &SessionPlacement { core_cpus: vec![Vec::new()] }).map_err(load_error)?;
         let inputs = signature(probe.inputs().iter().map(|o| (o.name(), o.dtype())), path)?;
         let outputs = signature(probe.outputs().iter().map(|o| (o.name(), o.dtype())), path)?;
-        Ok(Arc::new(OrtModel { path: path.clone(), bytes: Arc::new(bytes), inputs, outputs }))
+        let model = OrtModel { path: path.clone(), bytes: Arc::new(bytes), outputs: outputs.clone() };
+        Ok(Arc::new(Prepared::new(inputs, outputs, model)))
     }
 }
 
@@ -244,19 +245,11 @@ fn build_session(bytes: &[u8], placement: &SessionPlacement) -> Result<OrtSessio
 struct OrtModel {
     path: PathBuf,
     bytes: Arc<Vec<u8>>,
-    inputs: Vec<TensorSpec>,
+    /// Each session reads its outputs in this order.
     outputs: Vec<TensorSpec>,
 }
 
-impl Prepared for OrtModel {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
-    }
-
+impl Sessions for OrtModel {
     fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
         let session = build_session(&self.bytes, placement)
             .map_err(|reason| EngineError::Load { path: self.path.clone(), reason })?;

@@ -24,7 +24,8 @@ use std::{
 };
 
 use corral_engine::{
-    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec, TensorView,
+    DataType, EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, Tensor, TensorData, TensorSpec,
+    TensorView,
 };
 use tract_onnx::prelude::{
     Datum, DatumType, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoTValue, OutletId, SimplePlan,
@@ -49,7 +50,7 @@ impl corral_engine::Engine for TractEngine {
         "tract"
     }
 
-    fn prepare(&self, source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
+    fn prepare(&self, source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
         let ModelSource::Onnx(path) = source else {
             return Err(EngineError::Unsupported { engine: "tract", reason: "not an ONNX model".to_owned() });
         };
@@ -76,7 +77,8 @@ impl corral_engine::Engine for TractEngine {
             }
         };
         let plans = Plans { symbolic, open, by_shape: Mutex::new(HashMap::new()) };
-        Ok(Arc::new(TractModel { plans: Arc::new(plans), inputs, outputs }))
+        let model = TractModel { plans: Arc::new(plans), inputs: inputs.clone(), outputs: outputs.clone() };
+        Ok(Arc::new(Prepared::new(inputs, outputs, model)))
     }
 }
 
@@ -279,15 +281,7 @@ struct TractModel {
     outputs: Vec<TensorSpec>,
 }
 
-impl Prepared for TractModel {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
-    }
-
+impl Sessions for TractModel {
     fn session(&self, _placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
         Ok(Box::new(TractSession {
             plans: Arc::clone(&self.plans),

@@ -1,8 +1,9 @@
 //! Tensors, the engine trait trio, and the simulated engine.
 //!
 //! An engine turns a model artifact into a [`Prepared`] model (parsed once, shared by every
-//! replica: one copy of the weights where the backend allows), which makes one [`Session`]
-//! per instance, placed on that instance's cores; a session runs one inference at a time.
+//! replica: one copy of the weights where the backend allows): its signature, kept here once
+//! for every engine, and the engine's [`Sessions`], which make one [`Session`] per instance,
+//! placed on that instance's cores; a session runs one inference at a time.
 //! The runtime owns scheduling: an engine never decides where or when it runs.
 
 mod datatype;
@@ -60,15 +61,48 @@ pub enum EngineError {
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
     /// Parses and checks the model once; replicas share the result.
-    fn prepare(&self, source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError>;
+    fn prepare(&self, source: &ModelSource) -> Result<Arc<Prepared>, EngineError>;
 }
 
-/// A model parsed by an engine, shared by its instances.
-pub trait Prepared: Send + Sync {
-    fn inputs(&self) -> &[TensorSpec];
-    fn outputs(&self) -> &[TensorSpec];
+/// A model parsed by an engine, shared by its instances: what it takes and gives, and the
+/// engine's way of making each instance's session.
+pub struct Prepared {
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    sessions: Box<dyn Sessions>,
+}
+
+impl Prepared {
+    pub fn new(inputs: Vec<TensorSpec>, outputs: Vec<TensorSpec>, sessions: impl Sessions + 'static) -> Prepared {
+        Prepared { inputs, outputs, sessions: Box::new(sessions) }
+    }
+
+    pub fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
     /// Makes the session of one instance, to run on `placement`'s cores.
+    pub fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
+        self.sessions.session(placement)
+    }
+}
+
+/// How an engine makes the sessions of one prepared model (what it parsed, shared by them).
+pub trait Sessions: Send + Sync {
     fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError>;
+}
+
+impl<F> Sessions for F
+where
+    F: Fn(&SessionPlacement) -> Result<Box<dyn Session>, EngineError> + Send + Sync,
+{
+    fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
+        self(placement)
+    }
 }
 
 /// One instance's executor. Called from one thread at a time.

@@ -12,7 +12,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorSpec};
+use crate::{EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, Tensor, TensorSpec};
 
 /// A simulated model's declaration.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,9 +32,11 @@ impl crate::Engine for SimEngine {
         "sim"
     }
 
-    fn prepare(&self, source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
+    fn prepare(&self, source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
         match source {
-            ModelSource::Sim(model) => Ok(Arc::new(model.clone())),
+            ModelSource::Sim(model) => {
+                Ok(Arc::new(Prepared::new(model.inputs.clone(), model.outputs.clone(), model.clone())))
+            }
             ModelSource::Onnx(path) => Err(EngineError::Unsupported {
                 engine: "sim",
                 reason: format!(
@@ -46,15 +48,7 @@ impl crate::Engine for SimEngine {
     }
 }
 
-impl Prepared for SimModel {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
-    }
-
+impl Sessions for SimModel {
     fn session(&self, _placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
         Ok(Box::new(SimSession { model: self.clone(), late_ns: 0 }))
     }

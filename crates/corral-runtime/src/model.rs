@@ -92,7 +92,7 @@ pub(crate) struct ModelInner {
 /// What starting an instance takes: the prepared model, where its cores' CPUs are, and the
 /// runtime's scheduler and settings.
 pub(crate) struct Factory {
-    pub(crate) prepared: Arc<dyn Prepared>,
+    pub(crate) prepared: Arc<Prepared>,
     pub(crate) lease: Arc<Lease>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) model_id: crate::scheduler::ModelId,

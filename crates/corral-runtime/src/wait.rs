@@ -228,22 +228,11 @@ mod tests {
             "gated"
         }
 
-        fn prepare(&self, _source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
-            Ok(Arc::new(Gated(self.0.clone(), self.1.clone())))
-        }
-    }
-
-    impl Prepared for Gated {
-        fn inputs(&self) -> &[TensorSpec] {
-            &self.1
-        }
-
-        fn outputs(&self) -> &[TensorSpec] {
-            &[]
-        }
-
-        fn session(&self, _placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
-            Ok(Box::new(Gated(self.0.clone(), self.1.clone())))
+        fn prepare(&self, _source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
+            let (gate, inputs) = (self.0.clone(), self.1.clone());
+            let sessions =
+                move |_: &SessionPlacement| Ok(Box::new(Gated(gate.clone(), inputs.clone())) as Box<dyn Session>);
+            Ok(Arc::new(Prepared::new(self.1.clone(), Vec::new(), sessions)))
         }
     }
 

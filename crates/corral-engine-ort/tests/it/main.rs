@@ -31,7 +31,7 @@ fn raw(data: &TensorData) -> (Vec<u8>, &'static str) {
 /// Runs `model` with corral and with Python's onnxruntime on the same inputs and compares.
 fn conforms(model: &str, dynamic: usize) {
     let path = site().join(model);
-    let prepared: Arc<dyn Prepared> = engine().prepare(&ModelSource::Onnx(path.clone())).expect("loads");
+    let prepared: Arc<Prepared> = engine().prepare(&ModelSource::Onnx(path.clone())).expect("loads");
     let inputs = corral_engine::sample_inputs(prepared.inputs(), dynamic);
     let mut session = prepared.session(&SessionPlacement { core_cpus: vec![vec![]] }).expect("session");
     let ours = session.run(&inputs, false).expect("runs");

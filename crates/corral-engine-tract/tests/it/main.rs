@@ -15,11 +15,11 @@ fn site() -> PathBuf {
     corral_engine_ort::project_site_packages().expect("./scripts/setup creates .venv with the model packages")
 }
 
-fn prepare(engine: &dyn Engine, path: &Path) -> Arc<dyn Prepared> {
+fn prepare(engine: &dyn Engine, path: &Path) -> Arc<Prepared> {
     engine.prepare(&ModelSource::Onnx(path.to_owned())).unwrap_or_else(|e| panic!("{}: {e}", engine.name()))
 }
 
-fn run(prepared: &dyn Prepared, inputs: &[Tensor]) -> Vec<Tensor> {
+fn run(prepared: &Prepared, inputs: &[Tensor]) -> Vec<Tensor> {
     let mut session = prepared.session(&SessionPlacement { core_cpus: vec![vec![]] }).expect("session");
     session.run(inputs, false).expect("runs")
 }
@@ -55,7 +55,7 @@ fn conforms(model: &str, dims: &[usize], outputs: Outputs) {
         .collect();
     assert!(open.next().is_none(), "{model}: fewer open dimensions than given");
     let inputs = corral_engine::sample_inputs(&specs, 1);
-    let (expected, actual) = (run(&*theirs, &inputs), run(&*ours, &inputs));
+    let (expected, actual) = (run(&theirs, &inputs), run(&ours, &inputs));
     assert_eq!(expected.len(), actual.len());
     for (e, a) in expected.iter().zip(&actual) {
         assert_eq!((&e.name, &e.shape), (&a.name, &a.shape), "{model}");
@@ -113,13 +113,13 @@ fn each_input_shape_runs_with_the_right_answer() {
     // (tract 0.22.5 panics inside an operator at batch 1, which is why 0.21 is pinned).
     let path = site().join("magika/models/standard_v3_3/model.onnx");
     let prepared = prepare(&TractEngine::new(), &path);
-    let one = run(&*prepared, &corral_engine::sample_inputs(prepared.inputs(), 1)).remove(0);
+    let one = run(&prepared, &corral_engine::sample_inputs(prepared.inputs(), 1)).remove(0);
     for batch in [3, 1, 2] {
         let mut inputs = corral_engine::sample_inputs(prepared.inputs(), 1);
         let TensorData::I32(row) = &inputs[0].data else { panic!("magika reads INT32 bytes") };
         inputs[0].data = TensorData::I32(row.repeat(batch));
         inputs[0].shape[0] = batch;
-        let out = run(&*prepared, &inputs).remove(0);
+        let out = run(&prepared, &inputs).remove(0);
         assert_eq!(out.shape[0], batch);
         let (one, out) = (one.data.to_f64(), out.data.to_f64());
         for chunk in out.chunks(one.len()) {

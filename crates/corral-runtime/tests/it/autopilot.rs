@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use corral_engine::{Engine, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorSpec};
+use corral_engine::{
+    Engine, EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, Tensor, TensorSpec,
+};
 use corral_runtime::{Model, ModelDef, Runtime, RuntimeSettings, Where};
 
 use super::{input, runtime_with, sim};
@@ -184,7 +186,6 @@ impl Flaky {
 
 struct FlakyModel {
     engine: Flaky,
-    spec: Vec<TensorSpec>,
 }
 
 struct Instant0;
@@ -201,21 +202,13 @@ impl Engine for Flaky {
         "flaky"
     }
 
-    fn prepare(&self, _source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
+    fn prepare(&self, _source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
         let spec = vec![TensorSpec::new("x", corral_engine::DataType::F32, vec![1, 4])];
-        Ok(Arc::new(FlakyModel { engine: self.clone(), spec }))
+        Ok(Arc::new(Prepared::new(spec, Vec::new(), FlakyModel { engine: self.clone() })))
     }
 }
 
-impl Prepared for FlakyModel {
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.spec
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &[]
-    }
-
+impl Sessions for FlakyModel {
     fn session(&self, _placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
         if self.engine.broken.load(Ordering::Relaxed) {
             self.engine.refused.fetch_add(1, Ordering::Relaxed);

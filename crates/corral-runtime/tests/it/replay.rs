@@ -15,7 +15,8 @@ use std::{
 };
 
 use corral_engine::{
-    DataType, Engine, EngineError, ModelSource, Prepared, Session, SessionPlacement, Tensor, TensorData, TensorSpec,
+    DataType, Engine, EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, Tensor, TensorData,
+    TensorSpec,
 };
 use corral_plan::simulate::{ModelSpec, Service, Spec, simulate};
 use corral_runtime::{CoreSpan, Model, ModelDef, RuntimeSettings, Where, sync};
@@ -166,22 +167,13 @@ impl Engine for Held {
         "held"
     }
 
-    fn prepare(&self, _source: &ModelSource) -> Result<Arc<dyn Prepared>, EngineError> {
-        Ok(Arc::new(self.clone()))
+    fn prepare(&self, _source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
+        let inputs = vec![TensorSpec::new("x", DataType::F32, vec![1, 4])];
+        Ok(Arc::new(Prepared::new(inputs, Vec::new(), self.clone())))
     }
 }
 
-impl Prepared for Held {
-    fn inputs(&self) -> &[TensorSpec] {
-        static INPUTS: std::sync::LazyLock<Vec<TensorSpec>> =
-            std::sync::LazyLock::new(|| vec![TensorSpec::new("x", DataType::F32, vec![1, 4])]);
-        &INPUTS
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &[]
-    }
-
+impl Sessions for Held {
     fn session(&self, _placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
         Ok(Box::new(self.clone()))
     }
