@@ -55,66 +55,10 @@ pub fn find_library(lookup: impl Fn(&str) -> Option<String>) -> Result<PathBuf, 
         let path = PathBuf::from(&value);
         return if path.is_file() { Ok(path) } else { Err(OrtLoadError::BadEnv(value)) };
     }
-    if let Some(dir) = python_package_dir()
-        && let Some(lib) = library_in(&dir.join("capi"))
-    {
-        return Ok(lib);
-    }
-    let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
-    for start in starts.into_iter().flatten() {
-        for dir in start.ancestors() {
-            if let Some(lib) = venv_library(&dir.join(".venv")) {
-                return Ok(lib);
-            }
-        }
-    }
-    Err(OrtLoadError::NotFound)
+    corral_engine::library::find_in_python("onnxruntime", "capi", "libonnxruntime.so").ok_or(OrtLoadError::NotFound)
 }
 
-/// `onnxruntime`'s folder in `python3`'s import path, found without importing it.
-fn python_package_dir() -> Option<PathBuf> {
-    let output = std::process::Command::new("python3")
-        .args(["-c", "import importlib.util as u; s = u.find_spec('onnxruntime'); print(s.submodule_search_locations[0] if s else '')"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let dir = String::from_utf8(output.stdout).ok()?.trim().to_owned();
-    (!dir.is_empty()).then(|| PathBuf::from(dir))
-}
-
-fn venv_library(venv: &Path) -> Option<PathBuf> {
-    venv_site_packages(venv).find_map(|site| library_in(&site.join("onnxruntime/capi")))
-}
-
-fn venv_site_packages(venv: &Path) -> impl Iterator<Item = PathBuf> {
-    let lib = std::fs::read_dir(venv.join("lib")).into_iter().flatten();
-    lib.filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-        .map(|e| e.path().join("site-packages"))
-        .filter(|site| site.is_dir())
-}
-
-/// The project's `.venv` site-packages (searched upwards from the executable, then the
-/// working directory): where `./scripts/setup` puts the wheel and the packages that ship
-/// real models (`onnx`'s light models, `magika`, `silero-vad`).
-pub fn project_site_packages() -> Option<PathBuf> {
-    let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
-    starts
-        .into_iter()
-        .flatten()
-        .find_map(|start| start.ancestors().find_map(|dir| venv_site_packages(&dir.join(".venv")).next()))
-}
-
-/// `libonnxruntime.so*` in `dir`, newest name first.
-fn library_in(dir: &Path) -> Option<PathBuf> {
-    let mut libs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
-        .collect();
-    libs.sort();
-    libs.pop()
-}
+pub use corral_engine::library::project_site_packages;
 
 /// ONNX Runtime, loaded once per process.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 //! The runtime owns scheduling: an engine never decides where or when it runs.
 
 mod datatype;
+pub mod library;
 mod sim;
 mod spec;
 mod strings;

@@ -1,10 +1,14 @@
 //! Which engine runs ONNX models, decided once per process the same way for every front end
 //! (the `corral` binary, `corral serve`, the Python package, any Rust embedder).
 //!
-//! `CORRAL_ONNX_ENGINE` = `onnxruntime` | `tract` | `auto` (the default):
+//! `CORRAL_ONNX_ENGINE` = `onnxruntime` | `openvino` | `tract` | `auto` (the default):
 //! - `onnxruntime` (or `ort`): ONNX Runtime, found as `corral_engine_ort::find_library` says
 //!   (`ORT_DYLIB_PATH`, an installed `onnxruntime` Python package, the project's `.venv`);
 //!   an error when it cannot be found.
+//! - `openvino`: OpenVINO, found as `corral_engine_openvino::find_library` says
+//!   (`OPENVINO_LIB_PATH`, an installed `openvino` Python package, the project's `.venv`);
+//!   an error naming what to install when it cannot be found. Instances of one core only
+//!   (see `corral_engine_openvino`).
 //! - `tract`: the pure-Rust engine (1.2x to 5x slower, no library needed).
 //! - `auto`: ONNX Runtime when found, else tract with a one-line [`Choice::notice`] saying
 //!   how to get ONNX Runtime. The caller shows the notice (stderr, a Python warning).
@@ -16,6 +20,7 @@
 use std::sync::Arc;
 
 use corral_engine::Engine;
+use corral_engine_openvino::{OpenVinoEngine, OvLoadError};
 pub use corral_engine_ort::DYLIB_ENV;
 use corral_engine_ort::{OrtEngine, OrtLoadError};
 #[cfg(feature = "tract")]
@@ -26,10 +31,12 @@ pub const ONNX_ENGINE_ENV: &str = "CORRAL_ONNX_ENGINE";
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum OnnxEngineError {
-    #[error("{ONNX_ENGINE_ENV}={0} is not an engine\nhint: use onnxruntime, tract or auto (the default)")]
+    #[error("{ONNX_ENGINE_ENV}={0} is not an engine\nhint: use onnxruntime, openvino, tract or auto (the default)")]
     Unknown(String),
     #[error("{ONNX_ENGINE_ENV}=onnxruntime: {0}")]
     OrtMissing(#[source] OrtLoadError),
+    #[error("{ONNX_ENGINE_ENV}=openvino: {0}")]
+    OpenVinoMissing(#[source] OvLoadError),
     #[error(
         "{ONNX_ENGINE_ENV}=tract: this build of corral leaves tract out\nhint: build with the `tract` feature (the default; ./scripts/setup --tests builds it)"
     )]
@@ -60,6 +67,7 @@ pub fn onnx_engine(lookup: impl Fn(&str) -> Option<String>) -> Result<Choice, On
     match wanted.trim() {
         "tract" => Ok(chosen(tract().ok_or(OnnxEngineError::NoTract)?)),
         "onnxruntime" | "ort" => Ok(chosen(ort(lookup).map_err(OnnxEngineError::OrtMissing)?)),
+        "openvino" => Ok(chosen(openvino(lookup).map_err(OnnxEngineError::OpenVinoMissing)?)),
         "" | "auto" => Ok(match ort(lookup) {
             Ok(engine) => chosen(engine),
             Err(error) => {
@@ -75,6 +83,12 @@ pub fn onnx_engine(lookup: impl Fn(&str) -> Option<String>) -> Result<Choice, On
         }),
         other => Err(OnnxEngineError::Unknown(other.to_owned())),
     }
+}
+
+fn openvino(lookup: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Engine>, OvLoadError> {
+    let engine = OpenVinoEngine::load(lookup)?;
+    tracing::info!(library = %engine.library().display(), "OpenVINO");
+    Ok(Arc::new(engine))
 }
 
 fn ort(lookup: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Engine>, OrtLoadError> {
@@ -93,7 +107,7 @@ mod tests {
         let error = onnx_engine(lookup).err().expect("tensorrt is not an engine");
         assert_eq!(
             error.to_string(),
-            "CORRAL_ONNX_ENGINE=tensorrt is not an engine\nhint: use onnxruntime, tract or auto (the default)"
+            "CORRAL_ONNX_ENGINE=tensorrt is not an engine\nhint: use onnxruntime, openvino, tract or auto (the default)"
         );
     }
 

@@ -227,7 +227,7 @@ fn tract_serves_when_asked_or_when_onnx_runtime_is_missing() {
     assert!(!output.status.success());
     expect![[r#"
         error: CORRAL_ONNX_ENGINE=tensorrt is not an engine
-        hint: use onnxruntime, tract or auto (the default)
+        hint: use onnxruntime, openvino, tract or auto (the default)
     "#]]
     .assert_eq(&String::from_utf8_lossy(&output.stderr));
 }
