@@ -46,6 +46,7 @@ pub fn runtime(
     let settings = RuntimeSettings {
         take: take_settings(device, cores),
         onnx_engine,
+        named_engine: Some(corral_onnx::named_engine(lookup)),
         autopilot: autopilot.then_some(true),
         ..RuntimeSettings::default()
     };

@@ -85,6 +85,25 @@ pub fn onnx_engine(lookup: impl Fn(&str) -> Option<String>) -> Result<Choice, On
     }
 }
 
+/// Finds an engine by the name a model's configuration gives (`onnxruntime`, `openvino`,
+/// `tract`), each loaded once per process, its error in words when it cannot be had: what a
+/// runtime's `RuntimeSettings::named_engine` holds. The libraries' variables are read from
+/// `lookup` now.
+#[allow(clippy::type_complexity)]
+pub fn named_engine(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Arc<dyn Fn(&str) -> Result<Arc<dyn Engine>, String> + Send + Sync> {
+    let variables: Vec<(&str, Option<String>)> =
+        [DYLIB_ENV, corral_engine_openvino::LIB_ENV].into_iter().map(|name| (name, lookup(name))).collect();
+    let lookup = move |name: &str| variables.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone());
+    Arc::new(move |name: &str| match name {
+        "onnxruntime" => ort(&lookup).map_err(|e| format!("the engine onnxruntime: {e}")),
+        "openvino" => openvino(&lookup).map_err(|e| format!("the engine openvino: {e}")),
+        "tract" => tract().ok_or_else(|| OnnxEngineError::NoTract.to_string()),
+        other => Err(format!("`{other}` is not an engine; use onnxruntime, openvino or tract")),
+    })
+}
+
 fn openvino(lookup: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Engine>, OvLoadError> {
     let engine = OpenVinoEngine::load(lookup)?;
     tracing::info!(library = %engine.library().display(), "OpenVINO");

@@ -146,6 +146,7 @@ pub(crate) fn init(
     let runtime_settings = RuntimeSettings {
         take: TakeSettings { device: device_spec, explicit: explicit_sources, lock_dir: None },
         onnx_engine: Some(choice.engine),
+        named_engine: Some(corral_onnx::named_engine(&lookup)),
         ..RuntimeSettings::default()
     };
     // Taken with the GIL held: a start releasing it could let another thread block on

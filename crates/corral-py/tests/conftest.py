@@ -95,10 +95,15 @@ def cannot_run(capability: str, reason: str):
 
 def ray_modules():
     """``ray``, ``ray.serve`` and ``Cluster``, imported with every Ray process bound to
-    127.0.0.1 and without Ray's own deprecation warnings."""
+    127.0.0.1 and without Ray's own deprecation warnings. Ray's own patience is stretched for
+    a starved machine (the tests run beside builds on 2 CPUs): a worker process may take up
+    to 5 minutes to register (Ray's default, 60 s, killed Serve's proxy actor once beside a
+    release build) and a node may miss 20 health checks in a row (Ray's default: 5)."""
     import warnings
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_worker_register_timeout_seconds", "300")
+    os.environ.setdefault("RAY_health_check_failure_threshold", "20")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:

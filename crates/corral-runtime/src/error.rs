@@ -38,6 +38,8 @@ pub enum LoadError {
         "cannot load `{model}`: no ONNX engine is available\nhint: run ./scripts/setup, which installs ONNX Runtime"
     )]
     NoOnnxEngine { model: String },
+    #[error("cannot load `{model}`: {reason}")]
+    EngineChoice { model: String, reason: String },
     #[error("cannot start a worker thread for `{model}`")]
     Thread {
         model: String,

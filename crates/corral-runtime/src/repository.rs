@@ -10,7 +10,8 @@
 //! has no version folders and is version 1.
 //!
 //! ```toml
-//! platform = "onnx"        # or "sim"
+//! platform = "onnx"        # or "openvino" (IR: model.xml beside model.bin), or "sim"
+//! engine = "openvino"      # onnxruntime, openvino, tract, or auto (the process's choice)
 //! cores = 2                # K, cores per instance (default 1)
 //! [placement]
 //! start = 0                # start_nc
@@ -41,11 +42,14 @@
 //! `config.pbtxt` is read by `corral-config` (protobuf text format against Triton's
 //! `ModelConfig` schema, as Triton reads it: an unknown field or a value of the wrong type
 //! fails the load with protobuf's message, line and column). From the typed message this
-//! module reads what places and finds the model: `platform`/`backend` (ONNX only), `default_model_filename`, `instance_group`
+//! module reads what places and finds the model: `platform`/`backend` (ONNX on `onnxruntime`,
+//! IR or ONNX on `openvino`, whose model file is `model.xml` unless `default_model_filename`
+//! says otherwise, as Triton's OpenVINO backend reads it), `default_model_filename`, `instance_group`
 //! (`count` replicas of K cores each) and `parameters` with keys `corral.cores` (K),
 //! `corral.start`, `corral.count` (a number or `all`), `corral.group`, `corral.starts` (start
 //! cores separated by commas: one instance at each), `corral.elastic`,
-//! `corral.autopilot.min` / `corral.autopilot.max`, `corral.plan.rate`, and `version_policy`
+//! `corral.autopilot.min` / `corral.autopilot.max`, `corral.plan.rate`, `corral.engine` (as
+//! `engine` in `config.toml`: it wins over the backend's engine), and `version_policy`
 //! (`latest { num_versions }`, `all {}`, `specific { versions }`). An `instance_group` whose
 //! `count` is left out (or 0) has 1 instance: Triton's default on CPU is 2, but each corral
 //! instance owns cores, so one is asked for unless more are. The server reads Triton's serving
@@ -85,6 +89,7 @@ pub enum RepositoryError {
 #[serde(deny_unknown_fields)]
 struct Config {
     platform: Option<String>,
+    engine: Option<String>,
     cores: Option<usize>,
     #[serde(default)]
     placement: PlacementConfig,
@@ -104,6 +109,19 @@ struct Config {
 struct AutopilotConfig {
     min: Option<toml::Value>,
     max: Option<toml::Value>,
+}
+
+/// The engines a model's configuration may name; `auto` leaves the choice to the process.
+pub const ENGINES: [&str; 4] = ["onnxruntime", "openvino", "tract", "auto"];
+
+/// The engine `value` (of `key`) names: `None` for `auto`, an error naming the key and the
+/// accepted values for anything else.
+fn engine(value: &str, key: &str) -> Result<Option<String>, String> {
+    match value {
+        "auto" => Ok(None),
+        known if ENGINES.contains(&known) => Ok(Some(known.to_owned())),
+        other => Err(format!("{key} = `{other}` is not an engine; use {}", ENGINES.join(", "))),
+    }
 }
 
 /// A whole number written in a parameter's string value; the error names the parameter.
@@ -542,14 +560,19 @@ fn folder_name(dir: &Path) -> String {
 /// The model file a `config.pbtxt` names (`default_model_filename`, else `model.onnx`), after
 /// checking that its backend, as [`check_as_triton`] completed it, is one corral runs.
 fn pbtxt_model_file(config: &ModelConfig, backend: &str) -> Result<String, String> {
-    if backend != "onnxruntime" {
-        let (platform, backend) = (&config.platform, &config.backend);
-        return Err(format!(
-            "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\" or backend \"onnxruntime\""
-        ));
-    }
+    let default = match backend {
+        "onnxruntime" => "model.onnx",
+        // Triton's OpenVINO backend reads IR by default.
+        "openvino" => "model.xml",
+        _ => {
+            let (platform, backend) = (&config.platform, &config.backend);
+            return Err(format!(
+                "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\", or backend \"onnxruntime\" or \"openvino\""
+            ));
+        }
+    };
     let file = match config.default_model_filename.as_str() {
-        "" => "model.onnx".to_owned(),
+        "" => default.to_owned(),
         named => named.to_owned(),
     };
     if file.contains('/') || file.starts_with('.') {
@@ -582,7 +605,11 @@ fn pbtxt_model(
     let parameter = |key: &str| config.parameter(key).map(|v| number(v, key)).transpose();
     let autopilot =
         bounds(parameter("corral.autopilot.min")?, parameter("corral.autopilot.max")?, "corral.autopilot.")?;
-    let def = ModelDef { name, source: ModelSource::Onnx(path), cores_per_instance: k, placement, elastic, autopilot };
+    // Only OpenVINO reads IR: its backend's models stay on it unless another engine is named.
+    let named = config.parameter("corral.engine").map(|value| engine(value, "corral.engine")).transpose()?.flatten();
+    let engine = named.or_else(|| (config.backend == "openvino").then(|| "openvino".to_owned()));
+    let source = ModelSource::Onnx(path);
+    let def = ModelDef { name, source, cores_per_instance: k, placement, elastic, autopilot, engine };
     let versions = versions_of(&def, paths);
     Ok((def, versions))
 }
@@ -707,16 +734,20 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
             };
             (ModelSource::Sim(model), None)
         }
-        "onnx" | "onnxruntime_onnx" => {
+        "onnx" | "onnxruntime_onnx" | "openvino" => {
             if version_folders(dir).is_empty() && !config_path.exists() {
                 return Ok(None);
             }
-            let paths = selected_versions(dir, &policy, "model.onnx").map_err(|reason| bad(dir, reason))?;
+            let file = if platform == "openvino" { "model.xml" } else { "model.onnx" };
+            let paths = selected_versions(dir, &policy, file).map_err(|reason| bad(dir, reason))?;
             let path = paths.last().expect("a policy selects at least one version").1.clone();
             (ModelSource::Onnx(path), Some(paths))
         }
         other => {
-            return Err(bad(&config_path, format!("platform `{other}` is not supported; use \"onnx\" or \"sim\"")));
+            return Err(bad(
+                &config_path,
+                format!("platform `{other}` is not supported; use \"onnx\", \"openvino\" or \"sim\""),
+            ));
         }
     };
     let autopilot = match &config.autopilot {
@@ -728,7 +759,12 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
         }
         None => None,
     };
-    let def = ModelDef { name, source, cores_per_instance: k, placement, elastic: config.placement.elastic, autopilot };
+    // Only OpenVINO reads IR: its platform's models stay on it unless another engine is named.
+    let named = config.engine.as_deref().map(|value| engine(value, "engine")).transpose();
+    let named = named.map_err(|reason| bad(&config_path, reason))?.flatten();
+    let engine = named.or_else(|| (platform == "openvino").then(|| "openvino".to_owned()));
+    let elastic = config.placement.elastic;
+    let def = ModelDef { name, source, cores_per_instance: k, placement, elastic, autopilot, engine };
     let versions = match paths {
         Some(paths) => versions_of(&def, paths),
         // A simulated model has no version folders: it is version 1.

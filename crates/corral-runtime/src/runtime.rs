@@ -41,6 +41,9 @@ pub struct ModelDef {
     pub elastic: bool,
     /// The autopilot's bounds, in instances (`None`: 1 to what the process's cores hold).
     pub autopilot: Option<(usize, usize)>,
+    /// The engine the model's configuration names (`onnxruntime`, `openvino`, `tract`),
+    /// found through [`RuntimeSettings::named_engine`]; `None`: the process's ONNX engine.
+    pub engine: Option<String>,
 }
 
 impl ModelDef {
@@ -52,6 +55,7 @@ impl ModelDef {
             placement: None,
             elastic: false,
             autopilot: None,
+            engine: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl ModelDef {
             placement: None,
             elastic: false,
             autopilot: None,
+            engine: None,
         }
     }
 
@@ -123,6 +128,7 @@ struct Inner {
     queue_len_max: usize,
     run_max: usize,
     onnx_engine: Option<Arc<dyn Engine>>,
+    named_engine: Option<crate::settings::NamedEngine>,
 }
 
 impl Runtime {
@@ -192,6 +198,7 @@ impl Runtime {
             queue_len_max: settings.queue_len_max.max(1),
             run_max: settings.run_max.max(1),
             onnx_engine: settings.onnx_engine,
+            named_engine: settings.named_engine,
         };
         Runtime { inner: Arc::new(inner) }
     }
@@ -322,10 +329,18 @@ impl Runtime {
         let inner = &self.inner;
         let engine: Arc<dyn Engine> = match &def.source {
             ModelSource::Sim(_) => Arc::new(SimEngine),
-            ModelSource::Onnx(_) => {
-                inner.onnx_engine.clone().ok_or_else(|| LoadError::NoOnnxEngine { model: def.name.clone() })?
-            }
+            ModelSource::Onnx(_) => match &def.engine {
+                Some(name) => {
+                    let named = inner
+                        .named_engine
+                        .as_ref()
+                        .ok_or_else(|| LoadError::NoOnnxEngine { model: def.name.clone() })?;
+                    named(name).map_err(|reason| LoadError::EngineChoice { model: def.name.clone(), reason })?
+                }
+                None => inner.onnx_engine.clone().ok_or_else(|| LoadError::NoOnnxEngine { model: def.name.clone() })?,
+            },
         };
+        tracing::info!(model = %def.name, engine = engine.name(), "engine");
         let bounds = self.bounds(def, placement.instances.len())?;
         let prepared =
             engine.prepare(&def.source).map_err(|source| LoadError::Engine { model: def.name.clone(), source })?;

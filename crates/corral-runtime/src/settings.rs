@@ -40,8 +40,11 @@ pub struct RuntimeSettings {
     /// Same-model calls an instance runs in a row on its gang before letting others in
     /// (1 = plain FIFO order).
     pub run_max: usize,
-    /// The engine for ONNX models (ONNX Runtime or tract), chosen by the caller.
+    /// The engine for ONNX models (ONNX Runtime, OpenVINO or tract), chosen by the caller.
     pub onnx_engine: Option<Arc<dyn Engine>>,
+    /// The engine a model's configuration names, by name (`corral_onnx::named_engine`);
+    /// `None`: such a model fails its load.
+    pub named_engine: Option<NamedEngine>,
     /// Publish live counters for `corral top` and `corral monitor` (on by default; off
     /// keeps them inside the process, and lets benchmarks measure what publishing costs).
     pub publish: bool,
@@ -51,6 +54,9 @@ pub struct RuntimeSettings {
     pub autopilot_interval: Option<Duration>,
 }
 
+/// Finds an engine by its name (`onnxruntime`, `openvino`, `tract`), or says why it cannot.
+pub type NamedEngine = Arc<dyn Fn(&str) -> Result<Arc<dyn Engine>, String> + Send + Sync>;
+
 impl Default for RuntimeSettings {
     fn default() -> RuntimeSettings {
         RuntimeSettings {
@@ -59,6 +65,7 @@ impl Default for RuntimeSettings {
             queue_len_max: 1024,
             run_max: corral_dispatch::runs::RUN_MAX,
             onnx_engine: None,
+            named_engine: None,
             publish: true,
             autopilot: None,
             autopilot_interval: None,

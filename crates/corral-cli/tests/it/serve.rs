@@ -631,6 +631,24 @@ fn versions_rules_traces_and_tritons_words_as_its_own_clients_check_them() {
     assert!(models.contains(&"every@1") && models.contains(&"every@3"), "{ls}");
 }
 
+/// Triton's OpenVINO backend (IR) and `corral.engine` on an ONNX model, served by OpenVINO:
+/// answers agree with onnxruntime's, and the log names each model's engine.
+#[test]
+fn models_on_openvino_answer_tritonclient_as_onnxruntime_does() {
+    let host = Host::new();
+    let repo = repository_made_by("openvino_models.py");
+    let server = Server::start(&host, repo.path(), &["-v"]);
+    server.wait_ready();
+    let repo_arg = repo.path().to_str().expect("utf-8");
+    let args = [Server::port(&server.http), Server::port(&server.grpc), repo_arg];
+    server.run_client("serve_openvino.py", &args, "all checks passed");
+    let log = server.stderr_text();
+    for model in ["ir@1", "picked@1"] {
+        let said = log.lines().any(|l| l.contains(model) && l.contains("engine") && l.contains("openvino"));
+        assert!(said, "the log names {model}'s engine: {log}");
+    }
+}
+
 #[test]
 fn typed_tensors_and_classes_round_trip_over_http_and_grpc() {
     let host = Host::new();

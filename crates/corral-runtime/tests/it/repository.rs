@@ -23,6 +23,9 @@ fn show(
     for model in models {
         let at = model.placement.as_ref().map(|w| w.to_string());
         out += &format!("{} K={} at={at:?}", model.name, model.cores_per_instance);
+        if let Some(engine) = &model.engine {
+            out += &format!(" engine={engine}");
+        }
         if sources {
             out += &format!(" source={:?}", model.source);
         }
@@ -56,18 +59,30 @@ fn reads_models_and_reports_bad_ones() {
     write(repo, "f/config.toml", "[placement]\ngroup = 1\nstart = 2\n");
     write(repo, "g/config.toml", "platfrom = \"sim\"\n");
     write(repo, "h/config.toml", "platform = \"onnx\"\n");
+    write(repo, "i/config.toml", "engine = \"openvino\"\n");
+    write(repo, "i/1/model.onnx", "bytes");
+    write(repo, "j/config.toml", "engine = \"tensorrt\"\n");
+    write(repo, "j/1/model.onnx", "bytes");
+    write(repo, "k/config.toml", "platform = \"openvino\"\n");
+    write(repo, "k/1/model.xml", "IR");
+    write(repo, "l/config.toml", "platform = \"openvino\"\nengine = \"auto\"\n");
+    write(repo, "l/1/model.xml", "IR");
     fs::create_dir_all(repo.join("not-a-model")).expect("mkdir");
     let (models, errors) = repository::read(repo).expect("readable");
     let out = show(repo, &models, &errors, true);
     expect![[r#"
         a K=2 at=Some("start_nc=1 nc_count=4") source=Sim(SimModel { inputs: [TensorSpec { name: "x", datatype: F32, shape: [1, 3] }], outputs: [TensorSpec { name: "y", datatype: I64, shape: [1] }], latency: 10ms, switch: 2.5ms })
         b K=1 at=Some("multicore") source=Onnx("REPO/b/3/model.onnx")
+        i K=1 at=None engine=openvino source=Onnx("REPO/i/1/model.onnx")
+        k K=1 at=None engine=openvino source=Onnx("REPO/k/1/model.xml")
+        l K=1 at=None engine=openvino source=Onnx("REPO/l/1/model.xml")
         error: REPO/c/config.toml: every [[input]] and [[output]] of a sim model needs a fixed shape
         error: REPO/d/config.toml: cores = 0: a model needs at least 1 core per instance
-        error: REPO/e/config.toml: platform `tensorflow` is not supported; use "onnx" or "sim"
+        error: REPO/e/config.toml: platform `tensorflow` is not supported; use "onnx", "openvino" or "sim"
         error: REPO/f/config.toml: placement group cannot be combined with start or count
-        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `cores`, `placement`, `sim`, `input`, `output`, `versions`, `plan`, `autopilot`
+        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `engine`, `cores`, `placement`, `sim`, `input`, `output`, `versions`, `plan`, `autopilot`
         error: REPO/h: no <version>/model.onnx found (e.g. 1/model.onnx)
+        error: REPO/j/config.toml: engine = `tensorrt` is not an engine; use onnxruntime, openvino, tract, auto
     "#]]
     .assert_eq(&out);
     assert_eq!(models[1].placement, Some(Where::Multicore));
@@ -110,20 +125,32 @@ fn config_pbtxt_folders_give_their_placement() {
     // A config.pbtxt that is there but cannot be read (here a link to itself) is an error, not
     // a folder without one.
     write(repo, "unreadable/1/model.onnx", "bytes");
+    // Triton's OpenVINO backend reads IR (model.xml) unless default_model_filename says
+    // otherwise; corral.engine picks the engine whatever the backend.
+    write(repo, "vino/config.pbtxt", "backend: \"openvino\"");
+    write(repo, "vino/1/model.xml", "IR");
+    let engine = |e: &str| format!("parameters {{ key: \"corral.engine\" value {{ string_value: \"{e}\" }} }}");
+    write(repo, "picked/config.pbtxt", &format!("platform: \"onnxruntime_onnx\"\n{}", engine("openvino")));
+    write(repo, "picked/1/model.onnx", "bytes");
+    write(repo, "unknown/config.pbtxt", &format!("platform: \"onnxruntime_onnx\"\n{}", engine("tensorrt")));
+    write(repo, "unknown/1/model.onnx", "bytes");
     std::os::unix::fs::symlink("config.pbtxt", repo.join("unreadable/config.pbtxt")).expect("link");
     let (models, errors) = repository::read(repo).expect("readable");
     assert_eq!(
         models.iter().map(|m| (m.name.as_str(), m.elastic)).collect::<Vec<_>>(),
-        [("renamed", false), ("replicas", false), ("stretchy", true)]
+        [("picked", false), ("renamed", false), ("replicas", false), ("stretchy", true), ("vino", false)]
     );
     let out = show(repo, &models, &errors, false);
     expect![[r#"
+        picked K=1 at=None engine=openvino
         renamed K=1 at=Some("multicore")
         replicas K=2 at=Some("start_nc=-1 nc_count=4")
         stretchy K=1 at=Some("start_nc=-1 nc_count=2")
+        vino K=1 at=None engine=openvino
         error: failed to read text proto from REPO/broken/config.pbtxt: 2:21: Expected identifier, got: 
         error: REPO/sloppy/config.pbtxt: corral.elastic = `yes` is not valid; use "true" or "false"
-        error: REPO/tf/config.pbtxt: platform `tensorflow_savedmodel` / backend `` is not served by corral; use platform "onnxruntime_onnx" or backend "onnxruntime"
+        error: REPO/tf/config.pbtxt: platform `tensorflow_savedmodel` / backend `` is not served by corral; use platform "onnxruntime_onnx", or backend "onnxruntime" or "openvino"
+        error: REPO/unknown/config.pbtxt: corral.engine = `tensorrt` is not an engine; use onnxruntime, openvino, tract, auto
         error: failed to read text proto from REPO/unreadable/config.pbtxt: Too many levels of symbolic links (os error 40)
         error: REPO/zero/config.pbtxt: corral.cores = 0: a model needs at least 1 core per instance
     "#]].assert_eq(&out);
