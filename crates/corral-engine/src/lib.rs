@@ -90,11 +90,22 @@ impl Prepared {
     pub fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
         self.sessions.session(placement)
     }
+
+    /// The engine chosen for this model and why, where one engine chooses among others
+    /// (`auto`), once it has.
+    pub fn chosen(&self) -> Option<String> {
+        self.sessions.chosen()
+    }
 }
 
 /// How an engine makes the sessions of one prepared model (what it parsed, shared by them).
 pub trait Sessions: Send + Sync {
     fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError>;
+
+    /// See [`Prepared::chosen`].
+    fn chosen(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<F> Sessions for F

@@ -365,6 +365,9 @@ impl Runtime {
             // On a later failure, `instances` drops: queues close and workers end.
             instances.push(factory.start(&def.name, index as u64, cores, &recorder, &wide)?);
         }
+        if let Some(chosen) = factory.prepared.chosen() {
+            tracing::info!(model = %def.name, "engine chosen: {chosen}");
+        }
         let warning = placement.warning();
         if let Some(warning) = &warning {
             tracing::warn!("{warning}");
