@@ -77,7 +77,7 @@ pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     let runtime = crate::models::runtime(&args.device, Some(&args.cores), args.autopilot, lookup)?;
     let mut models = Vec::new();
     for def in crate::models::read(args.models.path())? {
-        match runtime.load(def) {
+        match runtime.load(crate::models::with_engine(def, args.engine.as_deref())) {
             // A shared core is announced on stderr by the runtime's warning.
             Ok(model) => models.push(model),
             Err(error) => eprintln!("warning: skipping a model: {error}"),

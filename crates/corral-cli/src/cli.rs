@@ -314,6 +314,9 @@ pub struct PlanArgs {
     /// With --profile: executions measured per model
     #[arg(long, value_name = "N", default_value_t = 200, requires = "profile", value_parser = clap::value_parser!(u32).range(1..))]
     pub samples: u32,
+    /// With --profile: the engine every ONNX model runs on, over its configuration's
+    #[arg(long, value_name = "ENGINE", requires = "profile", value_parser = ENGINES)]
+    pub engine: Option<String>,
     #[command(flatten)]
     pub load: LoadArgs,
     /// With --predict: simulated seconds [default: 60]
@@ -383,7 +386,13 @@ pub struct BenchArgs {
     /// Print JSON instead of tables
     #[arg(long)]
     pub json: bool,
+    /// The engine every ONNX model runs on, over its configuration's (auto: measured per model)
+    #[arg(long, value_name = "ENGINE", value_parser = ENGINES)]
+    pub engine: Option<String>,
 }
+
+/// What `--engine` takes: `auto` measures both engines per model (see `corral_onnx::auto`).
+const ENGINES: [&str; 4] = ["onnxruntime", "openvino", "tract", "auto"];
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

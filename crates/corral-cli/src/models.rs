@@ -24,6 +24,15 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<ModelDef>> {
     Ok(models)
 }
 
+/// `def` on `engine` (`--engine`), which wins over its configuration's, when given; for ONNX
+/// models only (a simulated model has its own engine).
+pub fn with_engine(def: ModelDef, engine: Option<&str>) -> ModelDef {
+    match (engine, &def.source) {
+        (Some(engine), corral_engine::ModelSource::Onnx(_)) => ModelDef { engine: Some(engine.to_owned()), ..def },
+        _ => def,
+    }
+}
+
 /// The ONNX engine `corral_onnx` chooses from the environment; its notice goes to stderr.
 pub fn onnx_engine(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Arc<dyn corral_engine::Engine>> {
     let choice = corral_onnx::onnx_engine(lookup)?;

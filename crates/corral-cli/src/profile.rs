@@ -57,6 +57,7 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
         for folder in &round {
             let k = folder.def.cores_per_instance;
             let def = folder.def.clone().at(Where::Cores { start: Some(start), count: Some(k) });
+            let def = crate::models::with_engine(def, args.engine.as_deref());
             start += k;
             let model =
                 runtime.load(def).with_context(|| format!("cannot load `{}` to profile it", folder.def.name))?;

@@ -97,8 +97,9 @@ pub fn onnx_engine(lookup: impl Fn(&str) -> Option<String>) -> Result<Choice, On
     }
 }
 
-/// Finds an engine by the name a model's configuration gives (`onnxruntime`, `openvino`,
-/// `tract`), each loaded once per process, its error in words when it cannot be had: what a
+/// Finds an engine by the name a model's configuration or `--engine` gives (`onnxruntime`,
+/// `openvino`, `tract`; `auto`: measured per model when OpenVINO loads, else ONNX Runtime),
+/// each loaded once per process, its error in words when it cannot be had: what a
 /// runtime's `RuntimeSettings::named_engine` holds. The libraries' variables are read from
 /// `lookup` now.
 #[allow(clippy::type_complexity)]
@@ -112,7 +113,15 @@ pub fn named_engine(
         "onnxruntime" => ort(&lookup).map_err(|e| format!("the engine onnxruntime: {e}")),
         "openvino" => openvino(&lookup).map_err(|e| format!("the engine openvino: {e}")),
         "tract" => tract().ok_or_else(|| OnnxEngineError::NoTract.to_string()),
-        other => Err(format!("`{other}` is not an engine; use onnxruntime, openvino or tract")),
+        // Measured per model when OpenVINO loads, else ONNX Runtime.
+        "auto" => {
+            let ort = ort(&lookup).map_err(|e| format!("the engine onnxruntime: {e}"))?;
+            Ok(match openvino(&lookup) {
+                Ok(openvino) => Arc::new(auto::AutoEngine { ort, openvino }),
+                Err(_) => ort,
+            })
+        }
+        other => Err(format!("`{other}` is not an engine; use onnxruntime, openvino, tract or auto")),
     })
 }
 

@@ -27,9 +27,10 @@ type Context = (String, i64, i64);
 /// Loads `path` (an `.onnx` file, or a model folder with `config.toml` or `config.pbtxt`) under
 /// `name` (default: the file's stem or the folder's name, made unique in this process), placed
 /// by `context`, else the folder's configuration, else on the least-used cores. `autopilot`
-/// bounds the autopilot's instances of it (SPEC §11), over the folder's.
+/// bounds the autopilot's instances of it (SPEC §11), over the folder's. `engine` runs it on
+/// that engine (`auto`: measured), over the folder's.
 #[pyfunction]
-#[pyo3(signature = (path, name=None, context=None, elastic=None, autopilot=None))]
+#[pyo3(signature = (path, name=None, context=None, elastic=None, autopilot=None, engine=None))]
 pub(crate) fn load(
     py: Python<'_>,
     path: PathBuf,
@@ -37,9 +38,20 @@ pub(crate) fn load(
     context: Option<Context>,
     elastic: Option<bool>,
     autopilot: Option<(usize, usize)>,
+    engine: Option<String>,
 ) -> PyResult<Model> {
     let runtime = process::runtime()?;
     let mut def = read(&path)?;
+    if let Some(engine) = engine {
+        if !["onnxruntime", "openvino", "tract", "auto"].contains(&engine.as_str()) {
+            return Err(errors::ConfigError::new_err(format!(
+                "engine = `{engine}` is not an engine; use onnxruntime, openvino, tract or auto"
+            )));
+        }
+        if matches!(def.source, corral_engine::ModelSource::Onnx(_)) {
+            def.engine = Some(engine);
+        }
+    }
     if let Some(elastic) = elastic {
         def.elastic = elastic;
     }
@@ -67,11 +79,16 @@ fn read(path: &std::path::Path) -> PyResult<ModelDef> {
     if !path.exists() {
         return Err(bad("no such file or folder".to_owned()));
     }
-    if path.extension().is_none_or(|e| e != "onnx") {
-        return Err(bad("is neither an .onnx model nor a model folder (with config.toml or config.pbtxt)".to_owned()));
-    }
     let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    Ok(ModelDef::onnx(name, path))
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("onnx") => Ok(ModelDef::onnx(name, path)),
+        // OpenVINO IR (with its .bin beside it): only OpenVINO reads it.
+        Some("xml") => Ok(ModelDef { engine: Some("openvino".to_owned()), ..ModelDef::onnx(name, path) }),
+        _ => Err(bad(
+            "is neither an .onnx model, OpenVINO IR (.xml), nor a model folder (with config.toml or config.pbtxt)"
+                .to_owned(),
+        )),
+    }
 }
 
 /// Loads under the definition's name, or `name#2`, `name#3`, … when it is taken (the seeds

@@ -62,7 +62,7 @@ def test_loading_what_is_not_a_model(tmp_path):
     with pytest.raises(corral.ModelLoadError, match=r"cannot load .*/missing.onnx: no such file or folder"):
         corral.load(tmp_path / "missing.onnx")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(corral.ModelLoadError, match=r"notes.txt: is neither an .onnx model nor a model folder"):
+    with pytest.raises(corral.ModelLoadError, match=r"notes.txt: is neither an .onnx model, OpenVINO IR \(.xml\), nor a model folder"):
         corral.load(tmp_path / "notes.txt")
     (tmp_path / "garbage.onnx").write_bytes(b"\x00not a protobuf")
     with pytest.raises(corral.ModelLoadError, match=r"cannot load `garbage`: cannot load .*garbage.onnx: "):

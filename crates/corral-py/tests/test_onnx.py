@@ -11,7 +11,7 @@ import onnxruntime
 import pytest
 
 import corral
-from conftest import MAGIKA, SILERO, SQUEEZENET
+from conftest import MAGIKA, SILERO, SITE, SQUEEZENET
 
 RNG = np.random.default_rng(7)
 
@@ -264,3 +264,24 @@ def test_an_elastic_model_runs_a_lone_call_on_both_real_cores():
     assert sum(i["executions"] for i in model.stats()["instances"]) == 1
     assert [a - b for a, b in zip(after, before)] == [1, 1]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_engine_runs_a_model_on_the_engine_named_and_refuses_others(tmp_path):
+    import subprocess
+    import sys
+
+    x = np.random.default_rng(4).random((2, 3, 48, 192), dtype=np.float32)
+    source = str(SITE / "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    ir = tmp_path / "cls.xml"
+    subprocess.run([sys.executable, "-c", "import sys, openvino as ov; "
+                    "ov.save_model(ov.convert_model(sys.argv[1]), sys.argv[2], compress_to_fp16=False)", source, str(ir)],
+                   check=True)
+    on_ort = corral.load(source, name="cls_ort", engine="onnxruntime")
+    on_ov = corral.load(source, name="cls_ov", engine="openvino")
+    as_ir = corral.load(ir, name="cls_ir")
+    expected = list(on_ort.infer({"x": x}).values())[0]
+    for model in (on_ov, as_ir):
+        got = list(model.infer({"x": x}).values())[0]
+        assert np.all(np.abs(got - expected) <= 1e-4 + 1e-3 * np.abs(expected)), model
+    with pytest.raises(corral.ConfigError, match="engine = `tensorrt` is not an engine; use onnxruntime, openvino, tract or auto"):
+        corral.load(source, name="cls_bad", engine="tensorrt")

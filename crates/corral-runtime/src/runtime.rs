@@ -340,7 +340,7 @@ impl Runtime {
                 None => inner.onnx_engine.clone().ok_or_else(|| LoadError::NoOnnxEngine { model: def.name.clone() })?,
             },
         };
-        tracing::info!(model = %def.name, engine = engine.name(), "engine");
+        tracing::info!(model = %def.name, "engine: {}", engine.name());
         let bounds = self.bounds(def, placement.instances.len())?;
         let prepared =
             engine.prepare(&def.source).map_err(|source| LoadError::Engine { model: def.name.clone(), source })?;

@@ -231,3 +231,27 @@ fn tract_serves_when_asked_or_when_onnx_runtime_is_missing() {
     "#]]
     .assert_eq(&String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn engine_picks_each_models_engine_over_its_configuration() {
+    let host = Host::new();
+    let model = magika();
+    let bench = |engine: &str| {
+        let args = ["bench", model.to_str().expect("utf-8"), "--device", "cpu", "--requests", "4", "--json", "-v"];
+        host.run(&[&args[..], &["--engine", engine]].concat(), &[])
+    };
+    for engine in ["onnxruntime", "openvino", "auto"] {
+        let output = bench(engine);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{engine}: {stderr}");
+        let report: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+        assert_eq!(report["models"][0]["failures"], 0, "{engine}");
+        let named = if engine == "auto" { "engine chosen: ".to_owned() } else { format!("engine: {engine}") };
+        assert!(stderr.contains(&named), "{engine}: the log says which engine: {stderr}");
+    }
+    let output = bench("tensorrt");
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid value 'tensorrt' for '--engine <ENGINE>'"), "{stderr}");
+    assert!(stderr.contains("[possible values: onnxruntime, openvino, tract, auto]"), "{stderr}");
+}

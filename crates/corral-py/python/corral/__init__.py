@@ -173,9 +173,14 @@ def init(
 
 
 def load(path: str | os.PathLike[str], *, name: str | None = None, ctx: PlacementContext | None = None,
-         elastic: bool | None = None, autopilot: tuple[int, int] | None = None) -> Model:
-    """Loads a model: an ``.onnx`` file, or a model folder with ``config.toml`` or
-    ``config.pbtxt`` (as ``corral serve`` reads them; simulated models too).
+         elastic: bool | None = None, autopilot: tuple[int, int] | None = None,
+         engine: str | None = None) -> Model:
+    """Loads a model: an ``.onnx`` file, OpenVINO IR (``model.xml`` beside its ``.bin``), or
+    a model folder with ``config.toml`` or ``config.pbtxt`` (as ``corral serve`` reads them;
+    simulated models too). ``engine`` (default: the folder's, else the process's,
+    ``CORRAL_ONNX_ENGINE``): ``"onnxruntime"``, ``"openvino"``, ``"tract"``, or ``"auto"``,
+    whichever of ONNX Runtime and OpenVINO runs the model faster here, measured at its first
+    instance.
 
     Placement: ``ctx`` if given, else the innermost active context of this thread or task,
     else the folder's configuration, else one instance on the least-used cores. ``elastic``
@@ -186,7 +191,7 @@ def load(path: str | os.PathLike[str], *, name: str | None = None, ctx: Placemen
     if not _corral.started():
         _start(explicit=False)
     placement = ctx._placement if ctx is not None else _placement.get()
-    return _corral.load(os.fspath(path), name, placement, elastic, autopilot)
+    return _corral.load(os.fspath(path), name, placement, elastic, autopilot, engine)
 
 
 class PlacementContext:
