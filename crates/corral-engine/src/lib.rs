@@ -91,9 +91,9 @@ impl Prepared {
         self.sessions.session(placement)
     }
 
-    /// The engine chosen for this model and why, where one engine chooses among others
-    /// (`auto`), once it has.
-    pub fn chosen(&self) -> Option<String> {
+    /// The engine chosen for this model (its name) and why, where one engine chooses among
+    /// others (`auto`), once it has.
+    pub fn chosen(&self) -> Option<(String, String)> {
         self.sessions.chosen()
     }
 }
@@ -103,7 +103,7 @@ pub trait Sessions: Send + Sync {
     fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError>;
 
     /// See [`Prepared::chosen`].
-    fn chosen(&self) -> Option<String> {
+    fn chosen(&self) -> Option<(String, String)> {
         None
     }
 }

@@ -77,8 +77,8 @@ impl Sessions for Both {
         self.ort.session(placement)
     }
 
-    fn chosen(&self) -> Option<String> {
-        self.chosen.get().map(|c| format!("{} ({})", c.engine, c.reason))
+    fn chosen(&self) -> Option<(String, String)> {
+        self.chosen.get().map(|c| (c.engine.to_owned(), c.reason.clone()))
     }
 }
 

@@ -92,6 +92,8 @@ pub(crate) struct ModelInner {
 /// What starting an instance takes: the prepared model, where its cores' CPUs are, and the
 /// runtime's scheduler and settings.
 pub(crate) struct Factory {
+    /// The engine's name (`auto` for one that chooses: see [`Model::engine`]).
+    pub(crate) engine: &'static str,
     pub(crate) prepared: Arc<Prepared>,
     pub(crate) lease: Arc<Lease>,
     pub(crate) scheduler: Arc<Scheduler>,
@@ -274,6 +276,14 @@ impl Model {
     /// K, the cores each instance spans.
     pub fn cores_per_instance(&self) -> usize {
         self.inner.cores_per_instance
+    }
+
+    /// The engine the model runs on, and why when it was chosen by measuring (`auto`).
+    pub fn engine(&self) -> (String, Option<String>) {
+        match self.inner.factory.prepared.chosen() {
+            Some((engine, reason)) => (engine, Some(reason)),
+            None => (self.inner.factory.engine.to_owned(), None),
+        }
     }
 
     /// True when a lone call may run on every instance's core at once (elastic instances).

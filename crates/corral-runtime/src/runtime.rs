@@ -347,6 +347,7 @@ impl Runtime {
         let model_id = inner.next_model_id.fetch_add(1, Ordering::Relaxed);
         let recorder = Arc::new(Recorder::new());
         let factory = Factory {
+            engine: engine.name(),
             prepared,
             lease: inner.lease.clone(),
             scheduler: inner.scheduler.clone(),
@@ -365,8 +366,8 @@ impl Runtime {
             // On a later failure, `instances` drops: queues close and workers end.
             instances.push(factory.start(&def.name, index as u64, cores, &recorder, &wide)?);
         }
-        if let Some(chosen) = factory.prepared.chosen() {
-            tracing::info!(model = %def.name, "engine chosen: {chosen}");
+        if let Some((chosen, reason)) = factory.prepared.chosen() {
+            tracing::info!(model = %def.name, "engine chosen: {chosen} ({reason})");
         }
         let warning = placement.warning();
         if let Some(warning) = &warning {

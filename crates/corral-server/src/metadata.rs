@@ -120,7 +120,8 @@ pub fn backend(served: &Served) -> &'static str {
 /// model_config_utils.cc: `AutoCompleteBackendFields`, `NormalizeModelConfig`,
 /// `NormalizeInstanceGroup`; the ONNX Runtime backend's tensors from the model when none are
 /// declared), plus what is live in corral: the instance count (the autopilot changes it) and
-/// the `corral.cores` / `corral.elastic` parameters.
+/// the `corral.cores` / `corral.elastic` / `corral.engine` (and, when measured,
+/// `corral.engine.reason`) parameters.
 pub fn config(served: &Served) -> ModelConfig {
     let mut config = served.config.model_config.clone();
     config.name = served.name.clone();
@@ -192,11 +193,16 @@ pub fn config(served: &Served) -> ModelConfig {
             ..Default::default()
         }];
     }
+    let (engine, reason) = served.model.engine();
     for (key, value) in [
-        ("corral.cores", served.model.cores_per_instance().to_string()),
-        ("corral.elastic", served.model.elastic().to_string()),
+        ("corral.cores", Some(served.model.cores_per_instance().to_string())),
+        ("corral.elastic", Some(served.model.elastic().to_string())),
+        ("corral.engine", Some(engine)),
+        ("corral.engine.reason", reason),
     ] {
-        config.parameters.insert(key.to_owned(), ModelParameter { string_value: value });
+        if let Some(value) = value {
+            config.parameters.insert(key.to_owned(), ModelParameter { string_value: value });
+        }
     }
     config
 }

@@ -7,7 +7,7 @@
 //! Every series keeps its labels for the server's life, so `rate()` never sees a reset that
 //! did not happen: no label changes when a model loads, reloads or its instances move. What
 //! does change (which models run on a core, which cores an instance spans) is an info gauge
-//! of its own (`corral_core_models`, `corral_instance_cores`, value 1). Utilisation is
+//! of its own (`corral_core_models`, `corral_instance_cores`, `corral_model_engine`, value 1). Utilisation is
 //! `rate(corral_core_busy_seconds_total[1m])`: a scrape changes nothing, so any number of
 //! scrapers read the same counters.
 
@@ -68,6 +68,15 @@ pub fn render(state: &ServerState) -> String {
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", cumulative.last().copied().unwrap_or(0));
     }
     let served = state.served();
+    family(&mut out, "corral_model_engine", "gauge", "The engine each model version runs on (info: always 1)");
+    for s in &served {
+        let engine = s.model.engine().0;
+        let _ = writeln!(
+            out,
+            "corral_model_engine{{model=\"{}\",version=\"{}\",engine=\"{engine}\"}} 1",
+            s.name, s.version
+        );
+    }
     // Instances are labelled by id, which stays with an instance while the autopilot moves
     // others (a position would hand one instance's counter to another).
     let instances: Vec<_> = served.iter().map(|s| s.model.stats().instances).collect();

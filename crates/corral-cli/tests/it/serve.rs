@@ -480,6 +480,7 @@ fn metric_names_and_labels() {
         corral_request_duration_seconds_bucket{model="tick",version="1",le="+Inf"}
         corral_request_duration_seconds_sum{model="tick",version="1"}
         corral_request_duration_seconds_count{model="tick",version="1"}
+        corral_model_engine{model="tick",version="1",engine="sim"}
         corral_queue_depth{model="tick",version="1",instance="0"}
         corral_instance_executions_total{model="tick",version="1",instance="0"}
         corral_instance_cores{model="tick",version="1",instance="0",cores="nc0"}
@@ -642,6 +643,13 @@ fn models_on_openvino_answer_tritonclient_as_onnxruntime_does() {
     let repo_arg = repo.path().to_str().expect("utf-8");
     let args = [Server::port(&server.http), Server::port(&server.grpc), repo_arg];
     server.run_client("serve_openvino.py", &args, "all checks passed");
+    for model in ["ir", "picked"] {
+        let (_, config) = http(&server.http, "GET", &format!("/v2/models/{model}/config"), b"");
+        let config: serde_json::Value = serde_json::from_str(&config).expect("JSON");
+        assert_eq!(config["parameters"]["corral.engine"]["string_value"], "openvino", "{model}: {config}");
+    }
+    let (_, metrics) = http(&server.metrics, "GET", "/metrics", b"");
+    assert!(metrics.contains("corral_model_engine{model=\"picked\",version=\"1\",engine=\"openvino\"} 1"), "{metrics}");
     let log = server.stderr_text();
     for model in ["ir@1", "picked@1"] {
         let said = log.lines().any(|l| l.contains(model) && l.contains("engine") && l.contains("openvino"));
