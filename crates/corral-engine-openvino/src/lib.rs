@@ -168,9 +168,11 @@ struct OvModel {
     model: Handle,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
-    /// Compiles one at a time (each reads `model`).
-    compiling: Mutex<()>,
 }
+
+/// One compile at a time in the process: compiles read their model, and the CPU plugin's
+/// first one sets it up; compiles are rare (an instance's start).
+static COMPILING: Mutex<()> = Mutex::new(());
 
 // SAFETY: `model` is OpenVINO's `ov::Model`, only read (by compiles, one at a time) and
 // freed once, on drop.
@@ -204,13 +206,7 @@ impl OvModel {
             (api.read_model)(*core, xml.as_ptr(), bin.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()), &mut model)
         };
         api.check(status, "OpenVINO cannot read it").map_err(load_error)?;
-        let mut read = OvModel {
-            path: path.to_owned(),
-            model,
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            compiling: Mutex::new(()),
-        };
+        let mut read = OvModel { path: path.to_owned(), model, inputs: Vec::new(), outputs: Vec::new() };
         read.inputs = read.ports(api.inputs_size, api.input_port).map_err(load_error)?;
         read.outputs = read.ports(api.outputs_size, api.output_port).map_err(load_error)?;
         Ok(read)
@@ -333,7 +329,7 @@ impl Sessions for OvModel {
             return Err(failed(WIDE_REFUSED.to_owned()));
         }
         let cpus: Vec<usize> = placement.core_cpus.concat();
-        let _compiling = corral_cores::sync::lock(&self.compiling);
+        let _compiling = corral_cores::sync::lock(&COMPILING);
         // Compiled on a thread pinned to the instance's CPUs: what OpenVINO starts for the
         // compiled model (its stream's threads) inherits them.
         let made = std::thread::scope(|scope| {
