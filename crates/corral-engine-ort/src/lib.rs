@@ -7,10 +7,24 @@
 //! `.venv` (searched upwards from the executable and the working directory), which
 //! `./scripts/setup` fills.
 //!
-//! A K-core instance gets one session with K intra-op threads: the calling worker thread
-//! (already pinned to the instance's first core by the runtime) plus K-1 threads that ONNX
-//! Runtime pins to the other cores' CPUs (`session.intra_op_thread_affinities`). Spinning is
-//! off so an idle replica leaves its core to nobody but itself, and never burns a neighbour's.
+//! Weights once per model version: every one-core instance of a prepared model (replicas,
+//! instances per core, the elastic session, autopilot growth) runs on ONE session of one
+//! intra-op thread, shared, so its weights and prepacked weights are held once however many
+//! instances run. With one intra-op thread ONNX Runtime starts no thread of its own: each
+//! call computes on the calling thread, the instance's worker, pinned by the runtime.
+//! ONNX Runtime's `Run` may be called from several threads at once on one session (its
+//! guarantee, microsoft/onnxruntime#19301; Triton's onnxruntime backend offers the same
+//! sharing as `share_session_between_instances`); `ort`'s safe `run` takes `&mut self`
+//! regardless, so calls go through the C API's `Run` ([`run`]). `CORRAL_ORT_SHARED_SESSION=0`
+//! gives each instance its own session instead (what `bench/weights.sh` compares with).
+//!
+//! A K-core instance (K > 1) gets a session of its own with K intra-op threads: the calling
+//! worker thread (already pinned to the instance's first core by the runtime) plus K-1
+//! threads that ONNX Runtime pins to the other cores' CPUs (`session.intra_op_thread_affinities`);
+//! its prepacked weights come from the model's one container (`PrepackedWeights`), shared
+//! with every other session of the model. Spinning is off so an idle replica leaves its core
+//! to nobody but itself, and never burns a neighbour's. A reload prepares a new model, which
+//! shares nothing with the version it replaces.
 //!
 //! BYTES tensors are ONNX string tensors, which are byte strings with lengths: elements go in
 //! and come out through the C API's explicit-length functions
@@ -20,8 +34,10 @@
 //! (where a request's body holds it, where an answer's bytes go) and ONNX Runtime's string.
 
 use std::{
+    ffi::CString,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, OnceLock},
+    ptr::NonNull,
+    sync::{Arc, OnceLock},
 };
 
 use corral_engine::{
@@ -30,12 +46,18 @@ use corral_engine::{
 };
 use ort::{
     AsPointer,
-    session::{Session as OrtSession, SessionInputValue, builder::GraphOptimizationLevel},
+    session::{
+        Session as OrtSession, SessionInputValue,
+        builder::{GraphOptimizationLevel, PrepackedWeights},
+    },
     value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType},
 };
 
 /// Names the library explicitly; wins over every other place.
 pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+
+/// `0`: each one-core instance gets a session of its own rather than the model's shared one.
+pub const SHARED_SESSION_ENV: &str = "CORRAL_ORT_SHARED_SESSION";
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum OrtLoadError {
@@ -110,11 +132,23 @@ impl corral_engine::Engine for OrtEngine {
         };
         let load_error = |reason: String| EngineError::Load { path: path.clone(), reason };
         let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
-        // One single-threaded session reads the signature and proves the model loads.
-        let probe = build_session(&bytes, &SessionPlacement { core_cpus: vec![Vec::new()] }).map_err(load_error)?;
-        let inputs = signature(probe.inputs().iter().map(|o| (o.name(), o.dtype())), path)?;
-        let outputs = signature(probe.outputs().iter().map(|o| (o.name(), o.dtype())), path)?;
-        let model = OrtModel { path: path.clone(), bytes: Arc::new(bytes), outputs: outputs.clone() };
+        let prepacked = PrepackedWeights::new();
+        // The session of one thread reads the signature, proves the model loads, and is the
+        // one every one-core instance runs on.
+        let single =
+            build_session(&bytes, &SessionPlacement { core_cpus: vec![Vec::new()] }, &prepacked).map_err(load_error)?;
+        let inputs = signature(single.inputs().iter().map(|o| (o.name(), o.dtype())), path)?;
+        let outputs = signature(single.outputs().iter().map(|o| (o.name(), o.dtype())), path)?;
+        let output_names = names(&outputs, path)?;
+        let shared = std::env::var(SHARED_SESSION_ENV).map_or(true, |v| v.trim() != "0");
+        let model = OrtModel {
+            path: path.clone(),
+            bytes,
+            prepacked,
+            single: shared.then(|| Arc::new(single)),
+            outputs: outputs.clone(),
+            output_names: Arc::new(output_names),
+        };
         Ok(Arc::new(Prepared::new(inputs, outputs, model)))
     }
 }
@@ -171,7 +205,24 @@ fn affinities(placement: &SessionPlacement) -> Option<String> {
     Some(per_thread.join(";"))
 }
 
-fn build_session(bytes: &[u8], placement: &SessionPlacement) -> Result<OrtSession, String> {
+/// The outputs' names as C strings, for `Run`.
+fn names(outputs: &[TensorSpec], path: &Path) -> Result<Vec<CString>, EngineError> {
+    outputs
+        .iter()
+        .map(|spec| {
+            CString::new(spec.name.as_str()).map_err(|_| EngineError::Load {
+                path: path.to_owned(),
+                reason: format!("output `{}` has a NUL in its name", spec.name.escape_debug()),
+            })
+        })
+        .collect()
+}
+
+fn build_session(
+    bytes: &[u8],
+    placement: &SessionPlacement,
+    prepacked: &PrepackedWeights,
+) -> Result<OrtSession, String> {
     let threads = placement.cores().max(1);
     let text = |e: ort::Error<_>| e.to_string();
     let mut builder = OrtSession::builder(environment()).map_err(|e| e.to_string())?;
@@ -179,32 +230,93 @@ fn build_session(bytes: &[u8], placement: &SessionPlacement) -> Result<OrtSessio
     builder = builder.with_intra_threads(threads).map_err(text)?;
     builder = builder.with_inter_threads(1).map_err(text)?;
     builder = builder.with_intra_op_spinning(false).map_err(text)?;
+    builder = builder.with_prepacked_weights(prepacked).map_err(text)?;
     if let Some(affinity) = affinities(placement) {
         builder = builder.with_config_entry("session.intra_op_thread_affinities", affinity).map_err(text)?;
     }
     builder.commit_from_memory(bytes).map_err(|e| e.to_string())
 }
 
-/// A model parsed by ONNX Runtime; each instance gets its own session.
+/// A model parsed by ONNX Runtime: the session its one-core instances share, and what a
+/// session of its own (K > 1 cores) is built from.
 struct OrtModel {
     path: PathBuf,
-    bytes: Arc<Vec<u8>>,
+    bytes: Vec<u8>,
+    /// Shared by every session of the model.
+    prepacked: PrepackedWeights,
+    /// One intra-op thread, no affinity: every one-core instance's session (none when
+    /// `CORRAL_ORT_SHARED_SESSION=0`).
+    single: Option<Arc<OrtSession>>,
     /// Each session reads its outputs in this order.
     outputs: Vec<TensorSpec>,
+    output_names: Arc<Vec<CString>>,
 }
 
 impl Sessions for OrtModel {
     fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError> {
-        let session = build_session(&self.bytes, placement)
-            .map_err(|reason| EngineError::Load { path: self.path.clone(), reason })?;
-        Ok(Box::new(OrtInstance { session: Arc::new(Mutex::new(session)), outputs: self.outputs.clone() }))
+        let session = match &self.single {
+            Some(single) if placement.cores() <= 1 => single.clone(),
+            _ => {
+                let session = build_session(&self.bytes, placement, &self.prepacked)
+                    .map_err(|reason| EngineError::Load { path: self.path.clone(), reason })?;
+                Arc::new(session)
+            }
+        };
+        Ok(Box::new(OrtInstance { session, outputs: self.outputs.clone(), output_names: self.output_names.clone() }))
     }
 }
 
 struct OrtInstance {
-    /// Shared with the outputs read in place, which keep it alive.
-    session: Arc<Mutex<OrtSession>>,
+    /// Shared with the model's other one-core instances and with the outputs read in place,
+    /// which keep it alive.
+    session: Arc<OrtSession>,
     outputs: Vec<TensorSpec>,
+    output_names: Arc<Vec<CString>>,
+}
+
+/// Runs `session` on `inputs` (names and values), giving the outputs named in `outputs`, in
+/// that order, through the C API's `Run`, which ONNX Runtime allows from several threads at
+/// once on one session (see the module docs).
+fn run(
+    session: &OrtSession,
+    inputs: &[(CString, SessionInputValue<'_>)],
+    outputs: &[CString],
+) -> Result<Vec<DynValue>, EngineError> {
+    let input_names: Vec<*const std::ffi::c_char> = inputs.iter().map(|(name, _)| name.as_ptr()).collect();
+    let input_values: Vec<*const ort::sys::OrtValue> = inputs.iter().map(|(_, value)| value.ptr()).collect();
+    let output_names: Vec<*const std::ffi::c_char> = outputs.iter().map(|name| name.as_ptr()).collect();
+    let mut output_values: Vec<*mut ort::sys::OrtValue> = vec![std::ptr::null_mut(); outputs.len()];
+    // SAFETY: the session is live; the names are NUL-terminated strings and the values live
+    // OrtValues, which outlive the call, in arrays of the lengths given; ONNX Runtime writes
+    // one new OrtValue per output name into `output_values`.
+    let status = unsafe {
+        (ort::api().Run)(
+            session.ptr().cast_mut(),
+            std::ptr::null(),
+            input_names.as_ptr(),
+            input_values.as_ptr(),
+            input_values.len(),
+            output_names.as_ptr(),
+            output_names.len(),
+            output_values.as_mut_ptr(),
+        )
+    };
+    // The values made before a failure are released as they are taken.
+    let values: Vec<Option<DynValue>> = output_values
+        .into_iter()
+        .map(|value| {
+            // SAFETY: a non-null pointer is an OrtValue that `Run` made and the caller now
+            // owns, its tensor allocated by the session's allocator.
+            NonNull::new(value).map(|value| unsafe { DynValue::from_ptr(value, Some(session.allocator())) })
+        })
+        .collect();
+    // SAFETY: the status was just returned by the API.
+    unsafe { checked(status, "Run") }?;
+    values
+        .into_iter()
+        .zip(outputs)
+        .map(|(value, name)| value.ok_or_else(|| EngineError::Run(format!("no output `{}`", name.to_string_lossy()))))
+        .collect()
 }
 
 fn view<'a, T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
@@ -284,7 +396,7 @@ fn string_elements(name: &str, value: &DynValue, count: usize) -> Result<Strings
 
 impl Session for OrtInstance {
     fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
-        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(CString, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         // Where the inputs' elements are: an output in one of them (a graph output that is
         // its input) is copied, since the input goes when the call ends.
         let mut input_ranges = Vec::with_capacity(inputs.len());
@@ -309,16 +421,16 @@ impl Session for OrtInstance {
                 TensorView::F64(v) => view(shape, v)?,
                 TensorView::Bytes(v) => strings(&input.name, shape, v)?,
             };
-            values.push((input.name.clone(), value));
+            let name = CString::new(input.name.as_str()).map_err(|_| {
+                EngineError::Run(format!("input `{}` has a NUL in its name", input.name.escape_debug()))
+            })?;
+            values.push((name, value));
         }
-        // A panic while the session was held does not stop its later calls.
-        let mut session = corral_cores::sync::lock(&self.session);
-        let mut outputs = session.run(values).map_err(|e| EngineError::Run(e.to_string()))?;
+        let outputs = run(&self.session, &values, &self.output_names)?;
         self.outputs
             .iter()
-            .map(|spec| {
-                let value =
-                    outputs.remove(&spec.name).ok_or_else(|| EngineError::Run(format!("no output `{}`", spec.name)))?;
+            .zip(outputs)
+            .map(|(spec, value)| {
                 let output = Output { value, _session: self.session.clone() };
                 extract(&spec.name, spec.datatype, output, &input_ranges)
             })
@@ -330,7 +442,7 @@ impl Session for OrtInstance {
 /// buffer of the session's backs it) for as long as a tensor reads it in place.
 struct Output {
     value: DynValue,
-    _session: Arc<Mutex<OrtSession>>,
+    _session: Arc<OrtSession>,
 }
 
 /// An output as a tensor: numbers are read in place from ONNX Runtime's buffer, which the
