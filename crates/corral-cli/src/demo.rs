@@ -39,7 +39,13 @@ fn real_models(limit: Limit, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     ];
     // A shared core is also announced on stderr, by the runtime's one warning per load.
     print!("{}", runtime.layout().render());
-    println!("\nsqueezenet: one replica per core; magika shares the last core with it.\n");
+    println!("\nsqueezenet: one replica per core; magika shares the last core with it.");
+    for model in &models {
+        let engine = model.engine();
+        let why = engine.reason.unwrap_or_else(|| "named, or the only engine found".to_owned());
+        println!("{}: on {}: {why}", model.name(), engine.engine);
+    }
+    println!();
     print!("{}", tables(&drive(&runtime, &models, 2 * n, limit)));
     Ok(())
 }

@@ -220,6 +220,8 @@ pub struct ModelView {
     pub latency: Percentiles,
     /// Engine time of the period's executions.
     pub compute: Percentiles,
+    /// The engine it runs on (empty when its publisher wrote none).
+    pub engine: String,
 }
 
 /// Seconds; all `None` when no call completed in the period.
@@ -320,6 +322,7 @@ impl View {
                                 latency: percentiles(&latency),
                                 compute: percentiles(&delta(&m.compute, before.map(|b| &b.compute[..]))),
                                 moves: m.moves,
+                                engine: m.engine.engine.clone(),
                             }
                         })
                         .collect();

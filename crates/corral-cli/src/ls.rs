@@ -93,6 +93,12 @@ struct JsonInstance {
     name: String,
     instance: usize,
     cores: Vec<usize>,
+    /// The model's engine (null when its holder published none).
+    engine: Option<String>,
+    /// Why, when it was chosen by measuring (`auto`).
+    engine_reason: Option<String>,
+    /// Each timed engine's median at batch 1, in microseconds.
+    engine_medians_us: std::collections::BTreeMap<String, u64>,
 }
 
 impl From<&CoreStatus> for JsonCore {
@@ -117,7 +123,17 @@ impl From<&Owner> for JsonOwner {
             models: owner
                 .instances
                 .iter()
-                .map(|i| JsonInstance { name: i.name.clone(), instance: i.instance, cores: i.cores.clone() })
+                .map(|i| {
+                    let engine = owner.engines.get(&i.name).cloned().unwrap_or_default();
+                    JsonInstance {
+                        name: i.name.clone(),
+                        instance: i.instance,
+                        cores: i.cores.clone(),
+                        engine: Some(engine.engine).filter(|e| !e.is_empty()),
+                        engine_reason: engine.reason,
+                        engine_medians_us: engine.medians_us,
+                    }
+                })
                 .collect(),
         }
     }

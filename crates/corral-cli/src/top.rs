@@ -71,7 +71,7 @@ struct Frame {
 }
 
 const CORE_HEADER: [&str; 6] = ["CORE", "OWNER", "INSTANCES", "UTIL", "EXEC/S", "SWITCH/S"];
-const MODEL_HEADER: [&str; 8] = ["PID", "COMMAND", "MODEL", "REQ/S", "P50", "P99", "FAIL/S", "QUEUE"];
+const MODEL_HEADER: [&str; 9] = ["PID", "COMMAND", "MODEL", "ENGINE", "REQ/S", "P50", "P99", "FAIL/S", "QUEUE"];
 const BAR_WIDTH: usize = 10;
 
 fn frame(view: &View, device: &str, filter: Option<u32>, sort: Sort) -> Frame {
@@ -119,6 +119,7 @@ fn frame(view: &View, device: &str, filter: Option<u32>, sort: Sort) -> Frame {
                 process.pid.to_string(),
                 command.clone(),
                 model.name.clone(),
+                if model.engine.is_empty() { "-".to_owned() } else { model.engine.clone() },
                 per_s(model.completed + model.failed),
                 seconds(model.latency.p50),
                 seconds(model.latency.p99),

@@ -210,13 +210,19 @@ impl Lease {
             device: self.device().to_string(),
             cores: held(&state).to_env_value(),
             models: Vec::new(),
+            engines: Default::default(),
         };
         write_record(&state, &record);
     }
 
     /// Publishes which instances sit on each core (by process-relative index, labelled
-    /// `name[replica]`) in the owner records, so `corral ls` can show them next to the owner.
-    pub fn publish_models(&self, per_core: &[Vec<String>]) {
+    /// `name[replica]`) and each model's engine in the owner records, so `corral ls` can show
+    /// them next to the owner.
+    pub fn publish_models(
+        &self,
+        per_core: &[Vec<String>],
+        engines: &std::collections::BTreeMap<String, crate::ModelEngine>,
+    ) {
         let state = self.state();
         let mut record = OwnerRecord::for_this_process(&self.device().to_string(), &held(&state));
         // The record numbers the cores it lists: the held ones, in ascending global order.
@@ -228,6 +234,7 @@ impl Lease {
             .collect();
         listed.sort_by_key(|(global, _)| *global);
         record.models = listed.into_iter().map(|(_, models)| models).collect();
+        record.engines = engines.clone();
         write_record(&state, &record);
     }
 

@@ -48,8 +48,9 @@ pub use inherit::{LEASE_ENV, Ticket};
 pub use lease::{JoinError, Lease};
 pub use list::{format_cpu_list, parse_cpu_list};
 pub use live::{
-    LATENCY_BUCKETS_PER_OCTAVE, LIVE_BYTES_MAX, LiveCore, LiveModel, Moves, PROCESS_TAG, PROCESS_TAG_NEURON,
-    PUBLISH_INTERVAL, Publication, Unreadable, bucket_percentile, latency_bucket, latency_bucket_limit,
+    LATENCY_BUCKETS_PER_OCTAVE, LIVE_BYTES_MAX, LiveCore, LiveModel, ModelEngine, Moves, PROCESS_TAG,
+    PROCESS_TAG_NEURON, PUBLISH_INTERVAL, Publication, Unreadable, bucket_percentile, latency_bucket,
+    latency_bucket_limit,
 };
 pub use procfs::{ProcessStat, process_stat};
 pub use record::{Owner, OwnerInstance, instance_label, now_unix_ms};

@@ -18,6 +18,7 @@
 //! nothing, and the next holder of that core overwrites it.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     io::{Read, Seek},
 };
@@ -98,6 +99,23 @@ pub struct LiveModel {
     /// field wrote none: 0).
     #[serde(default)]
     pub moves: Moves,
+    /// Its engine (publishers before this field wrote none: empty).
+    #[serde(default)]
+    pub engine: ModelEngine,
+}
+
+/// The engine a model runs on, and why: what `corral ls --json` and `top` show.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModelEngine {
+    /// `onnxruntime`, `openvino`, `tract`, `sim`; empty when the publisher wrote none.
+    #[serde(default)]
+    pub engine: String,
+    /// Why, when the engine was chosen by measuring (`auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Each engine's median at batch 1, in microseconds, when both were timed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub medians_us: BTreeMap<String, u64>,
 }
 
 /// The autopilot's moves of one model, by direction.

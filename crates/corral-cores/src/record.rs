@@ -15,6 +15,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    ModelEngine,
     core_set::{CoreSet, parse_core_list},
     procfs,
 };
@@ -37,6 +38,8 @@ pub struct Owner {
     pub models: Vec<String>,
     /// Every instance the holder published, on any of its cores.
     pub instances: Vec<OwnerInstance>,
+    /// Each published model's engine, by name.
+    pub engines: BTreeMap<String, ModelEngine>,
 }
 
 /// One instance of a model, as its holder published it: `squeezenet[1]` on nc3.
@@ -86,6 +89,9 @@ pub(crate) struct OwnerRecord {
     /// Models per leased core (process-relative order), when the holder publishes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) models: Vec<Vec<String>>,
+    /// Each model's engine, by name, when the holder publishes them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) engines: BTreeMap<String, ModelEngine>,
 }
 
 impl OwnerRecord {
@@ -99,6 +105,7 @@ impl OwnerRecord {
             device: device.to_owned(),
             cores: cores.to_env_value(),
             models: Vec::new(),
+            engines: BTreeMap::new(),
         }
     }
 
@@ -144,6 +151,7 @@ impl OwnerRecord {
             since: Some(UNIX_EPOCH + Duration::from_millis(self.since_unix_ms)),
             models,
             instances,
+            engines: self.engines,
         }
     }
 }

@@ -443,6 +443,7 @@ impl Registry {
                         since: None,
                         models: Vec::new(),
                         instances: Vec::new(),
+                        engines: Default::default(),
                     }),
                 };
                 if let Some(owner) = owner

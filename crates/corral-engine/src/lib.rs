@@ -14,7 +14,7 @@ mod strings;
 mod tensor;
 mod wire;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 pub use datatype::DataType;
 pub use sim::{SimEngine, SimModel};
@@ -35,6 +35,16 @@ impl SessionPlacement {
     pub fn cores(&self) -> usize {
         self.core_cpus.len()
     }
+}
+
+/// What an engine that chooses among others (`auto`) chose for a model, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineChoice {
+    /// The engine's name: `onnxruntime`, `openvino`.
+    pub engine: String,
+    pub reason: String,
+    /// Each engine timed, with its median at batch 1 (empty when they were not timed).
+    pub medians: Vec<(String, Duration)>,
 }
 
 /// A model artifact as the runtime hands it to an engine.
@@ -93,8 +103,15 @@ impl Prepared {
 
     /// The engine chosen for this model (its name) and why, where one engine chooses among
     /// others (`auto`), once it has.
-    pub fn chosen(&self) -> Option<(String, String)> {
+    pub fn chosen(&self) -> Option<EngineChoice> {
         self.sessions.chosen()
+    }
+
+    /// Whether the next session first runs the model on its placement's cores to time it
+    /// (`auto`, before it has chosen): its caller holds those cores meanwhile, through the
+    /// scheduler, so the timing never overlaps another model's calls there.
+    pub fn measures(&self) -> bool {
+        self.sessions.measures()
     }
 }
 
@@ -103,8 +120,13 @@ pub trait Sessions: Send + Sync {
     fn session(&self, placement: &SessionPlacement) -> Result<Box<dyn Session>, EngineError>;
 
     /// See [`Prepared::chosen`].
-    fn chosen(&self) -> Option<(String, String)> {
+    fn chosen(&self) -> Option<EngineChoice> {
         None
+    }
+
+    /// See [`Prepared::measures`].
+    fn measures(&self) -> bool {
+        false
     }
 }
 

@@ -12,30 +12,23 @@
 //! (OpenVINO refuses them: see `corral_engine_openvino`). An instance of more than one core
 //! first makes the choice ONNX Runtime's, with that reason.
 //!
-//! Not yet through the scheduler: the timing runs while the model loads, on its first
-//! instance's cores, beside whatever another model already runs there.
+//! The runtime holds the first instance's cores through its scheduler while the timing runs
+//! (`Prepared::measures`), so the timing never overlaps another model's calls on a shared
+//! core, and those calls wait for it (about [`BUDGET`] and two warm-ups).
 
 use std::{
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
-use corral_engine::{Engine, EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, Tensor};
+use corral_engine::{
+    Engine, EngineChoice as Chosen, EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, Tensor,
+};
 
 /// Timed runs per engine, at most.
 pub const RUNS: usize = 20;
 /// The timing's budget, both engines together (about).
 pub const BUDGET: Duration = Duration::from_secs(1);
-
-/// What `auto` chose for a model, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Chosen {
-    /// `onnxruntime` or `openvino`.
-    pub engine: &'static str,
-    pub reason: String,
-    /// Each engine's median at batch 1, when both ran.
-    pub medians: Option<(Duration, Duration)>,
-}
 
 /// ONNX Runtime and OpenVINO, one chosen per model by measuring.
 pub struct AutoEngine {
@@ -77,8 +70,12 @@ impl Sessions for Both {
         self.ort.session(placement)
     }
 
-    fn chosen(&self) -> Option<(String, String)> {
-        self.chosen.get().map(|c| (c.engine.to_owned(), c.reason.clone()))
+    fn chosen(&self) -> Option<Chosen> {
+        self.chosen.get().cloned()
+    }
+
+    fn measures(&self) -> bool {
+        self.chosen.get().is_none()
     }
 }
 
@@ -93,7 +90,7 @@ impl Both {
     }
 
     fn measure(&self, placement: &SessionPlacement) -> Chosen {
-        let keep = |reason: String| Chosen { engine: "onnxruntime", reason, medians: None };
+        let keep = |reason: String| Chosen { engine: "onnxruntime".to_owned(), reason, medians: Vec::new() };
         let openvino = match &self.openvino {
             Ok(openvino) => openvino,
             Err(error) => return keep(format!("OpenVINO cannot load it: {error}")),
@@ -119,7 +116,8 @@ impl Both {
             Ok((ort, ov)) => {
                 let engine = if ov < ort { "openvino" } else { "onnxruntime" };
                 let reason = format!("median {:.3} ms on openvino, {:.3} ms on onnxruntime", ms(ov), ms(ort));
-                Chosen { engine, reason, medians: Some((ort, ov)) }
+                let medians = vec![("onnxruntime".to_owned(), ort), ("openvino".to_owned(), ov)];
+                Chosen { engine: engine.to_owned(), reason, medians }
             }
         }
     }

@@ -10,11 +10,11 @@
 //!   an error naming what to install when it cannot be found. Instances of one core only
 //!   (see `corral_engine_openvino`).
 //! - `tract`: the pure-Rust engine (1.2x to 5x slower, no library needed).
-//! - `auto` set explicitly, with OpenVINO found: each model on ONNX Runtime or OpenVINO,
-//!   whichever runs it faster here, measured at its first instance ([`auto`]).
-//! - `auto` otherwise, and unset (the default): ONNX Runtime when found, else tract with a
-//!   one-line [`Choice::notice`] saying how to get ONNX Runtime. The caller shows the notice
-//!   (stderr, a Python warning).
+//! - `auto`, and unset (the default): each model on ONNX Runtime or OpenVINO, whichever runs
+//!   it faster here, measured at its first instance ([`auto`]). With one library missing,
+//!   every model runs on the other, with a one-line [`Choice::notice`] naming what to
+//!   install; with neither, tract, with such a notice. The caller shows the notice (stderr,
+//!   a Python warning).
 //!
 //! tract is the `tract` feature (on by default). A build without it (the demo's release
 //! build, see ./scripts/setup) answers `tract` with an error saying how to get it, and `auto`
@@ -73,32 +73,45 @@ pub fn onnx_engine(lookup: impl Fn(&str) -> Option<String>) -> Result<Choice, On
         "tract" => Ok(chosen(tract().ok_or(OnnxEngineError::NoTract)?)),
         "onnxruntime" | "ort" => Ok(chosen(ort(lookup).map_err(OnnxEngineError::OrtMissing)?)),
         "openvino" => Ok(chosen(openvino(lookup).map_err(OnnxEngineError::OpenVinoMissing)?)),
-        // Set explicitly, `auto` measures both engines per model (see `auto`); unset, it is
-        // ONNX Runtime when found, until the tests that are not about the choice name theirs.
-        "auto" if openvino(&lookup).is_ok() => {
-            let engines =
-                ort(&lookup).map(|ort| auto::AutoEngine { ort, openvino: openvino(&lookup).expect("loaded") });
-            Ok(chosen(Arc::new(engines.map_err(OnnxEngineError::OrtMissing)?)))
-        }
-        "" | "auto" => Ok(match ort(lookup) {
-            Ok(engine) => chosen(engine),
-            Err(error) => {
-                let reason = error.to_string();
-                let reason = reason.lines().next().unwrap_or_default().to_owned();
-                Choice {
-                    engine: tract().ok_or(OnnxEngineError::NoEngine(error))?,
-                    notice: Some(format!(
-                        "using tract (pure Rust, 1.2x to 5x slower): {reason}; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime"
-                    )),
-                }
-            }
-        }),
+        "" | "auto" => auto(&lookup),
         other => Err(OnnxEngineError::Unknown(other.to_owned())),
     }
 }
 
+/// `auto`: both engines when both load; else the one that does, with a notice; else tract.
+fn auto(lookup: &impl Fn(&str) -> Option<String>) -> Result<Choice, OnnxEngineError> {
+    let first_line = |error: &dyn std::fmt::Display| error.to_string().lines().next().unwrap_or_default().to_owned();
+    Ok(match (ort(lookup), openvino(lookup)) {
+        (Ok(ort), Ok(openvino)) => Choice { engine: Arc::new(auto::AutoEngine { ort, openvino }), notice: None },
+        (Ok(ort), Err(error)) => Choice {
+            engine: ort,
+            notice: Some(format!(
+                "every model runs on ONNX Runtime: {}; run ./scripts/setup or pip install openvino=={} to let each model run on the faster of the two",
+                first_line(&error),
+                corral_engine_openvino::VERSION
+            )),
+        },
+        (Err(error), Ok(openvino)) => Choice {
+            engine: openvino,
+            notice: Some(format!(
+                "every model runs on OpenVINO (models of more than one core and BYTES tensors cannot): {}; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime",
+                first_line(&error)
+            )),
+        },
+        (Err(error), Err(_)) => {
+            let reason = first_line(&error);
+            Choice {
+                engine: tract().ok_or(OnnxEngineError::NoEngine(error))?,
+                notice: Some(format!(
+                    "using tract (pure Rust, 1.2x to 5x slower): {reason}; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime"
+                )),
+            }
+        }
+    })
+}
+
 /// Finds an engine by the name a model's configuration or `--engine` gives (`onnxruntime`,
-/// `openvino`, `tract`; `auto`: measured per model when OpenVINO loads, else ONNX Runtime),
+/// `openvino`, `tract`; `auto`: as `CORRAL_ONNX_ENGINE=auto`),
 /// each loaded once per process, its error in words when it cannot be had: what a
 /// runtime's `RuntimeSettings::named_engine` holds. The libraries' variables are read from
 /// `lookup` now.
@@ -113,14 +126,8 @@ pub fn named_engine(
         "onnxruntime" => ort(&lookup).map_err(|e| format!("the engine onnxruntime: {e}")),
         "openvino" => openvino(&lookup).map_err(|e| format!("the engine openvino: {e}")),
         "tract" => tract().ok_or_else(|| OnnxEngineError::NoTract.to_string()),
-        // Measured per model when OpenVINO loads, else ONNX Runtime.
-        "auto" => {
-            let ort = ort(&lookup).map_err(|e| format!("the engine onnxruntime: {e}"))?;
-            Ok(match openvino(&lookup) {
-                Ok(openvino) => Arc::new(auto::AutoEngine { ort, openvino }),
-                Err(_) => ort,
-            })
-        }
+        // As the process's `auto` (its notice, if any, was the process's to give).
+        "auto" => auto(&lookup).map(|choice| choice.engine).map_err(|e| e.to_string()),
         other => Err(format!("`{other}` is not an engine; use onnxruntime, openvino, tract or auto")),
     })
 }
@@ -159,7 +166,11 @@ mod tests {
             onnx_engine(tract).err().expect("no tract").to_string(),
             "CORRAL_ONNX_ENGINE=tract: this build of corral leaves tract out\nhint: build with the `tract` feature (the default; ./scripts/setup --tests builds it)"
         );
-        let missing = |name: &str| (name == DYLIB_ENV).then(|| "/nonexistent/libonnxruntime.so".to_owned());
+        let missing = |name: &str| match name {
+            DYLIB_ENV => Some("/nonexistent/libonnxruntime.so".to_owned()),
+            corral_engine_openvino::LIB_ENV => Some("/nonexistent/libopenvino_c.so".to_owned()),
+            _ => None,
+        };
         let error = onnx_engine(missing).err().expect("no engine at all").to_string();
         assert!(error.starts_with("ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not name a file"), "{error}");
     }

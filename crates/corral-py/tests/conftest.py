@@ -25,6 +25,8 @@ for _name in list(os.environ):
         del os.environ[_name]
 os.environ["CORRAL_LOCK_DIR"] = tempfile.mkdtemp(prefix="corral-pytest-")
 os.environ["CORRAL_DEVICE"] = "cpu"
+# Tests that are not about the engine's choice name theirs (never a timing's outcome).
+os.environ["CORRAL_ONNX_ENGINE"] = "onnxruntime"
 
 SITE = pathlib.Path(sysconfig.get_paths()["purelib"])
 SQUEEZENET = SITE / "onnx/backend/test/data/light/light_squeezenet.onnx"

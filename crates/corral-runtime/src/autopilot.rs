@@ -36,7 +36,7 @@ use corral_placement::Placement;
 
 use crate::{
     limits::{Limits, WATCH_INTERVAL, release_left, warn_shared},
-    loaded::{Loaded, instances_per_core},
+    loaded::{Loaded, publish_models},
     model::Model,
     periodic::{First, Periodic},
 };
@@ -126,7 +126,7 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
     if moves.is_empty() {
         if release_left(&sources.lease, &models, gone) {
             let loaded = lock(&sources.loaded);
-            sources.lease.publish_models(&instances_per_core(&loaded.layout));
+            publish_models(&sources.lease, &loaded);
         }
         return;
     }
@@ -209,5 +209,5 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
     if relocating {
         warn_shared(&loaded.layout, gone);
     }
-    sources.lease.publish_models(&instances_per_core(&loaded.layout));
+    publish_models(&sources.lease, &loaded);
 }

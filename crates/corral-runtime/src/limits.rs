@@ -27,7 +27,7 @@ use corral_cores::sync::lock;
 use corral_placement::Layout;
 
 use crate::{
-    loaded::{Loaded, instances_per_core},
+    loaded::{Loaded, publish_models},
     model::Model,
 };
 
@@ -172,7 +172,7 @@ fn follow_limits(lease: &Lease, loaded: &Mutex<Loaded>, mut allowed: Vec<usize>,
     if !joined.is_empty() {
         let names: Vec<String> = joined.iter().map(|&c| format!("nc{c} (device nc{})", lease.global(c))).collect();
         tracing::info!("{} joined this process (its cpuset or CPU quota grew)", names.join(", "));
-        lease.publish_models(&instances_per_core(&loaded.layout));
+        publish_models(lease, &loaded);
     }
     true
 }

@@ -54,7 +54,14 @@ pub(crate) fn core_stats(lease: &Lease, scheduler: &Scheduler, loaded: &Loaded) 
 }
 
 /// Per process core, the instances on it as `name[replica]`, for the owner records.
-pub(crate) fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
+/// Writes which instances sit on each core, and each model's engine, into the lease's owner
+/// records (what `corral ls` reads).
+pub(crate) fn publish_models(lease: &Lease, loaded: &Loaded) {
+    let engines = loaded.models.iter().map(|(name, model)| (name.clone(), model.engine())).collect();
+    lease.publish_models(&instances_per_core(&loaded.layout), &engines);
+}
+
+fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
     let mut per_core = vec![Vec::new(); layout.cores()];
     for placed in layout.placed() {
         for core in placed.cores.cores() {

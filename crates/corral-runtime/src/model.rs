@@ -143,10 +143,11 @@ impl Factory {
         wide: &Arc<Mutex<Option<Wide>>>,
     ) -> Result<Arc<Instance>, LoadError> {
         let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| self.lease.core_cpus(c)).collect();
-        let session = self
-            .prepared
-            .session(&SessionPlacement { core_cpus: core_cpus.clone() })
-            .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
+        let session = {
+            let _timing = self.hold_to_time(model, cores);
+            self.prepared.session(&SessionPlacement { core_cpus: core_cpus.clone() })
+        }
+        .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(self.queue_len_max);
         let instance = Instance {
             id,
@@ -180,14 +181,30 @@ impl Factory {
         Ok(Arc::new(instance))
     }
 
+    /// While an engine chooses by timing the model on `cores` (`Prepared::measures`), those
+    /// cores held through the scheduler, so the timing never overlaps calls there; waits at
+    /// most the execution timeout, then times beside them, saying so.
+    fn hold_to_time(&self, model: &str, cores: CoreSpan) -> Option<crate::scheduler::Gang<'_>> {
+        if !self.prepared.measures() {
+            return None;
+        }
+        let deadline = Instant::now() + self.exec_timeout;
+        let held = self.scheduler.acquire(cores, self.model_id, deadline).ok();
+        if held.is_none() {
+            tracing::warn!(model, "cores busy for {:?}: timing the engines beside their calls", self.exec_timeout);
+        }
+        held
+    }
+
     /// The wide session over `span` (elastic instances).
     pub(crate) fn wide(&self, model: &str, span: CoreSpan) -> Result<Wide, LoadError> {
         let core_cpus: Vec<Vec<usize>> = span.cores().map(|c| self.lease.core_cpus(c)).collect();
         let cpus = core_cpus.concat();
-        let session = self
-            .prepared
-            .session(&SessionPlacement { core_cpus })
-            .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
+        let session = {
+            let _timing = self.hold_to_time(model, span);
+            self.prepared.session(&SessionPlacement { core_cpus })
+        }
+        .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
         Ok(Wide { span, session, cpus })
     }
 }
@@ -278,11 +295,16 @@ impl Model {
         self.inner.cores_per_instance
     }
 
-    /// The engine the model runs on, and why when it was chosen by measuring (`auto`).
-    pub fn engine(&self) -> (String, Option<String>) {
+    /// The engine the model runs on, and why and both engines' medians when it was chosen by
+    /// measuring (`auto`).
+    pub fn engine(&self) -> corral_cores::ModelEngine {
         match self.inner.factory.prepared.chosen() {
-            Some((engine, reason)) => (engine, Some(reason)),
-            None => (self.inner.factory.engine.to_owned(), None),
+            Some(choice) => corral_cores::ModelEngine {
+                engine: choice.engine,
+                reason: Some(choice.reason),
+                medians_us: choice.medians.into_iter().map(|(engine, d)| (engine, d.as_micros() as u64)).collect(),
+            },
+            None => corral_cores::ModelEngine { engine: self.inner.factory.engine.to_owned(), ..Default::default() },
         }
     }
 

@@ -95,6 +95,7 @@ fn live_model(model: &Model, global: &[usize]) -> LiveModel {
             let (grow, shrink, relocate) = model.moves();
             corral_cores::Moves { grow, shrink, relocate }
         },
+        engine: model.engine(),
     }
 }
 

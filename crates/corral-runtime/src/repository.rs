@@ -111,16 +111,24 @@ struct AutopilotConfig {
     max: Option<toml::Value>,
 }
 
-/// The engines a model's configuration may name; `auto` leaves the choice to the process.
+/// The engines a model's configuration may name. A model's configuration wins over the
+/// process's `CORRAL_ONNX_ENGINE`, `auto` included (timed for that model whatever the
+/// process runs others on).
 pub const ENGINES: [&str; 4] = ["onnxruntime", "openvino", "tract", "auto"];
 
-/// The engine `value` (of `key`) names: `None` for `auto`, an error naming the key and the
-/// accepted values for anything else.
+/// The engine `value` (of `key`) names, or an error naming the key and the accepted values.
 fn engine(value: &str, key: &str) -> Result<Option<String>, String> {
     match value {
-        "auto" => Ok(None),
         known if ENGINES.contains(&known) => Ok(Some(known.to_owned())),
         other => Err(format!("{key} = `{other}` is not an engine; use {}", ENGINES.join(", "))),
+    }
+}
+
+/// `auto` for an IR file (`.xml`) is OpenVINO, the one engine that reads it.
+fn ir_on_openvino(engine: Option<String>, file: &Path) -> Option<String> {
+    match engine.as_deref() {
+        Some("auto") if file.extension().is_some_and(|e| e == "xml") => Some("openvino".to_owned()),
+        _ => engine,
     }
 }
 
@@ -608,6 +616,7 @@ fn pbtxt_model(
     // Only OpenVINO reads IR: its backend's models stay on it unless another engine is named.
     let named = config.parameter("corral.engine").map(|value| engine(value, "corral.engine")).transpose()?.flatten();
     let engine = named.or_else(|| (config.backend == "openvino").then(|| "openvino".to_owned()));
+    let engine = ir_on_openvino(engine, &path);
     let source = ModelSource::Onnx(path);
     let def = ModelDef { name, source, cores_per_instance: k, placement, elastic, autopilot, engine };
     let versions = versions_of(&def, paths);
@@ -763,6 +772,10 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
     let named = config.engine.as_deref().map(|value| engine(value, "engine")).transpose();
     let named = named.map_err(|reason| bad(&config_path, reason))?.flatten();
     let engine = named.or_else(|| (platform == "openvino").then(|| "openvino".to_owned()));
+    let engine = match &source {
+        ModelSource::Onnx(path) => ir_on_openvino(engine, path),
+        ModelSource::Sim(_) => engine,
+    };
     let elastic = config.placement.elastic;
     let def = ModelDef { name, source, cores_per_instance: k, placement, elastic, autopilot, engine };
     let versions = match paths {

@@ -19,7 +19,7 @@ use corral_placement::{CoreSpan, Layout, Where};
 use crate::{
     context,
     error::{LoadError, RuntimeError},
-    loaded::{CoreStats, Loaded, core_stats, instances_per_core},
+    loaded::{CoreStats, Loaded, core_stats, publish_models},
     model::{Factory, Model, ModelInner, Parts},
     periodic::Periodic,
     publish::{self, PublisherParts},
@@ -366,8 +366,8 @@ impl Runtime {
             // On a later failure, `instances` drops: queues close and workers end.
             instances.push(factory.start(&def.name, index as u64, cores, &recorder, &wide)?);
         }
-        if let Some((chosen, reason)) = factory.prepared.chosen() {
-            tracing::info!(model = %def.name, "engine chosen: {chosen} ({reason})");
+        if let Some(choice) = factory.prepared.chosen() {
+            tracing::info!(model = %def.name, "engine chosen: {} ({})", choice.engine, choice.reason);
         }
         let warning = placement.warning();
         if let Some(warning) = &warning {
@@ -455,7 +455,7 @@ impl Runtime {
     }
 
     fn publish(&self, loaded: &Loaded) {
-        self.inner.lease.publish_models(&instances_per_core(&loaded.layout));
+        publish_models(&self.inner.lease, loaded);
     }
 }
 

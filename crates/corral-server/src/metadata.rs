@@ -193,16 +193,20 @@ pub fn config(served: &Served) -> ModelConfig {
             ..Default::default()
         }];
     }
-    let (engine, reason) = served.model.engine();
+    let engine = served.model.engine();
     for (key, value) in [
         ("corral.cores", Some(served.model.cores_per_instance().to_string())),
         ("corral.elastic", Some(served.model.elastic().to_string())),
-        ("corral.engine", Some(engine)),
-        ("corral.engine.reason", reason),
+        ("corral.engine", Some(engine.engine)),
+        ("corral.engine.reason", engine.reason),
     ] {
         if let Some(value) = value {
             config.parameters.insert(key.to_owned(), ModelParameter { string_value: value });
         }
+    }
+    for (timed, median) in engine.medians_us {
+        let value = ModelParameter { string_value: format!("{:.3}", median as f64 / 1e3) };
+        config.parameters.insert(format!("corral.engine.median_ms.{timed}"), value);
     }
     config
 }

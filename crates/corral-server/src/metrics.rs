@@ -70,7 +70,7 @@ pub fn render(state: &ServerState) -> String {
     let served = state.served();
     family(&mut out, "corral_model_engine", "gauge", "The engine each model version runs on (info: always 1)");
     for s in &served {
-        let engine = s.model.engine().0;
+        let engine = s.model.engine().engine;
         let _ = writeln!(
             out,
             "corral_model_engine{{model=\"{}\",version=\"{}\",engine=\"{engine}\"}} 1",

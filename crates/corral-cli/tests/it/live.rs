@@ -515,8 +515,8 @@ fn top_once_prints_one_frame() {
         nc2  <pid> corral serve --model-re…  tick@1[0]  ··········  0%  0.0  0.0
         nc3  <pid> corral serve --model-re…  -  ··········  0%  0.0  0.0
 
-        PID  COMMAND  MODEL  REQ/S  P50  P99  FAIL/S  QUEUE
-        <pid>  corral serve --model-re…  tick@1  0.0  -  -  0.0  0
+        PID  COMMAND  MODEL  ENGINE  REQ/S  P50  P99  FAIL/S  QUEUE
+        <pid>  corral serve --model-re…  tick@1  sim  0.0  -  -  0.0  0
 
         vCPU <host>
     "#]]

@@ -152,7 +152,10 @@ fn instances_show_per_core_and_per_owner() {
     assert_eq!(
         models,
         // A served version is its own runtime model, `NAME@V`.
-        &serde_json::json!([{"name": "tick@1", "instance": 0, "cores": [1]}, {"name": "tick@1", "instance": 1, "cores": [2]}])
+        &serde_json::json!([
+            {"name": "tick@1", "instance": 0, "cores": [1], "engine": "sim", "engine_reason": null, "engine_medians_us": {}},
+            {"name": "tick@1", "instance": 1, "cores": [2], "engine": "sim", "engine_reason": null, "engine_medians_us": {}}
+        ])
     );
     let table = String::from_utf8(host.run(&["ls", "--device", "sim:4"], &[]).stdout).expect("utf-8");
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("nc")).collect();

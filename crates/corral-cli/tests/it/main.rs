@@ -49,6 +49,9 @@ impl Host {
             }
         }
         command.env("CORRAL_LOCK_DIR", self.dir.path());
+        // Tests that are not about the engine's choice name theirs, so that what they see
+        // never depends on a timing; those about it set or remove the variable.
+        command.env("CORRAL_ONNX_ENGINE", "onnxruntime");
         command
     }
 

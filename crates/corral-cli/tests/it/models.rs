@@ -165,8 +165,16 @@ fn bench_gives_each_model_its_own_callers() {
 #[test]
 fn demo_places_and_runs_real_models() {
     let host = Host::new();
-    let out = stdout(&host.run(&["demo", "--seconds", "0.3"], &[]));
+    // The demo as a user runs it: CORRAL_ONNX_ENGINE unset, each model's engine measured.
+    let out = stdout(&host.run(&["demo", "--seconds", "0.3"], &[("CORRAL_ONNX_ENGINE", "")]));
     assert!(out.contains("real models on this machine's"), "{out}");
+    for model in ["squeezenet", "magika"] {
+        let said = out.lines().find(|l| l.starts_with(&format!("{model}: on "))).expect("the engine line");
+        let (engine, why) = said[model.len() + 5..].split_once(": ").expect("engine: why");
+        assert!(["onnxruntime", "openvino"].contains(&engine), "{said}");
+        // The reason is the timing's medians, or why OpenVINO was not timed or kept.
+        assert!(why.starts_with("median ") || why.contains("OpenVINO"), "{said}");
+    }
     for expected in ["squeezenet[0]", "magika[0]", "FlexEG on sim:inf1.6xlarge, bad layout", "nc5"] {
         assert!(out.contains(expected), "{expected} missing from:\n{out}");
     }
@@ -210,19 +218,63 @@ fn magika() -> PathBuf {
         .join("magika/models/standard_v3_3/model.onnx")
 }
 
+/// `CORRAL_ONNX_ENGINE` unset means `auto`: with a library missing, every model runs on the
+/// other engine and one notice names what to install; with both missing, tract; an engine
+/// asked for by name and missing is an error naming what to install.
 #[test]
-fn tract_serves_when_asked_or_when_onnx_runtime_is_missing() {
+fn auto_uses_what_is_installed_and_says_what_is_missing() {
     let host = Host::new();
     let model = magika();
-    let args = ["bench", model.to_str().expect("utf-8"), "--device", "cpu", "--requests", "4", "--json"];
-    for env in [[("CORRAL_ONNX_ENGINE", "tract")], [("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")]] {
-        let output = host.run(&args, &env);
+    let args = ["bench", model.to_str().expect("utf-8"), "--device", "cpu", "--requests", "4", "--json", "-v"];
+    let no_ort = ("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so");
+    let no_ov = ("OPENVINO_LIB_PATH", "/nonexistent/libopenvino_c.so");
+    let unset = ("CORRAL_ONNX_ENGINE", "");
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+    let cases: [Case; 5] = [
+        (&[("CORRAL_ONNX_ENGINE", "tract")], "engine: tract", None),
+        (&[unset], "engine chosen: ", None),
+        (
+            &[unset, no_ov],
+            "engine: onnxruntime",
+            Some(
+                "notice: every model runs on ONNX Runtime: OPENVINO_LIB_PATH=/nonexistent/libopenvino_c.so names no libopenvino_c.so; run ./scripts/setup or pip install openvino==2026.4.1 to let each model run on the faster of the two",
+            ),
+        ),
+        (
+            &[unset, no_ort],
+            "engine: openvino",
+            Some(
+                "notice: every model runs on OpenVINO (models of more than one core and BYTES tensors cannot): ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not name a file; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime",
+            ),
+        ),
+        (
+            &[unset, no_ort, no_ov],
+            "engine: tract",
+            Some(
+                "notice: using tract (pure Rust, 1.2x to 5x slower): ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so does not name a file; run ./scripts/setup or pip install onnxruntime==1.31.* for ONNX Runtime",
+            ),
+        ),
+    ];
+    for (env, engine, notice) in cases {
+        let output = host.run(&args, env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{env:?}: {stderr}");
         let report: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
         assert_eq!(report["models"][0]["requests"], 4, "{env:?}");
         assert_eq!(report["models"][0]["failures"], 0, "{env:?}");
-        let notice = String::from_utf8_lossy(&output.stderr).contains("notice: using tract");
-        assert_eq!(notice, env[0].0 == "ORT_DYLIB_PATH", "{env:?}: the notice is for a missing ONNX Runtime only");
+        assert!(stderr.contains(engine), "{env:?}: `{engine}` in {stderr}");
+        let notices: Vec<&str> = stderr.lines().filter(|l| l.starts_with("notice: ")).collect();
+        assert_eq!(notices, notice.into_iter().collect::<Vec<_>>(), "{env:?}: one notice, for a missing library only");
     }
+    let output = host.run(&args, &[("CORRAL_ONNX_ENGINE", "openvino"), no_ov]);
+    assert!(!output.status.success());
+    expect![[r#"
+        error: CORRAL_ONNX_ENGINE=openvino: OPENVINO_LIB_PATH=/nonexistent/libopenvino_c.so names no libopenvino_c.so
+        hint: point it at the openvino wheel's openvino/libs, or unset it
+          caused by: OPENVINO_LIB_PATH=/nonexistent/libopenvino_c.so names no libopenvino_c.so
+        hint: point it at the openvino wheel's openvino/libs, or unset it
+    "#]]
+    .assert_eq(&String::from_utf8_lossy(&output.stderr));
     let output = host.run(&args, &[("CORRAL_ONNX_ENGINE", "tensorrt")]);
     assert!(!output.status.success());
     expect![[r#"

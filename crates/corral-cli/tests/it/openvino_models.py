@@ -1,7 +1,8 @@
 """Writes a repository of models that run on OpenVINO into the folder given: `ir`, Triton's
 OpenVINO backend reading IR (model.xml and model.bin made here by openvino.convert_model from
 rapidocr's text-direction classifier), and `picked`, the same ONNX file under the ONNX Runtime
-platform with `corral.engine` asking for OpenVINO. The ONNX file is copied beside them as
+platform with `corral.engine` asking for OpenVINO, and `timed`, the same again with
+`corral.engine: "auto"` (the engines timed on its core). The ONNX file is copied beside them as
 `reference.onnx`, for the client's onnxruntime.
 
 usage: openvino_models.py REPO
@@ -28,3 +29,8 @@ os.makedirs(os.path.join(repo, "picked/1"))
 shutil.copy(source, os.path.join(repo, "picked/1/model.onnx"))
 with open(os.path.join(repo, "picked/config.pbtxt"), "w") as f:
     f.write('platform: "onnxruntime_onnx"\nparameters { key: "corral.engine" value { string_value: "openvino" } }\n')
+
+os.makedirs(os.path.join(repo, "timed/1"))
+shutil.copy(source, os.path.join(repo, "timed/1/model.onnx"))
+with open(os.path.join(repo, "timed/config.pbtxt"), "w") as f:
+    f.write('platform: "onnxruntime_onnx"\nparameters { key: "corral.engine" value { string_value: "auto" } }\n')

@@ -278,10 +278,17 @@ fn join_takes_a_free_core_after_the_others_and_a_released_one_back_at_its_number
     assert_eq!(lease.globals(), [1, 2, 0]);
     assert_eq!(lease.cores().to_string(), "nc0-nc2");
     let label = |models: &[&str]| models.iter().map(|m| vec![m.to_string()]).collect::<Vec<_>>();
-    lease.publish_models(&label(&["a[0]", "a[1]", "b[0]"]));
+    let chosen = corral_cores::ModelEngine {
+        engine: "openvino".to_owned(),
+        reason: Some("median 1.000 ms on openvino, 2.000 ms on onnxruntime".to_owned()),
+        medians_us: [("onnxruntime".to_owned(), 2000), ("openvino".to_owned(), 1000)].into(),
+    };
+    let engines = [("a".to_owned(), chosen.clone())].into();
+    lease.publish_models(&label(&["a[0]", "a[1]", "b[0]"]), &engines);
     let status = registry.status().expect("status");
     let models: Vec<Vec<String>> = status[..3].iter().map(|c| c.owners[0].models.clone()).collect();
     assert_eq!(models, [["b[0]"], ["a[0]"], ["a[1]"]], "each core's record names its own instances");
+    assert_eq!(status[0].owners[0].engines.get("a"), Some(&chosen), "and each model's engine, read back whole");
 
     assert!(lease.release(0), "nc1 (process core 0) given back");
     assert!(registry.status().expect("status")[1].is_free());

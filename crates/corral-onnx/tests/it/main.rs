@@ -26,8 +26,11 @@ fn chosen(engine: &AutoEngine, path: PathBuf) -> String {
     let mut session = prepared.session(&SessionPlacement { core_cpus: vec![vec![0]] }).expect("a session");
     let inputs = corral_engine::sample_inputs(prepared.inputs(), 1);
     session.run(&inputs, false).expect("runs");
-    let (engine, reason) = prepared.chosen().expect("chosen at the first instance");
-    format!("{engine} ({reason})")
+    let choice = prepared.chosen().expect("chosen at the first instance");
+    let timed: Vec<&str> = choice.medians.iter().map(|(engine, _)| engine.as_str()).collect();
+    let reason = &choice.reason;
+    assert!(timed.is_empty() || timed == ["onnxruntime", "openvino"], "{timed:?}: {reason}");
+    format!("{} ({reason})", choice.engine)
 }
 
 /// `ENGINE (median A ms on openvino, B ms on onnxruntime)`: (A, B).
@@ -84,7 +87,7 @@ m.ir_version = 8; onnx.save(m, sys.argv[1])
     let wide =
         auto().prepare(&ModelSource::Onnx(site().join("magika/models/standard_v3_3/model.onnx"))).expect("prepares");
     wide.session(&SessionPlacement { core_cpus: vec![vec![0], vec![1]] }).expect("an ONNX Runtime session");
-    let (engine, reason) = wide.chosen().expect("chosen");
-    assert_eq!(engine, "onnxruntime");
-    assert!(reason.contains(corral_engine_openvino::WIDE_REFUSED), "{reason}");
+    let choice = wide.chosen().expect("chosen");
+    assert_eq!(choice.engine, "onnxruntime");
+    assert!(choice.reason.contains(corral_engine_openvino::WIDE_REFUSED), "{}", choice.reason);
 }
