@@ -8,7 +8,7 @@
 //! will serve; otherwise one at a time, each at core 0. Simulated models declare their
 //! latency and are skipped.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, bail};
 use corral_engine::ModelSource;
@@ -52,44 +52,103 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
     let rounds: Vec<Vec<&ModelFolder>> =
         if together { vec![onnx.clone()] } else { onnx.iter().map(|f| vec![*f]).collect() };
     for round in rounds {
-        let mut start = 0;
-        let mut models = Vec::new();
-        for folder in &round {
+        // First each model on its engine (chosen by timing under `auto`), then, for those
+        // whose engine `auto` chose between two, on the other one, so both are recorded.
+        let first = profile_round(&runtime, &round, |_| args.engine.clone(), args.samples)?;
+        let others: Vec<Option<String>> = first.iter().map(|(engine, _)| other_engine(engine)).collect();
+        let second = if others.iter().any(Option::is_some) {
+            profile_round(&runtime, &round, |i| others[i].clone(), args.samples)?
+        } else {
+            Vec::new()
+        };
+        for (i, (folder, (engine, (samples_ms, after_idle_ms)))) in round.iter().zip(first).enumerate() {
             let k = folder.def.cores_per_instance;
-            let def = folder.def.clone().at(Where::Cores { start: Some(start), count: Some(k) });
-            let def = crate::models::with_engine(def, args.engine.as_deref());
-            start += k;
-            let model =
-                runtime.load(def).with_context(|| format!("cannot load `{}` to profile it", folder.def.name))?;
-            models.push(model);
-        }
-        let measured: Vec<anyhow::Result<(Vec<f64>, Vec<f64>)>> = std::thread::scope(|scope| {
-            let threads: Vec<_> =
-                models.iter().zip(0..).map(|(model, i)| scope.spawn(move || measure(model, args.samples, i))).collect();
-            threads.into_iter().map(|t| t.join().expect("a profiling thread panicked")).collect()
-        });
-        for ((folder, model), samples_ms) in round.iter().zip(&models).zip(measured) {
-            let (samples_ms, after_idle_ms) =
-                samples_ms.with_context(|| format!("`{}` fails on sample inputs", model.name()))?;
-            let k = folder.def.cores_per_instance;
-            let profile = Profile { device: device.clone(), cores_per_instance: k, samples_ms, after_idle_ms };
+            let mut engines = BTreeMap::new();
+            if let (Some(other), Some((_, (samples, idle)))) = (&others[i], second.get(i)) {
+                let of = |samples_ms: &Vec<f64>, after_idle_ms: &Vec<f64>| profile::Samples {
+                    samples_ms: samples_ms.clone(),
+                    after_idle_ms: after_idle_ms.clone(),
+                };
+                engines.insert(engine.engine.clone(), of(&samples_ms, &after_idle_ms));
+                engines.insert(other.clone(), of(samples, idle));
+            }
+            let profile = Profile {
+                device: device.clone(),
+                cores_per_instance: k,
+                samples_ms,
+                after_idle_ms,
+                engine: Some(engine.engine.clone()),
+                engines,
+            };
             let path = folder.dir.join(profile::FILE);
             std::fs::write(&path, profile.to_json() + "\n")
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let (median, idle) = profile.medians();
+            let others: Vec<String> = profile
+                .engines
+                .iter()
+                .filter(|(name, _)| Some(*name) != profile.engine.as_ref())
+                .map(|(name, samples)| {
+                    format!(" ({name}: {:.3} ms)", corral_plan::report::percentile(&samples.samples_ms, 0.5))
+                })
+                .collect();
             println!(
-                "{}: 2 x {} executions on {k} cores of {device}{}, median {median:.3} ms back to back, {idle:.3} ms after idle -> {}",
+                "{}: 2 x {} executions on {k} cores of {device}{}, {}: median {median:.3} ms back to back, {idle:.3} ms after idle{} -> {}",
                 folder.def.name,
                 args.samples,
                 if together && round.len() > 1 { " beside the others" } else { "" },
+                engine.engine,
+                others.concat(),
                 path.display()
             );
         }
-        for folder in &round {
-            runtime.unload(&folder.def.name)?;
-        }
     }
     Ok(())
+}
+
+/// The engine `auto` did not choose, where it timed both.
+fn other_engine(engine: &corral_cores::ModelEngine) -> Option<String> {
+    if engine.medians_us.len() < 2 {
+        return None;
+    }
+    engine.medians_us.keys().find(|name| **name != engine.engine).cloned()
+}
+
+/// Loads the round's models side by side (model `i` on `engine(i)`, `None` leaving it to
+/// the configuration), measures each, and unloads them: each one's engine and its
+/// (back-to-back, after-idle) samples.
+#[allow(clippy::type_complexity)]
+fn profile_round(
+    runtime: &corral_runtime::Runtime,
+    round: &[&ModelFolder],
+    engine: impl Fn(usize) -> Option<String>,
+    samples: u32,
+) -> anyhow::Result<Vec<(corral_cores::ModelEngine, (Vec<f64>, Vec<f64>))>> {
+    let mut start = 0;
+    let mut models = Vec::new();
+    for (i, folder) in round.iter().enumerate() {
+        let k = folder.def.cores_per_instance;
+        let def = folder.def.clone().at(Where::Cores { start: Some(start), count: Some(k) });
+        let def = crate::models::with_engine(def, engine(i).as_deref());
+        start += k;
+        let model = runtime.load(def).with_context(|| format!("cannot load `{}` to profile it", folder.def.name))?;
+        models.push(model);
+    }
+    let measured: Vec<anyhow::Result<(Vec<f64>, Vec<f64>)>> = std::thread::scope(|scope| {
+        let threads: Vec<_> =
+            models.iter().zip(0..).map(|(model, i)| scope.spawn(move || measure(model, samples, i))).collect();
+        threads.into_iter().map(|t| t.join().expect("a profiling thread panicked")).collect()
+    });
+    let mut out = Vec::new();
+    for (model, samples) in models.iter().zip(measured) {
+        let samples = samples.with_context(|| format!("`{}` fails on sample inputs", model.name()))?;
+        out.push((model.engine(), samples));
+    }
+    drop(models);
+    for folder in round {
+        runtime.unload(&folder.def.name)?;
+    }
+    Ok(out)
 }
 
 /// Warms `model` up, then times `samples` executions of it back to back (closed loop, one

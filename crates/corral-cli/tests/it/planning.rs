@@ -213,14 +213,38 @@ fn profile_times_onnx_models_on_real_cores_side_by_side_and_predict_reads_them()
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.matches("2 x 7 executions on 1 cores of cpu beside the others").count(), 2, "{out}");
+    let sorted = |samples: &Value, what: &str| {
+        let samples: Vec<f64> = samples.as_array().expect(what).iter().map(|s| s.as_f64().expect("ms")).collect();
+        assert_eq!(samples.len(), 7, "{what}");
+        assert!(samples.windows(2).all(|w| w[0] <= w[1]) && samples[0] > 0.0, "{what}");
+        samples
+    };
     for name in ["add", "magika"] {
         let text = std::fs::read_to_string(repo.path().join(name).join("profile.json")).expect("profile.json");
         let profile: Value = serde_json::from_str(&text).expect("JSON");
         for key in ["samples_ms", "after_idle_ms"] {
-            let samples: Vec<f64> =
-                profile[key].as_array().expect(key).iter().map(|s| s.as_f64().expect("ms")).collect();
-            assert_eq!(samples.len(), 7, "{name} {key}: {text}");
-            assert!(samples.windows(2).all(|w| w[0] <= w[1]) && samples[0] > 0.0, "{name} {key}: {text}");
+            sorted(&profile[key], &format!("{name} {key}: {text}"));
+        }
+        // Under the tests' CORRAL_ONNX_ENGINE=onnxruntime: one engine, named.
+        assert_eq!(profile["engine"], "onnxruntime", "{text}");
+        assert!(profile.get("engines").is_none(), "{text}");
+    }
+    // Under `auto` (the default) a model whose engine was timed is profiled on both; the
+    // chosen one's samples are the file's.
+    let auto = [("CORRAL_ONNX_ENGINE", "")];
+    let profile_args = ["plan", "--profile", "--samples", "7", "--model-repository", path, "--device", "cpu"];
+    let output = host.run(&[&profile_args[..], &["--num-cores", "2"]].concat(), &auto);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(repo.path().join("magika/profile.json")).expect("profile.json");
+    let profile: Value = serde_json::from_str(&text).expect("JSON");
+    let chosen = profile["engine"].as_str().expect("the engine");
+    let engines = profile["engines"].as_object().expect("both engines");
+    assert_eq!(engines.keys().collect::<Vec<_>>(), ["onnxruntime", "openvino"], "{text}");
+    for (engine, samples) in engines {
+        let own = sorted(&samples["samples_ms"], &format!("{engine}: {text}"));
+        sorted(&samples["after_idle_ms"], &format!("{engine}: {text}"));
+        if engine == chosen {
+            assert_eq!(Value::from(own), profile["samples_ms"], "the chosen engine's samples are the file's");
         }
     }
     let load = ["--predict", "--rate", "add=20,magika=20", "--duration", "2", "--json"];
