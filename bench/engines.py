@@ -6,7 +6,9 @@ its time to load included in nothing: bench measures after loading), alternating
 rounds, each in its own lock folder; the table gives each one's median throughput,
 OpenVINO's ratio to ONNX Runtime and auto's to the faster of the two, then the geometric
 means of auto's ratios to ONNX Runtime and to the faster engine. The light_* models
-have the real architectures (and their compute) with uniform weights.
+have the real architectures (and their compute) with uniform weights. rapidocr's classifier
+and detector take images of any size: `corral bench` runs them on its sample input, whose
+open dimensions are 1 (1x3x1x1 images), where a call's fixed cost is all there is.
 """
 
 import glob
@@ -30,6 +32,7 @@ MODELS = {
     "densenet121": f"{LIGHT}/light_densenet121.onnx",
     "magika": f"{SITE}/magika/models/standard_v3_3/model.onnx",
     "ocr_cls": f"{SITE}/rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    "ocr_det": f"{SITE}/rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
 }
 
 
