@@ -8,7 +8,7 @@
 //! `./scripts/setup` fills.
 //!
 //! Weights once per model version: every one-core instance of a prepared model (replicas,
-//! instances per core, the elastic session, autopilot growth) runs on ONE session of one
+//! autopilot growth, cpuset moves) runs on ONE session of one
 //! intra-op thread, shared, so its weights and prepacked weights are held once however many
 //! instances run. With one intra-op thread ONNX Runtime starts no thread of its own: each
 //! call computes on the calling thread, the instance's worker, pinned by the runtime.
@@ -16,7 +16,8 @@
 //! guarantee, microsoft/onnxruntime#19301; Triton's onnxruntime backend offers the same
 //! sharing as `share_session_between_instances`); `ort`'s safe `run` takes `&mut self`
 //! regardless, so calls go through the C API's `Run` ([`run`]). `CORRAL_ORT_SHARED_SESSION=0`
-//! gives each instance its own session instead (what `bench/weights.sh` compares with).
+//! gives each instance its own session instead (what `bench/weights.sh` compares with); `1`
+//! or unset is the default; any other value fails the load saying so.
 //!
 //! A K-core instance (K > 1) gets a session of its own with K intra-op threads: the calling
 //! worker thread (already pinned to the instance's first core by the runtime) plus K-1
@@ -140,7 +141,15 @@ impl corral_engine::Engine for OrtEngine {
         let inputs = signature(single.inputs().iter().map(|o| (o.name(), o.dtype())), path)?;
         let outputs = signature(single.outputs().iter().map(|o| (o.name(), o.dtype())), path)?;
         let output_names = names(&outputs, path)?;
-        let shared = std::env::var(SHARED_SESSION_ENV).map_or(true, |v| v.trim() != "0");
+        let shared = match std::env::var(SHARED_SESSION_ENV).as_deref().map(str::trim) {
+            Err(_) | Ok("" | "1") => true,
+            Ok("0") => false,
+            Ok(other) => {
+                return Err(load_error(format!(
+                    "{SHARED_SESSION_ENV}={other} is not valid\nhint: use 0 (a session per instance) or 1 (one session for a model's one-core instances, the default)"
+                )));
+            }
+        };
         let model = OrtModel {
             path: path.clone(),
             bytes,

@@ -9,8 +9,10 @@
 //! the reason; the lower median wins. The choice is made once per prepared model (a version's
 //! load) and every later session (replicas, the elastic session, autopilot growth, cpuset
 //! moves) takes it, except that an instance of more than one core always runs on ONNX Runtime
-//! (OpenVINO refuses them: see `corral_engine_openvino`). An instance of more than one core
-//! first makes the choice ONNX Runtime's, with that reason.
+//! (OpenVINO refuses them: see `corral_engine_openvino`). A model whose first session spans
+//! more than one core (its instances do) has ONNX Runtime chosen, with that reason; the
+//! runtime makes an elastic model's wide session after its one-core instances, so that the
+//! choice is theirs.
 //!
 //! The runtime holds the first instance's cores through its scheduler while the timing runs
 //! (`Prepared::measures`), so the timing never overlaps another model's calls on a shared

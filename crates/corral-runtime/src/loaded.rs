@@ -53,7 +53,6 @@ pub(crate) fn core_stats(lease: &Lease, scheduler: &Scheduler, loaded: &Loaded) 
         .collect()
 }
 
-/// Per process core, the instances on it as `name[replica]`, for the owner records.
 /// Writes which instances sit on each core, and each model's engine, into the lease's owner
 /// records (what `corral ls` reads).
 pub(crate) fn publish_models(lease: &Lease, loaded: &Loaded) {
@@ -61,6 +60,7 @@ pub(crate) fn publish_models(lease: &Lease, loaded: &Loaded) {
     lease.publish_models(&instances_per_core(&loaded.layout), &engines);
 }
 
+/// Per process core, the instances on it as `name[replica]`, for the owner records.
 fn instances_per_core(layout: &Layout) -> Vec<Vec<String>> {
     let mut per_core = vec![Vec::new(); layout.cores()];
     for placed in layout.placed() {

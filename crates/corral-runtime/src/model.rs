@@ -181,9 +181,9 @@ impl Factory {
         Ok(Arc::new(instance))
     }
 
-    /// While an engine chooses by timing the model on `cores` (`Prepared::measures`), those
-    /// cores held through the scheduler, so the timing never overlaps calls there; waits at
-    /// most the execution timeout, then times beside them, saying so.
+    /// Holds `cores` through the scheduler while an engine chooses by timing the model there
+    /// (`Prepared::measures`), so the timing never overlaps other calls on them; waits at most
+    /// the execution timeout, then lets it time beside them, saying so.
     fn hold_to_time(&self, model: &str, cores: CoreSpan) -> Option<crate::scheduler::Gang<'_>> {
         if !self.prepared.measures() {
             return None;

@@ -356,15 +356,16 @@ impl Runtime {
             run_max: inner.run_max,
             queue_len_max: inner.queue_len_max,
         };
-        let wide = match elastic_span(def, &placement.instances) {
-            Some(span) => Some(factory.wide(&def.name, span)?),
-            None => None,
-        };
-        let wide = Arc::new(Mutex::new(wide));
+        let wide = Arc::new(Mutex::new(None));
         let mut instances = Vec::with_capacity(placement.instances.len());
         for (index, &cores) in placement.instances.iter().enumerate() {
             // On a later failure, `instances` drops: queues close and workers end.
             instances.push(factory.start(&def.name, index as u64, cores, &recorder, &wide)?);
+        }
+        // The wide session after the instances: an engine that chooses by timing (`auto`)
+        // chooses at the first instance, on one core, not on the elastic span.
+        if let Some(span) = elastic_span(def, &placement.instances) {
+            *lock(&wide) = Some(factory.wide(&def.name, span)?);
         }
         if let Some(choice) = factory.prepared.chosen() {
             tracing::info!(model = %def.name, "engine chosen: {} ({})", choice.engine, choice.reason);

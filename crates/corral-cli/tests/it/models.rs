@@ -275,6 +275,13 @@ fn auto_uses_what_is_installed_and_says_what_is_missing() {
         hint: point it at the openvino wheel's openvino/libs, or unset it
     "#]]
     .assert_eq(&String::from_utf8_lossy(&output.stderr));
+    let output = host.run(&args, &[("CORRAL_ORT_SHARED_SESSION", "maybe")]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("CORRAL_ORT_SHARED_SESSION=maybe is not valid\nhint: use 0 (a session per instance) or 1"),
+        "{stderr}"
+    );
     let output = host.run(&args, &[("CORRAL_ONNX_ENGINE", "tensorrt")]);
     assert!(!output.status.success());
     expect![[r#"
@@ -306,4 +313,22 @@ fn engine_picks_each_models_engine_over_its_configuration() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid value 'tensorrt' for '--engine <ENGINE>'"), "{stderr}");
     assert!(stderr.contains("[possible values: onnxruntime, openvino, tract, auto]"), "{stderr}");
+}
+
+/// An elastic model under `auto` is timed on its first one-core instance (the wide session
+/// over both cores comes after, on ONNX Runtime, as any instance of more than one core).
+#[test]
+fn an_elastic_model_chooses_its_engine_on_one_core() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(repo.path().join("m/1")).expect("mkdir");
+    std::fs::copy(magika(), repo.path().join("m/1/model.onnx")).expect("copy");
+    let config = "platform: \"onnxruntime_onnx\"\ninstance_group [ { count: 2 } ]\nparameters { key: \"corral.elastic\" value { string_value: \"true\" } }\nparameters { key: \"corral.engine\" value { string_value: \"auto\" } }\n";
+    std::fs::write(repo.path().join("m/config.pbtxt"), config).expect("config");
+    let args = ["bench", "--model-repository", repo.path().to_str().expect("utf-8"), "--device", "cpu"];
+    let output = host.run(&[&args[..], &["--requests", "4", "--json", "-v"]].concat(), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let chosen = stderr.lines().find(|l| l.contains("engine chosen: ")).expect("the choice is logged");
+    assert!(chosen.contains("(median "), "timed on one core, not refused for the wide span: {chosen}");
 }
