@@ -297,7 +297,7 @@ async fn infer(
     tensors: Option<Extension<Tensors>>,
 ) -> Answer {
     let tensors = tensors.map(|Extension(Tensors(t))| t);
-    infer_compressed(state, model, String::new(), headers, body, tensors).await
+    infer_compressed(state, model, String::new(), Read { headers, body, tensors }).await
 }
 
 async fn infer_v(
@@ -308,21 +308,22 @@ async fn infer_v(
     tensors: Option<Extension<Tensors>>,
 ) -> Answer {
     let tensors = tensors.map(|Extension(Tensors(t))| t);
-    infer_compressed(state, model, version, headers, body, tensors).await
+    infer_compressed(state, model, version, Read { headers, body, tensors }).await
+}
+
+/// What an inference call brought: its headers, its body (the JSON header alone when the
+/// tensors were read apart) and its tensors read into a batch's slot, if they were.
+struct Read {
+    headers: HeaderMap,
+    body: Bytes,
+    tensors: Option<Bytes>,
 }
 
 /// An inference, its answer compressed when `Accept-Encoding` asks (errors never are).
 // Triton: http_server.cc, InferRequestClass::FinalizeResponse compresses inference answers only.
-async fn infer_compressed(
-    state: AppState,
-    model: String,
-    version: String,
-    headers: HeaderMap,
-    body: Bytes,
-    tensors: Option<Bytes>,
-) -> Answer {
-    let encoding = compress::accepted(&headers);
-    let response = infer_at(state, model, version, headers, body, tensors).await?;
+async fn infer_compressed(state: AppState, model: String, version: String, read: Read) -> Answer {
+    let encoding = compress::accepted(&read.headers);
+    let response = infer_at(state, model, version, read).await?;
     Ok(compress::answer(response, encoding).await)
 }
 
@@ -378,14 +379,8 @@ fn raw_request(served: &Served, body: Bytes) -> Result<call::Request, CallError>
 /// A REST inference: the body decoded (binary or JSON, or Triton's raw binary request), the
 /// protocol-neutral call run, its outputs encoded; REST's own part is only these two.
 /// `tensors`: the binary part, when it was read apart from the JSON header `body`.
-async fn infer_at(
-    state: AppState,
-    model: String,
-    version: String,
-    headers: HeaderMap,
-    body: Bytes,
-    tensors: Option<Bytes>,
-) -> Answer {
+async fn infer_at(state: AppState, model: String, version: String, read: Read) -> Answer {
+    let Read { headers, body, tensors } = read;
     let length = body.len() + tensors.as_ref().map_or(0, Bytes::len);
     let header_len = headers.get(HEADER_LEN).map(|v| v.to_str().unwrap_or_default());
     let decode = |served: &Served| {
