@@ -2,7 +2,9 @@
 //! with `model` and `version` labels; durations in microseconds); then what Triton lacks
 //! (`corral_*`): a request-duration histogram per model version (seconds), queue depth and
 //! executions per instance, the autopilot's moves per model version and direction (every
-//! series present from the load, at 0), and per core executions, busy time and model switches.
+//! series present from the load, at 0), whether each model version is ready
+//! (`corral_model_ready`, what deploy/prometheus's alert reads), and per core executions, busy
+//! time and model switches.
 //!
 //! Every series keeps its labels for the server's life, so `rate()` never sees a reset that
 //! did not happen: no label changes when a model loads, reloads or its instances move. What
@@ -68,6 +70,27 @@ pub fn render(state: &ServerState) -> String {
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", cumulative.last().copied().unwrap_or(0));
     }
     let served = state.served();
+    let name = "corral_model_ready";
+    family(
+        &mut out,
+        name,
+        "gauge",
+        "1 while a model version serves; 0 once unloaded, or for a model that failed to load",
+    );
+    let mut ready: std::collections::BTreeMap<(String, String), bool> =
+        counters.iter().map(|(model, version, _)| ((model.clone(), version.to_string()), false)).collect();
+    for s in &served {
+        ready.insert((s.name.clone(), s.version.to_string()), true);
+    }
+    // A model that failed to load has no version serving: one series without a version.
+    for model in state.failed_loads() {
+        if !ready.keys().any(|(name, _)| *name == model) {
+            ready.insert((model, String::new()), false);
+        }
+    }
+    for ((model, version), ready) in ready {
+        let _ = writeln!(out, "{name}{{model=\"{model}\",version=\"{version}\"}} {}", u8::from(ready));
+    }
     family(&mut out, "corral_model_engine", "gauge", "The engine each model version runs on (info: always 1)");
     for s in &served {
         let engine = s.model.engine().engine;

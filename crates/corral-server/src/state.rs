@@ -174,6 +174,12 @@ impl ServerState {
         Ok(())
     }
 
+    /// The models whose configuration was read and whose load failed, with no version
+    /// serving (what strict readiness waits on).
+    pub fn failed_loads(&self) -> Vec<String> {
+        lock(&self.failed_loads).iter().cloned().collect()
+    }
+
     pub fn set_ready(&self) {
         self.ready.store(true, Relaxed);
     }

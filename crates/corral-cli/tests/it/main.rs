@@ -11,6 +11,7 @@ mod ls;
 mod models;
 mod ownership;
 mod planning;
+mod prometheus;
 mod quota;
 mod schema;
 mod serve;

@@ -65,7 +65,7 @@ pub(super) struct Server {
     pub(super) child: Child,
     pub(super) http: String,
     pub(super) grpc: String,
-    metrics: String,
+    pub(super) metrics: String,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -510,6 +510,7 @@ fn metric_names_and_labels() {
         corral_request_duration_seconds_bucket{model="tick",version="1",le="+Inf"}
         corral_request_duration_seconds_sum{model="tick",version="1"}
         corral_request_duration_seconds_count{model="tick",version="1"}
+        corral_model_ready{model="tick",version="1"}
         corral_model_engine{model="tick",version="1",engine="sim"}
         corral_queue_depth{model="tick",version="1",instance="0"}
         corral_instance_executions_total{model="tick",version="1",instance="0"}
