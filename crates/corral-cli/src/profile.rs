@@ -56,21 +56,22 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
         // whose engine `auto` chose between two, on the other one, so both are recorded.
         let first = profile_round(&runtime, &round, |_| args.engine.clone(), args.samples)?;
         let others: Vec<Option<String>> = first.iter().map(|(engine, _)| other_engine(engine)).collect();
-        let second = if others.iter().any(Option::is_some) {
-            profile_round(&runtime, &round, |i| others[i].clone(), args.samples)?
-        } else {
-            Vec::new()
-        };
+        let again: Vec<(&ModelFolder, String)> =
+            round.iter().zip(&others).filter_map(|(f, other)| Some((*f, other.clone()?))).collect();
+        let folders: Vec<&ModelFolder> = again.iter().map(|(f, _)| *f).collect();
+        let measured = profile_round(&runtime, &folders, |i| Some(again[i].1.clone()), args.samples)?;
+        let mut second: BTreeMap<&str, (Vec<f64>, Vec<f64>)> =
+            folders.iter().zip(measured).map(|(f, (_, samples))| (f.def.name.as_str(), samples)).collect();
         for (i, (folder, (engine, (samples_ms, after_idle_ms)))) in round.iter().zip(first).enumerate() {
             let k = folder.def.cores_per_instance;
             let mut engines = BTreeMap::new();
-            if let (Some(other), Some((_, (samples, idle)))) = (&others[i], second.get(i)) {
+            if let (Some(other), Some((samples, idle))) = (&others[i], second.remove(folder.def.name.as_str())) {
                 let of = |samples_ms: &Vec<f64>, after_idle_ms: &Vec<f64>| profile::Samples {
                     samples_ms: samples_ms.clone(),
                     after_idle_ms: after_idle_ms.clone(),
                 };
                 engines.insert(engine.engine.clone(), of(&samples_ms, &after_idle_ms));
-                engines.insert(other.clone(), of(samples, idle));
+                engines.insert(other.clone(), of(&samples, &idle));
             }
             let profile = Profile {
                 device: device.clone(),
