@@ -10,7 +10,6 @@ mod cli;
 mod demo;
 mod device_plugin;
 mod launch;
-mod live;
 mod ls;
 mod models;
 mod monitor;

@@ -50,11 +50,9 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{
-    cli::MonitorArgs,
-    live::{CpuUsage, Percentiles, ProcessView, Snapshot, View},
-    settings::take_settings,
-};
+use corral_view::{CpuUsage, Percentiles, ProcessView, Snapshot, View};
+
+use crate::{cli::MonitorArgs, settings::take_settings};
 
 const RUNTIME_METRICS: [&str; 4] =
     ["neuroncore_counters", "execution_stats", "memory_used", "neuron_runtime_vcpu_usage"];

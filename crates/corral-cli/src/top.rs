@@ -28,13 +28,9 @@ use ratatui::{
     widgets::{Block, Borders, Paragraph, Row, Table},
 };
 
-use crate::{
-    cli::TopArgs,
-    live::{Snapshot, View},
-    monitor::parse_period,
-    settings::take_settings,
-    table,
-};
+use corral_view::{Snapshot, View};
+
+use crate::{cli::TopArgs, monitor::parse_period, settings::take_settings, table};
 
 /// How the core rows are ordered; `s` cycles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! What `corral top` and `corral monitor` show: two [`Snapshot`]s of a device (who holds
+//! What `corral top` and `corral monitor` show (and, in a crate of its own so that the server
+//! can show it too, a dashboard): two [`Snapshot`]s of a device (who holds
 //! each core, and each holder's live publication, see `corral_cores::live`) and of the host
 //! (`/proc/stat`: CPU times and context switches, `/proc/meminfo`), turned into rates and
 //! counts over the time between them ([`View`]).
@@ -29,7 +30,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn take(registry: &Registry) -> anyhow::Result<Snapshot> {
+    pub fn take(registry: &Registry) -> Result<Snapshot, corral_cores::RegistryError> {
         let status = registry.status()?;
         let entries = registry.live(&status);
         let pids = status.iter().flat_map(|c| c.owners.iter().map(|o| o.pid));
