@@ -12,8 +12,6 @@
 //! measure, in the same shape; `--profile` measures ONNX models on the device so the other two
 //! know their execution times.
 
-use std::fmt::Write as _;
-
 use anyhow::{Context, bail};
 use corral_cores::{Device, Sources};
 use corral_placement::{Layout, Placement, Where};
@@ -78,7 +76,7 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
         }
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, svg(&layout)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, layout.svg()).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let instances =
         |name: &str| -> Vec<CoreSpan> { layout.placed().iter().filter(|p| p.model == name).map(|p| p.cores).collect() };
@@ -233,57 +231,4 @@ fn predicted(
         })
         .collect();
     crate::bench::Report { models, cores, elapsed_s: duration, threads: None, layout: Some(layout) }
-}
-
-/// The core map as SVG: cores in a row, one bar per instance, shared cores in red.
-pub fn svg(layout: &Layout) -> String {
-    const CELL: usize = 48;
-    const ROW: usize = 28;
-    let cores = layout.cores();
-    let placed = layout.placed();
-    let mut models_on = vec![Vec::<&str>::new(); cores];
-    for p in placed {
-        for c in p.cores.cores() {
-            if !models_on[c].contains(&p.model.as_str()) {
-                models_on[c].push(&p.model);
-            }
-        }
-    }
-    let label = 120;
-    let width = label + cores * CELL + 10;
-    let height = (placed.len() + 2) * ROW + 10;
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"monospace\" font-size=\"12\">\n"
-    );
-    for (c, models) in models_on.iter().enumerate() {
-        let x = label + c * CELL;
-        let fill = if models.len() > 1 { "#f4b6b6" } else { "#eeeeee" };
-        let _ = writeln!(
-            out,
-            "<rect x=\"{x}\" y=\"5\" width=\"{}\" height=\"{ROW}\" fill=\"{fill}\" stroke=\"#888\"/>",
-            CELL - 4
-        );
-        let _ = writeln!(out, "<text x=\"{}\" y=\"23\">nc{c}</text>", x + 6);
-    }
-    let mut order: Vec<usize> = (0..placed.len()).collect();
-    order.sort_by_key(|&i| (placed[i].cores.first, i));
-    for (row, i) in order.into_iter().enumerate() {
-        let p = &placed[i];
-        let y = 10 + (row + 1) * ROW;
-        let x = label + p.cores.first * CELL;
-        let shared = p.cores.cores().any(|c| models_on[c].len() > 1);
-        let fill = if shared { "#d9534f" } else { "#5b8def" };
-        let _ = writeln!(out, "<text x=\"4\" y=\"{}\">{}[{}]</text>", y + 17, escape(&p.model), p.replica);
-        let _ = writeln!(
-            out,
-            "<rect x=\"{x}\" y=\"{y}\" width=\"{}\" height=\"{}\" rx=\"4\" fill=\"{fill}\"/>",
-            p.cores.count * CELL - 4,
-            ROW - 6
-        );
-    }
-    out + "</svg>\n"
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

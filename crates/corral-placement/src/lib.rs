@@ -399,4 +399,61 @@ impl Layout {
         }
         out + &format!("{:label_width$}{}\n", "shared", marks.trim_end())
     }
+
+    /// The core map as SVG, for `plan --svg`, reports and the dashboard: cores in a row, one
+    /// bar per instance below them. A shared core says so in words and in shape, not in hue
+    /// alone (its cell is hatched and labelled "shared", the bars on it dashed and red).
+    pub fn svg(&self) -> String {
+        use fmt::Write;
+        const CELL: usize = 48;
+        const ROW: usize = 28;
+        let escape =
+            |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+        let mut models_on = vec![Vec::<&str>::new(); self.cores];
+        for p in &self.placed {
+            for c in p.cores.cores() {
+                if !models_on[c].contains(&p.model.as_str()) {
+                    models_on[c].push(&p.model);
+                }
+            }
+        }
+        let label = 120;
+        let width = label + self.cores * CELL + 10;
+        let height = (self.placed.len() + 2) * ROW + 10;
+        let mut out = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"monospace\" font-size=\"12\">\n\
+             <defs><pattern id=\"shared\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\"><path d=\"M0,6 L6,0\" stroke=\"#a33\"/></pattern></defs>\n"
+        );
+        for (c, models) in models_on.iter().enumerate() {
+            let x = label + c * CELL;
+            let (fill, words) = if models.len() > 1 { ("url(#shared)", " shared") } else { ("#eeeeee", "") };
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x}\" y=\"5\" width=\"{}\" height=\"{ROW}\" fill=\"{fill}\" stroke=\"#888\"><title>nc{c}{words}</title></rect>",
+                CELL - 4
+            );
+            let _ = writeln!(out, "<text x=\"{}\" y=\"23\">nc{c}</text>", x + 6);
+        }
+        let mut order: Vec<usize> = (0..self.placed.len()).collect();
+        order.sort_by_key(|&i| (self.placed[i].cores.first, i));
+        for (row, i) in order.into_iter().enumerate() {
+            let p = &self.placed[i];
+            let y = 10 + (row + 1) * ROW;
+            let x = label + p.cores.first * CELL;
+            let shared = p.cores.cores().any(|c| models_on[c].len() > 1);
+            let (fill, dash, words) = if shared {
+                ("#d9534f", " stroke=\"#000\" stroke-dasharray=\"4 3\"", " (shares a core)")
+            } else {
+                ("#5b8def", "", "")
+            };
+            let _ = writeln!(out, "<text x=\"4\" y=\"{}\">{}[{}]{words}</text>", y + 17, escape(&p.model), p.replica);
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x}\" y=\"{y}\" width=\"{}\" height=\"{}\" rx=\"4\" fill=\"{fill}\"{dash}/>",
+                p.cores.count * CELL - 4,
+                ROW - 6
+            );
+        }
+        out + "</svg>\n"
+    }
 }

@@ -305,3 +305,24 @@ fn cores_that_left_the_process_take_no_new_placement() {
     assert_eq!(starts, [1, 2, 3, 4]);
     layout.place("n", 2, &at(1)).expect("nc1-nc2 are the process's again");
 }
+
+#[test]
+fn the_svg_core_map_says_shared_in_words_and_shape_not_hue_alone() {
+    let mut layout = Layout::new(3, &[]);
+    for (model, k, start) in [("a", 2, 0), ("b", 1, 1)] {
+        let placement = layout.place(model, k, &at(start)).expect("fits");
+        layout.commit(&placement);
+    }
+    let svg = layout.svg();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert_eq!(svg.matches("<rect").count(), 3 + 2, "3 cores and 2 bars: {svg}");
+    assert_eq!(svg.matches("<title>nc1 shared</title>").count(), 1, "{svg}");
+    assert_eq!(svg.matches("fill=\"url(#shared)\"").count(), 1, "the shared cell is hatched: {svg}");
+    assert_eq!(svg.matches("(shares a core)").count(), 2, "both bars on nc1 say so: {svg}");
+    assert_eq!(svg.matches("stroke-dasharray").count(), 2, "and are dashed: {svg}");
+    // A name is text, never markup.
+    let mut odd = Layout::new(1, &[]);
+    let placement = odd.place("<x&y>", 1, &Where::Auto).expect("fits");
+    odd.commit(&placement);
+    assert!(odd.svg().contains("&lt;x&amp;y&gt;[0]"), "{}", odd.svg());
+}
