@@ -55,6 +55,18 @@ pub use live::{
 pub use procfs::{ProcessStat, process_stat};
 pub use record::{Owner, OwnerInstance, instance_label, now_unix_ms};
 
+/// Pins the calling thread to `cpus` (none: leaves it as it is, the simulated devices' case).
+pub fn pin_thread(cpus: &[usize]) -> Result<(), String> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("pinning: {e}"))
+}
+
 /// The start time of `pid` in clock ticks since boot; with the pid it names one process.
 pub fn process_start_ticks(pid: u32) -> Option<u64> {
     procfs::start_ticks(pid)

@@ -335,7 +335,7 @@ impl Sessions for OvModel {
         let made = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    pin(&cpus)?;
+                    corral_cores::pin_thread(&cpus)?;
                     self.compile()
                 })
                 .join()
@@ -344,18 +344,6 @@ impl Sessions for OvModel {
         let Compiled(compiled, request) = made.map_err(failed)?;
         Ok(Box::new(OvSession { compiled, request, inputs: self.inputs.clone(), outputs: self.outputs.clone() }))
     }
-}
-
-/// Pins the calling thread to `cpus` (none: left as it is, the simulated devices' case).
-fn pin(cpus: &[usize]) -> Result<(), String> {
-    if cpus.is_empty() {
-        return Ok(());
-    }
-    let mut set = nix::sched::CpuSet::new();
-    for &cpu in cpus {
-        set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("pinning: {e}"))
 }
 
 /// A compiled model's handle and its infer request's, moved out of the compiling thread.

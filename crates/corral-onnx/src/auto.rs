@@ -19,7 +19,7 @@
 //! core, and those calls wait for it (about [`BUDGET`] and two warm-ups).
 
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -47,7 +47,7 @@ impl Engine for AutoEngine {
         let ort = self.ort.prepare(source)?;
         let openvino = self.openvino.prepare(source).map_err(|e| e.to_string());
         let (inputs, outputs) = (ort.inputs().to_vec(), ort.outputs().to_vec());
-        let both = Both { ort, openvino, chosen: OnceLock::new(), choosing: Mutex::new(()) };
+        let both = Both { ort, openvino, chosen: OnceLock::new() };
         Ok(Arc::new(Prepared::new(inputs, outputs, both)))
     }
 }
@@ -56,8 +56,8 @@ impl Engine for AutoEngine {
 struct Both {
     ort: Arc<Prepared>,
     openvino: Result<Arc<Prepared>, String>,
+    /// Made once: `OnceLock` runs one measurement and has any other caller wait for it.
     chosen: OnceLock<Chosen>,
-    choosing: Mutex<()>,
 }
 
 impl Sessions for Both {
@@ -84,10 +84,6 @@ impl Sessions for Both {
 impl Both {
     /// The choice, made on the first call (with this placement).
     fn choose(&self, placement: &SessionPlacement) -> Chosen {
-        if let Some(chosen) = self.chosen.get() {
-            return chosen.clone();
-        }
-        let _one = corral_cores::sync::lock(&self.choosing);
         self.chosen.get_or_init(|| self.measure(placement)).clone()
     }
 
@@ -105,7 +101,7 @@ impl Both {
         let timed = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    pin(&cpus);
+                    corral_cores::pin_thread(&cpus).map_err(|e| format!("the timing thread: {e}"))?;
                     let ort = self.ort.session(placement).map_err(|e| format!("ONNX Runtime: {e}"))?;
                     let ov = openvino.session(placement).map_err(|e| format!("OpenVINO: {e}"))?;
                     time(ort, ov, &inputs)
@@ -127,17 +123,6 @@ impl Both {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn pin(cpus: &[usize]) {
-    if cpus.is_empty() {
-        return;
-    }
-    let mut set = nix::sched::CpuSet::new();
-    for &cpu in cpus {
-        let _ = set.set(cpu);
-    }
-    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
 }
 
 /// Both sessions' medians on `inputs`, run alternately (a warm-up each first, whose outputs

@@ -105,14 +105,8 @@ pub(crate) fn spawn(
 }
 
 fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
-    if !spec.first_core_cpus.is_empty() {
-        let mut set = nix::sched::CpuSet::new();
-        for &cpu in &spec.first_core_cpus {
-            let _ = set.set(cpu);
-        }
-        if let Err(error) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
-            tracing::warn!(model = %spec.model, %error, "cannot pin the worker thread");
-        }
+    if let Err(error) = corral_cores::pin_thread(&spec.first_core_cpus) {
+        tracing::warn!(model = %spec.model, %error, "cannot pin the worker thread");
     }
     loop {
         // An idle worker spins briefly before parking, so back-to-back calls skip a wake-up.
