@@ -35,7 +35,7 @@
 //! (where a request's body holds it, where an answer's bytes go) and ONNX Runtime's string.
 
 use std::{
-    ffi::CString,
+    ffi::{CStr, CString},
     path::{Path, PathBuf},
     ptr::NonNull,
     sync::{Arc, OnceLock},
@@ -140,7 +140,7 @@ impl corral_engine::Engine for OrtEngine {
             build_session(&bytes, &SessionPlacement { core_cpus: vec![Vec::new()] }, &prepacked).map_err(load_error)?;
         let inputs = signature(single.inputs().iter().map(|o| (o.name(), o.dtype())), path)?;
         let outputs = signature(single.outputs().iter().map(|o| (o.name(), o.dtype())), path)?;
-        let output_names = names(&outputs, path)?;
+        let (input_names, output_names) = (names(&inputs, path)?, names(&outputs, path)?);
         let shared = match std::env::var(SHARED_SESSION_ENV).as_deref().map(str::trim) {
             Err(_) | Ok("" | "1") => true,
             Ok("0") => false,
@@ -156,6 +156,8 @@ impl corral_engine::Engine for OrtEngine {
             prepacked,
             single: shared.then(|| Arc::new(single)),
             outputs: outputs.clone(),
+            inputs: inputs.clone(),
+            input_names: Arc::new(input_names),
             output_names: Arc::new(output_names),
         };
         Ok(Arc::new(Prepared::new(inputs, outputs, model)))
@@ -214,14 +216,14 @@ fn affinities(placement: &SessionPlacement) -> Option<String> {
     Some(per_thread.join(";"))
 }
 
-/// The outputs' names as C strings, for `Run`.
-fn names(outputs: &[TensorSpec], path: &Path) -> Result<Vec<CString>, EngineError> {
-    outputs
+/// Tensors' names as C strings, for `Run`, made once per model rather than per call.
+fn names(specs: &[TensorSpec], path: &Path) -> Result<Vec<CString>, EngineError> {
+    specs
         .iter()
         .map(|spec| {
             CString::new(spec.name.as_str()).map_err(|_| EngineError::Load {
                 path: path.to_owned(),
-                reason: format!("output `{}` has a NUL in its name", spec.name.escape_debug()),
+                reason: format!("`{}` has a NUL in its name", spec.name.escape_debug()),
             })
         })
         .collect()
@@ -258,6 +260,9 @@ struct OrtModel {
     single: Option<Arc<OrtSession>>,
     /// Each session reads its outputs in this order.
     outputs: Vec<TensorSpec>,
+    /// The inputs, and their names for `Run`.
+    inputs: Vec<TensorSpec>,
+    input_names: Arc<Vec<CString>>,
     output_names: Arc<Vec<CString>>,
 }
 
@@ -271,7 +276,13 @@ impl Sessions for OrtModel {
                 Arc::new(session)
             }
         };
-        Ok(Box::new(OrtInstance { session, outputs: self.outputs.clone(), output_names: self.output_names.clone() }))
+        Ok(Box::new(OrtInstance {
+            session,
+            inputs: self.inputs.clone(),
+            input_names: self.input_names.clone(),
+            outputs: self.outputs.clone(),
+            output_names: self.output_names.clone(),
+        }))
     }
 }
 
@@ -280,6 +291,8 @@ struct OrtInstance {
     /// which keep it alive.
     session: Arc<OrtSession>,
     outputs: Vec<TensorSpec>,
+    inputs: Vec<TensorSpec>,
+    input_names: Arc<Vec<CString>>,
     output_names: Arc<Vec<CString>>,
 }
 
@@ -288,7 +301,7 @@ struct OrtInstance {
 /// once on one session (see the module docs).
 fn run(
     session: &OrtSession,
-    inputs: &[(CString, SessionInputValue<'_>)],
+    inputs: &[(&CStr, SessionInputValue<'_>)],
     outputs: &[CString],
 ) -> Result<Vec<DynValue>, EngineError> {
     let input_names: Vec<*const std::ffi::c_char> = inputs.iter().map(|(name, _)| name.as_ptr()).collect();
@@ -405,7 +418,7 @@ fn string_elements(name: &str, value: &DynValue, count: usize) -> Result<Strings
 
 impl Session for OrtInstance {
     fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
-        let mut values: Vec<(CString, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(&CStr, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         // Where the inputs' elements are: an output in one of them (a graph output that is
         // its input) is copied, since the input goes when the call ends.
         let mut input_ranges = Vec::with_capacity(inputs.len());
@@ -430,10 +443,10 @@ impl Session for OrtInstance {
                 TensorView::F64(v) => view(shape, v)?,
                 TensorView::Bytes(v) => strings(&input.name, shape, v)?,
             };
-            let name = CString::new(input.name.as_str()).map_err(|_| {
-                EngineError::Run(format!("input `{}` has a NUL in its name", input.name.escape_debug()))
-            })?;
-            values.push((name, value));
+            // Inputs were validated against the model's: the name is one of its inputs'.
+            let index = self.inputs.iter().position(|spec| spec.name == input.name);
+            let name = index.map(|i| self.input_names[i].as_c_str());
+            values.push((name.ok_or_else(|| EngineError::Run(format!("no input `{}`", input.name)))?, value));
         }
         let outputs = run(&self.session, &values, &self.output_names)?;
         self.outputs
