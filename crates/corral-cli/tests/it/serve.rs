@@ -174,27 +174,22 @@ impl Drop for Server {
     }
 }
 
-/// One HTTP/1.1 call on a fresh connection: (status, body).
+/// One HTTP/1.1 call on a fresh connection: (status, body); (0, "") when nothing listens.
 pub(super) fn http(address: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(address) else { return (0, String::new()) };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).expect("send");
-    let mut response = String::new();
-    let _ = std::io::Read::read_to_string(&mut stream, &mut response);
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
+    request(address, method, path, "", body)
 }
 
 /// A binary-tensor POST (KServe's binary extension: a JSON header of `header_length` bytes,
 /// then the tensors): (status, body).
 fn http_with_header_length(address: &str, path: &str, body: &[u8], header_length: usize) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect");
+    request(address, "POST", path, &format!("Inference-Header-Content-Length: {header_length}\r\n"), body)
+}
+
+/// One call with `headers` (whole lines, each ending in CRLF) besides the usual ones.
+fn request(address: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(address) else { return (0, String::new()) };
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nInference-Header-Content-Length: {header_length}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).expect("send");
