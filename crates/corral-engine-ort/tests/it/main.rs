@@ -1,6 +1,6 @@
 //! ONNX Runtime through corral's engine on real models from the setup script's packages:
 //! outputs equal the onnxruntime Python package's on the same input (within 1e-4), and bad
-//! model files fail with their path and reason.
+//! model files fail with their path and reason. One-core instances share one session.
 
 use std::{path::PathBuf, process::Command, sync::Arc};
 
@@ -129,4 +129,59 @@ fn bad_model_files_name_the_path_and_the_reason() {
     let err = engine().prepare(&ModelSource::Onnx(custom.clone())).err().expect("unknown op");
     let text = err.to_string();
     assert!(text.starts_with(&format!("cannot load {}: ", custom.display())) && text.contains("NoSuchOp"), "{text}");
+}
+
+/// Threads of this process, by id.
+fn threads() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    tasks.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect()
+}
+
+/// Set in the child process [`one_core_instances_share_one_session_that_computes_on_their_own_threads`]
+/// runs in alone: the other tests' threads, started meanwhile, would count as new.
+const ALONE: &str = "CORRAL_TEST_ALONE";
+
+/// Weights once: the one-core instances of a model run on its one session at the same time,
+/// each call on its own (pinned) thread, ONNX Runtime starting no thread for them, and every
+/// answer exactly the one a lone call gets.
+#[test]
+fn one_core_instances_share_one_session_that_computes_on_their_own_threads() {
+    const NAME: &str = "one_core_instances_share_one_session_that_computes_on_their_own_threads";
+    if std::env::var_os(ALONE).is_none() {
+        let exe = std::env::current_exe().expect("this test binary");
+        let child = Command::new(exe).args(["--exact", NAME, "--nocapture"]).env(ALONE, "1").output().expect("runs");
+        let said = format!("{}{}", String::from_utf8_lossy(&child.stdout), String::from_utf8_lossy(&child.stderr));
+        assert!(child.status.success() && said.contains("1 passed"), "alone, the test failed:\n{said}");
+        return;
+    }
+    let cpus = corral_cores::allowed_cpus().expect("affinity");
+    assert!(cpus.len() >= 2, "this test needs two CPUs, the machine's least; it has {cpus:?}");
+    let path = site().join("onnx/backend/test/data/light/light_inception_v1.onnx");
+    let prepared = engine().prepare(&ModelSource::Onnx(path)).expect("loads");
+    let input = corral_engine::sample_inputs(prepared.inputs(), 1);
+    let before = threads();
+    let mut lone = prepared.session(&SessionPlacement { core_cpus: vec![vec![cpus[0]]] }).expect("session");
+    let expected = lone.run(&input, false).expect("runs").remove(0).data.to_f64();
+    let answers: Vec<Vec<Vec<f64>>> = std::thread::scope(|scope| {
+        let callers: Vec<_> = [cpus[0], cpus[1]]
+            .into_iter()
+            .map(|cpu| {
+                let (prepared, input) = (&prepared, &input);
+                scope.spawn(move || {
+                    corral_cores::pin_thread(&[cpu]).expect("pin");
+                    let mut session =
+                        prepared.session(&SessionPlacement { core_cpus: vec![vec![cpu]] }).expect("a session");
+                    (0..10).map(|_| session.run(input, false).expect("runs").remove(0).data.to_f64()).collect()
+                })
+            })
+            .collect();
+        callers.into_iter().map(|c| c.join().expect("a caller")).collect()
+    });
+    for answer in answers.iter().flatten() {
+        assert_eq!(answer, &expected, "a call beside another answers as a lone call");
+    }
+    // The callers have ended; whatever thread is left that was not there before is ONNX
+    // Runtime's, started for the instances: none may be.
+    let new: Vec<String> = threads().into_iter().filter(|t| !before.contains(t)).collect();
+    assert!(new.is_empty(), "threads started for one-core instances: {new:?}");
 }
