@@ -152,6 +152,13 @@ impl Lease {
         &self.host
     }
 
+    /// The registry this lease was taken from, to read every holder of the device (a server's
+    /// dashboard); `None` for a lease without a registry folder.
+    pub fn registry(&self) -> Option<crate::Registry> {
+        let (dir, path) = self.folder.as_ref()?;
+        Some(crate::Registry::from_folder(self.host.clone(), dir.try_clone().ok()?, path.clone()))
+    }
+
     fn state(&self) -> MutexGuard<'_, Vec<LeasedCore>> {
         sync::lock(&self.cores)
     }

@@ -497,6 +497,11 @@ impl Registry {
         self.dir.try_clone().ok().map(|dir| (dir, self.path.clone()))
     }
 
+    /// The registry a lease's folder descriptor stands for (`Lease::registry`).
+    pub(crate) fn from_folder(device: Device, dir: OwnedFd, path: PathBuf) -> Registry {
+        Registry { device, dir, path }
+    }
+
     /// Opens an existing slot read-only, for readers; `None` if it was never created.
     pub(crate) fn open_existing(&self, name: &str) -> Result<Option<(File, FileStat)>, RegistryError> {
         let flags = OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_RDONLY;

@@ -132,6 +132,7 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
     }
     let relocating = moves.iter().any(|m| matches!(m, Move::Relocate { .. }));
     let mut changed = vec![false; models.len()];
+    let mut events = Vec::new();
     for step in moves {
         let m = match step {
             Move::Grow { model, .. } | Move::Shrink { model, .. } | Move::Relocate { model, .. } => model,
@@ -178,22 +179,22 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
             let show = |spans: &[corral_placement::CoreSpan]| {
                 spans.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
             };
-            tracing::info!(
-                model = %model.name(),
-                "{}: {}: [{}] -> [{}]",
-                // Whose move: the autopilot's, or one forced by cores that left.
-                if seconds.is_some() { "autopilot" } else { "cores left" },
-                match step {
-                    Move::Grow { .. } => "grow",
-                    Move::Shrink { .. } => "shrink",
-                    Move::Relocate { .. } => "move",
-                },
-                show(&before),
-                show(&model.instances())
-            );
+            let kind = match step {
+                Move::Grow { .. } => "grow",
+                Move::Shrink { .. } => "shrink",
+                Move::Relocate { .. } => "move",
+            };
+            // Whose move: the autopilot's, or one forced by cores that left.
+            let whose = if seconds.is_some() { "autopilot" } else { "cores left" };
+            let text = format!("{whose}: {kind}: [{}] -> [{}]", show(&before), show(&model.instances()));
+            tracing::info!(model = %model.name(), "{text}");
+            events.push((kind, model.name().to_owned(), text));
         }
     }
     let mut loaded = lock(&sources.loaded);
+    for (kind, model, text) in events {
+        loaded.timeline.push(kind, Some(&model), text);
+    }
     for (model, _) in models.iter().zip(&changed).filter(|(_, c)| **c) {
         // The model may have been unloaded or replaced meanwhile: only its own entry changes.
         if loaded.models.get(model.name()).is_some_and(|m| Arc::ptr_eq(&m.inner, &model.inner)) {

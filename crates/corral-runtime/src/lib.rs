@@ -57,6 +57,7 @@ mod runtime;
 pub mod scheduler;
 mod settings;
 mod stats;
+mod timeline;
 mod wait;
 mod worker;
 
@@ -78,4 +79,5 @@ pub use settings::{
     RuntimeSettings, SettingError, autopilot_from, autopilot_interval_from, exec_timeout_from,
 };
 pub use stats::{InstanceStats, ModelStats};
+pub use timeline::TimelineEvent;
 pub use worker::{Inference, Reply};

@@ -86,7 +86,9 @@ fn cores_left(lease: &Lease, loaded: &Mutex<Loaded>, allowed: &[usize], gone: &m
         loaded.layout.set_gone(core);
     }
     let names: Vec<String> = left.iter().map(|c| format!("nc{c}")).collect();
-    tracing::warn!("{} left this process's CPUs (its cpuset shrank): moving their instances off", names.join(" "));
+    let text = format!("{} left this process's CPUs (its cpuset shrank): moving their instances off", names.join(" "));
+    tracing::warn!("{text}");
+    loaded.timeline.push("cores-left", None, text);
     true
 }
 
@@ -164,14 +166,18 @@ fn follow_limits(lease: &Lease, loaded: &Mutex<Loaded>, mut allowed: Vec<usize>,
     let quota_text = quota.map_or_else(|| "none".to_owned(), |q| q.to_string());
     if !left.is_empty() {
         let names: Vec<String> = left.iter().map(|c| format!("nc{c}")).collect();
-        tracing::warn!(
+        let text = format!(
             "{} left this process (the CPU quota is now {quota_text}): moving their instances off",
             names.join(" ")
         );
+        tracing::warn!("{text}");
+        loaded.timeline.push("cores-left", None, text);
     }
     if !joined.is_empty() {
         let names: Vec<String> = joined.iter().map(|&c| format!("nc{c} (device nc{})", lease.global(c))).collect();
-        tracing::info!("{} joined this process (its cpuset or CPU quota grew)", names.join(", "));
+        let text = format!("{} joined this process (its cpuset or CPU quota grew)", names.join(", "));
+        tracing::info!("{text}");
+        loaded.timeline.push("cores-joined", None, text);
         publish_models(lease, &loaded);
     }
     true

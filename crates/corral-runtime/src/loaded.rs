@@ -10,10 +10,11 @@ use corral_placement::Layout;
 
 use crate::{model::Model, scheduler::Scheduler};
 
-/// What a runtime has loaded: the placement, and the models by name.
+/// What a runtime has loaded: the placement, the models by name, and what happened to them.
 pub(crate) struct Loaded {
     pub(crate) layout: Layout,
     pub(crate) models: BTreeMap<String, Model>,
+    pub(crate) timeline: crate::timeline::Timeline,
 }
 
 /// Per process core, the models on it (each named once).

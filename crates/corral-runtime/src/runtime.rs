@@ -26,6 +26,7 @@ use crate::{
     scheduler::Scheduler,
     settings::{EXEC_TIMEOUT_DEFAULT, EXEC_TIMEOUT_ENV, RuntimeSettings},
     stats::Recorder,
+    timeline::TimelineEvent,
 };
 
 /// A model to load: what it is, its cores per instance (K) and, optionally, its placement
@@ -166,8 +167,11 @@ impl Runtime {
         // scheduler counts for each from the start; the layout grows as cores join.
         let capacity = if watch && lease.is_by_default() { lease.host_device().len() } else { 0 };
         let scheduler = Arc::new(Scheduler::new(lease.len().max(capacity)));
-        let loaded =
-            Arc::new(Mutex::new(Loaded { layout: Layout::new(lease.len(), &group_sizes), models: BTreeMap::new() }));
+        let loaded = Arc::new(Mutex::new(Loaded {
+            layout: Layout::new(lease.len(), &group_sizes),
+            models: BTreeMap::new(),
+            timeline: Default::default(),
+        }));
         let sources = PublisherParts { lease: lease.clone(), scheduler: scheduler.clone(), loaded: loaded.clone() };
         let publisher = if settings.publish { publish::start(sources) } else { None };
         let load_lock = Arc::new(Mutex::new(()));
@@ -252,7 +256,9 @@ impl Runtime {
         loaded.models.insert(def.name.clone(), model.clone());
         self.publish(&loaded);
         let spans: Vec<String> = placement.instances.iter().map(|s| s.to_string()).collect();
-        tracing::info!(model = %def.name, "loaded on [{}]", spans.join(" "));
+        let text = format!("loaded on [{}]", spans.join(" "));
+        tracing::info!(model = %def.name, "{text}");
+        loaded.timeline.push("load", Some(&def.name), text);
         Ok(model)
     }
 
@@ -274,6 +280,8 @@ impl Runtime {
         let old = loaded.models.insert(def.name.clone(), model.clone());
         self.publish(&loaded);
         tracing::info!(model = %def.name, instances = ?placement.instances, "replaced");
+        let spans: Vec<String> = placement.instances.iter().map(|s| s.to_string()).collect();
+        loaded.timeline.push("replace", Some(&def.name), format!("replaced, on [{}]", spans.join(" ")));
         Ok(Replacement { model, old })
     }
 
@@ -423,6 +431,7 @@ impl Runtime {
             let model = loaded.models.remove(name).ok_or_else(|| LoadError::NotFound { name: name.to_owned() })?;
             loaded.layout.remove(name);
             self.publish(&loaded);
+            loaded.timeline.push("unload", Some(name), "unloaded".to_owned());
             model
         };
         model.inner.close_and_join();
@@ -453,6 +462,18 @@ impl Runtime {
     /// step by step waits on it until a worker that answered has let its cores go.
     pub fn cores_held(&self) -> Vec<bool> {
         self.inner.scheduler.busy()
+    }
+
+    /// What happened to the placement after event `seq` (0: everything kept), oldest first:
+    /// loads, unloads, the autopilot's moves, cores leaving and joining (see `timeline.rs`).
+    pub fn timeline_since(&self, seq: u64) -> Vec<TimelineEvent> {
+        lock(&self.inner.loaded).timeline.since(seq)
+    }
+
+    /// The registry of this runtime's device (every process holding its cores), when the
+    /// lease has one.
+    pub fn registry(&self) -> Option<corral_cores::Registry> {
+        self.inner.lease.registry()
     }
 
     fn publish(&self, loaded: &Loaded) {

@@ -103,6 +103,22 @@ fn cores_follow_the_load_between_three_models_without_a_failed_call() {
     );
     let (grew, shrank, _) = models[0].moves();
     assert!(grew >= 5 && shrank >= 5, "a grew, then gave its cores back: {grew} {shrank}");
+    // The time line (the dashboard's) holds the loads and every move of `a`, in order (a
+    // tick records its moves once it has made them all: it may be mid-way now).
+    let of_a = |kind: &str| {
+        let timeline = runtime.timeline_since(0);
+        timeline.iter().filter(|e| e.model.as_deref() == Some("a") && e.kind == kind).count() as u64
+    };
+    wait_until(
+        "every move counted is on the time line",
+        || of_a("grow") >= grew && of_a("shrink") >= shrank,
+        || format!("{:?}", runtime.timeline_since(0)),
+    );
+    let timeline = runtime.timeline_since(0);
+    assert_eq!(timeline.iter().filter(|e| e.kind == "load").count(), 3, "{timeline:?}");
+    assert!(timeline.windows(2).all(|w| w[0].seq < w[1].seq && w[0].unix_ms <= w[1].unix_ms));
+    let last = timeline.last().expect("events").seq;
+    assert!(runtime.timeline_since(last).iter().all(|e| e.seq > last), "only what follows");
     // ls sees the layout as it is.
     let layout = runtime.layout();
     assert_eq!(layout.placed().len(), counts().iter().sum::<usize>());
