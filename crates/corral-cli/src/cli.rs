@@ -174,6 +174,23 @@ pub struct ServeArgs {
     /// Triton's is false: corral's clients have always used them]
     #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = triton_bool)]
     pub allow_client_shm: bool,
+    /// The live page of cores and models at /dashboard on the metrics port (it shows every
+    /// corral process's pid and command line on this host, so it is never on the inference port)
+    #[arg(long, value_name = "ON|OFF", default_value = "on")]
+    pub dashboard: OnOff,
+}
+
+/// A switch written `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
 }
 
 /// A bool as Triton's command line reads one (command_line_parser.cc, `ParseOption<bool>`):

@@ -54,6 +54,7 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
         allow_client_shm: args.allow_client_shm,
         http_restricted,
         grpc_restricted,
+        dashboard: args.dashboard.is_on(),
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.server_threads.map_or_else(default_server_threads, usize::from))
@@ -63,6 +64,7 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
         .context("cannot start the server's threads")?;
     let cores = runtime.global_cores();
     let device = runtime.device().to_string();
+    let dashboard = options.dashboard;
     let mut terminate = tokio
         .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })
         .context("cannot install the SIGTERM handler")?;
@@ -74,6 +76,9 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
                 "corral serve: HTTP {} gRPC {} metrics {} on {device} cores {cores}",
                 bound.http, bound.grpc, bound.metrics
             );
+            if dashboard {
+                eprintln!("corral serve: dashboard at http://{}/dashboard", bound.metrics);
+            }
         },
         async move {
             tokio::select! {

@@ -15,6 +15,7 @@ mod classify;
 pub mod codec;
 mod compress;
 mod counters;
+pub mod dashboard;
 mod error;
 pub mod grpc;
 mod json_data;
@@ -77,6 +78,8 @@ pub struct ServeOptions {
     pub http_restricted: restrict::Restrictions,
     /// Triton's `--grpc-restricted-protocol`: gRPC categories that need a header.
     pub grpc_restricted: restrict::Restrictions,
+    /// The live page on the metrics port (`dashboard.rs`); off, its paths answer 404.
+    pub dashboard: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +190,7 @@ pub async fn serve(
         })
     };
 
+    let dashboard_stop = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -194,14 +198,19 @@ pub async fn serve(
         }
     };
     let rest_app = rest::router(state.clone(), options.http_restricted.clone());
-    let metrics_state = state.clone();
-    let metrics_app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let state = metrics_state.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&state)) }
-        }),
-    );
+    let (metrics_state, pages) = (state.clone(), Arc::new(dashboard::Dashboard::default()));
+    let metrics_pages = pages.clone();
+    let metrics_app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (state, pages) = (metrics_state.clone(), metrics_pages.pages());
+                async move {
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&state, pages))
+                }
+            }),
+        )
+        .merge(dashboard::router(state.clone(), pages, options.dashboard, dashboard_stop));
     let rest_server = axum::serve(http, rest_app).with_graceful_shutdown(stopped());
     let metrics_server = axum::serve(metrics, metrics_app).with_graceful_shutdown(stopped());
     let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));

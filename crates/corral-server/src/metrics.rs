@@ -3,8 +3,8 @@
 //! (`corral_*`): a request-duration histogram per model version (seconds), queue depth and
 //! executions per instance, the autopilot's moves per model version and direction (every
 //! series present from the load, at 0), whether each model version is ready
-//! (`corral_model_ready`, what deploy/prometheus's alert reads), and per core executions, busy
-//! time and model switches.
+//! (`corral_model_ready`, what deploy/prometheus's alert reads), per core executions, busy
+//! time and model switches, and the live pages open (`corral_dashboard_pages`).
 //!
 //! Every series keeps its labels for the server's life, so `rate()` never sees a reset that
 //! did not happen: no label changes when a model loads, reloads or its instances move. What
@@ -17,8 +17,9 @@ use std::{fmt::Write, sync::atomic::Ordering::Relaxed};
 
 use crate::{counters::DURATION_BUCKETS, state::ServerState};
 
-/// Renders every metric. Counters of unloaded models stay (their totals only grow).
-pub fn render(state: &ServerState) -> String {
+/// Renders every metric, with the live pages open now. Counters of unloaded models stay (their
+/// totals only grow).
+pub fn render(state: &ServerState, pages: usize) -> String {
     let mut out = String::new();
     let counters = state.all_counters();
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -173,5 +174,7 @@ pub fn render(state: &ServerState) -> String {
             );
         }
     }
+    family(&mut out, "corral_dashboard_pages", "gauge", "Live pages (/dashboard event streams) open now");
+    let _ = writeln!(out, "corral_dashboard_pages {}", pages);
     out
 }

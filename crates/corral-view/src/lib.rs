@@ -14,7 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use corral_cores::{CoreStatus, LiveEntry, Owner, Publication, Registry, latency_bucket_limit};
+pub use corral_cores::Registry;
+use corral_cores::{CoreStatus, LiveEntry, Owner, Publication, latency_bucket_limit};
 
 /// One reading of a device and the host.
 pub struct Snapshot {
@@ -37,6 +38,20 @@ impl Snapshot {
         let process_cpu = pids.filter_map(|pid| Some((pid, process_ticks(pid)?))).collect();
         let (cpu, context_switches) = proc_stat();
         Ok(Snapshot { at: Instant::now(), status, entries, cpu, context_switches, memory: memory(), process_cpu })
+    }
+
+    /// A reading with no device (no registry to read): the host only.
+    pub fn empty() -> Snapshot {
+        let (cpu, context_switches) = proc_stat();
+        Snapshot {
+            at: Instant::now(),
+            status: Vec::new(),
+            entries: Vec::new(),
+            cpu,
+            context_switches,
+            memory: memory(),
+            process_cpu: BTreeMap::new(),
+        }
     }
 
     /// The trusted publications, by pid.

@@ -3,6 +3,7 @@
 
 mod config;
 mod cpu;
+mod dashboard;
 mod deploy;
 mod device_plugin;
 mod launch;

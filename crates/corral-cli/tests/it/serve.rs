@@ -519,7 +519,8 @@ fn metric_names_and_labels() {
         corral_core_busy_seconds_total{core="nc1",global="1"}
         corral_core_switches_total{core="nc0",global="0"}
         corral_core_switches_total{core="nc1",global="1"}
-        corral_core_models{core="nc0",global="0",model="tick",version="1"}"#]]
+        corral_core_models{core="nc0",global="0",model="tick",version="1"}
+        corral_dashboard_pages"#]]
     .assert_eq(&shape.join("\n"));
 }
 

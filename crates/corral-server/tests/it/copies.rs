@@ -460,6 +460,7 @@ fn counts(cases: &[&str]) -> Vec<Copies> {
         allow_client_shm: true,
         http_restricted: Default::default(),
         grpc_restricted: Default::default(),
+        dashboard: false,
     };
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
