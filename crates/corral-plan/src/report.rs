@@ -1,6 +1,6 @@
 //! One shape for a run, measured (`corral bench --json`) or predicted
 //! (`corral plan --predict --json`): per model the calls offered and served, throughput,
-//! latency percentiles, queueing and failures; per core executions, busy share and switches.
+//! latency percentiles, queueing, execution time and failures; per core executions, busy share and switches.
 //! Both drivers summarise their calls here, so the two numbers mean the same thing.
 //!
 //! Definitions: a call's latency runs from its (scheduled) arrival to its answer, its queue
@@ -23,6 +23,8 @@ pub struct ModelRow {
     /// issued over the run).
     pub offered_per_s: f64,
     pub queue_ms: QueueMs,
+    /// Mean time from an execution's start to its answer, over the calls that started.
+    pub compute_ms: f64,
 }
 
 /// Time from arrival to the execution's start.
@@ -69,6 +71,7 @@ pub fn model_row(name: &str, calls: &[Call], window: f64) -> ModelRow {
     latencies.sort_by(f64::total_cmp);
     let mut queued: Vec<f64> = arrived.iter().filter_map(|c| c.start.map(|s| (s - c.arrival) * 1e3)).collect();
     queued.sort_by(f64::total_cmp);
+    let computed: Vec<f64> = arrived.iter().filter_map(|c| c.start.map(|s| (c.end - s) * 1e3)).collect();
     let served = calls.iter().filter(|c| c.ok && c.end <= window).count();
     let failures = arrived.iter().filter(|c| !c.ok).count() as u64;
     ModelRow {
@@ -83,6 +86,7 @@ pub fn model_row(name: &str, calls: &[Call], window: f64) -> ModelRow {
             mean: if queued.is_empty() { 0.0 } else { queued.iter().sum::<f64>() / queued.len() as f64 },
             p99: percentile(&queued, 0.99),
         },
+        compute_ms: if computed.is_empty() { 0.0 } else { computed.iter().sum::<f64>() / computed.len() as f64 },
     }
 }
 

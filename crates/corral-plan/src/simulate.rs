@@ -165,6 +165,8 @@ pub struct Run {
     /// Per model, the instances at the end, and the autopilot's moves (grow, shrink, move).
     pub instances: Vec<Vec<CoreSpan>>,
     pub moves: Vec<(u64, u64, u64)>,
+    /// Each move as it happened: (simulated seconds, model, `grow`, `shrink` or `move`).
+    pub move_times: Vec<(f64, usize, &'static str)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -267,6 +269,7 @@ struct Sim<'a> {
     cores: Vec<CoreRecord>,
     events: BinaryHeap<Queued>,
     seq: u64,
+    move_times: Vec<(f64, usize, &'static str)>,
 }
 
 /// Runs `spec` on `arrivals` (each model's arrival times, ascending, as
@@ -295,7 +298,7 @@ pub fn simulate(spec: &Spec, arrivals: &[Vec<f64>], seed: u64) -> Run {
     }
     let instances = sim.models.iter().map(|m| m.instances.iter().map(|&i| sim.instances[i].span).collect()).collect();
     let moves = sim.models.iter().map(|m| m.moves).collect();
-    Run { calls: sim.calls, cores: sim.cores, end, instances, moves }
+    Run { calls: sim.calls, cores: sim.cores, end, instances, moves, move_times: sim.move_times }
 }
 
 /// The models of `spec` as the autopilot sees them before anything happens, with `demands`
@@ -358,6 +361,7 @@ impl<'a> Sim<'a> {
             cores: vec![CoreRecord::default(); spec.cores],
             events: BinaryHeap::new(),
             seq: 0,
+            move_times: Vec::new(),
         }
     }
 
@@ -575,16 +579,19 @@ impl<'a> Sim<'a> {
                 Move::Grow { model, span } => {
                     self.grow(model, span);
                     self.models[model].moves.0 += 1;
+                    self.move_times.push((self.now, model, "grow"));
                 }
                 Move::Shrink { model, id } => {
                     if self.retire(model, id) {
                         self.models[model].moves.1 += 1;
+                        self.move_times.push((self.now, model, "shrink"));
                     }
                 }
                 Move::Relocate { model, id, span } => {
                     self.grow(model, span);
                     self.retire(model, id);
                     self.models[model].moves.2 += 1;
+                    self.move_times.push((self.now, model, "move"));
                 }
             }
         }
