@@ -54,8 +54,8 @@ def serve(repo, port, extra):
 
 
 def threads_cpu(pid):
-    """Seconds of CPU per thread name so far."""
-    by_name = {}
+    """Per thread id: its name and its seconds of CPU so far."""
+    threads = {}
     for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
         try:
             text = open(stat).read()
@@ -63,8 +63,15 @@ def threads_cpu(pid):
             continue
         name = text[text.index("(") + 1:text.rindex(")")]
         fields = text[text.rindex(")") + 2:].split()
-        by_name[name] = by_name.get(name, 0) + (int(fields[11]) + int(fields[12])) / TICK
-    return by_name
+        threads[stat.split("/")[4]] = (name, (int(fields[11]) + int(fields[12])) / TICK)
+    return threads
+
+
+def named_cpu(before, after, name):
+    """CPU seconds the threads called `name` spent between two readings (a thread that
+    started meanwhile counts whole; one that ended meanwhile is lost, and is rare: tokio's
+    idle blocking threads end after 10 s)."""
+    return sum(cpu - before.get(tid, (name, 0))[1] for tid, (n, cpu) in after.items() if n == name)
 
 
 def process_cpu(pid):
@@ -113,7 +120,7 @@ def idle_cost(port, pid):
         streams.close()
         time.sleep(2)
         wall = w1 - w0
-        serve_threads = (t1.get("corral-serve", 0) - t0.get("corral-serve", 0)) / wall * 100
+        serve_threads = named_cpu(t0, t1, "corral-serve") / wall * 100
         total = (p1 - p0) / wall * 100
         rows.append((label, pages, total, serve_threads))
         print(f"   {label:24} process {total:6.3f}%   corral-serve threads {serve_threads:6.3f}%")

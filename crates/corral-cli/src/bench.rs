@@ -8,6 +8,9 @@
 //! latency counts from its scheduled arrival; a full queue refuses a call, counted as a
 //! failure. The report is the shape `plan --predict --json` prints (`corral_plan::report`).
 //!
+//! `--sweep N` runs N load points (k/N of the threads or rates, k = 1..N); `--report FILE.html`
+//! draws them (`report.rs`), with each core's busy time read every 250 ms during each run.
+//!
 //! Each model has callers of its own: thread `t` calls model `t mod M` only (so `--threads`
 //! is split as evenly as it goes, and every model gets at least one). A slow model then
 //! throttles only its own callers; a caller rotating over models would wait on the slowest
@@ -21,11 +24,10 @@ use std::{
 
 use anyhow::bail;
 use corral_engine::Tensor;
-use corral_plan::report::{self, CoreRow, ModelRow};
+use corral_plan::report::{self, CoreRow};
 use corral_runtime::{Model, Runtime};
-use serde::Serialize;
 
-use crate::cli::BenchArgs;
+use crate::{cli::BenchArgs, report::Report};
 
 /// When a run stops.
 #[derive(Clone, Copy, Debug)]
@@ -34,46 +36,14 @@ pub enum Limit {
     Duration(Duration),
 }
 
-/// One run, measured or predicted (`corral plan --predict --json` prints the same shape).
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub models: Vec<ModelRow>,
-    pub cores: Vec<CoreRow>,
-    pub elapsed_s: f64,
-    /// Closed-loop callers; `null` for open-loop load.
-    pub threads: Option<usize>,
-    /// The layout a prediction ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub layout: Option<Vec<LayoutRow>>,
-}
-
-/// A model's place in a predicted run.
-#[derive(Debug, Serialize)]
-pub struct LayoutRow {
-    pub name: String,
-    pub cores_per_instance: usize,
-    pub starts: Vec<usize>,
-    pub elastic: bool,
-    /// With the autopilot: where the run left its instances, and the moves it made.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub autopilot: Option<AutopilotRow>,
-}
-
-/// What the autopilot did to a model over a predicted run.
-#[derive(Debug, Serialize)]
-pub struct AutopilotRow {
-    pub starts_at_end: Vec<usize>,
-    pub grow: u64,
-    pub shrink: u64,
-    #[serde(rename = "move")]
-    pub r#move: u64,
-}
-
 pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     let open_loop = !args.load.rate.is_empty();
     if !open_loop && (args.load.cv.is_some() || args.load.seed.is_some()) {
         bail!("--cv and --seed shape open-loop load: give --rate MODEL=R too");
     }
+    let fractions = crate::report::fractions(args.report.sweep)?;
+    // Before anything runs: a report that cannot be written fails now.
+    let target = args.report.report.as_deref().map(crate::report::Target::create).transpose()?;
     let runtime = crate::models::runtime(&args.device, Some(&args.cores), args.autopilot, lookup)?;
     let mut models = Vec::new();
     for def in crate::models::read(args.models.path())? {
@@ -86,6 +56,15 @@ pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
     if models.is_empty() {
         anyhow::bail!("no model could be loaded");
     }
+    let layout_svg = runtime.layout().svg();
+    let mut settings = vec![
+        ("command".to_owned(), crate::report::command_line()),
+        ("device".to_owned(), format!("{} (cores {})", runtime.device(), runtime.global_cores())),
+        ("autopilot".to_owned(), runtime.autopilot().to_string()),
+        ("engine".to_owned(), args.engine.clone().unwrap_or_else(|| "as configured".to_owned())),
+        ("load points".to_owned(), fractions.len().to_string()),
+    ];
+    let mut points = Vec::new();
     if open_loop {
         let names: Vec<String> = models.iter().map(|m| m.name().to_owned()).collect();
         let rates: Vec<f64> =
@@ -97,22 +76,92 @@ pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
             None => 5.0,
         };
         let (cv, seed) = crate::planning::generator(&args.load);
+        settings.extend([
+            ("load".to_owned(), format!("open loop: {}", args.load.rate.join(" "))),
+            ("seconds per point".to_owned(), duration.to_string()),
+            ("cv, seed".to_owned(), format!("{cv}, {seed}")),
+        ]);
         eprintln!("{}", runtime.layout().render());
-        let report = drive_open(&runtime, &models, &rates, cv, seed, duration);
-        print_report(&report, args.json);
-        return Ok(());
+        for fraction in fractions {
+            let scaled: Vec<f64> = rates.iter().map(|r| r * fraction).collect();
+            let measured = drive_open_recorded(&runtime, &models, &scaled, cv, seed, duration);
+            points.push(measured.point(format!("rates ×{fraction:.2}")));
+        }
+    } else {
+        let threads = args.threads.unwrap_or(2 * runtime.cores());
+        let limit = match (args.requests, args.duration) {
+            (Some(n), _) => Limit::Requests(n),
+            (None, Some(secs)) if secs > 0.0 && secs.is_finite() => Limit::Duration(Duration::from_secs_f64(secs)),
+            (None, Some(secs)) => anyhow::bail!("--duration {secs} is not valid: give a number of seconds above 0"),
+            (None, None) => Limit::Duration(Duration::from_secs(5)),
+        };
+        settings.extend([
+            ("load".to_owned(), format!("{threads} calling threads at most")),
+            ("limit".to_owned(), format!("{limit:?}")),
+        ]);
+        eprintln!("{}", runtime.layout().render());
+        for fraction in fractions {
+            let point_threads = ((threads as f64 * fraction).ceil() as usize).max(models.len());
+            let measured = drive_recorded(&runtime, &models, point_threads, limit);
+            points.push(measured.point(format!("{point_threads} threads")));
+        }
     }
-    let threads = args.threads.unwrap_or(2 * runtime.cores());
-    let limit = match (args.requests, args.duration) {
-        (Some(n), _) => Limit::Requests(n),
-        (None, Some(secs)) if secs > 0.0 && secs.is_finite() => Limit::Duration(Duration::from_secs_f64(secs)),
-        (None, Some(secs)) => anyhow::bail!("--duration {secs} is not valid: give a number of seconds above 0"),
-        (None, None) => Limit::Duration(Duration::from_secs(5)),
-    };
-    eprintln!("{}", runtime.layout().render());
-    let report = drive(&runtime, &models, threads, limit);
-    print_report(&report, args.json);
+    print_points(&points, args.json);
+    if let Some(target) = target {
+        let document =
+            crate::report::Document { title: "corral bench".to_owned(), measured: true, settings, points, layout_svg };
+        crate::report::write(target, &document)?;
+    }
     Ok(())
+}
+
+/// One report as before, or, for a sweep, one per load point (`{"points": [...]}` in JSON).
+pub fn print_points(points: &[crate::report::Point], json: bool) {
+    match points {
+        [one] => print_report(&one.report, json),
+        _ if json => {
+            let reports: Vec<&Report> = points.iter().map(|p| &p.report).collect();
+            let out = serde_json::json!({ "points": reports });
+            println!("{}", serde_json::to_string_pretty(&out).expect("a report always serializes"));
+        }
+        _ => {
+            for (k, point) in points.iter().enumerate() {
+                println!("load point {} of {}: {}", k + 1, points.len(), point.load);
+                print!("{}", tables(&point.report));
+                println!();
+            }
+        }
+    }
+}
+
+/// A run's report, and what a report file draws of it.
+pub struct Measured {
+    pub report: Report,
+    pub series: crate::report::Series,
+}
+
+impl Measured {
+    fn point(self, load: String) -> crate::report::Point {
+        crate::report::Point { load, report: self.report, series: self.series }
+    }
+}
+
+/// The autopilot's moves recorded after `seq`, timed from `started` (milliseconds since the
+/// epoch).
+fn moves_since(runtime: &Runtime, seq: u64, started: u64) -> Vec<crate::report::MoveAt> {
+    let moves = runtime.timeline_since(seq).into_iter().filter(|e| matches!(e.kind, "grow" | "shrink" | "move"));
+    moves
+        .map(|e| crate::report::MoveAt {
+            t_s: e.unix_ms.saturating_sub(started) as f64 / 1000.0,
+            model: e.model.unwrap_or_default(),
+            kind: e.kind.to_owned(),
+        })
+        .collect()
+}
+
+/// The last time line event's number, to read the moves of a run after it.
+fn timeline_mark(runtime: &Runtime) -> u64 {
+    runtime.timeline_since(0).last().map_or(0, |e| e.seq)
 }
 
 fn print_report(report: &Report, json: bool) {
@@ -125,7 +174,14 @@ fn print_report(report: &Report, json: bool) {
 
 /// Warms every instance up once, then sends open-loop load at `rates` (per model, in the
 /// order of `models`) for `duration` seconds and waits for every answer.
-pub fn drive_open(runtime: &Runtime, models: &[Model], rates: &[f64], cv: f64, seed: u64, duration: f64) -> Report {
+pub fn drive_open_recorded(
+    runtime: &Runtime,
+    models: &[Model],
+    rates: &[f64],
+    cv: f64,
+    seed: u64,
+    duration: f64,
+) -> Measured {
     let inputs: Vec<Vec<Tensor>> = models.iter().map(|m| corral_engine::sample_inputs(m.inputs(), 1)).collect();
     for (model, input) in models.iter().zip(&inputs) {
         for _ in 0..model.instances().len() {
@@ -141,28 +197,33 @@ pub fn drive_open(runtime: &Runtime, models: &[Model], rates: &[f64], cv: f64, s
     for (stream, &m) in by_name.iter().enumerate() {
         arrivals[m] = scheduled[stream].clone();
     }
+    let (mark, started_ms) = (timeline_mark(runtime), corral_cores::now_unix_ms());
+    let sampler = crate::report::Sampler::start(runtime);
     let before = runtime.core_stats();
     let sent = corral_runtime::open_loop::replay(models, &inputs, &arrivals);
     let after = runtime.core_stats();
+    let core_busy = sampler.finish();
     let end = sent.iter().flatten().map(|c| c.end).fold(duration, f64::max);
-    let model_rows = models
+    let calls: Vec<Vec<report::Call>> = sent
         .iter()
-        .zip(&sent)
-        .map(|(model, calls)| {
-            let calls: Vec<report::Call> = calls
+        .map(|calls| {
+            calls
                 .iter()
                 .map(|c| report::Call { arrival: c.arrival, start: c.start, end: c.end, ok: c.error.is_none() })
-                .collect();
-            report::model_row(model.name(), &calls, duration)
+                .collect()
         })
         .collect();
-    Report {
+    let model_rows =
+        models.iter().zip(&calls).map(|(model, calls)| report::model_row(model.name(), calls, duration)).collect();
+    let report = Report {
         models: model_rows,
         cores: core_rows(&before, &after, end),
         elapsed_s: duration,
         threads: None,
         layout: None,
-    }
+    };
+    let series = crate::report::Series::new(&calls, core_busy, moves_since(runtime, mark, started_ms));
+    Measured { report, series }
 }
 
 /// Per core, what happened between two readings `elapsed` seconds apart.
@@ -184,6 +245,11 @@ fn core_rows(before: &[corral_runtime::CoreStats], after: &[corral_runtime::Core
 /// Warms every instance up once, then runs `threads` callers (at least one per model; see
 /// the module docs) until `limit`.
 pub fn drive(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) -> Report {
+    drive_recorded(runtime, models, threads, limit).report
+}
+
+/// [`drive`], with what a report draws.
+pub fn drive_recorded(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) -> Measured {
     let threads = threads.max(models.len());
     let inputs: Vec<Vec<Tensor>> = models.iter().map(|m| corral_engine::sample_inputs(m.inputs(), 1)).collect();
     for (model, input) in models.iter().zip(&inputs) {
@@ -191,6 +257,8 @@ pub fn drive(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) 
             let _ = model.infer(input.clone());
         }
     }
+    let (mark, started_ms) = (timeline_mark(runtime), corral_cores::now_unix_ms());
+    let sampler = crate::report::Sampler::start(runtime);
     let before = runtime.core_stats();
     let issued = AtomicU64::new(0);
     let done = AtomicU64::new(0);
@@ -254,22 +322,21 @@ pub fn drive(runtime: &Runtime, models: &[Model], threads: usize, limit: Limit) 
         eprintln!();
     }
     let after = runtime.core_stats();
-    let model_rows = models
-        .iter()
-        .enumerate()
-        .map(|(i, model)| {
-            let calls: Vec<report::Call> = per_thread.iter().flat_map(|t| t[i].iter().copied()).collect();
-            // Every call of a closed loop is in the run: its window is the whole run.
-            report::model_row(model.name(), &calls, elapsed)
-        })
-        .collect();
-    Report {
+    let core_busy = sampler.finish();
+    let calls: Vec<Vec<report::Call>> =
+        (0..models.len()).map(|i| per_thread.iter().flat_map(|t| t[i].iter().copied()).collect()).collect();
+    // Every call of a closed loop is in the run: its window is the whole run.
+    let model_rows =
+        models.iter().zip(&calls).map(|(model, calls)| report::model_row(model.name(), calls, elapsed)).collect();
+    let report = Report {
         models: model_rows,
         cores: core_rows(&before, &after, elapsed),
         elapsed_s: elapsed,
         threads: Some(threads),
         layout: None,
-    }
+    };
+    let series = crate::report::Series::new(&calls, core_busy, moves_since(runtime, mark, started_ms));
+    Measured { report, series }
 }
 
 /// The two tables `bench` prints.

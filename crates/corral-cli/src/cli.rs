@@ -342,6 +342,20 @@ pub struct PlanArgs {
     /// With --predict: the autopilot moves instances as the load shifts (as CORRAL_AUTOPILOT=1)
     #[arg(long, requires = "predict")]
     pub autopilot: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// An HTML report of a run, and load points to sweep (`bench`, `plan --predict`).
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write an HTML report with charts (one self-contained file) to FILE.html, and its numbers
+    /// to FILE.json beside it
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
+    /// Run N load points: k/N of the given load (threads or rates) for k = 1..N
+    #[arg(long, value_name = "N")]
+    pub sweep: Option<usize>,
 }
 
 /// Open-loop load, the same for `bench --rate` and `plan --predict`.
@@ -406,6 +420,8 @@ pub struct BenchArgs {
     /// The engine every ONNX model runs on, over its configuration's (auto: measured per model)
     #[arg(long, value_name = "ENGINE", value_parser = ENGINES)]
     pub engine: Option<String>,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 /// What `--engine` takes: `auto` measures both engines per model (see `corral_onnx::auto`).

@@ -6,6 +6,7 @@
 //! signal when it was killed).
 
 mod bench;
+mod chart;
 mod cli;
 mod demo;
 mod device_plugin;
@@ -16,6 +17,7 @@ mod monitor;
 mod plan;
 mod planning;
 mod profile;
+mod report;
 mod reserve;
 mod serve;
 mod settings;

@@ -26,6 +26,12 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
     if args.profile {
         return crate::profile::run(args, lookup).map(|()| 0);
     }
+    if !args.predict && (args.report.report.is_some() || args.report.sweep.is_some()) {
+        bail!("--report and --sweep draw a predicted run: give --predict (and the load, --rate MODEL=R)");
+    }
+    let fractions = crate::report::fractions(args.report.sweep)?;
+    // Before anything runs: a report that cannot be written fails now.
+    let target = args.report.report.as_deref().map(crate::report::Target::create).transpose()?;
     let settings = take_settings(&args.device, Some(&args.cores));
     let device = Device::open(settings.device_spec(lookup)?)?;
     let request = Sources::from_env(lookup).overlay(settings.explicit.clone()).resolve()?;
@@ -100,12 +106,19 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
         let spec = planning::spec(cores, specs, args.autopilot, lookup)?;
         let (cv, seed) = planning::generator(&args.load);
         let duration = args.duration.unwrap_or(60.0);
-        let arrivals = arrivals::schedule(&rates, cv, seed, duration);
-        let run = simulate::simulate(&spec, &arrivals, seed);
-        let report = predicted(&spec, &run, duration, &layout, &elastic);
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report).expect("a report always serializes"));
-        } else {
+        let mut points = Vec::new();
+        for &fraction in &fractions {
+            let scaled: Vec<f64> = rates.iter().map(|r| r * fraction).collect();
+            let arrivals = arrivals::schedule(&scaled, cv, seed, duration);
+            let run = simulate::simulate(&spec, &arrivals, seed);
+            let report = predicted(&spec, &run, duration, &layout, &elastic);
+            points.push(crate::report::Point {
+                load: format!("rates ×{fraction:.2}"),
+                report,
+                series: series(&spec, &run),
+            });
+        }
+        if !args.json {
             println!(
                 "{} cores of {} ({}), {duration} simulated seconds, CV {cv}, seed {seed}\n",
                 cores,
@@ -114,7 +127,28 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
             );
             print!("{}", layout.render());
             println!();
-            print!("{}", crate::bench::tables(&report));
+        }
+        crate::bench::print_points(&points, args.json);
+        if let Some(target) = target {
+            let rates_text: Vec<String> =
+                folders.iter().zip(&rates).map(|(f, r)| format!("{}={r}", f.def.name)).collect();
+            let settings = vec![
+                ("command".to_owned(), crate::report::command_line()),
+                ("device".to_owned(), format!("{} ({cores} cores, {})", device.spec(), request.origin)),
+                ("load".to_owned(), format!("open loop: {}", rates_text.join(" "))),
+                ("simulated seconds per point".to_owned(), duration.to_string()),
+                ("cv, seed".to_owned(), format!("{cv}, {seed}")),
+                ("autopilot".to_owned(), args.autopilot.to_string()),
+                ("load points".to_owned(), fractions.len().to_string()),
+            ];
+            let document = crate::report::Document {
+                title: "corral plan --predict".to_owned(),
+                measured: false,
+                settings,
+                points,
+                layout_svg: layout.svg(),
+            };
+            crate::report::write(target, &document)?;
         }
         for warning in &warnings {
             eprintln!("warning: {warning}");
@@ -170,6 +204,37 @@ fn optimized(args: &PlanArgs, folders: &[repository::ModelFolder], cores: usize)
     optimize::optimize(&demands, cores, args.elastic).context("no layout")
 }
 
+/// A simulated run's series: each core's busy share from its executions, answers, moves.
+fn series(spec: &simulate::Spec, run: &simulate::Run) -> crate::report::Series {
+    let executions = run
+        .calls
+        .iter()
+        .flatten()
+        .filter_map(|c| Some((c.start?, c.end, c.cores?)))
+        .flat_map(|(start, end, span)| span.cores().map(move |core| (core, start, end)));
+    let busy = crate::report::busy_from_executions(spec.cores, executions);
+    let calls: Vec<Vec<report::Call>> = run
+        .calls
+        .iter()
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| report::Call { arrival: c.arrival, start: c.start, end: c.end, ok: c.failure.is_none() })
+                .collect()
+        })
+        .collect();
+    let moves = run
+        .move_times
+        .iter()
+        .map(|&(t_s, model, kind)| crate::report::MoveAt {
+            t_s,
+            model: spec.models[model].name.clone(),
+            kind: kind.to_owned(),
+        })
+        .collect();
+    crate::report::Series::new(&calls, busy, moves)
+}
+
 /// A simulated run in `bench --json`'s shape, with the layout it ran.
 fn predicted(
     spec: &simulate::Spec,
@@ -177,7 +242,7 @@ fn predicted(
     duration: f64,
     layout: &Layout,
     elastic: &[bool],
-) -> crate::bench::Report {
+) -> crate::report::Report {
     let models = spec
         .models
         .iter()
@@ -217,12 +282,12 @@ fn predicted(
         .iter()
         .zip(elastic)
         .zip(run.instances.iter().zip(&run.moves))
-        .map(|((m, &elastic), (end, moves))| crate::bench::LayoutRow {
+        .map(|((m, &elastic), (end, moves))| crate::report::LayoutRow {
             name: m.name.clone(),
             cores_per_instance: m.cores_per_instance,
             starts: m.instances.iter().map(|s| s.first).collect(),
             elastic,
-            autopilot: spec.autopilot.map(|_| crate::bench::AutopilotRow {
+            autopilot: spec.autopilot.map(|_| crate::report::AutopilotRow {
                 starts_at_end: end.iter().map(|s| s.first).collect(),
                 grow: moves.0,
                 shrink: moves.1,
@@ -230,5 +295,5 @@ fn predicted(
             }),
         })
         .collect();
-    crate::bench::Report { models, cores, elapsed_s: duration, threads: None, layout: Some(layout) }
+    crate::report::Report { models, cores, elapsed_s: duration, threads: None, layout: Some(layout) }
 }

@@ -14,6 +14,7 @@ mod ownership;
 mod planning;
 mod prometheus;
 mod quota;
+mod report;
 mod schema;
 mod serve;
 mod tidy;
