@@ -77,7 +77,10 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
                 bound.http, bound.grpc, bound.metrics
             );
             if dashboard {
-                eprintln!("corral serve: dashboard at http://{}/dashboard", bound.metrics);
+                // Not eprintln!: a reader that closed stderr after the line above (a test, a
+                // supervisor) must not stop the server.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "corral serve: dashboard at http://{}/dashboard", bound.metrics);
             }
         },
         async move {
