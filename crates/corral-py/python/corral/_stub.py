@@ -1,0 +1,190 @@
+"""corral's Python stub: one process per instance of a Triton Python model (``model.py``),
+started by the server's Python engine (crates/corral-engine-python) on the instance's cores.
+
+It needs Python >= 3.10 and numpy only: the engine writes this file and
+``triton_python_backend_utils.py`` into a private folder and puts that folder first on
+``PYTHONPATH``. It talks to the server over file descriptor 3, a Unix socket, in frames: a
+4-byte little-endian header length, a JSON header, then the tensors' bytes back to back (sizes
+in the header; numbers little-endian, BYTES elements each a 4-byte length and its bytes, as
+KServe's binary tensors). ``model.py``'s stdout and stderr are the server's log, never the
+channel. The stub ends when the channel closes (the server ended), or at ``finalize``.
+
+usage: python _stub.py serve MODEL_PY             (fd 3: the channel)
+       python _stub.py auto-complete MODEL_PY OUT  (stdin: the configuration as JSON)
+"""
+
+import asyncio
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import socket
+import struct
+import sys
+import traceback
+
+import numpy as np
+
+import triton_python_backend_utils as pb_utils
+
+PROTOCOL = "corral-stub/1"
+_KSERVE = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
+    "FP32": np.float32, "FP64": np.float64,
+}
+_NUMPY = {np.dtype(v): k for k, v in _KSERVE.items()}
+
+
+def where(error):
+    """`file:line: last line of the traceback`, the line in model.py when there is one."""
+    last = traceback.format_exception_only(type(error), error)[-1].strip()
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}: {last}"
+    frames = traceback.extract_tb(error.__traceback__)
+    frame = next((f for f in reversed(frames) if f.filename.endswith("model.py")), frames[-1] if frames else None)
+    return f"{frame.filename}:{frame.lineno}: {last}" if frame else last
+
+
+def load(model_py):
+    spec = importlib.util.spec_from_file_location("model", model_py)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(model_py)))
+    spec.loader.exec_module(module)
+    if not hasattr(module, "TritonPythonModel"):
+        raise AttributeError(f"{model_py} defines no class TritonPythonModel")
+    return module.TritonPythonModel
+
+
+def auto_complete(model_py, out):
+    config = json.loads(sys.stdin.read())
+    try:
+        cls = load(model_py)
+        completed = pb_utils.ModelConfig(config)
+        if hasattr(cls, "auto_complete_config"):
+            completed = cls.auto_complete_config(completed)
+        result = {"config": completed.as_dict()}
+    except BaseException as error:  # every failure is the load's reason
+        result = {"error": where(error)}
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
+class Channel:
+    def __init__(self, fd):
+        self.sock = socket.socket(fileno=fd)
+
+    def read_exactly(self, n):
+        view = bytearray(n)
+        got = 0
+        while got < n:
+            chunk = self.sock.recv_into(memoryview(view)[got:], n - got)
+            if chunk == 0:
+                raise EOFError
+            got += chunk
+        return bytes(view)
+
+    def read(self):
+        (size,) = struct.unpack("<I", self.read_exactly(4))
+        header = json.loads(self.read_exactly(size))
+        payloads = [self.read_exactly(t["bytes"]) for t in header.get("tensors", [])]
+        return header, payloads
+
+    def write(self, header, payloads=()):
+        data = json.dumps(header).encode()
+        self.sock.sendall(struct.pack("<I", len(data)) + data)
+        for payload in payloads:
+            self.sock.sendall(payload)
+
+
+def to_tensor(spec, payload):
+    if spec["datatype"] == "BYTES":
+        array = pb_utils.deserialize_bytes_tensor(payload).reshape(spec["shape"])
+        array.flags.writeable = False
+    else:
+        # Read-only, in place over the received bytes: one tensor may feed several steps.
+        array = np.frombuffer(payload, dtype=_KSERVE[spec["datatype"]]).reshape(spec["shape"])
+    return pb_utils.Tensor(spec["name"], array)
+
+
+def from_tensor(tensor):
+    array = tensor.as_numpy()
+    if array.dtype == np.object_ or array.dtype.kind in "SU":
+        wire = pb_utils.serialize_byte_tensor(array.astype(np.object_))
+        payload = b"" if wire is None else wire.tobytes()
+        datatype = "BYTES"
+    else:
+        datatype = _NUMPY.get(array.dtype)
+        if datatype is None:
+            raise pb_utils.TritonModelException(f"output '{tensor.name()}': numpy type {array.dtype} has no Triton type")
+        payload = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return {"name": tensor.name(), "datatype": datatype, "shape": list(array.shape), "bytes": len(payload)}, payload
+
+
+def serve(model_py):
+    channel = Channel(3)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+    hello, _ = channel.read()
+    if hello.get("protocol") != PROTOCOL:
+        channel.write({"error": f"this stub speaks {PROTOCOL}, the server {hello.get('protocol')}: "
+                                f"corral {hello.get('corral')} and its stub differ"})
+        return
+    try:
+        model = load(model_py)()
+        if hasattr(model, "initialize"):
+            model.initialize(hello["args"])
+    except BaseException as error:
+        channel.write({"error": where(error)})
+        return
+    channel.write({"ok": True, "pid": os.getpid()})
+    loop = asyncio.new_event_loop()
+    while True:
+        try:
+            header, payloads = channel.read()
+        except (EOFError, ConnectionError):
+            break  # the server is gone
+        if header["op"] == "finalize":
+            if hasattr(model, "finalize"):
+                model.finalize()
+            channel.write({"ok": True})
+            break
+        request = pb_utils.InferenceRequest(
+            inputs=[to_tensor(s, p) for s, p in zip(header["tensors"], payloads)],
+            requested_output_names=header.get("outputs", []),
+            request_id=header.get("id", ""),
+            correlation_id=header.get("correlation_id", 0),
+            flags=header.get("flags", 0),
+            model_name=hello["args"]["model_name"],
+        )
+        try:
+            responses = model.execute([request])
+            if inspect.isawaitable(responses):
+                responses = loop.run_until_complete(responses)
+            if responses is None or len(responses) != 1:
+                count = "None" if responses is None else len(responses)
+                raise pb_utils.TritonModelException(
+                    f"Number of InferenceResponse objects do not match the number of InferenceRequest objects "
+                    f"(1 requests, {count} responses)")
+            (response,) = responses
+            if response.has_error():
+                channel.write({"error": response.error().message(), "code": response.error().code()})
+                continue
+            outputs = response.output_tensors()
+            wanted = request.requested_output_names()
+            if wanted:
+                outputs = [t for t in outputs if t.name() in wanted]
+            encoded = [from_tensor(t) for t in outputs]
+            channel.write({"tensors": [h for h, _ in encoded]}, [p for _, p in encoded])
+        except BaseException as error:
+            message = error.message() if isinstance(error, pb_utils.TritonModelException) else where(error)
+            channel.write({"error": message})
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(sys.argv[2])
+    elif sys.argv[1] == "auto-complete":
+        auto_complete(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(f"unknown mode {sys.argv[1]}")
