@@ -55,6 +55,7 @@ pub fn runtime(
     let settings = RuntimeSettings {
         take: take_settings(device, cores),
         onnx_engine,
+        python_engine: Some(Arc::new(corral_engine_python::PythonEngine::from_env(lookup))),
         named_engine: Some(corral_onnx::named_engine(lookup)),
         autopilot: autopilot.then_some(true),
         ..RuntimeSettings::default()

@@ -67,6 +67,10 @@ pub fn service(folder: &ModelFolder) -> anyhow::Result<Service> {
         ModelSource::Sim(model) => {
             Ok(Service::Fixed { latency: model.latency.as_secs_f64(), switch: model.switch.as_secs_f64() })
         }
+        ModelSource::Python(_) => bail!(
+            "`{}` is a Python model (model.py): plan cannot time it yet\nhint: measure it under corral serve with perf_analyzer",
+            folder.def.name
+        ),
         ModelSource::Onnx(_) => {
             let path = folder.dir.join(profile::FILE);
             let text = match std::fs::read_to_string(&path) {

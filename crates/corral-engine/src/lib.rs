@@ -52,6 +52,23 @@ pub struct EngineChoice {
 pub enum ModelSource {
     Onnx(PathBuf),
     Sim(SimModel),
+    /// A Triton Python model (`model.py`), for the Python engine.
+    Python(PythonModel),
+}
+
+/// A Triton Python model: its `model.py`, its configuration as JSON (Triton's `ModelConfig`
+/// in protobuf's JSON mapping, what `initialize` gets as `args["model_config"]`), and what
+/// Triton tells `initialize` of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PythonModel {
+    pub model_py: PathBuf,
+    pub config_json: String,
+    pub name: String,
+    pub version: String,
+    pub repository: PathBuf,
+    /// Call the model's `auto_complete_config` at load (Triton's default; off with
+    /// `--disable-auto-complete-config`).
+    pub auto_complete: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -44,6 +44,13 @@ impl crate::Engine for SimEngine {
                     path.display()
                 ),
             }),
+            ModelSource::Python(model) => Err(EngineError::Unsupported {
+                engine: "sim",
+                reason: format!(
+                    "{} is a Python model; the simulator runs platform = \"sim\"",
+                    model.model_py.display()
+                ),
+            }),
         }
     }
 }

@@ -300,6 +300,7 @@ impl Model {
     fn path(&self) -> Option<PathBuf> {
         match &self.def.source {
             ModelSource::Onnx(path) => Some(path.clone()),
+            ModelSource::Python(model) => Some(model.model_py.clone()),
             ModelSource::Sim(_) => None,
         }
     }

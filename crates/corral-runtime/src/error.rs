@@ -38,6 +38,10 @@ pub enum LoadError {
         "cannot load `{model}`: no ONNX engine is available\nhint: run ./scripts/setup, which installs ONNX Runtime"
     )]
     NoOnnxEngine { model: String },
+    #[error(
+        "cannot load `{model}`: it is a Triton Python model (model.py), which runs under `corral serve` and `corral bench`\nhint: serve its repository with corral serve"
+    )]
+    NoPythonEngine { model: String },
     #[error("cannot load `{model}`: {reason}")]
     EngineChoice { model: String, reason: String },
     #[error("cannot start a worker thread for `{model}`")]

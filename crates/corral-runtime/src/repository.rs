@@ -64,7 +64,7 @@ use std::{
 };
 
 use corral_config::{ModelConfig, model_instance_group::Kind as GroupKind, model_version_policy::PolicyChoice};
-use corral_engine::{DataType, ModelSource, SimModel, TensorSpec};
+use corral_engine::{DataType, ModelSource, PythonModel, SimModel, TensorSpec};
 use corral_placement::Where;
 use serde::Deserialize;
 
@@ -473,8 +473,40 @@ fn selected_versions(dir: &Path, policy: &VersionPolicy, file: &str) -> Result<V
 fn versions_of(def: &ModelDef, paths: Vec<(u64, PathBuf)>) -> Vec<Version> {
     paths
         .into_iter()
-        .map(|(number, path)| Version { number, def: ModelDef { source: ModelSource::Onnx(path), ..def.clone() } })
+        .map(|(number, path)| {
+            let source = match &def.source {
+                ModelSource::Python(model) => {
+                    ModelSource::Python(PythonModel { model_py: path, version: number.to_string(), ..model.clone() })
+                }
+                _ => ModelSource::Onnx(path),
+            };
+            Version { number, def: ModelDef { source, ..def.clone() } }
+        })
         .collect()
+}
+
+/// A Triton Python model of `dir` (`<version>/model.py`) configured by `config` (Triton's
+/// configuration as JSON), at the last of `paths`.
+fn python_source(dir: &Path, config: serde_json::Value, paths: &[(u64, PathBuf)]) -> ModelSource {
+    let (number, path) = paths.last().expect("a policy selects at least one version");
+    ModelSource::Python(PythonModel {
+        model_py: path.clone(),
+        config_json: config.to_string(),
+        name: folder_name(dir),
+        version: number.to_string(),
+        repository: dir.parent().map(Path::to_owned).unwrap_or_default(),
+        auto_complete: true,
+    })
+}
+
+/// Whether `dir` is a Python model with no configuration at all: a version folder holding
+/// `model.py` and no `model.onnx` (Triton then chooses the backend from the file's name).
+fn bare_python(dir: &Path) -> bool {
+    !dir.join("config.toml").exists()
+        && version_folders(dir).iter().any(|v| {
+            let folder = dir.join(v.to_string());
+            folder.join("model.py").is_file() && !folder.join("model.onnx").exists()
+        })
 }
 
 /// Reads one model folder; `Ok(None)` for a folder that holds no model at all.
@@ -517,6 +549,11 @@ fn read_folder_as(
             } else {
                 pbtxt_model(dir, config, &file, &policy).map_err(bad)?
             }
+        }
+        None if bare_python(dir) => {
+            let config = ModelConfig { name: folder_name(dir), backend: "python".to_owned(), ..Default::default() };
+            let policy = VersionPolicy::default();
+            pbtxt_model(dir, &config, "model.py", &policy).map_err(bad)?
         }
         None => match read_toml_model(dir, VersionPolicy::default())? {
             Some(model) => model,
@@ -570,12 +607,14 @@ fn folder_name(dir: &Path) -> String {
 fn pbtxt_model_file(config: &ModelConfig, backend: &str) -> Result<String, String> {
     let default = match backend {
         "onnxruntime" => "model.onnx",
+        // Triton's Python backend runs `model.py` (SPEC §13).
+        "python" => "model.py",
         // Triton's OpenVINO backend reads IR by default.
         "openvino" => "model.xml",
         _ => {
             let (platform, backend) = (&config.platform, &config.backend);
             return Err(format!(
-                "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\", or backend \"onnxruntime\" or \"openvino\""
+                "platform `{platform}` / backend `{backend}` is not served by corral; use platform \"onnxruntime_onnx\", or backend \"onnxruntime\", \"openvino\" or \"python\""
             ));
         }
     };
@@ -616,8 +655,15 @@ fn pbtxt_model(
     // Only OpenVINO reads IR: its backend's models stay on it unless another engine is named.
     let named = config.parameter("corral.engine").map(|value| engine(value, "corral.engine")).transpose()?.flatten();
     let engine = named.or_else(|| (config.backend == "openvino").then(|| "openvino".to_owned()));
-    let engine = ir_on_openvino(engine, &path);
-    let source = ModelSource::Onnx(path);
+    let source = if file.ends_with(".py") {
+        let mut json = corral_config::to_json(config);
+        json["name"] = serde_json::Value::String(name.clone());
+        json["backend"] = serde_json::Value::String("python".to_owned());
+        python_source(dir, json, &paths)
+    } else {
+        ModelSource::Onnx(path.clone())
+    };
+    let engine = if file.ends_with(".py") { None } else { ir_on_openvino(engine, &path) };
     let def = ModelDef { name, source, cores_per_instance: k, placement, elastic, autopilot, engine };
     let versions = versions_of(&def, paths);
     Ok((def, versions))
@@ -752,10 +798,35 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
             let path = paths.last().expect("a policy selects at least one version").1.clone();
             (ModelSource::Onnx(path), Some(paths))
         }
+        "python" => {
+            let paths = selected_versions(dir, &policy, "model.py").map_err(|reason| bad(dir, reason))?;
+            // Triton's configuration as `initialize` reads it, from the [[input]]/[[output]] tables.
+            let triton = |list: &[TensorConfig]| -> Result<Vec<serde_json::Value>, RepositoryError> {
+                list.iter()
+                    .map(|t| {
+                        let datatype: DataType =
+                            t.datatype.parse().map_err(|e| bad(&config_path, format!("`{}`: {e}", t.name)))?;
+                        let name = match datatype {
+                            DataType::Bytes => "STRING",
+                            other => other.kserve_name(),
+                        };
+                        let dims = t.shape.clone().unwrap_or_default();
+                        Ok(serde_json::json!({"name": t.name, "data_type": format!("TYPE_{name}"), "dims": dims}))
+                    })
+                    .collect()
+            };
+            let json = serde_json::json!({
+                "name": name,
+                "backend": "python",
+                "input": triton(&config.input)?,
+                "output": triton(&config.output)?,
+            });
+            (python_source(dir, json, &paths), Some(paths))
+        }
         other => {
             return Err(bad(
                 &config_path,
-                format!("platform `{other}` is not supported; use \"onnx\", \"openvino\" or \"sim\""),
+                format!("platform `{other}` is not supported; use \"onnx\", \"openvino\", \"python\" or \"sim\""),
             ));
         }
     };
@@ -774,7 +845,7 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
     let engine = named.or_else(|| (platform == "openvino").then(|| "openvino".to_owned()));
     let engine = match &source {
         ModelSource::Onnx(path) => ir_on_openvino(engine, path),
-        ModelSource::Sim(_) => engine,
+        ModelSource::Sim(_) | ModelSource::Python(_) => engine,
     };
     let elastic = config.placement.elastic;
     let def = ModelDef { name, source, cores_per_instance: k, placement, elastic, autopilot, engine };

@@ -129,6 +129,7 @@ struct Inner {
     queue_len_max: usize,
     run_max: usize,
     onnx_engine: Option<Arc<dyn Engine>>,
+    python_engine: Option<Arc<dyn Engine>>,
     named_engine: Option<crate::settings::NamedEngine>,
 }
 
@@ -202,6 +203,7 @@ impl Runtime {
             queue_len_max: settings.queue_len_max.max(1),
             run_max: settings.run_max.max(1),
             onnx_engine: settings.onnx_engine,
+            python_engine: settings.python_engine,
             named_engine: settings.named_engine,
         };
         Runtime { inner: Arc::new(inner) }
@@ -337,6 +339,9 @@ impl Runtime {
         let inner = &self.inner;
         let engine: Arc<dyn Engine> = match &def.source {
             ModelSource::Sim(_) => Arc::new(SimEngine),
+            ModelSource::Python(_) => {
+                inner.python_engine.clone().ok_or_else(|| LoadError::NoPythonEngine { model: def.name.clone() })?
+            }
             ModelSource::Onnx(_) => match &def.engine {
                 Some(name) => {
                     let named = inner

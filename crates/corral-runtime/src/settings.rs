@@ -42,6 +42,9 @@ pub struct RuntimeSettings {
     pub run_max: usize,
     /// The engine for ONNX models (ONNX Runtime, OpenVINO or tract), chosen by the caller.
     pub onnx_engine: Option<Arc<dyn Engine>>,
+    /// The engine for Triton Python models (`model.py`; `corral-engine-python`); `None`:
+    /// such a model fails its load naming `corral serve`.
+    pub python_engine: Option<Arc<dyn Engine>>,
     /// The engine a model's configuration names, by name (`corral_onnx::named_engine`);
     /// `None`: such a model fails its load.
     pub named_engine: Option<NamedEngine>,
@@ -65,6 +68,7 @@ impl Default for RuntimeSettings {
             queue_len_max: 1024,
             run_max: corral_dispatch::runs::RUN_MAX,
             onnx_engine: None,
+            python_engine: None,
             named_engine: None,
             publish: true,
             autopilot: None,

@@ -112,7 +112,11 @@ fn config_type(datatype: DataType) -> i32 {
 }
 
 pub fn backend(served: &Served) -> &'static str {
-    if served.config.platform == "corral_sim" { "corral_sim" } else { "onnxruntime" }
+    match served.model.engine().engine.as_str() {
+        _ if served.config.platform == "corral_sim" => "corral_sim",
+        "python" => "python",
+        _ => "onnxruntime",
+    }
 }
 
 /// The model's configuration as the configuration endpoints answer it (REST as JSON, gRPC as

@@ -262,6 +262,8 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
     config.platform = match folder.def.source {
         ModelSource::Sim(_) => "corral_sim",
         ModelSource::Onnx(_) => "onnxruntime_onnx",
+        // Triton's Python models have a backend and no platform.
+        ModelSource::Python(_) => "",
     }
     .to_owned();
     Ok(RepoModel { versions: versions(name, folder), config })

@@ -13,6 +13,7 @@ mod models;
 mod ownership;
 mod planning;
 mod prometheus;
+mod python_models;
 mod quota;
 mod report;
 mod schema;

@@ -78,7 +78,7 @@ fn reads_models_and_reports_bad_ones() {
         l K=1 at=None engine=openvino source=Onnx("REPO/l/1/model.xml")
         error: REPO/c/config.toml: every [[input]] and [[output]] of a sim model needs a fixed shape
         error: REPO/d/config.toml: cores = 0: a model needs at least 1 core per instance
-        error: REPO/e/config.toml: platform `tensorflow` is not supported; use "onnx", "openvino" or "sim"
+        error: REPO/e/config.toml: platform `tensorflow` is not supported; use "onnx", "openvino", "python" or "sim"
         error: REPO/f/config.toml: placement group cannot be combined with start or count
         error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `engine`, `cores`, `placement`, `sim`, `input`, `output`, `versions`, `plan`, `autopilot`
         error: REPO/h: no <version>/model.onnx found (e.g. 1/model.onnx)
@@ -149,7 +149,7 @@ fn config_pbtxt_folders_give_their_placement() {
         vino K=1 at=None engine=openvino
         error: failed to read text proto from REPO/broken/config.pbtxt: 2:21: Expected identifier, got: 
         error: REPO/sloppy/config.pbtxt: corral.elastic = `yes` is not valid; use "true" or "false"
-        error: REPO/tf/config.pbtxt: platform `tensorflow_savedmodel` / backend `` is not served by corral; use platform "onnxruntime_onnx", or backend "onnxruntime" or "openvino"
+        error: REPO/tf/config.pbtxt: platform `tensorflow_savedmodel` / backend `` is not served by corral; use platform "onnxruntime_onnx", or backend "onnxruntime", "openvino" or "python"
         error: REPO/unknown/config.pbtxt: corral.engine = `tensorrt` is not an engine; use onnxruntime, openvino, tract, auto
         error: failed to read text proto from REPO/unreadable/config.pbtxt: Too many levels of symbolic links (os error 40)
         error: REPO/zero/config.pbtxt: corral.cores = 0: a model needs at least 1 core per instance

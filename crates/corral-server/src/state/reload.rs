@@ -272,6 +272,9 @@ fn fingerprint(def: &corral_runtime::ModelDef, config: &repository::ServeConfig)
         corral_engine::ModelSource::Onnx(path) => std::fs::metadata(path)
             .map(|m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
             .unwrap_or_default(),
+        corral_engine::ModelSource::Python(model) => std::fs::metadata(&model.model_py)
+            .map(|m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default(),
         corral_engine::ModelSource::Sim(_) => String::new(),
     };
     format!("{def:?} {config:?} {file}")

@@ -1,0 +1,83 @@
+//! Triton Python models (`model.py`) under `corral serve` on the real `cpu` device, called by
+//! tritonclient (`serve_python.py`): a model with no configuration, one with two instances in
+//! two stubs pinned inside the server's cores, load failures naming file and line, and no stub
+//! left once the server is SIGKILLed.
+
+use std::{path::Path, time::Duration};
+
+use super::{
+    Host,
+    serve::{Server, python},
+};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn python_models_serve_tritonclient_in_pinned_stubs_that_die_with_the_server() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&here.join("tests/it/python_repo"), repo.path());
+    copy_dir(&here.join("../corral-py/tests/python_models/add_sub"), &repo.path().join("add_sub"));
+    let interpreter = python(".venv");
+    let mut server = Server::start_with(
+        &host,
+        repo.path(),
+        &["--strict-readiness=false", "-v"],
+        &[("CORRAL_PYTHON", interpreter.to_str().expect("utf-8"))],
+    );
+    server.wait_ready();
+    let ls = host.run(&["ls", "--device", "cpu", "--json"], &[]);
+    let listing: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("ls JSON");
+    let server_pid = server.child.id() as u64;
+    let cpus: Vec<String> = listing["cores"]
+        .as_array()
+        .expect("cores")
+        .iter()
+        .filter(|c| c["owner"]["pid"].as_u64() == Some(server_pid))
+        .flat_map(|c| c["cpus"].as_array().cloned().unwrap_or_default())
+        .map(|cpu| cpu.to_string())
+        .collect();
+    let pids_file = repo.path().join("pids.json");
+    let ports = [Server::port(&server.http), Server::port(&server.grpc)];
+    let stdout = server.run_client(
+        "serve_python.py",
+        &[ports[0], ports[1], &cpus.join(","), pids_file.to_str().expect("utf-8")],
+        "python model checks passed",
+    );
+    eprintln!("{stdout}");
+    let log = server.stderr_text();
+    assert!(
+        log.contains("where_0: where_0 starting in pid"),
+        "model.py's stdout is in the server's log, named:\n{log}"
+    );
+    assert!(log.contains("Python interpreter"), "{log}");
+
+    // SIGKILL: the stubs go with the server (their parent-death signal).
+    let stubs: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(&pids_file).expect("pids")).expect("JSON");
+    assert_eq!(stubs.len(), 2);
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
+    // Alive: present and not a zombie waiting for whoever adopted it to reap it.
+    let alive = |pid: &&u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stubs.iter().any(|pid| alive(&pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<&u32> = stubs.iter().filter(alive).collect();
+    assert!(left.is_empty(), "stubs left after the server was killed: {left:?}");
+}

@@ -1,0 +1,249 @@
+//! One instance's stub process: started through the spawner thread (its parent-death signal
+//! then outlives the thread that loaded the model), pinned to the instance's CPUs, its
+//! stdout and stderr forwarded to the log under the model's name; `initialize` answered before
+//! the session is handed out; `finalize` asked when the session drops.
+
+use std::{
+    io::{BufRead, BufReader},
+    os::{fd::AsRawFd, unix::net::UnixStream, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Mutex, OnceLock, mpsc},
+    time::Duration,
+};
+
+use corral_engine::{EngineError, PythonModel, Session, Tensor};
+use serde_json::{Value, json};
+
+use crate::channel;
+
+/// The protocol the stub speaks (its `PROTOCOL`).
+const PROTOCOL: &str = "corral-stub/1";
+
+/// What every stub of one model is started with.
+pub struct Spawn {
+    pub interpreter: PathBuf,
+    pub folder: PathBuf,
+    pub model: PythonModel,
+}
+
+impl Spawn {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.interpreter);
+        command.arg(self.folder.join("_stub.py")).args(args);
+        let path = std::env::var_os("PYTHONPATH").map(|old| {
+            let mut joined = self.folder.clone().into_os_string();
+            joined.push(":");
+            joined.push(old);
+            joined
+        });
+        command.env("PYTHONPATH", path.unwrap_or_else(|| self.folder.clone().into_os_string()));
+        command.env("PYTHONUNBUFFERED", "1");
+        command
+    }
+}
+
+/// Runs `auto_complete_config` in a throw-away interpreter: the completed configuration.
+pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> Result<Value, String> {
+    let spawn = Spawn { interpreter: interpreter.to_owned(), folder: folder.to_owned(), model: model.clone() };
+    let out = folder.join(format!(".auto-complete-{}-{}.json", std::process::id(), unique()));
+    let model_py = model.model_py.to_string_lossy();
+    let mut child = spawn
+        .command(&["auto-complete", &model_py, &out.to_string_lossy()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the Python interpreter {}: {e}\nhint: set CORRAL_PYTHON to a Python 3.10 or later with numpy", interpreter.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(model.config_json.as_bytes());
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let result = std::fs::read_to_string(&out);
+    let _ = std::fs::remove_file(&out);
+    let said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    let result: Value = match result {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+        Err(_) => {
+            return Err(format!(
+                "the Python stub could not run ({}): {said}\nhint: it needs Python 3.10 or later with numpy; set CORRAL_PYTHON",
+                output.status
+            ));
+        }
+    };
+    match (result.get("config"), result.get("error").and_then(Value::as_str)) {
+        (_, Some(error)) => Err(format!("auto_complete_config failed: {error}")),
+        (Some(config), None) => Ok(config.clone()),
+        _ => Err("the stub answered neither a configuration nor an error".to_owned()),
+    }
+}
+
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` on the spawner thread, which lives as long as the process: a child's
+/// parent-death signal is tied to the thread that forked it.
+fn spawn(command: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("corral-python".to_owned())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("the spawner thread starts");
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::channel();
+    sender.lock().unwrap_or_else(|p| p.into_inner()).send((command, reply)).map_err(std::io::Error::other)?;
+    answer.recv().map_err(std::io::Error::other)?
+}
+
+/// One instance's live stub.
+pub struct Stub {
+    name: String,
+    instance: String,
+    stream: UnixStream,
+    child: Child,
+    /// Why it is gone, once it is: every later call fails with it.
+    gone: Option<String>,
+}
+
+impl Stub {
+    /// Starts the stub of instance `index` on `cpus` (none: no pinning) and runs `initialize`.
+    pub fn start(spawn_with: &Spawn, index: usize, cpus: &[usize]) -> Result<Stub, EngineError> {
+        let model = &spawn_with.model;
+        let instance = format!("{}_{index}", model.name);
+        let (stream, theirs) = UnixStream::pair().map_err(|e| EngineError::Session(e.to_string()))?;
+        let mut command = spawn_with.command(&["serve", &model.model_py.to_string_lossy()]);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let (fd, cpus) = (theirs.as_raw_fd(), cpus.to_vec());
+        let threads = cpus.len().max(1).to_string();
+        for name in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+            command.env(name, &threads);
+        }
+        // SAFETY: an all-zero cpu_set_t is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for &cpu in &cpus {
+            // SAFETY: `set` is a valid cpu_set_t and `cpu` is below CPU_SETSIZE on any host corral runs on.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+        // SAFETY: between fork and exec only async-signal-safe calls: dup2, fcntl, prctl,
+        // sched_setaffinity on a set built before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if fd == 3 {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                } else if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if !cpus.is_empty() && libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = spawn(command).map_err(|e| {
+            EngineError::Session(format!(
+                "cannot start the Python interpreter {}: {e}\nhint: set CORRAL_PYTHON to a Python 3.10 or later with numpy",
+                spawn_with.interpreter.display()
+            ))
+        })?;
+        drop(theirs);
+        forward(&instance, child.stdout.take());
+        forward(&instance, child.stderr.take());
+        let mut stub = Stub { name: model.name.clone(), instance: instance.clone(), stream, child, gone: None };
+        let args = json!({
+            "model_config": model.config_json,
+            "model_instance_kind": "CPU",
+            "model_instance_name": instance,
+            "model_instance_device_id": "0",
+            "model_repository": model.repository,
+            "model_version": model.version,
+            "model_name": model.name,
+        });
+        let hello = json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args});
+        let answer = channel::write(&mut stub.stream, hello, &[]).and_then(|()| channel::read(&mut stub.stream));
+        match answer {
+            Ok((header, _)) if header["ok"] == true => {
+                tracing::info!(model = %stub.name, "{instance}: Python stub pid {} ready", stub.child.id());
+                Ok(stub)
+            }
+            Ok((header, _)) => Err(EngineError::Session(format!(
+                "Failed to initialize Python stub of {instance}: {}",
+                header["error"].as_str().unwrap_or("no reason given")
+            ))),
+            Err(e) => {
+                let status = stub.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                Err(EngineError::Session(format!("the Python stub of {instance} ended at start ({status}): {e}")))
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Each line `pipe` gives, to the server's stderr under the instance's name, whatever the log
+/// level (as Triton passes a stub's output through).
+fn forward(instance: &str, pipe: Option<impl std::io::Read + Send + 'static>) {
+    let Some(pipe) = pipe else { return };
+    let instance = instance.to_owned();
+    let _ = std::thread::Builder::new().name("corral-python-log".to_owned()).spawn(move || {
+        use std::io::Write;
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            // Not eprintln!: a closed stderr must not end the reading (the stub would block).
+            let _ = writeln!(std::io::stderr(), "{instance}: {line}");
+        }
+    });
+}
+
+impl Session for Stub {
+    fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
+        if let Some(why) = &self.gone {
+            return Err(EngineError::Run(why.clone()));
+        }
+        let answer = channel::write(&mut self.stream, json!({"op": "execute"}), inputs)
+            .and_then(|()| channel::read(&mut self.stream));
+        match answer {
+            Ok((header, outputs)) => match header.get("error").and_then(Value::as_str) {
+                Some(error) => Err(EngineError::Run(error.to_owned())),
+                None => Ok(outputs),
+            },
+            Err(e) => {
+                let status = self.child.try_wait().ok().flatten().map_or("still running".to_owned(), |s| s.to_string());
+                let why = format!(
+                    "the Python stub of model '{}' instance {} (pid {}) is gone ({status}): {e}",
+                    self.name,
+                    self.instance,
+                    self.child.id()
+                );
+                self.gone = Some(why.clone());
+                Err(EngineError::Run(why))
+            }
+        }
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        if self.gone.is_none() {
+            let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = channel::write(&mut self.stream, json!({"op": "finalize"}), &[])
+                .and_then(|()| channel::read(&mut self.stream));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
