@@ -82,10 +82,19 @@ pub fn run(args: &BenchArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
             ("cv, seed".to_owned(), format!("{cv}, {seed}")),
         ]);
         eprintln!("{}", runtime.layout().render());
+        // With a report, the simulator's prediction of the same layout and arrivals beside.
+        let predictor = target.as_ref().map(|_| Predictor::new(args, &runtime, &names, &rates, lookup));
+        if let Some(Err(why)) = &predictor {
+            settings.push(("prediction".to_owned(), format!("none: {why:#}")));
+        }
         for fraction in fractions {
             let scaled: Vec<f64> = rates.iter().map(|r| r * fraction).collect();
             let measured = drive_open_recorded(&runtime, &models, &scaled, cv, seed, duration);
-            points.push(measured.point(format!("rates ×{fraction:.2}")));
+            let mut point = measured.point(format!("rates ×{fraction:.2}"));
+            if let Some(Ok(predictor)) = &predictor {
+                point.predicted = Some(predictor.run(fraction, cv, seed, duration));
+            }
+            points.push(point);
         }
     } else {
         let threads = args.threads.unwrap_or(2 * runtime.cores());
@@ -134,6 +143,49 @@ pub fn print_points(points: &[crate::report::Point], json: bool) {
     }
 }
 
+/// The simulator set up as the runtime placed the models (`plan --predict`'s, for a report
+/// to draw the prediction beside the measurement).
+struct Predictor {
+    spec: corral_plan::simulate::Spec,
+    layout: corral_runtime::Layout,
+    elastic: Vec<bool>,
+    /// Per model of the spec, its rate.
+    rates: Vec<f64>,
+}
+
+impl Predictor {
+    fn new(
+        args: &BenchArgs,
+        runtime: &Runtime,
+        names: &[String],
+        rates: &[f64],
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Predictor> {
+        let (folders, _) = corral_runtime::repository::read_folders(args.models.path())?;
+        let layout = runtime.layout();
+        let folders: Vec<_> = folders.into_iter().filter(|f| names.contains(&f.def.name)).collect();
+        let mut specs = Vec::new();
+        for folder in &folders {
+            let instances = layout.placed().iter().filter(|p| p.model == folder.def.name).map(|p| p.cores).collect();
+            specs.push(crate::planning::model_spec(folder, instances, folder.def.elastic)?);
+        }
+        let rates = folders.iter().map(|f| names.iter().position(|n| *n == f.def.name).map_or(0.0, |i| rates[i]));
+        Ok(Predictor {
+            spec: crate::planning::spec(runtime.cores(), specs, runtime.autopilot(), lookup)?,
+            elastic: folders.iter().map(|f| f.def.elastic).collect(),
+            rates: rates.collect(),
+            layout,
+        })
+    }
+
+    fn run(&self, fraction: f64, cv: f64, seed: u64, duration: f64) -> Report {
+        let scaled: Vec<f64> = self.rates.iter().map(|r| r * fraction).collect();
+        let arrivals = corral_plan::arrivals::schedule(&scaled, cv, seed, duration);
+        let run = corral_plan::simulate::simulate(&self.spec, &arrivals, seed);
+        crate::planning::predicted(&self.spec, &run, duration, &self.layout, &self.elastic)
+    }
+}
+
 /// A run's report, and what a report file draws of it.
 pub struct Measured {
     pub report: Report,
@@ -142,7 +194,7 @@ pub struct Measured {
 
 impl Measured {
     fn point(self, load: String) -> crate::report::Point {
-        crate::report::Point { load, report: self.report, series: self.series }
+        crate::report::Point { load, report: self.report, series: self.series, predicted: None }
     }
 }
 

@@ -15,7 +15,7 @@
 use anyhow::{Context, bail};
 use corral_cores::{Device, Sources};
 use corral_placement::{Layout, Placement, Where};
-use corral_plan::{arrivals, optimize, report, simulate};
+use corral_plan::{arrivals, optimize, simulate};
 use corral_runtime::{CoreSpan, repository};
 use serde_json::json;
 
@@ -111,11 +111,12 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
             let scaled: Vec<f64> = rates.iter().map(|r| r * fraction).collect();
             let arrivals = arrivals::schedule(&scaled, cv, seed, duration);
             let run = simulate::simulate(&spec, &arrivals, seed);
-            let report = predicted(&spec, &run, duration, &layout, &elastic);
+            let report = planning::predicted(&spec, &run, duration, &layout, &elastic);
             points.push(crate::report::Point {
+                predicted: None,
                 load: format!("rates ×{fraction:.2}"),
                 report,
-                series: series(&spec, &run),
+                series: planning::series(&spec, &run),
             });
         }
         if !args.json {
@@ -202,98 +203,4 @@ fn optimized(args: &PlanArgs, folders: &[repository::ModelFolder], cores: usize)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     optimize::optimize(&demands, cores, args.elastic).context("no layout")
-}
-
-/// A simulated run's series: each core's busy share from its executions, answers, moves.
-fn series(spec: &simulate::Spec, run: &simulate::Run) -> crate::report::Series {
-    let executions = run
-        .calls
-        .iter()
-        .flatten()
-        .filter_map(|c| Some((c.start?, c.end, c.cores?)))
-        .flat_map(|(start, end, span)| span.cores().map(move |core| (core, start, end)));
-    let busy = crate::report::busy_from_executions(spec.cores, executions);
-    let calls: Vec<Vec<report::Call>> = run
-        .calls
-        .iter()
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| report::Call { arrival: c.arrival, start: c.start, end: c.end, ok: c.failure.is_none() })
-                .collect()
-        })
-        .collect();
-    let moves = run
-        .move_times
-        .iter()
-        .map(|&(t_s, model, kind)| crate::report::MoveAt {
-            t_s,
-            model: spec.models[model].name.clone(),
-            kind: kind.to_owned(),
-        })
-        .collect();
-    crate::report::Series::new(&calls, busy, moves)
-}
-
-/// A simulated run in `bench --json`'s shape, with the layout it ran.
-fn predicted(
-    spec: &simulate::Spec,
-    run: &simulate::Run,
-    duration: f64,
-    layout: &Layout,
-    elastic: &[bool],
-) -> crate::report::Report {
-    let models = spec
-        .models
-        .iter()
-        .zip(&run.calls)
-        .map(|(model, calls)| {
-            let calls: Vec<report::Call> = calls
-                .iter()
-                .map(|c| report::Call { arrival: c.arrival, start: c.start, end: c.end, ok: c.failure.is_none() })
-                .collect();
-            report::model_row(&model.name, &calls, duration)
-        })
-        .collect();
-    let mut on_core: Vec<Vec<String>> = vec![Vec::new(); spec.cores];
-    for placed in layout.placed() {
-        for core in placed.cores.cores() {
-            if !on_core[core].contains(&placed.model) {
-                on_core[core].push(placed.model.clone());
-            }
-        }
-    }
-    let window = duration.max(run.end);
-    let cores = run
-        .cores
-        .iter()
-        .enumerate()
-        .map(|(index, c)| report::CoreRow {
-            index,
-            global: index,
-            executions: c.executions,
-            busy_fraction: c.busy / window,
-            switches: c.switches,
-            models: on_core[index].clone(),
-        })
-        .collect();
-    let layout = spec
-        .models
-        .iter()
-        .zip(elastic)
-        .zip(run.instances.iter().zip(&run.moves))
-        .map(|((m, &elastic), (end, moves))| crate::report::LayoutRow {
-            name: m.name.clone(),
-            cores_per_instance: m.cores_per_instance,
-            starts: m.instances.iter().map(|s| s.first).collect(),
-            elastic,
-            autopilot: spec.autopilot.map(|_| crate::report::AutopilotRow {
-                starts_at_end: end.iter().map(|s| s.first).collect(),
-                grow: moves.0,
-                shrink: moves.1,
-                r#move: moves.2,
-            }),
-        })
-        .collect();
-    crate::report::Report { models, cores, elapsed_s: duration, threads: None, layout: Some(layout) }
 }

@@ -1,15 +1,17 @@
 //! What `plan --optimize`, `plan --predict` and `bench --rate` share: the demand of each model
 //! (`--rate`, else its config's `[plan] rate` / `corral.plan.rate`), its execution time (a
 //! `sim` model's declaration, else its `profile.json`), and the layout as the simulator takes
-//! it (SPEC §12).
+//! it (SPEC §12); a simulated run as a report (`predicted`, `series`), for `plan --predict` and
+//! for `bench --rate --report`, which draws the prediction beside what it measured.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use corral_engine::ModelSource;
+use corral_placement::Layout;
 use corral_plan::{
     profile::{self, Profile},
-    simulate::{ModelSpec, Service, Spec},
+    simulate::{self, ModelSpec, Service, Spec},
 };
 use corral_runtime::{CoreSpan, repository::ModelFolder};
 
@@ -136,4 +138,108 @@ pub fn model_spec(folder: &ModelFolder, instances: Vec<CoreSpan>, elastic: bool)
 /// The arrival generator's settings: CV (default 1) and seed (default 0).
 pub fn generator(load: &LoadArgs) -> (f64, u64) {
     (load.cv.unwrap_or(1.0), load.seed.unwrap_or(0))
+}
+
+/// A simulated run's series: each core's busy share from its executions, answers, moves.
+pub fn series(spec: &simulate::Spec, run: &simulate::Run) -> crate::report::Series {
+    let executions = run
+        .calls
+        .iter()
+        .flatten()
+        .filter_map(|c| Some((c.start?, c.end, c.cores?)))
+        .flat_map(|(start, end, span)| span.cores().map(move |core| (core, start, end)));
+    let busy = crate::report::busy_from_executions(spec.cores, executions);
+    let calls: Vec<Vec<corral_plan::report::Call>> = run
+        .calls
+        .iter()
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| corral_plan::report::Call {
+                    arrival: c.arrival,
+                    start: c.start,
+                    end: c.end,
+                    ok: c.failure.is_none(),
+                })
+                .collect()
+        })
+        .collect();
+    let moves = run
+        .move_times
+        .iter()
+        .map(|&(t_s, model, kind)| crate::report::MoveAt {
+            t_s,
+            model: spec.models[model].name.clone(),
+            kind: kind.to_owned(),
+        })
+        .collect();
+    crate::report::Series::new(&calls, busy, moves)
+}
+
+/// A simulated run in `bench --json`'s shape, with the layout it ran.
+pub fn predicted(
+    spec: &simulate::Spec,
+    run: &simulate::Run,
+    duration: f64,
+    layout: &Layout,
+    elastic: &[bool],
+) -> crate::report::Report {
+    let models = spec
+        .models
+        .iter()
+        .zip(&run.calls)
+        .map(|(model, calls)| {
+            let calls: Vec<corral_plan::report::Call> = calls
+                .iter()
+                .map(|c| corral_plan::report::Call {
+                    arrival: c.arrival,
+                    start: c.start,
+                    end: c.end,
+                    ok: c.failure.is_none(),
+                })
+                .collect();
+            corral_plan::report::model_row(&model.name, &calls, duration)
+        })
+        .collect();
+    let mut on_core: Vec<Vec<String>> = vec![Vec::new(); spec.cores];
+    for placed in layout.placed() {
+        for core in placed.cores.cores() {
+            if !on_core[core].contains(&placed.model) {
+                on_core[core].push(placed.model.clone());
+            }
+        }
+    }
+    let window = duration.max(run.end);
+    let cores = run
+        .cores
+        .iter()
+        .enumerate()
+        .map(|(index, c)| corral_plan::report::CoreRow {
+            index,
+            global: index,
+            executions: c.executions,
+            busy_fraction: c.busy / window,
+            switches: c.switches,
+            models: on_core[index].clone(),
+        })
+        .collect();
+    let layout = spec
+        .models
+        .iter()
+        .zip(elastic)
+        .zip(run.instances.iter().zip(&run.moves))
+        .map(|((m, &elastic), (end, moves))| crate::report::LayoutRow {
+            name: m.name.clone(),
+            cores_per_instance: m.cores_per_instance,
+            starts: m.instances.iter().map(|s| s.first).collect(),
+            elastic,
+            autopilot: spec.autopilot.map(|_| crate::report::AutopilotRow {
+                starts_at_end: end.iter().map(|s| s.first).collect(),
+                grow: moves.0,
+                shrink: moves.1,
+                r#move: moves.2,
+            }),
+        })
+        .collect();
+    crate::report::Report { models, cores, elapsed_s: duration, threads: None, layout: Some(layout) }
 }

@@ -202,6 +202,9 @@ pub struct Point {
     #[serde(flatten)]
     pub report: Report,
     pub series: Series,
+    /// `bench --rate`'s: what `plan --predict` gives for the same layout and arrivals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<Report>,
 }
 
 /// What a report says.
@@ -271,6 +274,15 @@ fn html(document: &Document) -> String {
                 .map(|row| (row.throughput_per_s, if pick == 0 { row.p50_ms } else { row.p99_ms }))
                 .collect();
             lines.push(Line { name: format!("{name} {label}"), points, dots_only: false });
+            let predicted: Vec<(f64, f64)> = document
+                .points
+                .iter()
+                .filter_map(|p| p.predicted.as_ref()?.models.iter().find(|row| row.name == *name))
+                .map(|row| (row.throughput_per_s, if pick == 0 { row.p50_ms } else { row.p99_ms }))
+                .collect();
+            if !predicted.is_empty() {
+                lines.push(Line { name: format!("{name} {label} (predicted)"), points: predicted, dots_only: false });
+            }
         }
     }
     let chart = Lines {
@@ -285,11 +297,18 @@ fn html(document: &Document) -> String {
     let mut table = String::from(
         "<table><tr><th>load</th><th>model</th><th>offered/s</th><th>throughput/s</th><th>p50 ms</th><th>p99 ms</th><th>queue ms</th><th>compute ms</th><th>failed</th></tr>",
     );
-    for point in &document.points {
-        for row in &point.report.models {
+    let rows = document.points.iter().flat_map(|point| {
+        let predicted = point
+            .predicted
+            .iter()
+            .flat_map(move |p| p.models.iter().map(move |row| (format!("{} (predicted)", point.load), row)));
+        point.report.models.iter().map(move |row| (point.load.clone(), row)).chain(predicted)
+    });
+    for (load, row) in rows {
+        {
             table += &format!(
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.2}</td><td class=\"num\">{}</td></tr>",
-                escape(&point.load),
+                escape(&load),
                 escape(&row.name),
                 row.offered_per_s,
                 row.throughput_per_s,
@@ -306,7 +325,7 @@ fn html(document: &Document) -> String {
         &mut out,
         "throughput-latency",
         "Throughput against latency",
-        "Each point is one load point of the sweep; solid and dashed lines are p50 and p99.",
+        "Each point is one load point of the sweep; each line (p50 or p99 of a model, measured or predicted) has its own pattern and marker, named in the legend.",
         &(chart + &table),
     );
 

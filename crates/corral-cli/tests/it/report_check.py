@@ -72,24 +72,38 @@ for name in names:
     for chart in ("throughput-latency", "queue-compute"):
         words = document.sections[chart]["text"]
         assert any(w.startswith(name) for w in words), f"{name} not in {chart}: {words[:20]}"
-# The numbers: the throughput table, row by row, as --json says.
+# The numbers: the throughput table, row by row, as --json says (and, for bench --rate, the
+# prediction's rows as FILE.json holds them).
+beside = json.load(open(html_path[:-len(".html")] + ".json"))
 cells = document.sections["throughput-latency"]["cells"]
 rows = [cells[i:i + 9] for i in range(0, len(cells), 9)]
-expected = [[m["name"], f"{m['offered_per_s']:.1f}", f"{m['throughput_per_s']:.1f}", f"{m['p50_ms']:.2f}",
+
+
+def expect(reports):
+    return [[m["name"], f"{m['offered_per_s']:.1f}", f"{m['throughput_per_s']:.1f}", f"{m['p50_ms']:.2f}",
              f"{m['p99_ms']:.2f}", f"{m['queue_ms']['mean']:.2f}", f"{m['compute_ms']:.2f}", str(m["failures"])]
-            for p in points for m in p["models"]]
-assert [r[1:] for r in rows] == expected, f"table {rows} against --json {expected}"
+            for r in reports for m in r["models"]]
+
+
+measured = [r[1:] for r in rows if not r[0].endswith("(predicted)")]
+assert measured == expect(points), f"table {measured} against --json {expect(points)}"
+predicted = [r[1:] for r in rows if r[0].endswith("(predicted)")]
+assert predicted == expect([p["predicted"] for p in beside["points"] if "predicted" in p]), predicted
+if beside["title"] == "corral bench" and "cv, seed" in beside["settings"]:
+    assert predicted, "bench --rate reports the prediction beside the measurement"
+    legend = " ".join(document.sections["throughput-latency"]["text"])
+    assert "(predicted)" in legend, legend
 queue = " ".join(document.sections["queue-compute"]["text"])
 for m in points[-1]["models"]:
     assert m["name"] in queue, queue
 assert "Settings" in text and "command" in text
 
 # FILE.json: the same reports, plus series.
-beside = json.load(open(html_path[:-len(".html")] + ".json"))
 assert len(beside["points"]) == len(points)
 for mine, theirs in zip(beside["points"], points):
     series = mine.pop("series")
     mine.pop("load")
+    mine.pop("predicted", None)
     assert mine == theirs, f"{mine} != {theirs}"
     assert series["interval_s"] == 0.25
     assert len(series["core_busy"]) == len(theirs["cores"]), series["core_busy"]
