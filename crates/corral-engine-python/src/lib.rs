@@ -15,8 +15,13 @@
 //! channel on its descriptor 3 (`channel.rs`), its stdout and stderr forwarded to the server's
 //! stderr line by line under the instance's name, and the instance's CPUs as its affinity.
 //!
-//! Not yet (issue 31): BLS calls, decoupled models, several requests per `execute`, an execute
-//! timeout, restarting a dead stub, shared-memory buffers (tensors cross the socket).
+//! An `execute` silent past the model's execute timeout (60 s unless configured) has its stub
+//! killed; a stub that died or was killed fails the call it held, naming model, instance and
+//! cause, and is started again (and `initialize`d) at the instance's next call, no sooner than
+//! a backoff of 0.5 s doubling to 30 s after each start that fails.
+//!
+//! Not yet (issue 31): BLS calls, decoupled models, several requests per `execute`,
+//! shared-memory buffers (tensors cross the socket).
 
 mod channel;
 mod stub;
@@ -32,7 +37,7 @@ use std::{
 use corral_engine::{DataType, Engine, EngineError, ModelSource, Prepared, PythonModel, TensorSpec};
 use serde_json::Value;
 
-pub use stub::Stub;
+pub use stub::{Instance, Stub};
 
 /// The environment variable naming the interpreter.
 pub const PYTHON_ENV: &str = "CORRAL_PYTHON";
@@ -81,11 +86,11 @@ impl Engine for PythonEngine {
             folder,
             model: PythonModel { config_json: config.to_string(), ..model.clone() },
         };
-        let count = AtomicUsize::new(0);
+        let (count, spawn) = (AtomicUsize::new(0), Arc::new(spawn));
         let sessions = move |placement: &corral_engine::SessionPlacement| {
             let index = count.fetch_add(1, Ordering::Relaxed);
-            Stub::start(&spawn, index, &placement.core_cpus.concat())
-                .map(|stub| Box::new(stub) as Box<dyn corral_engine::Session>)
+            Instance::start(spawn.clone(), index, placement.core_cpus.concat())
+                .map(|instance| Box::new(instance) as Box<dyn corral_engine::Session>)
         };
         Ok(Arc::new(Prepared::new(inputs, outputs, sessions)))
     }

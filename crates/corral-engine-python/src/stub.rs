@@ -8,11 +8,12 @@ use std::{
     os::{fd::AsRawFd, unix::net::UnixStream, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Mutex, OnceLock, mpsc},
-    time::Duration,
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    time::{Duration, Instant},
 };
 
 use corral_engine::{EngineError, PythonModel, Session, Tensor};
+// `Stub` is no session itself: `Instance` is, and starts it again.
 use serde_json::{Value, json};
 
 use crate::channel;
@@ -105,6 +106,89 @@ fn spawn(command: Command) -> std::io::Result<Child> {
     let (reply, answer) = mpsc::channel();
     sender.lock().unwrap_or_else(|p| p.into_inner()).send((command, reply)).map_err(std::io::Error::other)?;
     answer.recv().map_err(std::io::Error::other)?
+}
+
+/// One instance's session: its stub, started again after it died or was killed.
+pub struct Instance {
+    spawn: Arc<Spawn>,
+    index: usize,
+    cpus: Vec<usize>,
+    stub: Option<Stub>,
+    /// Why the last stub is gone, while none runs.
+    gone: Option<String>,
+    /// The next start may not come before this; it doubles from 0.5 s to 30 s with each
+    /// start that fails.
+    next_start: Instant,
+    backoff: Duration,
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Instance {
+    /// The instance's first stub, `initialize` done: a load fails when it fails.
+    pub fn start(spawn: Arc<Spawn>, index: usize, cpus: Vec<usize>) -> Result<Instance, EngineError> {
+        let stub = Stub::start(&spawn, index, &cpus)?;
+        Ok(Instance {
+            spawn,
+            index,
+            cpus,
+            stub: Some(stub),
+            gone: None,
+            next_start: Instant::now(),
+            backoff: BACKOFF_FIRST,
+        })
+    }
+
+    /// The live stub, started again when the last is gone and the backoff allows.
+    fn stub(&mut self) -> Result<&mut Stub, EngineError> {
+        if self.stub.is_none() {
+            let why = self.gone.clone().unwrap_or_default();
+            let now = Instant::now();
+            if now < self.next_start {
+                let wait = self.next_start - now;
+                return Err(EngineError::Run(format!("{why}; it starts again in {:.1} s", wait.as_secs_f64())));
+            }
+            match Stub::start(&self.spawn, self.index, &self.cpus) {
+                Ok(stub) => {
+                    tracing::warn!(model = %self.spawn.model.name, "{}: Python stub started again after: {why}", stub.instance);
+                    self.stub = Some(stub);
+                    self.gone = None;
+                    self.backoff = BACKOFF_FIRST;
+                }
+                Err(error) => {
+                    self.next_start = now + self.backoff;
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    return Err(EngineError::Run(format!("{why}; starting it again failed: {error}")));
+                }
+            }
+        }
+        Ok(self.stub.as_mut().expect("started above"))
+    }
+}
+
+impl Session for Instance {
+    fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
+        let timeout = self.spawn.model.execute_timeout;
+        let stub = self.stub()?;
+        match stub.execute(inputs, timeout) {
+            Ok(outputs) => Ok(outputs),
+            Err(Failure::Model(message)) => Err(EngineError::Run(message)),
+            Err(Failure::Gone(why)) => {
+                self.stub = None;
+                self.gone = Some(why.clone());
+                self.next_start = Instant::now();
+                Err(EngineError::Run(why))
+            }
+        }
+    }
+}
+
+/// Why an execute failed: the model's answer (an error response, an exception), or the stub
+/// itself (dead, or silent past the timeout and killed).
+enum Failure {
+    Model(String),
+    Gone(String),
 }
 
 /// One instance's live stub.
@@ -209,28 +293,39 @@ fn forward(instance: &str, pipe: Option<impl std::io::Read + Send + 'static>) {
     });
 }
 
-impl Session for Stub {
-    fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
-        if let Some(why) = &self.gone {
-            return Err(EngineError::Run(why.clone()));
-        }
+impl Stub {
+    /// One `execute`, waiting `timeout` at most for its answer.
+    fn execute(&mut self, inputs: &[Tensor], timeout: Option<Duration>) -> Result<Vec<Tensor>, Failure> {
+        let _ = self.stream.set_read_timeout(timeout);
         let answer = channel::write(&mut self.stream, json!({"op": "execute"}), inputs)
             .and_then(|()| channel::read(&mut self.stream));
         match answer {
             Ok((header, outputs)) => match header.get("error").and_then(Value::as_str) {
-                Some(error) => Err(EngineError::Run(error.to_owned())),
+                Some(error) => Err(Failure::Model(error.to_owned())),
                 None => Ok(outputs),
             },
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                let pid = self.child.id();
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.gone = Some(String::new());
+                Err(Failure::Gone(format!(
+                    "model '{}' instance {}: execute did not return within {:.1} s (the model's execute timeout, corral.python.execute_timeout_s); its stub (pid {pid}) was killed",
+                    self.name,
+                    self.instance,
+                    timeout.unwrap_or_default().as_secs_f64()
+                )))
+            }
             Err(e) => {
-                let status = self.child.try_wait().ok().flatten().map_or("still running".to_owned(), |s| s.to_string());
-                let why = format!(
-                    "the Python stub of model '{}' instance {} (pid {}) is gone ({status}): {e}",
+                // The stub ended: reap it to say how.
+                let status = self.child.wait().map_or_else(|w| w.to_string(), |s| s.to_string());
+                self.gone = Some(String::new());
+                Err(Failure::Gone(format!(
+                    "model '{}' instance {}: its Python stub (pid {}) died ({status}) during execute: {e}",
                     self.name,
                     self.instance,
                     self.child.id()
-                );
-                self.gone = Some(why.clone());
-                Err(EngineError::Run(why))
+                )))
             }
         }
     }

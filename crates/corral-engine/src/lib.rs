@@ -69,7 +69,13 @@ pub struct PythonModel {
     /// Call the model's `auto_complete_config` at load (Triton's default; off with
     /// `--disable-auto-complete-config`).
     pub auto_complete: bool,
+    /// How long `execute` may run before its stub is killed and started again (`None`: no
+    /// bound); config.toml `[python] execute_timeout_s`, `corral.python.execute_timeout_s`.
+    pub execute_timeout: Option<std::time::Duration>,
 }
+
+/// A Python model's default execute timeout.
+pub const PYTHON_EXECUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {

@@ -101,6 +101,26 @@ struct Config {
     versions: Option<VersionsConfig>,
     plan: Option<PlanConfig>,
     autopilot: Option<AutopilotConfig>,
+    python: Option<PythonConfig>,
+}
+
+/// `[python]` of a `platform = "python"` model.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PythonConfig {
+    /// Seconds `execute` may run before its stub is killed and started again; 0: no bound.
+    execute_timeout_s: Option<f64>,
+}
+
+/// An execute timeout in seconds (`what` names where it was read) as the engine takes it: 0 is
+/// none, absent is the default.
+fn execute_timeout(seconds: Option<f64>, what: &str) -> Result<Option<Duration>, String> {
+    match seconds {
+        None => Ok(Some(corral_engine::PYTHON_EXECUTE_TIMEOUT)),
+        Some(0.0) => Ok(None),
+        Some(s) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(format!("{what} = {s}: give seconds, more than 0 (0: no bound)")),
+    }
 }
 
 /// `[autopilot]` of `config.toml`: the bounds, in instances.
@@ -487,7 +507,12 @@ fn versions_of(def: &ModelDef, paths: Vec<(u64, PathBuf)>) -> Vec<Version> {
 
 /// A Triton Python model of `dir` (`<version>/model.py`) configured by `config` (Triton's
 /// configuration as JSON), at the last of `paths`.
-fn python_source(dir: &Path, config: serde_json::Value, paths: &[(u64, PathBuf)]) -> ModelSource {
+fn python_source(
+    dir: &Path,
+    config: serde_json::Value,
+    paths: &[(u64, PathBuf)],
+    execute_timeout: Option<Duration>,
+) -> ModelSource {
     let (number, path) = paths.last().expect("a policy selects at least one version");
     ModelSource::Python(PythonModel {
         model_py: path.clone(),
@@ -496,6 +521,7 @@ fn python_source(dir: &Path, config: serde_json::Value, paths: &[(u64, PathBuf)]
         version: number.to_string(),
         repository: dir.parent().map(Path::to_owned).unwrap_or_default(),
         auto_complete: true,
+        execute_timeout,
     })
 }
 
@@ -659,7 +685,12 @@ fn pbtxt_model(
         let mut json = corral_config::to_json(config);
         json["name"] = serde_json::Value::String(name.clone());
         json["backend"] = serde_json::Value::String("python".to_owned());
-        python_source(dir, json, &paths)
+        let key = "corral.python.execute_timeout_s";
+        let seconds = config
+            .parameter(key)
+            .map(|v| v.trim().parse::<f64>().map_err(|_| format!("{key} = `{v}` is not a number of seconds")))
+            .transpose()?;
+        python_source(dir, json, &paths, execute_timeout(seconds, key)?)
     } else {
         ModelSource::Onnx(path.clone())
     };
@@ -821,7 +852,9 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
                 "input": triton(&config.input)?,
                 "output": triton(&config.output)?,
             });
-            (python_source(dir, json, &paths), Some(paths))
+            let seconds = config.python.as_ref().and_then(|p| p.execute_timeout_s);
+            let timeout = execute_timeout(seconds, "[python] execute_timeout_s").map_err(|r| bad(&config_path, r))?;
+            (python_source(dir, json, &paths, timeout), Some(paths))
         }
         other => {
             return Err(bad(

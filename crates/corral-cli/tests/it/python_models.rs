@@ -1,7 +1,8 @@
 //! Triton Python models (`model.py`) under `corral serve` on the real `cpu` device, called by
 //! tritonclient (`serve_python.py`): a model with no configuration, one with two instances in
-//! two stubs pinned inside the server's cores, load failures naming file and line, and no stub
-//! left once the server is SIGKILLed.
+//! two stubs pinned inside the server's cores, a stub killed past its execute timeout and one
+//! that dies mid-call (both back at the next call, another model answering throughout), load
+//! failures naming file and line, and no stub left once the server is SIGKILLed.
 
 use std::{path::Path, time::Duration};
 

@@ -1,7 +1,8 @@
 """Triton Python models through `corral serve`, as tritonclient calls them: add_sub (no
 configuration: its backend from the file name, its signature from auto_complete_config) over
 HTTP and gRPC; `where` (config.pbtxt, two instances), whose answers show two stubs, each
-pinned inside the server's cores; and two models whose load failed, the repository index
+pinned inside the server's cores; a stub silent past its execute timeout and one that dies
+mid-call, both started again while another model answers; and two models whose load failed, the repository index
 naming the file and line and the error's last line.
 
 usage: serve_python.py HTTP_PORT GRPC_PORT SERVER_CPUS OUT_PIDS_FILE
@@ -15,6 +16,7 @@ import urllib.request
 import numpy as np
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
+import tritonclient.utils as tritonclient_errors
 
 http_port, grpc_port, server_cpus, pids_file = sys.argv[1:5]
 HTTP = thttp.InferenceServerClient(f"127.0.0.1:{http_port}")
@@ -81,4 +83,44 @@ syntax = index["syntax"]
 assert syntax["state"] == "UNAVAILABLE" and "model.py:5" in syntax["reason"] and "SyntaxError" in syntax["reason"], syntax
 raises = index["raises"]
 assert "model.py:3" in raises["reason"] and "RuntimeError: the weights file is missing" in raises["reason"], raises
+# A stub silent past its execute timeout, and one that dies mid-call: the call fails naming
+# model, instance and cause, the next call finds the stub started again, and another model
+# answers throughout.
+def one(model, value):
+    x = thttp.InferInput("X", [1], "FP32")
+    x.set_data_from_numpy(np.array([value], dtype=np.float32))
+    return HTTP.infer(model, [x]).as_numpy("Y")
+
+
+stop = threading.Event()
+answered = [0]
+
+
+def others():
+    client = thttp.InferenceServerClient(f"127.0.0.1:{http_port}")
+    inputs = [thttp.InferInput("INPUT0", [4], "FP32"), thttp.InferInput("INPUT1", [4], "FP32")]
+    inputs[0].set_data_from_numpy(a)
+    inputs[1].set_data_from_numpy(b)
+    while not stop.is_set():
+        np.testing.assert_array_equal(client.infer("add_sub", inputs).as_numpy("OUTPUT0"), a + b)
+        answered[0] += 1
+
+
+background = threading.Thread(target=others, daemon=True)
+background.start()
+for model, says in (("hang", "model 'hang' instance hang_0: execute did not return within 2.0 s"),
+                    ("crash", "model 'crash' instance crash_0: its Python stub")):
+    np.testing.assert_array_equal(one(model, 1.0), [2.0])
+    try:
+        one(model, -1.0)
+        raise AssertionError(f"{model}: the call succeeded")
+    except tritonclient_errors.InferenceServerException as e:
+        assert says in str(e), str(e)
+        if model == "crash":
+            assert "exit status: 3" in str(e), str(e)
+    np.testing.assert_array_equal(one(model, 5.0), [6.0])
+stop.set()
+background.join()
+assert answered[0] > 0, "add_sub answered while the others' stubs died"
+
 print("python model checks passed:", {pid: lists for pid, lists in seen.items()})

@@ -80,7 +80,7 @@ fn reads_models_and_reports_bad_ones() {
         error: REPO/d/config.toml: cores = 0: a model needs at least 1 core per instance
         error: REPO/e/config.toml: platform `tensorflow` is not supported; use "onnx", "openvino", "python" or "sim"
         error: REPO/f/config.toml: placement group cannot be combined with start or count
-        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `engine`, `cores`, `placement`, `sim`, `input`, `output`, `versions`, `plan`, `autopilot`
+        error: REPO/g/config.toml: unknown field `platfrom`, expected one of `platform`, `engine`, `cores`, `placement`, `sim`, `input`, `output`, `versions`, `plan`, `autopilot`, `python`
         error: REPO/h: no <version>/model.onnx found (e.g. 1/model.onnx)
         error: REPO/j/config.toml: engine = `tensorrt` is not an engine; use onnxruntime, openvino, tract, auto
     "#]]
@@ -282,4 +282,45 @@ fn a_selected_version_without_its_model_file_fails_the_load_naming_it() {
     fs::create_dir_all(dir.path().join("m/2")).expect("mkdir");
     let error = repository::read_folder(&dir.path().join("m")).expect_err("version 2 has no file");
     assert!(error.to_string().ends_with("version 2 has no model.onnx (2/model.onnx is missing)"), "{error}");
+}
+
+#[test]
+fn python_models_are_read_from_each_configuration_kind_with_their_execute_timeout() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    write(d, "bare/1/model.py", "");
+    write(d, "pbtxt/1/model.py", "");
+    write(
+        d,
+        "pbtxt/config.pbtxt",
+        "backend: \"python\"\nparameters { key: \"corral.python.execute_timeout_s\" value: { string_value: \"0\" } }\n",
+    );
+    write(d, "toml/2/model.py", "");
+    let toml = "platform = \"python\"\n[python]\nexecute_timeout_s = 2.5\n[[input]]\nname = \"x\"\ndatatype = \"BYTES\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [-1]\n";
+    write(d, "toml/config.toml", toml);
+    write(d, "bad/1/model.py", "");
+    write(d, "bad/config.toml", "platform = \"python\"\n[python]\nexecute_timeout_s = -1\n");
+    let (models, errors) = repository::read(d).expect("a repository");
+    let mut seen = String::new();
+    for model in &models {
+        let corral_engine::ModelSource::Python(python) = &model.source else { panic!("{model:?}") };
+        seen += &format!(
+            "{} v{} timeout={:?} file={} config={}\n",
+            model.name,
+            python.version,
+            python.execute_timeout,
+            python.model_py.strip_prefix(d).expect("inside").display(),
+            python.config_json
+        );
+    }
+    for error in &errors {
+        seen += &format!("error: {error}\n");
+    }
+    expect![[r#"
+        bare v1 timeout=Some(60s) file=bare/1/model.py config={"backend":"python","batch_input":[],"batch_output":[],"cc_model_filenames":{},"default_model_filename":"","input":[],"instance_group":[],"max_batch_size":0,"metric_tags":{},"model_warmup":[],"name":"bare","output":[],"parameters":{},"platform":"","runtime":""}
+        pbtxt v1 timeout=None file=pbtxt/1/model.py config={"backend":"python","batch_input":[],"batch_output":[],"cc_model_filenames":{},"default_model_filename":"","input":[],"instance_group":[],"max_batch_size":0,"metric_tags":{},"model_warmup":[],"name":"pbtxt","output":[],"parameters":{"corral.python.execute_timeout_s":{"string_value":"0"}},"platform":"","runtime":""}
+        toml v2 timeout=Some(2.5s) file=toml/2/model.py config={"backend":"python","input":[{"data_type":"TYPE_STRING","dims":[1],"name":"x"}],"name":"toml","output":[{"data_type":"TYPE_FP32","dims":[-1],"name":"y"}]}
+        error: REPO/bad/config.toml: [python] execute_timeout_s = -1: give seconds, more than 0 (0: no bound)
+    "#]]
+    .assert_eq(&seen.replace(&d.display().to_string(), "REPO"));
 }
