@@ -396,7 +396,7 @@ pub fn fractions(sweep: Option<usize>) -> anyhow::Result<Vec<f64>> {
 
 /// The command line, for the settings.
 pub fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -169,6 +169,10 @@ fn datatype(triton: &str) -> Option<DataType> {
     if name == "STRING" {
         return Some(DataType::Bytes);
     }
+    // numpy has no bfloat16: a Python model cannot take or give one.
+    if name == "BF16" {
+        return None;
+    }
     DataType::ALL.iter().copied().find(|d| d.kserve_name() == name && *d != DataType::Bytes)
 }
 

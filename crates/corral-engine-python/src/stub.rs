@@ -44,32 +44,58 @@ impl Spawn {
     }
 }
 
-/// Runs `auto_complete_config` in a throw-away interpreter: the completed configuration.
+/// Runs `auto_complete_config` in a throw-away interpreter (started as the stubs are, so it
+/// dies with the server; killed past the model's execute timeout): the completed configuration.
 pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> Result<Value, String> {
-    let spawn = Spawn { interpreter: interpreter.to_owned(), folder: folder.to_owned(), model: model.clone() };
+    let spawn_with = Spawn { interpreter: interpreter.to_owned(), folder: folder.to_owned(), model: model.clone() };
     let out = folder.join(format!(".auto-complete-{}-{}.json", std::process::id(), unique()));
     let model_py = model.model_py.to_string_lossy();
-    let mut child = spawn
-        .command(&["auto-complete", &model_py, &out.to_string_lossy()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the Python interpreter {}: {e}\nhint: set CORRAL_PYTHON to a Python 3.10 or later with numpy", interpreter.display()))?;
+    let mut command = spawn_with.command(&["auto-complete", &model_py, &out.to_string_lossy()]);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    guard(&mut command, None, &[]);
+    let mut child = spawn(command).map_err(|e| {
+        format!(
+            "cannot start the Python interpreter {}: {e}\nhint: set CORRAL_PYTHON to a Python 3.10 or later with numpy",
+            interpreter.display()
+        )
+    })?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
         let _ = stdin.write_all(model.config_json.as_bytes());
     }
-    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    forward(&format!("{} (auto_complete_config)", model.name), child.stdout.take());
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
+    let deadline = model.execute_timeout.map(|t| Instant::now() + t);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(&out);
+                return Err(format!(
+                    "auto_complete_config did not return within {:.1} s (the model's execute timeout)",
+                    model.execute_timeout.unwrap_or_default().as_secs_f64()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let said = stderr.and_then(|t| t.join().ok()).unwrap_or_default().trim().to_owned();
     let result = std::fs::read_to_string(&out);
     let _ = std::fs::remove_file(&out);
-    let said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     let result: Value = match result {
         Ok(text) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
         Err(_) => {
             return Err(format!(
-                "the Python stub could not run ({}): {said}\nhint: it needs Python 3.10 or later with numpy; set CORRAL_PYTHON",
-                output.status
+                "the Python stub could not run ({status}): {said}\nhint: it needs Python 3.10 or later with numpy; set CORRAL_PYTHON"
             ));
         }
     };
@@ -77,6 +103,42 @@ pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> 
         (_, Some(error)) => Err(format!("auto_complete_config failed: {error}")),
         (Some(config), None) => Ok(config.clone()),
         _ => Err("the stub answered neither a configuration nor an error".to_owned()),
+    }
+}
+
+/// What a child runs between fork and exec: the channel `fd` moved to descriptor 3, the
+/// parent-death signal (and an exit when the server already died before it was set), and
+/// `cpus` as its affinity. Only async-signal-safe calls, on values made before the fork.
+fn guard(command: &mut Command, fd: Option<i32>, cpus: &[usize]) {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: `set` is a valid cpu_set_t and `cpu` is below CPU_SETSIZE on any host corral runs on.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    let pinned = !cpus.is_empty();
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec only async-signal-safe calls: dup2, fcntl, prctl, getppid,
+    // _exit, sched_setaffinity on a set built before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            match fd {
+                Some(3) => {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
+                Some(fd) if libc::dup2(fd, 3) < 0 => return Err(std::io::Error::last_os_error()),
+                _ => {}
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            if pinned && libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -214,29 +276,7 @@ impl Stub {
         for name in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
             command.env(name, &threads);
         }
-        // SAFETY: an all-zero cpu_set_t is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        for &cpu in &cpus {
-            // SAFETY: `set` is a valid cpu_set_t and `cpu` is below CPU_SETSIZE on any host corral runs on.
-            unsafe { libc::CPU_SET(cpu, &mut set) };
-        }
-        // SAFETY: between fork and exec only async-signal-safe calls: dup2, fcntl, prctl,
-        // sched_setaffinity on a set built before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                if fd == 3 {
-                    let flags = libc::fcntl(3, libc::F_GETFD);
-                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-                } else if libc::dup2(fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if !cpus.is_empty() && libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        guard(&mut command, Some(fd), &cpus);
         let mut child = spawn(command).map_err(|e| {
             EngineError::Session(format!(
                 "cannot start the Python interpreter {}: {e}\nhint: set CORRAL_PYTHON to a Python 3.10 or later with numpy",
@@ -257,6 +297,8 @@ impl Stub {
             "model_name": model.name,
         });
         let hello = json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args});
+        // `initialize` gets the execute timeout too: a hung one must not hold the instance.
+        let _ = stub.stream.set_read_timeout(model.execute_timeout);
         let answer = channel::write(&mut stub.stream, hello, &[]).and_then(|()| channel::read(&mut stub.stream));
         match answer {
             Ok((header, _)) if header["ok"] == true => {
@@ -267,8 +309,18 @@ impl Stub {
                 "Failed to initialize Python stub of {instance}: {}",
                 header["error"].as_str().unwrap_or("no reason given")
             ))),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                let _ = stub.child.kill();
+                stub.gone = Some(String::new());
+                Err(EngineError::Session(format!(
+                    "Failed to initialize Python stub of {instance}: initialize did not return within {:.1} s (the model's execute timeout); it was killed",
+                    model.execute_timeout.unwrap_or_default().as_secs_f64()
+                )))
+            }
             Err(e) => {
+                let _ = stub.child.kill();
                 let status = stub.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                stub.gone = Some(String::new());
                 Err(EngineError::Session(format!("the Python stub of {instance} ended at start ({status}): {e}")))
             }
         }
@@ -310,14 +362,16 @@ impl Stub {
                 let _ = self.child.wait();
                 self.gone = Some(String::new());
                 Err(Failure::Gone(format!(
-                    "model '{}' instance {}: execute did not return within {:.1} s (the model's execute timeout, corral.python.execute_timeout_s); its stub (pid {pid}) was killed",
+                    "model '{}' instance {}: execute did not return within {:.1} s (the model's execute timeout: [python] execute_timeout_s in config.toml, corral.python.execute_timeout_s in config.pbtxt); its stub (pid {pid}) was killed",
                     self.name,
                     self.instance,
                     timeout.unwrap_or_default().as_secs_f64()
                 )))
             }
             Err(e) => {
-                // The stub ended: reap it to say how.
+                // The stub ended, or said something that is no answer (then it is ended): reap
+                // it to say how.
+                let _ = self.child.kill();
                 let status = self.child.wait().map_or_else(|w| w.to_string(), |s| s.to_string());
                 self.gone = Some(String::new());
                 Err(Failure::Gone(format!(

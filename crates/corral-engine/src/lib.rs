@@ -65,6 +65,7 @@ pub struct PythonModel {
     pub config_json: String,
     pub name: String,
     pub version: String,
+    /// The model's folder (Triton's `model_repository` key names it, not the repository).
     pub repository: PathBuf,
     /// Call the model's `auto_complete_config` at load (Triton's default; off with
     /// `--disable-auto-complete-config`).

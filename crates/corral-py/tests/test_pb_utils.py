@@ -26,7 +26,7 @@ def load(name):
 
 def args(name, config):
     return {"model_config": json.dumps(config), "model_instance_kind": "CPU", "model_instance_name": f"{name}_0_0",
-            "model_instance_device_id": "0", "model_repository": str(MODELS), "model_version": "1",
+            "model_instance_device_id": "0", "model_repository": str(MODELS / name), "model_version": "1",
             "model_name": name}
 
 

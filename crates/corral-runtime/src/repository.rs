@@ -118,8 +118,8 @@ fn execute_timeout(seconds: Option<f64>, what: &str) -> Result<Option<Duration>,
     match seconds {
         None => Ok(Some(corral_engine::PYTHON_EXECUTE_TIMEOUT)),
         Some(0.0) => Ok(None),
-        Some(s) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) => Err(format!("{what} = {s}: give seconds, more than 0 (0: no bound)")),
+        Some(s) if (0.001..=86_400.0).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(format!("{what} = {s}: give seconds from 0.001 to 86400 (0: no bound)")),
     }
 }
 
@@ -519,7 +519,8 @@ fn python_source(
         config_json: config.to_string(),
         name: folder_name(dir),
         version: number.to_string(),
-        repository: dir.parent().map(Path::to_owned).unwrap_or_default(),
+        // Triton's `model_repository`: the model's own folder (its versions are in it).
+        repository: dir.to_owned(),
         auto_complete: true,
         execute_timeout,
     })

@@ -188,8 +188,10 @@ fn events(state: Arc<ServerState>, dashboard: Arc<Dashboard>, mut stop: watch::R
             }
             let timeline = serde_json::to_string(&timeline).unwrap_or_else(|_| "[]".to_owned());
             let data = format!("{{\"view\":{view},\"timeline\":{timeline}}}");
-            if sender.send(Ok(Event::default().event("view").data(data))).await.is_err() {
-                break;
+            // A reader that stopped reading must not hold this task past shutdown.
+            tokio::select! {
+                sent = sender.send(Ok(Event::default().event("view").data(data))) => if sent.is_err() { break },
+                _ = stop.wait_for(|&stopped| stopped) => break,
             }
         }
     });

@@ -44,6 +44,10 @@ use corral_runtime::Runtime;
 pub use state::{ControlMode, ServerState};
 use tokio::net::TcpListener;
 
+/// How long the metrics port drains at shutdown at most (its open dashboard streams end at
+/// once; this bounds a reader that stopped reading).
+const DRAIN_METRICS: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Default request body limit: 64 MiB.
 pub const BODY_LIMIT_DEFAULT: usize = 64 << 20;
 
@@ -190,7 +194,7 @@ pub async fn serve(
         })
     };
 
-    let dashboard_stop = stop_rx.clone();
+    let (dashboard_stop, stop_rx_drain) = (stop_rx.clone(), stop_rx.clone());
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -227,7 +231,22 @@ pub async fn serve(
         tracing::info!("shutting down: no new calls; finishing accepted ones");
         let _ = stop_tx.send(true);
     });
-    let (rest, metrics, grpc) = tokio::join!(rest_server.into_future(), metrics_server.into_future(), grpc_server);
+    // The metrics port drains for DRAIN_METRICS at most: a dashboard reader that stopped
+    // reading (a paused `curl | less`, a frozen tab) must not hold the shutdown.
+    let metrics_drained = {
+        let mut rx = stop_rx_drain.clone();
+        async move {
+            let _ = rx.wait_for(|&stop| stop).await;
+            tokio::time::sleep(DRAIN_METRICS).await;
+        }
+    };
+    let metrics_server = async move {
+        tokio::select! {
+            served = metrics_server.into_future() => served,
+            () = metrics_drained => Ok(()),
+        }
+    };
+    let (rest, metrics, grpc) = tokio::join!(rest_server.into_future(), metrics_server, grpc_server);
     let stopped_on_error = if startup.is_finished() {
         startup.await.unwrap_or(false)
     } else {

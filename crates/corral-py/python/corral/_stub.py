@@ -149,15 +149,15 @@ def serve(model_py):
                 model.finalize()
             channel.write({"ok": True})
             break
-        request = pb_utils.InferenceRequest(
-            inputs=[to_tensor(s, p) for s, p in zip(header["tensors"], payloads)],
-            requested_output_names=header.get("outputs", []),
-            request_id=header.get("id", ""),
-            correlation_id=header.get("correlation_id", 0),
-            flags=header.get("flags", 0),
-            model_name=hello["args"]["model_name"],
-        )
         try:
+            request = pb_utils.InferenceRequest(
+                inputs=[to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)],
+                requested_output_names=header.get("outputs", []),
+                request_id=header.get("id", ""),
+                correlation_id=header.get("correlation_id", 0),
+                flags=header.get("flags", 0),
+                model_name=hello["args"]["model_name"],
+            )
             responses = model.execute([request])
             if inspect.isawaitable(responses):
                 responses = loop.run_until_complete(responses)

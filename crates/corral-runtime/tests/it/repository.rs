@@ -320,7 +320,7 @@ fn python_models_are_read_from_each_configuration_kind_with_their_execute_timeou
         bare v1 timeout=Some(60s) file=bare/1/model.py config={"backend":"python","batch_input":[],"batch_output":[],"cc_model_filenames":{},"default_model_filename":"","input":[],"instance_group":[],"max_batch_size":0,"metric_tags":{},"model_warmup":[],"name":"bare","output":[],"parameters":{},"platform":"","runtime":""}
         pbtxt v1 timeout=None file=pbtxt/1/model.py config={"backend":"python","batch_input":[],"batch_output":[],"cc_model_filenames":{},"default_model_filename":"","input":[],"instance_group":[],"max_batch_size":0,"metric_tags":{},"model_warmup":[],"name":"pbtxt","output":[],"parameters":{"corral.python.execute_timeout_s":{"string_value":"0"}},"platform":"","runtime":""}
         toml v2 timeout=Some(2.5s) file=toml/2/model.py config={"backend":"python","input":[{"data_type":"TYPE_STRING","dims":[1],"name":"x"}],"name":"toml","output":[{"data_type":"TYPE_FP32","dims":[-1],"name":"y"}]}
-        error: REPO/bad/config.toml: [python] execute_timeout_s = -1: give seconds, more than 0 (0: no bound)
+        error: REPO/bad/config.toml: [python] execute_timeout_s = -1: give seconds from 0.001 to 86400 (0: no bound)
     "#]]
     .assert_eq(&seen.replace(&d.display().to_string(), "REPO"));
 }
