@@ -178,6 +178,10 @@ pub struct ServeArgs {
     /// corral process's pid and command line on this host, so it is never on the inference port)
     #[arg(long, value_name = "ON|OFF", default_value = "on")]
     pub dashboard: OnOff,
+    /// Triton's flag: Python models' auto_complete_config is not called; their configuration
+    /// must declare every input and output
+    #[arg(long)]
+    pub disable_auto_complete_config: bool,
 }
 
 /// A switch written `on` or `off`.

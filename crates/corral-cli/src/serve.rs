@@ -55,6 +55,7 @@ pub fn run(args: &ServeArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow
         http_restricted,
         grpc_restricted,
         dashboard: args.dashboard.is_on(),
+        auto_complete: !args.disable_auto_complete_config,
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.server_threads.map_or_else(default_server_threads, usize::from))

@@ -84,6 +84,9 @@ pub struct ServeOptions {
     pub grpc_restricted: restrict::Restrictions,
     /// The live page on the metrics port (`dashboard.rs`); off, its paths answer 404.
     pub dashboard: bool,
+    /// Triton's `--disable-auto-complete-config` turned around: Python models'
+    /// `auto_complete_config` runs at load.
+    pub auto_complete: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +166,7 @@ pub async fn serve(
         body_limit: options.body_limit,
         strict_readiness: options.strict_readiness,
         allow_client_shm: options.allow_client_shm,
+        auto_complete: options.auto_complete,
     };
     let state = Arc::new(ServerState::new(runtime, options.repository.clone(), flags, traces));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

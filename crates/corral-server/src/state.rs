@@ -104,6 +104,9 @@ pub struct Flags {
     pub body_limit: usize,
     pub strict_readiness: bool,
     pub allow_client_shm: bool,
+    /// Python models' `auto_complete_config` is called at load (Triton's
+    /// `--disable-auto-complete-config` turns it off).
+    pub auto_complete: bool,
 }
 
 pub struct ServerState {
@@ -112,6 +115,7 @@ pub struct ServerState {
     pub control: ControlMode,
     pub body_limit: usize,
     strict_readiness: bool,
+    auto_complete: bool,
     /// Models whose configuration was read but whose load failed, with no version serving:
     /// under strict readiness the server is not ready while one is here (Triton: such a model
     /// is UNAVAILABLE in its lifecycle table; one whose configuration could not be read never
@@ -139,6 +143,7 @@ impl ServerState {
             control: flags.control,
             body_limit: flags.body_limit,
             strict_readiness: flags.strict_readiness,
+            auto_complete: flags.auto_complete,
             failed_loads: Mutex::new(BTreeSet::new()),
             models: RwLock::new(BTreeMap::new()),
             counters: Mutex::new(BTreeMap::new()),
@@ -149,6 +154,16 @@ impl ServerState {
             shm: crate::shm::Regions::new(flags.allow_client_shm),
             trace,
         }
+    }
+
+    /// A version's definition as this server loads it: a Python model without
+    /// `auto_complete_config` under `--disable-auto-complete-config`.
+    pub(crate) fn served_def(&self, def: &corral_runtime::ModelDef) -> corral_runtime::ModelDef {
+        let mut def = def.clone();
+        if let corral_engine::ModelSource::Python(model) = &mut def.source {
+            model.auto_complete = self.auto_complete;
+        }
+        def
     }
 
     pub fn is_ready(&self) -> bool {

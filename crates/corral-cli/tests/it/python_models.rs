@@ -82,3 +82,22 @@ fn python_models_serve_tritonclient_in_pinned_stubs_that_die_with_the_server() {
     let left: Vec<&u32> = stubs.iter().filter(alive).collect();
     assert!(left.is_empty(), "stubs left after the server was killed: {left:?}");
 }
+
+#[test]
+fn without_auto_complete_a_python_model_must_declare_its_tensors() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&here.join("../corral-py/tests/python_models/add_sub"), &repo.path().join("add_sub"));
+    let interpreter = python(".venv");
+    let server = Server::start_with(
+        &host,
+        repo.path(),
+        &["--strict-readiness=false", "--disable-auto-complete-config"],
+        &[("CORRAL_PYTHON", interpreter.to_str().expect("utf-8"))],
+    );
+    server.wait_ready();
+    let (status, index) = super::serve::http(&server.http, "POST", "/v2/repository/index", b"{}");
+    assert_eq!(status, 200, "{index}");
+    assert!(index.contains("UNAVAILABLE") && index.contains("declares no output"), "{index}");
+}

@@ -110,18 +110,19 @@ impl ServerState {
         let mut replacements: Vec<corral_runtime::Replacement> = Vec::new();
         let mut failure: Option<(u64, String)> = None;
         for version in &repo_model.versions {
-            let fingerprint = fingerprint(&version.def, &config);
+            let def = self.served_def(&version.def);
+            let fingerprint = fingerprint(&def, &config);
             let result = match old.get(&version.number) {
                 Some(served) if served.fingerprint == fingerprint => {
                     kept.insert(version.number, served.clone());
                     continue;
                 }
-                Some(_) => self.runtime.replace(version.def.clone()).map(|replacement| {
+                Some(_) => self.runtime.replace(def.clone()).map(|replacement| {
                     let model = replacement.model.clone();
                     replacements.push(replacement);
                     model
                 }),
-                None => self.runtime.load(version.def.clone()),
+                None => self.runtime.load(def.clone()),
             };
             match result {
                 Ok(model) => started.push((version.number, model, fingerprint)),

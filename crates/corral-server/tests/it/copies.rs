@@ -461,6 +461,7 @@ fn counts(cases: &[&str]) -> Vec<Copies> {
         http_restricted: Default::default(),
         grpc_restricted: Default::default(),
         dashboard: false,
+        auto_complete: true,
     };
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
