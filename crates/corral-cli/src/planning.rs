@@ -149,21 +149,7 @@ pub fn series(spec: &simulate::Spec, run: &simulate::Run) -> crate::report::Seri
         .filter_map(|c| Some((c.start?, c.end, c.cores?)))
         .flat_map(|(start, end, span)| span.cores().map(move |core| (core, start, end)));
     let busy = crate::report::busy_from_executions(spec.cores, executions);
-    let calls: Vec<Vec<corral_plan::report::Call>> = run
-        .calls
-        .iter()
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| corral_plan::report::Call {
-                    arrival: c.arrival,
-                    start: c.start,
-                    end: c.end,
-                    ok: c.failure.is_none(),
-                })
-                .collect()
-        })
-        .collect();
+    let calls = calls_of(run);
     let moves = run
         .move_times
         .iter()
@@ -176,6 +162,17 @@ pub fn series(spec: &simulate::Spec, run: &simulate::Run) -> crate::report::Seri
     crate::report::Series::new(&calls, busy, moves)
 }
 
+/// Each model's simulated calls as the report counts them.
+fn calls_of(run: &simulate::Run) -> Vec<Vec<corral_plan::report::Call>> {
+    let call = |c: &simulate::CallRecord| corral_plan::report::Call {
+        arrival: c.arrival,
+        start: c.start,
+        end: c.end,
+        ok: c.failure.is_none(),
+    };
+    run.calls.iter().map(|calls| calls.iter().map(call).collect()).collect()
+}
+
 /// A simulated run in `bench --json`'s shape, with the layout it ran.
 pub fn predicted(
     spec: &simulate::Spec,
@@ -184,22 +181,12 @@ pub fn predicted(
     layout: &Layout,
     elastic: &[bool],
 ) -> crate::report::Report {
+    let calls = calls_of(run);
     let models = spec
         .models
         .iter()
-        .zip(&run.calls)
-        .map(|(model, calls)| {
-            let calls: Vec<corral_plan::report::Call> = calls
-                .iter()
-                .map(|c| corral_plan::report::Call {
-                    arrival: c.arrival,
-                    start: c.start,
-                    end: c.end,
-                    ok: c.failure.is_none(),
-                })
-                .collect();
-            corral_plan::report::model_row(&model.name, &calls, duration)
-        })
+        .zip(&calls)
+        .map(|(m, calls)| corral_plan::report::model_row(&m.name, calls, duration))
         .collect();
     let mut on_core: Vec<Vec<String>> = vec![Vec::new(); spec.cores];
     for placed in layout.placed() {

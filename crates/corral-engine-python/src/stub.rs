@@ -21,6 +21,13 @@ use crate::channel;
 /// The protocol the stub speaks (its `PROTOCOL`).
 const PROTOCOL: &str = "corral-stub/1";
 
+/// How long starting a stub may take (`initialize`, or `auto_complete_config` with the model's
+/// import): the execute timeout, but never less than a minute, since an interpreter importing
+/// numpy on a loaded machine takes seconds; no bound when the execute timeout has none.
+fn start_timeout(model: &PythonModel) -> Option<Duration> {
+    model.execute_timeout.map(|t| t.max(Duration::from_secs(60)))
+}
+
 /// What every stub of one model is started with.
 pub struct Spawn {
     pub interpreter: PathBuf,
@@ -71,7 +78,7 @@ pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> 
             text
         })
     });
-    let deadline = model.execute_timeout.map(|t| Instant::now() + t);
+    let deadline = start_timeout(model).map(|t| Instant::now() + t);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -80,8 +87,8 @@ pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> 
                 let _ = child.wait();
                 let _ = std::fs::remove_file(&out);
                 return Err(format!(
-                    "auto_complete_config did not return within {:.1} s (the model's execute timeout)",
-                    model.execute_timeout.unwrap_or_default().as_secs_f64()
+                    "Failed to initialize Python stub for auto-complete: auto_complete_config did not return within {:.1} s",
+                    start_timeout(model).unwrap_or_default().as_secs_f64()
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
@@ -100,7 +107,8 @@ pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> 
         }
     };
     match (result.get("config"), result.get("error").and_then(Value::as_str)) {
-        (_, Some(error)) => Err(format!("auto_complete_config failed: {error}")),
+        // Triton's words (python_backend pb_stub.cc).
+        (_, Some(error)) => Err(format!("Failed to initialize Python stub for auto-complete: {error}")),
         (Some(config), None) => Ok(config.clone()),
         _ => Err("the stub answered neither a configuration nor an error".to_owned()),
     }
@@ -297,24 +305,25 @@ impl Stub {
             "model_name": model.name,
         });
         let hello = json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args});
-        // `initialize` gets the execute timeout too: a hung one must not hold the instance.
-        let _ = stub.stream.set_read_timeout(model.execute_timeout);
+        // A hung `initialize` must not hold the instance.
+        let _ = stub.stream.set_read_timeout(start_timeout(model));
         let answer = channel::write(&mut stub.stream, hello, &[]).and_then(|()| channel::read(&mut stub.stream));
         match answer {
             Ok((header, _)) if header["ok"] == true => {
                 tracing::info!(model = %stub.name, "{instance}: Python stub pid {} ready", stub.child.id());
                 Ok(stub)
             }
+            // Triton's words (python_backend pb_stub.cc), then which instance.
             Ok((header, _)) => Err(EngineError::Session(format!(
-                "Failed to initialize Python stub of {instance}: {}",
+                "Failed to initialize Python stub: {} (instance {instance})",
                 header["error"].as_str().unwrap_or("no reason given")
             ))),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 let _ = stub.child.kill();
                 stub.gone = Some(String::new());
                 Err(EngineError::Session(format!(
-                    "Failed to initialize Python stub of {instance}: initialize did not return within {:.1} s (the model's execute timeout); it was killed",
-                    model.execute_timeout.unwrap_or_default().as_secs_f64()
+                    "Failed to initialize Python stub: initialize did not return within {:.1} s; it was killed (instance {instance})",
+                    start_timeout(model).unwrap_or_default().as_secs_f64()
                 )))
             }
             Err(e) => {

@@ -30,8 +30,7 @@ import urllib.request
 
 import numpy as np
 import tritonclient.http as thttp
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser import chromium, console_errors
 
 corral, lock_dir, repository = sys.argv[1:4]
 screenshot = sys.argv[4] if len(sys.argv) > 4 else None
@@ -99,18 +98,13 @@ ls = json.loads(subprocess.run([corral, "ls", "--device", "cpu", "--json"], env=
 device_cores = len(ls["cores"])
 assert device_cores >= 2, f"the test needs 2 cores on cpu, the device has {device_cores}"
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000"):
-    options.add_argument(arg)
-options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 driver = None
 try:
     reserve = start(["reserve", "--json", "--device", "cpu", "--num-cores", "1"])
     held = json.loads(reserve.stdout.readline())
     first = serve(["--num-cores", "1"])
 
-    driver = webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
+    driver = chromium()
     driver.set_page_load_timeout(DEADLINE_S)
     driver.set_script_timeout(DEADLINE_S)
     js = driver.execute_script
@@ -131,7 +125,7 @@ try:
     assert js(f"return document.querySelector(\".core[data-core='{held_core}']\").dataset.ownerPid") == str(held["pid"])
     assert len(page_rows(".core")) == device_cores, page_rows(".core")
     assert page_rows("#models tr[data-model='one'] td")[0] == "one"
-    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    errors = console_errors(driver)
     assert errors == [], errors
     js("window.corralMarker = 'kept';")
     print(f"phase 1: page shows reserve pid {held['pid']} on nc{held_core}, {device_cores} cores, model one")
@@ -146,8 +140,7 @@ try:
     assert js("return window.corralMarker") == "kept", "the page was reloaded"
     assert js("return window.corralDashboard.connects") == 2
     # While no server listened, the page's retries were refused: the only errors allowed.
-    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
-              and "ERR_CONNECTION_REFUSED" not in entry["message"]]
+    errors = console_errors(driver, allowed=["ERR_CONNECTION_REFUSED"])
     assert errors == [], errors
     print(f"phase 2: reconnected to pid {second.pid} in {took:.1f} s")
 
@@ -204,7 +197,7 @@ try:
     for connection in streams:
         connection.close()
     until("the closed streams leave the count", lambda: pages_open() == 1)
-    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    errors = console_errors(driver)
     assert errors == [], errors
     print("phase 4: the 17th stream refused 503:", words.splitlines()[0])
     print("dashboard checks passed")

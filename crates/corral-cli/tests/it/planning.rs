@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::{Host, cannot_run};
 
-fn flexeg() -> tempfile::TempDir {
+/// The FlexEG example's four simulated models, copied into a folder of their own.
+pub(super) fn flexeg() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/flexeg");
     for model in ["A", "B", "C", "D"] {

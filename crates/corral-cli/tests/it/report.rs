@@ -3,9 +3,14 @@
 //! checks each file against the run's own `--json` and renders it in Chromium. A path that
 //! cannot be written fails before anything runs.
 
-use std::{path::Path, process::Command, time::Instant};
+use std::{path::Path, process::Command};
 
-use super::{Host, dashboard::have_browser, serve::python};
+use super::{
+    Host,
+    dashboard::have_browser,
+    planning::flexeg,
+    serve::{put_sim, python},
+};
 
 /// Runs `corral ARGS --report DIR/NAME.html --json`, then the checker on both.
 fn report_of(host: &Host, args: &[&str], name: &str, screenshot: Option<std::ffi::OsString>) {
@@ -33,16 +38,6 @@ fn report_of(host: &Host, args: &[&str], name: &str, screenshot: Option<std::ffi
     );
 }
 
-fn flexeg() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("dir");
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/flexeg");
-    for model in ["A", "B", "C", "D"] {
-        std::fs::create_dir_all(dir.path().join(model)).expect("mkdir");
-        std::fs::copy(from.join(model).join("config.toml"), dir.path().join(model).join("config.toml")).expect("copy");
-    }
-    dir
-}
-
 #[test]
 fn a_predicted_sweep_and_a_measured_one_become_reports_that_match_their_json_in_chromium() {
     if !have_browser() {
@@ -60,11 +55,7 @@ fn a_predicted_sweep_and_a_measured_one_become_reports_that_match_their_json_in_
     // autopilot on, open-loop load at two points.
     let repo = tempfile::tempdir().expect("dir");
     for (model, latency) in [("fast", 2), ("slow", 8)] {
-        std::fs::create_dir_all(repo.path().join(model)).expect("mkdir");
-        let config = format!(
-            "platform = \"sim\"\n[sim]\nlatency_ms = {latency}\n[[input]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [1]\n[[output]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [1]\n"
-        );
-        std::fs::write(repo.path().join(model).join("config.toml"), config).expect("toml");
+        put_sim(repo.path(), model, latency);
     }
     let path = repo.path().to_str().expect("utf-8");
     let bench = ["bench", "--model-repository", path, "--device", "cpu", "--autopilot"];
@@ -96,13 +87,12 @@ fn a_report_that_cannot_be_written_fails_before_the_run() {
             "--report and --sweep draw a predicted run: give --predict",
         ),
     ] {
-        let started = Instant::now();
         let output = host.run(args, &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
+        // A run prints its tables or JSON: nothing on stdout is nothing run.
         assert!(output.stdout.is_empty(), "nothing ran: {args:?}");
-        assert!(started.elapsed().as_secs() < 20, "the 30 s bench did not start: {args:?}");
     }
     assert!(!Path::new(missing).exists());
 }

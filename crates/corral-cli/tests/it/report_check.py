@@ -12,8 +12,7 @@ import os
 import sys
 from html.parser import HTMLParser
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser import chromium, console_errors
 
 html_path, stdout_path = sys.argv[1:3]
 screenshot = sys.argv[3] if len(sys.argv) > 3 else None
@@ -113,12 +112,7 @@ for mine, theirs in zip(beside["points"], points):
     answered = [sum(steps) * series["interval_s"] for steps in series["answered_per_s"]]
     assert all(a >= round(m["throughput_per_s"] * theirs["elapsed_s"]) - 1e-6 for a, m in zip(answered, theirs["models"])), answered
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"):
-    options.add_argument(arg)
-options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-driver = webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
+driver = chromium(1200, 900)
 try:
     driver.set_page_load_timeout(30)
     driver.get("file://" + os.path.abspath(html_path))
@@ -126,7 +120,7 @@ try:
         "return [...document.querySelectorAll('section[data-chart] svg')].map(s => {"
         " const r = s.getBoundingClientRect(); return [s.closest('section').id, r.width, r.height]; });")
     assert [s[0] for s in sizes] == CHARTS and all(w > 100 and h > 50 for _, w, h in sizes), sizes
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    errors = console_errors(driver)
     assert errors == [], errors
     if screenshot:
         height = driver.execute_script("return document.documentElement.scrollHeight")

@@ -1,6 +1,6 @@
 """Triton Python models through `corral serve`, as tritonclient calls them: add_sub (no
 configuration: its backend from the file name, its signature from auto_complete_config) over
-HTTP and gRPC; `where` (config.pbtxt, two instances), whose answers show two stubs, each
+HTTP and gRPC, sync and asyncio; `where` (config.pbtxt, two instances), whose answers show two stubs, each
 pinned inside the server's cores; a stub silent past its execute timeout and one that dies
 mid-call, both started again while another model answers; and two models whose load failed, the repository index
 naming the file and line and the error's last line.
@@ -8,6 +8,7 @@ naming the file and line and the error's last line.
 usage: serve_python.py HTTP_PORT GRPC_PORT SERVER_CPUS OUT_PIDS_FILE
 """
 
+import asyncio
 import json
 import sys
 import threading
@@ -15,6 +16,8 @@ import urllib.request
 
 import numpy as np
 import tritonclient.grpc as tgrpc
+import tritonclient.grpc.aio as tgrpc_aio
+import tritonclient.http.aio as thttp_aio
 import tritonclient.http as thttp
 import tritonclient.utils as tritonclient_errors
 
@@ -31,6 +34,24 @@ for client, module in ((HTTP, thttp), (GRPC, tgrpc)):
     result = client.infer("add_sub", inputs)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+
+async def aio_calls():
+    # The asyncio clients too, each with several calls in flight.
+    for make, module in ((lambda: thttp_aio.InferenceServerClient(f"127.0.0.1:{http_port}"), thttp),
+                         (lambda: tgrpc_aio.InferenceServerClient(f"127.0.0.1:{grpc_port}"), tgrpc)):
+        client = make()
+        try:
+            inputs = [module.InferInput("INPUT0", [4], "FP32"), module.InferInput("INPUT1", [4], "FP32")]
+            inputs[0].set_data_from_numpy(a)
+            inputs[1].set_data_from_numpy(b)
+            for result in await asyncio.gather(*(client.infer("add_sub", inputs) for _ in range(4))):
+                np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+        finally:
+            await client.close()
+
+
+asyncio.run(aio_calls())
 metadata = HTTP.get_model_metadata("add_sub")
 assert [i["name"] for i in metadata["inputs"]] == ["INPUT0", "INPUT1"], metadata
 config = HTTP.get_model_config("add_sub")
