@@ -20,8 +20,14 @@
 //! cause, and is started again (and `initialize`d) at the instance's next call, no sooner than
 //! a backoff of 0.5 s doubling to 30 s after each start that fails.
 //!
-//! Not yet (issue 31): BLS calls, decoupled models, several requests per `execute`,
-//! shared-memory buffers (tensors cross the socket).
+//! BLS: a stub's `InferenceRequest.exec`/`async_exec` is a `call` frame on the channel while
+//! its `execute` runs; the session's thread hands it to the [`Calls`] the server attached
+//! (corral's runtime, no network hop), and each answer goes back as an `answer` frame with the
+//! call's id, written by whichever thread finished the call, so a model's concurrent
+//! `async_exec` calls run at once.
+//!
+//! Not yet (issue 31): decoupled models, several requests per `execute`, shared-memory
+//! buffers (tensors cross the socket).
 
 mod channel;
 mod stub;
@@ -29,12 +35,12 @@ mod stub;
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
 };
 
-use corral_engine::{DataType, Engine, EngineError, ModelSource, Prepared, PythonModel, TensorSpec};
+use corral_engine::{Calls, DataType, Engine, EngineError, ModelSource, Prepared, PythonModel, TensorSpec};
 use serde_json::Value;
 
 pub use stub::{Instance, Stub};
@@ -49,13 +55,15 @@ const PB_UTILS: &str = include_str!("../../corral-py/python/corral/pb_utils.py")
 /// Runs `model.py` models.
 pub struct PythonEngine {
     interpreter: PathBuf,
+    /// Where the models' BLS calls go: set once, when the server attaches itself.
+    calls: Arc<OnceLock<Arc<dyn Calls>>>,
 }
 
 impl PythonEngine {
     /// The interpreter `CORRAL_PYTHON` names, else `python3` (found on `PATH` when it runs).
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> PythonEngine {
         let interpreter = lookup(PYTHON_ENV).filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".to_owned());
-        PythonEngine { interpreter: PathBuf::from(interpreter) }
+        PythonEngine { interpreter: PathBuf::from(interpreter), calls: Arc::default() }
     }
 
     pub fn interpreter(&self) -> &Path {
@@ -66,6 +74,10 @@ impl PythonEngine {
 impl Engine for PythonEngine {
     fn name(&self) -> &'static str {
         "python"
+    }
+
+    fn attach(&self, calls: Arc<dyn Calls>) {
+        let _ = self.calls.set(calls);
     }
 
     fn prepare(&self, source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
@@ -85,6 +97,7 @@ impl Engine for PythonEngine {
             interpreter: self.interpreter.clone(),
             folder,
             model: PythonModel { config_json: config.to_string(), ..model.clone() },
+            calls: self.calls.clone(),
         };
         let (count, spawn) = (AtomicUsize::new(0), Arc::new(spawn));
         let sessions = move |placement: &corral_engine::SessionPlacement| {

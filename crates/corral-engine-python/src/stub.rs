@@ -12,9 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use corral_engine::{EngineError, PythonModel, Session, Tensor};
+use corral_engine::{CallAnswer, CallRequest, Calls, CoreLoan, EngineError, PythonModel, Session, Tensor};
 // `Stub` is no session itself: `Instance` is, and starts it again.
 use serde_json::{Value, json};
+
+use corral_cores::sync::lock;
 
 use crate::channel;
 
@@ -33,6 +35,8 @@ pub struct Spawn {
     pub interpreter: PathBuf,
     pub folder: PathBuf,
     pub model: PythonModel,
+    /// Where its BLS calls go, once the server attached itself.
+    pub calls: Arc<OnceLock<Arc<dyn Calls>>>,
 }
 
 impl Spawn {
@@ -54,7 +58,12 @@ impl Spawn {
 /// Runs `auto_complete_config` in a throw-away interpreter (started as the stubs are, so it
 /// dies with the server; killed past the model's execute timeout): the completed configuration.
 pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> Result<Value, String> {
-    let spawn_with = Spawn { interpreter: interpreter.to_owned(), folder: folder.to_owned(), model: model.clone() };
+    let spawn_with = Spawn {
+        interpreter: interpreter.to_owned(),
+        folder: folder.to_owned(),
+        model: model.clone(),
+        calls: Arc::default(),
+    };
     let out = folder.join(format!(".auto-complete-{}-{}.json", std::process::id(), unique()));
     let model_py = model.model_py.to_string_lossy();
     let mut command = spawn_with.command(&["auto-complete", &model_py, &out.to_string_lossy()]);
@@ -174,7 +183,7 @@ fn spawn(command: Command) -> std::io::Result<Child> {
         Mutex::new(tx)
     });
     let (reply, answer) = mpsc::channel();
-    sender.lock().unwrap_or_else(|p| p.into_inner()).send((command, reply)).map_err(std::io::Error::other)?;
+    lock(sender).send((command, reply)).map_err(std::io::Error::other)?;
     answer.recv().map_err(std::io::Error::other)?
 }
 
@@ -238,10 +247,20 @@ impl Instance {
 }
 
 impl Session for Instance {
-    fn run(&mut self, inputs: &[Tensor], _switched: bool) -> Result<Vec<Tensor>, EngineError> {
+    fn run(&mut self, inputs: &[Tensor], switched: bool) -> Result<Vec<Tensor>, EngineError> {
+        self.run_lending(inputs, switched, &mut NoLoan)
+    }
+
+    fn run_lending(
+        &mut self,
+        inputs: &[Tensor],
+        _switched: bool,
+        cores: &mut dyn CoreLoan,
+    ) -> Result<Vec<Tensor>, EngineError> {
         let timeout = self.spawn.model.execute_timeout;
+        let calls = self.spawn.calls.get().cloned();
         let stub = self.stub()?;
-        match stub.execute(inputs, timeout) {
+        match stub.execute(inputs, timeout, calls, cores) {
             Ok(outputs) => Ok(outputs),
             Err(Failure::Model(message)) => Err(EngineError::Run(message)),
             Err(Failure::Gone(why)) => {
@@ -252,6 +271,14 @@ impl Session for Instance {
             }
         }
     }
+}
+
+/// Cores nobody lends (a session run without a scheduler).
+struct NoLoan;
+
+impl CoreLoan for NoLoan {
+    fn lend(&mut self) {}
+    fn reclaim(&mut self) {}
 }
 
 /// Why an execute failed: the model's answer (an error response, an exception), or the stub
@@ -265,7 +292,10 @@ enum Failure {
 pub struct Stub {
     name: String,
     instance: String,
+    /// Read by the session's thread only.
     stream: UnixStream,
+    /// Written by the session's thread and by the answers of the stub's BLS calls.
+    writer: Arc<Mutex<UnixStream>>,
     child: Child,
     /// Why it is gone, once it is: every later call fails with it.
     gone: Option<String>,
@@ -294,7 +324,9 @@ impl Stub {
         drop(theirs);
         forward(&instance, child.stdout.take());
         forward(&instance, child.stderr.take());
-        let mut stub = Stub { name: model.name.clone(), instance: instance.clone(), stream, child, gone: None };
+        let writer = stream.try_clone().map_err(|e| EngineError::Session(e.to_string()))?;
+        let writer = Arc::new(Mutex::new(writer));
+        let mut stub = Stub { name: model.name.clone(), instance: instance.clone(), stream, writer, child, gone: None };
         let args = json!({
             "model_config": model.config_json,
             "model_instance_kind": "CPU",
@@ -307,7 +339,7 @@ impl Stub {
         let hello = json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args});
         // A hung `initialize` must not hold the instance.
         let _ = stub.stream.set_read_timeout(start_timeout(model));
-        let answer = channel::write(&mut stub.stream, hello, &[]).and_then(|()| channel::read(&mut stub.stream));
+        let answer = stub.write(hello, &[]).and_then(|()| channel::read(&mut stub.stream));
         match answer {
             Ok((header, _)) if header["ok"] == true => {
                 tracing::info!(model = %stub.name, "{instance}: Python stub pid {} ready", stub.child.id());
@@ -355,11 +387,34 @@ fn forward(instance: &str, pipe: Option<impl std::io::Read + Send + 'static>) {
 }
 
 impl Stub {
-    /// One `execute`, waiting `timeout` at most for its answer.
-    fn execute(&mut self, inputs: &[Tensor], timeout: Option<Duration>) -> Result<Vec<Tensor>, Failure> {
-        let _ = self.stream.set_read_timeout(timeout);
-        let answer = channel::write(&mut self.stream, json!({"op": "execute"}), inputs)
-            .and_then(|()| channel::read(&mut self.stream));
+    fn write(&self, header: Value, tensors: &[Tensor]) -> std::io::Result<()> {
+        channel::write(&mut lock(&self.writer), header, tensors)
+    }
+
+    /// One `execute`, waiting `timeout` at most for its answer; the BLS calls it makes
+    /// meanwhile go to `calls`, and from the first the instance's `cores` are lent (their
+    /// target may share them) until the execute ends.
+    fn execute(
+        &mut self,
+        inputs: &[Tensor],
+        timeout: Option<Duration>,
+        calls: Option<Arc<dyn Calls>>,
+        cores: &mut dyn CoreLoan,
+    ) -> Result<Vec<Tensor>, Failure> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let answer = self.write(json!({"op": "execute"}), inputs).and_then(|()| {
+            loop {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+                let _ = self.stream.set_read_timeout(left);
+                let (header, tensors) = channel::read(&mut self.stream)?;
+                if header["op"] != "call" {
+                    break Ok((header, tensors));
+                }
+                cores.lend();
+                self.call(&header, tensors, calls.as_ref());
+            }
+        });
+        cores.reclaim();
         match answer {
             Ok((header, outputs)) => match header.get("error").and_then(Value::as_str) {
                 Some(error) => Err(Failure::Model(error.to_owned())),
@@ -394,12 +449,68 @@ impl Stub {
     }
 }
 
+impl Stub {
+    /// Hands one BLS call of the stub to `calls`; its answers go back to the stub as they
+    /// come (`op: answer`, the call's `id`, `final` on the last), from whichever thread.
+    fn call(&self, header: &Value, inputs: Vec<Tensor>, calls: Option<&Arc<dyn Calls>>) {
+        let id = header["id"].clone();
+        let text = |key: &str| header[key].as_str().unwrap_or_default().to_owned();
+        let correlation_id = match &header["correlation_id"] {
+            Value::Number(n) if n.as_u64() != Some(0) => Some(n.to_string()),
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let request = CallRequest {
+            model: text("model"),
+            version: text("version"),
+            id: text("request_id"),
+            inputs,
+            outputs: header["outputs"]
+                .as_array()
+                .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            correlation_id,
+            flags: header["flags"].as_u64().unwrap_or(0) as u32,
+        };
+        let writer = self.writer.clone();
+        let answer = move |answer: CallAnswer| {
+            let (header, tensors) = match answer.result {
+                Ok(tensors) => (json!({"op": "answer", "id": id, "final": answer.last}), tensors),
+                Err(failure) => (
+                    json!({"op": "answer", "id": id, "final": answer.last, "error": failure.message, "code": failure.code}),
+                    Vec::new(),
+                ),
+            };
+            // A stub gone meanwhile has no one to answer.
+            let _ = channel::write(&mut lock(&writer), header, &tensors);
+        };
+        match calls {
+            Some(calls) => calls.call(request, Box::new(answer)),
+            None => {
+                answer(CallAnswer {
+                    result: Err(corral_engine::CallFailure {
+                        code: "UNAVAILABLE",
+                        message: "BLS calls reach other models only under corral serve".to_owned(),
+                    }),
+                    last: true,
+                });
+            }
+        }
+    }
+}
+
 impl Drop for Stub {
     fn drop(&mut self) {
         if self.gone.is_none() {
             let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = channel::write(&mut self.stream, json!({"op": "finalize"}), &[])
-                .and_then(|()| channel::read(&mut self.stream));
+            let _ = self.write(json!({"op": "finalize"}), &[]).and_then(|()| {
+                loop {
+                    let (header, _) = channel::read(&mut self.stream)?;
+                    if header["op"] != "call" {
+                        break Ok(());
+                    }
+                }
+            });
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -97,6 +97,48 @@ pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
     /// Parses and checks the model once; replicas share the result.
     fn prepare(&self, source: &ModelSource) -> Result<Arc<Prepared>, EngineError>;
+    /// Where this engine's models send their calls to other models (Triton's BLS): the
+    /// server attaches itself once it runs. Engines whose models make no calls ignore it.
+    fn attach(&self, _calls: Arc<dyn Calls>) {}
+}
+
+/// A call one model makes to another while it runs (Triton's BLS: `InferenceRequest.exec`
+/// in a `model.py`), as the engine hands it to whoever serves the models.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallRequest {
+    pub model: String,
+    /// Empty: the highest ready version.
+    pub version: String,
+    pub id: String,
+    pub inputs: Vec<Tensor>,
+    /// Empty: every output.
+    pub outputs: Vec<String>,
+    /// The sequence's correlation id (0 or empty: none), as a number or a string.
+    pub correlation_id: Option<String>,
+    /// Triton's request flags (1: sequence start, 2: sequence end).
+    pub flags: u32,
+}
+
+/// Why a call to another model failed: Triton's error code name (`NOT_FOUND`,
+/// `INVALID_ARG`, `UNAVAILABLE`, `INTERNAL`, ...) and its message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallFailure {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// One answer of a call: its outputs, or its error; `last` is false while more responses of
+/// the same call follow (a decoupled model's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallAnswer {
+    pub result: Result<Vec<Tensor>, CallFailure>,
+    pub last: bool,
+}
+
+/// Whoever serves the models, as a model's calls reach them: `call` runs `request` without
+/// blocking and hands each answer to `answer`, from any thread, the last with `last` set.
+pub trait Calls: Send + Sync {
+    fn call(&self, request: CallRequest, answer: Box<dyn FnMut(CallAnswer) + Send>);
 }
 
 /// A model parsed by an engine, shared by its instances: what it takes and gives, and the
@@ -168,4 +210,25 @@ pub trait Session: Send {
     /// Runs one inference on inputs already validated against [`Prepared::inputs`].
     /// `switched` is true when one of the instance's cores last ran another model.
     fn run(&mut self, inputs: &[Tensor], switched: bool) -> Result<Vec<Tensor>, EngineError>;
+
+    /// [`Session::run`], able to give the instance's cores back while it waits on other
+    /// models (`cores`): a session whose model calls models (BLS) lends them from its first
+    /// call until its execution ends.
+    fn run_lending(
+        &mut self,
+        inputs: &[Tensor],
+        switched: bool,
+        cores: &mut dyn CoreLoan,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        let _ = cores;
+        self.run(inputs, switched)
+    }
+}
+
+/// The cores an execution holds, as a session may lend them while it waits on other models.
+pub trait CoreLoan {
+    /// Gives them back for now (nothing when already lent).
+    fn lend(&mut self);
+    /// Takes them again, waiting for them (nothing when not lent).
+    fn reclaim(&mut self);
 }

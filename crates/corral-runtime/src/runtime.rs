@@ -235,6 +235,14 @@ impl Runtime {
     }
 
     /// Whether the autopilot runs (SPEC §11).
+    /// Where models' calls to other models go (Triton's BLS), for the engines whose models
+    /// make them (the Python engine): the server attaches itself once it runs.
+    pub fn attach_calls(&self, calls: Arc<dyn corral_engine::Calls>) {
+        if let Some(engine) = &self.inner.python_engine {
+            engine.attach(calls);
+        }
+    }
+
     pub fn autopilot(&self) -> bool {
         self.inner.autopilot_on
     }

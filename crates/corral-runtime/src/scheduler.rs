@@ -73,7 +73,7 @@ impl Scheduler {
         loop {
             if table.may_go(ticket) {
                 let switched = table.go(ticket, model);
-                return Ok(Gang { scheduler: self, span, switched });
+                return Ok(Gang { scheduler: self, span, switched, model, lent: false });
             }
             let now = Instant::now();
             if now >= deadline {
@@ -116,6 +116,9 @@ pub struct Gang<'a> {
     scheduler: &'a Scheduler,
     span: CoreSpan,
     switched: bool,
+    model: ModelId,
+    /// Its cores given back for now ([`Gang::lend`]).
+    lent: bool,
 }
 
 impl Gang<'_> {
@@ -136,8 +139,38 @@ impl Gang<'_> {
     }
 }
 
+impl Gang<'_> {
+    /// Gives the cores back while the execution waits on other models (a Python model's
+    /// BLS call, whose target may share them): without it, a model calling a model on its own
+    /// core would wait for itself.
+    pub fn lend(&mut self) {
+        if !self.lent {
+            self.lent = true;
+            let others_wait = self.scheduler.lock().release(self.span);
+            if others_wait {
+                self.scheduler.wake.notify_all();
+            }
+        }
+    }
+
+    /// Takes the lent cores again, waiting in line as any gang does (no deadline: the
+    /// execution already started, and every other holds them for one execution at a time).
+    pub fn reclaim(&mut self) {
+        if self.lent {
+            let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+            // Never times out with a deadline a year away.
+            let again = self.scheduler.acquire(self.span, self.model, far).expect("a gang within a year");
+            std::mem::forget(again);
+            self.lent = false;
+        }
+    }
+}
+
 impl Drop for Gang<'_> {
     fn drop(&mut self) {
+        if self.lent {
+            return;
+        }
         let others_wait = self.scheduler.lock().release(self.span);
         if others_wait {
             self.scheduler.wake.notify_all();
@@ -177,5 +210,30 @@ mod tests {
         let result = scheduler.acquire(CoreSpan::new(1, 1), 2, Instant::now() + Duration::from_millis(20));
         assert_eq!(result.err(), Some(TimedOut));
         assert!(!scheduler.lock().waiting());
+    }
+
+    #[test]
+    fn a_lent_gang_lets_another_execute_and_takes_its_cores_back_after_it() {
+        let scheduler = Scheduler::new(2);
+        let span = CoreSpan::new(0, 2);
+        let mut caller = scheduler.acquire(span, 1, far()).expect("free");
+        let soon = || Instant::now() + Duration::from_millis(20);
+        assert_eq!(scheduler.acquire(span, 2, soon()).err(), Some(TimedOut), "held");
+        caller.lend();
+        let callee = scheduler.acquire(span, 2, soon()).expect("lent cores are free");
+        assert_eq!(scheduler.busy(), vec![true, true]);
+        let released = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                released.store(true, Relaxed);
+                drop(callee);
+            });
+            caller.reclaim();
+            assert!(released.load(Relaxed), "reclaim waited for the callee's execution");
+        });
+        assert_eq!(scheduler.busy(), vec![true, true], "the caller holds them again");
+        drop(caller);
+        assert_eq!(scheduler.busy(), vec![false, false]);
     }
 }

@@ -175,10 +175,17 @@ fn execute(
     cores: CoreSpan,
     cpus: &[usize],
 ) {
+    if !job.reply.start() {
+        // Its caller gave up (and failed the call) while it waited in the queue.
+        spec.recorder.failure();
+        spec.in_flight.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
     let switched = gang.take_switched();
     let executing = Executing::on(cpus);
     let started = Instant::now();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| session.run(&job.inputs, switched)));
+    let outcome =
+        std::panic::catch_unwind(AssertUnwindSafe(|| session.run_lending(&job.inputs, switched, &mut Loan(gang))));
     let compute = started.elapsed();
     drop(executing);
     gang.record(compute);
@@ -201,6 +208,26 @@ fn execute(
     job.reply.send(result);
 }
 
+/// A gang as a session lends its cores (a Python model's BLS call); they are back in the
+/// gang when the execution ends, even if the session panicked.
+struct Loan<'g, 'a>(&'g mut Gang<'a>);
+
+impl corral_engine::CoreLoan for Loan<'_, '_> {
+    fn lend(&mut self) {
+        self.0.lend();
+    }
+
+    fn reclaim(&mut self) {
+        self.0.reclaim();
+    }
+}
+
+impl Drop for Loan<'_, '_> {
+    fn drop(&mut self) {
+        self.0.reclaim();
+    }
+}
+
 fn fail(spec: &WorkerSpec, job: Job, error: InferError) {
     spec.recorder.failure();
     spec.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -214,6 +241,10 @@ struct SlotState {
     waker: Option<Waker>,
     /// A blocking caller sleeps on the condvar: only then is a notify (a syscall) needed.
     sleeping: bool,
+    /// A worker began executing the call: its caller can no longer give up on it.
+    started: bool,
+    /// The caller gave up before a worker began it ([`Reply::abandon`]): it is skipped.
+    abandoned: bool,
 }
 
 #[derive(Default)]
@@ -247,6 +278,13 @@ pub(crate) fn reply_pair(patience: Patience) -> (ReplySender, Reply) {
 }
 
 impl ReplySender {
+    /// Marks the call begun; false when its caller gave up on it first (then it is not run).
+    pub(crate) fn start(&self) -> bool {
+        let mut state = sync::lock(&self.cell.state);
+        state.started = !state.abandoned;
+        state.started
+    }
+
     pub(crate) fn send(mut self, result: Result<Inference, InferError>) {
         self.put(result);
     }
@@ -276,6 +314,18 @@ impl Drop for ReplySender {
 }
 
 impl Reply {
+    /// Gives up on a call no worker has begun (an async caller whose exec timeout passed
+    /// while the call sat queued behind a long execution): true when given up (the worker
+    /// will skip it), false when it already began or was answered (wait for it).
+    pub fn abandon(&self) -> bool {
+        let mut state = sync::lock(&self.cell.state);
+        if state.started || state.answer.is_some() {
+            return false;
+        }
+        state.abandoned = true;
+        true
+    }
+
     /// Blocks until the call is answered (napping, then spinning first when the answer's
     /// time can be told: see [`crate::wait`]).
     pub fn wait(self) -> Result<Inference, InferError> {

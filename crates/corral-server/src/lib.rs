@@ -9,6 +9,7 @@
 //! the cores.
 
 mod batcher;
+mod bls;
 mod body;
 pub mod call;
 mod classify;
@@ -169,6 +170,8 @@ pub async fn serve(
         auto_complete: options.auto_complete,
     };
     let state = Arc::new(ServerState::new(runtime, options.repository.clone(), flags, traces));
+    // Models calling models (BLS) reach this server's models through the runtime.
+    state.runtime.attach_calls(Arc::new(bls::Bls::new(&state, tokio::runtime::Handle::current())));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_limit = options.grpc_limit;
     let startup = {

@@ -260,7 +260,10 @@ impl ServerState {
                 Err(error) => Err(error),
             },
             (None, Some(batcher)) => batcher.infer(inputs).await,
-            (None, None) => served.model.infer_async(inputs).await.map_err(CallError::from),
+            (None, None) => match served.model.try_submit(inputs) {
+                Ok(reply) => self.started_in_time(served, reply).await.map_err(CallError::from),
+                Err(error) => Err(CallError::from(error)),
+            },
         };
         // The runtime knows the version as `NAME@V`; clients know it by name and version.
         let result = result.map_err(|error| served.named(error));
@@ -283,6 +286,27 @@ impl ServerState {
             Err(_) => counters.fail.add(elapsed),
         }
         result
+    }
+
+    /// The answer of a queued call that fails when it cannot start within the exec timeout,
+    /// even while its instance stays busy with one long execution (a model that calls itself
+    /// through BLS with one instance would otherwise wait for itself).
+    async fn started_in_time(
+        &self,
+        served: &Served,
+        mut reply: corral_runtime::Reply,
+    ) -> Result<Inference, corral_runtime::InferError> {
+        let waited = self.runtime.exec_timeout();
+        tokio::select! {
+            answer = &mut reply => answer,
+            () = tokio::time::sleep(waited) => {
+                if reply.abandon() {
+                    Err(corral_runtime::InferError::Timeout { model: served.model.name().to_owned(), waited })
+                } else {
+                    reply.await
+                }
+            }
+        }
     }
 
     /// A request refused before it ran because of its inputs (decoding or Triton's checks):

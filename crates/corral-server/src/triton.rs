@@ -31,6 +31,23 @@ fn names(names: &[&str]) -> String {
     format!("[{}]", names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(","))
 }
 
+// BLS (a model's calls to other models).
+
+/// Triton: python_backend request_executor.cc, `RequestExecutor::Infer` (a target that is not
+/// ready; an unknown model reads the same).
+pub fn bls_not_ready(model: &str) -> CallError {
+    CallError::new(
+        ErrorKind::NotFound,
+        format!("Failed for execute the inference request. Model '{model}' is not ready."),
+    )
+}
+
+/// Triton: python_backend request_executor.cc, `RequestExecutor::Infer`: an error before the
+/// target ran, which python_backend prefixes (and whose code it drops for INTERNAL).
+pub fn bls_refused(target: &str, message: &str) -> String {
+    format!("Model {target} - Error when running inference: {message}")
+}
+
 // Model lookup.
 
 /// Triton: core model_repository_manager.cc, FindModelIdentifier.

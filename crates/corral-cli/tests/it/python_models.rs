@@ -2,13 +2,15 @@
 //! tritonclient (`serve_python.py`): a model with no configuration, one with two instances in
 //! two stubs pinned inside the server's cores, a stub killed past its execute timeout and one
 //! that dies mid-call (both back at the next call, another model answering throughout), load
-//! failures naming file and line, and no stub left once the server is SIGKILLed.
+//! failures naming file and line, BLS calls to ONNX and Python models (sync, async, decoupled,
+//! their errors in Triton's words, a model calling itself that gets the exec timeout instead
+//! of waiting for itself), and no stub left once the server is SIGKILLed.
 
 use std::{path::Path, time::Duration};
 
 use super::{
     Host,
-    serve::{Server, python},
+    serve::{Server, put_onnx, python, site},
 };
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -30,13 +32,17 @@ fn python_models_serve_tritonclient_in_pinned_stubs_that_die_with_the_server() {
     let repo = tempfile::tempdir().expect("dir");
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_dir(&here.join("tests/it/python_repo"), repo.path());
-    copy_dir(&here.join("../corral-py/tests/python_models/add_sub"), &repo.path().join("add_sub"));
+    for model in ["add_sub", "bls"] {
+        copy_dir(&here.join("../corral-py/tests/python_models").join(model), &repo.path().join(model));
+    }
+    put_onnx(repo.path(), "add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
     let interpreter = python(".venv");
+    // A short exec timeout: `selfcall` waits that long for a call that cannot start.
     let mut server = Server::start_with(
         &host,
         repo.path(),
         &["--strict-readiness=false", "-v"],
-        &[("CORRAL_PYTHON", interpreter.to_str().expect("utf-8"))],
+        &[("CORRAL_PYTHON", interpreter.to_str().expect("utf-8")), ("CORRAL_EXEC_TIMEOUT", "3")],
     );
     server.wait_ready();
     let ls = host.run(&["ls", "--device", "cpu", "--json"], &[]);

@@ -2,8 +2,8 @@
 configuration: its backend from the file name, its signature from auto_complete_config) over
 HTTP and gRPC, sync and asyncio; `where` (config.pbtxt, two instances), whose answers show two stubs, each
 pinned inside the server's cores; a stub silent past its execute timeout and one that dies
-mid-call, both started again while another model answers; and two models whose load failed, the repository index
-naming the file and line and the error's last line.
+mid-call, both started again while another model answers; two models whose load failed, the repository index
+naming the file and line and the error's last line; and BLS (`bls_calls`, `bls`, `selfcall`).
 
 usage: serve_python.py HTTP_PORT GRPC_PORT SERVER_CPUS OUT_PIDS_FILE
 """
@@ -143,5 +143,35 @@ for model, says in (("hang", "model 'hang' instance hang_0: execute did not retu
 stop.set()
 background.join()
 assert answered[0] > 0, "add_sub answered while the others' stubs died"
+
+# BLS: a Python model calling the ONNX model `add` and the Python model `add_sub`.
+x = np.random.default_rng(7).random((3, 4, 5), dtype=np.float32)
+for client, module in ((HTTP, thttp), (GRPC, tgrpc)):
+    given = module.InferInput("X", [3, 4, 5], "FP32")
+    given.set_data_from_numpy(x)
+    report = json.loads(client.infer("bls_calls", [given]).as_numpy("REPORT")[0])
+    assert report["onnx"] and report["python"], report
+    assert report["decoupled"] == [1], report  # one response, final, from a model that is not decoupled
+    assert report["async"] == 64, report
+    not_ready = "Failed for execute the inference request. Model 'nowhere' is not ready."
+    assert report["missing"] == {"message": f"Model nowhere - Error when running inference: {not_ready}", "code": 1}, report
+    assert report["wrong_input"]["code"] == 1, report
+    assert report["wrong_input"]["message"] == (
+        "Model add - Error when running inference: [request id: <id_unknown>] "
+        "inference input 'x' data-type is 'FP64', but model 'add' expects 'FP32'"), report
+    assert "Model 'add' is not ready" in report["version"]["message"], report
+inputs = [thttp.InferInput("INPUT0", [4], "FP32"), thttp.InferInput("INPUT1", [4], "FP32")]
+inputs[0].set_data_from_numpy(a)
+inputs[1].set_data_from_numpy(b)
+np.testing.assert_array_equal(HTTP.infer("bls", inputs).as_numpy("OUTPUT0"), (a + b) * 2)
+# add's statistics count the calls made through BLS (BLS reaches it through the runtime).
+stats = HTTP.get_inference_statistics("add")["model_stats"][0]["inference_stats"]
+assert int(stats["success"]["count"]) == 2 * (1 + 1 + 64 + 0), stats
+# A model calling itself with one instance: the inner call cannot start, and fails with the
+# exec timeout (3 s here) in its response instead of waiting forever for itself.
+given = thttp.InferInput("X", [1], "FP32")
+given.set_data_from_numpy(np.ones(1, dtype=np.float32))
+said = HTTP.infer("selfcall", [given]).as_numpy("ERROR")[0].decode()
+assert said.startswith("4: ") and "could not start within 3 s" in said, said
 
 print("python model checks passed:", {pid: lists for pid, lists in seen.items()})

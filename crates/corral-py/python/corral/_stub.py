@@ -16,12 +16,15 @@ usage: python _stub.py serve MODEL_PY             (fd 3: the channel)
 import asyncio
 import importlib.util
 import inspect
+import itertools
 import json
 import logging
 import os
+import queue
 import socket
 import struct
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -72,8 +75,18 @@ def auto_complete(model_py, out):
 
 
 class Channel:
+    """The channel to the server. Frames from the server are read under one lock by whoever
+    waits for one (the main loop for its next request, a BLS call for its answers) and routed:
+    ``answer`` frames to the call of their id, the rest to the main loop. Writes are whole
+    frames under another lock, so BLS calls may come from any thread."""
+
     def __init__(self, fd):
         self.sock = socket.socket(fileno=fd)
+        self.reading = threading.Lock()
+        self.writing = threading.Lock()
+        self.ops = queue.SimpleQueue()
+        self.calls = {}
+        self.ids = itertools.count(1)
 
     def read_exactly(self, n):
         view = bytearray(n)
@@ -93,9 +106,94 @@ class Channel:
 
     def write(self, header, payloads=()):
         data = json.dumps(header).encode()
-        self.sock.sendall(struct.pack("<I", len(data)) + data)
-        for payload in payloads:
-            self.sock.sendall(payload)
+        with self.writing:
+            self.sock.sendall(struct.pack("<I", len(data)) + data)
+            for payload in payloads:
+                self.sock.sendall(payload)
+
+    def pump(self, box):
+        """The next frame for ``box`` (the main loop's or a call's), reading and routing the
+        server's frames until one comes. The server gone ends the stub: nobody is left to answer."""
+        while True:
+            try:
+                return box.get_nowait()
+            except queue.Empty:
+                pass
+            with self.reading:
+                if not box.empty():
+                    continue
+                try:
+                    header, payloads = self.read()
+                except (EOFError, ConnectionError):
+                    os._exit(0)
+            if header.get("op") == "answer":
+                target = self.calls.get(header.get("id"))
+                if target is not None:  # else a call nobody waits for any more
+                    target.put((header, payloads))
+            else:
+                self.ops.put((header, payloads))
+
+    def next_op(self):
+        return self.pump(self.ops)
+
+    def call(self, header, payloads):
+        """Sends one BLS call: its id and the box its answers arrive in."""
+        call_id = next(self.ids)
+        box = self.calls[call_id] = queue.SimpleQueue()
+        self.write(dict(header, op="call", id=call_id), payloads)
+        return call_id, box
+
+
+class Server:
+    """BLS calls from ``model.py`` (``pb_utils.set_server``), to the server over the channel."""
+
+    def __init__(self, channel):
+        self.channel = channel
+
+    def send(self, request):
+        encoded = [from_tensor(t) for t in request.inputs()]
+        version = request.model_version()
+        header = {
+            "model": request.model_name() or "",
+            "version": "" if version is None or int(version) < 0 else str(version),
+            "request_id": request.request_id() or "",
+            "outputs": list(request.requested_output_names()),
+            "correlation_id": request.correlation_id(),
+            "flags": request.flags(),
+            "tensors": [h for h, _ in encoded],
+        }
+        return self.channel.call(header, [p for _, p in encoded])
+
+    def answers(self, call_id, box):
+        """The call's responses as they come, the last with ``final`` set."""
+        try:
+            while True:
+                header, payloads = self.channel.pump(box)
+                if "error" in header:
+                    code = getattr(pb_utils.TritonError, header.get("code") or "INTERNAL", pb_utils.TritonError.INTERNAL)
+                    response = pb_utils.InferenceResponse(error=pb_utils.TritonError(header["error"], code))
+                else:
+                    tensors = [to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)]
+                    response = pb_utils.InferenceResponse(tensors)
+                yield response, bool(header.get("final"))
+                if header.get("final"):
+                    return
+        finally:
+            self.channel.calls.pop(call_id, None)
+
+    def exec(self, request, decoupled):
+        answers = self.answers(*self.send(request))
+        if decoupled:
+            return (response for response, _ in answers)
+        responses = [response for response, _ in answers]
+        return responses[0]
+
+    async def async_exec(self, request, decoupled):
+        answers = self.answers(*self.send(request))  # sent now; waited for below
+        loop = asyncio.get_running_loop()
+        if decoupled:
+            return iter(await loop.run_in_executor(None, lambda: [r for r, _ in answers]))
+        return (await loop.run_in_executor(None, lambda: [r for r, _ in answers]))[0]
 
 
 def to_tensor(spec, payload):
@@ -125,7 +223,7 @@ def from_tensor(tensor):
 def serve(model_py):
     channel = Channel(3)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
-    hello, _ = channel.read()
+    hello, _ = channel.next_op()
     if hello.get("protocol") != PROTOCOL:
         channel.write({"error": f"this stub speaks {PROTOCOL}, the server {hello.get('protocol')}: "
                                 f"corral {hello.get('corral')} and its stub differ"})
@@ -138,12 +236,10 @@ def serve(model_py):
         channel.write({"error": where(error)})
         return
     channel.write({"ok": True, "pid": os.getpid()})
+    pb_utils.set_server(Server(channel))
     loop = asyncio.new_event_loop()
     while True:
-        try:
-            header, payloads = channel.read()
-        except (EOFError, ConnectionError):
-            break  # the server is gone
+        header, payloads = channel.next_op()  # the server gone ends the stub
         if header["op"] == "finalize":
             if hasattr(model, "finalize"):
                 model.finalize()

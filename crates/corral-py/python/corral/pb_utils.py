@@ -309,6 +309,9 @@ class InferenceRequest:
         return _server.exec(self, decoupled)
 
     async def async_exec(self, decoupled=False):
+        """``exec`` awaited: many calls may run at once (``asyncio.gather``)."""
+        if hasattr(_server, "async_exec"):
+            return await _server.async_exec(self, decoupled)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, lambda: _server.exec(self, decoupled))
 
