@@ -21,6 +21,9 @@ use crate::{
 /// Triton's `WILDCARD_DIM`: a dimension of any size.
 const WILDCARD: i64 = -1;
 
+/// Triton's ensemble platform (core constants.h, `kEnsemblePlatform`).
+pub const ENSEMBLE: &str = "ensemble";
+
 /// Checks `config` of the model named `model` (its folder's name) as Triton does; the first
 /// problem found, in Triton's words. `backend` is the backend as Triton completes it
 /// (`onnxruntime` for an ONNX model whose configuration names none: its file tells).
@@ -28,6 +31,9 @@ pub fn validate(config: &ModelConfig, model: &str, backend: &str) -> Result<(), 
     let name = if config.name.is_empty() { model } else { config.name.as_str() };
     // ValidateModelConfig. A known backend must go with its platform.
     let platform = config.platform.as_str();
+    if platform == ENSEMBLE && !config.backend.is_empty() {
+        return Err(format!("Ensemble model '{name}' must have platform type 'ensemble' and empty backend type"));
+    }
     if backend == "onnxruntime" && !platform.is_empty() && platform != "onnxruntime_onnx" {
         return Err(format!("unexpected 'platform' and 'backend' pair, got:{platform}, {backend}"));
     }
@@ -94,8 +100,12 @@ pub fn validate(config: &ModelConfig, model: &str, backend: &str) -> Result<(), 
             return Err(format!("sequence batching minimum slot utilization must be in range (0.0, 1.0] for {name}"));
         }
     }
-    if config.ensemble_scheduling().is_some() && config.platform != "ensemble" {
-        return Err(format!("ensemble scheduling cannot be set for model '{name}' whose platform is not ensemble"));
+    match config.ensemble_scheduling() {
+        Some(ensembling) => ensemble_scheduling(config, ensembling, name)?,
+        None if platform == ENSEMBLE => {
+            return Err(format!("ensemble scheduling must be set for ensemble {name} whose platform is ensemble"));
+        }
+        None => {}
     }
     if config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled)
         && config.response_cache.as_ref().is_some_and(|c| c.enable)
@@ -177,6 +187,114 @@ impl<'a> From<&'a ModelOutput> for Tensor<'a> {
 }
 
 /// Triton's `GetElementCount` of a shape: -1 when any dimension is a wildcard.
+/// Triton's `ValidateEnsembleSchedulingConfig` (model_config_utils.cc, `BuildEnsembleGraph`
+/// included): what the configuration alone says of an ensemble's steps and tensors; what
+/// needs its steps' models (their tensors, versions) is the server's to check at load. Steps
+/// are counted from 0, and two messages keep Triton's unbalanced quote.
+fn ensemble_scheduling(config: &ModelConfig, ensembling: &crate::ModelEnsembling, name: &str) -> Result<(), String> {
+    use std::collections::BTreeMap;
+    if config.platform != ENSEMBLE {
+        return Err(format!("ensemble scheduling cannot be set for model '{name}' whose platform is not ensemble"));
+    }
+    if !config.instance_group.is_empty() {
+        return Err(format!("instance group should not be specified for ensemble '{name}'"));
+    }
+    if config.optimization.is_some() {
+        return Err(format!("optimization should not be specified for ensemble '{name}'"));
+    }
+    if !config.model_warmup.is_empty() {
+        return Err(format!("model_warmup can not be specified for ensemble '{name}'"));
+    }
+    if ensembling.step.is_empty() {
+        return Err(format!("must specify 'step' for ensemble '{name}'"));
+    }
+    // The tensors' graph: which steps' outputs write each tensor and which tensors each
+    // tensor feeds (every input of a step feeds every output of it).
+    #[derive(Default)]
+    struct Node {
+        output: bool,
+        from: BTreeSet<String>,
+        to: BTreeSet<String>,
+    }
+    let mut graph: BTreeMap<String, Node> = BTreeMap::new();
+    for (index, step) in ensembling.step.iter().enumerate() {
+        for (field, empty) in [
+            ("model_name", step.model_name.is_empty()),
+            ("input_map", step.input_map.is_empty()),
+            ("output_map", step.output_map.is_empty()),
+        ] {
+            if empty {
+                return Err(format!("must specify '{field}' in step {index} of ensemble '{name}'"));
+            }
+        }
+        for tensor in step.output_map.values() {
+            let node = graph.entry(tensor.clone()).or_default();
+            if node.output {
+                return Err(format!(
+                    "ensemble tensor '{tensor}' can appear in an output map only once for ensemble '{name}' step {index}"
+                ));
+            }
+            node.output = true;
+        }
+        for input in step.input_map.values() {
+            graph.entry(input.clone()).or_default().to.extend(step.output_map.values().cloned());
+            for output in step.output_map.values() {
+                graph.entry(output.clone()).or_default().from.insert(input.clone());
+            }
+        }
+    }
+    let mut ready: BTreeSet<&str> = BTreeSet::new();
+    for input in &config.input {
+        if !graph.contains_key(&input.name) {
+            return Err(format!("ensemble input '{}' for ensemble {name}' is not used", input.name));
+        }
+        ready.insert(&input.name);
+    }
+    // A tensor is ready once every tensor it comes from is.
+    let mut grown = true;
+    while grown {
+        grown = false;
+        for (tensor, node) in &graph {
+            if !ready.contains(tensor.as_str())
+                && !node.from.is_empty()
+                && node.from.iter().all(|f| ready.contains(f.as_str()))
+            {
+                ready.insert(tensor);
+                grown = true;
+            }
+        }
+    }
+    for output in &config.output {
+        let Some(node) = graph.get(&output.name) else {
+            return Err(format!("ensemble output '{}' for ensemble {name}' is not used", output.name));
+        };
+        if ready.contains(output.name.as_str()) {
+            continue;
+        }
+        let mut message = format!("output '{}' for ensemble '{name}' is not written", output.name);
+        // Back through the first tensor not ready, to the deepest one.
+        let (mut last, mut at, mut seen) = (output.name.as_str(), node, BTreeSet::new());
+        while let Some(previous) = at.from.iter().find(|f| !ready.contains(f.as_str())) {
+            if !seen.insert(previous.as_str()) {
+                break;
+            }
+            last = previous;
+            at = &graph[previous];
+        }
+        if last != output.name {
+            message += &format!(": at least one of its depending tensors, '{last}', is not connected");
+        }
+        return Err(message);
+    }
+    let outputs: BTreeSet<&str> = config.output.iter().map(|o| o.name.as_str()).collect();
+    for (tensor, node) in &graph {
+        if !outputs.contains(tensor.as_str()) && (!ready.contains(tensor.as_str()) || node.to.is_empty()) {
+            return Err(format!("ensemble tensor '{tensor}' is unused in ensemble '{name}'"));
+        }
+    }
+    Ok(())
+}
+
 fn element_count(dims: &[i64]) -> i64 {
     if dims.contains(&WILDCARD) { -1 } else { dims.iter().product() }
 }

@@ -83,7 +83,7 @@ async fn run(state: &ServerState, request: CallRequest) -> Result<Vec<Tensor>, C
 /// its own message and code (`TRITONSERVER_Error_Code` names).
 pub fn failure(target: &str, error: &CallError) -> CallFailure {
     if matches!(error.kind, ErrorKind::BadRequest | ErrorKind::NotFound | ErrorKind::TooLarge) {
-        return CallFailure { code: "INTERNAL", message: triton::bls_refused(target, &error.message) };
+        return CallFailure { code: "INTERNAL", message: triton::bls_not_run(target, &error.message) };
     }
     let code = match error.kind {
         ErrorKind::BadRequest | ErrorKind::TooLarge => "INVALID_ARG",

@@ -9,12 +9,13 @@
 //! A request refused before it ran because of its inputs counts as a failure of its model, as
 //! the runtime counts its own (`ServerState::refused`).
 
-use std::{borrow::Cow, time::Instant};
+use std::{borrow::Cow, collections::HashMap, pin::Pin, sync::atomic::Ordering::Relaxed, time::Instant};
 
 use corral_engine::{DataType, Tensor};
 
 use crate::{
-    error::CallError,
+    ensemble::{Plan, Step},
+    error::{CallError, ErrorKind},
     sequence::SequenceParams,
     shm::{ShmInput, ShmRef},
     state::{Served, ServerState},
@@ -121,7 +122,10 @@ pub async fn infer<T>(
     if let Some(trace) = &mut trace {
         trace.point("QUEUE_START", Instant::now());
     }
-    let mut inference = state.infer(&served, request.inputs, &request.sequence, decoded).await?;
+    let mut inference = match served.ensemble() {
+        Some(plan) => ensemble(state, &served, plan, request.id.as_deref(), request.inputs, decoded).await?,
+        None => state.infer(&served, request.inputs, &request.sequence, decoded).await?,
+    };
     ServerState::traced_compute(&mut trace, &inference);
     let encoding = Instant::now();
     crate::body::share(&mut inference.outputs);
@@ -146,10 +150,142 @@ pub async fn infer<T>(
     Ok(answer)
 }
 
+/// A step's call, boxed: an ensemble's steps are calls of this same function.
+type StepCall<'a> = Pin<Box<dyn Future<Output = Result<Vec<Tensor>, CallError>> + Send + 'a>>;
+
+/// Runs an ensemble: each step is one call of its model ([`infer`]: its checks, placement,
+/// batching and statistics), started as soon as every tensor it reads exists; tensors pass
+/// from step to step shared (no copy of their elements). A step's failure is the call's, in
+/// Triton's words (`in ensemble 'NAME', ...`) with the step's code. The ensemble's statistics
+/// count the call, no queue of its own, and its steps' time as its compute.
+async fn ensemble(
+    state: &ServerState,
+    served: &Served,
+    plan: &Plan,
+    id: Option<&str>,
+    inputs: Vec<Tensor>,
+    decoded: std::time::Duration,
+) -> Result<corral_runtime::Inference, CallError> {
+    let start = Instant::now();
+    let batch = served.batch_of(&inputs);
+    served.counters.pending.fetch_add(1, Relaxed);
+    let result = steps(state, plan, id, inputs).await;
+    served.counters.pending.fetch_sub(1, Relaxed);
+    let result = result.map_err(|e| CallError::new(e.kind, format!("in ensemble '{}', {}", plan.name, e.message)));
+    state.count(served, batch, decoded, start, result.as_ref().map(|(_, compute)| (start, *compute)));
+    let (outputs, compute) = result?;
+    Ok(corral_runtime::Inference {
+        outputs,
+        instance: 0,
+        cores: corral_runtime::CoreSpan::new(0, 1),
+        started: start,
+        compute,
+    })
+}
+
+/// The ensemble's outputs, and its steps' summed time.
+async fn steps(
+    state: &ServerState,
+    plan: &Plan,
+    id: Option<&str>,
+    inputs: Vec<Tensor>,
+) -> Result<(Vec<Tensor>, std::time::Duration), CallError> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut inputs = inputs;
+    crate::body::share(&mut inputs);
+    for tensor in inputs {
+        tensors.insert(tensor.name.clone(), tensor);
+    }
+    let mut waiting: Vec<usize> = (0..plan.steps.len()).collect();
+    let mut running: Vec<(usize, Instant, StepCall<'_>)> = Vec::new();
+    let mut compute = std::time::Duration::ZERO;
+    // The first step that failed: no step starts after it, and the call fails once those
+    // running have ended (as Triton answers an ensemble's failure).
+    let mut failure: Option<CallError> = None;
+    loop {
+        waiting.retain(|&index| {
+            if failure.is_some() {
+                return true;
+            }
+            let step = &plan.steps[index];
+            if !step.inputs.iter().all(|(_, tensor)| tensors.contains_key(tensor)) {
+                return true;
+            }
+            let given: Vec<Tensor> = step
+                .inputs
+                .iter()
+                .map(|(input, tensor)| Tensor { name: input.clone(), ..tensors[tensor].clone() })
+                .collect();
+            running.push((index, Instant::now(), step_call(state, step, id, given)));
+            false
+        });
+        if running.is_empty() {
+            break;
+        }
+        let (at, result) = std::future::poll_fn(|cx| {
+            for (at, (_, _, call)) in running.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(result) = call.as_mut().poll(cx) {
+                    return std::task::Poll::Ready((at, result));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        let (index, began, _) = running.swap_remove(at);
+        compute += began.elapsed();
+        let result = match result {
+            Ok(result) => result,
+            Err(error) => {
+                failure.get_or_insert(error);
+                continue;
+            }
+        };
+        for (output, tensor) in &plan.steps[index].outputs {
+            if let Some(found) = result.iter().find(|t| t.name == *output) {
+                tensors.insert(tensor.clone(), Tensor { name: tensor.clone(), ..found.clone() });
+            }
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let outputs =
+        plan.outputs.iter().map(|spec| tensors.remove(&spec.name)).collect::<Option<Vec<Tensor>>>().ok_or_else(
+            || {
+                CallError::new(
+                    ErrorKind::Internal,
+                    "unexpected deadlock, at least one output is not set while no more ensemble requests can be made",
+                )
+            },
+        )?;
+    Ok((outputs, compute))
+}
+
+fn step_call<'a>(state: &'a ServerState, step: &'a Step, id: Option<&str>, inputs: Vec<Tensor>) -> StepCall<'a> {
+    let id = id.map(str::to_owned);
+    let decode = move |_: &Served| {
+        Ok(Request {
+            id,
+            inputs,
+            outputs: step
+                .outputs
+                .iter()
+                .map(|(name, _)| WantedOutput { name: name.clone(), binary: Some(true), shm: None, class_count: 0 })
+                .collect(),
+            binary_output: true,
+            ..Request::default()
+        })
+    };
+    let encode = |_: &Served, _: Option<&str>, outputs: Vec<Output<'_>>| {
+        Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect::<Vec<Tensor>>())
+    };
+    Box::pin(infer(state, &step.model, &step.version, decode, encode))
+}
+
 /// The outputs to return, in the model's order when none were named, each with its binary
 /// choice made (`binary` always `Some`); an unknown name is the client's mistake.
 fn wanted_outputs(served: &Served, wanted: &[WantedOutput], binary_all: bool) -> Result<Vec<WantedOutput>, CallError> {
-    let names: Vec<&str> = served.model.outputs().iter().map(|o| o.name.as_str()).collect();
+    let names: Vec<&str> = served.output_specs().iter().map(|o| o.name.as_str()).collect();
     if wanted.is_empty() {
         return Ok(names
             .iter()

@@ -349,7 +349,8 @@ fn render(state: &ServerState, view: &corral_view::View, old: &Rates, new: &Rate
         let mean_ms = |a: u64, b: u64| {
             if done == 0 { Value::Null } else { json!((b.saturating_sub(a) as f64 / done as f64 / 1e3).round() / 1e3) }
         };
-        let model = &served.model;
+        // An ensemble holds no cores: its steps show as the models they are.
+        let Some(model) = served.model() else { continue };
         let bounds = model.bounds();
         let engine = model.engine();
         let live = published.get(model.name());

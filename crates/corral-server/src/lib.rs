@@ -17,6 +17,7 @@ pub mod codec;
 mod compress;
 mod counters;
 pub mod dashboard;
+mod ensemble;
 mod error;
 pub mod grpc;
 mod json_data;

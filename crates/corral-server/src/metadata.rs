@@ -69,11 +69,11 @@ pub fn dims<'a>(served: &Served, spec: &'a TensorSpec) -> &'a [i64] {
 }
 
 pub fn inputs(served: &Served) -> Vec<TensorSpec> {
-    views(served, &served.config.inputs, served.model.inputs())
+    views(served, &served.config.inputs, served.input_specs())
 }
 
 pub fn outputs(served: &Served) -> Vec<TensorSpec> {
-    views(served, &served.config.outputs, served.model.outputs())
+    views(served, &served.config.outputs, served.output_specs())
 }
 
 fn tensors_json(views: &[TensorSpec]) -> Vec<Value> {
@@ -112,7 +112,11 @@ fn config_type(datatype: DataType) -> i32 {
 }
 
 pub fn backend(served: &Served) -> &'static str {
-    match served.model.engine().engine.as_str() {
+    let Some(model) = served.model() else {
+        // Triton: an ensemble has a platform and no backend.
+        return "";
+    };
+    match model.engine().engine.as_str() {
         _ if served.config.platform == "corral_sim" => "corral_sim",
         "python" => "python",
         _ => "onnxruntime",
@@ -170,6 +174,12 @@ pub fn config(served: &Served) -> ModelConfig {
         }
         _ => {}
     }
+    let Some(model) = served.model() else {
+        // An ensemble (core NormalizeModelConfig): no pinned-memory defaults, no instance
+        // groups, and its transaction policy always present.
+        config.model_transaction_policy.get_or_insert_with(Default::default);
+        return config;
+    };
     let optimization = config.optimization.get_or_insert_with(Default::default);
     optimization.input_pinned_memory.get_or_insert(model_optimization_policy::PinnedMemoryBuffer { enable: true });
     optimization.output_pinned_memory.get_or_insert(model_optimization_policy::PinnedMemoryBuffer { enable: true });
@@ -177,7 +187,7 @@ pub fn config(served: &Served) -> ModelConfig {
     // KIND_AUTO to KIND_CPU without GPUs, and gives a group without a count its default (1 in
     // corral: each instance owns cores). The count shown is what runs now: when the autopilot
     // has moved away from the configured counts, one group with the live count.
-    let live = served.model.instances().len() as i32;
+    let live = model.instances().len() as i32;
     let name = config.name.clone();
     for (i, group) in config.instance_group.iter_mut().enumerate() {
         if group.name.is_empty() {
@@ -197,10 +207,10 @@ pub fn config(served: &Served) -> ModelConfig {
             ..Default::default()
         }];
     }
-    let engine = served.model.engine();
+    let engine = model.engine();
     for (key, value) in [
-        ("corral.cores", Some(served.model.cores_per_instance().to_string())),
-        ("corral.elastic", Some(served.model.elastic().to_string())),
+        ("corral.cores", Some(model.cores_per_instance().to_string())),
+        ("corral.elastic", Some(model.elastic().to_string())),
         ("corral.engine", Some(engine.engine)),
         ("corral.engine.reason", engine.reason),
     ] {

@@ -93,8 +93,8 @@ pub fn render(state: &ServerState, pages: usize) -> String {
         let _ = writeln!(out, "{name}{{model=\"{model}\",version=\"{version}\"}} {}", u8::from(ready));
     }
     family(&mut out, "corral_model_engine", "gauge", "The engine each model version runs on (info: always 1)");
-    for s in &served {
-        let engine = s.model.engine().engine;
+    for (s, model) in served.iter().filter_map(|s| s.model().map(|m| (s, m))) {
+        let engine = model.engine().engine;
         let _ = writeln!(
             out,
             "corral_model_engine{{model=\"{}\",version=\"{}\",engine=\"{engine}\"}} 1",
@@ -103,7 +103,7 @@ pub fn render(state: &ServerState, pages: usize) -> String {
     }
     // Instances are labelled by id, which stays with an instance while the autopilot moves
     // others (a position would hand one instance's counter to another).
-    let instances: Vec<_> = served.iter().map(|s| s.model.stats().instances).collect();
+    let instances: Vec<_> = served.iter().map(|s| s.model().map(|m| m.stats().instances).unwrap_or_default()).collect();
     // One family per instance measure: its name, kind, help, an extra label and the value.
     type ReadInstance = fn(&corral_runtime::InstanceStats) -> (String, String);
     let per_instance: [(&str, &str, &str, ReadInstance); 3] = [
@@ -132,8 +132,8 @@ pub fn render(state: &ServerState, pages: usize) -> String {
     }
     let name = "corral_autopilot_moves_total";
     family(&mut out, name, "counter", "Instances the autopilot started (grow), retired (shrink) and relocated (move)");
-    for s in &served {
-        let (grow, shrink, relocate) = s.model.moves();
+    for (s, model) in served.iter().filter_map(|s| s.model().map(|m| (s, m))) {
+        let (grow, shrink, relocate) = model.moves();
         for (direction, count) in [("grow", grow), ("shrink", shrink), ("move", relocate)] {
             let _ = writeln!(
                 out,

@@ -92,12 +92,15 @@ pub fn read_with(repo: &Path, name: &str, over: &LoadOverride) -> Result<(RepoMo
         }
         (dir, Some(GivenFiles { root }))
     };
+    if crate::ensemble::is_ensemble(&pbtxt) {
+        return Ok((crate::repository::read_ensemble(&dir, name, pbtxt)?, given));
+    }
     let folder =
         runtime_repository::read_folder_with(&dir, pbtxt.clone()).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let mut config =
         serve_config(&pbtxt, &dir).map_err(|reason| RepoError::Request(triton::invalid_config_override(&reason)))?;
     config.platform = "onnxruntime_onnx".to_owned();
-    Ok((RepoModel { versions: versions(name, folder), config }, given))
+    Ok((RepoModel { versions: versions(name, folder), config, ensemble: None }, given))
 }
 
 #[cfg(test)]

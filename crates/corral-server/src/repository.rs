@@ -16,7 +16,7 @@ use std::{path::Path, time::Duration};
 
 use corral_config::{
     ModelConfig, ModelSequenceBatching, model_sequence_batching::Control as ControlPb,
-    model_sequence_batching::control::Kind as ControlKindPb,
+    model_sequence_batching::control::Kind as ControlKindPb, model_version_policy::PolicyChoice,
 };
 use corral_engine::{DataType, ModelSource, TensorSpec};
 use corral_runtime::{ModelDef, repository as runtime_repository};
@@ -83,9 +83,6 @@ pub enum FlagValues {
 /// Fields of a model configuration that corral does not honour: a load that names them fails
 /// rather than serve something else than the configuration says.
 fn refuse_unsupported(config: &ModelConfig) -> Result<(), String> {
-    if config.ensemble_scheduling().is_some() {
-        return Err("ensemble_scheduling: ensembles are not served by corral".to_owned());
-    }
     if config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled) {
         return Err(
             "model_transaction_policy { decoupled: true }: decoupled models are not served by corral".to_owned()
@@ -179,6 +176,8 @@ pub struct Declared {
 pub struct RepoModel {
     pub versions: Vec<RepoVersion>,
     pub config: ServeConfig,
+    /// An ensemble's plan and its versions (it has no runtime model: `versions` is empty).
+    pub ensemble: Option<(std::sync::Arc<crate::ensemble::Plan>, Vec<u64>)>,
 }
 
 /// One version to serve: the runtime model, named `NAME@V` (so `corral ls`, `top` and
@@ -250,6 +249,12 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
     if !dir.is_dir() {
         return Err(RepoError::NotFound(name.to_owned()));
     }
+    // An ensemble's configuration (a file that does not read is the runtime reader's to say).
+    if let Ok(config) = corral_config::read_file(&dir.join("config.pbtxt"))
+        && crate::ensemble::is_ensemble(&config)
+    {
+        return read_ensemble(&dir, name, config);
+    }
     let folder = runtime_repository::read_folder(&dir).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let folder = folder.ok_or_else(|| {
         RepoError::Invalid(format!("{}: holds no config.toml, config.pbtxt or <version>/model.onnx", dir.display()))
@@ -266,7 +271,44 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
         ModelSource::Python(_) => "",
     }
     .to_owned();
-    Ok(RepoModel { versions: versions(name, folder), config })
+    Ok(RepoModel { versions: versions(name, folder), config, ensemble: None })
+}
+
+/// An ensemble's folder: its configuration checked as Triton checks it alone (its steps are
+/// checked when it loads, against their loaded models), and its versions: the version folders
+/// its policy selects (Triton's default: the highest), or version 1 when it has none (an
+/// ensemble has no file to put in one; Triton wants the folder, corral does not).
+pub(crate) fn read_ensemble(dir: &Path, name: &str, config: ModelConfig) -> Result<RepoModel, RepoError> {
+    let invalid = |reason: String| RepoError::Invalid(format!("{}: {reason}", dir.join("config.pbtxt").display()));
+    corral_config::validate(&config, name, "").map_err(invalid)?;
+    let plan = crate::ensemble::plan(&config, name).map_err(invalid)?;
+    let mut serve = serve_config(&config, dir).map_err(invalid)?;
+    serve.platform = corral_config::validate::ENSEMBLE.to_owned();
+    let mut numbers: Vec<u64> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    numbers.sort_unstable();
+    let selected = match config.version_policy.as_ref().and_then(|p| p.policy_choice.as_ref()) {
+        None if numbers.is_empty() => vec![1],
+        None => numbers.last().copied().into_iter().collect(),
+        Some(PolicyChoice::All(_)) => numbers,
+        Some(PolicyChoice::Latest(latest)) => {
+            numbers.iter().rev().take(latest.num_versions.max(1) as usize).rev().copied().collect()
+        }
+        Some(PolicyChoice::Specific(specific)) => {
+            specific.versions.iter().filter_map(|&v| u64::try_from(v).ok()).filter(|v| numbers.contains(v)).collect()
+        }
+    };
+    if selected.is_empty() {
+        return Err(invalid(format!("no version folder of {} is selected by its version_policy", dir.display())));
+    }
+    Ok(RepoModel { versions: Vec::new(), config: serve, ensemble: Some((std::sync::Arc::new(plan), selected)) })
 }
 
 /// Triton's serving fields of a configuration whose model the runtime's reader accepted;

@@ -54,7 +54,8 @@ pub struct Served {
     /// The version's number, as protocols show it.
     pub version: String,
     pub number: u64,
-    pub model: Model,
+    /// What runs its calls: a runtime model, or an ensemble's steps.
+    pub unit: Unit,
     pub config: ServeConfig,
     pub counters: Arc<Counters>,
     /// What the version was loaded from (definition, configuration, model file's size and
@@ -67,7 +68,45 @@ pub struct Served {
 /// A model's loaded versions, by number.
 type Versions = BTreeMap<u64, Arc<Served>>;
 
+/// What runs a served version's calls.
+pub enum Unit {
+    /// A runtime model, on its instances' cores.
+    Model(Model),
+    /// An ensemble: no cores of its own, its steps' models run it.
+    Ensemble(Arc<crate::ensemble::Plan>),
+}
+
 impl Served {
+    /// The runtime model; `None` for an ensemble.
+    pub fn model(&self) -> Option<&Model> {
+        match &self.unit {
+            Unit::Model(model) => Some(model),
+            Unit::Ensemble(_) => None,
+        }
+    }
+
+    pub fn ensemble(&self) -> Option<&Arc<crate::ensemble::Plan>> {
+        match &self.unit {
+            Unit::Model(_) => None,
+            Unit::Ensemble(plan) => Some(plan),
+        }
+    }
+
+    /// Its tensors as its model (or the ensemble's configuration) gives them.
+    pub fn input_specs(&self) -> &[corral_engine::TensorSpec] {
+        match &self.unit {
+            Unit::Model(model) => model.inputs(),
+            Unit::Ensemble(plan) => &plan.inputs,
+        }
+    }
+
+    pub fn output_specs(&self) -> &[corral_engine::TensorSpec] {
+        match &self.unit {
+            Unit::Model(model) => model.outputs(),
+            Unit::Ensemble(plan) => &plan.outputs,
+        }
+    }
+
     /// A place in this model's forming batch for a REST body whose tensor bytes are `len`,
     /// when it batches and qualifies (`slab.rs`); its own calls only (a sequence model's are
     /// not dynamically batched).
@@ -127,6 +166,9 @@ pub struct ServerState {
     /// Why a model is not ready (load failure, unloaded).
     reasons: Mutex<BTreeMap<String, String>>,
     control_lock: tokio::sync::Mutex<()>,
+    /// The ensembles whose steps are being loaded, outermost first (under `control_lock`):
+    /// an ensemble met again is a circular dependency.
+    loading: Mutex<Vec<String>>,
     ready: AtomicBool,
     pub started: Instant,
     /// Registered system shared-memory regions (both protocols share them).
@@ -149,6 +191,7 @@ impl ServerState {
             counters: Mutex::new(BTreeMap::new()),
             reasons: Mutex::new(BTreeMap::new()),
             control_lock: tokio::sync::Mutex::new(()),
+            loading: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
             started: Instant::now(),
             shm: crate::shm::Regions::new(flags.allow_client_shm),
@@ -254,13 +297,20 @@ impl ServerState {
         let start = Instant::now();
         counters.pending.fetch_add(1, Relaxed);
         let batch = served.batch_of(&inputs);
+        let Some(model) = served.model() else {
+            counters.pending.fetch_sub(1, Relaxed);
+            return Err(CallError::new(
+                ErrorKind::Internal,
+                format!("{} is an ensemble: its steps run it", served.name),
+            ));
+        };
         let result = match (&served.sequencer, &served.batcher) {
-            (Some(sequencer), _) => match sequencer.submit(&served.model, inputs, sequence) {
+            (Some(sequencer), _) => match sequencer.submit(model, inputs, sequence) {
                 Ok(reply) => reply.await.map_err(CallError::from),
                 Err(error) => Err(error),
             },
             (None, Some(batcher)) => batcher.infer(inputs).await,
-            (None, None) => match served.model.try_submit(inputs) {
+            (None, None) => match model.try_submit(inputs) {
                 Ok(reply) => self.started_in_time(served, reply).await.map_err(CallError::from),
                 Err(error) => Err(CallError::from(error)),
             },
@@ -268,24 +318,38 @@ impl ServerState {
         // The runtime knows the version as `NAME@V`; clients know it by name and version.
         let result = result.map_err(|error| served.named(error));
         counters.pending.fetch_sub(1, Relaxed);
+        self.count(served, batch, decoded, start, result.as_ref().map(|i| (i.started, i.compute)));
+        result
+    }
+
+    /// Counts one call of `served` that began at `start` and ended now, as Triton does: its
+    /// success (`Ok` with when it left the queue and how long it computed) or failure.
+    pub fn count(
+        &self,
+        served: &Served,
+        batch: u64,
+        decoded: std::time::Duration,
+        start: Instant,
+        result: Result<(Instant, std::time::Duration), &CallError>,
+    ) {
+        let counters = &served.counters;
         let elapsed = start.elapsed();
         counters.duration.observe(elapsed);
-        match &result {
-            Ok(inference) => {
+        match result {
+            Ok((started, compute)) => {
                 counters.success.add(decoded + elapsed);
-                counters.queue.add(inference.started.saturating_duration_since(start));
+                counters.queue.add(started.saturating_duration_since(start));
                 counters.inferences.fetch_add(batch, Relaxed);
                 if served.batcher.is_none() {
                     // One execution of this request (the batcher counts its own).
                     counters.executions.fetch_add(1, Relaxed);
-                    counters.batch(batch, decoded, inference.compute);
+                    counters.batch(batch, decoded, compute);
                 }
                 let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
                 counters.last_inference_ms.store(now.as_millis() as u64, Relaxed);
             }
             Err(_) => counters.fail.add(elapsed),
         }
-        result
     }
 
     /// The answer of a queued call that fails when it cannot start within the exec timeout,
@@ -301,7 +365,7 @@ impl ServerState {
             answer = &mut reply => answer,
             () = tokio::time::sleep(waited) => {
                 if reply.abandon() {
-                    Err(corral_runtime::InferError::Timeout { model: served.model.name().to_owned(), waited })
+                    Err(corral_runtime::InferError::Timeout { model: served.name.clone(), waited })
                 } else {
                     reply.await
                 }
@@ -315,7 +379,9 @@ impl ServerState {
     pub fn refused(&self, served: &Served, error: CallError) -> CallError {
         if error.kind == ErrorKind::BadRequest || error.kind == ErrorKind::Internal {
             served.counters.fail.add(std::time::Duration::ZERO);
-            served.model.count_refused_input();
+            if let Some(model) = served.model() {
+                model.count_refused_input();
+            }
         }
         error
     }
@@ -371,7 +437,7 @@ impl ServerState {
 impl Served {
     /// A runtime error of this version's model, told in the name and version clients use.
     fn named(&self, error: CallError) -> CallError {
-        let runtime_name = self.model.name();
+        let runtime_name = self.model().map_or("", |m| m.name());
         if error.kind == ErrorKind::NotFound {
             // The runtime says the model was unloaded under the call.
             return triton::version_unavailable(&self.name, &self.version, "unloaded");

@@ -44,7 +44,7 @@ pub fn bls_not_ready(model: &str) -> CallError {
 
 /// Triton: python_backend request_executor.cc, `RequestExecutor::Infer`: an error before the
 /// target ran, which python_backend prefixes (and whose code it drops for INTERNAL).
-pub fn bls_refused(target: &str, message: &str) -> String {
+pub fn bls_not_run(target: &str, message: &str) -> String {
     format!("Model {target} - Error when running inference: {message}")
 }
 

@@ -4,7 +4,8 @@
 //! that dies mid-call (both back at the next call, another model answering throughout), load
 //! failures naming file and line, BLS calls to ONNX and Python models (sync, async, decoupled,
 //! their errors in Triton's words, a model calling itself that gets the exec timeout instead
-//! of waiting for itself), and no stub left once the server is SIGKILLed.
+//! of waiting for itself), an ensemble of Python preprocessing and an ONNX model (and one whose
+//! step is missing), and no stub left once the server is SIGKILLed.
 
 use std::{path::Path, time::Duration};
 
@@ -36,6 +37,15 @@ fn python_models_serve_tritonclient_in_pinned_stubs_that_die_with_the_server() {
         copy_dir(&here.join("../corral-py/tests/python_models").join(model), &repo.path().join(model));
     }
     put_onnx(repo.path(), "add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    put_onnx(repo.path(), "squeezenet", site().join("onnx/backend/test/data/light/light_squeezenet.onnx"));
+    std::fs::write(
+        repo.path().join("squeezenet/config.pbtxt"),
+        r#"platform: "onnxruntime_onnx"
+input [ { name: "data_0", data_type: TYPE_FP32, dims: [ 1, 3, 224, 224 ] } ]
+output [ { name: "softmaxout_1", data_type: TYPE_FP32, dims: [ 1, 1000, 1, 1 ] } ]
+"#,
+    )
+    .expect("pbtxt");
     let interpreter = python(".venv");
     // A short exec timeout: `selfcall` waits that long for a call that cannot start.
     let mut server = Server::start_with(

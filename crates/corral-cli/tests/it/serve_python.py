@@ -3,7 +3,8 @@ configuration: its backend from the file name, its signature from auto_complete_
 HTTP and gRPC, sync and asyncio; `where` (config.pbtxt, two instances), whose answers show two stubs, each
 pinned inside the server's cores; a stub silent past its execute timeout and one that dies
 mid-call, both started again while another model answers; two models whose load failed, the repository index
-naming the file and line and the error's last line; and BLS (`bls_calls`, `bls`, `selfcall`).
+naming the file and line and the error's last line; BLS (`bls_calls`, `bls`, `selfcall`); and
+ensembles (`classify`, `lost`).
 
 usage: serve_python.py HTTP_PORT GRPC_PORT SERVER_CPUS OUT_PIDS_FILE
 """
@@ -173,5 +174,31 @@ given = thttp.InferInput("X", [1], "FP32")
 given.set_data_from_numpy(np.ones(1, dtype=np.float32))
 said = HTTP.infer("selfcall", [given]).as_numpy("ERROR")[0].decode()
 assert said.startswith("4: ") and "could not start within 3 s" in said, said
+
+# An ensemble: Python preprocessing then squeezenet. Its answer is the two steps' called one
+# after the other; its configuration, metadata and statistics are Triton's for an ensemble.
+image = np.random.default_rng(3).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+for client, module in ((HTTP, thttp), (GRPC, tgrpc)):
+    given = module.InferInput("IMAGE", [224, 224, 3], "UINT8")
+    given.set_data_from_numpy(image)
+    prob = client.infer("classify", [given]).as_numpy("PROB")
+    data = client.infer("preprocess", [given]).as_numpy("DATA")
+    direct = module.InferInput("data_0", list(data.shape), "FP32")
+    direct.set_data_from_numpy(data)
+    np.testing.assert_array_equal(prob, client.infer("squeezenet", [direct]).as_numpy("softmaxout_1"))
+assert HTTP.is_model_ready("classify")
+config = HTTP.get_model_config("classify")
+assert config["platform"] == "ensemble" and config["backend"] == "", config
+assert [s["model_name"] for s in config["ensemble_scheduling"]["step"]] == ["preprocess", "squeezenet"], config
+assert "instance_group" not in config or not config["instance_group"], config
+assert GRPC.get_model_metadata("classify").platform == "ensemble"
+ensemble_stats = HTTP.get_inference_statistics("classify")["model_stats"][0]["inference_stats"]
+assert int(ensemble_stats["success"]["count"]) == 2, ensemble_stats
+squeezenet_stats = HTTP.get_inference_statistics("squeezenet")["model_stats"][0]["inference_stats"]
+assert int(squeezenet_stats["success"]["count"]) == 4, squeezenet_stats  # two through the ensemble
+request = urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/repository/index", data=b"{}", method="POST")
+lost = {m["name"]: m for m in json.load(urllib.request.urlopen(request))}["lost"]
+assert lost["state"] == "UNAVAILABLE", lost
+assert "ensemble lost contains models that are not available or ambiguous: nowhere" in lost["reason"], lost
 
 print("python model checks passed:", {pid: lists for pid, lists in seen.items()})

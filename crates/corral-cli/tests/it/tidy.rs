@@ -639,8 +639,8 @@ fn the_triton_check_catches_a_planted_copy() {
 
 /// What a protocol's inference code may not do itself: each step of a call (Triton's request
 /// checks, counters, the trace, shared memory read or written for a call, running the model)
-/// is the protocol-neutral call's (`call.rs`), so REST, gRPC and the front ends to come (BLS,
-/// ensembles) take the same steps in the same order.
+/// is the protocol-neutral call's (`call.rs`), so REST, gRPC, BLS (`bls.rs`) and ensembles
+/// (whose steps `call.rs` runs as calls of itself) take the same steps in the same order.
 const CALL_STEPS: [&str; 10] = [
     "validate::",
     "counters",
@@ -655,9 +655,9 @@ const CALL_STEPS: [&str; 10] = [
 ];
 
 /// Each call step named in the code (comments and a trailing test module left out) of the
-/// protocol files under `src`: `rest.rs`, `grpc.rs` and `grpc/`.
+/// protocol files under `src`: `rest.rs`, `grpc.rs`, `grpc/` and `bls.rs`.
 fn protocol_steps(src: &Path) -> Vec<String> {
-    let mut files = vec![src.join("rest.rs"), src.join("grpc.rs")];
+    let mut files = vec![src.join("rest.rs"), src.join("grpc.rs"), src.join("bls.rs")];
     if let Ok(entries) = std::fs::read_dir(src.join("grpc")) {
         files.extend(entries.map(|e| e.expect("entry").path()));
     }

@@ -103,6 +103,9 @@ impl ServerState {
                 return failed(triton::load_poll_failed(name, &reason), reason);
             }
         };
+        if let Some((plan, numbers)) = repo_model.ensemble {
+            return self.load_ensemble(name, repo_model.config, plan, &numbers, old.clone(), failed);
+        }
         let config = repo_model.config;
         // Steps 1 and 2 of the module's protocol: keep, load or replace each version.
         let mut kept = Versions::new();
@@ -138,7 +141,7 @@ impl ServerState {
             }
             for (_, model, _) in &started {
                 // Replaced versions were reverted above; only new ones are still loaded here.
-                if !old.values().any(|s| s.model.name() == model.name()) {
+                if !old.values().any(|s| s.model().is_some_and(|m| m.name() == model.name())) {
                     let _ = self.runtime.unload(model.name());
                 }
             }
@@ -162,7 +165,7 @@ impl ServerState {
                 name: name.to_owned(),
                 version: number.to_string(),
                 number,
-                model,
+                unit: super::Unit::Model(model),
                 config: config.clone(),
                 counters,
                 fingerprint,
@@ -186,6 +189,122 @@ impl ServerState {
         Ok(())
     }
 
+    /// Loads an ensemble: its steps' models first (those not loaded yet, as Triton's explicit
+    /// mode loads an ensemble's dependencies), then Triton's checks of the ensemble against
+    /// them, then its versions, which hold no cores.
+    fn load_ensemble(
+        self: &Arc<Self>,
+        name: &str,
+        config: crate::repository::ServeConfig,
+        plan: Arc<crate::ensemble::Plan>,
+        numbers: &[u64],
+        old: Versions,
+        failed: impl Fn(CallError, String) -> Result<(), CallError>,
+    ) -> Result<(), CallError> {
+        let first = numbers.first().copied().unwrap_or(1);
+        let refuse = |reason: String| {
+            if old.is_empty() {
+                lock(&self.failed_loads).insert(name.to_owned());
+            }
+            failed(triton::version_load_failed(name, first, &reason), reason)
+        };
+        let mut steps: Vec<&str> = plan.steps.iter().map(|s| s.model.as_str()).collect();
+        steps.dedup();
+        let known = repository::names(&self.repository);
+        let absent: Vec<String> = steps
+            .iter()
+            .filter(|m| !known.iter().any(|k| k == *m) && self.versions(m).is_empty())
+            .map(|m| (*m).to_owned())
+            .collect();
+        if !absent.is_empty() {
+            return refuse(crate::ensemble::missing(name, &absent));
+        }
+        let path = {
+            let mut loading = lock(&self.loading);
+            loading.push(name.to_owned());
+            loading.clone()
+        };
+        let mut result = Ok(());
+        for step in &steps {
+            if path.iter().any(|p| p == step) {
+                result = Err(crate::ensemble::circular(&path, step));
+                break;
+            }
+            if !self.versions(step).is_empty() {
+                continue;
+            }
+            if let Err(error) = self.load_blocking(step, &LoadOverride::default()) {
+                let why = lock(&self.reasons).get(*step).cloned().unwrap_or(error.message);
+                result = Err(format!(
+                    "ensemble '{name}' depends on '{step}' which has no loaded version. Model '{step}' loading failed with error: {why}"
+                ));
+                break;
+            }
+        }
+        lock(&self.loading).pop();
+        if let Err(reason) = result {
+            return refuse(reason);
+        }
+        if let Err(reason) = crate::ensemble::check(&plan, config.max_batch_size, |m| self.step_model(m)) {
+            return refuse(reason);
+        }
+        let fingerprint = format!("ensemble {:?}", config.model_config);
+        let mut versions = Versions::new();
+        for &number in numbers {
+            let served = Served {
+                name: name.to_owned(),
+                version: number.to_string(),
+                number,
+                unit: super::Unit::Ensemble(plan.clone()),
+                config: config.clone(),
+                counters: self.counters_for(name, number),
+                fingerprint: fingerprint.clone(),
+                batcher: None,
+                sequencer: None,
+            };
+            versions.insert(number, Arc::new(served));
+        }
+        lock(&self.reasons).remove(name);
+        lock(&self.failed_loads).remove(name);
+        sync::write(&self.models).insert(name.to_owned(), versions);
+        tracing::info!(model = name, versions = ?numbers, steps = ?steps, "serving (an ensemble)");
+        // Replaced ensemble versions hold no cores; a model that became an ensemble leaves
+        // its runtime models.
+        for model in old.values().filter_map(|s| s.model()) {
+            let _ = self.runtime.unload(model.name());
+        }
+        Ok(())
+    }
+
+    /// A loaded model as an ensemble's load checks it: its highest version's tensors (shapes
+    /// with the batch dimension, as declared, else as its model gives them) and its versions.
+    fn step_model(&self, name: &str) -> Option<crate::ensemble::StepModel> {
+        let versions = self.versions(name);
+        let top = versions.last()?;
+        let batch = top.config.max_batch_size;
+        let declared = |list: &[crate::repository::Declared], specs: &[corral_engine::TensorSpec]| {
+            if list.is_empty() {
+                return specs.iter().map(|s| (s.clone(), false)).collect::<Vec<_>>();
+            }
+            list.iter()
+                .map(|d| {
+                    let shape = if batch > 0 {
+                        std::iter::once(-1).chain(d.spec.shape.iter().copied()).collect()
+                    } else {
+                        d.spec.shape.clone()
+                    };
+                    (corral_engine::TensorSpec::new(d.spec.name.clone(), d.spec.datatype, shape), d.optional)
+                })
+                .collect()
+        };
+        Some(crate::ensemble::StepModel {
+            max_batch_size: batch,
+            inputs: declared(&top.config.inputs, top.input_specs()),
+            outputs: declared(&top.config.outputs, top.output_specs()).into_iter().map(|(s, _)| s).collect(),
+            versions: versions.iter().map(|s| s.number).collect(),
+        })
+    }
+
     /// Waits until no call holds the retired versions any more (each call holds its version
     /// from its lookup to its answer), then stops them: a replaced version by dropping its
     /// replacement, a version no longer selected by unloading it. A call stuck past the
@@ -198,7 +317,7 @@ impl ServerState {
         }
         let replaced: Vec<String> = replacements.iter().map(|r| r.model.name().to_owned()).collect();
         for served in old {
-            let runtime_name = served.model.name().to_owned();
+            let Some(runtime_name) = served.model().map(|m| m.name().to_owned()) else { continue };
             drop(served); // its batcher, if any, ends with it
             if !replaced.contains(&runtime_name)
                 && let Err(error) = self.runtime.unload(&runtime_name)
@@ -230,7 +349,8 @@ impl ServerState {
         let removed = sync::write(&self.models).remove(name);
         let Some(versions) = removed else { return false };
         for served in versions.values() {
-            if let Err(error) = self.runtime.unload(served.model.name()) {
+            let Some(model) = served.model() else { continue };
+            if let Err(error) = self.runtime.unload(model.name()) {
                 tracing::warn!(model = name, version = served.number, "unload: {error}");
             }
         }
