@@ -26,8 +26,13 @@
 //! call's id, written by whichever thread finished the call, so a model's concurrent
 //! `async_exec` calls run at once.
 //!
-//! Not yet (issue 31): decoupled models, several requests per `execute`, shared-memory
-//! buffers (tensors cross the socket).
+//! Decoupled models: a request sent for streaming (`Session::run_streaming`) reaches the
+//! stub's `execute` with a response sender whose every `send` is a `response` frame, handed
+//! to the server as it comes; `executed` says `execute` returned, and the request ends once
+//! both it and the final flag came (a thread of the model may send after `execute` returned).
+//!
+//! Not yet (issue 31): several requests per `execute`, shared-memory buffers (tensors cross
+//! the socket).
 
 mod channel;
 mod stub;

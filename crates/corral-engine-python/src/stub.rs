@@ -257,10 +257,31 @@ impl Session for Instance {
         _switched: bool,
         cores: &mut dyn CoreLoan,
     ) -> Result<Vec<Tensor>, EngineError> {
+        self.execute(inputs, cores, None)
+    }
+
+    fn run_streaming(
+        &mut self,
+        inputs: &[Tensor],
+        _switched: bool,
+        cores: &mut dyn CoreLoan,
+        responses: &mut dyn FnMut(CallAnswer),
+    ) -> Result<(), EngineError> {
+        self.execute(inputs, cores, Some(responses)).map(|_| ())
+    }
+}
+
+impl Instance {
+    fn execute(
+        &mut self,
+        inputs: &[Tensor],
+        cores: &mut dyn CoreLoan,
+        responses: Option<&mut dyn FnMut(CallAnswer)>,
+    ) -> Result<Vec<Tensor>, EngineError> {
         let timeout = self.spawn.model.execute_timeout;
         let calls = self.spawn.calls.get().cloned();
         let stub = self.stub()?;
-        match stub.execute(inputs, timeout, calls, cores) {
+        match stub.execute(inputs, timeout, calls, cores, responses) {
             Ok(outputs) => Ok(outputs),
             Err(Failure::Model(message)) => Err(EngineError::Run(message)),
             Err(Failure::Gone(why)) => {
@@ -394,24 +415,49 @@ impl Stub {
     /// One `execute`, waiting `timeout` at most for its answer; the BLS calls it makes
     /// meanwhile go to `calls`, and from the first the instance's `cores` are lent (their
     /// target may share them) until the execute ends.
+    ///
+    /// A decoupled model's request (`responses`): each `response` frame its sender writes goes
+    /// to `responses` as it comes; the request ends once `execute` returned (`executed`) and
+    /// the final flag was sent, which a thread of the model may do after `execute` returned.
     fn execute(
         &mut self,
         inputs: &[Tensor],
         timeout: Option<Duration>,
         calls: Option<Arc<dyn Calls>>,
         cores: &mut dyn CoreLoan,
+        mut responses: Option<&mut dyn FnMut(CallAnswer)>,
     ) -> Result<Vec<Tensor>, Failure> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let answer = self.write(json!({"op": "execute"}), inputs).and_then(|()| {
+        let decoupled = responses.is_some();
+        let (mut executed, mut finished) = (false, false);
+        let answer = self.write(json!({"op": "execute", "decoupled": decoupled}), inputs).and_then(|()| {
             loop {
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
                 let _ = self.stream.set_read_timeout(left);
                 let (header, tensors) = channel::read(&mut self.stream)?;
-                if header["op"] != "call" {
-                    break Ok((header, tensors));
+                match (header["op"].as_str(), responses.as_mut()) {
+                    (Some("call"), _) => {
+                        cores.lend();
+                        self.call(&header, tensors, calls.as_ref());
+                    }
+                    (Some("response"), Some(send)) if !finished => {
+                        finished = header["final"] == true;
+                        send(CallAnswer { result: answer_of(&header, tensors), last: finished });
+                    }
+                    (Some("executed"), Some(send)) => {
+                        executed = true;
+                        if let (Some(error), false) = (header["error"].as_str(), finished) {
+                            finished = true;
+                            let failure = corral_engine::CallFailure { code: "INTERNAL", message: error.to_owned() };
+                            send(CallAnswer { result: Err(failure), last: true });
+                        }
+                    }
+                    (Some("response"), Some(_)) => {} // after the final flag: nobody takes it
+                    _ => break Ok((header, tensors)),
                 }
-                cores.lend();
-                self.call(&header, tensors, calls.as_ref());
+                if executed && finished {
+                    break Ok((json!({}), Vec::new()));
+                }
             }
         });
         cores.reclaim();
@@ -449,6 +495,27 @@ impl Stub {
     }
 }
 
+/// A `response` frame as an answer: its tensors, or its error (python_backend's codes).
+fn answer_of(header: &Value, tensors: Vec<Tensor>) -> Result<Vec<Tensor>, corral_engine::CallFailure> {
+    const CODES: [&str; 8] = [
+        "UNKNOWN",
+        "INTERNAL",
+        "NOT_FOUND",
+        "INVALID_ARG",
+        "UNAVAILABLE",
+        "UNSUPPORTED",
+        "ALREADY_EXISTS",
+        "CANCELLED",
+    ];
+    match header["error"].as_str() {
+        Some(message) => {
+            let code = header["code"].as_u64().and_then(|c| CODES.get(c as usize)).copied().unwrap_or("INTERNAL");
+            Err(corral_engine::CallFailure { code, message: message.to_owned() })
+        }
+        None => Ok(tensors),
+    }
+}
+
 impl Stub {
     /// Hands one BLS call of the stub to `calls`; its answers go back to the stub as they
     /// come (`op: answer`, the call's `id`, `final` on the last), from whichever thread.
@@ -471,6 +538,7 @@ impl Stub {
                 .unwrap_or_default(),
             correlation_id,
             flags: header["flags"].as_u64().unwrap_or(0) as u32,
+            decoupled: header["decoupled"] == true,
         };
         let writer = self.writer.clone();
         let answer = move |answer: CallAnswer| {

@@ -117,6 +117,9 @@ pub struct CallRequest {
     pub correlation_id: Option<String>,
     /// Triton's request flags (1: sequence start, 2: sequence end).
     pub flags: u32,
+    /// The caller takes several responses (`exec(decoupled=True)`): a decoupled target's
+    /// come as it sends them; a call without it to a decoupled model is Triton's error.
+    pub decoupled: bool,
 }
 
 /// Why a call to another model failed: Triton's error code name (`NOT_FOUND`,
@@ -134,6 +137,10 @@ pub struct CallAnswer {
     pub result: Result<Vec<Tensor>, CallFailure>,
     pub last: bool,
 }
+
+/// Where a decoupled model's responses go as it sends them (each a [`CallAnswer`], the last
+/// with `last` set; an empty last one is the bare final flag).
+pub type Responses = Box<dyn FnMut(CallAnswer) + Send>;
 
 /// Whoever serves the models, as a model's calls reach them: `call` runs `request` without
 /// blocking and hands each answer to `answer`, from any thread, the last with `last` set.
@@ -222,6 +229,21 @@ pub trait Session: Send {
     ) -> Result<Vec<Tensor>, EngineError> {
         let _ = cores;
         self.run(inputs, switched)
+    }
+
+    /// Runs a decoupled model's request: its responses go to `responses` as the model sends
+    /// them, the last with `last` set, before this returns. A session whose models answer once
+    /// sends its one answer as the last.
+    fn run_streaming(
+        &mut self,
+        inputs: &[Tensor],
+        switched: bool,
+        cores: &mut dyn CoreLoan,
+        responses: &mut dyn FnMut(CallAnswer),
+    ) -> Result<(), EngineError> {
+        let outputs = self.run_lending(inputs, switched, cores)?;
+        responses(CallAnswer { result: Ok(outputs), last: true });
+        Ok(())
     }
 }
 

@@ -542,7 +542,28 @@ impl Model {
         self.enqueue(inputs, false, Some(instance))
     }
 
+    /// [`Model::try_submit`] of a decoupled model's request: its responses go to `responses`
+    /// as the model sends them; the [`Reply`] answers (with no outputs) once the last was sent.
+    pub fn try_submit_streaming(
+        &self,
+        inputs: Vec<Tensor>,
+        responses: corral_engine::Responses,
+    ) -> Result<Reply, InferError> {
+        self.enqueue_with(inputs, false, None, Some(responses))
+    }
+
     fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool, to: Option<u64>) -> Result<Reply, InferError> {
+        self.enqueue_with(inputs, wait_for_room, to, None)
+    }
+
+    fn enqueue_with(
+        &self,
+        inputs: Vec<Tensor>,
+        wait_for_room: bool,
+        to: Option<u64>,
+        responses: Option<corral_engine::Responses>,
+    ) -> Result<Reply, InferError> {
+        let mut responses = responses;
         let inner = &self.inner;
         inner.recorder.request();
         let failed = |error: InferError| {
@@ -589,7 +610,14 @@ impl Model {
             let patience = wait::caller_patience(before, instance.last_compute_ns.load(Ordering::Relaxed));
             let (reply_tx, reply) = worker::reply_pair(patience);
             let now = Instant::now();
-            let job = Job { inputs, queued_at: now, deadline: now + inner.exec_timeout, reply: reply_tx, wide };
+            let job = Job {
+                inputs,
+                queued_at: now,
+                deadline: now + inner.exec_timeout,
+                reply: reply_tx,
+                wide: wide && responses.is_none(),
+                responses: responses.take(),
+            };
             let sent = if wait_for_room {
                 sender.send_timeout(job, inner.exec_timeout)
             } else {

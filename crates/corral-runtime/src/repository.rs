@@ -110,6 +110,9 @@ struct Config {
 struct PythonConfig {
     /// Seconds `execute` may run before its stub is killed and started again; 0: no bound.
     execute_timeout_s: Option<f64>,
+    /// Triton's `model_transaction_policy { decoupled: true }`: responses through the
+    /// response sender, any number per request.
+    decoupled: Option<bool>,
 }
 
 /// An execute timeout in seconds (`what` names where it was read) as the engine takes it: 0 is
@@ -847,12 +850,15 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
                     })
                     .collect()
             };
-            let json = serde_json::json!({
+            let mut json = serde_json::json!({
                 "name": name,
                 "backend": "python",
                 "input": triton(&config.input)?,
                 "output": triton(&config.output)?,
             });
+            if config.python.as_ref().and_then(|p| p.decoupled) == Some(true) {
+                json["model_transaction_policy"] = serde_json::json!({"decoupled": true});
+            }
             let seconds = config.python.as_ref().and_then(|p| p.execute_timeout_s);
             let timeout = execute_timeout(seconds, "[python] execute_timeout_s").map_err(|r| bad(&config_path, r))?;
             (python_source(dir, json, &paths, timeout), Some(paths))

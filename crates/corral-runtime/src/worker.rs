@@ -65,6 +65,8 @@ pub(crate) struct Job {
     pub(crate) reply: ReplySender,
     /// Found every replica idle: may run on the wide session (elastic instances).
     pub(crate) wide: bool,
+    /// A decoupled model's request: where its responses go as they are sent.
+    pub(crate) responses: Option<corral_engine::Responses>,
 }
 
 /// An elastic model's wide session and the cores it spans.
@@ -184,8 +186,14 @@ fn execute(
     let switched = gang.take_switched();
     let executing = Executing::on(cpus);
     let started = Instant::now();
-    let outcome =
-        std::panic::catch_unwind(AssertUnwindSafe(|| session.run_lending(&job.inputs, switched, &mut Loan(gang))));
+    let mut job = job;
+    let mut responses = job.responses.take();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match responses.as_mut() {
+        Some(responses) => {
+            session.run_streaming(&job.inputs, switched, &mut Loan(gang), responses).map(|()| Vec::new())
+        }
+        None => session.run_lending(&job.inputs, switched, &mut Loan(gang)),
+    }));
     let compute = started.elapsed();
     drop(executing);
     gang.record(compute);

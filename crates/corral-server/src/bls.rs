@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use corral_engine::{CallAnswer, CallFailure, CallRequest, Calls, Tensor};
 
 use crate::{
-    call::{self, Request, WantedOutput},
+    call::{self, Request, Streamed, WantedOutput},
     error::{CallError, ErrorKind},
     sequence::{SequenceId, SequenceParams},
     state::ServerState,
@@ -41,36 +41,70 @@ impl Calls for Bls {
         };
         self.handle.spawn(async move {
             let target = request.model.clone();
-            let result = run(&state, request).await.map_err(|e| failure(&target, &e));
-            answer(CallAnswer { result, last: true });
+            let decoupled = state.model(&target, &request.version).is_ok_and(|s| s.config.decoupled);
+            if !decoupled {
+                let result = run(&state, request).await.map_err(|e| failure(&target, &e));
+                return answer(CallAnswer { result, last: true });
+            }
+            if !request.decoupled {
+                let message = triton::bls_not_run(&target, &triton::bls_decoupled(&target));
+                return answer(CallAnswer { result: Err(CallFailure { code: "INTERNAL", message }), last: true });
+            }
+            stream(&state, request, answer).await;
         });
     }
 }
 
-/// One call, through the one call every front end makes.
-async fn run(state: &ServerState, request: CallRequest) -> Result<Vec<Tensor>, CallError> {
-    let CallRequest { model, version, id, inputs, outputs, correlation_id, flags } = request;
-    if state.model(&model, &version).is_err() {
-        return Err(triton::bls_not_ready(&model));
-    }
+/// A call of a decoupled model (`exec(decoupled=True)`): each response handed on as it comes.
+async fn stream(state: &ServerState, request: CallRequest, mut answer: Box<dyn FnMut(CallAnswer) + Send>) {
+    let target = request.model.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (model, version) = (request.model.clone(), request.version.clone());
+    let decode = |_: &_| Ok(decoded(request));
+    let encode = |_: &_, _: Option<&str>, outputs: Vec<call::Output<'_>>| {
+        Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect::<Vec<Tensor>>())
+    };
+    let producer = async move { call::infer_stream(state, &model, &version, decode, encode, &tx).await };
+    let consumer = async {
+        while let Some(item) = rx.recv().await {
+            answer(match item {
+                Streamed::Response(tensors, last) => CallAnswer { result: Ok(tensors), last },
+                Streamed::EmptyFinal => CallAnswer { result: Ok(Vec::new()), last: true },
+                Streamed::Failed(error) => CallAnswer { result: Err(failure(&target, &error)), last: true },
+            });
+        }
+    };
+    tokio::join!(producer, consumer);
+}
+
+/// The request as the call takes it.
+fn decoded(request: CallRequest) -> Request {
+    let CallRequest { id, inputs, outputs, correlation_id, flags, .. } = request;
     let sequence = SequenceParams {
         id: correlation_id.map(|c| c.parse().map_or(SequenceId::Text(c), SequenceId::Number)),
         start: flags & 1 != 0,
         end: flags & 2 != 0,
     };
-    let decode = |_: &_| {
-        Ok(Request {
-            id: (!id.is_empty()).then_some(id),
-            inputs,
-            outputs: outputs
-                .into_iter()
-                .map(|name| WantedOutput { name, binary: Some(true), shm: None, class_count: 0 })
-                .collect(),
-            binary_output: true,
-            sequence,
-            ..Request::default()
-        })
-    };
+    Request {
+        id: (!id.is_empty()).then_some(id),
+        inputs,
+        outputs: outputs
+            .into_iter()
+            .map(|name| WantedOutput { name, binary: Some(true), shm: None, class_count: 0 })
+            .collect(),
+        binary_output: true,
+        sequence,
+        ..Request::default()
+    }
+}
+
+/// One call, through the one call every front end makes.
+async fn run(state: &ServerState, request: CallRequest) -> Result<Vec<Tensor>, CallError> {
+    let (model, version) = (request.model.clone(), request.version.clone());
+    if state.model(&model, &version).is_err() {
+        return Err(triton::bls_not_ready(&model));
+    }
+    let decode = |_: &_| Ok(decoded(request));
     let encode = |_: &_, _: Option<&str>, outputs: Vec<call::Output<'_>>| {
         Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect())
     };

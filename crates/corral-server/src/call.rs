@@ -92,9 +92,47 @@ pub async fn infer<T>(
     decode: impl FnOnce(&Served) -> Result<Request, CallError>,
     encode: impl FnOnce(&Served, Option<&str>, Vec<Output<'_>>) -> Result<T, CallError>,
 ) -> Result<T, CallError> {
+    let Checked { served, request, wanted, decoded, batch, mut trace } = check(state, name, version, decode)?;
+    if served.config.decoupled {
+        // The front ends that cannot stream say so in their own words as they decode.
+        return Err(CallError::new(
+            ErrorKind::Unsupported,
+            format!("model '{name}' is decoupled: its responses stream over gRPC ModelStreamInfer"),
+        ));
+    }
+    let mut inference = match served.ensemble() {
+        Some(plan) => ensemble(state, &served, plan, request.id.as_deref(), request.inputs, decoded).await?,
+        None => state.infer(&served, request.inputs, &request.sequence, decoded).await?,
+    };
+    ServerState::traced_compute(&mut trace, &inference);
+    let encoding = Instant::now();
+    let outputs = outputs_of(state, &served, &wanted, &mut inference.outputs)?;
+    let answer = encode(&served, request.id.as_deref(), outputs)?;
+    state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
+    state.trace_end(trace);
+    Ok(answer)
+}
+
+/// A request checked and ready to run: Triton's checks done in its order, shared-memory
+/// inputs read.
+struct Checked {
+    served: std::sync::Arc<Served>,
+    request: Request,
+    wanted: Vec<WantedOutput>,
+    decoded: std::time::Duration,
+    batch: u64,
+    trace: Option<crate::trace::Trace>,
+}
+
+fn check(
+    state: &ServerState,
+    name: &str,
+    version: &str,
+    decode: impl FnOnce(&Served) -> Result<Request, CallError>,
+) -> Result<Checked, CallError> {
     let received = Instant::now();
     let served = state.model(name, version)?;
-    let mut trace = state.trace(&served, received);
+    let trace = state.trace(&served, received);
     let decoding = Instant::now();
     let mut request = decode(&served).map_err(|e| state.refused(&served, e))?;
     let metas: Vec<validate::InputMeta> = request
@@ -114,25 +152,32 @@ pub async fn infer<T>(
         return Err(state.refused(&served, error));
     }
     let wanted = wanted_outputs(&served, &request.outputs, request.binary_output)?;
-    for input in &request.shm_inputs {
+    for input in std::mem::take(&mut request.shm_inputs) {
         request.inputs.push(input.read(&state.shm, request.id.as_deref(), &served.name)?);
     }
     let decoded = decoding.elapsed();
     let batch = served.batch_of(&request.inputs);
+    let mut trace = trace;
     if let Some(trace) = &mut trace {
         trace.point("QUEUE_START", Instant::now());
     }
-    let mut inference = match served.ensemble() {
-        Some(plan) => ensemble(state, &served, plan, request.id.as_deref(), request.inputs, decoded).await?,
-        None => state.infer(&served, request.inputs, &request.sequence, decoded).await?,
-    };
-    ServerState::traced_compute(&mut trace, &inference);
-    let encoding = Instant::now();
-    crate::body::share(&mut inference.outputs);
+    Ok(Checked { served, request, wanted, decoded, batch, trace })
+}
+
+/// The answer's outputs from the model's: the ones wanted, in their order, each as a tensor
+/// or its classes, written into shared memory where asked.
+fn outputs_of<'a>(
+    state: &ServerState,
+    served: &Served,
+    wanted: &[WantedOutput],
+    tensors: &'a mut [Tensor],
+) -> Result<Vec<Output<'a>>, CallError> {
+    crate::body::share(tensors);
+    let tensors: &'a [Tensor] = tensors;
     let mut outputs = Vec::with_capacity(wanted.len());
-    for want in &wanted {
-        let Some(tensor) = inference.outputs.iter().find(|t| t.name == want.name) else { continue };
-        let tensor = want.answer(&served, tensor)?;
+    for want in wanted {
+        let Some(tensor) = tensors.iter().find(|t| t.name == want.name) else { continue };
+        let tensor = want.answer(served, tensor)?;
         let form = match &want.shm {
             Some(at) => {
                 let bytes = crate::body::tensor_bytes(&tensor.data);
@@ -144,10 +189,108 @@ pub async fn infer<T>(
         };
         outputs.push(Output { tensor, form });
     }
-    let answer = encode(&served, request.id.as_deref(), outputs)?;
-    state.encoded(&served, batch, decoded, &inference, encoding.elapsed());
+    Ok(outputs)
+}
+
+/// One response of a decoupled call, as [`infer_stream`] hands it on.
+pub enum Streamed<T> {
+    /// A response, and whether it is the last.
+    Response(T, bool),
+    /// The final flag sent with no response (Triton sends it only when the request's
+    /// `enable_empty_final_response` asks).
+    EmptyFinal,
+    /// The call failed (its last message).
+    Failed(CallError),
+}
+
+/// A call of a decoupled model (gRPC's stream, BLS's `exec(decoupled=True)`): checked as
+/// [`infer`] checks one, then each response the model sends is encoded and sent on `out` as
+/// it comes, the last marked. The model's statistics count the request once, when it ends.
+pub async fn infer_stream<T>(
+    state: &ServerState,
+    name: &str,
+    version: &str,
+    decode: impl FnOnce(&Served) -> Result<Request, CallError>,
+    mut encode: impl FnMut(&Served, Option<&str>, Vec<Output<'_>>) -> Result<T, CallError>,
+    out: &tokio::sync::mpsc::Sender<Streamed<T>>,
+) {
+    let checked = match check(state, name, version, decode) {
+        Ok(checked) => checked,
+        Err(error) => {
+            let _ = out.send(Streamed::Failed(error)).await;
+            return;
+        }
+    };
+    let Checked { served, request, wanted, decoded, batch, trace } = checked;
+    let start = Instant::now();
+    let Some(model) = served.model().filter(|_| served.config.decoupled) else {
+        let _ =
+            out.send(Streamed::Failed(CallError::new(ErrorKind::Internal, format!("{name} is not decoupled")))).await;
+        return;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink: corral_engine::Responses = Box::new(move |answer| {
+        let _ = tx.send(answer);
+    });
+    served.counters.pending.fetch_add(1, Relaxed);
+    let reply = model.try_submit_streaming(request.inputs, sink).map_err(CallError::from);
+    let id = request.id.as_deref();
+    let mut ended: Result<(), CallError> = Ok(());
+    if let Ok(reply) = reply {
+        let mut last_seen = false;
+        while let Some(answer) = rx.recv().await {
+            let last = answer.last;
+            let item = match answer.result {
+                Ok(tensors) if tensors.is_empty() && last => Streamed::EmptyFinal,
+                Ok(mut tensors) => match outputs_of(state, &served, &wanted, &mut tensors)
+                    .and_then(|outputs| encode(&served, id, outputs))
+                {
+                    Ok(encoded) => Streamed::Response(encoded, last),
+                    Err(error) => Streamed::Failed(error),
+                },
+                Err(failure) => Streamed::Failed(CallError::new(kind_of(failure.code), failure.message)),
+            };
+            let failed = matches!(item, Streamed::Failed(_));
+            if out.send(item).await.is_err() || last || failed {
+                last_seen = true;
+                break;
+            }
+        }
+        // The worker's answer says how the request ended (a stub that died, a timeout).
+        if let Err(error) = reply.await.map_err(|e| served_error(&served, e)) {
+            if !last_seen {
+                let _ = out.send(Streamed::Failed(error.clone())).await;
+            }
+            ended = Err(error);
+        }
+    } else if let Err(error) = reply {
+        let _ = out.send(Streamed::Failed(error.clone())).await;
+        ended = Err(error);
+    }
+    served.counters.pending.fetch_sub(1, Relaxed);
+    let compute = start.elapsed();
+    state.count(&served, batch, decoded, start, ended.as_ref().map(|()| (start, compute)));
     state.trace_end(trace);
-    Ok(answer)
+}
+
+fn served_error(served: &Served, error: corral_runtime::InferError) -> CallError {
+    let error = CallError::from(error);
+    CallError::new(
+        error.kind,
+        error.message.replace(&format!("`{}@{}`", served.name, served.number), &format!("`{}`", served.name)),
+    )
+}
+
+/// A python_backend error code's kind.
+fn kind_of(code: &str) -> ErrorKind {
+    match code {
+        "INVALID_ARG" => ErrorKind::BadRequest,
+        "NOT_FOUND" => ErrorKind::NotFound,
+        "UNAVAILABLE" | "CANCELLED" => ErrorKind::Unavailable,
+        "UNSUPPORTED" => ErrorKind::Unsupported,
+        "ALREADY_EXISTS" => ErrorKind::AlreadyExists,
+        _ => ErrorKind::Internal,
+    }
 }
 
 /// A step's call, boxed: an ensemble's steps are calls of this same function.

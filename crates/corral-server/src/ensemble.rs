@@ -89,6 +89,7 @@ pub struct StepModel {
     pub inputs: Vec<(TensorSpec, bool)>,
     pub outputs: Vec<TensorSpec>,
     pub versions: Vec<u64>,
+    pub decoupled: bool,
 }
 
 /// A step model's missing names, sorted and joined as Triton lists them.
@@ -153,6 +154,13 @@ pub fn check(plan: &Plan, max_batch_size: usize, step_model: impl Fn(&str) -> Op
         );
     }
     for (step, model) in &models {
+        if model.decoupled {
+            // Triton runs them; corral's ensembles do not yet (issue 31).
+            return Err(format!(
+                "in ensemble {name}, step of model '{}' is decoupled: corral's ensembles run steps that answer once",
+                step.model
+            ));
+        }
         if model.max_batch_size != 0 && model.max_batch_size < max_batch_size {
             return Err(format!(
                 "ensemble {name} allows maximum batch size {max_batch_size}, but it contains model {} which only allows maximum batch size to be {}",
@@ -269,6 +277,7 @@ ensemble_scheduling { step [
             inputs: vec![(TensorSpec::new(input.0, input.1, full(input.2)), false)],
             outputs: vec![TensorSpec::new(output.0, output.1, full(output.2))],
             versions: vec![1, 2],
+            decoupled: false,
         }
     }
 

@@ -23,7 +23,7 @@ pub mod pb;
 pub mod sized;
 mod status;
 
-use call::{infer_one, stream_error};
+use call::{infer_decoupled, infer_one, stream_error};
 use config::{model_statistics, tensor_metadata};
 pub use decode::{DecodedInputs, decode_inputs};
 use status::status;
@@ -217,6 +217,7 @@ impl GrpcInferenceService for Grpc {
     ) -> Answer<Self::ModelStreamInferStream> {
         let mut inbound = request.into_inner();
         let (answers, outbound) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT_MAX);
+        let answers_now = answers.clone();
         let (order, mut in_order) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT_MAX);
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -224,6 +225,13 @@ impl GrpcInferenceService for Grpc {
             while let Ok(Some(request)) = inbound.message().await {
                 let state = state.clone();
                 let id = (request.id.clone(), request.model_name.clone(), request.model_version.clone());
+                // A decoupled model's responses go out as it sends them, between others'
+                // answers: the order of answers holds for other models only.
+                if state.model(&request.model_name, &request.model_version).is_ok_and(|s| s.config.decoupled) {
+                    let answers = answers_now.clone();
+                    tokio::spawn(async move { infer_decoupled(&state, request, &answers).await });
+                    continue;
+                }
                 // A sequence's requests must reach the model in the order sent: run each to
                 // its end before reading the next. Other requests run side by side.
                 let in_sequence = request.parameters.contains_key("sequence_id");

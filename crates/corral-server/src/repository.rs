@@ -42,6 +42,9 @@ pub struct ServeConfig {
     /// The model's configuration as read (`config.pbtxt`, or a load's `config`); empty for a
     /// `config.toml` model. The configuration endpoint completes it.
     pub model_config: ModelConfig,
+    /// `model_transaction_policy { decoupled: true }` (a Python model's, config.toml's
+    /// `[python] decoupled`): any number of responses per request, streamed.
+    pub decoupled: bool,
 }
 
 /// `sequence_batching`: how long a sequence may idle, and the control inputs corral fills.
@@ -83,9 +86,10 @@ pub enum FlagValues {
 /// Fields of a model configuration that corral does not honour: a load that names them fails
 /// rather than serve something else than the configuration says.
 fn refuse_unsupported(config: &ModelConfig) -> Result<(), String> {
-    if config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled) {
+    if config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled) && config.backend != "python" {
         return Err(
-            "model_transaction_policy { decoupled: true }: decoupled models are not served by corral".to_owned()
+            "model_transaction_policy { decoupled: true }: only Python models (backend \"python\") are decoupled in corral"
+                .to_owned(),
         );
     }
     if config.sequence_batching().is_some_and(|s| !s.state.is_empty()) {
@@ -264,6 +268,14 @@ pub fn read(repo: &Path, name: &str) -> Result<RepoModel, RepoError> {
             .map_err(|reason| RepoError::Invalid(format!("{}: {reason}", dir.join("config.pbtxt").display())))?,
         None => ServeConfig::default(),
     };
+    if let ModelSource::Python(python) = &folder.def.source {
+        // config.toml's `[python] decoupled` is in the configuration the stub gets.
+        let json: serde_json::Value = serde_json::from_str(&python.config_json).unwrap_or_default();
+        config.decoupled = json["model_transaction_policy"]["decoupled"] == true;
+        if config.decoupled {
+            config.batch_delay = None;
+        }
+    }
     config.platform = match folder.def.source {
         ModelSource::Sim(_) => "corral_sim",
         ModelSource::Onnx(_) => "onnxruntime_onnx",
@@ -360,6 +372,7 @@ pub(crate) fn serve_config(config: &ModelConfig, dir: &Path) -> Result<ServeConf
         outputs,
         sequence,
         model_config: config.clone(),
+        decoupled: config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled),
     })
 }
 

@@ -384,6 +384,9 @@ async fn infer_at(state: AppState, model: String, version: String, read: Read) -
     let length = body.len() + tensors.as_ref().map_or(0, Bytes::len);
     let header_len = headers.get(HEADER_LEN).map(|v| v.to_str().unwrap_or_default());
     let decode = |served: &Served| {
+        if served.config.decoupled {
+            return Err(triton::http_decoupled());
+        }
         let header_len = match header_len {
             None => None,
             Some(text) => {

@@ -48,6 +48,24 @@ pub fn bls_not_run(target: &str, message: &str) -> String {
     format!("Model {target} - Error when running inference: {message}")
 }
 
+/// Triton: python_backend request_executor.cc: `exec()` without `decoupled=True` on a
+/// decoupled model (the stray quote at the end is python_backend's).
+pub fn bls_decoupled(model: &str) -> String {
+    format!(
+        "Model {model} is using the decoupled. The current BLS request call doesn't support models using the decoupled transaction policy. Please use 'decoupled=True' argument to the 'exec' or 'async_exec' calls for decoupled models.'"
+    )
+}
+
+/// Triton: http_server.cc, `CheckTransactionPolicy`: HTTP's infer on a decoupled model.
+pub fn http_decoupled() -> CallError {
+    CallError::new(ErrorKind::Unsupported, "HTTP end point doesn't support models with decoupled transaction policy")
+}
+
+/// Triton: grpc/infer_handler.cc: the unary ModelInfer on a decoupled model.
+pub fn grpc_unary_decoupled() -> CallError {
+    CallError::new(ErrorKind::Unsupported, "ModelInfer RPC doesn't support models with decoupled transaction policy")
+}
+
 // Model lookup.
 
 /// Triton: core model_repository_manager.cc, FindModelIdentifier.

@@ -3,15 +3,17 @@ configuration: its backend from the file name, its signature from auto_complete_
 HTTP and gRPC, sync and asyncio; `where` (config.pbtxt, two instances), whose answers show two stubs, each
 pinned inside the server's cores; a stub silent past its execute timeout and one that dies
 mid-call, both started again while another model answers; two models whose load failed, the repository index
-naming the file and line and the error's last line; BLS (`bls_calls`, `bls`, `selfcall`); and
-ensembles (`classify`, `lost`).
+naming the file and line and the error's last line; BLS (`bls_calls`, `bls`, `selfcall`); the
+decoupled model `waiter` over gRPC's stream; and ensembles (`classify`, `lost`).
 
 usage: serve_python.py HTTP_PORT GRPC_PORT SERVER_CPUS OUT_PIDS_FILE
 """
 
 import asyncio
 import json
+import queue
 import sys
+import tempfile
 import threading
 import urllib.request
 
@@ -161,6 +163,11 @@ for client, module in ((HTTP, thttp), (GRPC, tgrpc)):
         "Model add - Error when running inference: [request id: <id_unknown>] "
         "inference input 'x' data-type is 'FP64', but model 'add' expects 'FP32'"), report
     assert "Model 'add' is not ready" in report["version"]["message"], report
+    assert report["streamed"] == [[[5]], [[6]], []], report  # the empty final response too
+    assert report["not_decoupled"] == {"code": 1, "message": (
+        "Model waiter - Error when running inference: Model waiter is using the decoupled. The current BLS "
+        "request call doesn't support models using the decoupled transaction policy. Please use "
+        "'decoupled=True' argument to the 'exec' or 'async_exec' calls for decoupled models.'")}, report
 inputs = [thttp.InferInput("INPUT0", [4], "FP32"), thttp.InferInput("INPUT1", [4], "FP32")]
 inputs[0].set_data_from_numpy(a)
 inputs[1].set_data_from_numpy(b)
@@ -174,6 +181,50 @@ given = thttp.InferInput("X", [1], "FP32")
 given.set_data_from_numpy(np.ones(1, dtype=np.float32))
 said = HTTP.infer("selfcall", [given]).as_numpy("ERROR")[0].decode()
 assert said.startswith("4: ") and "could not start within 3 s" in said, said
+
+# A decoupled model over gRPC's stream: two requests, each answered as its model sends; each
+# holds its second response until the test, having received both first ones, creates a file.
+received = queue.Queue()
+GRPC.start_stream(callback=lambda result, error: received.put((result, error)))
+folder = tempfile.mkdtemp()
+
+
+def waiter_inputs(module, values, path):
+    given = [module.InferInput("IN", [len(values)], "INT32"), module.InferInput("FILE", [1], "BYTES")]
+    given[0].set_data_from_numpy(np.array(values, dtype=np.int32))
+    given[1].set_data_from_numpy(np.array([path.encode()], dtype=np.object_))
+    return given
+
+
+GRPC.async_stream_infer("waiter", waiter_inputs(tgrpc, [1, 2], f"{folder}/a"), request_id="A")
+GRPC.async_stream_infer("waiter", waiter_inputs(tgrpc, [10, 20], f"{folder}/b"), request_id="B",
+                        enable_empty_final_response=True)
+
+
+def next_response():
+    result, error = received.get(timeout=30)
+    assert error is None, error
+    response = result.get_response()
+    values = result.as_numpy("OUT").tolist() if response.outputs else []
+    return response.id, values, response.parameters["triton_final_response"].bool_param
+
+
+firsts = sorted(next_response() for _ in range(2))
+assert firsts == [("A", [1], False), ("B", [10], False)], firsts
+open(f"{folder}/a", "w").close()
+open(f"{folder}/b", "w").close()
+rest = sorted(next_response() for _ in range(3))
+# B asked for the empty final response; A did not get one.
+assert rest == [("A", [2], False), ("B", [], True), ("B", [20], False)], rest
+GRPC.stop_stream()
+assert received.empty(), list(received.queue)
+for client, module, says in ((GRPC, tgrpc, "ModelInfer RPC doesn't support models with decoupled transaction policy"),
+                             (HTTP, thttp, "HTTP end point doesn't support models with decoupled transaction policy")):
+    try:
+        client.infer("waiter", waiter_inputs(module, [1], ""))
+        raise AssertionError("a decoupled model answered a unary call")
+    except tritonclient_errors.InferenceServerException as e:
+        assert says in str(e), str(e)
 
 # An ensemble: Python preprocessing then squeezenet. Its answer is the two steps' called one
 # after the other; its configuration, metadata and statistics are Triton's for an ensemble.

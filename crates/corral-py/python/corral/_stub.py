@@ -150,7 +150,7 @@ class Server:
     def __init__(self, channel):
         self.channel = channel
 
-    def send(self, request):
+    def send(self, request, decoupled):
         encoded = [from_tensor(t) for t in request.inputs()]
         version = request.model_version()
         header = {
@@ -160,6 +160,7 @@ class Server:
             "outputs": list(request.requested_output_names()),
             "correlation_id": request.correlation_id(),
             "flags": request.flags(),
+            "decoupled": decoupled,
             "tensors": [h for h, _ in encoded],
         }
         return self.channel.call(header, [p for _, p in encoded])
@@ -182,14 +183,14 @@ class Server:
             self.channel.calls.pop(call_id, None)
 
     def exec(self, request, decoupled):
-        answers = self.answers(*self.send(request))
+        answers = self.answers(*self.send(request, decoupled))
         if decoupled:
             return (response for response, _ in answers)
         responses = [response for response, _ in answers]
         return responses[0]
 
     async def async_exec(self, request, decoupled):
-        answers = self.answers(*self.send(request))  # sent now; waited for below
+        answers = self.answers(*self.send(request, decoupled))  # sent now; waited for below
         loop = asyncio.get_running_loop()
         if decoupled:
             return iter(await loop.run_in_executor(None, lambda: [r for r, _ in answers]))
@@ -220,6 +221,37 @@ def from_tensor(tensor):
     return {"name": tensor.name(), "datatype": datatype, "shape": list(array.shape), "bytes": len(payload)}, payload
 
 
+class ResponseSender(pb_utils.InferenceResponseSender):
+    """A decoupled request's sender: each ``send`` is a ``response`` frame to the server at
+    once (from any thread, before or after ``execute`` returns); nothing is kept."""
+
+    def __init__(self, channel, wanted):
+        super().__init__()
+        self._channel = channel
+        self._wanted = wanted
+
+    def send(self, response=None, flags=0):
+        if self._closed:
+            raise pb_utils.TritonModelException("Unable to send response. Response sender has been closed.")
+        final = bool(flags & pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        if response is None and not final:
+            raise pb_utils.TritonModelException("a response sender needs a response or the final flag")
+        if final:
+            self._closed = True
+        if response is None:
+            self._channel.write({"op": "response", "final": True, "empty": True})
+        elif response.has_error():
+            error = response.error()
+            self._channel.write({"op": "response", "final": final, "error": error.message(), "code": error.code()})
+        else:
+            outputs = response.output_tensors()
+            if self._wanted:
+                outputs = [t for t in outputs if t.name() in self._wanted]
+            encoded = [from_tensor(t) for t in outputs]
+            self._channel.write({"op": "response", "final": final, "tensors": [h for h, _ in encoded]},
+                                [p for _, p in encoded])
+
+
 def serve(model_py):
     channel = Channel(3)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
@@ -245,6 +277,9 @@ def serve(model_py):
                 model.finalize()
             channel.write({"ok": True})
             break
+        if header.get("decoupled"):
+            executed(channel, model, header, payloads, hello, loop)
+            continue
         try:
             request = pb_utils.InferenceRequest(
                 inputs=[to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)],
@@ -275,6 +310,34 @@ def serve(model_py):
         except BaseException as error:
             message = error.message() if isinstance(error, pb_utils.TritonModelException) else where(error)
             channel.write({"error": message})
+
+
+def executed(channel, model, header, payloads, hello, loop):
+    """A decoupled model's request: its sender writes the responses; ``executed`` then says
+    ``execute`` returned (with its error when it raised or returned responses)."""
+    wanted = header.get("outputs", [])
+    try:
+        request = pb_utils.InferenceRequest(
+            inputs=[to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)],
+            requested_output_names=wanted,
+            request_id=header.get("id", ""),
+            correlation_id=header.get("correlation_id", 0),
+            flags=header.get("flags", 0),
+            model_name=hello["args"]["model_name"],
+            response_sender=ResponseSender(channel, wanted),
+        )
+        returned = model.execute([request])
+        if inspect.isawaitable(returned):
+            returned = loop.run_until_complete(returned)
+        if returned is not None:
+            # python_backend's words (pb_stub.cc).
+            raise pb_utils.TritonModelException(
+                f"Python model '{hello['args']['model_name']}' is using the decoupled mode and the execute "
+                "function must return None.")
+        channel.write({"op": "executed"})
+    except BaseException as error:
+        message = error.message() if isinstance(error, pb_utils.TritonModelException) else where(error)
+        channel.write({"op": "executed", "error": message})
 
 
 if __name__ == "__main__":

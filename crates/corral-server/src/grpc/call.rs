@@ -14,6 +14,7 @@ use crate::{
     error::CallError,
     sequence::{SequenceId, SequenceParams},
     state::ServerState,
+    triton,
 };
 
 pub(super) fn stream_error(
@@ -54,11 +55,72 @@ pub(super) async fn infer_one(
     mut r: pb::ModelInferRequest,
 ) -> Result<pb::ModelInferResponse, Status> {
     let (name, version) = (r.model_name.clone(), std::mem::take(&mut r.model_version));
-    let decode = |_: &crate::state::Served| decode_request(&mut r);
+    let decode = |served: &crate::state::Served| {
+        if served.config.decoupled {
+            return Err(triton::grpc_unary_decoupled());
+        }
+        decode_request(&mut r)
+    };
     let encode = |served: &crate::state::Served, id: Option<&str>, outputs: Vec<call::Output>| {
         Ok(encode_answer(served, id.unwrap_or_default(), outputs))
     };
     call::infer(state, &name, &version, decode, encode).await.map_err(status)
+}
+
+/// One request of a stream to a decoupled model: each response sent on `answers` as the model
+/// sends it, marked with `triton_final_response`, tagged with the request's id; the bare final
+/// flag as an empty response only when the request's `triton_enable_empty_final_response` asks.
+pub(super) async fn infer_decoupled(
+    state: &ServerState,
+    mut r: pb::ModelInferRequest,
+    answers: &tokio::sync::mpsc::Sender<Result<pb::ModelStreamInferResponse, Status>>,
+) {
+    use pb::infer_parameter::ParameterChoice;
+    let (name, version) = (r.model_name.clone(), std::mem::take(&mut r.model_version));
+    let id = r.id.clone();
+    let (model_name, model_version) = (name.clone(), version.clone());
+    let empty_final = matches!(
+        r.parameters.get("triton_enable_empty_final_response").and_then(|p| p.parameter_choice.as_ref()),
+        Some(ParameterChoice::BoolParam(true))
+    );
+    let final_flag = |last: bool| {
+        let flag = pb::InferParameter { parameter_choice: Some(ParameterChoice::BoolParam(last)) };
+        std::collections::HashMap::from([("triton_final_response".to_owned(), flag)])
+    };
+    let decode = |_: &crate::state::Served| decode_request(&mut r);
+    let encode = |served: &crate::state::Served, id: Option<&str>, outputs: Vec<call::Output>| {
+        Ok(encode_answer(served, id.unwrap_or_default(), outputs))
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let producer = async move { call::infer_stream(state, &name, &version, decode, encode, &tx).await };
+    let consumer = async {
+        while let Some(item) = rx.recv().await {
+            let answer = match item {
+                call::Streamed::Response(mut response, last) => {
+                    response.parameters = final_flag(last);
+                    pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
+                }
+                call::Streamed::EmptyFinal if empty_final => {
+                    let response = pb::ModelInferResponse {
+                        id: id.clone(),
+                        model_name: model_name.clone(),
+                        model_version: model_version.clone(),
+                        parameters: final_flag(true),
+                        ..Default::default()
+                    };
+                    pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
+                }
+                call::Streamed::EmptyFinal => continue,
+                call::Streamed::Failed(error) => {
+                    stream_error(&error.message, id.clone(), model_name.clone(), model_version.clone())
+                }
+            };
+            if answers.send(Ok(answer)).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::join!(producer, consumer);
 }
 
 /// A ModelInfer request as the call takes it (its model named apart).

@@ -302,6 +302,7 @@ impl ServerState {
             inputs: declared(&top.config.inputs, top.input_specs()),
             outputs: declared(&top.config.outputs, top.output_specs()).into_iter().map(|(s, _)| s).collect(),
             versions: versions.iter().map(|s| s.number).collect(),
+            decoupled: top.config.decoupled,
         })
     }
 

@@ -1,6 +1,7 @@
 """BLS calls of every kind, reported as JSON for the test to check: sync `exec` to the ONNX
-model `add` and to the Python model `add_sub`, `exec(decoupled=True)`, a call to a model that
-does not exist and one with a wrong input (their errors come back in the response), and 64
+model `add` and to the Python model `add_sub`, `exec(decoupled=True)` to `add` and to the
+decoupled model `waiter`, a call to a model that does not exist, one with a wrong input and one
+to a decoupled model without `decoupled=True` (their errors come back in the response), and 64
 `async_exec` calls at once."""
 
 import asyncio
@@ -50,6 +51,15 @@ class TritonPythonModel:
                 bool(np.array_equal(pb_utils.get_output_tensor_by_name(r, "sum").as_numpy(), x + i))
                 for i, r in enumerate(many) if r.error() is None)
             report["version"] = error_of(add(x, x, model_version=7).exec())
+            # The decoupled model `waiter`: its responses as they come, then its empty final one;
+            # without decoupled=True, python_backend's error.
+            waiter = pb_utils.InferenceRequest(
+                model_name="waiter",
+                inputs=[pb_utils.Tensor("IN", np.array([5, 6], dtype=np.int32)),
+                        pb_utils.Tensor("FILE", np.array([b""], dtype=np.object_))],
+                requested_output_names=["OUT"])
+            report["streamed"] = [[t.as_numpy().tolist() for t in r.output_tensors()] for r in waiter.exec(decoupled=True)]
+            report["not_decoupled"] = error_of(waiter.exec())
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("REPORT", np.array([json.dumps(report).encode()], dtype=np.object_))]))
         return responses
