@@ -31,10 +31,14 @@
 //! to the server as it comes; `executed` says `execute` returned, and the request ends once
 //! both it and the final flag came (a thread of the model may send after `execute` returned).
 //!
+//! Custom metrics (`pb_utils.MetricFamily`): each change is a `metric` frame, read whenever
+//! the channel is (`metrics.rs` keeps them), shown on the server's metrics port.
+//!
 //! Not yet (issue 31): several requests per `execute`, shared-memory buffers (tensors cross
 //! the socket).
 
 mod channel;
+mod metrics;
 mod stub;
 
 use std::{
@@ -85,6 +89,10 @@ impl Engine for PythonEngine {
         let _ = self.calls.set(calls);
     }
 
+    fn metrics(&self) -> String {
+        metrics::render()
+    }
+
     fn prepare(&self, source: &ModelSource) -> Result<Arc<Prepared>, EngineError> {
         let ModelSource::Python(model) = source else {
             return Err(EngineError::Unsupported { engine: "python", reason: "only model.py models".to_owned() });
@@ -110,7 +118,8 @@ impl Engine for PythonEngine {
             Instance::start(spawn.clone(), index, placement.core_cpus.concat())
                 .map(|instance| Box::new(instance) as Box<dyn corral_engine::Session>)
         };
-        Ok(Arc::new(Prepared::new(inputs, outputs, sessions)))
+        let completed = config.to_string();
+        Ok(Arc::new(Prepared::new(inputs, outputs, sessions).completed(completed)))
     }
 }
 

@@ -360,7 +360,7 @@ impl Stub {
         let hello = json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args});
         // A hung `initialize` must not hold the instance.
         let _ = stub.stream.set_read_timeout(start_timeout(model));
-        let answer = stub.write(hello, &[]).and_then(|()| channel::read(&mut stub.stream));
+        let answer = stub.write(hello, &[]).and_then(|()| read_answer(&mut stub.stream));
         match answer {
             Ok((header, _)) if header["ok"] == true => {
                 tracing::info!(model = %stub.name, "{instance}: Python stub pid {} ready", stub.child.id());
@@ -436,6 +436,7 @@ impl Stub {
                 let _ = self.stream.set_read_timeout(left);
                 let (header, tensors) = channel::read(&mut self.stream)?;
                 match (header["op"].as_str(), responses.as_mut()) {
+                    (Some("metric"), _) => crate::metrics::record(&header),
                     (Some("call"), _) => {
                         cores.lend();
                         self.call(&header, tensors, calls.as_ref());
@@ -491,6 +492,19 @@ impl Stub {
                     self.child.id()
                 )))
             }
+        }
+    }
+}
+
+/// The stub's next answer, the metric changes before it recorded and calls refused (none
+/// may come outside an `execute`).
+fn read_answer(stream: &mut UnixStream) -> std::io::Result<(Value, Vec<Tensor>)> {
+    loop {
+        let (header, tensors) = channel::read(stream)?;
+        match header["op"].as_str() {
+            Some("metric") => crate::metrics::record(&header),
+            Some("call") => {}
+            _ => return Ok((header, tensors)),
         }
     }
 }
@@ -571,14 +585,7 @@ impl Drop for Stub {
     fn drop(&mut self) {
         if self.gone.is_none() {
             let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = self.write(json!({"op": "finalize"}), &[]).and_then(|()| {
-                loop {
-                    let (header, _) = channel::read(&mut self.stream)?;
-                    if header["op"] != "call" {
-                        break Ok(());
-                    }
-                }
-            });
+            let _ = self.write(json!({"op": "finalize"}), &[]).and_then(|()| read_answer(&mut self.stream));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -100,6 +100,11 @@ pub trait Engine: Send + Sync {
     /// Where this engine's models send their calls to other models (Triton's BLS): the
     /// server attaches itself once it runs. Engines whose models make no calls ignore it.
     fn attach(&self, _calls: Arc<dyn Calls>) {}
+    /// The metrics its models made themselves (a Python model's `MetricFamily`), in
+    /// Prometheus' text format.
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }
 
 /// A call one model makes to another while it runs (Triton's BLS: `InferenceRequest.exec`
@@ -154,11 +159,26 @@ pub struct Prepared {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
     sessions: Box<dyn Sessions>,
+    /// The model's configuration as its engine completed it (Triton's JSON mapping), where
+    /// the engine completes one (a Python model's `auto_complete_config`).
+    completed: Option<String>,
 }
 
 impl Prepared {
     pub fn new(inputs: Vec<TensorSpec>, outputs: Vec<TensorSpec>, sessions: impl Sessions + 'static) -> Prepared {
-        Prepared { inputs, outputs, sessions: Box::new(sessions) }
+        Prepared { inputs, outputs, sessions: Box::new(sessions), completed: None }
+    }
+
+    /// With the configuration its engine completed ([`Prepared::completed_config`]).
+    pub fn completed(mut self, config_json: String) -> Prepared {
+        self.completed = Some(config_json);
+        self
+    }
+
+    /// The model's configuration as its engine completed it (Triton's JSON mapping): what a
+    /// server reports and checks requests against in place of the one it read.
+    pub fn completed_config(&self) -> Option<&str> {
+        self.completed.as_deref()
     }
 
     pub fn inputs(&self) -> &[TensorSpec] {

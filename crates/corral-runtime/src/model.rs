@@ -476,6 +476,12 @@ impl Model {
         &self.inner.inputs
     }
 
+    /// The configuration the model's engine completed (a Python model's
+    /// `auto_complete_config`), as Triton's JSON mapping.
+    pub fn completed_config(&self) -> Option<&str> {
+        self.inner.factory.prepared.completed_config()
+    }
+
     pub fn outputs(&self) -> &[TensorSpec] {
         &self.inner.outputs
     }

@@ -243,6 +243,11 @@ impl Runtime {
         }
     }
 
+    /// The metrics the engines' models made themselves, in Prometheus' text format.
+    pub fn engine_metrics(&self) -> String {
+        self.inner.python_engine.as_ref().map(|engine| engine.metrics()).unwrap_or_default()
+    }
+
     pub fn autopilot(&self) -> bool {
         self.inner.autopilot_on
     }

@@ -176,5 +176,7 @@ pub fn render(state: &ServerState, pages: usize) -> String {
     }
     family(&mut out, "corral_dashboard_pages", "gauge", "Live pages (/dashboard event streams) open now");
     let _ = writeln!(out, "corral_dashboard_pages {}", pages);
+    // The models' own (a Python model's pb_utils.MetricFamily), as they named them.
+    out.push_str(&state.runtime.engine_metrics());
     out
 }

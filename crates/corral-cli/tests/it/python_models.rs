@@ -67,10 +67,10 @@ output [ { name: "softmaxout_1", data_type: TYPE_FP32, dims: [ 1, 1000, 1, 1 ] }
         .map(|cpu| cpu.to_string())
         .collect();
     let pids_file = repo.path().join("pids.json");
-    let ports = [Server::port(&server.http), Server::port(&server.grpc)];
+    let ports = [Server::port(&server.http), Server::port(&server.grpc), Server::port(&server.metrics)];
     let stdout = server.run_client(
         "serve_python.py",
-        &[ports[0], ports[1], &cpus.join(","), pids_file.to_str().expect("utf-8")],
+        &[ports[0], ports[1], ports[2], &cpus.join(","), pids_file.to_str().expect("utf-8")],
         "python model checks passed",
     );
     eprintln!("{stdout}");

@@ -6,7 +6,7 @@ mid-call, both started again while another model answers; two models whose load 
 naming the file and line and the error's last line; BLS (`bls_calls`, `bls`, `selfcall`); the
 decoupled model `waiter` over gRPC's stream; and ensembles (`classify`, `lost`).
 
-usage: serve_python.py HTTP_PORT GRPC_PORT SERVER_CPUS OUT_PIDS_FILE
+usage: serve_python.py HTTP_PORT GRPC_PORT METRICS_PORT SERVER_CPUS OUT_PIDS_FILE
 """
 
 import asyncio
@@ -24,7 +24,7 @@ import tritonclient.http.aio as thttp_aio
 import tritonclient.http as thttp
 import tritonclient.utils as tritonclient_errors
 
-http_port, grpc_port, server_cpus, pids_file = sys.argv[1:5]
+http_port, grpc_port, metrics_port, server_cpus, pids_file = sys.argv[1:6]
 HTTP = thttp.InferenceServerClient(f"127.0.0.1:{http_port}")
 GRPC = tgrpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
 
@@ -82,6 +82,11 @@ for t in threads:
 for t in threads:
     t.join()
 assert len(seen) == 2, f"calls reached {len(seen)} stubs: {seen}"
+# where's custom metric: one series that both instances add to, on the metrics port.
+metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+for line in ("# HELP where_requests_total Requests where answered", "# TYPE where_requests_total counter",
+             'where_requests_total{model="where",version="1"} 160'):
+    assert line in metrics.splitlines(), f"{line!r} not in the metrics:\n{metrics[-2000:]}"
 
 
 def cpus(text):

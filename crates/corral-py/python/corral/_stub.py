@@ -153,8 +153,10 @@ class Server:
     def send(self, request, decoupled):
         encoded = [from_tensor(t) for t in request.inputs()]
         version = request.model_version()
+        name = request.model_name() or ""
         header = {
-            "model": request.model_name() or "",
+            # Triton takes a name as bytes too (an input tensor's element, say).
+            "model": name.decode() if isinstance(name, bytes) else str(name),
             "version": "" if version is None or int(version) < 0 else str(version),
             "request_id": request.request_id() or "",
             "outputs": list(request.requested_output_names()),
@@ -260,6 +262,8 @@ def serve(model_py):
         channel.write({"error": f"this stub speaks {PROTOCOL}, the server {hello.get('protocol')}: "
                                 f"corral {hello.get('corral')} and its stub differ"})
         return
+    # Custom metrics' changes go to the server as they happen (its metrics port shows them).
+    pb_utils._metric_sink = lambda change: channel.write(dict(change, op="metric"))
     try:
         model = load(model_py)()
         if hasattr(model, "initialize"):

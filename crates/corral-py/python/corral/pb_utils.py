@@ -386,6 +386,11 @@ class Logger:
         Logger.log(message, LogLevel.VERBOSE)
 
 
+# Where metric changes go besides the metric itself: corral's stub sends each to the server,
+# which shows the model's series on its metrics port (None: kept here only, as under pytest).
+_metric_sink = None
+
+
 class Metric:
     """One series of a family (its labels): counters go up, gauges are set, histograms observe."""
 
@@ -396,6 +401,14 @@ class Metric:
         self._value = 0.0
         self._counts = [0] * (len(self.buckets) + 1)
         self._sum = 0.0
+        self._publish("create", 0.0)
+
+    def _publish(self, change, value):
+        if _metric_sink is not None:
+            family = self._family
+            _metric_sink({"family": family.name, "description": family.description, "kind": family.kind,
+                          "labels": [[str(k), str(v)] for k, v in self.labels.items()], "buckets": self.buckets,
+                          "change": change, "value": float(value)})
 
     def increment(self, value):
         if self._family.kind == MetricFamily.COUNTER and value < 0:
@@ -403,11 +416,13 @@ class Metric:
         if self._family.kind == MetricFamily.HISTOGRAM:
             raise TritonModelException("a histogram observes values; it is not incremented")
         self._value += value
+        self._publish("increment", value)
 
     def set(self, value):
         if self._family.kind != MetricFamily.GAUGE:
             raise TritonModelException("only a gauge is set")
         self._value = value
+        self._publish("set", value)
 
     def observe(self, value):
         if self._family.kind != MetricFamily.HISTOGRAM:
@@ -415,6 +430,7 @@ class Metric:
         slot = next((i for i, bound in enumerate(self.buckets) if value <= bound), len(self.buckets))
         self._counts[slot] += 1
         self._sum += value
+        self._publish("observe", value)
 
     def value(self):
         if self._family.kind == MetricFamily.HISTOGRAM:

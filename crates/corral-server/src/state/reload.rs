@@ -31,6 +31,21 @@ use crate::{
     triton,
 };
 
+/// The serving configuration from the one an engine completed (`json`), the platform kept;
+/// `read` when it cannot be read (said in the log).
+fn completed(name: &str, json: &str, dir: &std::path::Path, read: repository::ServeConfig) -> repository::ServeConfig {
+    let served = corral_config::from_json(json)
+        .map_err(|e| e.to_string())
+        .and_then(|config| repository::serve_config(&config, dir));
+    match served {
+        Ok(config) => repository::ServeConfig { platform: read.platform, ..config },
+        Err(error) => {
+            tracing::warn!(model = name, "the completed configuration is not served ({error}); the one read is");
+            read
+        }
+    }
+}
+
 impl ServerState {
     fn refuse_without_control(&self) -> Result<(), CallError> {
         if self.control == ControlMode::None {
@@ -152,6 +167,12 @@ impl ServerState {
             }
             return failed(answer, message);
         }
+        // A configuration its engine completed (a Python model's auto_complete_config) is the
+        // one served, as Triton serves the completed configuration.
+        let config = match started.first().and_then(|(_, model, _)| model.completed_config()) {
+            Some(json) => completed(name, json, &self.repository.join(name), config),
+            None => config,
+        };
         // Step 3: one write switches every new call to the new set of versions.
         let mut versions = kept;
         for (number, model, fingerprint) in started {

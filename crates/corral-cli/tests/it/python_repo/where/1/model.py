@@ -19,10 +19,14 @@ class TritonPythonModel:
     def initialize(self, args):
         self.name = args["model_instance_name"]
         print(f"{self.name} starting in pid {os.getpid()}")
+        # A custom metric, both instances adding to one series on the server's metrics port.
+        family = pb_utils.MetricFamily("where_requests_total", "Requests where answered", pb_utils.MetricFamily.COUNTER)
+        self.requests = family.Metric(labels={"model": "where", "version": "1"})
 
     def execute(self, requests):
         responses = []
         for request in requests:
+            self.requests.increment(1)
             x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
             assert not x.flags.writeable, "inputs are read-only"
             responses.append(pb_utils.InferenceResponse([
