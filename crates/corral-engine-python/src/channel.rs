@@ -1,6 +1,10 @@
 //! The stub's channel: frames over a Unix socket, each a 4-byte little-endian header length,
 //! a JSON header, then the bytes of the tensors the header lists (`tensors[].bytes`), back to
 //! back: numbers little-endian, BYTES elements each a 4-byte length and its bytes.
+//!
+//! A tensor may instead lie in the stub's shared buffer ([`Shared`]: its entry says `at`, the
+//! offset, and no bytes follow on the socket): an `execute`'s numeric inputs in the buffer's
+//! first half, its outputs in the second, so neither side overwrites what the other reads.
 
 use std::{
     io::{Read, Write},
@@ -13,8 +17,102 @@ use serde_json::{Value, json};
 /// The largest header read (a header lists tensors, it never holds their bytes).
 const HEADER_MAX: usize = 16 << 20;
 
-/// Writes `header` with `tensors` listed in it and their bytes after it.
-pub fn write(stream: &mut UnixStream, mut header: Value, tensors: &[Tensor]) -> std::io::Result<()> {
+/// The stub's shared buffer: a memfd both processes map, of a fixed size and sealed against
+/// shrinking and growing, so that a stub can never make the server's mapping fault (SIGBUS);
+/// the server only copies in and out of it through raw pointers, never holding a reference to
+/// bytes the stub may be writing.
+pub struct Shared {
+    fd: std::os::fd::OwnedFd,
+    at: std::ptr::NonNull<u8>,
+}
+
+// SAFETY: the mapping is owned by this value alone and only read or written through `&mut`.
+unsafe impl Send for Shared {}
+
+impl Shared {
+    /// 64 MiB: half for an execute's inputs, half for its outputs (pages are only taken as
+    /// they are touched); a tensor that does not fit crosses the socket.
+    pub const SIZE: usize = 64 << 20;
+    const HALF: usize = Shared::SIZE / 2;
+
+    pub fn new() -> std::io::Result<Shared> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let last = std::io::Error::last_os_error;
+        // SAFETY: a valid C string; the flags are memfd_create's.
+        let raw = unsafe { libc::memfd_create(c"corral-python".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if raw < 0 {
+            return Err(last());
+        }
+        // SAFETY: `raw` is a descriptor just opened and owned by nobody else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: plain calls on the descriptor owned here.
+        unsafe {
+            if libc::ftruncate(fd.as_raw_fd(), Shared::SIZE as libc::off_t) != 0 {
+                return Err(last());
+            }
+            let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+            if libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) != 0 {
+                return Err(last());
+            }
+        }
+        // SAFETY: a shared mapping of the whole (sealed, fixed-size) file.
+        let mapped = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Shared::SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(last());
+        }
+        let at = std::ptr::NonNull::new(mapped.cast::<u8>()).ok_or_else(last)?;
+        Ok(Shared { fd, at })
+    }
+
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    /// Copies `bytes` in at `offset` (within the buffer: the caller checked).
+    fn put(&mut self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= Shared::SIZE, "inside the buffer");
+        // SAFETY: the range is inside the mapping (asserted), which lives as long as `self`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.at.as_ptr().add(offset), bytes.len()) };
+    }
+
+    /// A copy of the `len` bytes at `offset` of the outputs' half; `None` outside it.
+    fn take(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
+        let end = offset.checked_add(len)?;
+        if offset < Shared::HALF || end > Shared::SIZE {
+            return None;
+        }
+        let mut copy = vec![0u8; len];
+        // SAFETY: the range is inside the mapping (checked), which is never shrunk (sealed).
+        unsafe { std::ptr::copy_nonoverlapping(self.at.as_ptr().add(offset), copy.as_mut_ptr(), len) };
+        Some(copy)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.at.as_ptr().cast(), Shared::SIZE) };
+    }
+}
+
+/// Writes `header` with `tensors` listed in it and their bytes after it (numeric tensors into
+/// `shared`'s inputs half instead, while they fit).
+pub fn write_with(
+    stream: &mut UnixStream,
+    mut header: Value,
+    tensors: &[Tensor],
+    shared: Option<&mut Shared>,
+) -> std::io::Result<()> {
     let owned: Vec<Option<Vec<u8>>> =
         tensors.iter().map(|t| t.data.wire_bytes().is_none().then(|| t.data.to_le_bytes())).collect();
     let bytes: Vec<&[u8]> = tensors
@@ -22,11 +120,30 @@ pub fn write(stream: &mut UnixStream, mut header: Value, tensors: &[Tensor]) -> 
         .zip(&owned)
         .map(|(t, owned)| owned.as_deref().or_else(|| t.data.wire_bytes()).unwrap_or_default())
         .collect();
+    let mut placed = vec![None; tensors.len()];
+    let mut next = 0usize;
+    if let Some(shared) = shared {
+        for ((t, b), at) in tensors.iter().zip(&bytes).zip(&mut placed) {
+            if t.datatype().size().is_some() && next + b.len() <= Shared::HALF {
+                shared.put(next, b);
+                *at = Some(next);
+                next = (next + b.len()).next_multiple_of(64);
+            }
+        }
+    }
     if !tensors.is_empty() {
         let listed: Vec<Value> = tensors
             .iter()
             .zip(&bytes)
-            .map(|(t, b)| json!({"name": t.name, "datatype": t.datatype().kserve_name(), "shape": t.shape, "bytes": b.len()}))
+            .zip(&placed)
+            .map(|((t, b), at)| {
+                let mut entry =
+                    json!({"name": t.name, "datatype": t.datatype().kserve_name(), "shape": t.shape, "bytes": b.len()});
+                if let Some(at) = at {
+                    entry["at"] = json!(at);
+                }
+                entry
+            })
             .collect();
         header["tensors"] = Value::Array(listed);
     }
@@ -35,14 +152,26 @@ pub fn write(stream: &mut UnixStream, mut header: Value, tensors: &[Tensor]) -> 
     head.extend_from_slice(&(text.len() as u32).to_le_bytes());
     head.extend_from_slice(text.as_bytes());
     stream.write_all(&head)?;
-    for b in bytes {
-        stream.write_all(b)?;
+    for (b, at) in bytes.iter().zip(&placed) {
+        if at.is_none() {
+            stream.write_all(b)?;
+        }
     }
     Ok(())
 }
 
+/// [`write_with`] all on the socket.
+pub fn write(stream: &mut UnixStream, header: Value, tensors: &[Tensor]) -> std::io::Result<()> {
+    write_with(stream, header, tensors, None)
+}
+
 /// Reads one frame: its header and the tensors it lists.
 pub fn read(stream: &mut UnixStream) -> std::io::Result<(Value, Vec<Tensor>)> {
+    read_with(stream, None)
+}
+
+/// [`read`], tensors at an offset of `shared` copied out of it (one copy, the tensor's own).
+pub fn read_with(stream: &mut UnixStream, shared: Option<&Shared>) -> std::io::Result<(Value, Vec<Tensor>)> {
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let mut size = [0u8; 4];
     stream.read_exact(&mut size)?;
@@ -67,11 +196,21 @@ pub fn read(stream: &mut UnixStream) -> std::io::Result<(Value, Vec<Tensor>)> {
             .map(|dims| dims.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
             .unwrap_or_default();
         let len = listed["bytes"].as_u64().unwrap_or(0) as usize;
-        let mut bytes = vec![0; len];
-        stream.read_exact(&mut bytes)?;
+        let bytes = match (listed["at"].as_u64(), shared) {
+            (Some(at), Some(shared)) => shared
+                .take(at as usize, len)
+                .ok_or_else(|| invalid(format!("output '{name}': {len} bytes at {at}, outside the outputs' half")))?,
+            (Some(_), None) => return Err(invalid(format!("output '{name}': in a shared buffer there is none of"))),
+            (None, _) => {
+                let mut bytes = vec![0; len];
+                stream.read_exact(&mut bytes)?;
+                bytes
+            }
+        };
         let count = shape.iter().product();
-        let data =
-            TensorData::from_wire(datatype, &bytes, count).map_err(|e| invalid(format!("output '{name}': {e}")))?;
+        // Read in place (the tensor keeps the bytes just read): no second copy.
+        let data = TensorData::from_wire_shared(datatype, bytes, count)
+            .map_err(|e| invalid(format!("output '{name}': {e}")))?;
         tensors.push(Tensor::new(name, shape, data));
     }
     Ok((header, tensors))
@@ -93,5 +232,35 @@ mod tests {
         let (header, back) = read(&mut b).expect("read");
         assert_eq!(header["op"], "execute");
         assert_eq!(back, tensors);
+    }
+
+    #[test]
+    fn numbers_cross_the_shared_buffer_and_offsets_outside_its_outputs_are_refused() {
+        let (mut a, mut b) = UnixStream::pair().expect("a socket pair");
+        let mut shared = Shared::new().expect("a memfd");
+        let x = Tensor::new("x", vec![3], TensorData::F32(vec![1.0, 2.0, 3.0]));
+        write_with(&mut a, json!({"op": "execute"}), std::slice::from_ref(&x), Some(&mut shared)).expect("written");
+        // The stub's view: a header whose tensor is at offset 0, and no bytes after it.
+        let mut size = [0u8; 4];
+        b.read_exact(&mut size).expect("length");
+        let mut text = vec![0; u32::from_le_bytes(size) as usize];
+        b.read_exact(&mut text).expect("header");
+        let header: Value = serde_json::from_slice(&text).expect("JSON");
+        assert_eq!(header["tensors"][0]["at"], 0, "{header}");
+        // What a stub would answer: its output in the second half.
+        shared.put(Shared::HALF, &x.data.to_le_bytes());
+        let answer =
+            json!({"tensors": [{"name": "y", "datatype": "FP32", "shape": [3], "bytes": 12, "at": Shared::HALF}]});
+        let text = answer.to_string();
+        a.write_all(&(text.len() as u32).to_le_bytes()).and_then(|()| a.write_all(text.as_bytes())).expect("sent");
+        let (_, outputs) = read_with(&mut b, Some(&shared)).expect("read");
+        assert_eq!(outputs[0].data, x.data);
+        let outside =
+            json!({"tensors": [{"name": "y", "datatype": "FP32", "shape": [3], "bytes": 12, "at": 0}]}).to_string();
+        a.write_all(&(outside.len() as u32).to_le_bytes())
+            .and_then(|()| a.write_all(outside.as_bytes()))
+            .expect("sent");
+        let error = read_with(&mut b, Some(&shared)).unwrap_err();
+        assert!(error.to_string().contains("outside the outputs' half"), "{error}");
     }
 }

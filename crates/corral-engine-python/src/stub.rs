@@ -68,7 +68,7 @@ pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> 
     let model_py = model.model_py.to_string_lossy();
     let mut command = spawn_with.command(&["auto-complete", &model_py, &out.to_string_lossy()]);
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    guard(&mut command, None, &[]);
+    guard(&mut command, None, None, &[]);
     let mut child = spawn(command).map_err(|e| {
         format!(
             "cannot start the Python interpreter {}: {e}\nhint: set CORRAL_PYTHON to a Python 3.10 or later with numpy",
@@ -126,7 +126,7 @@ pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> 
 /// What a child runs between fork and exec: the channel `fd` moved to descriptor 3, the
 /// parent-death signal (and an exit when the server already died before it was set), and
 /// `cpus` as its affinity. Only async-signal-safe calls, on values made before the fork.
-fn guard(command: &mut Command, fd: Option<i32>, cpus: &[usize]) {
+fn guard(command: &mut Command, fd: Option<i32>, shared: Option<i32>, cpus: &[usize]) {
     // SAFETY: an all-zero cpu_set_t is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &cpu in cpus {
@@ -139,13 +139,14 @@ fn guard(command: &mut Command, fd: Option<i32>, cpus: &[usize]) {
     // _exit, sched_setaffinity on a set built before the fork.
     unsafe {
         command.pre_exec(move || {
-            match fd {
-                Some(3) => {
-                    let flags = libc::fcntl(3, libc::F_GETFD);
-                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            // Each descriptor first above 10 (so neither lands on the other's number), then
+            // onto 3 and 4, which dup2 leaves open across exec.
+            for (from, to) in [(fd, 3), (shared, 4)] {
+                let Some(from) = from else { continue };
+                let high = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 10);
+                if high < 0 || libc::dup2(high, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                Some(fd) if libc::dup2(fd, 3) < 0 => return Err(std::io::Error::last_os_error()),
-                _ => {}
             }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::getppid() != parent {
@@ -317,6 +318,8 @@ pub struct Stub {
     stream: UnixStream,
     /// Written by the session's thread and by the answers of the stub's BLS calls.
     writer: Arc<Mutex<UnixStream>>,
+    /// The buffer an execute's tensors cross (`channel::Shared`), when one could be made.
+    shared: Option<channel::Shared>,
     child: Child,
     /// Why it is gone, once it is: every later call fails with it.
     gone: Option<String>,
@@ -335,7 +338,11 @@ impl Stub {
         for name in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
             command.env(name, &threads);
         }
-        guard(&mut command, Some(fd), &cpus);
+        // The shared buffer: without one (no memfd here), tensors cross the socket.
+        let shared = channel::Shared::new()
+            .inspect_err(|e| tracing::warn!(model = %model.name, "no shared buffer for the stub ({e}): tensors cross its socket"))
+            .ok();
+        guard(&mut command, Some(fd), shared.as_ref().map(channel::Shared::fd), &cpus);
         let mut child = spawn(command).map_err(|e| {
             EngineError::Session(format!(
                 "cannot start the Python interpreter {}: {e}\nhint: set CORRAL_PYTHON to a Python 3.10 or later with numpy",
@@ -347,7 +354,9 @@ impl Stub {
         forward(&instance, child.stderr.take());
         let writer = stream.try_clone().map_err(|e| EngineError::Session(e.to_string()))?;
         let writer = Arc::new(Mutex::new(writer));
-        let mut stub = Stub { name: model.name.clone(), instance: instance.clone(), stream, writer, child, gone: None };
+        let shared_size = shared.as_ref().map(|_| channel::Shared::SIZE);
+        let mut stub =
+            Stub { name: model.name.clone(), instance: instance.clone(), stream, writer, shared, child, gone: None };
         let args = json!({
             "model_config": model.config_json,
             "model_instance_kind": "CPU",
@@ -357,7 +366,8 @@ impl Stub {
             "model_version": model.version,
             "model_name": model.name,
         });
-        let hello = json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args});
+        let hello =
+            json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args, "shared": shared_size});
         // A hung `initialize` must not hold the instance.
         let _ = stub.stream.set_read_timeout(start_timeout(model));
         let answer = stub.write(hello, &[]).and_then(|()| read_answer(&mut stub.stream));
@@ -430,11 +440,13 @@ impl Stub {
         let deadline = timeout.map(|t| Instant::now() + t);
         let decoupled = responses.is_some();
         let (mut executed, mut finished) = (false, false);
-        let answer = self.write(json!({"op": "execute", "decoupled": decoupled}), inputs).and_then(|()| {
+        let header = json!({"op": "execute", "decoupled": decoupled});
+        let written = channel::write_with(&mut lock(&self.writer), header, inputs, self.shared.as_mut());
+        let answer = written.and_then(|()| {
             loop {
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
                 let _ = self.stream.set_read_timeout(left);
-                let (header, tensors) = channel::read(&mut self.stream)?;
+                let (header, tensors) = channel::read_with(&mut self.stream, self.shared.as_ref())?;
                 match (header["op"].as_str(), responses.as_mut()) {
                     (Some("metric"), _) => crate::metrics::record(&header),
                     (Some("call"), _) => {

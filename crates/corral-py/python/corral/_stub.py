@@ -19,6 +19,7 @@ import inspect
 import itertools
 import json
 import logging
+import mmap
 import os
 import queue
 import socket
@@ -85,23 +86,41 @@ class Channel:
         self.reading = threading.Lock()
         self.writing = threading.Lock()
         self.ops = queue.SimpleQueue()
+        self.buffer, self.start, self.end = bytearray(1 << 16), 0, 0
         self.calls = {}
         self.ids = itertools.count(1)
 
     def read_exactly(self, n):
+        """`n` bytes: from what the last receive brought first (one receive usually brings a
+        whole frame), then straight from the socket."""
         view = bytearray(n)
-        got = 0
+        got = min(n, self.end - self.start)
+        if got:
+            view[:got] = self.buffer[self.start:self.start + got]
+            self.start += got
+        if got == n:
+            return view
+        if n - got < len(self.buffer):
+            while got < n:
+                self.start, self.end = 0, self.sock.recv_into(self.buffer)
+                if self.end == 0:
+                    raise EOFError
+                take = min(n - got, self.end)
+                view[got:got + take] = self.buffer[:take]
+                self.start, got = take, got + take
+            return view
         while got < n:
             chunk = self.sock.recv_into(memoryview(view)[got:], n - got)
             if chunk == 0:
                 raise EOFError
             got += chunk
-        return bytes(view)
+        return view
 
     def read(self):
         (size,) = struct.unpack("<I", self.read_exactly(4))
         header = json.loads(self.read_exactly(size))
-        payloads = [self.read_exactly(t["bytes"]) for t in header.get("tensors", [])]
+        # A tensor in the shared buffer (`at`) has no bytes on the socket.
+        payloads = [None if "at" in t else self.read_exactly(t["bytes"]) for t in header.get("tensors", [])]
         return header, payloads
 
     def write(self, header, payloads=()):
@@ -109,16 +128,15 @@ class Channel:
         with self.writing:
             self.sock.sendall(struct.pack("<I", len(data)) + data)
             for payload in payloads:
-                self.sock.sendall(payload)
+                if payload is not None:
+                    self.sock.sendall(payload)
 
     def pump(self, box):
         """The next frame for ``box`` (the main loop's or a call's), reading and routing the
         server's frames until one comes. The server gone ends the stub: nobody is left to answer."""
         while True:
-            try:
-                return box.get_nowait()
-            except queue.Empty:
-                pass
+            if not box.empty():
+                return box.get()
             with self.reading:
                 if not box.empty():
                     continue
@@ -199,17 +217,43 @@ class Server:
         return (await loop.run_in_executor(None, lambda: [r for r, _ in answers]))[0]
 
 
+# The shared buffer the server made (a memfd on descriptor 4, fixed in size): an execute's
+# inputs in its first half, its outputs in the second.
+SHARED = None
+
+
 def to_tensor(spec, payload):
     if spec["datatype"] == "BYTES":
-        array = pb_utils.deserialize_bytes_tensor(payload).reshape(spec["shape"])
-        array.flags.writeable = False
+        array = pb_utils.deserialize_bytes_tensor(bytes(payload)).reshape(spec["shape"])
+    elif "at" in spec:
+        # In place in the shared buffer: valid until the next execute.
+        dtype = np.dtype(_KSERVE[spec["datatype"]])
+        array = np.frombuffer(SHARED, dtype=dtype, count=spec["bytes"] // dtype.itemsize,
+                              offset=spec["at"]).reshape(spec["shape"])
     else:
-        # Read-only, in place over the received bytes: one tensor may feed several steps.
         array = np.frombuffer(payload, dtype=_KSERVE[spec["datatype"]]).reshape(spec["shape"])
+    # Read-only: one tensor may feed several steps.
+    array.flags.writeable = False
     return pb_utils.Tensor(spec["name"], array)
 
 
-def from_tensor(tensor):
+class Outputs:
+    """Places an answer's numeric outputs in the shared buffer's second half while they fit."""
+
+    def __init__(self):
+        self.next = len(SHARED) // 2 if SHARED is not None else None
+
+    def place(self, array):
+        if self.next is None or self.next + array.nbytes > len(SHARED):
+            return None
+        at = self.next
+        target = np.frombuffer(SHARED, dtype=array.dtype.newbyteorder("<"), count=array.size, offset=at)
+        np.copyto(target.reshape(array.shape), array)
+        self.next = (at + array.nbytes + 63) // 64 * 64
+        return at
+
+
+def from_tensor(tensor, outputs=None):
     array = tensor.as_numpy()
     if array.dtype == np.object_ or array.dtype.kind in "SU":
         wire = pb_utils.serialize_byte_tensor(array.astype(np.object_))
@@ -219,7 +263,12 @@ def from_tensor(tensor):
         datatype = _NUMPY.get(array.dtype)
         if datatype is None:
             raise pb_utils.TritonModelException(f"output '{tensor.name()}': numpy type {array.dtype} has no Triton type")
-        payload = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        at = outputs.place(array) if outputs is not None else None
+        if at is not None:
+            return {"name": tensor.name(), "datatype": datatype, "shape": list(array.shape), "bytes": array.nbytes,
+                    "at": at}, None
+        little = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
+        payload = memoryview(little).cast("B") if little.size else b""
     return {"name": tensor.name(), "datatype": datatype, "shape": list(array.shape), "bytes": len(payload)}, payload
 
 
@@ -273,6 +322,9 @@ def serve(model_py):
         return
     channel.write({"ok": True, "pid": os.getpid()})
     pb_utils.set_server(Server(channel))
+    global SHARED
+    if hello.get("shared"):
+        SHARED = mmap.mmap(4, hello["shared"])
     loop = asyncio.new_event_loop()
     while True:
         header, payloads = channel.next_op()  # the server gone ends the stub
@@ -309,7 +361,8 @@ def serve(model_py):
             wanted = request.requested_output_names()
             if wanted:
                 outputs = [t for t in outputs if t.name() in wanted]
-            encoded = [from_tensor(t) for t in outputs]
+            placed = Outputs()
+            encoded = [from_tensor(t, placed) for t in outputs]
             channel.write({"tensors": [h for h, _ in encoded]}, [p for _, p in encoded])
         except BaseException as error:
             message = error.message() if isinstance(error, pb_utils.TritonModelException) else where(error)

@@ -19,6 +19,12 @@ class TritonPythonModel:
     def initialize(self, args):
         self.name = args["model_instance_name"]
         print(f"{self.name} starting in pid {os.getpid()}")
+        # The shared buffer (descriptor 4) is sealed: a stub cannot shrink it under the server.
+        try:
+            os.ftruncate(4, 0)
+            raise AssertionError("the shared buffer could be shrunk")
+        except PermissionError:
+            pass
         # A custom metric, both instances adding to one series on the server's metrics port.
         family = pb_utils.MetricFamily("where_requests_total", "Requests where answered", pb_utils.MetricFamily.COUNTER)
         self.requests = family.Metric(labels={"model": "where", "version": "1"})
