@@ -17,8 +17,10 @@
 //!
 //! An `execute` silent past the model's execute timeout (60 s unless configured) has its stub
 //! killed; a stub that died or was killed fails the call it held, naming model, instance and
-//! cause, and is started again (and `initialize`d) at the instance's next call, no sooner than
-//! a backoff of 0.5 s doubling to 30 s after each start that fails.
+//! cause, and is started again (and `initialize`d) at once in the background, the instance's
+//! next call waiting for it; a start that fails is tried again at a later call, no sooner than
+//! a backoff of 0.5 s doubling to 30 s. The model reports not ready while no instance can take
+//! a call (`Sessions::can_take_calls`).
 //!
 //! BLS: a stub's `InferenceRequest.exec`/`async_exec` is a `call` frame on the channel while
 //! its `execute` runs; the session's thread hands it to the [`Calls`] the server attached
@@ -47,10 +49,12 @@ mod stub;
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicUsize, Ordering},
     },
 };
+
+use corral_cores::sync::lock;
 
 use corral_engine::{Calls, DataType, Engine, EngineError, ModelSource, Prepared, PythonModel, TensorSpec};
 use serde_json::Value;
@@ -115,14 +119,38 @@ impl Engine for PythonEngine {
             model: PythonModel { config_json: config.to_string(), ..model.clone() },
             calls: self.calls.clone(),
         };
-        let (count, spawn) = (AtomicUsize::new(0), Arc::new(spawn));
-        let sessions = move |placement: &corral_engine::SessionPlacement| {
-            let index = count.fetch_add(1, Ordering::Relaxed);
-            Instance::start(spawn.clone(), index, placement.core_cpus.concat())
-                .map(|instance| Box::new(instance) as Box<dyn corral_engine::Session>)
-        };
+        let sessions = Stubs { count: AtomicUsize::new(0), spawn: Arc::new(spawn), states: Mutex::new(Vec::new()) };
         let completed = config.to_string();
         Ok(Arc::new(Prepared::new(inputs, outputs, sessions).completed(completed)))
+    }
+}
+
+/// A model's instances: each started with its stub; each instance's state kept (weakly, so a
+/// retired instance drops out) to tell whether one can take a call.
+struct Stubs {
+    count: AtomicUsize,
+    spawn: Arc<stub::Spawn>,
+    states: Mutex<Vec<Weak<Mutex<stub::Down>>>>,
+}
+
+impl corral_engine::Sessions for Stubs {
+    fn session(
+        &self,
+        placement: &corral_engine::SessionPlacement,
+    ) -> Result<Box<dyn corral_engine::Session>, EngineError> {
+        let index = self.count.fetch_add(1, Ordering::Relaxed);
+        let instance = Instance::start(self.spawn.clone(), index, placement.core_cpus.concat())?;
+        let mut states = lock(&self.states);
+        states.retain(|s| s.strong_count() > 0);
+        states.push(Arc::downgrade(instance.down()));
+        Ok(Box::new(instance))
+    }
+
+    fn can_take_calls(&self) -> bool {
+        let now = std::time::Instant::now();
+        let states = lock(&self.states);
+        let live: Vec<_> = states.iter().filter_map(Weak::upgrade).collect();
+        live.is_empty() || live.iter().any(|s| lock(s).until.is_none_or(|until| until <= now))
     }
 }
 

@@ -188,8 +188,17 @@ fn spawn(command: Command) -> std::io::Result<Child> {
     answer.recv().map_err(std::io::Error::other)?
 }
 
+/// Whether an instance's stub is down, as readiness asks from other threads.
+#[derive(Debug, Default)]
+pub struct Down {
+    /// `None`: its stub runs (or may start at the next call); `Some(t)`: it is down and
+    /// starts again no sooner than `t`.
+    pub until: Option<Instant>,
+}
+
 /// One instance's session: its stub, started again after it died or was killed.
 pub struct Instance {
+    down: Arc<Mutex<Down>>,
     spawn: Arc<Spawn>,
     index: usize,
     cpus: Vec<usize>,
@@ -200,6 +209,9 @@ pub struct Instance {
     /// start that fails.
     next_start: Instant,
     backoff: Duration,
+    /// A stub starting again in the background since the last one died (the model reports
+    /// not ready meanwhile); the next call takes it.
+    restarting: Option<std::thread::JoinHandle<Result<Stub, EngineError>>>,
 }
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -210,6 +222,7 @@ impl Instance {
     pub fn start(spawn: Arc<Spawn>, index: usize, cpus: Vec<usize>) -> Result<Instance, EngineError> {
         let stub = Stub::start(&spawn, index, &cpus)?;
         Ok(Instance {
+            down: Arc::default(),
             spawn,
             index,
             cpus,
@@ -217,7 +230,27 @@ impl Instance {
             gone: None,
             next_start: Instant::now(),
             backoff: BACKOFF_FIRST,
+            restarting: None,
         })
+    }
+
+    /// Starts the stub again in the background at once (Triton restarts a dead stub without
+    /// waiting for a call); down until it answered `initialize`.
+    fn restart(&mut self) {
+        let (spawn, index, cpus, down) = (self.spawn.clone(), self.index, self.cpus.clone(), self.down.clone());
+        lock(&down).until = Some(Instant::now() + BACKOFF_MAX);
+        let restarting = std::thread::Builder::new().name("corral-python-restart".to_owned()).spawn(move || {
+            let started = Stub::start(&spawn, index, &cpus);
+            lock(&down).until = if started.is_ok() { None } else { Some(Instant::now() + BACKOFF_FIRST) };
+            started
+        });
+        // Without a thread, the next call starts it.
+        self.restarting = restarting.ok();
+    }
+
+    /// Its state for readiness.
+    pub fn down(&self) -> &Arc<Mutex<Down>> {
+        &self.down
     }
 
     /// The live stub, started again when the last is gone and the backoff allows.
@@ -225,20 +258,28 @@ impl Instance {
         if self.stub.is_none() {
             let why = self.gone.clone().unwrap_or_default();
             let now = Instant::now();
-            if now < self.next_start {
+            if self.restarting.is_none() && now < self.next_start {
                 let wait = self.next_start - now;
                 return Err(EngineError::Run(format!("{why}; it starts again in {:.1} s", wait.as_secs_f64())));
             }
-            match Stub::start(&self.spawn, self.index, &self.cpus) {
+            let started = match self.restarting.take() {
+                Some(restart) => {
+                    restart.join().unwrap_or_else(|_| Err(EngineError::Session("its start panicked".to_owned())))
+                }
+                None => Stub::start(&self.spawn, self.index, &self.cpus),
+            };
+            match started {
                 Ok(stub) => {
                     tracing::warn!(model = %self.spawn.model.name, "{}: Python stub started again after: {why}", stub.instance);
                     self.stub = Some(stub);
                     self.gone = None;
                     self.backoff = BACKOFF_FIRST;
+                    lock(&self.down).until = None;
                 }
                 Err(error) => {
                     self.next_start = now + self.backoff;
                     self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    lock(&self.down).until = Some(self.next_start);
                     return Err(EngineError::Run(format!("{why}; starting it again failed: {error}")));
                 }
             }
@@ -289,6 +330,7 @@ impl Instance {
                 self.stub = None;
                 self.gone = Some(why.clone());
                 self.next_start = Instant::now();
+                self.restart();
                 Err(EngineError::Run(why))
             }
         }

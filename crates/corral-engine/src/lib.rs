@@ -206,6 +206,13 @@ impl Prepared {
     pub fn measures(&self) -> bool {
         self.sessions.measures()
     }
+
+    /// Whether one of the sessions made can take a call now: false only while every one is
+    /// down and not yet allowed back (a Python model's stubs, dead and waiting out their
+    /// restart's backoff). A model whose sessions cannot fail this way always can.
+    pub fn can_take_calls(&self) -> bool {
+        self.sessions.can_take_calls()
+    }
 }
 
 /// How an engine makes the sessions of one prepared model (what it parsed, shared by them).
@@ -220,6 +227,11 @@ pub trait Sessions: Send + Sync {
     /// See [`Prepared::measures`].
     fn measures(&self) -> bool {
         false
+    }
+
+    /// See [`Prepared::can_take_calls`].
+    fn can_take_calls(&self) -> bool {
+        true
     }
 }
 

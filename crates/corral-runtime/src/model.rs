@@ -476,6 +476,12 @@ impl Model {
         &self.inner.inputs
     }
 
+    /// Whether an instance can take a call now (see `Prepared::can_take_calls`): a server
+    /// reports the model not ready while none can.
+    pub fn can_take_calls(&self) -> bool {
+        self.inner.factory.prepared.can_take_calls()
+    }
+
     /// The configuration the model's engine completed (a Python model's
     /// `auto_complete_config`), as Triton's JSON mapping.
     pub fn completed_config(&self) -> Option<&str> {

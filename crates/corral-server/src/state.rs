@@ -92,6 +92,13 @@ impl Served {
         }
     }
 
+    /// Whether a call can run now: false while every instance of its model is down (a
+    /// Python model's stubs starting again); an ensemble always can (its steps answer for
+    /// themselves).
+    pub fn can_take_calls(&self) -> bool {
+        self.model().is_none_or(Model::can_take_calls)
+    }
+
     /// Its tensors as its model (or the ensemble's configuration) gives them.
     pub fn input_specs(&self) -> &[corral_engine::TensorSpec] {
         match &self.unit {

@@ -147,7 +147,11 @@ for model, says in (("hang", "model 'hang' instance hang_0: execute did not retu
         assert says in str(e), str(e)
         if model == "crash":
             assert "exit status: 3" in str(e), str(e)
+    # Its one stub starts again at once, in the background (an interpreter and numpy take far
+    # longer than this question): the model is not ready meanwhile, and is once it is back.
+    assert not HTTP.is_model_ready(model), f"{model} is ready while its only stub starts again"
     np.testing.assert_array_equal(one(model, 5.0), [6.0])
+    assert HTTP.is_model_ready(model) and GRPC.is_model_ready(model), model
 stop.set()
 background.join()
 assert answered[0] > 0, "add_sub answered while the others' stubs died"
