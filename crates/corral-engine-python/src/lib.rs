@@ -6,7 +6,9 @@
 //! own files, compiled into this crate and written, once per corral version, into a private
 //! folder (`$TMPDIR/corral-python-<uid>-<version>`, mode 0700, checked to be the user's) that
 //! goes first on the stub's `PYTHONPATH`: any Python ≥ 3.10 with numpy runs them, corral
-//! installed or not. The interpreter is `CORRAL_PYTHON`, else the first `python3` on `PATH`.
+//! installed or not. The interpreter is the model's own environment's (Triton's
+//! `EXECUTION_ENV_PATH` parameter, config.toml's `[python] env`: `environment.rs`), else
+//! `CORRAL_PYTHON`, else the first `python3` on `PATH`; the model's log line names it.
 //!
 //! At load, `auto_complete_config` runs in a throw-away interpreter (as Triton calls it once),
 //! and the completed configuration gives the model's inputs and outputs. Each session then
@@ -43,6 +45,7 @@
 //! Not yet (issue 31): several requests per `execute`.
 
 mod channel;
+mod environment;
 mod metrics;
 mod stub;
 
@@ -106,15 +109,26 @@ impl Engine for PythonEngine {
         };
         let load_error = |reason: String| EngineError::Load { path: model.model_py.clone(), reason };
         let folder = stub_folder().map_err(load_error)?;
+        // The model's own environment (EXECUTION_ENV_PATH), else the engine's interpreter.
+        let read: Value =
+            serde_json::from_str(&model.config_json).map_err(|e| load_error(format!("its configuration: {e}")))?;
+        let (env, interpreter) = match environment::named(&read, &model.repository) {
+            Some(path) => {
+                let (env, interpreter) = environment::resolve(&path).map_err(load_error)?;
+                (Some(env), interpreter)
+            }
+            None => (None, self.interpreter.clone()),
+        };
         let config: Value = if model.auto_complete {
-            stub::auto_complete(&self.interpreter, &folder, model).map_err(load_error)?
+            stub::auto_complete(&interpreter, env.as_deref(), &folder, model).map_err(load_error)?
         } else {
-            serde_json::from_str(&model.config_json).map_err(|e| load_error(format!("its configuration: {e}")))?
+            read
         };
         let (inputs, outputs) = signature(&config).map_err(load_error)?;
-        tracing::info!(model = %model.name, "Python interpreter {}", self.interpreter.display());
+        tracing::info!(model = %model.name, "Python interpreter {}", interpreter.display());
         let spawn = stub::Spawn {
-            interpreter: self.interpreter.clone(),
+            interpreter,
+            env,
             folder,
             model: PythonModel { config_json: config.to_string(), ..model.clone() },
             calls: self.calls.clone(),

@@ -33,6 +33,8 @@ fn start_timeout(model: &PythonModel) -> Option<Duration> {
 /// What every stub of one model is started with.
 pub struct Spawn {
     pub interpreter: PathBuf,
+    /// The model's own environment (EXECUTION_ENV_PATH), activated for its stubs.
+    pub env: Option<PathBuf>,
     pub folder: PathBuf,
     pub model: PythonModel,
     /// Where its BLS calls go, once the server attached itself.
@@ -51,15 +53,33 @@ impl Spawn {
         });
         command.env("PYTHONPATH", path.unwrap_or_else(|| self.folder.clone().into_os_string()));
         command.env("PYTHONUNBUFFERED", "1");
+        if let Some(env) = &self.env {
+            // As an activated environment: its programs and libraries first.
+            for (name, sub) in [("PATH", "bin"), ("LD_LIBRARY_PATH", "lib")] {
+                let mut value = env.join(sub).into_os_string();
+                if let Some(old) = std::env::var_os(name).filter(|o| !o.is_empty()) {
+                    value.push(":");
+                    value.push(old);
+                }
+                command.env(name, value);
+            }
+            command.env("VIRTUAL_ENV", env);
+        }
         command
     }
 }
 
 /// Runs `auto_complete_config` in a throw-away interpreter (started as the stubs are, so it
 /// dies with the server; killed past the model's execute timeout): the completed configuration.
-pub fn auto_complete(interpreter: &Path, folder: &Path, model: &PythonModel) -> Result<Value, String> {
+pub fn auto_complete(
+    interpreter: &Path,
+    env: Option<&Path>,
+    folder: &Path,
+    model: &PythonModel,
+) -> Result<Value, String> {
     let spawn_with = Spawn {
         interpreter: interpreter.to_owned(),
+        env: env.map(Path::to_owned),
         folder: folder.to_owned(),
         model: model.clone(),
         calls: Arc::default(),

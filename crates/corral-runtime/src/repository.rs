@@ -113,6 +113,9 @@ struct PythonConfig {
     /// Triton's `model_transaction_policy { decoupled: true }`: responses through the
     /// response sender, any number per request.
     decoupled: Option<bool>,
+    /// The model's own Python environment (Triton's `EXECUTION_ENV_PATH`): a folder or a
+    /// `.tar.gz`, relative to the model's folder.
+    env: Option<String>,
 }
 
 /// An execute timeout in seconds (`what` names where it was read) as the engine takes it: 0 is
@@ -858,6 +861,9 @@ fn read_toml_model(dir: &Path, policy: VersionPolicy) -> Result<Option<(ModelDef
             });
             if config.python.as_ref().and_then(|p| p.decoupled) == Some(true) {
                 json["model_transaction_policy"] = serde_json::json!({"decoupled": true});
+            }
+            if let Some(env) = config.python.as_ref().and_then(|p| p.env.as_ref()) {
+                json["parameters"] = serde_json::json!({"EXECUTION_ENV_PATH": {"string_value": env}});
             }
             let seconds = config.python.as_ref().and_then(|p| p.execute_timeout_s);
             let timeout = execute_timeout(seconds, "[python] execute_timeout_s").map_err(|r| bad(&config_path, r))?;

@@ -47,6 +47,9 @@ output [ { name: "softmaxout_1", data_type: TYPE_FP32, dims: [ 1, 1000, 1, 1 ] }
     )
     .expect("pbtxt");
     let interpreter = python(".venv");
+    // envpy's own environment: the project's .venv, under the model's folder.
+    let venv = interpreter.parent().and_then(Path::parent).expect("the .venv folder");
+    std::os::unix::fs::symlink(venv, repo.path().join("envpy/env")).expect("link the environment");
     // A short exec timeout: `selfcall` waits that long for a call that cannot start.
     let mut server = Server::start_with(
         &host,

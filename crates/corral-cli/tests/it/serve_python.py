@@ -191,6 +191,13 @@ given.set_data_from_numpy(np.ones(1, dtype=np.float32))
 said = HTTP.infer("selfcall", [given]).as_numpy("ERROR")[0].decode()
 assert said.startswith("4: ") and "could not start within 3 s" in said, said
 
+# EXECUTION_ENV_PATH: envpy's stub runs its environment's Python, with its bin first on PATH.
+given = thttp.InferInput("X", [1], "FP32")
+given.set_data_from_numpy(np.zeros(1, dtype=np.float32))
+exe, path_head = HTTP.infer("envpy", [given]).as_numpy("EXE")[0].decode().split("|")
+assert exe.endswith("/envpy/env/bin/python3") or exe.endswith("/envpy/env/bin/python"), exe
+assert path_head.endswith("/envpy/env/bin"), path_head
+
 # A decoupled model over gRPC's stream: two requests, each answered as its model sends; each
 # holds its second response until the test, having received both first ones, creates a file.
 received = queue.Queue()
