@@ -186,7 +186,6 @@ impl<'a> From<&'a ModelOutput> for Tensor<'a> {
     }
 }
 
-/// Triton's `GetElementCount` of a shape: -1 when any dimension is a wildcard.
 /// Triton's `ValidateEnsembleSchedulingConfig` (model_config_utils.cc, `BuildEnsembleGraph`
 /// included): what the configuration alone says of an ensemble's steps and tensors; what
 /// needs its steps' models (their tensors, versions) is the server's to check at load. Steps
@@ -295,6 +294,7 @@ fn ensemble_scheduling(config: &ModelConfig, ensembling: &crate::ModelEnsembling
     Ok(())
 }
 
+/// Triton's `GetElementCount` of a shape: -1 when any dimension is a wildcard.
 fn element_count(dims: &[i64]) -> i64 {
     if dims.contains(&WILDCARD) { -1 } else { dims.iter().product() }
 }

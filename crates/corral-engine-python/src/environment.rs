@@ -52,6 +52,17 @@ fn unpacked(archive: &Path) -> Result<PathBuf, String> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(said(e)),
     }
+    // Only a folder of this user's that nobody else may write: what is unpacked there runs.
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::symlink_metadata(&cache).map_err(said)?;
+        if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is not a private folder of this user (it holds unpacked Python environments)\nhint: remove it",
+                cache.display()
+            ));
+        }
+    }
     let folder = cache.join(format!("{hash:016x}"));
     let lock = std::fs::File::create(cache.join(format!("{hash:016x}.lock"))).map_err(said)?;
     lock.lock().map_err(said)?;

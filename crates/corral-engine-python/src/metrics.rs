@@ -2,8 +2,8 @@
 //! frames: a series created, a counter incremented, a gauge set, a histogram's observation)
 //! kept here for the process, and rendered in Prometheus' text format for the server's
 //! metrics port. A family is its name (as Triton's: the same name and kind is the same family
-//! whichever model or instance makes it); a series is its labels, in the order the model gave
-//! them. Counters and histograms add up what every instance reports.
+//! whichever model or instance makes it); a series is its label set, shown sorted by name.
+//! Counters and histograms add up what every instance reports.
 
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex};
 
@@ -38,9 +38,12 @@ pub fn record(change: &Value) {
                 .iter()
                 .filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned())))
                 .filter(|(k, _)| valid(k))
-                .collect()
+                .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    // One series per label set, whatever order the model named them in (Triton sorts them).
+    let mut labels = labels;
+    labels.sort();
     let value = change["value"].as_f64().unwrap_or(0.0);
     let mut families = lock(&FAMILIES);
     let family = families.entry(name.to_owned()).or_insert_with(|| Family {

@@ -159,12 +159,13 @@ fn guard(command: &mut Command, fd: Option<i32>, shared: Option<i32>, cpus: &[us
     // _exit, sched_setaffinity on a set built before the fork.
     unsafe {
         command.pre_exec(move || {
-            // Each descriptor first above 10 (so neither lands on the other's number), then
-            // onto 3 and 4, which dup2 leaves open across exec.
-            for (from, to) in [(fd, 3), (shared, 4)] {
+            // Both descriptors first copied above 10 (so neither is overwritten by the other's
+            // move), then onto 3 and 4, which dup2 leaves open across exec.
+            let high = |from: Option<i32>| from.map(|f| libc::fcntl(f, libc::F_DUPFD_CLOEXEC, 10));
+            let (channel, buffer) = (high(fd), high(shared));
+            for (from, to) in [(channel, 3), (buffer, 4)] {
                 let Some(from) = from else { continue };
-                let high = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 10);
-                if high < 0 || libc::dup2(high, to) < 0 {
+                if from < 0 || libc::dup2(from, to) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -258,7 +259,8 @@ impl Instance {
     /// waiting for a call); down until it answered `initialize`.
     fn restart(&mut self) {
         let (spawn, index, cpus, down) = (self.spawn.clone(), self.index, self.cpus.clone(), self.down.clone());
-        lock(&down).until = Some(Instant::now() + BACKOFF_MAX);
+        // Down until the thread says otherwise (a start may take long: numpy's import).
+        lock(&down).until = Some(Instant::now() + Duration::from_secs(24 * 3600));
         let restarting = std::thread::Builder::new().name("corral-python-restart".to_owned()).spawn(move || {
             let started = Stub::start(&spawn, index, &cpus);
             lock(&down).until = if started.is_ok() { None } else { Some(Instant::now() + BACKOFF_FIRST) };
@@ -385,6 +387,10 @@ pub struct Stub {
     child: Child,
     /// Why it is gone, once it is: every later call fails with it.
     gone: Option<String>,
+    /// Executes sent so far: each execute's number tags its frames.
+    executes: u64,
+    /// To the thread writing BLS answers.
+    answers: mpsc::Sender<(Value, Vec<Tensor>)>,
 }
 
 impl Stub {
@@ -416,9 +422,31 @@ impl Stub {
         forward(&instance, child.stderr.take());
         let writer = stream.try_clone().map_err(|e| EngineError::Session(e.to_string()))?;
         let writer = Arc::new(Mutex::new(writer));
+        // BLS answers are written by a thread of the stub's own, so that a stub slow to read
+        // never holds the server's threads that finished its calls.
+        let (answers, to_write) = mpsc::channel::<(Value, Vec<Tensor>)>();
+        let answer_writer = writer.clone();
+        std::thread::Builder::new()
+            .name("corral-python-answers".to_owned())
+            .spawn(move || {
+                for (header, tensors) in to_write {
+                    // A stub gone meanwhile has no one to answer.
+                    let _ = channel::write(&mut lock(&answer_writer), header, &tensors);
+                }
+            })
+            .map_err(|e| EngineError::Session(e.to_string()))?;
         let shared_size = shared.as_ref().map(|_| channel::Shared::SIZE);
-        let mut stub =
-            Stub { name: model.name.clone(), instance: instance.clone(), stream, writer, shared, child, gone: None };
+        let mut stub = Stub {
+            name: model.name.clone(),
+            instance: instance.clone(),
+            stream,
+            writer,
+            shared,
+            child,
+            gone: None,
+            executes: 0,
+            answers,
+        };
         let args = json!({
             "model_config": model.config_json,
             "model_instance_kind": "CPU",
@@ -432,7 +460,7 @@ impl Stub {
             json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args, "shared": shared_size});
         // A hung `initialize` must not hold the instance.
         let _ = stub.stream.set_read_timeout(start_timeout(model));
-        let answer = stub.write(hello, &[]).and_then(|()| read_answer(&mut stub.stream));
+        let answer = stub.write(hello, &[]).and_then(|()| read_answer(&mut stub.stream, &stub.writer));
         match answer {
             Ok((header, _)) if header["ok"] == true => {
                 tracing::info!(model = %stub.name, "{instance}: Python stub pid {} ready", stub.child.id());
@@ -499,17 +527,24 @@ impl Stub {
         cores: &mut dyn CoreLoan,
         mut responses: Option<&mut dyn FnMut(CallAnswer)>,
     ) -> Result<Vec<Tensor>, Failure> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // Silence is bounded, not the whole execute: each frame the stub sends starts it again.
+        let mut deadline = timeout.map(|t| Instant::now() + t);
         let decoupled = responses.is_some();
         let (mut executed, mut finished) = (false, false);
-        let header = json!({"op": "execute", "decoupled": decoupled});
+        self.executes += 1;
+        let seq = self.executes;
+        let header = json!({"op": "execute", "decoupled": decoupled, "seq": seq});
         let written = channel::write_with(&mut lock(&self.writer), header, inputs, self.shared.as_mut());
         let answer = written.and_then(|()| {
             loop {
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
                 let _ = self.stream.set_read_timeout(left);
                 let (header, tensors) = channel::read_with(&mut self.stream, self.shared.as_ref())?;
+                deadline = timeout.map(|t| Instant::now() + t);
+                let stale = header.get("seq").and_then(Value::as_u64).is_some_and(|s| s != seq);
                 match (header["op"].as_str(), responses.as_mut()) {
+                    // A response of an earlier request (its thread outlived it): nobody takes it.
+                    (Some("response" | "executed"), _) if stale => {}
                     (Some("metric"), _) => crate::metrics::record(&header),
                     (Some("call"), _) => {
                         cores.lend();
@@ -570,14 +605,19 @@ impl Stub {
     }
 }
 
-/// The stub's next answer, the metric changes before it recorded and calls refused (none
-/// may come outside an `execute`).
-fn read_answer(stream: &mut UnixStream) -> std::io::Result<(Value, Vec<Tensor>)> {
+/// The stub's next answer, the metric changes before it recorded and BLS calls answered with
+/// an error (they are served while an `execute` runs; one made outside it, from a thread of
+/// the model, would otherwise wait forever).
+fn read_answer(stream: &mut UnixStream, writer: &Mutex<UnixStream>) -> std::io::Result<(Value, Vec<Tensor>)> {
     loop {
         let (header, tensors) = channel::read(stream)?;
         match header["op"].as_str() {
             Some("metric") => crate::metrics::record(&header),
-            Some("call") => {}
+            Some("call") => {
+                let refused = json!({"op": "answer", "id": header["id"], "final": true, "code": "UNAVAILABLE",
+                    "error": "BLS calls are served while execute runs; this one came outside it"});
+                let _ = channel::write(&mut lock(writer), refused, &[]);
+            }
             _ => return Ok((header, tensors)),
         }
     }
@@ -628,7 +668,7 @@ impl Stub {
             flags: header["flags"].as_u64().unwrap_or(0) as u32,
             decoupled: header["decoupled"] == true,
         };
-        let writer = self.writer.clone();
+        let answers = self.answers.clone();
         let answer = move |answer: CallAnswer| {
             let (header, tensors) = match answer.result {
                 Ok(tensors) => (json!({"op": "answer", "id": id, "final": answer.last}), tensors),
@@ -637,8 +677,7 @@ impl Stub {
                     Vec::new(),
                 ),
             };
-            // A stub gone meanwhile has no one to answer.
-            let _ = channel::write(&mut lock(&writer), header, &tensors);
+            let _ = answers.send((header, tensors));
         };
         match calls {
             Some(calls) => calls.call(request, Box::new(answer)),
@@ -659,7 +698,8 @@ impl Drop for Stub {
     fn drop(&mut self) {
         if self.gone.is_none() {
             let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = self.write(json!({"op": "finalize"}), &[]).and_then(|()| read_answer(&mut self.stream));
+            let _ =
+                self.write(json!({"op": "finalize"}), &[]).and_then(|()| read_answer(&mut self.stream, &self.writer));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -70,7 +70,12 @@ async fn stream(state: &ServerState, request: CallRequest, mut answer: Box<dyn F
             answer(match item {
                 Streamed::Response(tensors, last) => CallAnswer { result: Ok(tensors), last },
                 Streamed::EmptyFinal => CallAnswer { result: Ok(Vec::new()), last: true },
-                Streamed::Failed(error) => CallAnswer { result: Err(failure(&target, &error)), last: true },
+                // The target's own error response keeps its code and words (python_backend's
+                // InferResponseComplete); one refused before it ran is prefixed.
+                Streamed::Failed(error, last) => {
+                    CallAnswer { result: Err(CallFailure { code: code_of(error.kind), message: error.message }), last }
+                }
+                Streamed::Refused(error) => CallAnswer { result: Err(failure(&target, &error)), last: true },
             });
         }
     };
@@ -119,13 +124,17 @@ pub fn failure(target: &str, error: &CallError) -> CallFailure {
     if matches!(error.kind, ErrorKind::BadRequest | ErrorKind::NotFound | ErrorKind::TooLarge) {
         return CallFailure { code: "INTERNAL", message: triton::bls_not_run(target, &error.message) };
     }
-    let code = match error.kind {
+    CallFailure { code: code_of(error.kind), message: error.message.clone() }
+}
+
+/// An error kind as Triton's error code name.
+fn code_of(kind: ErrorKind) -> &'static str {
+    match kind {
         ErrorKind::BadRequest | ErrorKind::TooLarge => "INVALID_ARG",
         ErrorKind::NotFound => "NOT_FOUND",
         ErrorKind::Unavailable | ErrorKind::Forbidden => "UNAVAILABLE",
         ErrorKind::Internal => "INTERNAL",
         ErrorKind::Unsupported => "UNSUPPORTED",
         ErrorKind::AlreadyExists => "ALREADY_EXISTS",
-    };
-    CallFailure { code, message: error.message.clone() }
+    }
 }

@@ -197,10 +197,13 @@ pub enum Streamed<T> {
     /// A response, and whether it is the last.
     Response(T, bool),
     /// The final flag sent with no response (Triton sends it only when the request's
-    /// `enable_empty_final_response` asks).
+    /// `triton_enable_empty_final_response` asks).
     EmptyFinal,
-    /// The call failed (its last message).
-    Failed(CallError),
+    /// An error response while the request ran (the model's, or how the run ended), and
+    /// whether it is the last.
+    Failed(CallError, bool),
+    /// The request was refused before it ran (the model not found, its inputs wrong): the last.
+    Refused(CallError),
 }
 
 /// A call of a decoupled model (gRPC's stream, BLS's `exec(decoupled=True)`): checked as
@@ -217,15 +220,16 @@ pub async fn infer_stream<T>(
     let checked = match check(state, name, version, decode) {
         Ok(checked) => checked,
         Err(error) => {
-            let _ = out.send(Streamed::Failed(error)).await;
+            let _ = out.send(Streamed::Refused(error)).await;
             return;
         }
     };
     let Checked { served, request, wanted, decoded, batch, trace } = checked;
     let start = Instant::now();
     let Some(model) = served.model().filter(|_| served.config.decoupled) else {
-        let _ =
-            out.send(Streamed::Failed(CallError::new(ErrorKind::Internal, format!("{name} is not decoupled")))).await;
+        let refused = CallError::new(ErrorKind::Internal, format!("{name} is not decoupled"));
+        let _ = out.send(Streamed::Refused(refused)).await;
+        state.trace_end(trace);
         return;
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -246,12 +250,12 @@ pub async fn infer_stream<T>(
                     .and_then(|outputs| encode(&served, id, outputs))
                 {
                     Ok(encoded) => Streamed::Response(encoded, last),
-                    Err(error) => Streamed::Failed(error),
+                    Err(error) => Streamed::Failed(error, last),
                 },
-                Err(failure) => Streamed::Failed(CallError::new(kind_of(failure.code), failure.message)),
+                // An error response of the model: the request goes on unless it is the last.
+                Err(failure) => Streamed::Failed(CallError::new(kind_of(failure.code), failure.message), last),
             };
-            let failed = matches!(item, Streamed::Failed(_));
-            if out.send(item).await.is_err() || last || failed {
+            if out.send(item).await.is_err() || last {
                 last_seen = true;
                 break;
             }
@@ -259,12 +263,12 @@ pub async fn infer_stream<T>(
         // The worker's answer says how the request ended (a stub that died, a timeout).
         if let Err(error) = reply.await.map_err(|e| served_error(&served, e)) {
             if !last_seen {
-                let _ = out.send(Streamed::Failed(error.clone())).await;
+                let _ = out.send(Streamed::Failed(error.clone(), true)).await;
             }
             ended = Err(error);
         }
     } else if let Err(error) = reply {
-        let _ = out.send(Streamed::Failed(error.clone())).await;
+        let _ = out.send(Streamed::Refused(error.clone())).await;
         ended = Err(error);
     }
     served.counters.pending.fetch_sub(1, Relaxed);

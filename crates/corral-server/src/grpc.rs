@@ -66,7 +66,7 @@ impl GrpcInferenceService for Grpc {
         // Triton (server.cc, ModelIsReady): a model or version that is not loaded is not
         // ready, not an error; a version string that is no number is.
         let ready = match self.state.model(&r.name, &r.version) {
-            Ok(served) => served.can_take_calls(),
+            Ok(served) => self.state.ready(&served),
             Err(e) if e.kind == ErrorKind::NotFound => false,
             Err(e) => return Err(status(e)),
         };

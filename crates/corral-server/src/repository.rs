@@ -86,6 +86,12 @@ pub enum FlagValues {
 /// Fields of a model configuration that corral does not honour: a load that names them fails
 /// rather than serve something else than the configuration says.
 fn refuse_unsupported(config: &ModelConfig) -> Result<(), String> {
+    let decoupled = config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled);
+    if decoupled && config.sequence_batching().is_some() {
+        return Err(
+            "model_transaction_policy { decoupled: true } with sequence_batching: corral does not run a decoupled model's sequences".to_owned(),
+        );
+    }
     if config.model_transaction_policy.as_ref().is_some_and(|p| p.decoupled) && config.backend != "python" {
         return Err(
             "model_transaction_policy { decoupled: true }: only Python models (backend \"python\") are decoupled in corral"

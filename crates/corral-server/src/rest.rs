@@ -216,7 +216,7 @@ fn model_metadata_at(state: &ServerState, model: &str, version: &str) -> Answer 
 /// that is no number is.
 fn readiness(state: &ServerState, model: &str, version: &str) -> Response {
     match state.model(model, version) {
-        Ok(served) if served.can_take_calls() => axum::Json(json!({ "ready": true })).into_response(),
+        Ok(served) if state.ready(&served) => axum::Json(json!({ "ready": true })).into_response(),
         Ok(_) => triton::model_version_not_ready().into_response(),
         Err(e) if e.kind == ErrorKind::NotFound => triton::model_version_not_ready().into_response(),
         Err(e) => e.into_response(),

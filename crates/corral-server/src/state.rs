@@ -92,9 +92,9 @@ impl Served {
         }
     }
 
-    /// Whether a call can run now: false while every instance of its model is down (a
-    /// Python model's stubs starting again); an ensemble always can (its steps answer for
-    /// themselves).
+    /// Whether its own instances can take a call now: false while every one is down (a
+    /// Python model's stubs starting again). An ensemble has none: [`ServerState::ready`]
+    /// asks its steps.
     pub fn can_take_calls(&self) -> bool {
         self.model().is_none_or(Model::can_take_calls)
     }
@@ -218,6 +218,17 @@ impl ServerState {
 
     pub fn is_ready(&self) -> bool {
         self.readiness().is_ok()
+    }
+
+    /// Whether a loaded version is ready for calls, as the model readiness endpoints say: its
+    /// instances can take one, or, for an ensemble, each of its steps (loaded, and ready) can.
+    pub fn ready(&self, served: &Served) -> bool {
+        match served.ensemble() {
+            None => served.can_take_calls(),
+            Some(plan) => {
+                plan.steps.iter().all(|step| self.model(&step.model, &step.version).is_ok_and(|s| self.ready(&s)))
+            }
+        }
     }
 
     /// Whether the server is ready, and why not: its start-up loads are not done, or (strict

@@ -232,6 +232,12 @@ open(f"{folder}/b", "w").close()
 rest = sorted(next_response() for _ in range(3))
 # B asked for the empty final response; A did not get one.
 assert rest == [("A", [2], False), ("B", [], True), ("B", [20], False)], rest
+# An error response in the middle of a stream: the responses after it still come.
+GRPC.async_stream_infer("waiter", waiter_inputs(tgrpc, [7, -1, 8], ""), request_id="C")
+first = next_response()
+result, error = received.get(timeout=30)
+assert result is None and "-1 is negative" in str(error), (result, error)
+assert (first, next_response()) == (("C", [7], False), ("C", [8], False)), first
 GRPC.stop_stream()
 assert received.empty(), list(received.queue)
 for client, module, says in ((GRPC, tgrpc, "ModelInfer RPC doesn't support models with decoupled transaction policy"),

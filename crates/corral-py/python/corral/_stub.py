@@ -144,12 +144,13 @@ class Channel:
                     header, payloads = self.read()
                 except (EOFError, ConnectionError):
                     os._exit(0)
-            if header.get("op") == "answer":
-                target = self.calls.get(header.get("id"))
-                if target is not None:  # else a call nobody waits for any more
-                    target.put((header, payloads))
-            else:
-                self.ops.put((header, payloads))
+                # Routed before the lock goes: a waiter that takes it next finds its frame.
+                if header.get("op") == "answer":
+                    target = self.calls.get(header.get("id"))
+                    if target is not None:  # else a call nobody waits for any more
+                        target.put((header, payloads))
+                else:
+                    self.ops.put((header, payloads))
 
     def next_op(self):
         return self.pump(self.ops)
@@ -201,6 +202,15 @@ class Server:
                     return
         finally:
             self.channel.calls.pop(call_id, None)
+
+    def load_model(self, model_name, config, files):
+        raise pb_utils.TritonModelException("load_model from a model is not served by corral yet; use the repository API")
+
+    def unload_model(self, model_name, unload_dependents):
+        raise pb_utils.TritonModelException("unload_model from a model is not served by corral yet; use the repository API")
+
+    def is_model_ready(self, model_name, model_version):
+        raise pb_utils.TritonModelException("is_model_ready from a model is not served by corral yet; use the repository API")
 
     def exec(self, request, decoupled):
         answers = self.answers(*self.send(request, decoupled))
@@ -274,12 +284,14 @@ def from_tensor(tensor, outputs=None):
 
 class ResponseSender(pb_utils.InferenceResponseSender):
     """A decoupled request's sender: each ``send`` is a ``response`` frame to the server at
-    once (from any thread, before or after ``execute`` returns); nothing is kept."""
+    once (from any thread, before or after ``execute`` returns), tagged with its request's
+    execute number (``seq``) so that a late one never reaches another request; nothing is kept."""
 
-    def __init__(self, channel, wanted):
+    def __init__(self, channel, wanted, seq):
         super().__init__()
         self._channel = channel
         self._wanted = wanted
+        self._seq = seq
 
     def send(self, response=None, flags=0):
         if self._closed:
@@ -289,18 +301,18 @@ class ResponseSender(pb_utils.InferenceResponseSender):
             raise pb_utils.TritonModelException("a response sender needs a response or the final flag")
         if final:
             self._closed = True
+        tag = {"op": "response", "final": final, "seq": self._seq}
         if response is None:
-            self._channel.write({"op": "response", "final": True, "empty": True})
+            self._channel.write(dict(tag, empty=True))
         elif response.has_error():
             error = response.error()
-            self._channel.write({"op": "response", "final": final, "error": error.message(), "code": error.code()})
+            self._channel.write(dict(tag, error=error.message(), code=error.code()))
         else:
             outputs = response.output_tensors()
             if self._wanted:
                 outputs = [t for t in outputs if t.name() in self._wanted]
             encoded = [from_tensor(t) for t in outputs]
-            self._channel.write({"op": "response", "final": final, "tensors": [h for h, _ in encoded]},
-                                [p for _, p in encoded])
+            self._channel.write(dict(tag, tensors=[h for h, _ in encoded]), [p for _, p in encoded])
 
 
 def serve(model_py):
@@ -373,6 +385,8 @@ def executed(channel, model, header, payloads, hello, loop):
     """A decoupled model's request: its sender writes the responses; ``executed`` then says
     ``execute`` returned (with its error when it raised or returned responses)."""
     wanted = header.get("outputs", [])
+    seq = header.get("seq", 0)
+    sender = ResponseSender(channel, wanted, seq)
     try:
         request = pb_utils.InferenceRequest(
             inputs=[to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)],
@@ -381,7 +395,7 @@ def executed(channel, model, header, payloads, hello, loop):
             correlation_id=header.get("correlation_id", 0),
             flags=header.get("flags", 0),
             model_name=hello["args"]["model_name"],
-            response_sender=ResponseSender(channel, wanted),
+            response_sender=sender,
         )
         returned = model.execute([request])
         if inspect.isawaitable(returned):
@@ -391,10 +405,12 @@ def executed(channel, model, header, payloads, hello, loop):
             raise pb_utils.TritonModelException(
                 f"Python model '{hello['args']['model_name']}' is using the decoupled mode and the execute "
                 "function must return None.")
-        channel.write({"op": "executed"})
+        channel.write({"op": "executed", "seq": seq})
     except BaseException as error:
+        # The request ends with this error: what its threads send later goes nowhere.
+        sender._closed = True
         message = error.message() if isinstance(error, pb_utils.TritonModelException) else where(error)
-        channel.write({"op": "executed", "error": message})
+        channel.write({"op": "executed", "seq": seq, "error": message})
 
 
 if __name__ == "__main__":

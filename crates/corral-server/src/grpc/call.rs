@@ -111,8 +111,22 @@ pub(super) async fn infer_decoupled(
                     pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
                 }
                 call::Streamed::EmptyFinal => continue,
-                call::Streamed::Failed(error) => {
-                    stream_error(&error.message, id.clone(), model_name.clone(), model_version.clone())
+                // Error responses carry the final flag too (Triton's stream_infer_handler.cc).
+                call::Streamed::Failed(error, last) => {
+                    let mut answer =
+                        stream_error(&error.message, id.clone(), model_name.clone(), model_version.clone());
+                    if let Some(response) = &mut answer.infer_response {
+                        response.parameters = final_flag(last);
+                    }
+                    answer
+                }
+                call::Streamed::Refused(error) => {
+                    let mut answer =
+                        stream_error(&error.message, id.clone(), model_name.clone(), model_version.clone());
+                    if let Some(response) = &mut answer.infer_response {
+                        response.parameters = final_flag(true);
+                    }
+                    answer
                 }
             };
             if answers.send(Ok(answer)).await.is_err() {

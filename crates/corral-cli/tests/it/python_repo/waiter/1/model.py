@@ -1,7 +1,8 @@
 """A decoupled model: one response per value of IN (OUT = the value), the first at once, the
 others only once the file FILE names exists (the test creates it after it received the first,
 so a response that were held back until the end would never let it), then the final flag alone,
-sent from a thread after `execute` returned. FILE empty: no waiting."""
+sent from a thread after `execute` returned. FILE empty: no waiting. A negative value is
+answered with an error response, and the request goes on."""
 
 import os
 import threading
@@ -17,6 +18,11 @@ def respond(sender, values, path):
             deadline = time.monotonic() + 30
             while not os.path.exists(path) and time.monotonic() < deadline:
                 time.sleep(0.01)
+        if value < 0:
+            # An error response that does not end the request: the next ones still come.
+            error = pb_utils.TritonError(f"{value} is negative", pb_utils.TritonError.INVALID_ARG)
+            sender.send(pb_utils.InferenceResponse(error=error))
+            continue
         sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([value], dtype=np.int32))]))
     sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
