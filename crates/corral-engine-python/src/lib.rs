@@ -42,7 +42,9 @@
 //! sealed against shrinking and growing, on the stub's descriptor 4), so no `/dev/shm` size
 //! has to be set; the rest crosses the socket.
 //!
-//! Not yet (issue 31): several requests per `execute`.
+//! A dynamic batch (`Session::run_parts`) reaches `execute` as one request per call, each a
+//! view of its rows; the responses' outputs go back concatenated (an error response fails the
+//! batch's calls, which share one answer).
 
 mod channel;
 mod environment;

@@ -321,7 +321,7 @@ impl Session for Instance {
         _switched: bool,
         cores: &mut dyn CoreLoan,
     ) -> Result<Vec<Tensor>, EngineError> {
-        self.execute(inputs, cores, None)
+        self.execute(inputs, cores, None, None)
     }
 
     fn run_streaming(
@@ -331,7 +331,17 @@ impl Session for Instance {
         cores: &mut dyn CoreLoan,
         responses: &mut dyn FnMut(CallAnswer),
     ) -> Result<(), EngineError> {
-        self.execute(inputs, cores, Some(responses)).map(|_| ())
+        self.execute(inputs, cores, Some(responses), None).map(|_| ())
+    }
+
+    fn run_parts(
+        &mut self,
+        inputs: &[Tensor],
+        parts: &[usize],
+        _switched: bool,
+        cores: &mut dyn CoreLoan,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        self.execute(inputs, cores, None, Some(parts))
     }
 }
 
@@ -341,11 +351,12 @@ impl Instance {
         inputs: &[Tensor],
         cores: &mut dyn CoreLoan,
         responses: Option<&mut dyn FnMut(CallAnswer)>,
+        parts: Option<&[usize]>,
     ) -> Result<Vec<Tensor>, EngineError> {
         let timeout = self.spawn.model.execute_timeout;
         let calls = self.spawn.calls.get().cloned();
         let stub = self.stub()?;
-        match stub.execute(inputs, timeout, calls, cores, responses) {
+        match stub.execute(inputs, timeout, calls, cores, responses, parts) {
             Ok(outputs) => Ok(outputs),
             Err(Failure::Model(message)) => Err(EngineError::Run(message)),
             Err(Failure::Gone(why)) => {
@@ -526,6 +537,7 @@ impl Stub {
         calls: Option<Arc<dyn Calls>>,
         cores: &mut dyn CoreLoan,
         mut responses: Option<&mut dyn FnMut(CallAnswer)>,
+        parts: Option<&[usize]>,
     ) -> Result<Vec<Tensor>, Failure> {
         // Silence is bounded, not the whole execute: each frame the stub sends starts it again.
         let mut deadline = timeout.map(|t| Instant::now() + t);
@@ -533,7 +545,10 @@ impl Stub {
         let (mut executed, mut finished) = (false, false);
         self.executes += 1;
         let seq = self.executes;
-        let header = json!({"op": "execute", "decoupled": decoupled, "seq": seq});
+        let mut header = json!({"op": "execute", "decoupled": decoupled, "seq": seq});
+        if let Some(parts) = parts {
+            header["parts"] = json!(parts);
+        }
         let written = channel::write_with(&mut lock(&self.writer), header, inputs, self.shared.as_mut());
         let answer = written.and_then(|()| {
             loop {

@@ -263,6 +263,20 @@ pub trait Session: Send {
         self.run(inputs, switched)
     }
 
+    /// Runs a batch made of several requests (their first dimension's `parts`, in order): an
+    /// engine that runs the batch as one ignores them; a Python model's `execute` gets each
+    /// request as its own, as Triton hands a dynamically batched model several requests.
+    fn run_parts(
+        &mut self,
+        inputs: &[Tensor],
+        parts: &[usize],
+        switched: bool,
+        cores: &mut dyn CoreLoan,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        let _ = parts;
+        self.run_lending(inputs, switched, cores)
+    }
+
     /// Runs a decoupled model's request: its responses go to `responses` as the model sends
     /// them, the last with `last` set, before this returns. A session whose models answer once
     /// sends its one answer as the last.

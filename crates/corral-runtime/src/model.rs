@@ -554,6 +554,13 @@ impl Model {
         self.enqueue(inputs, false, Some(instance))
     }
 
+    /// [`Model::try_submit`] of a batch of several calls (the dynamic batcher's), their rows
+    /// `parts` of the first dimension, in order, handed to the engine as such
+    /// (`Session::run_parts`).
+    pub fn try_submit_parts(&self, inputs: Vec<Tensor>, parts: Vec<usize>) -> Result<Reply, InferError> {
+        self.enqueue_full(inputs, false, None, None, Some(parts))
+    }
+
     /// [`Model::try_submit`] of a decoupled model's request: its responses go to `responses`
     /// as the model sends them; the [`Reply`] answers (with no outputs) once the last was sent.
     pub fn try_submit_streaming(
@@ -561,20 +568,22 @@ impl Model {
         inputs: Vec<Tensor>,
         responses: corral_engine::Responses,
     ) -> Result<Reply, InferError> {
-        self.enqueue_with(inputs, false, None, Some(responses))
+        self.enqueue_full(inputs, false, None, Some(responses), None)
     }
 
     fn enqueue(&self, inputs: Vec<Tensor>, wait_for_room: bool, to: Option<u64>) -> Result<Reply, InferError> {
-        self.enqueue_with(inputs, wait_for_room, to, None)
+        self.enqueue_full(inputs, wait_for_room, to, None, None)
     }
 
-    fn enqueue_with(
+    fn enqueue_full(
         &self,
         inputs: Vec<Tensor>,
         wait_for_room: bool,
         to: Option<u64>,
         responses: Option<corral_engine::Responses>,
+        parts: Option<Vec<usize>>,
     ) -> Result<Reply, InferError> {
+        let mut parts = parts;
         let mut responses = responses;
         let inner = &self.inner;
         inner.recorder.request();
@@ -629,6 +638,7 @@ impl Model {
                 reply: reply_tx,
                 wide: wide && responses.is_none(),
                 responses: responses.take(),
+                parts: parts.take(),
             };
             let sent = if wait_for_room {
                 sender.send_timeout(job, inner.exec_timeout)

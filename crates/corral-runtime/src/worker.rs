@@ -67,6 +67,8 @@ pub(crate) struct Job {
     pub(crate) wide: bool,
     /// A decoupled model's request: where its responses go as they are sent.
     pub(crate) responses: Option<corral_engine::Responses>,
+    /// A batch of several calls: their rows, in order (`Session::run_parts`).
+    pub(crate) parts: Option<Vec<usize>>,
 }
 
 /// An elastic model's wide session and the cores it spans.
@@ -188,11 +190,12 @@ fn execute(
     let started = Instant::now();
     let mut job = job;
     let mut responses = job.responses.take();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match responses.as_mut() {
-        Some(responses) => {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match (responses.as_mut(), &job.parts) {
+        (Some(responses), _) => {
             session.run_streaming(&job.inputs, switched, &mut Loan(gang), responses).map(|()| Vec::new())
         }
-        None => session.run_lending(&job.inputs, switched, &mut Loan(gang)),
+        (None, Some(parts)) => session.run_parts(&job.inputs, parts, switched, &mut Loan(gang)),
+        (None, None) => session.run_lending(&job.inputs, switched, &mut Loan(gang)),
     }));
     let compute = started.elapsed();
     drop(executing);

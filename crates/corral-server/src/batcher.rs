@@ -164,7 +164,13 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
             Tensor::new(first.name.clone(), shape, data)
         })
         .collect();
-    let result = model.infer_async(combined).await;
+    // The engine is told which rows are whose (a Python model's execute gets each call as a
+    // request of its own, as Triton's dynamic batcher hands them).
+    let parts: Vec<usize> = batch.iter().map(|call| call.rows).collect();
+    let result = match model.try_submit_parts(combined, parts) {
+        Ok(reply) => reply.await,
+        Err(error) => Err(error),
+    };
     counters.executions.fetch_add(1, Relaxed);
     let mut inference = match result {
         Ok(inference) => {

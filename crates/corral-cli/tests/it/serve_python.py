@@ -4,7 +4,8 @@ HTTP and gRPC, sync and asyncio; `where` (config.pbtxt, two instances), whose an
 pinned inside the server's cores; a stub silent past its execute timeout and one that dies
 mid-call, both started again while another model answers; two models whose load failed, the repository index
 naming the file and line and the error's last line; BLS (`bls_calls`, `bls`, `selfcall`); the
-decoupled model `waiter` over gRPC's stream; and ensembles (`classify`, `lost`).
+decoupled model `waiter` over gRPC's stream; `batched` (several requests per execute);
+`envpy` (EXECUTION_ENV_PATH); and ensembles (`classify`, `lost`).
 
 usage: serve_python.py HTTP_PORT GRPC_PORT METRICS_PORT SERVER_CPUS OUT_PIDS_FILE
 """
@@ -190,6 +191,21 @@ given = thttp.InferInput("X", [1], "FP32")
 given.set_data_from_numpy(np.ones(1, dtype=np.float32))
 said = HTTP.infer("selfcall", [given]).as_numpy("ERROR")[0].decode()
 assert said.startswith("4: ") and "could not start within 3 s" in said, said
+
+# Dynamic batching: four calls at once reach one execute as requests of their own, each with
+# its own rows (1, 2, 1, 3), and each gets its own answer back.
+batch_client = thttp.InferenceServerClient(f"127.0.0.1:{http_port}", concurrency=4)
+pending = []
+for rows in (1, 2, 1, 3):
+    given = thttp.InferInput("X", [rows, 2], "FP32")
+    given.set_data_from_numpy(np.full((rows, 2), rows, dtype=np.float32))
+    pending.append((rows, batch_client.async_infer("batched", [given])))
+counts = []
+for rows, call in pending:
+    result = call.get_result()
+    np.testing.assert_array_equal(result.as_numpy("Y"), np.full((rows, 2), 2 * rows, dtype=np.float32))
+    counts.append(int(result.as_numpy("REQUESTS")[0, 0]))
+assert max(counts) > 1, f"no execute got more than one request: {counts}"
 
 # EXECUTION_ENV_PATH: envpy's stub runs its environment's Python, with its bin first on PATH.
 given = thttp.InferInput("X", [1], "FP32")

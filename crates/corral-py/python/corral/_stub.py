@@ -349,30 +349,42 @@ def serve(model_py):
             executed(channel, model, header, payloads, hello, loop)
             continue
         try:
-            request = pb_utils.InferenceRequest(
-                inputs=[to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)],
-                requested_output_names=header.get("outputs", []),
-                request_id=header.get("id", ""),
-                correlation_id=header.get("correlation_id", 0),
-                flags=header.get("flags", 0),
-                model_name=hello["args"]["model_name"],
-            )
-            responses = model.execute([request])
+            tensors = [to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)]
+            # A dynamic batch of several calls: each a request of its own (its rows, viewed in
+            # place), as Triton's batcher hands them; one call: one request.
+            parts = header.get("parts") or [None]
+            requests, start = [], 0
+            for rows in parts:
+                mine = tensors if rows is None else [
+                    pb_utils.Tensor(t.name(), t.as_numpy()[start:start + rows]) for t in tensors]
+                start += rows or 0
+                requests.append(pb_utils.InferenceRequest(
+                    inputs=mine,
+                    requested_output_names=header.get("outputs", []),
+                    request_id=header.get("id", ""),
+                    correlation_id=header.get("correlation_id", 0),
+                    flags=header.get("flags", 0),
+                    model_name=hello["args"]["model_name"],
+                ))
+            responses = model.execute(requests)
             if inspect.isawaitable(responses):
                 responses = loop.run_until_complete(responses)
-            if responses is None or len(responses) != 1:
+            if responses is None or len(responses) != len(requests):
                 count = "None" if responses is None else len(responses)
                 raise pb_utils.TritonModelException(
                     f"Number of InferenceResponse objects do not match the number of InferenceRequest objects "
-                    f"(1 requests, {count} responses)")
-            (response,) = responses
-            if response.has_error():
-                channel.write({"error": response.error().message(), "code": response.error().code()})
+                    f"({len(requests)} requests, {count} responses)")
+            failed = next((r for r in responses if r.has_error()), None)
+            if failed is not None:
+                # The batch's calls share its one answer: a request's error fails them all.
+                channel.write({"error": failed.error().message(), "code": failed.error().code()})
                 continue
-            outputs = response.output_tensors()
-            wanted = request.requested_output_names()
-            if wanted:
-                outputs = [t for t in outputs if t.name() in wanted]
+            wanted = header.get("outputs", [])
+            outputs = [t for t in responses[0].output_tensors() if not wanted or t.name() in wanted]
+            if len(responses) > 1:
+                outputs = [pb_utils.Tensor(t.name(), np.concatenate(
+                    [pb_utils.get_output_tensor_by_name(r, t.name()).as_numpy() for r in responses]))
+                    for t in outputs]
             placed = Outputs()
             encoded = [from_tensor(t, placed) for t in outputs]
             channel.write({"tensors": [h for h, _ in encoded]}, [p for _, p in encoded])
