@@ -154,13 +154,6 @@ pub fn check(plan: &Plan, max_batch_size: usize, step_model: impl Fn(&str) -> Op
         );
     }
     for (step, model) in &models {
-        if model.decoupled {
-            // Triton runs them; corral's ensembles do not yet (issue 31).
-            return Err(format!(
-                "in ensemble {name}, step of model '{}' is decoupled: corral's ensembles run steps that answer once",
-                step.model
-            ));
-        }
         if model.max_batch_size != 0 && model.max_batch_size < max_batch_size {
             return Err(format!(
                 "ensemble {name} allows maximum batch size {max_batch_size}, but it contains model {} which only allows maximum batch size to be {}",
@@ -211,6 +204,69 @@ pub fn check(plan: &Plan, max_batch_size: usize, step_model: impl Fn(&str) -> Op
             };
             consistent(name, tensor, &mut tensors, seen(spec))?;
         }
+    }
+    decoupled_branches(plan, &models)?;
+    if let Some((step, _)) = models.iter().find(|(_, model)| model.decoupled) {
+        // Triton runs them (the ensemble then streams); corral's ensembles do not yet.
+        return Err(format!(
+            "in ensemble {name}, step of model '{}' is decoupled: corral's ensembles run steps that answer once",
+            step.model
+        ));
+    }
+    Ok(())
+}
+
+/// Triton's check that no step (nor the ensemble's outputs) takes tensors that come from
+/// different decoupled steps: each tensor carries the decoupled step it descends from (0: none),
+/// a decoupled step's outputs a new one.
+fn decoupled_branches(plan: &Plan, models: &[(&Step, StepModel)]) -> Result<(), String> {
+    let name = &plan.name;
+    let mut labels: BTreeMap<&str, usize> = plan.inputs.iter().map(|t| (t.name.as_str(), 0)).collect();
+    let mut done = vec![false; models.len()];
+    let mut next_label = 0;
+    let branched = |model: &str| {
+        format!(
+            "in ensemble {name}, step of model '{model}' receives inputs originated from different decoupled models"
+        )
+    };
+    loop {
+        let mut progressed = false;
+        for (i, (step, model)) in models.iter().enumerate() {
+            let Some(inputs) =
+                step.inputs.iter().map(|(_, t)| labels.get(t.as_str()).copied()).collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            if done[i] {
+                continue;
+            }
+            done[i] = true;
+            progressed = true;
+            let mut distinct = inputs.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() > 1 {
+                return Err(branched(&step.model));
+            }
+            let label = if model.decoupled {
+                next_label += 1;
+                next_label
+            } else {
+                distinct.first().copied().unwrap_or(0)
+            };
+            for (_, tensor) in &step.outputs {
+                labels.insert(tensor, label);
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    let mut outputs: Vec<usize> = plan.outputs.iter().filter_map(|t| labels.get(t.name.as_str()).copied()).collect();
+    outputs.sort_unstable();
+    outputs.dedup();
+    if outputs.len() > 1 {
+        return Err(branched(name));
     }
     Ok(())
 }
@@ -354,6 +410,43 @@ ensemble_scheduling { step [
             "circular dependency between ensembles: a -> ... -> b -> a"
         );
         assert_eq!(circular(&["s".into()], "s"), "circular dependency between ensembles: s -> ... -> s -> s");
+    }
+
+    #[test]
+    fn steps_fed_by_different_decoupled_steps_are_triton_s_error() {
+        let plan = ensemble(
+            r#"
+platform: "ensemble"
+input [ { name: "IN", data_type: TYPE_FP32, dims: [ 16 ] } ]
+output [ { name: "OUT", data_type: TYPE_FP32, dims: [ 16 ] } ]
+ensemble_scheduling { step [
+  { model_name: "stream_a", model_version: -1, input_map { key: "x" value: "IN" } output_map { key: "y" value: "a" } },
+  { model_name: "stream_b", model_version: -1, input_map { key: "x" value: "IN" } output_map { key: "y" value: "b" } },
+  { model_name: "join", model_version: -1, input_map [ { key: "x" value: "a" }, { key: "x2" value: "b" } ] output_map { key: "y" value: "OUT" } }
+] }
+"#,
+        );
+        let f32 = DataType::F32;
+        let step = |name: &str| {
+            let mut m = model(0, ("x", f32, &[16]), ("y", f32, &[16]));
+            if name == "join" {
+                m.inputs.push((TensorSpec::new("x2", f32, vec![16]), false));
+            }
+            m.decoupled = name.starts_with("stream");
+            Some(m)
+        };
+        assert_eq!(
+            check(&plan, 0, step).unwrap_err(),
+            "in ensemble e, step of model 'join' receives inputs originated from different decoupled models"
+        );
+        let one = |name: &str| step(name).map(|m| StepModel { decoupled: name == "stream_a", ..m });
+        assert_eq!(
+            check(&plan, 0, one).unwrap_err(),
+            "in ensemble e, step of model 'join' receives inputs originated from different decoupled models",
+            "a decoupled branch and a plain one"
+        );
+        let none = |name: &str| step(name).map(|m| StepModel { decoupled: false, ..m });
+        assert_eq!(check(&plan, 0, none), Ok(()));
     }
 
     #[test]
