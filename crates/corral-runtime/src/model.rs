@@ -286,6 +286,11 @@ impl Drop for ModelInner {
 }
 
 impl Model {
+    /// How long a call may wait to start (`CORRAL_EXEC_TIMEOUT`).
+    pub fn exec_timeout(&self) -> Duration {
+        self.inner.exec_timeout
+    }
+
     pub fn name(&self) -> &str {
         &self.inner.name
     }

@@ -138,10 +138,34 @@ async fn collect(
     }
 }
 
+/// The answer of a queued call, which fails when it cannot start within the model's exec
+/// timeout, even while its instance stays busy with one long execution (a model that calls
+/// itself through BLS with one instance would otherwise wait for itself): the call is given
+/// up (`Reply::abandon`) and its worker skips it.
+pub(crate) async fn started_in_time(
+    model: &Model,
+    mut reply: corral_runtime::Reply,
+) -> Result<corral_runtime::Inference, corral_runtime::InferError> {
+    let waited = model.exec_timeout();
+    tokio::select! {
+        answer = &mut reply => answer,
+        () = tokio::time::sleep(waited) => {
+            if reply.abandon() {
+                Err(corral_runtime::InferError::Timeout { model: model.name().to_owned(), waited })
+            } else {
+                reply.await
+            }
+        }
+    }
+}
+
 async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters>, slabs: Option<Arc<Slabs>>) {
     if batch.len() == 1 {
         let call = batch.into_iter().next().expect("one call");
-        let result = model.infer_async(call.inputs).await.map_err(CallError::from);
+        let result = match model.try_submit(call.inputs) {
+            Ok(reply) => started_in_time(&model, reply).await.map_err(CallError::from),
+            Err(error) => Err(CallError::from(error)),
+        };
         counters.executions.fetch_add(1, Relaxed);
         if let Ok(inference) = &result {
             counters.batch(rows as u64, Duration::ZERO, inference.compute);
@@ -168,7 +192,7 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
     // request of its own, as Triton's dynamic batcher hands them).
     let parts: Vec<usize> = batch.iter().map(|call| call.rows).collect();
     let result = match model.try_submit_parts(combined, parts) {
-        Ok(reply) => reply.await,
+        Ok(reply) => started_in_time(&model, reply).await,
         Err(error) => Err(error),
     };
     counters.executions.fetch_add(1, Relaxed);

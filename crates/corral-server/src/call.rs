@@ -242,7 +242,30 @@ pub async fn infer_stream<T>(
     let mut ended: Result<(), CallError> = Ok(());
     if let Ok(reply) = reply {
         let mut last_seen = false;
-        while let Some(answer) = rx.recv().await {
+        // A request that cannot start within the exec timeout fails then (a model calling
+        // itself through BLS with one instance): its worker will skip it.
+        let waited = model.exec_timeout();
+        let timer = tokio::time::sleep(waited);
+        tokio::pin!(timer);
+        let mut started = false;
+        let mut abandoned = false;
+        loop {
+            let answer = tokio::select! {
+                answer = rx.recv() => answer,
+                () = &mut timer, if !started => {
+                    started = true;
+                    if reply.abandon() {
+                        let name = model.name().to_owned();
+                        let error = served_error(&served, corral_runtime::InferError::Timeout { model: name, waited });
+                        let _ = out.send(Streamed::Failed(error.clone(), true)).await;
+                        (last_seen, abandoned, ended) = (true, true, Err(error));
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(answer) = answer else { break };
+            started = true;
             let last = answer.last;
             let item = match answer.result {
                 Ok(tensors) if tensors.is_empty() && last => Streamed::EmptyFinal,
@@ -260,8 +283,9 @@ pub async fn infer_stream<T>(
                 break;
             }
         }
-        // The worker's answer says how the request ended (a stub that died, a timeout).
-        if let Err(error) = reply.await.map_err(|e| served_error(&served, e)) {
+        // The worker's answer says how the request ended (a stub that died, a timeout); a
+        // request given up has none to wait for.
+        if !abandoned && let Err(error) = reply.await.map_err(|e| served_error(&served, e)) {
             if !last_seen {
                 let _ = out.send(Streamed::Failed(error.clone(), true)).await;
             }

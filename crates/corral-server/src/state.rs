@@ -324,12 +324,12 @@ impl ServerState {
         };
         let result = match (&served.sequencer, &served.batcher) {
             (Some(sequencer), _) => match sequencer.submit(model, inputs, sequence) {
-                Ok(reply) => reply.await.map_err(CallError::from),
+                Ok(reply) => crate::batcher::started_in_time(model, reply).await.map_err(CallError::from),
                 Err(error) => Err(error),
             },
             (None, Some(batcher)) => batcher.infer(inputs).await,
             (None, None) => match model.try_submit(inputs) {
-                Ok(reply) => self.started_in_time(served, reply).await.map_err(CallError::from),
+                Ok(reply) => crate::batcher::started_in_time(model, reply).await.map_err(CallError::from),
                 Err(error) => Err(CallError::from(error)),
             },
         };
@@ -367,27 +367,6 @@ impl ServerState {
                 counters.last_inference_ms.store(now.as_millis() as u64, Relaxed);
             }
             Err(_) => counters.fail.add(elapsed),
-        }
-    }
-
-    /// The answer of a queued call that fails when it cannot start within the exec timeout,
-    /// even while its instance stays busy with one long execution (a model that calls itself
-    /// through BLS with one instance would otherwise wait for itself).
-    async fn started_in_time(
-        &self,
-        served: &Served,
-        mut reply: corral_runtime::Reply,
-    ) -> Result<Inference, corral_runtime::InferError> {
-        let waited = self.runtime.exec_timeout();
-        tokio::select! {
-            answer = &mut reply => answer,
-            () = tokio::time::sleep(waited) => {
-                if reply.abandon() {
-                    Err(corral_runtime::InferError::Timeout { model: served.name.clone(), waited })
-                } else {
-                    reply.await
-                }
-            }
         }
     }
 
