@@ -4,7 +4,9 @@
 //!
 //! A tensor may instead lie in the stub's shared buffer ([`Shared`]: its entry says `at`, the
 //! offset, and no bytes follow on the socket): an `execute`'s numeric inputs in the buffer's
-//! first half, its outputs in the second, so neither side overwrites what the other reads.
+//! first half, which the server writes; the stub writes the second, its outputs in the third
+//! quarter and its BLS calls' inputs in the last (a ring), so neither side overwrites what the
+//! other reads. The server copies a tensor out as it reads the frame naming it.
 
 use std::{
     io::{Read, Write},
@@ -85,7 +87,7 @@ impl Shared {
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.at.as_ptr().add(offset), bytes.len()) };
     }
 
-    /// A copy of the `len` bytes at `offset` of the outputs' half; `None` outside it.
+    /// A copy of the `len` bytes at `offset` of the stub's half; `None` outside it.
     fn take(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
         let end = offset.checked_add(len)?;
         if offset < Shared::HALF || end > Shared::SIZE {

@@ -471,7 +471,8 @@ impl Stub {
             json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args, "shared": shared_size});
         // A hung `initialize` must not hold the instance.
         let _ = stub.stream.set_read_timeout(start_timeout(model));
-        let answer = stub.write(hello, &[]).and_then(|()| read_answer(&mut stub.stream, &stub.writer));
+        let answer =
+            stub.write(hello, &[]).and_then(|()| read_answer(&mut stub.stream, &stub.writer, stub.shared.as_ref()));
         match answer {
             Ok((header, _)) if header["ok"] == true => {
                 tracing::info!(model = %stub.name, "{instance}: Python stub pid {} ready", stub.child.id());
@@ -623,9 +624,13 @@ impl Stub {
 /// The stub's next answer, the metric changes before it recorded and BLS calls answered with
 /// an error (they are served while an `execute` runs; one made outside it, from a thread of
 /// the model, would otherwise wait forever).
-fn read_answer(stream: &mut UnixStream, writer: &Mutex<UnixStream>) -> std::io::Result<(Value, Vec<Tensor>)> {
+fn read_answer(
+    stream: &mut UnixStream,
+    writer: &Mutex<UnixStream>,
+    shared: Option<&channel::Shared>,
+) -> std::io::Result<(Value, Vec<Tensor>)> {
     loop {
-        let (header, tensors) = channel::read(stream)?;
+        let (header, tensors) = channel::read_with(stream, shared)?;
         match header["op"].as_str() {
             Some("metric") => crate::metrics::record(&header),
             Some("call") => {
@@ -713,8 +718,9 @@ impl Drop for Stub {
     fn drop(&mut self) {
         if self.gone.is_none() {
             let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ =
-                self.write(json!({"op": "finalize"}), &[]).and_then(|()| read_answer(&mut self.stream, &self.writer));
+            let _ = self
+                .write(json!({"op": "finalize"}), &[])
+                .and_then(|()| read_answer(&mut self.stream, &self.writer, self.shared.as_ref()));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

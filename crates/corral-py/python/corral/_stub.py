@@ -168,9 +168,10 @@ class Server:
 
     def __init__(self, channel):
         self.channel = channel
+        self.area = CallArea()
 
     def send(self, request, decoupled):
-        encoded = [from_tensor(t) for t in request.inputs()]
+        encoded = [from_tensor(t, self.area) for t in request.inputs()]
         version = request.model_version()
         name = request.model_name() or ""
         header = {
@@ -248,18 +249,41 @@ def to_tensor(spec, payload):
 
 
 class Outputs:
-    """Places an answer's numeric outputs in the shared buffer's second half while they fit."""
+    """Places an answer's numeric outputs in the shared buffer's third quarter while they fit
+    (the second half is the stub's to write: outputs, then BLS calls' inputs)."""
 
     def __init__(self):
         self.next = len(SHARED) // 2 if SHARED is not None else None
 
     def place(self, array):
-        if self.next is None or self.next + array.nbytes > len(SHARED):
+        if self.next is None or self.next + array.nbytes > len(SHARED) * 3 // 4:
             return None
         at = self.next
         target = np.frombuffer(SHARED, dtype=array.dtype.newbyteorder("<"), count=array.size, offset=at)
         np.copyto(target.reshape(array.shape), array)
         self.next = (at + array.nbytes + 63) // 64 * 64
+        return at
+
+
+class CallArea:
+    """Places BLS calls' numeric inputs in the shared buffer's last quarter, a ring: the server
+    copies a call's tensors out as it reads the call's frame, before later calls come round."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.next = None
+
+    def place(self, array):
+        if SHARED is None:
+            return None
+        start, end = len(SHARED) * 3 // 4, len(SHARED)
+        if array.nbytes > end - start:
+            return None
+        with self.lock:
+            at = self.next if self.next is not None and self.next + array.nbytes <= end else start
+            self.next = (at + array.nbytes + 63) // 64 * 64
+        target = np.frombuffer(SHARED, dtype=array.dtype.newbyteorder("<"), count=array.size, offset=at)
+        np.copyto(target.reshape(array.shape), array)
         return at
 
 
