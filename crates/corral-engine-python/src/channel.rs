@@ -167,12 +167,8 @@ pub fn write(stream: &mut UnixStream, header: Value, tensors: &[Tensor]) -> std:
     write_with(stream, header, tensors, None)
 }
 
-/// Reads one frame: its header and the tensors it lists.
-pub fn read(stream: &mut UnixStream) -> std::io::Result<(Value, Vec<Tensor>)> {
-    read_with(stream, None)
-}
-
-/// [`read`], tensors at an offset of `shared` copied out of it (one copy, the tensor's own).
+/// Reads one frame: its header and the tensors it lists, those at an offset of `shared`
+/// copied out of it (one copy, the tensor's own).
 pub fn read_with(stream: &mut UnixStream, shared: Option<&Shared>) -> std::io::Result<(Value, Vec<Tensor>)> {
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let mut size = [0u8; 4];
@@ -231,7 +227,7 @@ mod tests {
             Tensor::new("flag", vec![1], TensorData::Bool(vec![true])),
         ];
         write(&mut a, json!({"op": "execute"}), &tensors).expect("written");
-        let (header, back) = read(&mut b).expect("read");
+        let (header, back) = read_with(&mut b, None).expect("read");
         assert_eq!(header["op"], "execute");
         assert_eq!(back, tensors);
     }
