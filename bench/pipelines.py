@@ -36,6 +36,7 @@ import numpy as np
 import tritonclient.grpc as tgrpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from python_models import MODEL_PY as IDENTITY_PY, ONNX as IDENTITY_ONNX  # noqa: E402
 from ready import wait_ready  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,23 +49,6 @@ SITE = glob.glob(f"{ROOT}/.venv/lib/python3*/site-packages")[0]
 SQUEEZENET = f"{SITE}/onnx/backend/test/data/light/light_squeezenet.onnx"
 IMAGE = [1, 3, 224, 224]
 
-IDENTITY_PY = '''
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor("y", pb_utils.get_input_tensor_by_name(r, "x").as_numpy())])
-                for r in requests]
-'''
-IDENTITY_ONNX = '''
-import sys, onnx
-from onnx import helper, TensorProto
-x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])
-y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 224, 224])
-graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [x], [y])
-onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
-'''
 BLS_PY = '''
 import triton_python_backend_utils as pb_utils
 
@@ -169,7 +153,8 @@ def repository():
     image = ("x", "TYPE_FP32", IMAGE)
     python_model(repo, "py_identity", IDENTITY_PY, [image], [("y", "TYPE_FP32", IMAGE)])
     os.makedirs(f"{repo}/onnx_identity/1")
-    subprocess.run([f"{ROOT}/.venv/bin/python", "-c", IDENTITY_ONNX, f"{repo}/onnx_identity/1/model.onnx"], check=True)
+    subprocess.run([f"{ROOT}/.venv/bin/python", "-c", IDENTITY_ONNX, f"{repo}/onnx_identity/1/model.onnx",
+                    ",".join(map(str, IMAGE))], check=True)
     os.makedirs(f"{repo}/squeezenet/1")
     os.symlink(SQUEEZENET, f"{repo}/squeezenet/1/model.onnx")
     data, prob = ("data_0", "TYPE_FP32", IMAGE), ("softmaxout_1", "TYPE_FP32", [1, 1000, 1, 1])

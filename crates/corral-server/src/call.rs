@@ -302,11 +302,7 @@ pub async fn infer_stream<T>(
 }
 
 fn served_error(served: &Served, error: corral_runtime::InferError) -> CallError {
-    let error = CallError::from(error);
-    CallError::new(
-        error.kind,
-        error.message.replace(&format!("`{}@{}`", served.name, served.number), &format!("`{}`", served.name)),
-    )
+    served.named(CallError::from(error))
 }
 
 /// A python_backend error code's kind.

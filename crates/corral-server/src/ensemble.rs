@@ -232,17 +232,17 @@ fn decoupled_branches(plan: &Plan, models: &[(&Step, StepModel)]) -> Result<(), 
     loop {
         let mut progressed = false;
         for (i, (step, model)) in models.iter().enumerate() {
-            let Some(inputs) =
+            if done[i] {
+                continue;
+            }
+            // Its input tensors' labels, once each of them has one.
+            let Some(mut distinct) =
                 step.inputs.iter().map(|(_, t)| labels.get(t.as_str()).copied()).collect::<Option<Vec<_>>>()
             else {
                 continue;
             };
-            if done[i] {
-                continue;
-            }
             done[i] = true;
             progressed = true;
-            let mut distinct = inputs.clone();
             distinct.sort_unstable();
             distinct.dedup();
             if distinct.len() > 1 {

@@ -16,7 +16,7 @@ use corral_config::{
     model_config::SchedulingChoice, model_instance_group, model_optimization_policy, model_version_policy,
 };
 
-use crate::{counters::Tally, repository::Declared, state::Served};
+use crate::{counters::Tally, state::Served};
 
 pub const SERVER_NAME: &str = "corral";
 /// The Triton extensions served, in Triton's names.
@@ -36,44 +36,17 @@ pub fn server() -> Value {
     json!({ "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS })
 }
 
-/// A model's tensors as clients see them (metadata, the configuration, request checks): the
-/// declared ones, else the engine's signature; `shape` with the batch dimension (`-1`) first
-/// when the model batches ([`dims`] leaves it out).
-fn views(served: &Served, declared: &[Declared], engine: &[TensorSpec]) -> Vec<TensorSpec> {
-    let batched = served.config.max_batch_size > 0;
-    if declared.is_empty() {
-        return engine
-            .iter()
-            .map(|spec| {
-                let mut shape = spec.shape.clone();
-                if batched && let Some(first) = shape.first_mut() {
-                    *first = -1;
-                }
-                TensorSpec::new(spec.name.clone(), spec.datatype, shape)
-            })
-            .collect();
-    }
-    declared
-        .iter()
-        .map(|d| {
-            let dims = &d.spec.shape;
-            let shape = if batched { std::iter::once(-1).chain(dims.iter().copied()).collect() } else { dims.clone() };
-            TensorSpec::new(d.spec.name.clone(), d.spec.datatype, shape)
-        })
-        .collect()
-}
-
 /// A tensor's dimensions without the batch dimension: the configuration's `dims`.
 pub fn dims<'a>(served: &Served, spec: &'a TensorSpec) -> &'a [i64] {
     if served.config.max_batch_size > 0 { spec.shape.get(1..).unwrap_or_default() } else { &spec.shape }
 }
 
 pub fn inputs(served: &Served) -> Vec<TensorSpec> {
-    views(served, &served.config.inputs, served.input_specs())
+    served.views(&served.config.inputs, served.input_specs())
 }
 
 pub fn outputs(served: &Served) -> Vec<TensorSpec> {
-    views(served, &served.config.outputs, served.output_specs())
+    served.views(&served.config.outputs, served.output_specs())
 }
 
 fn tensors_json(views: &[TensorSpec]) -> Vec<Value> {

@@ -32,7 +32,7 @@ use crate::{
     batcher::Batcher,
     counters::Counters,
     error::{CallError, ErrorKind},
-    repository::ServeConfig,
+    repository::{Declared, ServeConfig},
     sequence::{SequenceParams, Sequencer},
     triton,
 };
@@ -97,6 +97,34 @@ impl Served {
     /// asks its steps.
     pub fn can_take_calls(&self) -> bool {
         self.model().is_none_or(Model::can_take_calls)
+    }
+
+    /// Its tensors as clients see them (metadata, the configuration, request checks, an
+    /// ensemble's load): the `declared` ones, else the engine's signature (`engine`); `shape`
+    /// with the batch dimension (`-1`) first when the model batches.
+    pub fn views(&self, declared: &[Declared], engine: &[corral_engine::TensorSpec]) -> Vec<corral_engine::TensorSpec> {
+        let batched = self.config.max_batch_size > 0;
+        if declared.is_empty() {
+            return engine
+                .iter()
+                .map(|spec| {
+                    let mut shape = spec.shape.clone();
+                    if batched && let Some(first) = shape.first_mut() {
+                        *first = -1;
+                    }
+                    corral_engine::TensorSpec::new(spec.name.clone(), spec.datatype, shape)
+                })
+                .collect();
+        }
+        declared
+            .iter()
+            .map(|d| {
+                let dims = &d.spec.shape;
+                let shape =
+                    if batched { std::iter::once(-1).chain(dims.iter().copied()).collect() } else { dims.clone() };
+                corral_engine::TensorSpec::new(d.spec.name.clone(), d.spec.datatype, shape)
+            })
+            .collect()
     }
 
     /// Its tensors as its model (or the ensemble's configuration) gives them.
@@ -433,7 +461,7 @@ impl ServerState {
 
 impl Served {
     /// A runtime error of this version's model, told in the name and version clients use.
-    fn named(&self, error: CallError) -> CallError {
+    pub(crate) fn named(&self, error: CallError) -> CallError {
         let runtime_name = self.model().map_or("", |m| m.name());
         if error.kind == ErrorKind::NotFound {
             // The runtime says the model was unloaded under the call.

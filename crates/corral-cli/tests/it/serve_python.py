@@ -275,6 +275,21 @@ for client, module in ((HTTP, thttp), (GRPC, tgrpc)):
     direct = module.InferInput("data_0", list(data.shape), "FP32")
     direct.set_data_from_numpy(data)
     np.testing.assert_array_equal(prob, client.infer("squeezenet", [direct]).as_numpy("softmaxout_1"))
+
+
+async def aio_ensemble():
+    # The asyncio clients get the same answer from the ensemble.
+    for client, module in ((thttp_aio.InferenceServerClient(f"127.0.0.1:{http_port}"), thttp),
+                           (tgrpc_aio.InferenceServerClient(f"127.0.0.1:{grpc_port}"), tgrpc)):
+        try:
+            given = module.InferInput("IMAGE", [224, 224, 3], "UINT8")
+            given.set_data_from_numpy(image)
+            np.testing.assert_array_equal((await client.infer("classify", [given])).as_numpy("PROB"), prob)
+        finally:
+            await client.close()
+
+
+asyncio.run(aio_ensemble())
 assert HTTP.is_model_ready("classify")
 config = HTTP.get_model_config("classify")
 assert config["platform"] == "ensemble" and config["backend"] == "", config
@@ -282,9 +297,9 @@ assert [s["model_name"] for s in config["ensemble_scheduling"]["step"]] == ["pre
 assert "instance_group" not in config or not config["instance_group"], config
 assert GRPC.get_model_metadata("classify").platform == "ensemble"
 ensemble_stats = HTTP.get_inference_statistics("classify")["model_stats"][0]["inference_stats"]
-assert int(ensemble_stats["success"]["count"]) == 2, ensemble_stats
+assert int(ensemble_stats["success"]["count"]) == 4, ensemble_stats  # sync and asyncio, HTTP and gRPC
 squeezenet_stats = HTTP.get_inference_statistics("squeezenet")["model_stats"][0]["inference_stats"]
-assert int(squeezenet_stats["success"]["count"]) == 4, squeezenet_stats  # two through the ensemble
+assert int(squeezenet_stats["success"]["count"]) == 6, squeezenet_stats  # four through the ensemble
 request = urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/repository/index", data=b"{}", method="POST")
 lost = {m["name"]: m for m in json.load(urllib.request.urlopen(request))}["lost"]
 assert lost["state"] == "UNAVAILABLE", lost

@@ -382,14 +382,7 @@ def serve(model_py):
                 mine = tensors if rows is None else [
                     pb_utils.Tensor(t.name(), t.as_numpy()[start:start + rows]) for t in tensors]
                 start += rows or 0
-                requests.append(pb_utils.InferenceRequest(
-                    inputs=mine,
-                    requested_output_names=header.get("outputs", []),
-                    request_id=header.get("id", ""),
-                    correlation_id=header.get("correlation_id", 0),
-                    flags=header.get("flags", 0),
-                    model_name=hello["args"]["model_name"],
-                ))
+                requests.append(request_of(header, mine, hello))
             responses = model.execute(requests)
             if inspect.isawaitable(responses):
                 responses = loop.run_until_complete(responses)
@@ -417,6 +410,19 @@ def serve(model_py):
             channel.write({"error": message})
 
 
+def request_of(header, inputs, hello, sender=None):
+    """The request an execute frame describes, with `inputs`."""
+    return pb_utils.InferenceRequest(
+        inputs=inputs,
+        requested_output_names=header.get("outputs", []),
+        request_id=header.get("id", ""),
+        correlation_id=header.get("correlation_id", 0),
+        flags=header.get("flags", 0),
+        model_name=hello["args"]["model_name"],
+        response_sender=sender,
+    )
+
+
 def executed(channel, model, header, payloads, hello, loop):
     """A decoupled model's request: its sender writes the responses; ``executed`` then says
     ``execute`` returned (with its error when it raised or returned responses)."""
@@ -424,15 +430,8 @@ def executed(channel, model, header, payloads, hello, loop):
     seq = header.get("seq", 0)
     sender = ResponseSender(channel, wanted, seq)
     try:
-        request = pb_utils.InferenceRequest(
-            inputs=[to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)],
-            requested_output_names=wanted,
-            request_id=header.get("id", ""),
-            correlation_id=header.get("correlation_id", 0),
-            flags=header.get("flags", 0),
-            model_name=hello["args"]["model_name"],
-            response_sender=sender,
-        )
+        inputs = [to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)]
+        request = request_of(header, inputs, hello, sender)
         returned = model.execute([request])
         if inspect.isawaitable(returned):
             returned = loop.run_until_complete(returned)

@@ -91,6 +91,13 @@ pub(super) async fn infer_decoupled(
     let encode = |served: &crate::state::Served, id: Option<&str>, outputs: Vec<call::Output>| {
         Ok(encode_answer(served, id.unwrap_or_default(), outputs))
     };
+    let error_answer = |error: CallError, last: bool| {
+        let mut answer = stream_error(&error.message, id.clone(), model_name.clone(), model_version.clone());
+        if let Some(response) = &mut answer.infer_response {
+            response.parameters = final_flag(last);
+        }
+        answer
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let producer = async move { call::infer_stream(state, &name, &version, decode, encode, &tx).await };
     let consumer = async {
@@ -112,22 +119,8 @@ pub(super) async fn infer_decoupled(
                 }
                 call::Streamed::EmptyFinal => continue,
                 // Error responses carry the final flag too (Triton's stream_infer_handler.cc).
-                call::Streamed::Failed(error, last) => {
-                    let mut answer =
-                        stream_error(&error.message, id.clone(), model_name.clone(), model_version.clone());
-                    if let Some(response) = &mut answer.infer_response {
-                        response.parameters = final_flag(last);
-                    }
-                    answer
-                }
-                call::Streamed::Refused(error) => {
-                    let mut answer =
-                        stream_error(&error.message, id.clone(), model_name.clone(), model_version.clone());
-                    if let Some(response) = &mut answer.infer_response {
-                        response.parameters = final_flag(true);
-                    }
-                    answer
-                }
+                call::Streamed::Failed(error, last) => error_answer(error, last),
+                call::Streamed::Refused(error) => error_answer(error, true),
             };
             if answers.send(Ok(answer)).await.is_err() {
                 break;

@@ -302,26 +302,18 @@ impl ServerState {
     fn step_model(&self, name: &str) -> Option<crate::ensemble::StepModel> {
         let versions = self.versions(name);
         let top = versions.last()?;
-        let batch = top.config.max_batch_size;
-        let declared = |list: &[crate::repository::Declared], specs: &[corral_engine::TensorSpec]| {
-            if list.is_empty() {
-                return specs.iter().map(|s| (s.clone(), false)).collect::<Vec<_>>();
-            }
-            list.iter()
-                .map(|d| {
-                    let shape = if batch > 0 {
-                        std::iter::once(-1).chain(d.spec.shape.iter().copied()).collect()
-                    } else {
-                        d.spec.shape.clone()
-                    };
-                    (corral_engine::TensorSpec::new(d.spec.name.clone(), d.spec.datatype, shape), d.optional)
-                })
-                .collect()
-        };
+        let optional = |input: &str| top.config.inputs.iter().any(|d| d.spec.name == input && d.optional);
         Some(crate::ensemble::StepModel {
-            max_batch_size: batch,
-            inputs: declared(&top.config.inputs, top.input_specs()),
-            outputs: declared(&top.config.outputs, top.output_specs()).into_iter().map(|(s, _)| s).collect(),
+            max_batch_size: top.config.max_batch_size,
+            inputs: top
+                .views(&top.config.inputs, top.input_specs())
+                .into_iter()
+                .map(|spec| {
+                    let optional = optional(&spec.name);
+                    (spec, optional)
+                })
+                .collect(),
+            outputs: top.views(&top.config.outputs, top.output_specs()),
             versions: versions.iter().map(|s| s.number).collect(),
             decoupled: top.config.decoupled,
         })
