@@ -6,7 +6,8 @@
 //! offset, and no bytes follow on the socket): an `execute`'s numeric inputs in the buffer's
 //! first half, which the server writes; the stub writes the second, its outputs in the third
 //! quarter and its BLS calls' inputs in the last (a ring), so neither side overwrites what the
-//! other reads. The server copies a tensor out as it reads the frame naming it.
+//! other reads. An output that is an input handed on unchanged is named where the input lies.
+//! The server copies a tensor out as it reads the frame naming it.
 
 use std::{
     io::{Read, Write},
@@ -87,15 +88,19 @@ impl Shared {
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.at.as_ptr().add(offset), bytes.len()) };
     }
 
-    /// A copy of the `len` bytes at `offset` of the stub's half; `None` outside it.
+    /// A copy of the `len` bytes at `offset`; `None` outside the buffer. Mostly the stub's
+    /// half; an output that is one of the execute's inputs, handed on, is named in the first.
     fn take(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
-        let end = offset.checked_add(len)?;
-        if offset < Shared::HALF || end > Shared::SIZE {
+        if offset.checked_add(len)? > Shared::SIZE {
             return None;
         }
-        let mut copy = vec![0u8; len];
-        // SAFETY: the range is inside the mapping (checked), which is never shrunk (sealed).
-        unsafe { std::ptr::copy_nonoverlapping(self.at.as_ptr().add(offset), copy.as_mut_ptr(), len) };
+        let mut copy = Vec::with_capacity(len);
+        // SAFETY: the range is inside the mapping (checked), which is never shrunk (sealed);
+        // `copy` has room for `len` bytes, all written before its length is set.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.at.as_ptr().add(offset), copy.as_mut_ptr(), len);
+            copy.set_len(len);
+        }
         Some(copy)
     }
 }
@@ -197,7 +202,7 @@ pub fn read_with(stream: &mut UnixStream, shared: Option<&Shared>) -> std::io::R
         let bytes = match (listed["at"].as_u64(), shared) {
             (Some(at), Some(shared)) => shared
                 .take(at as usize, len)
-                .ok_or_else(|| invalid(format!("output '{name}': {len} bytes at {at}, outside the outputs' half")))?,
+                .ok_or_else(|| invalid(format!("output '{name}': {len} bytes at {at}, outside the shared buffer")))?,
             (Some(_), None) => return Err(invalid(format!("output '{name}': in a shared buffer there is none of"))),
             (None, _) => {
                 let mut bytes = vec![0; len];
@@ -233,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn numbers_cross_the_shared_buffer_and_offsets_outside_its_outputs_are_refused() {
+    fn numbers_cross_the_shared_buffer_and_offsets_outside_it_are_refused() {
         let (mut a, mut b) = UnixStream::pair().expect("a socket pair");
         let mut shared = Shared::new().expect("a memfd");
         let x = Tensor::new("x", vec![3], TensorData::F32(vec![1.0, 2.0, 3.0]));
@@ -253,12 +258,21 @@ mod tests {
         a.write_all(&(text.len() as u32).to_le_bytes()).and_then(|()| a.write_all(text.as_bytes())).expect("sent");
         let (_, outputs) = read_with(&mut b, Some(&shared)).expect("read");
         assert_eq!(outputs[0].data, x.data);
-        let outside =
+        // An input handed on is named where the server put it.
+        let handed_on =
             json!({"tensors": [{"name": "y", "datatype": "FP32", "shape": [3], "bytes": 12, "at": 0}]}).to_string();
+        a.write_all(&(handed_on.len() as u32).to_le_bytes())
+            .and_then(|()| a.write_all(handed_on.as_bytes()))
+            .expect("sent");
+        let (_, outputs) = read_with(&mut b, Some(&shared)).expect("read");
+        assert_eq!(outputs[0].data, x.data);
+        let at = Shared::SIZE - 8;
+        let outside =
+            json!({"tensors": [{"name": "y", "datatype": "FP32", "shape": [3], "bytes": 12, "at": at}]}).to_string();
         a.write_all(&(outside.len() as u32).to_le_bytes())
             .and_then(|()| a.write_all(outside.as_bytes()))
             .expect("sent");
         let error = read_with(&mut b, Some(&shared)).unwrap_err();
-        assert!(error.to_string().contains("outside the outputs' half"), "{error}");
+        assert!(error.to_string().contains("outside the shared buffer"), "{error}");
     }
 }

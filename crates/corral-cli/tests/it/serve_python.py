@@ -66,18 +66,20 @@ seen = {}
 lock = threading.Lock()
 
 
-def caller():
+def caller(first):
     client = thttp.InferenceServerClient(f"127.0.0.1:{http_port}")
-    x = thttp.InferInput("X", [2], "FP32")
-    x.set_data_from_numpy(np.array([1.0, 2.0], dtype=np.float32))
-    for _ in range(40):
+    for i in range(40):
+        given = np.array([first, i], dtype=np.float32)  # each call its own: a stale answer shows
+        x = thttp.InferInput("X", [2], "FP32")
+        x.set_data_from_numpy(given)
         result = client.infer("where", [x])
-        np.testing.assert_array_equal(result.as_numpy("Y"), [3.0, 6.0])
+        np.testing.assert_array_equal(result.as_numpy("Y"), given * 3)
+        np.testing.assert_array_equal(result.as_numpy("SAME"), given)
         with lock:
             seen[int(result.as_numpy("PID")[0])] = result.as_numpy("CPUS")[0].decode()
 
 
-threads = [threading.Thread(target=caller) for _ in range(4)]
+threads = [threading.Thread(target=caller, args=(t,)) for t in range(4)]
 for t in threads:
     t.start()
 for t in threads:

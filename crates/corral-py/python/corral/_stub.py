@@ -38,7 +38,8 @@ _KSERVE = {
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
     "FP32": np.float32, "FP64": np.float64,
 }
-_NUMPY = {np.dtype(v): k for k, v in _KSERVE.items()}
+_DTYPES = {k: np.dtype(v) for k, v in _KSERVE.items()}
+_NUMPY = {v: k for k, v in _DTYPES.items()}
 
 
 def where(error):
@@ -93,6 +94,10 @@ class Channel:
     def read_exactly(self, n):
         """`n` bytes: from what the last receive brought first (one receive usually brings a
         whole frame), then straight from the socket."""
+        if self.end - self.start >= n:  # the usual case: one slice
+            start = self.start
+            self.start = start + n
+            return self.buffer[start:start + n]
         view = bytearray(n)
         got = min(n, self.end - self.start)
         if got:
@@ -145,12 +150,11 @@ class Channel:
                 except (EOFError, ConnectionError):
                     os._exit(0)
                 # Routed before the lock goes: a waiter that takes it next finds its frame.
-                if header.get("op") == "answer":
-                    target = self.calls.get(header.get("id"))
-                    if target is not None:  # else a call nobody waits for any more
-                        target.put((header, payloads))
-                else:
-                    self.ops.put((header, payloads))
+                target = self.calls.get(header.get("id")) if header.get("op") == "answer" else self.ops
+                if target is box:  # its own (the box was empty): no queue between
+                    return header, payloads
+                if target is not None:  # else a call nobody waits for any more
+                    target.put((header, payloads))
 
     def next_op(self):
         return self.pump(self.ops)
@@ -234,15 +238,16 @@ SHARED = None
 
 
 def to_tensor(spec, payload):
-    if spec["datatype"] == "BYTES":
-        array = pb_utils.deserialize_bytes_tensor(bytes(payload)).reshape(spec["shape"])
+    datatype = spec["datatype"]
+    if datatype == "BYTES":
+        array = pb_utils.deserialize_bytes_tensor(bytes(payload))
     elif "at" in spec:
         # In place in the shared buffer: valid until the next execute.
-        dtype = np.dtype(_KSERVE[spec["datatype"]])
-        array = np.frombuffer(SHARED, dtype=dtype, count=spec["bytes"] // dtype.itemsize,
-                              offset=spec["at"]).reshape(spec["shape"])
+        dtype = _DTYPES[datatype]
+        array = np.frombuffer(SHARED, dtype=dtype, count=spec["bytes"] // dtype.itemsize, offset=spec["at"])
     else:
-        array = np.frombuffer(payload, dtype=_KSERVE[spec["datatype"]]).reshape(spec["shape"])
+        array = np.frombuffer(payload, dtype=_DTYPES[datatype])
+    array = array.reshape(spec["shape"])
     # Read-only: one tensor may feed several steps.
     array.flags.writeable = False
     return pb_utils.Tensor(spec["name"], array)
@@ -250,13 +255,21 @@ def to_tensor(spec, payload):
 
 class Outputs:
     """Places an answer's numeric outputs in the shared buffer's third quarter while they fit
-    (the second half is the stub's to write: outputs, then BLS calls' inputs)."""
+    (the second half is the stub's to write: outputs, then BLS calls' inputs). An output that
+    is one of the execute's input arrays (a model handing its input on) is named where it lies:
+    no copy. ``inputs``: the offsets of those arrays, by ``id`` (they are alive meanwhile)."""
 
-    def __init__(self):
+    def __init__(self, inputs=None):
         self.next = len(SHARED) // 2 if SHARED is not None else None
+        self.inputs = inputs or {}
 
     def place(self, array):
-        if self.next is None or self.next + array.nbytes > len(SHARED) * 3 // 4:
+        if self.next is None:
+            return None
+        at = self.inputs.get(id(array))
+        if at is not None:
+            return at
+        if self.next + array.nbytes > len(SHARED) * 3 // 4:
             return None
         at = self.next
         target = np.frombuffer(SHARED, dtype=array.dtype.newbyteorder("<"), count=array.size, offset=at)
@@ -373,7 +386,8 @@ def serve(model_py):
             executed(channel, model, header, payloads, hello, loop)
             continue
         try:
-            tensors = [to_tensor(s, p) for s, p in zip(header.get("tensors", []), payloads)]
+            specs = header.get("tensors", [])
+            tensors = [to_tensor(s, p) for s, p in zip(specs, payloads)]
             # A dynamic batch of several calls: each a request of its own (its rows, viewed in
             # place), as Triton's batcher hands them; one call: one request.
             parts = header.get("parts") or [None]
@@ -384,7 +398,7 @@ def serve(model_py):
                 start += rows or 0
                 requests.append(request_of(header, mine, hello))
             responses = model.execute(requests)
-            if inspect.isawaitable(responses):
+            if type(responses) is not list and inspect.isawaitable(responses):
                 responses = loop.run_until_complete(responses)
             if responses is None or len(responses) != len(requests):
                 count = "None" if responses is None else len(responses)
@@ -402,7 +416,7 @@ def serve(model_py):
                 outputs = [pb_utils.Tensor(t.name(), np.concatenate(
                     [pb_utils.get_output_tensor_by_name(r, t.name()).as_numpy() for r in responses]))
                     for t in outputs]
-            placed = Outputs()
+            placed = Outputs({id(t.as_numpy()): s["at"] for s, t in zip(specs, tensors) if "at" in s})
             encoded = [from_tensor(t, placed) for t in outputs]
             channel.write({"tensors": [h for h, _ in encoded]}, [p for _, p in encoded])
         except BaseException as error:

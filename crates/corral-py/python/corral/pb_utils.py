@@ -79,6 +79,12 @@ def deserialize_bytes_tensor(encoded_tensor):
     return np.array(items, dtype=np.object_)
 
 
+def _parameters_json(parameters):
+    """Parameters as ``parameters()`` gives them: JSON text (written when asked, not at every
+    request's making, which is on each call's path)."""
+    return parameters if isinstance(parameters, str) else json.dumps(parameters or {})
+
+
 class TritonError:
     """An error a response carries (``InferenceResponse(error=...)``)."""
 
@@ -174,7 +180,7 @@ class InferenceResponse:
     def __init__(self, output_tensors=None, error=None, parameters=None):
         self._outputs = list(output_tensors or [])
         self._error = error
-        self._parameters = parameters if isinstance(parameters, str) else json.dumps(parameters or {})
+        self._parameters = parameters
 
     def output_tensors(self):
         return self._outputs
@@ -186,7 +192,7 @@ class InferenceResponse:
         return self._error
 
     def parameters(self):
-        return self._parameters
+        return _parameters_json(self._parameters)
 
 
 class InferenceResponseSender:
@@ -264,7 +270,7 @@ class InferenceRequest:
         self._flags = flags
         self._timeout = timeout
         self._model_version = model_version
-        self._parameters = parameters if isinstance(parameters, str) else json.dumps(parameters or {})
+        self._parameters = parameters
         self._sender = response_sender
         self._cancelled = False
 
@@ -293,7 +299,7 @@ class InferenceRequest:
         return self._model_version
 
     def parameters(self):
-        return self._parameters
+        return _parameters_json(self._parameters)
 
     def is_cancelled(self):
         return self._cancelled

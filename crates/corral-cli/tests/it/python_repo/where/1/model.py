@@ -1,4 +1,5 @@
-"""Answers Y = X * 3, its process id and the CPUs its process may run on (every thread's
+"""Answers Y = X * 3, SAME = X handed on as it came (the stub names it where it lies in the
+shared buffer, no copy), its process id and the CPUs its process may run on (every thread's
 Cpus_allowed_list, distinct values joined), so a test sees each instance's stub and pinning."""
 
 import os
@@ -37,6 +38,7 @@ class TritonPythonModel:
             assert not x.flags.writeable, "inputs are read-only"
             responses.append(pb_utils.InferenceResponse([
                 pb_utils.Tensor("Y", x * 3),
+                pb_utils.Tensor("SAME", x),
                 pb_utils.Tensor("PID", np.array([os.getpid()], dtype=np.int64)),
                 pb_utils.Tensor("CPUS", np.array([allowed().encode()], dtype=np.object_)),
             ]))
