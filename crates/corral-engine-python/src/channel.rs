@@ -116,17 +116,12 @@ impl Drop for Shared {
 /// `shared`'s inputs half instead, while they fit).
 pub fn write_with(
     stream: &mut UnixStream,
-    mut header: Value,
+    header: Value,
     tensors: &[Tensor],
     shared: Option<&mut Shared>,
 ) -> std::io::Result<()> {
-    let owned: Vec<Option<Vec<u8>>> =
-        tensors.iter().map(|t| t.data.wire_bytes().is_none().then(|| t.data.to_le_bytes())).collect();
-    let bytes: Vec<&[u8]> = tensors
-        .iter()
-        .zip(&owned)
-        .map(|(t, owned)| owned.as_deref().or_else(|| t.data.wire_bytes()).unwrap_or_default())
-        .collect();
+    let owned = owned_bytes(tensors);
+    let bytes = tensor_bytes(tensors, &owned);
     let mut placed = vec![None; tensors.len()];
     let mut next = 0usize;
     if let Some(shared) = shared {
@@ -138,11 +133,84 @@ pub fn write_with(
             }
         }
     }
+    stream.write_all(&head(header, tensors, &bytes, &placed))?;
+    for (b, at) in bytes.iter().zip(&placed) {
+        if at.is_none() {
+            stream.write_all(b)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`write_with`] all on the socket.
+pub fn write(stream: &mut UnixStream, header: Value, tensors: &[Tensor]) -> std::io::Result<()> {
+    write_with(stream, header, tensors, None)
+}
+
+/// The whole frame [`write`] would send, when it is at most `max` bytes long.
+pub fn small_frame(header: Value, tensors: &[Tensor], max: usize) -> Option<Vec<u8>> {
+    let owned = owned_bytes(tensors);
+    let bytes = tensor_bytes(tensors, &owned);
+    if bytes.iter().map(|b| b.len()).sum::<usize>() > max {
+        return None;
+    }
+    let mut frame = head(header, tensors, &bytes, &vec![None; tensors.len()]);
+    for b in &bytes {
+        frame.extend_from_slice(b);
+    }
+    (frame.len() <= max).then_some(frame)
+}
+
+/// What [`send_now`] did.
+pub enum Sent {
+    All,
+    /// Nothing was written: the socket's buffer is full.
+    WouldBlock,
+    /// The stub is gone.
+    Failed,
+}
+
+/// Sends `frame` without blocking. A frame of a few kilobytes goes into a Unix stream socket as
+/// one buffer or not at all, so `WouldBlock` means nothing of it was written; were part of one
+/// ever written, the rest is written blocking, so that no other frame comes between.
+pub fn send_now(stream: &mut UnixStream, frame: &[u8]) -> Sent {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a send of `frame`'s bytes on the socket `stream` owns.
+    let sent = unsafe {
+        libc::send(stream.as_raw_fd(), frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    match usize::try_from(sent) {
+        Ok(n) if n == frame.len() => Sent::All,
+        Ok(n) => match stream.write_all(&frame[n..]) {
+            Ok(()) => Sent::All,
+            Err(_) => Sent::Failed,
+        },
+        Err(_) if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock => Sent::WouldBlock,
+        Err(_) => Sent::Failed,
+    }
+}
+
+/// The little-endian bytes of the tensors that are not stored that way already.
+fn owned_bytes(tensors: &[Tensor]) -> Vec<Option<Vec<u8>>> {
+    tensors.iter().map(|t| t.data.wire_bytes().is_none().then(|| t.data.to_le_bytes())).collect()
+}
+
+/// Each tensor's bytes on the wire: its own, or those [`owned_bytes`] made.
+fn tensor_bytes<'a>(tensors: &'a [Tensor], owned: &'a [Option<Vec<u8>>]) -> Vec<&'a [u8]> {
+    tensors
+        .iter()
+        .zip(owned)
+        .map(|(t, owned)| owned.as_deref().or_else(|| t.data.wire_bytes()).unwrap_or_default())
+        .collect()
+}
+
+/// The frame's length and header, `tensors` listed in it (those `placed` at their offset).
+fn head(mut header: Value, tensors: &[Tensor], bytes: &[&[u8]], placed: &[Option<usize>]) -> Vec<u8> {
     if !tensors.is_empty() {
         let listed: Vec<Value> = tensors
             .iter()
-            .zip(&bytes)
-            .zip(&placed)
+            .zip(bytes)
+            .zip(placed)
             .map(|((t, b), at)| {
                 let mut entry =
                     json!({"name": t.name, "datatype": t.datatype().kserve_name(), "shape": t.shape, "bytes": b.len()});
@@ -158,18 +226,7 @@ pub fn write_with(
     let mut head = Vec::with_capacity(4 + text.len());
     head.extend_from_slice(&(text.len() as u32).to_le_bytes());
     head.extend_from_slice(text.as_bytes());
-    stream.write_all(&head)?;
-    for (b, at) in bytes.iter().zip(&placed) {
-        if at.is_none() {
-            stream.write_all(b)?;
-        }
-    }
-    Ok(())
-}
-
-/// [`write_with`] all on the socket.
-pub fn write(stream: &mut UnixStream, header: Value, tensors: &[Tensor]) -> std::io::Result<()> {
-    write_with(stream, header, tensors, None)
+    head
 }
 
 /// Reads one frame: its header and the tensors it lists, those at an offset of `shared`
@@ -235,6 +292,25 @@ mod tests {
         let (header, back) = read_with(&mut b, None).expect("read");
         assert_eq!(header["op"], "execute");
         assert_eq!(back, tensors);
+    }
+
+    #[test]
+    fn a_small_frame_is_sent_whole_or_not_at_all() {
+        let (mut a, mut b) = UnixStream::pair().expect("a socket pair");
+        let y = Tensor::new("y", vec![4], TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]));
+        assert!(small_frame(json!({"op": "answer"}), std::slice::from_ref(&y), 32).is_none(), "over the bound");
+        let frame = small_frame(json!({"op": "answer", "id": 7}), std::slice::from_ref(&y), 8 << 10).expect("small");
+        assert!(matches!(send_now(&mut a, &frame), Sent::All));
+        let (header, back) = read_with(&mut b, None).expect("read as a written frame");
+        assert_eq!((header["id"].as_u64(), back), (Some(7), vec![y]));
+        // A full socket: nothing of the frame goes, and the caller is told so.
+        let filler = [0u8; 4096];
+        let mut sends = 0;
+        while matches!(send_now(&mut a, &filler), Sent::All) {
+            sends += 1;
+            assert!(sends < 100_000, "the socket never filled");
+        }
+        assert!(matches!(send_now(&mut a, &frame), Sent::WouldBlock));
     }
 
     #[test]

@@ -8,7 +8,11 @@ use std::{
     os::{fd::AsRawFd, unix::net::UnixStream, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, OnceLock, mpsc},
+    sync::{
+        Arc, Mutex, OnceLock, TryLockError,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
@@ -400,8 +404,62 @@ pub struct Stub {
     gone: Option<String>,
     /// Executes sent so far: each execute's number tags its frames.
     executes: u64,
-    /// To the thread writing BLS answers.
-    answers: mpsc::Sender<(Value, Vec<Tensor>)>,
+    /// Where the answers of its BLS calls go.
+    answers: Answers,
+}
+
+/// Writes the answers of a stub's BLS calls to it: a small one at once, from the thread it
+/// came on, when nothing of this stub's waits to be written before it and the socket takes it
+/// without blocking (a thread hop less on each call's way back); any other through a thread of
+/// the stub's own, so that a stub slow to read never holds the server's threads that finished
+/// its calls.
+#[derive(Clone)]
+struct Answers {
+    queue: mpsc::Sender<(Value, Vec<Tensor>)>,
+    /// Answers queued and not written yet: while there are any, later ones queue behind them,
+    /// so that one call's answers reach the stub in order.
+    queued: Arc<AtomicUsize>,
+    writer: Arc<Mutex<UnixStream>>,
+}
+
+impl Answers {
+    /// Frames up to this long are written at once (a Unix socket takes them whole or not at all).
+    const AT_ONCE_MAX: usize = 8 << 10;
+
+    fn start(writer: Arc<Mutex<UnixStream>>) -> std::io::Result<Answers> {
+        let (queue, to_write) = mpsc::channel::<(Value, Vec<Tensor>)>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (thread_writer, thread_queued) = (writer.clone(), queued.clone());
+        std::thread::Builder::new().name("corral-python-answers".to_owned()).spawn(move || {
+            for (header, tensors) in to_write {
+                // A stub gone meanwhile has no one to answer.
+                let _ = channel::write(&mut lock(&thread_writer), header, &tensors);
+                thread_queued.fetch_sub(1, Ordering::AcqRel);
+            }
+        })?;
+        Ok(Answers { queue, queued, writer })
+    }
+
+    fn send(&self, header: Value, tensors: Vec<Tensor>) {
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Some(frame) = channel::small_frame(header.clone(), &tensors, Answers::AT_ONCE_MAX)
+        {
+            let stream = match self.writer.try_lock() {
+                Ok(stream) => Some(stream),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut stream) = stream {
+                match channel::send_now(&mut stream, &frame) {
+                    // A stub gone has no one to answer.
+                    channel::Sent::All | channel::Sent::Failed => return,
+                    channel::Sent::WouldBlock => {}
+                }
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let _ = self.queue.send((header, tensors));
+    }
 }
 
 impl Stub {
@@ -433,19 +491,7 @@ impl Stub {
         forward(&instance, child.stderr.take());
         let writer = stream.try_clone().map_err(|e| EngineError::Session(e.to_string()))?;
         let writer = Arc::new(Mutex::new(writer));
-        // BLS answers are written by a thread of the stub's own, so that a stub slow to read
-        // never holds the server's threads that finished its calls.
-        let (answers, to_write) = mpsc::channel::<(Value, Vec<Tensor>)>();
-        let answer_writer = writer.clone();
-        std::thread::Builder::new()
-            .name("corral-python-answers".to_owned())
-            .spawn(move || {
-                for (header, tensors) in to_write {
-                    // A stub gone meanwhile has no one to answer.
-                    let _ = channel::write(&mut lock(&answer_writer), header, &tensors);
-                }
-            })
-            .map_err(|e| EngineError::Session(e.to_string()))?;
+        let answers = Answers::start(writer.clone()).map_err(|e| EngineError::Session(e.to_string()))?;
         let shared_size = shared.as_ref().map(|_| channel::Shared::SIZE);
         let mut stub = Stub {
             name: model.name.clone(),
@@ -697,7 +743,7 @@ impl Stub {
                     Vec::new(),
                 ),
             };
-            let _ = answers.send((header, tensors));
+            answers.send(header, tensors);
         };
         match calls {
             Some(calls) => calls.call(request, Box::new(answer)),

@@ -175,6 +175,11 @@ class Server:
         self.area = CallArea()
 
     def send(self, request, decoupled):
+        # Under HANDED's lock until the frame is written: see Handed.
+        with HANDED.lock:
+            return self.write_call(request, decoupled)
+
+    def write_call(self, request, decoupled):
         encoded = [from_tensor(t, self.area) for t in request.inputs()]
         version = request.model_version()
         name = request.model_name() or ""
@@ -237,6 +242,30 @@ class Server:
 SHARED = None
 
 
+class Handed:
+    """The running execute's input arrays that lie in the shared buffer, by ``id`` (alive
+    meanwhile: its requests hold them) to offset: an output or a BLS call's input that is one
+    of them is named where it lies, no copy. They are valid until the next execute's inputs
+    overwrite them, so the table is emptied under ``lock`` before the execute's answer is
+    written, and a BLS call looks it up and writes its frame under the same lock: the server
+    reads every frame naming them before it writes the next inputs."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.offsets = {}
+
+    def start(self, specs, tensors):
+        self.offsets = {id(t.as_numpy()): s["at"] for s, t in zip(specs, tensors) if "at" in s}
+        return self.offsets
+
+    def end(self):
+        with self.lock:
+            self.offsets = {}
+
+
+HANDED = Handed()
+
+
 def to_tensor(spec, payload):
     datatype = spec["datatype"]
     if datatype == "BYTES":
@@ -257,7 +286,7 @@ class Outputs:
     """Places an answer's numeric outputs in the shared buffer's third quarter while they fit
     (the second half is the stub's to write: outputs, then BLS calls' inputs). An output that
     is one of the execute's input arrays (a model handing its input on) is named where it lies:
-    no copy. ``inputs``: the offsets of those arrays, by ``id`` (they are alive meanwhile)."""
+    no copy. ``inputs``: the offsets of those arrays (``Handed``)."""
 
     def __init__(self, inputs=None):
         self.next = len(SHARED) // 2 if SHARED is not None else None
@@ -289,6 +318,9 @@ class CallArea:
     def place(self, array):
         if SHARED is None:
             return None
+        at = HANDED.offsets.get(id(array))  # the caller holds HANDED.lock
+        if at is not None:
+            return at
         start, end = len(SHARED) * 3 // 4, len(SHARED)
         if array.nbytes > end - start:
             return None
@@ -388,6 +420,7 @@ def serve(model_py):
         try:
             specs = header.get("tensors", [])
             tensors = [to_tensor(s, p) for s, p in zip(specs, payloads)]
+            handed = HANDED.start(specs, tensors)
             # A dynamic batch of several calls: each a request of its own (its rows, viewed in
             # place), as Triton's batcher hands them; one call: one request.
             parts = header.get("parts") or [None]
@@ -400,6 +433,7 @@ def serve(model_py):
             responses = model.execute(requests)
             if type(responses) is not list and inspect.isawaitable(responses):
                 responses = loop.run_until_complete(responses)
+            HANDED.end()  # before any answer: BLS calls made later copy their inputs
             if responses is None or len(responses) != len(requests):
                 count = "None" if responses is None else len(responses)
                 raise pb_utils.TritonModelException(
@@ -416,10 +450,11 @@ def serve(model_py):
                 outputs = [pb_utils.Tensor(t.name(), np.concatenate(
                     [pb_utils.get_output_tensor_by_name(r, t.name()).as_numpy() for r in responses]))
                     for t in outputs]
-            placed = Outputs({id(t.as_numpy()): s["at"] for s, t in zip(specs, tensors) if "at" in s})
+            placed = Outputs(handed)
             encoded = [from_tensor(t, placed) for t in outputs]
             channel.write({"tensors": [h for h, _ in encoded]}, [p for _, p in encoded])
         except BaseException as error:
+            HANDED.end()
             message = error.message() if isinstance(error, pb_utils.TritonModelException) else where(error)
             channel.write({"error": message})
 
