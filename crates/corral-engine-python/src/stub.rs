@@ -16,7 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use corral_engine::{CallAnswer, CallRequest, Calls, CoreLoan, EngineError, PythonModel, Session, Tensor};
+use corral_engine::{
+    Asker, CallAnswer, CallRequest, Calls, Control, CoreLoan, EngineError, PythonModel, Session, Tensor,
+};
 // `Stub` is no session itself: `Instance` is, and starts it again.
 use serde_json::{Value, json};
 
@@ -517,8 +519,15 @@ impl Stub {
             json!({"protocol": PROTOCOL, "corral": env!("CARGO_PKG_VERSION"), "args": args, "shared": shared_size});
         // A hung `initialize` must not hold the instance.
         let _ = stub.stream.set_read_timeout(start_timeout(model));
-        let answer =
-            stub.write(hello, &[]).and_then(|()| read_answer(&mut stub.stream, &stub.writer, stub.shared.as_ref()));
+        // Model control from `initialize`: readiness is answered, a load or unload refused.
+        let (calls, answers) = (spawn_with.calls.get().cloned(), stub.answers.clone());
+        let mut from_initialize = |header: &Value, files: Vec<Tensor>| {
+            let asker = Asker { model: model.name.clone(), inside_control: true };
+            control(header, files, calls.as_ref(), &answers, asker);
+        };
+        let answer = stub
+            .write(hello, &[])
+            .and_then(|()| read_answer(&mut stub.stream, &stub.writer, stub.shared.as_ref(), &mut from_initialize));
         match answer {
             Ok((header, _)) if header["ok"] == true => {
                 tracing::info!(model = %stub.name, "{instance}: Python stub pid {} ready", stub.child.id());
@@ -612,6 +621,10 @@ impl Stub {
                         cores.lend();
                         self.call(&header, tensors, calls.as_ref());
                     }
+                    (Some("control"), _) => {
+                        let asker = Asker { model: self.name.clone(), inside_control: false };
+                        control(&header, tensors, calls.as_ref(), &self.answers, asker);
+                    }
                     (Some("response"), Some(send)) if !finished => {
                         finished = header["final"] == true;
                         send(CallAnswer { result: answer_of(&header, tensors), last: finished });
@@ -667,18 +680,21 @@ impl Stub {
     }
 }
 
-/// The stub's next answer, the metric changes before it recorded and BLS calls answered with
+/// The stub's next answer outside an `execute` (to `initialize` or `finalize`), the metric
+/// changes before it recorded, model control handed to `control`, and BLS calls answered with
 /// an error (they are served while an `execute` runs; one made outside it, from a thread of
 /// the model, would otherwise wait forever).
 fn read_answer(
     stream: &mut UnixStream,
     writer: &Mutex<UnixStream>,
     shared: Option<&channel::Shared>,
+    control: &mut dyn FnMut(&Value, Vec<Tensor>),
 ) -> std::io::Result<(Value, Vec<Tensor>)> {
     loop {
         let (header, tensors) = channel::read_with(stream, shared)?;
         match header["op"].as_str() {
             Some("metric") => crate::metrics::record(&header),
+            Some("control") => control(&header, tensors),
             Some("call") => {
                 let refused = json!({"op": "answer", "id": header["id"], "final": true, "code": "UNAVAILABLE",
                     "error": "BLS calls are served while execute runs; this one came outside it"});
@@ -707,6 +723,39 @@ fn answer_of(header: &Value, tensors: Vec<Tensor>) -> Result<Vec<Tensor>, corral
             Err(corral_engine::CallFailure { code, message: message.to_owned() })
         }
         None => Ok(tensors),
+    }
+}
+
+/// A model's model-control request (`op: control`: `what` is `load`, `unload` or `ready`; a
+/// load's files are UINT8 tensors named by their `file:` keys) handed to `calls`; its outcome
+/// goes back to the stub as the answer of the request's `id`: `ready`, or `error` and `code`.
+fn control(header: &Value, files: Vec<Tensor>, calls: Option<&Arc<dyn Calls>>, answers: &Answers, asker: Asker) {
+    let text = |key: &str| header[key].as_str().unwrap_or_default().to_owned();
+    let request = match header["what"].as_str() {
+        Some("load") => Control::Load {
+            model: text("model"),
+            config: text("config"),
+            files: files.into_iter().map(|t| (t.name.clone(), t.data.to_le_bytes())).collect(),
+        },
+        Some("unload") => Control::Unload { model: text("model"), dependents: header["dependents"] == true },
+        _ => Control::Ready { model: text("model"), version: text("version") },
+    };
+    let (id, answers) = (header["id"].clone(), answers.clone());
+    let answer = move |outcome: Result<bool, corral_engine::CallFailure>| {
+        let header = match outcome {
+            Ok(ready) => json!({"op": "answer", "id": id, "final": true, "ready": ready}),
+            Err(failure) => {
+                json!({"op": "answer", "id": id, "final": true, "error": failure.message, "code": failure.code})
+            }
+        };
+        answers.send(header, Vec::new());
+    };
+    match calls {
+        Some(calls) => calls.control(asker, request, Box::new(answer)),
+        None => answer(Err(corral_engine::CallFailure {
+            code: "UNAVAILABLE",
+            message: "model control reaches the server only under corral serve, while it runs".to_owned(),
+        })),
     }
 }
 
@@ -764,9 +813,15 @@ impl Drop for Stub {
     fn drop(&mut self) {
         if self.gone.is_none() {
             let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let answers = self.answers.clone();
+            let asker = Asker { model: self.name.clone(), inside_control: true };
+            // Model control from `finalize`: readiness is answered, a load or unload refused
+            // (the stub's answers go without a server once it is gone).
+            let mut from_finalize =
+                |header: &Value, files: Vec<Tensor>| control(header, files, None, &answers, asker.clone());
             let _ = self
                 .write(json!({"op": "finalize"}), &[])
-                .and_then(|()| read_answer(&mut self.stream, &self.writer, self.shared.as_ref()));
+                .and_then(|()| read_answer(&mut self.stream, &self.writer, self.shared.as_ref(), &mut from_finalize));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

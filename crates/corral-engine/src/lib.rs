@@ -147,10 +147,35 @@ pub struct CallAnswer {
 /// with `last` set; an empty last one is the bare final flag).
 pub type Responses = Box<dyn FnMut(CallAnswer) + Send>;
 
+/// Model control asked by a running model (python_backend's `load_model`, `unload_model`,
+/// `is_model_ready`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    /// Loads (or reloads) `model`, with a configuration (JSON) and files (`1/model.onnx` and
+    /// its bytes) given in place of the repository's when not empty.
+    Load { model: String, config: String, files: Vec<(String, Vec<u8>)> },
+    /// Unloads `model`, and with `dependents` the models an ensemble loaded along with it.
+    Unload { model: String, dependents: bool },
+    /// Whether `model` (`version`, empty: any) is ready.
+    Ready { model: String, version: String },
+}
+
+/// Who asks for a [`Control`]: the model's name, and whether from its `initialize` or
+/// `finalize` (run by the server's load or unload of that model, which holds its model control
+/// meanwhile).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Asker {
+    pub model: String,
+    pub inside_control: bool,
+}
+
 /// Whoever serves the models, as a model's calls reach them: `call` runs `request` without
-/// blocking and hands each answer to `answer`, from any thread, the last with `last` set.
+/// blocking and hands each answer to `answer`, from any thread, the last with `last` set;
+/// `control` runs `request` without blocking and hands its outcome (for `Ready`, the
+/// readiness; else `true`) to `answer`.
 pub trait Calls: Send + Sync {
     fn call(&self, request: CallRequest, answer: Box<dyn FnMut(CallAnswer) + Send>);
+    fn control(&self, asker: Asker, request: Control, answer: Box<dyn FnOnce(Result<bool, CallFailure>) + Send>);
 }
 
 /// A model parsed by an engine, shared by its instances: what it takes and gives, and the

@@ -7,11 +7,12 @@
 //! model calling itself with one instance) fails as any call does, with the runtime's timeout.
 //!
 //! Errors come back as the response's error (Triton's words and codes), never as a failure of
-//! the calling model.
+//! the calling model. Model control a model asks for (`load_model`, `unload_model`,
+//! `is_model_ready`) runs here too, on the repository API's paths.
 
 use std::sync::{Arc, Weak};
 
-use corral_engine::{CallAnswer, CallFailure, CallRequest, Calls, Tensor};
+use corral_engine::{Asker, CallAnswer, CallFailure, CallRequest, Calls, Control, Tensor};
 
 use crate::{
     call::{self, Request, Streamed, WantedOutput},
@@ -51,6 +52,18 @@ impl Calls for Bls {
                 return answer(CallAnswer { result: Err(CallFailure { code: "INTERNAL", message }), last: true });
             }
             stream(&state, request, answer).await;
+        });
+    }
+
+    fn control(&self, asker: Asker, request: Control, answer: Box<dyn FnOnce(Result<bool, CallFailure>) + Send>) {
+        let Some(state) = self.state.upgrade() else {
+            let failure = CallFailure { code: "UNAVAILABLE", message: "the server is shutting down".to_owned() };
+            return answer(Err(failure));
+        };
+        // See ServerState::model_control.
+        self.handle.spawn(async move {
+            let outcome = state.model_control(&asker, request).await;
+            answer(outcome.map_err(|e| CallFailure { code: code_of(e.kind), message: e.message }));
         });
     }
 }

@@ -200,7 +200,7 @@ pub struct ServerState {
     counters: Mutex<BTreeMap<(String, u64), Arc<Counters>>>,
     /// Why a model is not ready (load failure, unloaded).
     reasons: Mutex<BTreeMap<String, String>>,
-    control_lock: tokio::sync::Mutex<()>,
+    control_lock: Arc<tokio::sync::Mutex<()>>,
     /// The ensembles whose steps are being loaded, outermost first (under `control_lock`):
     /// an ensemble met again is a circular dependency.
     loading: Mutex<Vec<String>>,
@@ -225,7 +225,7 @@ impl ServerState {
             models: RwLock::new(BTreeMap::new()),
             counters: Mutex::new(BTreeMap::new()),
             reasons: Mutex::new(BTreeMap::new()),
-            control_lock: tokio::sync::Mutex::new(()),
+            control_lock: Arc::new(tokio::sync::Mutex::new(())),
             loading: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
             started: Instant::now(),

@@ -191,6 +191,12 @@ pub fn load_parameter_type(key: &str, expected: &str) -> CallError {
     bad(format!("invalid value type for load parameter '{key}', expected {expected}."))
 }
 
+/// Triton: core model_repository_manager.cc, CreateModelInfo (a load parameter that is neither
+/// `config` nor `file:`, here a model's `load_model(files=...)` key).
+pub fn unrecognized_load_parameter(key: &str) -> CallError {
+    bad(format!("Unrecognized load parameter '{key}' with type 'BYTES'"))
+}
+
 /// Triton: grpc_server.cc, RegisterRepositoryModelLoad.
 pub fn unknown_load_parameter(key: &str) -> CallError {
     bad(format!("unrecognized load parameter '{key}'."))

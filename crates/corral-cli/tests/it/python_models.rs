@@ -5,7 +5,8 @@
 //! failures naming file and line, BLS calls to ONNX and Python models (sync, async, decoupled,
 //! their errors in Triton's words, a model calling itself that gets the exec timeout instead
 //! of waiting for itself), an ensemble of Python preprocessing and an ONNX model (and one whose
-//! step is missing), and no stub left once the server is SIGKILLed.
+//! step is missing), model control from a model, and no stub left once the server is
+//! SIGKILLed.
 
 use std::{path::Path, time::Duration};
 
@@ -37,6 +38,8 @@ fn python_models_serve_tritonclient_in_pinned_stubs_that_die_with_the_server() {
         copy_dir(&here.join("../corral-py/tests/python_models").join(model), &repo.path().join(model));
     }
     put_onnx(repo.path(), "add", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
+    // What `control` unloads and loads again.
+    put_onnx(repo.path(), "spare", site().join("onnx/backend/test/data/node/test_add/model.onnx"));
     put_onnx(repo.path(), "squeezenet", site().join("onnx/backend/test/data/light/light_squeezenet.onnx"));
     std::fs::write(
         repo.path().join("squeezenet/config.pbtxt"),
@@ -54,7 +57,8 @@ output [ { name: "softmaxout_1", data_type: TYPE_FP32, dims: [ 1, 1000, 1, 1 ] }
     let mut server = Server::start_with(
         &host,
         repo.path(),
-        &["--strict-readiness=false", "-v"],
+        // Explicit mode, every model loaded: `control` loads and unloads models.
+        &["--strict-readiness=false", "-v", "--model-control-mode", "explicit", "--load-model", "*"],
         &[("CORRAL_PYTHON", interpreter.to_str().expect("utf-8")), ("CORRAL_EXEC_TIMEOUT", "3")],
     );
     server.wait_ready();

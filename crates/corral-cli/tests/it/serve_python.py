@@ -5,7 +5,8 @@ pinned inside the server's cores; a stub silent past its execute timeout and one
 mid-call, both started again while another model answers; two models whose load failed, the repository index
 naming the file and line and the error's last line; BLS (`bls_calls`, `bls`, `selfcall`); the
 decoupled model `waiter` over gRPC's stream; `batched` (several requests per execute);
-`envpy` (EXECUTION_ENV_PATH); and ensembles (`classify`, `lost`).
+`envpy` (EXECUTION_ENV_PATH); ensembles (`classify`, `lost`); and model control from a model
+(`control`, the server in explicit mode with every model loaded).
 
 usage: serve_python.py HTTP_PORT GRPC_PORT METRICS_PORT SERVER_CPUS OUT_PIDS_FILE
 """
@@ -306,5 +307,34 @@ request = urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/repository/in
 lost = {m["name"]: m for m in json.load(urllib.request.urlopen(request))}["lost"]
 assert lost["state"] == "UNAVAILABLE", lost
 assert "ensemble lost contains models that are not available or ambiguous: nowhere" in lost["reason"], lost
+
+# Model control from a model (explicit mode, as the repository API): readiness, unload, load,
+# a load with a configuration and the model file given, and python_backend's words for errors.
+given = thttp.InferInput("X", [1], "FP32")
+given.set_data_from_numpy(np.ones(1, dtype=np.float32))
+report = json.loads(HTTP.infer("control", [given]).as_numpy("REPORT")[0])
+readiness, loading = "Failed to check model readiness: ", "Failed to load model: "
+assert report["initialize"]["ready"] == {"error": f"{readiness}Request for unknown model: 'control' is not found"}, report
+assert report["initialize"]["load"]["error"].startswith(
+    f"{loading}model 'control' asked to load or unload 'spare' from initialize or finalize"), report
+assert report["ready"] is True and report["ready_version"] is True, report
+assert report["missing"] == {"error": f"{readiness}Request for unknown model: 'nowhere' is not found"}, report
+assert report["bad_version"] == {"error": (
+    f"{readiness}failed to get model version from specified version string 'abc' (details: stol), "
+    "version should be an integral value > 0")}, report
+assert report["unload"] is None and report["load"] is None and report["after_load"] is True, report
+assert report["after_unload"]["error"].startswith(f"{readiness}Request for unknown model: 'spare' has no available versions"), report
+assert report["load_missing"]["error"].startswith(loading) and "nowhere" in report["load_missing"]["error"], report
+assert report["files_not_dict"] == {"error": (
+    "failed to load model 'spare', files should be a dictionary of file paths and file contents")}, report
+assert report["key_not_file"] == {"error": f"{loading}Unrecognized load parameter '1/model.onnx' with type 'BYTES'"}, report
+assert report["copy"] is None and report["copy_sum"] == 4.0 and report["copy_unload"] is None, report
+assert HTTP.is_model_ready("spare") and not HTTP.is_model_ready("spare_copy")
+assert report["dependents"] is None, report
+for name in ("classify", "preprocess", "squeezenet"):
+    assert report["after_dependents"][name]["error"].startswith(
+        f"{readiness}Request for unknown model: '{name}' has no available versions"), report
+assert report["after_dependents"]["add"] is True, report
+assert report["itself"] is None and not HTTP.is_model_ready("control"), report
 
 print("python model checks passed:", {pid: lists for pid, lists in seen.items()})

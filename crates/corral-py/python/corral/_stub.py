@@ -159,11 +159,11 @@ class Channel:
     def next_op(self):
         return self.pump(self.ops)
 
-    def call(self, header, payloads):
-        """Sends one BLS call: its id and the box its answers arrive in."""
+    def call(self, header, payloads, op="call"):
+        """Sends one BLS call (or model control): its id and the box its answers arrive in."""
         call_id = next(self.ids)
         box = self.calls[call_id] = queue.SimpleQueue()
-        self.write(dict(header, op="call", id=call_id), payloads)
+        self.write(dict(header, op=op, id=call_id), payloads)
         return call_id, box
 
 
@@ -213,14 +213,49 @@ class Server:
         finally:
             self.channel.calls.pop(call_id, None)
 
+    def control(self, fields, files=()):
+        """One model-control request to the server (``op: control``), waited for: its answer."""
+        encoded = [from_tensor(t) for t in files]
+        header = dict(fields, tensors=[h for h, _ in encoded])
+        call_id, box = self.channel.call(header, [p for _, p in encoded], op="control")
+        try:
+            answer, _ = self.channel.pump(box)
+        finally:
+            self.channel.calls.pop(call_id, None)
+        return answer
+
+    # The model loading API, in python_backend's words (model_loader.cc): explicit model
+    # control mode only, as the repository API.
     def load_model(self, model_name, config, files):
-        raise pb_utils.TritonModelException("load_model from a model is not served by corral yet; use the repository API")
+        if files is not None and not isinstance(files, dict):
+            raise pb_utils.TritonModelException(
+                f"failed to load model '{model_name}', files should be a dictionary of file paths and file contents")
+        tensors = [pb_utils.Tensor(key, np.frombuffer(bytes(content), dtype=np.uint8))
+                   for key, content in (files or {}).items()]
+        answer = self.control({"what": "load", "model": model_name, "config": config or ""}, tensors)
+        if "error" in answer:
+            raise pb_utils.TritonModelException(f"Failed to load model: {answer['error']}")
 
     def unload_model(self, model_name, unload_dependents):
-        raise pb_utils.TritonModelException("unload_model from a model is not served by corral yet; use the repository API")
+        answer = self.control({"what": "unload", "model": model_name, "dependents": bool(unload_dependents)})
+        if "error" in answer:
+            raise pb_utils.TritonModelException(f"Failed to unload model: {answer['error']}")
 
     def is_model_ready(self, model_name, model_version):
-        raise pb_utils.TritonModelException("is_model_ready from a model is not served by corral yet; use the repository API")
+        version = str(model_version or "")
+        try:
+            if version and int(version) < 0:
+                raise pb_utils.TritonModelException(
+                    f"Failed to check model readiness: failed to get model version from specified version string "
+                    f"'{version}', version should be an integral value > 0")
+        except ValueError:
+            raise pb_utils.TritonModelException(
+                f"Failed to check model readiness: failed to get model version from specified version string "
+                f"'{version}' (details: stol), version should be an integral value > 0") from None
+        answer = self.control({"what": "ready", "model": model_name, "version": version})
+        if "error" in answer:
+            raise pb_utils.TritonModelException(f"Failed to check model readiness: {answer['error']}")
+        return bool(answer.get("ready"))
 
     def exec(self, request, decoupled):
         answers = self.answers(*self.send(request, decoupled))
@@ -394,6 +429,11 @@ def serve(model_py):
         return
     # Custom metrics' changes go to the server as they happen (its metrics port shows them).
     pb_utils._metric_sink = lambda change: channel.write(dict(change, op="metric"))
+    global SHARED
+    if hello.get("shared"):
+        SHARED = mmap.mmap(4, hello["shared"])
+    # Before initialize, which may ask for model control (the server answers readiness there).
+    pb_utils.set_server(Server(channel))
     try:
         model = load(model_py)()
         if hasattr(model, "initialize"):
@@ -402,10 +442,6 @@ def serve(model_py):
         channel.write({"error": where(error)})
         return
     channel.write({"ok": True, "pid": os.getpid()})
-    pb_utils.set_server(Server(channel))
-    global SHARED
-    if hello.get("shared"):
-        SHARED = mmap.mmap(4, hello["shared"])
     loop = asyncio.new_event_loop()
     while True:
         header, payloads = channel.next_op()  # the server gone ends the stub

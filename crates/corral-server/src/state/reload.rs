@@ -19,6 +19,7 @@
 
 use std::{sync::Arc, time::Instant};
 
+use corral_engine::{Asker, Control};
 use corral_runtime::{Model, sync, sync::lock};
 
 use super::{ControlMode, IndexEntry, Served, ServerState, Versions};
@@ -349,19 +350,71 @@ impl ServerState {
         let this = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || {
-            lock(&this.failed_loads).remove(&name);
-            if this.unload_blocking(&name) {
-                lock(&this.reasons).insert(name.clone(), "unloaded".to_owned());
+            if let Some(versions) = this.remove(&name) {
+                this.drain(&name, versions);
             }
         })
         .await
         .map_err(|e| CallError::new(ErrorKind::Internal, format!("unload task failed: {e}")))
     }
 
-    /// Removes `name` from the table, then waits for its accepted calls. False if not loaded.
-    fn unload_blocking(&self, name: &str) -> bool {
-        let removed = sync::write(&self.models).remove(name);
-        let Some(versions) = removed else { return false };
+    /// Unloads `name` as a running model asks (python_backend's `unload_model`): answered once
+    /// it is out of the table (new calls no longer reach it), while the calls it accepted drain
+    /// behind, the model control held until they did: a model unloading itself from its
+    /// `execute` would otherwise wait for itself. Triton's unload does not wait either. With
+    /// `dependents`, the steps an ensemble loaded along with it go too, those no other loaded
+    /// ensemble uses.
+    pub async fn unload_asked(self: &Arc<Self>, name: &str, dependents: bool) -> Result<(), CallError> {
+        self.refuse_without_control()?;
+        let held = self.control_lock.clone().lock_owned().await;
+        let (mut names, mut removed) = (vec![name.to_owned()], Vec::new());
+        while let Some(next) = names.pop() {
+            let Some(versions) = self.remove(&next) else { continue };
+            if dependents {
+                names.extend(self.orphaned_steps(&versions));
+            }
+            removed.push((next, versions));
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _held = held;
+            for (name, versions) in removed {
+                this.drain(&name, versions);
+            }
+        });
+        Ok(())
+    }
+
+    /// The steps of the ensembles among `versions` that no loaded ensemble uses.
+    fn orphaned_steps(&self, versions: &Versions) -> Vec<String> {
+        let models = sync::read(&self.models);
+        let used: std::collections::BTreeSet<&str> = models
+            .values()
+            .flat_map(|v| v.values())
+            .filter_map(|served| served.ensemble())
+            .flat_map(|plan| plan.steps.iter().map(|step| step.model.as_str()))
+            .collect();
+        let mut steps: Vec<String> = versions
+            .values()
+            .filter_map(|served| served.ensemble())
+            .flat_map(|plan| plan.steps.iter().map(|step| step.model.clone()))
+            .filter(|step| !used.contains(step.as_str()) && models.contains_key(step))
+            .collect();
+        steps.dedup();
+        steps
+    }
+
+    /// Takes `name` out of the table (new calls get NOT_FOUND at once); its versions, if it
+    /// was loaded.
+    fn remove(&self, name: &str) -> Option<Versions> {
+        lock(&self.failed_loads).remove(name);
+        let removed = sync::write(&self.models).remove(name)?;
+        lock(&self.reasons).insert(name.to_owned(), "unloaded".to_owned());
+        Some(removed)
+    }
+
+    /// Stops what [`ServerState::remove`] took out, once the calls it accepted are answered.
+    fn drain(&self, name: &str, versions: Versions) {
         for served in versions.values() {
             let Some(model) = served.model() else { continue };
             if let Err(error) = self.runtime.unload(model.name()) {
@@ -369,7 +422,40 @@ impl ServerState {
             }
         }
         tracing::info!(model = name, "unloaded");
-        true
+    }
+
+    /// Model control a running model asks for (python_backend's model loading API): loads and
+    /// unloads as the repository API's (explicit mode only, Triton's checks and words);
+    /// readiness as Triton's `ModelIsReady`, for which a model or version not loaded is an
+    /// error (`Request for unknown model: ...`), not `false`. A load or unload asked from
+    /// `initialize` or `finalize` is refused: those run inside the server's load or unload of
+    /// the asking model, which holds the model control (and the runtime's placement) until
+    /// they return, so it could never start.
+    pub async fn model_control(self: &Arc<Self>, asker: &Asker, request: Control) -> Result<bool, CallError> {
+        match request {
+            Control::Ready { model, version } => Ok(self.ready(&*self.model(&model, &version)?)),
+            Control::Load { model, .. } | Control::Unload { model, .. } if asker.inside_control => Err(CallError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "model '{}' asked to load or unload '{model}' from initialize or finalize, which run inside the server's load or unload of '{}' and hold its model control until they return; ask from execute (or use the repository API)",
+                    asker.model, asker.model
+                ),
+            )),
+            Control::Load { model, config, files } => {
+                let mut over = LoadOverride::default();
+                if !config.is_empty() {
+                    over.config(&config);
+                }
+                for (key, bytes) in files {
+                    if !key.starts_with("file:") {
+                        return Err(triton::unrecognized_load_parameter(&key));
+                    }
+                    over.file(&key, bytes);
+                }
+                self.request_load(&model, over).await.map(|()| true)
+            }
+            Control::Unload { model, dependents } => self.unload_asked(&model, dependents).await.map(|()| true),
+        }
     }
 
     /// Every model of the repository and every loaded one, with its state, as Triton lists
