@@ -15,6 +15,8 @@
 //! (StringNormalizer): lower-case letters are the input's, capitals the output's.
 //! Copies made inside ONNX Runtime use its own allocator and are not counted: the count is
 //! corral's (and the protocol stacks' receive buffers, which hold the bytes as they arrive).
+//! Python models' stubs are processes of their own: what the server copies in and out of
+//! their shared buffers counts, their own copies do not.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -274,6 +276,19 @@ fn repository(dir: &Path) -> PathBuf {
         .expect("python runs");
     assert!(made.success(), "making the models failed");
     std::fs::copy(repo.join("plus/1/model.onnx"), repo.join("plusb/1/model.onnx")).expect("copy the model");
+    // Python models: plus in a model.py, and a model.py calling plus through BLS.
+    for (name, code) in [("pyplus", PYPLUS), ("blsplus", BLSPLUS)] {
+        std::fs::create_dir_all(repo.join(name).join("1")).expect("model folder");
+        std::fs::write(repo.join(name).join("1/model.py"), code).expect("model.py");
+        std::fs::write(
+            repo.join(name).join("config.pbtxt"),
+            r#"backend: "python"
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 1, 3, 224, 224 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1, 3, 224, 224 ] } ]
+"#,
+        )
+        .expect("config");
+    }
     // A two-step ensemble: plus, then plus again on what the first step gave.
     std::fs::create_dir_all(repo.join("twice")).expect("ensemble folder");
     std::fs::write(
@@ -301,6 +316,23 @@ dynamic_batching { max_queue_delay_microseconds: 2000000 }
     .expect("config");
     repo
 }
+
+const PYPLUS: &str = r#"
+import triton_python_backend_utils as pb_utils
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("y", pb_utils.get_input_tensor_by_name(r, "x").as_numpy() + 1)])
+                for r in requests]
+"#;
+
+const BLSPLUS: &str = r#"
+import triton_python_backend_utils as pb_utils
+class TritonPythonModel:
+    def execute(self, requests):
+        answers = [pb_utils.InferenceRequest(model_name="plus", inputs=[pb_utils.get_input_tensor_by_name(r, "x")],
+                                             requested_output_names=["y"]).exec() for r in requests]
+        return [pb_utils.InferenceResponse(a.output_tensors(), error=a.error()) for a in answers]
+"#;
 
 const MAKE_MODELS: &str = r#"
 import sys, numpy as np, onnx
@@ -406,6 +438,7 @@ cases = {
     "rest_binary": lambda: rest(True), "rest_json": lambda: rest(False),
     "grpc_typed": grpc_typed, "shm": rest_shm, "batched": batched,
     "bytes_rest": bytes_rest, "bytes_grpc": bytes_grpc, "ensemble": lambda: grpc_raw("i", "twice"),
+    "python": lambda: rest(True, "pyplus"), "bls": lambda: rest(True, "blsplus"),
 }
 for k in range(1, 5):
     cases[f"grpc_raw_{k}"] = lambda k=k: grpc_raw("i" * k)
@@ -455,6 +488,9 @@ fn counts(cases: &[&str]) -> Vec<Copies> {
             ..Default::default()
         },
         onnx_engine: Some(Arc::new(engine)),
+        python_engine: Some(Arc::new(corral_engine_python::PythonEngine::from_env(|name| {
+            (name == "CORRAL_PYTHON").then(|| python(".venv").to_string_lossy().into_owned())
+        }))),
         publish: false,
         ..Default::default()
     };
@@ -577,6 +613,8 @@ fn a_602_kb_tensor_is_copied_at_most_once_each_way_on_every_path() {
         "bytes_rest",
         "bytes_grpc",
         "ensemble",
+        "python",
+        "bls",
     ];
     let counts = counts(&cases);
     let shown: Vec<String> = counts
@@ -635,4 +673,14 @@ fn a_602_kb_tensor_is_copied_at_most_once_each_way_on_every_path() {
     let ensemble = counts.iter().find(|c| c.case == "ensemble").expect("counted");
     let answers = ensemble.buffers.iter().filter(|(_, _, out)| *out >= 0.99).count();
     assert_eq!(answers, 1, "one buffer holds the whole answer:\n{shown}");
+    // A Python model over REST binary: the body collected once, the input written from it
+    // into the stub's shared buffer (a mapping, no buffer of the server's); the stub's answer
+    // copied out of the buffer once (the one copy each way across the process boundary) and
+    // sent where it is. The stub's own copies are in another process.
+    assert_eq!(count("python"), (1, 1), "{shown}");
+    // A Python model calling plus through BLS: the call's input is the execute's own input,
+    // named where it lies in the shared buffer and copied out of it once for plus; plus's
+    // answer goes to the stub from ONNX Runtime's buffer where it is; the model's answer
+    // copied out once: one copy each way per call, the outer and the inner one.
+    assert_eq!(count("bls"), (2, 1), "{shown}");
 }
