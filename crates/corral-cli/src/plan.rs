@@ -38,8 +38,16 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
     request.check(&device.spec().to_string(), device.len())?;
     let cores = request.core_count(device.len());
     let (folders, bad) = repository::read_folders(args.models.path())?;
-    for error in &bad {
+    let ensembles = repository::read_ensembles(args.models.path());
+    for error in bad.iter().filter(|e| !planning::of_ensemble(e, &ensembles)) {
         eprintln!("warning: skipping a model: {error}");
+    }
+    for ensemble in &ensembles {
+        eprintln!(
+            "note: ensemble `{}` holds no cores (corral serve runs it); each call of it is a call of each step: {}",
+            ensemble.name,
+            ensemble.steps.join(", ")
+        );
     }
     if folders.is_empty() {
         bail!("{} holds no model that can be loaded", args.models.path().display());
@@ -54,7 +62,7 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
                 "--optimize chooses placements by core, but legacy groups fix them\nhint: unset CORRAL_GROUP_SIZES / NEURONCORE_GROUP_SIZES"
             );
         }
-        let plan = optimized(args, &folders, cores)?;
+        let plan = optimized(args, &folders, &ensembles, cores)?;
         for (planned, slot) in plan.models.iter().zip(&mut elastic) {
             layout.commit(&Placement { model: planned.name.clone(), instances: planned.spans(), shared: Vec::new() });
             *slot = planned.elastic;
@@ -98,7 +106,7 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
             .zip(&elastic)
             .map(|(f, &e)| planning::model_spec(f, instances(&f.def.name), e))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let rates = planning::rates(&args.load, &folders)?.ok_or_else(|| {
+        let rates = planning::rates(&args.load, &folders, &ensembles)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "--predict needs the calls each model gets\nhint: give --rate MODEL=R[,MODEL=R...], or `[plan] rate = R` in a model's config.toml (`corral.plan.rate` in config.pbtxt)"
             )
@@ -186,8 +194,13 @@ pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow:
 }
 
 /// The optimiser's layout for the models of `folders` on `cores` cores.
-fn optimized(args: &PlanArgs, folders: &[repository::ModelFolder], cores: usize) -> anyhow::Result<optimize::Plan> {
-    let rates = planning::rates(&args.load, folders)?;
+fn optimized(
+    args: &PlanArgs,
+    folders: &[repository::ModelFolder],
+    ensembles: &[repository::Ensemble],
+    cores: usize,
+) -> anyhow::Result<optimize::Plan> {
+    let rates = planning::rates(&args.load, folders, ensembles)?;
     let demands = folders
         .iter()
         .enumerate()

@@ -1,6 +1,6 @@
 //! What `plan --optimize`, `plan --predict` and `bench --rate` share: the demand of each model
-//! (`--rate`, else its config's `[plan] rate` / `corral.plan.rate`), its execution time (a
-//! `sim` model's declaration, else its `profile.json`), and the layout as the simulator takes
+//! (`--rate`, else its config's `[plan] rate` / `corral.plan.rate`; an ensemble's rate goes to
+//! its steps), its execution time (a `sim` model's declaration, else its `profile.json`), and the layout as the simulator takes
 //! it (SPEC §12); a simulated run as a report (`predicted`, `series`), for `plan --predict` and
 //! for `bench --rate --report`, which draws the prediction beside what it measured.
 
@@ -13,7 +13,10 @@ use corral_plan::{
     profile::{self, Profile},
     simulate::{self, ModelSpec, Service, Spec},
 };
-use corral_runtime::{CoreSpan, repository::ModelFolder};
+use corral_runtime::{
+    CoreSpan,
+    repository::{Ensemble, ModelFolder, RepositoryError},
+};
 
 use crate::cli::LoadArgs;
 
@@ -47,39 +50,68 @@ pub fn flag_rates(flags: &[String], names: &[String]) -> anyhow::Result<Vec<Opti
 }
 
 /// Each model's rate: the flag's, else its config's. `None` when neither gives any model a
-/// rate.
-pub fn rates(load: &LoadArgs, folders: &[ModelFolder]) -> anyhow::Result<Option<Vec<f64>>> {
-    let names: Vec<String> = folders.iter().map(|f| f.def.name.clone()).collect();
+/// rate. An ensemble's rate (`--rate ENSEMBLE=R`) is added to each of its steps, once per
+/// step that calls it, through nested ensembles too: each call of the ensemble is a call of
+/// each step.
+pub fn rates(load: &LoadArgs, folders: &[ModelFolder], ensembles: &[Ensemble]) -> anyhow::Result<Option<Vec<f64>>> {
+    let mut names: Vec<String> = folders.iter().map(|f| f.def.name.clone()).collect();
+    names.extend(ensembles.iter().map(|e| e.name.clone()));
     let flags = flag_rates(&load.rate, &names)?;
     if load.rate.is_empty() && folders.iter().all(|f| f.plan_rate.is_none()) {
         return Ok(None);
     }
-    let rates = folders
+    let mut rates: Vec<f64> = folders
         .iter()
-        .zip(flags)
+        .zip(&flags)
         .map(|(folder, flag)| if load.rate.is_empty() { folder.plan_rate.unwrap_or(0.0) } else { flag.unwrap_or(0.0) })
         .collect();
+    for (ensemble, flag) in ensembles.iter().zip(&flags[folders.len()..]) {
+        let Some(rate) = flag else { continue };
+        // Each step as often as it occurs (a nested ensemble's steps through it); a cycle,
+        // which a load refuses, stops at a depth no real pipeline reaches.
+        let mut todo = vec![(ensemble.name.as_str(), 0usize)];
+        while let Some((name, depth)) = todo.pop() {
+            match ensembles.iter().find(|e| e.name == name) {
+                Some(inner) if depth < 16 => todo.extend(inner.steps.iter().map(|step| (step.as_str(), depth + 1))),
+                Some(_) => {}
+                None => match folders.iter().position(|f| f.def.name == name) {
+                    Some(i) => rates[i] += rate,
+                    None => eprintln!(
+                        "warning: ensemble `{}`: step `{name}` is not a model here; its calls are not counted",
+                        ensemble.name
+                    ),
+                },
+            }
+        }
+    }
     Ok(Some(rates))
 }
 
-/// A model's execution time: a simulated model's declared latency and switch cost, an ONNX
-/// model's `profile.json` (refused, naming `--profile`, when there is none).
+/// Whether `error` is the runtime's refusal of an ensemble's folder (it runs under `corral
+/// serve`, its steps planned as models).
+pub fn of_ensemble(error: &RepositoryError, ensembles: &[Ensemble]) -> bool {
+    matches!(error, RepositoryError::Model { path, .. } if ensembles.iter().any(|e| path.starts_with(&e.dir)))
+}
+
+/// A model's execution time: a simulated model's declared latency and switch cost, an ONNX or
+/// Python model's `profile.json` (refused, naming `--profile`, when there is none).
 pub fn service(folder: &ModelFolder) -> anyhow::Result<Service> {
     match &folder.def.source {
         ModelSource::Sim(model) => {
             Ok(Service::Fixed { latency: model.latency.as_secs_f64(), switch: model.switch.as_secs_f64() })
         }
-        ModelSource::Python(_) => bail!(
-            "`{}` is a Python model (model.py): plan cannot time it yet\nhint: measure it under corral serve with perf_analyzer",
-            folder.def.name
-        ),
-        ModelSource::Onnx(_) => {
+        ModelSource::Onnx(_) | ModelSource::Python(_) => {
             let path = folder.dir.join(profile::FILE);
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                    "`{}` is an ONNX model with no {}: its execution time is unknown\nhint: measure it first with `corral plan --profile` on the device it will run on",
+                    "`{}` is {} with no {}: its execution time is unknown\nhint: measure it first with `corral plan --profile` on the device it will run on",
                     folder.def.name,
+                    if matches!(folder.def.source, ModelSource::Python(_)) {
+                        "a Python model"
+                    } else {
+                        "an ONNX model"
+                    },
                     path.display()
                 ),
                 Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),

@@ -1,5 +1,5 @@
-//! `corral plan --profile`: each ONNX model of a repository measured on K cores of the real
-//! device (one instance, warmed up first), its execution times written to
+//! `corral plan --profile`: each ONNX or Python model of a repository measured on K cores of
+//! the real device (one instance, warmed up first), its execution times written to
 //! `<model>/profile.json` for `--predict` and `--optimize`: executions back to back, and
 //! executions that start on a core that waited for its call, which run slower (caches and
 //! clocks gone cold; a fifth slower for squeezenet here), so a prediction of a core that is
@@ -27,13 +27,16 @@ const BLOCK: usize = 20;
 
 pub fn run(args: &PlanArgs, lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     let (folders, bad) = repository::read_folders(args.models.path())?;
-    for error in &bad {
+    let ensembles = repository::read_ensembles(args.models.path());
+    for error in bad.iter().filter(|e| !crate::planning::of_ensemble(e, &ensembles)) {
         eprintln!("warning: skipping a model: {error}");
     }
-    let onnx: Vec<_> = folders.iter().filter(|f| matches!(f.def.source, ModelSource::Onnx(_))).collect();
+    // ONNX models, and Python models (each instance its stub, measured as it serves).
+    let onnx: Vec<_> =
+        folders.iter().filter(|f| matches!(f.def.source, ModelSource::Onnx(_) | ModelSource::Python(_))).collect();
     if onnx.is_empty() {
         bail!(
-            "{} holds no ONNX model to profile (simulated models declare their latency)",
+            "{} holds no ONNX or Python model to profile (simulated models declare their latency; ensembles are timed by their steps)",
             args.models.path().display()
         );
     }

@@ -312,6 +312,32 @@ pub fn read_folders(path: &Path) -> Result<(Vec<ModelFolder>, Vec<RepositoryErro
     Ok((models, errors))
 }
 
+/// An ensemble of a repository (`platform: "ensemble"` in its `config.pbtxt`): served by
+/// `corral serve` only, holding no cores of its own; each call of it is one call of each step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ensemble {
+    pub name: String,
+    pub dir: PathBuf,
+    /// Its steps' model names, in order, as often as they occur.
+    pub steps: Vec<String>,
+}
+
+/// The ensembles of the repository `path` (none for a lone `.onnx` file); a folder whose
+/// `config.pbtxt` does not read is left to [`read_folders`] to report.
+pub fn read_ensembles(path: &Path) -> Vec<Ensemble> {
+    let Ok(entries) = std::fs::read_dir(path) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs.into_iter()
+        .filter_map(|dir| {
+            let config = corral_config::read_file(&dir.join("config.pbtxt")).ok()?;
+            let scheduling = config.ensemble_scheduling()?;
+            let steps = scheduling.step.iter().map(|step| step.model_name.clone()).collect();
+            Some(Ensemble { name: folder_name(&dir), dir, steps })
+        })
+        .collect()
+}
+
 /// One model folder as read: what the runtime loads, and the folder's parsed `config.pbtxt`
 /// when it has one (the server reads Triton's serving fields from it).
 #[derive(Clone, Debug)]
@@ -644,6 +670,12 @@ fn pbtxt_model_file(config: &ModelConfig, backend: &str) -> Result<String, Strin
         "python" => "model.py",
         // Triton's OpenVINO backend reads IR by default.
         "openvino" => "model.xml",
+        _ if config.ensemble_scheduling().is_some() => {
+            return Err(
+                "an ensemble: it runs under `corral serve`, which loads its steps (each a model of its own here)"
+                    .to_owned(),
+            );
+        }
         _ => {
             let (platform, backend) = (&config.platform, &config.backend);
             return Err(format!(

@@ -1,7 +1,8 @@
 //! `corral plan --optimize`, `--write`, `--predict` and `bench --rate` as a user runs them on
 //! the FlexEG example (simulated): the optimised layout, its round trip through both config
 //! formats, the same arrivals in bench and predict for a seed, and every bad value named;
-//! `--profile` on this machine's real cores.
+//! `--profile` on this machine's real cores, of ONNX and Python models, and an ensemble's rate
+//! given to its steps.
 
 use std::path::Path;
 
@@ -255,4 +256,71 @@ fn profile_times_onnx_models_on_real_cores_side_by_side_and_predict_reads_them()
     let served: Vec<u64> =
         report["models"].as_array().expect("models").iter().map(|m| m["requests"].as_u64().expect("n")).collect();
     assert!(served.iter().all(|&n| n > 0), "{report}");
+}
+
+#[test]
+fn profile_times_a_python_model_and_an_ensemble_rate_reaches_each_step() {
+    let host = Host::new();
+    let repo = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(repo.path().join("plus/1")).expect("mkdir");
+    std::fs::write(
+        repo.path().join("plus/1/model.py"),
+        r#"import triton_python_backend_utils as pb_utils
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("y", pb_utils.get_input_tensor_by_name(r, "x").as_numpy() + 1)])
+                for r in requests]
+"#,
+    )
+    .expect("model.py");
+    let io = r#"input [ { name: "x" data_type: TYPE_FP32 dims: [ 1, 4 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1, 4 ] } ]
+"#;
+    std::fs::write(repo.path().join("plus/config.pbtxt"), format!("backend: \"python\"\n{io}")).expect("config");
+    // An ensemble calling plus twice: each of its calls is two calls of plus.
+    std::fs::create_dir_all(repo.path().join("twice")).expect("mkdir");
+    std::fs::write(
+        repo.path().join("twice/config.pbtxt"),
+        format!(
+            r#"platform: "ensemble"
+{io}ensemble_scheduling {{ step [
+  {{ model_name: "plus" model_version: -1 input_map {{ key: "x" value: "x" }} output_map {{ key: "y" value: "once" }} }},
+  {{ model_name: "plus" model_version: -1 input_map {{ key: "x" value: "once" }} output_map {{ key: "y" value: "y" }} }}
+] }}
+"#
+        ),
+    )
+    .expect("ensemble config");
+    let path = repo.path().to_str().expect("utf-8");
+    let interpreter = super::serve::python(".venv");
+    let python = [("CORRAL_PYTHON", interpreter.to_str().expect("utf-8"))];
+    let plan = ["plan", "--model-repository", path, "--device", "cpu", "--num-cores", "1"];
+    let output = host.run(&[&plan[..], &["--profile", "--samples", "5"]].concat(), &python);
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{err}");
+    assert!(out.contains("plus: 2 x 5 executions on 1 cores of cpu, python: median"), "{out}");
+    assert!(!err.contains("skipping a model"), "the ensemble is no model to skip: {err}");
+    let text = std::fs::read_to_string(repo.path().join("plus/profile.json")).expect("profile.json");
+    let profile: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(profile["engine"], "python", "{text}");
+    assert_eq!(profile["samples_ms"].as_array().map(Vec::len), Some(5), "{text}");
+    // The ensemble's rate, twice over, is plus's: the same calls as plus at twice the rate
+    // (the same seed, virtual time).
+    let predict = |rate: &str| -> (u64, String) {
+        let load = ["--predict", "--rate", rate, "--duration", "5", "--seed", "3", "--json"];
+        let output = host.run(&[&plan[..], &load].concat(), &[]);
+        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{err}");
+        let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let plus = report["models"].as_array().expect("models").iter().find(|m| m["name"] == "plus").cloned();
+        (plus.expect("plus")["requests"].as_u64().expect("n"), err)
+    };
+    let (through_ensemble, said) = predict("twice=20");
+    assert!(
+        said.contains("note: ensemble `twice` holds no cores (corral serve runs it); each call of it is a call of each step: plus, plus"),
+        "{said}"
+    );
+    let (direct, _) = predict("plus=40");
+    assert!(through_ensemble > 100, "plus got {through_ensemble} calls in 5 s at 40/s");
+    assert_eq!(through_ensemble, direct, "twice=20 is plus=40");
 }
