@@ -43,8 +43,8 @@
 //! has to be set; the rest crosses the socket.
 //!
 //! A dynamic batch (`Session::run_parts`) reaches `execute` as one request per call, each a
-//! view of its rows; the responses' outputs go back concatenated (an error response fails the
-//! batch's calls, which share one answer).
+//! view of its rows; the responses' outputs go back concatenated, and an error response fails
+//! its own call alone (`PartsOutput::failed`).
 
 mod channel;
 mod environment;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use corral_engine::{
-    Asker, CallAnswer, CallRequest, Calls, Control, CoreLoan, EngineError, PythonModel, Session, Tensor,
+    Asker, CallAnswer, CallRequest, Calls, Control, CoreLoan, EngineError, PartsOutput, PythonModel, Session, Tensor,
 };
 // `Stub` is no session itself: `Instance` is, and starts it again.
 use serde_json::{Value, json};
@@ -327,7 +327,7 @@ impl Session for Instance {
         _switched: bool,
         cores: &mut dyn CoreLoan,
     ) -> Result<Vec<Tensor>, EngineError> {
-        self.execute(inputs, cores, None, None)
+        self.execute(inputs, cores, None, None).map(|answer| answer.outputs)
     }
 
     fn run_streaming(
@@ -346,7 +346,7 @@ impl Session for Instance {
         parts: &[usize],
         _switched: bool,
         cores: &mut dyn CoreLoan,
-    ) -> Result<Vec<Tensor>, EngineError> {
+    ) -> Result<PartsOutput, EngineError> {
         self.execute(inputs, cores, None, Some(parts))
     }
 }
@@ -358,7 +358,7 @@ impl Instance {
         cores: &mut dyn CoreLoan,
         responses: Option<&mut dyn FnMut(CallAnswer)>,
         parts: Option<&[usize]>,
-    ) -> Result<Vec<Tensor>, EngineError> {
+    ) -> Result<PartsOutput, EngineError> {
         let timeout = self.spawn.model.execute_timeout;
         let calls = self.spawn.calls.get().cloned();
         let stub = self.stub()?;
@@ -594,7 +594,7 @@ impl Stub {
         cores: &mut dyn CoreLoan,
         mut responses: Option<&mut dyn FnMut(CallAnswer)>,
         parts: Option<&[usize]>,
-    ) -> Result<Vec<Tensor>, Failure> {
+    ) -> Result<PartsOutput, Failure> {
         // Silence is bounded, not the whole execute: each frame the stub sends starts it again.
         let mut deadline = timeout.map(|t| Instant::now() + t);
         let decoupled = responses.is_some();
@@ -649,7 +649,15 @@ impl Stub {
         match answer {
             Ok((header, outputs)) => match header.get("error").and_then(Value::as_str) {
                 Some(error) => Err(Failure::Model(error.to_owned())),
-                None => Ok(outputs),
+                // A batch's requests that failed alone (`failed`: one entry per part, null
+                // for those whose rows the outputs hold).
+                None => Ok(PartsOutput {
+                    outputs,
+                    failed: header["failed"]
+                        .as_array()
+                        .map(|each| each.iter().map(|e| e.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
+                }),
             },
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 let pid = self.child.id();

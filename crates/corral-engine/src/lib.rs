@@ -147,6 +147,15 @@ pub struct CallAnswer {
 /// with `last` set; an empty last one is the bare final flag).
 pub type Responses = Box<dyn FnMut(CallAnswer) + Send>;
 
+/// What a batch of several requests ([`Session::run_parts`]) gave: the outputs of the requests
+/// that succeeded, their rows in order; and, when any failed, each request's error (`None`:
+/// it succeeded), one per part. Empty `failed`: every request succeeded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartsOutput {
+    pub outputs: Vec<Tensor>,
+    pub failed: Vec<Option<String>>,
+}
+
 /// Model control asked by a running model (python_backend's `load_model`, `unload_model`,
 /// `is_model_ready`).
 #[derive(Clone, Debug, PartialEq)]
@@ -290,16 +299,17 @@ pub trait Session: Send {
 
     /// Runs a batch made of several requests (their first dimension's `parts`, in order): an
     /// engine that runs the batch as one ignores them; a Python model's `execute` gets each
-    /// request as its own, as Triton hands a dynamically batched model several requests.
+    /// request as its own, as Triton hands a dynamically batched model several requests, and
+    /// one request's error response fails that request alone ([`PartsOutput::failed`]).
     fn run_parts(
         &mut self,
         inputs: &[Tensor],
         parts: &[usize],
         switched: bool,
         cores: &mut dyn CoreLoan,
-    ) -> Result<Vec<Tensor>, EngineError> {
+    ) -> Result<PartsOutput, EngineError> {
         let _ = parts;
-        self.run_lending(inputs, switched, cores)
+        self.run_lending(inputs, switched, cores).map(|outputs| PartsOutput { outputs, failed: Vec::new() })
     }
 
     /// Runs a decoupled model's request: its responses go to `responses` as the model sends

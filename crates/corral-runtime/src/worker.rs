@@ -49,6 +49,10 @@ use crate::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct Inference {
     pub outputs: Vec<Tensor>,
+    /// A batch of several requests some of which failed (`Model::try_submit_parts` of a Python
+    /// model): each part's error, `None` for those whose rows `outputs` holds, in order.
+    /// Empty: every part succeeded.
+    pub failed_parts: Vec<Option<String>>,
     /// Which replica ran it, and on which process cores.
     pub instance: usize,
     pub cores: CoreSpan,
@@ -190,11 +194,15 @@ fn execute(
     let started = Instant::now();
     let mut job = job;
     let mut responses = job.responses.take();
+    let mut failed_parts = Vec::new();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match (responses.as_mut(), &job.parts) {
         (Some(responses), _) => {
             session.run_streaming(&job.inputs, switched, &mut Loan(gang), responses).map(|()| Vec::new())
         }
-        (None, Some(parts)) => session.run_parts(&job.inputs, parts, switched, &mut Loan(gang)),
+        (None, Some(parts)) => session.run_parts(&job.inputs, parts, switched, &mut Loan(gang)).map(|parts| {
+            failed_parts = parts.failed;
+            parts.outputs
+        }),
         (None, None) => session.run_lending(&job.inputs, switched, &mut Loan(gang)),
     }));
     let compute = started.elapsed();
@@ -206,7 +214,7 @@ fn execute(
             spec.recorder.execution(started - job.queued_at, compute);
             spec.executions.fetch_add(1, Ordering::Relaxed);
             spec.recorder.latency(job.queued_at.elapsed());
-            Ok(Inference { outputs, instance: spec.instance, cores, started, compute })
+            Ok(Inference { outputs, failed_parts, instance: spec.instance, cores, started, compute })
         }
         Ok(Err(error)) => Err(InferError::Engine { model: spec.model.clone(), source: error }),
         Err(_) => Err(InferError::Internal(format!("the engine panicked running {}", spec.model))),

@@ -211,13 +211,24 @@ async fn run(model: Model, batch: Vec<Call>, rows: usize, counters: Arc<Counters
             return;
         }
     };
-    // Each call's rows are a view of the batch's outputs, not a copy of them.
+    // Each call's rows are a view of the batch's outputs, not a copy of them. A call whose
+    // request failed alone (a Python model's error response) gets its error, and has no rows
+    // in the outputs.
     crate::body::share(&mut inference.outputs);
     let batch_outputs = std::mem::take(&mut inference.outputs);
+    let failed = std::mem::take(&mut inference.failed_parts);
+    let rows_out: usize =
+        batch.iter().enumerate().filter(|(i, _)| failed.get(*i).is_none_or(Option::is_none)).map(|(_, c)| c.rows).sum();
     let mut offset = 0;
-    for call in batch {
+    for (i, call) in batch.into_iter().enumerate() {
+        if let Some(Some(message)) = failed.get(i) {
+            let source = corral_engine::EngineError::Run(message.clone());
+            let error = corral_runtime::InferError::Engine { model: model.name().to_owned(), source };
+            let _ = call.reply.send(Err(CallError::from(error)));
+            continue;
+        }
         let outputs: Result<Vec<Tensor>, CallError> =
-            batch_outputs.iter().map(|output| split(output, rows, offset, call.rows)).collect();
+            batch_outputs.iter().map(|output| split(output, rows_out, offset, call.rows)).collect();
         offset += call.rows;
         let answer = outputs.map(|outputs| Inference { outputs, ..inference.clone() });
         let _ = call.reply.send(answer);

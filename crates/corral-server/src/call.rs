@@ -343,6 +343,7 @@ async fn ensemble(
     let (outputs, compute) = result?;
     Ok(corral_runtime::Inference {
         outputs,
+        failed_parts: Vec::new(),
         instance: 0,
         cores: corral_runtime::CoreSpan::new(0, 1),
         started: start,

@@ -195,20 +195,28 @@ given.set_data_from_numpy(np.ones(1, dtype=np.float32))
 said = HTTP.infer("selfcall", [given]).as_numpy("ERROR")[0].decode()
 assert said.startswith("4: ") and "could not start within 3 s" in said, said
 
-# Dynamic batching: four calls at once reach one execute as requests of their own, each with
-# its own rows (1, 2, 1, 3), and each gets its own answer back.
-batch_client = thttp.InferenceServerClient(f"127.0.0.1:{http_port}", concurrency=4)
+# Dynamic batching: five calls at once reach one execute as requests of their own, each with
+# its own rows (1, 2, 1, 3, and 2 whose negative input the model answers with an error), and
+# each gets its own answer back: the error fails that call alone.
+batch_client = thttp.InferenceServerClient(f"127.0.0.1:{http_port}", concurrency=5)
 pending = []
-for rows in (1, 2, 1, 3):
+for rows, value in ((1, 1), (2, 2), (2, -1), (1, 1), (3, 3)):
     given = thttp.InferInput("X", [rows, 2], "FP32")
-    given.set_data_from_numpy(np.full((rows, 2), rows, dtype=np.float32))
-    pending.append((rows, batch_client.async_infer("batched", [given])))
+    given.set_data_from_numpy(np.full((rows, 2), value, dtype=np.float32))
+    pending.append((rows, value, batch_client.async_infer("batched", [given])))
 counts = []
-for rows, call in pending:
+for rows, value, call in pending:
+    if value < 0:
+        try:
+            call.get_result()
+            raise AssertionError("a negative input was answered")
+        except tritonclient_errors.InferenceServerException as e:
+            assert "negative input" in str(e), str(e)
+        continue
     result = call.get_result()
-    np.testing.assert_array_equal(result.as_numpy("Y"), np.full((rows, 2), 2 * rows, dtype=np.float32))
+    np.testing.assert_array_equal(result.as_numpy("Y"), np.full((rows, 2), 2 * value, dtype=np.float32))
     counts.append(int(result.as_numpy("REQUESTS")[0, 0]))
-assert max(counts) > 1, f"no execute got more than one request: {counts}"
+assert max(counts) > 2, f"no execute got the failing request with others: {counts}"
 
 # EXECUTION_ENV_PATH: envpy's stub runs its environment's Python, with its bin first on PATH.
 given = thttp.InferInput("X", [1], "FP32")

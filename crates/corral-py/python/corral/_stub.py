@@ -475,20 +475,26 @@ def serve(model_py):
                 raise pb_utils.TritonModelException(
                     f"Number of InferenceResponse objects do not match the number of InferenceRequest objects "
                     f"({len(requests)} requests, {count} responses)")
-            failed = next((r for r in responses if r.has_error()), None)
-            if failed is not None:
-                # The batch's calls share its one answer: a request's error fails them all.
-                channel.write({"error": failed.error().message(), "code": failed.error().code()})
+            good = [r for r in responses if not r.has_error()]
+            if len(responses) == 1 and not good:
+                error = responses[0].error()
+                channel.write({"error": error.message(), "code": error.code()})
                 continue
+            # A batch: a request's error response fails that request alone (`failed`, one entry
+            # per request); the others' outputs follow, their rows in order.
+            answer = {}
+            if len(good) < len(responses):
+                answer["failed"] = [r.error().message() if r.has_error() else None for r in responses]
             wanted = header.get("outputs", [])
-            outputs = [t for t in responses[0].output_tensors() if not wanted or t.name() in wanted]
-            if len(responses) > 1:
+            outputs = [t for t in good[0].output_tensors() if not wanted or t.name() in wanted] if good else []
+            if len(good) > 1:
                 outputs = [pb_utils.Tensor(t.name(), np.concatenate(
-                    [pb_utils.get_output_tensor_by_name(r, t.name()).as_numpy() for r in responses]))
+                    [pb_utils.get_output_tensor_by_name(r, t.name()).as_numpy() for r in good]))
                     for t in outputs]
             placed = Outputs(handed)
             encoded = [from_tensor(t, placed) for t in outputs]
-            channel.write({"tensors": [h for h, _ in encoded]}, [p for _, p in encoded])
+            answer["tensors"] = [h for h, _ in encoded]
+            channel.write(answer, [p for _, p in encoded])
         except BaseException as error:
             HANDED.end()
             message = error.message() if isinstance(error, pb_utils.TritonModelException) else where(error)
