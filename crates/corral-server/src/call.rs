@@ -209,12 +209,12 @@ pub enum Streamed<T> {
 /// A call of a decoupled model (gRPC's stream, BLS's `exec(decoupled=True)`): checked as
 /// [`infer`] checks one, then each response the model sends is encoded and sent on `out` as
 /// it comes, the last marked. The model's statistics count the request once, when it ends.
-pub async fn infer_stream<T>(
+pub async fn infer_stream<T: Send>(
     state: &ServerState,
     name: &str,
     version: &str,
     decode: impl FnOnce(&Served) -> Result<Request, CallError>,
-    mut encode: impl FnMut(&Served, Option<&str>, Vec<Output<'_>>) -> Result<T, CallError>,
+    mut encode: impl FnMut(&Served, Option<&str>, Vec<Output<'_>>) -> Result<T, CallError> + Send,
     out: &tokio::sync::mpsc::Sender<Streamed<T>>,
 ) {
     let checked = match check(state, name, version, decode) {
@@ -226,6 +226,21 @@ pub async fn infer_stream<T>(
     };
     let Checked { served, request, wanted, decoded, batch, trace } = checked;
     let start = Instant::now();
+    if let Some(plan) = served.ensemble().filter(|_| served.config.decoupled) {
+        let plan = plan.clone();
+        served.counters.pending.fetch_add(1, Relaxed);
+        let mut emit = |mut tensors: Vec<Tensor>, last: bool| match outputs_of(state, &served, &wanted, &mut tensors)
+            .and_then(|o| encode(&served, request.id.as_deref(), o))
+        {
+            Ok(encoded) => Streamed::Response(encoded, last),
+            Err(error) => Streamed::Failed(error, last),
+        };
+        let ended = ensemble_stream(state, &plan, request.id.as_deref(), request.inputs, &mut emit, out).await;
+        served.counters.pending.fetch_sub(1, Relaxed);
+        state.count(&served, batch, decoded, start, ended.as_ref().map(|()| (start, start.elapsed())));
+        state.trace_end(trace);
+        return;
+    }
     let Some(model) = served.model().filter(|_| served.config.decoupled) else {
         let refused = CallError::new(ErrorKind::Internal, format!("{name} is not decoupled"));
         let _ = out.send(Streamed::Refused(refused)).await;
@@ -429,21 +444,173 @@ async fn steps(
     Ok((outputs, compute))
 }
 
+/// Runs a decoupled ensemble (one with a decoupled step), as Triton's ensemble scheduler does:
+/// each response of a decoupled step runs the steps after it on its own tensors, and each
+/// full set of the ensemble's outputs is one response of the ensemble, the final flag on the
+/// last (a bare final flag when there was none). Steps run one at a time within each set;
+/// a failure ends the request with one error response in Triton's words.
+async fn ensemble_stream<T: Send>(
+    state: &ServerState,
+    plan: &Plan,
+    id: Option<&str>,
+    inputs: Vec<Tensor>,
+    emit: &mut (dyn FnMut(Vec<Tensor>, bool) -> Streamed<T> + Send),
+    out: &tokio::sync::mpsc::Sender<Streamed<T>>,
+) -> Result<(), CallError> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut inputs = inputs;
+    crate::body::share(&mut inputs);
+    for tensor in inputs {
+        tensors.insert(tensor.name.clone(), tensor);
+    }
+    // The last set found, sent once the next is (so the final flag goes with the last).
+    let mut held: Option<Vec<Tensor>> = None;
+    let done = vec![false; plan.steps.len()];
+    let result = generation(state, plan, id, tensors, done, &mut |set| {
+        let previous = held.replace(set);
+        let item = previous.map(|p| emit(p, false));
+        async move {
+            if let Some(item) = item {
+                let _ = out.send(item).await;
+            }
+        }
+    })
+    .await;
+    match (result, held) {
+        (Err(error), held) => {
+            // The responses found before it went out; the error ends the request.
+            if let Some(set) = held {
+                let _ = out.send(emit(set, false)).await;
+            }
+            let error = CallError::new(error.kind, format!("in ensemble '{}', {}", plan.name, error.message));
+            let _ = out.send(Streamed::Failed(error.clone(), true)).await;
+            Err(error)
+        }
+        (Ok(()), Some(last)) => {
+            let _ = out.send(emit(last, true)).await;
+            Ok(())
+        }
+        (Ok(()), None) => {
+            let _ = out.send(Streamed::EmptyFinal).await;
+            Ok(())
+        }
+    }
+}
+
+/// One set of an ensemble's tensors (`done`: the steps that made them): runs the steps whose
+/// inputs it holds, a decoupled one's each response in a set of its own, and hands every set
+/// that holds all the ensemble's outputs to `found`.
+fn generation<'a, F, Fut>(
+    state: &'a ServerState,
+    plan: &'a Plan,
+    id: Option<&'a str>,
+    mut tensors: HashMap<String, Tensor>,
+    mut done: Vec<bool>,
+    found: &'a mut F,
+) -> Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>
+where
+    F: FnMut(Vec<Tensor>) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
+    Box::pin(async move {
+        while let Some(index) = (0..plan.steps.len())
+            .find(|&i| !done[i] && plan.steps[i].inputs.iter().all(|(_, tensor)| tensors.contains_key(tensor)))
+        {
+            done[index] = true;
+            let step = &plan.steps[index];
+            let given: Vec<Tensor> = step
+                .inputs
+                .iter()
+                .map(|(input, tensor)| Tensor { name: input.clone(), ..tensors[tensor].clone() })
+                .collect();
+            let decoupled = state.model(&step.model, &step.version).is_ok_and(|s| s.config.decoupled);
+            if !decoupled {
+                let outputs = step_call(state, step, id, given).await?;
+                take_outputs(step, outputs, &mut tensors);
+                continue;
+            }
+            // Each response of the decoupled step: the steps after it on a set of their own.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            let producer = step_stream(state, step, id, given, tx);
+            tokio::pin!(producer);
+            // After a failure the step's call is still read to its end (its own counters end
+            // with it), its later responses dropped.
+            let (mut producing, mut failure) = (true, None);
+            loop {
+                let item = tokio::select! {
+                    () = &mut producer, if producing => { producing = false; continue; }
+                    item = rx.recv() => item,
+                };
+                let Some(item) = item else { break };
+                match item {
+                    Streamed::Response(outputs, _) if failure.is_none() => {
+                        let mut set = tensors.clone();
+                        take_outputs(step, outputs, &mut set);
+                        if let Err(error) = generation(state, plan, id, set, done.clone(), found).await {
+                            failure = Some(error);
+                        }
+                    }
+                    Streamed::Failed(error, _) | Streamed::Refused(error) => {
+                        failure.get_or_insert(error);
+                    }
+                    Streamed::Response(..) | Streamed::EmptyFinal => {}
+                }
+            }
+            if let Some(error) = failure {
+                return Err(error);
+            }
+        }
+        if let Some(set) = plan.outputs.iter().map(|spec| tensors.get(&spec.name).cloned()).collect::<Option<Vec<_>>>()
+        {
+            found(set).await;
+        }
+        Ok(())
+    })
+}
+
+/// A step's outputs into the ensemble's tensors, under the names its output map gives.
+fn take_outputs(step: &Step, outputs: Vec<Tensor>, tensors: &mut HashMap<String, Tensor>) {
+    for (output, tensor) in &step.outputs {
+        if let Some(found) = outputs.iter().find(|t| t.name == *output) {
+            tensors.insert(tensor.clone(), Tensor { name: tensor.clone(), ..found.clone() });
+        }
+    }
+}
+
+/// A decoupled step's call: its responses (each its tensors) into `tx` as it sends them.
+async fn step_stream(
+    state: &ServerState,
+    step: &Step,
+    id: Option<&str>,
+    inputs: Vec<Tensor>,
+    tx: tokio::sync::mpsc::Sender<Streamed<Vec<Tensor>>>,
+) {
+    let id = id.map(str::to_owned);
+    let decode = move |_: &Served| Ok(step_request(step, id, inputs));
+    let encode = |_: &Served, _: Option<&str>, outputs: Vec<Output<'_>>| {
+        Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect::<Vec<Tensor>>())
+    };
+    infer_stream(state, &step.model, &step.version, decode, encode, &tx).await;
+}
+
+/// The request a step's call decodes to: its inputs, and its mapped outputs asked for.
+fn step_request(step: &Step, id: Option<String>, inputs: Vec<Tensor>) -> Request {
+    Request {
+        id,
+        inputs,
+        outputs: step
+            .outputs
+            .iter()
+            .map(|(name, _)| WantedOutput { name: name.clone(), binary: Some(true), shm: None, class_count: 0 })
+            .collect(),
+        binary_output: true,
+        ..Request::default()
+    }
+}
+
 fn step_call<'a>(state: &'a ServerState, step: &'a Step, id: Option<&str>, inputs: Vec<Tensor>) -> StepCall<'a> {
     let id = id.map(str::to_owned);
-    let decode = move |_: &Served| {
-        Ok(Request {
-            id,
-            inputs,
-            outputs: step
-                .outputs
-                .iter()
-                .map(|(name, _)| WantedOutput { name: name.clone(), binary: Some(true), shm: None, class_count: 0 })
-                .collect(),
-            binary_output: true,
-            ..Request::default()
-        })
-    };
+    let decode = move |_: &Served| Ok(step_request(step, id, inputs));
     let encode = |_: &Served, _: Option<&str>, outputs: Vec<Output<'_>>| {
         Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect::<Vec<Tensor>>())
     };

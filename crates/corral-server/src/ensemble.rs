@@ -118,7 +118,13 @@ struct Inferred {
 
 /// Checks `plan` (of an ensemble allowing `max_batch_size`) against its steps' models, as
 /// Triton's `CheckNode` then `ValidateEnsembleConfig` do; `step_model` gives each loaded one.
-pub fn check(plan: &Plan, max_batch_size: usize, step_model: impl Fn(&str) -> Option<StepModel>) -> Result<(), String> {
+/// `Ok(true)`: a step is decoupled, so the ensemble is (Triton sets its transaction policy):
+/// each response of that step runs the steps after it, and the ensemble streams.
+pub fn check(
+    plan: &Plan,
+    max_batch_size: usize,
+    step_model: impl Fn(&str) -> Option<StepModel>,
+) -> Result<bool, String> {
     let name = &plan.name;
     let batched = max_batch_size > 0;
     let models: Vec<(&Step, StepModel)> = plan
@@ -206,14 +212,7 @@ pub fn check(plan: &Plan, max_batch_size: usize, step_model: impl Fn(&str) -> Op
         }
     }
     decoupled_branches(plan, &models)?;
-    if let Some((step, _)) = models.iter().find(|(_, model)| model.decoupled) {
-        // Triton runs them (the ensemble then streams); corral's ensembles do not yet.
-        return Err(format!(
-            "in ensemble {name}, step of model '{}' is decoupled: corral's ensembles run steps that answer once",
-            step.model
-        ));
-    }
-    Ok(())
+    Ok(models.iter().any(|(_, model)| model.decoupled))
 }
 
 /// Triton's check that no step (nor the ensemble's outputs) takes tensors that come from
@@ -349,7 +348,7 @@ ensemble_scheduling { step [
             "net" => Some(model(8, ("a", f32, &[16]), ("b", f32, &[16]))),
             _ => None,
         };
-        assert_eq!(check(&plan, 4, good), Ok(()));
+        assert_eq!(check(&plan, 4, good), Ok(false));
         let with = |pre: StepModel| {
             let net = good("net");
             check(&plan, 4, move |name| if name == "pre" { Some(pre.clone()) } else { net.clone() }).unwrap_err()
@@ -373,7 +372,7 @@ ensemble_scheduling { step [
             } else {
                 good(n)
             }),
-            Ok(())
+            Ok(false)
         );
         assert_eq!(
             with(model(8, ("z", f32, &[16]), ("y", f32, &[16]))),
@@ -392,7 +391,7 @@ ensemble_scheduling { step [
         two_inputs.inputs[1].1 = true;
         assert_eq!(
             check(&plan, 4, |n| if n == "pre" { Some(two_inputs.clone()) } else { good(n) }),
-            Ok(()),
+            Ok(false),
             "optional"
         );
         let mut old = model(8, ("a", f32, &[16]), ("b", f32, &[16]));
@@ -446,7 +445,10 @@ ensemble_scheduling { step [
             "a decoupled branch and a plain one"
         );
         let none = |name: &str| step(name).map(|m| StepModel { decoupled: false, ..m });
-        assert_eq!(check(&plan, 0, none), Ok(()));
+        assert_eq!(check(&plan, 0, none), Ok(false));
+        // A decoupled last step, fed by plain ones: the ensemble is decoupled (it streams).
+        let last = |name: &str| step(name).map(|m| StepModel { decoupled: name == "join", ..m });
+        assert_eq!(check(&plan, 0, last), Ok(true));
     }
 
     #[test]

@@ -6,7 +6,8 @@ mid-call, both started again while another model answers; two models whose load 
 naming the file and line and the error's last line; BLS (`bls_calls`, `bls`, `selfcall`); the
 decoupled model `waiter` over gRPC's stream; `batched` (several requests per execute);
 `envpy` (EXECUTION_ENV_PATH); ensembles (`classify`, `lost`); and model control from a model
-(`control`, the server in explicit mode with every model loaded).
+(`control`, the server in explicit mode with every model loaded); an ensemble with a decoupled
+step (`wait_square`).
 
 usage: serve_python.py HTTP_PORT GRPC_PORT METRICS_PORT SERVER_CPUS OUT_PIDS_FILE
 """
@@ -265,15 +266,26 @@ first = next_response()
 result, error = received.get(timeout=30)
 assert result is None and "-1 is negative" in str(error), (result, error)
 assert (first, next_response()) == (("C", [7], False), ("C", [8], False)), first
+# An ensemble with a decoupled step: each of waiter's responses runs square, each square one
+# response of the ensemble, the final flag on the last; an error response of the step ends
+# the ensemble's request with it, in Triton's words.
+GRPC.async_stream_infer("wait_square", waiter_inputs(tgrpc, [2, 3, 4], ""), request_id="E")
+assert [next_response() for _ in range(3)] == [("E", [4], False), ("E", [9], False), ("E", [16], True)]
+GRPC.async_stream_infer("wait_square", waiter_inputs(tgrpc, [5, -1, 6], ""), request_id="F")
+assert next_response() == ("F", [25], False)
+result, error = received.get(timeout=30)
+assert result is None and "in ensemble 'wait_square', " in str(error) and "-1 is negative" in str(error), error
 GRPC.stop_stream()
 assert received.empty(), list(received.queue)
+assert HTTP.get_model_config("wait_square")["model_transaction_policy"] == {"decoupled": True}
 for client, module, says in ((GRPC, tgrpc, "ModelInfer RPC doesn't support models with decoupled transaction policy"),
                              (HTTP, thttp, "HTTP end point doesn't support models with decoupled transaction policy")):
-    try:
-        client.infer("waiter", waiter_inputs(module, [1], ""))
-        raise AssertionError("a decoupled model answered a unary call")
-    except tritonclient_errors.InferenceServerException as e:
-        assert says in str(e), str(e)
+    for model in ("waiter", "wait_square"):
+        try:
+            client.infer(model, waiter_inputs(module, [1], ""))
+            raise AssertionError(f"decoupled {model} answered a unary call")
+        except tritonclient_errors.InferenceServerException as e:
+            assert says in str(e), str(e)
 
 # An ensemble: Python preprocessing then squeezenet. Its answer is the two steps' called one
 # after the other; its configuration, metadata and statistics are Triton's for an ensemble.

@@ -267,8 +267,16 @@ impl ServerState {
         if let Err(reason) = result {
             return refuse(reason);
         }
-        if let Err(reason) = crate::ensemble::check(&plan, config.max_batch_size, |m| self.step_model(m)) {
-            return refuse(reason);
+        let mut config = config;
+        match crate::ensemble::check(&plan, config.max_batch_size, |m| self.step_model(m)) {
+            Err(reason) => return refuse(reason),
+            // A decoupled step makes the ensemble decoupled, as Triton reports it.
+            Ok(decoupled) if decoupled => {
+                config.decoupled = true;
+                config.model_config.model_transaction_policy =
+                    Some(corral_config::ModelTransactionPolicy { decoupled: true });
+            }
+            Ok(_) => {}
         }
         let fingerprint = format!("ensemble {:?}", config.model_config);
         let mut versions = Versions::new();
