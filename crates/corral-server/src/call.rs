@@ -9,7 +9,7 @@
 //! A request refused before it ran because of its inputs counts as a failure of its model, as
 //! the runtime counts its own (`ServerState::refused`).
 
-use std::{borrow::Cow, collections::HashMap, pin::Pin, sync::atomic::Ordering::Relaxed, time::Instant};
+use std::{borrow::Cow, collections::HashMap, pin::Pin, time::Instant};
 
 use corral_engine::{DataType, Tensor};
 
@@ -228,7 +228,7 @@ pub async fn infer_stream<T: Send>(
     let start = Instant::now();
     if let Some(plan) = served.ensemble().filter(|_| served.config.decoupled) {
         let plan = plan.clone();
-        served.counters.pending.fetch_add(1, Relaxed);
+        let pending = served.counters.pending();
         let mut emit = |mut tensors: Vec<Tensor>, last: bool| match outputs_of(state, &served, &wanted, &mut tensors)
             .and_then(|o| encode(&served, request.id.as_deref(), o))
         {
@@ -236,7 +236,7 @@ pub async fn infer_stream<T: Send>(
             Err(error) => Streamed::Failed(error, last),
         };
         let ended = ensemble_stream(state, &plan, request.id.as_deref(), request.inputs, &mut emit, out).await;
-        served.counters.pending.fetch_sub(1, Relaxed);
+        drop(pending);
         state.count(&served, batch, decoded, start, ended.as_ref().map(|()| (start, start.elapsed())));
         state.trace_end(trace);
         return;
@@ -251,7 +251,7 @@ pub async fn infer_stream<T: Send>(
     let sink: corral_engine::Responses = Box::new(move |answer| {
         let _ = tx.send(answer);
     });
-    served.counters.pending.fetch_add(1, Relaxed);
+    let pending = served.counters.pending();
     let reply = model.try_submit_streaming(request.inputs, sink).map_err(CallError::from);
     let id = request.id.as_deref();
     let mut ended: Result<(), CallError> = Ok(());
@@ -310,7 +310,7 @@ pub async fn infer_stream<T: Send>(
         let _ = out.send(Streamed::Refused(error.clone())).await;
         ended = Err(error);
     }
-    served.counters.pending.fetch_sub(1, Relaxed);
+    drop(pending);
     let compute = start.elapsed();
     state.count(&served, batch, decoded, start, ended.as_ref().map(|()| (start, compute)));
     state.trace_end(trace);
@@ -350,9 +350,9 @@ async fn ensemble(
 ) -> Result<corral_runtime::Inference, CallError> {
     let start = Instant::now();
     let batch = served.batch_of(&inputs);
-    served.counters.pending.fetch_add(1, Relaxed);
+    let pending = served.counters.pending();
     let result = steps(state, plan, id, inputs).await;
-    served.counters.pending.fetch_sub(1, Relaxed);
+    drop(pending);
     let result = result.map_err(|e| CallError::new(e.kind, format!("in ensemble '{}', {}", plan.name, e.message)));
     state.count(served, batch, decoded, start, result.as_ref().map(|(_, compute)| (start, *compute)));
     let (outputs, compute) = result?;

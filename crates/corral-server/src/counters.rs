@@ -67,6 +67,7 @@ pub struct Counters {
     pub inferences: AtomicU64,
     /// Engine executions (a batch of combined requests is one).
     pub executions: AtomicU64,
+    /// Calls begun and not yet answered (see [`Counters::pending`]).
     pub pending: AtomicU64,
     /// Every answered request's duration, success or failure.
     pub duration: Histogram,
@@ -112,7 +113,23 @@ pub struct BatchStats {
     pub compute_output_ns: u64,
 }
 
+/// One call counted in [`Counters::pending`] until this is dropped: when it is answered, or
+/// when its future is dropped (a client gone mid-call), so the gauge never keeps it.
+pub struct Pending<'a>(&'a AtomicU64);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 impl Counters {
+    /// Counts one call pending for as long as the value returned lives.
+    pub fn pending(&self) -> Pending<'_> {
+        self.pending.fetch_add(1, Relaxed);
+        Pending(&self.pending)
+    }
+
     /// Counts one execution of `batch_size` (Triton: once per model execution, by its total
     /// batch size); `output` may be added later with [`Counters::batch_output`].
     pub(crate) fn batch(&self, batch_size: u64, input: Duration, infer: Duration) {

@@ -341,10 +341,9 @@ impl ServerState {
     ) -> Result<Inference, CallError> {
         let counters = &served.counters;
         let start = Instant::now();
-        counters.pending.fetch_add(1, Relaxed);
+        let pending = counters.pending();
         let batch = served.batch_of(&inputs);
         let Some(model) = served.model() else {
-            counters.pending.fetch_sub(1, Relaxed);
             return Err(CallError::new(
                 ErrorKind::Internal,
                 format!("{} is an ensemble: its steps run it", served.name),
@@ -363,7 +362,7 @@ impl ServerState {
         };
         // The runtime knows the version as `NAME@V`; clients know it by name and version.
         let result = result.map_err(|error| served.named(error));
-        counters.pending.fetch_sub(1, Relaxed);
+        drop(pending);
         self.count(served, batch, decoded, start, result.as_ref().map(|i| (i.started, i.compute)));
         result
     }
