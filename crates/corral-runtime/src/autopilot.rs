@@ -95,7 +95,7 @@ fn counts(model: &Model) -> Counts {
 /// Steps 1 to 4 of the protocol, once: with the autopilot's `seconds` since its last
 /// decision, or, with `None`, relocations off the `gone` cores only.
 fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds: Option<f64>, gone: &[bool]) {
-    let _no_load_meanwhile = lock(&sources.load_lock);
+    let no_load_meanwhile = lock(&sources.load_lock);
     let (models, cores) = {
         let loaded = lock(&sources.loaded);
         (loaded.models.values().cloned().collect::<Vec<Model>>(), loaded.layout.cores())
@@ -131,6 +131,28 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
         return;
     }
     let relocating = moves.iter().any(|m| matches!(m, Move::Relocate { .. }));
+    // The cores of each grow and move are taken in the layout now, while no load runs; then
+    // the instances start with loads free to run beside (they see those cores taken): starting
+    // one may take long (a Python model's stub runs its initialize). The layout is made what
+    // the models hold at the end, whatever started.
+    let mut reserved = vec![false; models.len()];
+    {
+        let mut loaded = lock(&sources.loaded);
+        for step in &moves {
+            let (Move::Grow { model: m, span } | Move::Relocate { model: m, span, .. }) = *step else { continue };
+            let model = &models[m];
+            if !loaded.models.get(model.name()).is_some_and(|l| Arc::ptr_eq(&l.inner, &model.inner)) {
+                continue;
+            }
+            let mut spans: Vec<_> =
+                loaded.layout.placed().iter().filter(|p| p.model == model.name()).map(|p| p.cores).collect();
+            spans.push(span);
+            loaded.layout.remove(model.name());
+            loaded.layout.commit(&Placement { model: model.name().to_owned(), instances: spans, shared: Vec::new() });
+            reserved[m] = true;
+        }
+    }
+    drop(no_load_meanwhile);
     let mut changed = vec![false; models.len()];
     let mut events = Vec::new();
     for step in moves {
@@ -195,7 +217,7 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
     for (kind, model, text) in events {
         loaded.timeline.push(kind, Some(&model), text);
     }
-    for (model, _) in models.iter().zip(&changed).filter(|(_, c)| **c) {
+    for (model, _) in models.iter().zip(changed.iter().zip(&reserved)).filter(|(_, (c, r))| **c || **r) {
         // The model may have been unloaded or replaced meanwhile: only its own entry changes.
         if loaded.models.get(model.name()).is_some_and(|m| Arc::ptr_eq(&m.inner, &model.inner)) {
             loaded.layout.remove(model.name());
