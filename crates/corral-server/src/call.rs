@@ -512,10 +512,18 @@ where
     F: FnMut(Vec<Tensor>) -> Fut + Send,
     Fut: Future<Output = ()> + Send,
 {
+    let decoupled = |step: &Step| state.model(&step.model, &step.version).is_ok_and(|s| s.config.decoupled);
     Box::pin(async move {
-        while let Some(index) = (0..plan.steps.len())
-            .find(|&i| !done[i] && plan.steps[i].inputs.iter().all(|(_, tensor)| tensors.contains_key(tensor)))
-        {
+        // The plain steps that can run first, so that each set a decoupled step starts holds
+        // what they made (they run once, not once per response).
+        loop {
+            let ready: Vec<usize> = (0..plan.steps.len())
+                .filter(|&i| !done[i] && plan.steps[i].inputs.iter().all(|(_, tensor)| tensors.contains_key(tensor)))
+                .collect();
+            let Some(index) = ready.iter().copied().find(|&i| !decoupled(&plan.steps[i])).or(ready.first().copied())
+            else {
+                break;
+            };
             done[index] = true;
             let step = &plan.steps[index];
             let given: Vec<Tensor> = step
@@ -523,8 +531,7 @@ where
                 .iter()
                 .map(|(input, tensor)| Tensor { name: input.clone(), ..tensors[tensor].clone() })
                 .collect();
-            let decoupled = state.model(&step.model, &step.version).is_ok_and(|s| s.config.decoupled);
-            if !decoupled {
+            if !decoupled(step) {
                 let outputs = step_call(state, step, id, given).await?;
                 take_outputs(step, outputs, &mut tensors);
                 continue;
