@@ -67,6 +67,42 @@ pub fn pin_thread(cpus: &[usize]) -> Result<(), String> {
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("pinning: {e}"))
 }
 
+/// Pins every thread of process `pid` to `cpus` (none: leaves them), as a move re-pins a live
+/// process: the threads are listed from `/proc/PID/task` again until a pass finds no new one,
+/// since a thread started meanwhile inherits its creator's old affinity. Returns how many
+/// threads were pinned; one that ends meanwhile is skipped.
+pub fn pin_process(pid: u32, cpus: &[usize]) -> Result<usize, String> {
+    if cpus.is_empty() {
+        return Ok(0);
+    }
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
+    }
+    let mut pinned = std::collections::BTreeSet::new();
+    for _pass in 0..8 {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| format!("process {pid}: {e}"))?;
+        let mut new = 0;
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) else { continue };
+            if pinned.contains(&tid) {
+                continue;
+            }
+            match nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::ESRCH) => continue,
+                Err(e) => return Err(format!("pinning thread {tid} of process {pid}: {e}")),
+            }
+            pinned.insert(tid);
+            new += 1;
+        }
+        if new == 0 {
+            break;
+        }
+    }
+    Ok(pinned.len())
+}
+
 /// The start time of `pid` in clock ticks since boot; with the pid it names one process.
 pub fn process_start_ticks(pid: u32) -> Option<u64> {
     procfs::start_ticks(pid)

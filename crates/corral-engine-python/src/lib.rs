@@ -162,6 +162,10 @@ impl corral_engine::Sessions for Stubs {
         Ok(Box::new(instance))
     }
 
+    fn moves_live(&self) -> bool {
+        true
+    }
+
     fn can_take_calls(&self) -> bool {
         let now = std::time::Instant::now();
         let states = lock(&self.states);

@@ -298,6 +298,10 @@ impl Instance {
             };
             match started {
                 Ok(stub) => {
+                    // Started in the background before a move, perhaps: on this instance's CPUs now.
+                    if let Err(e) = corral_cores::pin_process(stub.pid(), &self.cpus) {
+                        tracing::warn!(model = %self.spawn.model.name, "{}: cannot pin its Python stub: {e}", stub.instance);
+                    }
                     tracing::warn!(model = %self.spawn.model.name, "{}: Python stub started again after: {why}", stub.instance);
                     self.stub = Some(stub);
                     self.gone = None;
@@ -348,6 +352,18 @@ impl Session for Instance {
         cores: &mut dyn CoreLoan,
     ) -> Result<PartsOutput, EngineError> {
         self.execute(inputs, cores, None, Some(parts))
+    }
+
+    fn repin(&mut self, placement: &corral_engine::SessionPlacement) -> Result<bool, EngineError> {
+        self.cpus = placement.core_cpus.concat();
+        // A stub starting again in the background started on the old CPUs: `stub()` pins it
+        // when it takes it.
+        if let Some(stub) = &self.stub {
+            let threads = corral_cores::pin_process(stub.pid(), &self.cpus)
+                .map_err(|e| EngineError::Session(format!("{}: moving its Python stub: {e}", stub.instance)))?;
+            tracing::info!(model = %stub.name, "{}: Python stub pid {} moved: {threads} threads on CPUs {:?}", stub.instance, stub.pid(), self.cpus);
+        }
+        Ok(true)
     }
 }
 

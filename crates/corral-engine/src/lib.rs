@@ -247,6 +247,12 @@ impl Prepared {
     pub fn can_take_calls(&self) -> bool {
         self.sessions.can_take_calls()
     }
+
+    /// Whether its live sessions can move to other cores ([`Session::repin`]): a runtime
+    /// asks them only then, else starts a new session there.
+    pub fn moves_live(&self) -> bool {
+        self.sessions.moves_live()
+    }
 }
 
 /// How an engine makes the sessions of one prepared model (what it parsed, shared by them).
@@ -266,6 +272,11 @@ pub trait Sessions: Send + Sync {
     /// See [`Prepared::can_take_calls`].
     fn can_take_calls(&self) -> bool {
         true
+    }
+
+    /// See [`Prepared::moves_live`].
+    fn moves_live(&self) -> bool {
+        false
     }
 }
 
@@ -325,6 +336,16 @@ pub trait Session: Send {
         let outputs = self.run_lending(inputs, switched, cores)?;
         responses(CallAnswer { result: Ok(outputs), last: true });
         Ok(())
+    }
+
+    /// Moves the live session to `placement`'s cores, called by its worker between calls (the
+    /// worker re-pins itself): true when it did, so the instance keeps running as it is; false
+    /// when this session cannot move (the runtime then starts a new instance there and retires
+    /// this one). A Python model's session re-pins every thread of its stub, so a move costs no
+    /// second process and no second `initialize`.
+    fn repin(&mut self, placement: &SessionPlacement) -> Result<bool, EngineError> {
+        let _ = placement;
+        Ok(false)
     }
 }
 

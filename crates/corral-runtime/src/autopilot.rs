@@ -14,7 +14,10 @@
 //!    interval only brings models inside their bounds.
 //! 3. Apply each move to its model: a new instance is started (session prepared, worker
 //!    pinned) before it takes calls; a retired one takes no new call and its worker ends
-//!    after the calls it accepted (see `model.rs`). A start that fails (the model file gone,
+//!    after the calls it accepted (see `model.rs`). A relocation moves the live instance
+//!    when its session can move itself (a Python model's stub: its worker and every thread
+//!    of its stub re-pinned, no second `initialize`), else starts one there and retires the
+//!    old. A start that fails (the model file gone,
 //!    an engine error) changes nothing and is logged.
 //! 4. Under the lock again, the layout is brought up to date with the models' instances and
 //!    published (`corral ls`), each move logged at info and counted per model.
@@ -178,6 +181,12 @@ fn tick(sources: &ControllerParts, tracks: &mut BTreeMap<String, Track>, seconds
                     model.inner.moves.shrink.fetch_add(1, Ordering::Relaxed);
                 }
                 retired
+            }
+            // A live instance that can move itself (a Python model's stub, re-pinned) moves;
+            // any other is started again on the new cores and the old one retired.
+            Move::Relocate { id, span, .. } if model.relocate_instance(id, span) => {
+                model.inner.moves.relocate.fetch_add(1, Ordering::Relaxed);
+                true
             }
             Move::Relocate { id, span, .. } => match model.add_instance(span) {
                 Ok(_) => {

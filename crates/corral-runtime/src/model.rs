@@ -107,9 +107,12 @@ pub(crate) struct Instance {
     /// Stable while the model is loaded: the replica index of the instances it was loaded
     /// with, and the next numbers for those the autopilot adds.
     pub(crate) id: u64,
-    pub(crate) cores: CoreSpan,
+    /// Changed by a move of the live instance ([`Model::relocate_instance`]).
+    cores: Mutex<CoreSpan>,
     /// `None` once retired or unloaded.
     pub(crate) jobs: RwLock<Option<Sender<Job>>>,
+    /// Moves for its worker to make between jobs.
+    moves: Sender<worker::Relocation>,
     /// Calls queued or executing on this instance.
     pub(crate) in_flight: Arc<AtomicUsize>,
     /// How long its last execution took, written by its worker.
@@ -121,6 +124,11 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
+    /// Its process cores now.
+    pub(crate) fn cores(&self) -> CoreSpan {
+        *lock(&self.cores)
+    }
+
     fn close(&self) {
         sync::write(&self.jobs).take();
     }
@@ -149,10 +157,12 @@ impl Factory {
         }
         .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(self.queue_len_max);
+        let (moves_tx, moves_rx) = crossbeam_channel::bounded(1);
         let instance = Instance {
             id,
-            cores,
+            cores: Mutex::new(cores),
             jobs: RwLock::new(Some(jobs_tx)),
+            moves: moves_tx,
             in_flight: Arc::new(AtomicUsize::new(0)),
             last_compute_ns: Arc::new(AtomicU64::new(0)),
             executions: Arc::new(AtomicU64::new(0)),
@@ -175,7 +185,7 @@ impl Factory {
             run_max: self.run_max,
             wide: wide.clone(),
         };
-        let thread = worker::spawn(spec, session, jobs_rx)
+        let thread = worker::spawn(spec, session, jobs_rx, moves_rx)
             .map_err(|source| LoadError::Thread { model: model.to_owned(), source })?;
         *lock(&instance.thread) = Some(thread);
         Ok(Arc::new(instance))
@@ -325,7 +335,7 @@ impl Model {
 
     /// Each instance's process cores, in replica order.
     pub fn instances(&self) -> Vec<CoreSpan> {
-        self.inner.current().iter().map(|i| i.cores).collect()
+        self.inner.current().iter().map(|i| i.cores()).collect()
     }
 
     /// Each instance's id (stable while loaded; see [`Model::try_submit_to`]), in replica order.
@@ -350,7 +360,7 @@ impl Model {
     pub(crate) fn view(&self, instances: &[Arc<Instance>], demand: Option<Demand>) -> ModelView {
         let instances = instances
             .iter()
-            .map(|i| InstanceView { id: i.id, span: i.cores, held: i.held.load(Ordering::Acquire) > 0 })
+            .map(|i| InstanceView { id: i.id, span: i.cores(), held: i.held.load(Ordering::Acquire) > 0 })
             .collect();
         autopilot::view(self.inner.bounds, self.inner.cores_per_instance, instances, demand)
     }
@@ -411,6 +421,30 @@ impl Model {
         Ok(id)
     }
 
+    /// Moves live instance `id` to `cores` (their CPUs taken by the caller in the layout), if
+    /// its session can move itself (`Session::repin`, a Python model's stub): its worker makes
+    /// the move after the job it runs, the calls queued behind run on the new cores, and the
+    /// instance keeps its id, queue, statistics and any sequence it holds. False when it
+    /// cannot (or is gone): the caller then starts a new instance there instead.
+    pub(crate) fn relocate_instance(&self, id: u64, cores: CoreSpan) -> bool {
+        if !self.inner.factory.prepared.moves_live() {
+            return false;
+        }
+        let Some(instance) = self.inner.current().iter().find(|i| i.id == id).cloned() else { return false };
+        let core_cpus: Vec<Vec<usize>> = cores.cores().map(|c| self.inner.factory.lease.core_cpus(c)).collect();
+        let (done, answer) = crossbeam_channel::bounded(1);
+        if instance.moves.send(worker::Relocation { cores, core_cpus, done }).is_err() {
+            return false;
+        }
+        // The worker answers after the job it runs; one that ends first (an unload) drops it.
+        if !answer.recv().unwrap_or(false) {
+            return false;
+        }
+        *lock(&instance.cores) = cores;
+        self.rebuild_wide();
+        true
+    }
+
     /// Retires instance `id`: no new call reaches it from now on, and its worker ends after
     /// the calls it accepted. False when it is not one of the model's instances, when it holds
     /// live sequences, or when it is the last one.
@@ -439,7 +473,7 @@ impl Model {
     /// still finishing those it accepted.
     pub(crate) fn uses_core(&self, core: usize) -> bool {
         self.reap();
-        let on = |i: &Arc<Instance>| i.cores.contains(core);
+        let on = |i: &Arc<Instance>| i.cores().contains(core);
         self.inner.current().iter().any(on) || lock(&self.inner.retired).iter().any(on)
     }
 
@@ -518,7 +552,7 @@ impl Model {
             .iter()
             .map(|i| crate::stats::InstanceStats {
                 id: i.id,
-                cores: i.cores,
+                cores: i.cores(),
                 executions: i.executions.load(Ordering::Relaxed),
                 in_flight: i.in_flight.load(Ordering::Acquire),
             })

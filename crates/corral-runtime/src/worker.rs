@@ -14,6 +14,11 @@
 //!    wait of other models.
 //! 4. Release the gang, reply, repeat. A panicking engine fails the call, not the worker.
 //!
+//! A move (the autopilot's, or cores that left): the worker takes a [`Relocation`] between
+//! jobs, asks its session to move itself ([`Session::repin`]) and, when it did, re-pins itself
+//! and takes the new cores from the scheduler for the next jobs. A session that cannot move
+//! answers so, and the runtime starts a new instance instead.
+//!
 //! Elastic instances: an elastic model has a wide session spanning every instance's core,
 //! shared by its workers (rebuilt when its instances move). A job marked wide (see `Model`'s
 //! enqueue; it goes to the first replica) first tries, without waiting, to take all those
@@ -75,6 +80,13 @@ pub(crate) struct Job {
     pub(crate) parts: Option<Vec<usize>>,
 }
 
+/// Moves a live instance to `cores`; the worker answers on `done` whether its session moved.
+pub(crate) struct Relocation {
+    pub(crate) cores: CoreSpan,
+    pub(crate) core_cpus: Vec<Vec<usize>>,
+    pub(crate) done: crossbeam_channel::Sender<bool>,
+}
+
 /// An elastic model's wide session and the cores it spans.
 pub(crate) struct Wide {
     pub(crate) span: CoreSpan,
@@ -108,15 +120,21 @@ pub(crate) fn spawn(
     spec: WorkerSpec,
     session: Box<dyn Session>,
     jobs: Receiver<Job>,
+    moves: Receiver<Relocation>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("corral-nc{}", spec.cores.first)).spawn(move || run(spec, session, jobs))
+    std::thread::Builder::new()
+        .name(format!("corral-nc{}", spec.cores.first))
+        .spawn(move || run(spec, session, jobs, moves))
 }
 
-fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
+fn run(mut spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>, moves: Receiver<Relocation>) {
     if let Err(error) = corral_cores::pin_thread(&spec.first_core_cpus) {
         tracing::warn!(model = %spec.model, %error, "cannot pin the worker thread");
     }
     loop {
+        if let Ok(to) = moves.try_recv() {
+            relocate(&mut spec, session.as_mut(), to);
+        }
         // An idle worker spins briefly before parking, so back-to-back calls skip a wake-up.
         let mut job = None;
         spin_until(SPIN_MAX, || {
@@ -125,34 +143,73 @@ fn run(spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>) {
         });
         let job = match job {
             Some(job) => job,
-            None => match jobs.recv() {
-                Ok(job) => job,
-                Err(_) => break, // unloaded and drained
+            None => crossbeam_channel::select! {
+                recv(jobs) -> job => match job {
+                    Ok(job) => job,
+                    Err(_) => break, // unloaded and drained
+                },
+                recv(moves) -> to => {
+                    match to {
+                        Ok(to) => relocate(&mut spec, session.as_mut(), to),
+                        // The instance is gone: only its queue's end is left to wait for.
+                        Err(_) => match jobs.recv() {
+                            Ok(job) => {
+                                run_jobs(&spec, session.as_mut(), &jobs, job);
+                                continue;
+                            }
+                            Err(_) => break,
+                        },
+                    }
+                    continue;
+                }
             },
         };
-        if Instant::now() >= job.deadline {
-            fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
-            continue;
+        run_jobs(&spec, session.as_mut(), &jobs, job);
+    }
+}
+
+/// Moves the worker and its session to `to`'s cores, if the session can move (it answers).
+fn relocate(spec: &mut WorkerSpec, session: &mut dyn Session, to: Relocation) {
+    let placement = corral_engine::SessionPlacement { core_cpus: to.core_cpus.clone() };
+    let moved = match session.repin(&placement) {
+        Ok(moved) => moved,
+        Err(error) => {
+            tracing::warn!(model = %spec.model, %error, "cannot move the live instance: a new one starts instead");
+            false
         }
-        let job = if job.wide { run_wide(&spec, job) } else { Some(job) };
-        let Some(job) = job else { continue };
-        let Ok(mut gang) = spec.scheduler.acquire(spec.cores, spec.model_id, job.deadline) else {
-            fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout });
-            continue;
-        };
-        let mut next = Some(job);
-        let mut in_a_row = 0;
-        while let Some(job) = next.take() {
-            execute(&spec, session.as_mut(), &mut gang, job, spec.cores, &spec.cpus);
-            in_a_row += 1;
-            if corral_dispatch::runs::continues(in_a_row, spec.run_max) {
-                match jobs.try_recv() {
-                    Ok(job) if Instant::now() < job.deadline => next = Some(job),
-                    Ok(job) => {
-                        fail(&spec, job, InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout })
-                    }
-                    Err(_) => {}
-                }
+    };
+    if moved {
+        if let Err(error) = corral_cores::pin_thread(&to.core_cpus[0]) {
+            tracing::warn!(model = %spec.model, %error, "cannot pin the worker thread");
+        }
+        spec.cores = to.cores;
+        spec.first_core_cpus = to.core_cpus[0].clone();
+        spec.cpus = to.core_cpus.concat();
+    }
+    let _ = to.done.send(moved);
+}
+
+/// Runs `job` and the jobs queued behind it that may follow it on the same gang.
+fn run_jobs(spec: &WorkerSpec, session: &mut dyn Session, jobs: &Receiver<Job>, job: Job) {
+    let timeout = |spec: &WorkerSpec| InferError::Timeout { model: spec.model.clone(), waited: spec.exec_timeout };
+    if Instant::now() >= job.deadline {
+        return fail(spec, job, timeout(spec));
+    }
+    let job = if job.wide { run_wide(spec, job) } else { Some(job) };
+    let Some(job) = job else { return };
+    let Ok(mut gang) = spec.scheduler.acquire(spec.cores, spec.model_id, job.deadline) else {
+        return fail(spec, job, timeout(spec));
+    };
+    let mut next = Some(job);
+    let mut in_a_row = 0;
+    while let Some(job) = next.take() {
+        execute(spec, session, &mut gang, job, spec.cores, &spec.cpus);
+        in_a_row += 1;
+        if corral_dispatch::runs::continues(in_a_row, spec.run_max) {
+            match jobs.try_recv() {
+                Ok(job) if Instant::now() < job.deadline => next = Some(job),
+                Ok(job) => fail(spec, job, timeout(spec)),
+                Err(_) => {}
             }
         }
     }

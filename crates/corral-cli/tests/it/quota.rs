@@ -2,7 +2,8 @@
 //! parent has a CFS quota of 1.5 CPUs over a 2-CPU cpuset takes 1 core by default, and 2 once
 //! the quota is `max`; a server whose cpuset shrinks under it moves its instances off the core
 //! that left and releases that core, takes it back when the cpuset grows, and gives up and
-//! takes back a core as its quota falls and rises, answering every call meanwhile. The
+//! takes back a core as its quota falls and rises, answering every call meanwhile; a Python
+//! model's instance moves with its live stub re-pinned (same process, every thread). The
 //! cgroups are made in the host's own cgroup file system (v2 where it carries the cpu
 //! controller, else v1), so these tests run as root; where the kernel refuses, they fail with
 //! its reason unless `CORRAL_TEST_SKIP` lists `cgroups`.
@@ -400,6 +401,72 @@ fn a_default_server_follows_its_cpuset_and_quota_both_ways_without_a_failed_call
     for said in ["left this process's CPUs", "released", "joined this process", "the CPU quota is now"] {
         assert!(log.contains(said), "the log says `{said}`: {stderr}{log}");
     }
+}
+
+#[test]
+fn a_python_instance_moves_with_its_cpuset_by_re_pinning_its_live_stub() {
+    let host = Host::new();
+    let Some(cpus) = two_cpus() else {
+        return cannot_run("cgroups", "a 2-CPU cpuset needs 2 CPUs; this process may use fewer");
+    };
+    let cgroup = match TestCgroup::create("python-move", &cpus) {
+        Ok(cgroup) if cgroup.cpuset.is_some() => cgroup,
+        Ok(_) => return cannot_run("cgroups", "no cgroup hierarchy with the cpuset controller is mounted"),
+        Err(reason) => return cannot_run("cgroups", reason),
+    };
+    // `where` (python_repo) answers its stub's pid and every thread's Cpus_allowed_list; one
+    // instance here.
+    let repo = tempfile::tempdir().expect("dir");
+    let model = repo.path().join("where");
+    fs::create_dir_all(model.join("1")).expect("mkdir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/python_repo/where");
+    fs::copy(source.join("1/model.py"), model.join("1/model.py")).expect("copy");
+    let config = fs::read_to_string(source.join("config.pbtxt")).expect("config");
+    fs::write(model.join("config.pbtxt"), config.replace("count: 2", "count: 1")).expect("config");
+    let args = ["serve", "--model-repository", repo.path().to_str().expect("utf-8"), "--device", "cpu"];
+    let ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "-v"];
+    let mut command = host.corral(&[&args[..], &ports[..]].concat());
+    command.env("CORRAL_PYTHON", super::serve::python(".venv"));
+    let mut serve = Server { child: cgroup.spawn(command), log: Default::default() };
+    let (http, _) = serve.address();
+    let call = || -> Option<(u64, String)> {
+        let body = br#"{"inputs":[{"name":"X","shape":[2],"datatype":"FP32","data":[1,2]}]}"#;
+        let (status, answer) = super::serve::http(&http, "POST", "/v2/models/where/infer", body);
+        let answer: Value = serde_json::from_str(&answer).ok().filter(|_| status == 200)?;
+        let output = |name: &str| answer["outputs"].as_array()?.iter().find(|o| o["name"] == name).cloned();
+        Some((output("PID")?["data"][0].as_u64()?, output("CPUS")?["data"][0].as_str()?.to_owned()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (pid, on) = loop {
+        if let Some(answer) = call() {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "`where` never answered: {}", serve.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let other = cpus.split(',').find(|c| *c != on).expect("the instance runs on one CPU of the two").to_owned();
+    assert_ne!(on, other, "every thread of the stub on its instance's one CPU: {on}");
+
+    let logged = |said: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !serve.stderr().contains(said) {
+            assert!(std::time::Instant::now() < deadline, "the log never said `{said}`: {}", serve.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+
+    // Its CPU leaves the cpuset: the instance moves to the other, the same stub re-pinned.
+    cgroup.set_cpus(&other).expect("the cpuset shrinks");
+    logged("cores left: move");
+    let log = serve.stderr();
+    assert!(log.contains(&format!("Python stub pid {pid} moved")), "the live stub moved, no new one: {log}");
+    assert_eq!(call(), Some((pid, other.clone())), "{}", serve.stderr());
+    // The CPU comes back: the kernel gives a thread back the affinity it last asked for (the
+    // old CPU; the cpuset only narrowed it), so threads still on the new one were pinned
+    // there by the move.
+    cgroup.set_cpus(&cpus).expect("the cpuset grows");
+    logged("joined this process");
+    assert_eq!(call(), Some((pid, other.clone())), "{}", serve.stderr());
 }
 
 /// A `corral serve` child, killed when dropped.
