@@ -369,6 +369,106 @@ fn the_autopilot_moves_cores_to_the_model_tritonclient_drives_without_a_failed_c
     assert!(!one["instances"].as_array().expect("instances").is_empty(), "{one}");
 }
 
+/// A Python model (`x -> y`, FP32 [1]) whose `execute` takes 20 ms; with `gated`, every
+/// instance but the first waits in `initialize` until the file `gate` in the repository exists.
+fn put_python(dir: &Path, model: &str, gated: bool) {
+    std::fs::create_dir_all(dir.join(model).join("1")).expect("mkdir");
+    let config = r#"backend: "python"
+input [ { name: "x", data_type: TYPE_FP32, dims: [ 1 ] } ]
+output [ { name: "y", data_type: TYPE_FP32, dims: [ 1 ] } ]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+"#;
+    std::fs::write(dir.join(model).join("config.pbtxt"), config).expect("pbtxt");
+    let source = format!(
+        r#"import os, sys, time
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        name = args["model_instance_name"]
+        if {gated} and not name.endswith("_0"):
+            print(f"{{name}} waits for the gate", file=sys.stderr, flush=True)
+            gate = os.path.join(args["model_repository"], "..", "gate")
+            while not os.path.exists(gate):
+                time.sleep(0.01)
+
+    def execute(self, requests):
+        time.sleep(0.02)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("y", pb_utils.get_input_tensor_by_name(r, "x").as_numpy())]) for r in requests]
+"#,
+        gated = if gated { "True" } else { "False" }
+    );
+    std::fs::write(dir.join(model).join("1/model.py"), source).expect("model.py");
+}
+
+#[test]
+fn the_autopilot_grows_a_python_model_while_a_load_runs_beside_its_initialize() {
+    let host = Host::new();
+    let dir = tempfile::tempdir().expect("dir");
+    put_python(dir.path(), "gated", true);
+    put_python(dir.path(), "other", false);
+    let python = python(".venv");
+    let server = Server::start_with(
+        &host,
+        dir.path(),
+        &["--device", "sim:4", "--autopilot", "-v", "--model-control-mode", "explicit", "--load-model", "gated"],
+        &[("CORRAL_AUTOPILOT_INTERVAL", "0.05"), ("CORRAL_PYTHON", python.to_str().expect("utf-8"))],
+    );
+    server.wait_ready();
+    // Four callers keep `gated` busy: the autopilot grows it, and the new instance's
+    // `initialize` waits for the gate.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (address, stop) = (server.http.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let body = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[2]}]}"#;
+                let mut failed = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, answer) = http(&address, "POST", "/v2/models/gated/infer", body);
+                    if status != 200 {
+                        failed.push(format!("{status}: {answer}"));
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let logged = |said: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !server.stderr.lock().expect("lock").contains(said) {
+            assert!(std::time::Instant::now() < deadline, "never logged `{said}`: {}", server.stderr_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    logged("gated_1 waits for the gate");
+    // The grow is inside its initialize: a load runs beside it, to the end.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let address = server.http.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(http(&address, "POST", "/v2/repository/models/other/load", b""));
+    });
+    let loaded = rx.recv_timeout(Duration::from_secs(60));
+    assert!(
+        matches!(&loaded, Ok((200, _))),
+        "the load waited on the grow's initialize, or failed: {loaded:?}\n{}",
+        server.stderr_text()
+    );
+    assert!(!server.stderr_text().contains("autopilot: grow"), "the grow still waits for the gate");
+    std::fs::write(dir.path().join("gate"), b"").expect("open the gate");
+    logged("autopilot: grow");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let failed: Vec<String> = callers.into_iter().flat_map(|c| c.join().expect("caller")).collect();
+    assert!(failed.is_empty(), "{} calls failed: {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    let (status, answer) = http(
+        &server.http,
+        "POST",
+        "/v2/models/other/infer",
+        br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[5]}]}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
 #[test]
 fn reloads_under_traffic_answer_every_call_and_a_failed_reload_keeps_the_old_version() {
     let host = Host::new();
