@@ -282,10 +282,17 @@ impl ModelInner {
         }
     }
 
-    /// The replica for a call: `corral_dispatch::replica::pick` on the calls in flight now.
+    /// The replica for a call: `corral_dispatch::replica::pick_free` on the calls in flight
+    /// and the cores held now.
     fn pick(&self, instances: &[Arc<Instance>]) -> usize {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        corral_dispatch::replica::pick(start, instances.len(), |i| instances[i].in_flight.load(Ordering::Acquire))
+        let scheduler = &self.factory.scheduler;
+        corral_dispatch::replica::pick_free(
+            start,
+            instances.len(),
+            |i| instances[i].in_flight.load(Ordering::Acquire),
+            |i| scheduler.is_free(instances[i].cores()),
+        )
     }
 }
 

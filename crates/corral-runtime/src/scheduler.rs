@@ -23,7 +23,7 @@
 use std::{
     sync::{
         Condvar, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
@@ -50,6 +50,8 @@ pub struct Scheduler {
     wake: Condvar,
     /// Per core: executions and busy nanoseconds, outside the lock.
     work: Vec<(AtomicU64, AtomicU64)>,
+    /// Per core: whether a gang holds it now (written under the lock, read without it).
+    held: Vec<AtomicBool>,
 }
 
 /// Why a gang could not be taken.
@@ -59,7 +61,8 @@ pub struct TimedOut;
 impl Scheduler {
     pub fn new(cores: usize) -> Scheduler {
         let work = (0..cores).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect();
-        Scheduler { table: Mutex::new(GangTable::new(cores)), wake: Condvar::new(), work }
+        let held = (0..cores).map(|_| AtomicBool::new(false)).collect();
+        Scheduler { table: Mutex::new(GangTable::new(cores)), wake: Condvar::new(), work, held }
     }
 
     fn lock(&self) -> MutexGuard<'_, GangTable> {
@@ -73,6 +76,7 @@ impl Scheduler {
         loop {
             if table.may_go(ticket) {
                 let switched = table.go(ticket, model);
+                self.hold(span, true);
                 return Ok(Gang { scheduler: self, span, switched, model, lent: false });
             }
             let now = Instant::now();
@@ -85,6 +89,30 @@ impl Scheduler {
                 return Err(TimedOut);
             }
             table = sync::wait_timeout(&self.wake, table, deadline - now);
+        }
+    }
+
+    fn hold(&self, span: CoreSpan, held: bool) {
+        for core in span.cores() {
+            self.held[core].store(held, Relaxed);
+        }
+    }
+
+    /// Whether no gang holds any core of `span` now, without the lock (a hint: it may
+    /// change at once).
+    pub fn is_free(&self, span: CoreSpan) -> bool {
+        span.cores().all(|core| !self.held[core].load(Relaxed))
+    }
+
+    /// Releases `span` and wakes the waiters if any.
+    fn release(&self, span: CoreSpan) {
+        let others_wait = {
+            let mut table = self.lock();
+            self.hold(span, false);
+            table.release(span)
+        };
+        if others_wait {
+            self.wake.notify_all();
         }
     }
 
@@ -146,10 +174,7 @@ impl Gang<'_> {
     pub fn lend(&mut self) {
         if !self.lent {
             self.lent = true;
-            let others_wait = self.scheduler.lock().release(self.span);
-            if others_wait {
-                self.scheduler.wake.notify_all();
-            }
+            self.scheduler.release(self.span);
         }
     }
 
@@ -168,12 +193,8 @@ impl Gang<'_> {
 
 impl Drop for Gang<'_> {
     fn drop(&mut self) {
-        if self.lent {
-            return;
-        }
-        let others_wait = self.scheduler.lock().release(self.span);
-        if others_wait {
-            self.scheduler.wake.notify_all();
+        if !self.lent {
+            self.scheduler.release(self.span);
         }
     }
 }
