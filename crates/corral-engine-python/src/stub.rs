@@ -355,14 +355,18 @@ impl Session for Instance {
     }
 
     fn repin(&mut self, placement: &corral_engine::SessionPlacement) -> Result<bool, EngineError> {
-        self.cpus = placement.core_cpus.concat();
+        let cpus = placement.core_cpus.concat();
         // A stub starting again in the background started on the old CPUs: `stub()` pins it
-        // when it takes it.
+        // when it takes it. Threads a model.py's own child processes run are not moved.
         if let Some(stub) = &self.stub {
-            let threads = corral_cores::pin_process(stub.pid(), &self.cpus)
-                .map_err(|e| EngineError::Session(format!("{}: moving its Python stub: {e}", stub.instance)))?;
-            tracing::info!(model = %stub.name, "{}: Python stub pid {} moved: {threads} threads on CPUs {:?}", stub.instance, stub.pid(), self.cpus);
+            if let Err(e) = corral_cores::pin_process(stub.pid(), &cpus) {
+                // Some threads may have moved: all back where the instance stays.
+                let _ = corral_cores::pin_process(stub.pid(), &self.cpus);
+                return Err(EngineError::Session(format!("{}: moving its Python stub: {e}", stub.instance)));
+            }
+            tracing::info!(model = %stub.name, "{}: Python stub pid {} moved to CPUs {cpus:?}", stub.instance, stub.pid());
         }
+        self.cpus = cpus;
         Ok(true)
     }
 }
@@ -424,6 +428,8 @@ pub struct Stub {
     executes: u64,
     /// Where the answers of its BLS calls go.
     answers: Answers,
+    /// The server its model control reaches from `finalize` (readiness), if any.
+    calls: Option<Arc<dyn Calls>>,
 }
 
 /// Writes the answers of a stub's BLS calls to it: a small one at once, from the thread it
@@ -521,6 +527,7 @@ impl Stub {
             gone: None,
             executes: 0,
             answers,
+            calls: spawn_with.calls.get().cloned(),
         };
         let args = json!({
             "model_config": model.config_json,
@@ -840,9 +847,10 @@ impl Drop for Stub {
             let answers = self.answers.clone();
             let asker = Asker { model: self.name.clone(), inside_control: true };
             // Model control from `finalize`: readiness is answered, a load or unload refused
-            // (the stub's answers go without a server once it is gone).
+            // (the server answers that it is shutting down once it is gone).
+            let calls = self.calls.clone();
             let mut from_finalize =
-                |header: &Value, files: Vec<Tensor>| control(header, files, None, &answers, asker.clone());
+                |header: &Value, files: Vec<Tensor>| control(header, files, calls.as_ref(), &answers, asker.clone());
             let _ = self
                 .write(json!({"op": "finalize"}), &[])
                 .and_then(|()| read_answer(&mut self.stream, &self.writer, self.shared.as_ref(), &mut from_finalize));

@@ -157,7 +157,9 @@ impl Factory {
         }
         .map_err(|source| LoadError::Engine { model: model.to_owned(), source })?;
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(self.queue_len_max);
-        let (moves_tx, moves_rx) = crossbeam_channel::bounded(1);
+        // A rendezvous: a move is handed to the worker itself or not at all (a worker that
+        // ended drops its end, failing the send), so no move waits in a queue nobody reads.
+        let (moves_tx, moves_rx) = crossbeam_channel::bounded(0);
         let instance = Instance {
             id,
             cores: Mutex::new(cores),
@@ -443,7 +445,8 @@ impl Model {
         if instance.moves.send(worker::Relocation { cores, core_cpus, done }).is_err() {
             return false;
         }
-        // The worker answers after the job it runs; one that ends first (an unload) drops it.
+        // The worker takes it after the jobs it runs (or fails the send by ending: an unload)
+        // and always answers.
         if !answer.recv().unwrap_or(false) {
             return false;
         }

@@ -17,7 +17,10 @@
 //! A move (the autopilot's, or cores that left): the worker takes a [`Relocation`] between
 //! jobs, asks its session to move itself ([`Session::repin`]) and, when it did, re-pins itself
 //! and takes the new cores from the scheduler for the next jobs. A session that cannot move
-//! answers so, and the runtime starts a new instance instead.
+//! answers so, and the runtime starts a new instance instead. The mover waits on the worker
+//! holding no lock, and the worker holds no gang while it moves (it takes moves only between
+//! jobs), so a move cannot deadlock with calls; the hand-over is a rendezvous channel, so a
+//! worker that ended (unloaded) fails the send rather than leave the mover waiting.
 //!
 //! Elastic instances: an elastic model has a wide session spanning every instance's core,
 //! shared by its workers (rebuilt when its instances move). A job marked wide (see `Model`'s
@@ -171,10 +174,14 @@ fn run(mut spec: WorkerSpec, mut session: Box<dyn Session>, jobs: Receiver<Job>,
 /// Moves the worker and its session to `to`'s cores, if the session can move (it answers).
 fn relocate(spec: &mut WorkerSpec, session: &mut dyn Session, to: Relocation) {
     let placement = corral_engine::SessionPlacement { core_cpus: to.core_cpus.clone() };
-    let moved = match session.repin(&placement) {
-        Ok(moved) => moved,
-        Err(error) => {
+    let moved = match std::panic::catch_unwind(AssertUnwindSafe(|| session.repin(&placement))) {
+        Ok(Ok(moved)) => moved,
+        Ok(Err(error)) => {
             tracing::warn!(model = %spec.model, %error, "cannot move the live instance: a new one starts instead");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(model = %spec.model, "the engine panicked moving the live instance: a new one starts instead");
             false
         }
     };
