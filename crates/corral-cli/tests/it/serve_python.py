@@ -356,5 +356,8 @@ for name in ("classify", "preprocess", "squeezenet"):
         f"{readiness}Request for unknown model: '{name}' has no available versions"), report
 assert report["after_dependents"]["add"] is True, report
 assert report["itself"] is None and not HTTP.is_model_ready("control"), report
+assert report["while_draining"]["error"].startswith(
+    "Failed to unload model: model control stayed busy for 3.0 s (CORRAL_EXEC_TIMEOUT)"), report
+assert HTTP.is_model_ready("spare"), "the unload asked while draining did nothing"
 
 print("python model checks passed:", {pid: lists for pid, lists in seen.items()})

@@ -74,6 +74,35 @@ impl ServerState {
 
     /// Loads (or reloads) `name` with a load request's configuration and files.
     pub async fn load_as(self: &Arc<Self>, name: &str, over: LoadOverride) -> Result<(), CallError> {
+        self.load_within(name, over, None).await
+    }
+
+    /// The model control for a request asked by a running model (`model`): waited for at most
+    /// the execution timeout, as a BLS call that cannot start. The control may be held by an
+    /// unload or reload of that very model, which waits for the model's accepted calls (this
+    /// one among them) to end: waiting on without a bound would never end.
+    async fn control_for(&self, model: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, CallError> {
+        let waited = self.runtime.exec_timeout();
+        match tokio::time::timeout(waited, self.control_lock.clone().lock_owned()).await {
+            Ok(held) => Ok(held),
+            Err(_) => Err(CallError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "model control stayed busy for {:.1} s (CORRAL_EXEC_TIMEOUT) while model '{model}' asked for it: a load or unload is running, perhaps one of '{model}' itself, which waits for its calls (this one among them) to end; ask again after this execute, or use the repository API",
+                    waited.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    /// [`ServerState::load_as`]; `asker`: a running model's request, which waits for the model
+    /// control at most the execution timeout ([`ServerState::control_for`]).
+    async fn load_within(
+        self: &Arc<Self>,
+        name: &str,
+        over: LoadOverride,
+        asker: Option<&str>,
+    ) -> Result<(), CallError> {
         // Triton's check of the name; corral's stricter rule for what may become a folder
         // name is checked as the folder is read (a name it refuses is a failed poll, as a
         // missing folder is).
@@ -84,7 +113,10 @@ impl ServerState {
         if trimmed == ".." || trimmed.contains('/') {
             return Err(triton::path_traversal(name));
         }
-        let _one_at_a_time = self.control_lock.lock().await;
+        let _one_at_a_time = match asker {
+            Some(model) => self.control_for(model).await?,
+            None => self.control_lock.clone().lock_owned().await,
+        };
         let this = self.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || this.load_blocking(&name, &over))
@@ -372,9 +404,9 @@ impl ServerState {
     /// `execute` would otherwise wait for itself. Triton's unload does not wait either. With
     /// `dependents`, the steps an ensemble loaded along with it go too, those no other loaded
     /// ensemble uses.
-    pub async fn unload_asked(self: &Arc<Self>, name: &str, dependents: bool) -> Result<(), CallError> {
+    pub async fn unload_asked(self: &Arc<Self>, asker: &str, name: &str, dependents: bool) -> Result<(), CallError> {
         self.refuse_without_control()?;
-        let held = self.control_lock.clone().lock_owned().await;
+        let held = self.control_for(asker).await?;
         let (mut names, mut removed) = (vec![name.to_owned()], Vec::new());
         while let Some(next) = names.pop() {
             let Some(versions) = self.remove(&next) else { continue };
@@ -436,16 +468,19 @@ impl ServerState {
     /// unloads as the repository API's (explicit mode only, Triton's checks and words);
     /// readiness as Triton's `ModelIsReady`, for which a model or version not loaded is an
     /// error (`Request for unknown model: ...`), not `false`. A load or unload asked from
-    /// `initialize` or `finalize` is refused: those run inside the server's load or unload of
-    /// the asking model, which holds the model control (and the runtime's placement) until
-    /// they return, so it could never start.
+    /// `initialize` or `finalize` is refused: those mostly run inside the server's load or
+    /// unload of the asking model, which holds the model control (and the runtime's
+    /// placement) until they return, so it could never start (and an instance the autopilot
+    /// or a restart starts is refused alike, one rule for every `initialize`). A load or unload
+    /// asked from `execute` waits for the model control at most the execution timeout: an
+    /// unload or reload of the asking model holds it while the model's calls drain.
     pub async fn model_control(self: &Arc<Self>, asker: &Asker, request: Control) -> Result<bool, CallError> {
         match request {
             Control::Ready { model, version } => Ok(self.ready(&*self.model(&model, &version)?)),
             Control::Load { model, .. } | Control::Unload { model, .. } if asker.inside_control => Err(CallError::new(
                 ErrorKind::Unavailable,
                 format!(
-                    "model '{}' asked to load or unload '{model}' from initialize or finalize, which run inside the server's load or unload of '{}' and hold its model control until they return; ask from execute (or use the repository API)",
+                    "model '{}' asked to load or unload '{model}' from initialize or finalize, which run while an instance of '{}' starts or ends (inside a load or unload of it, which holds the model control until they return), where only readiness is answered; ask from execute (or use the repository API)",
                     asker.model, asker.model
                 ),
             )),
@@ -460,9 +495,12 @@ impl ServerState {
                     }
                     over.file(&key, bytes);
                 }
-                self.request_load(&model, over).await.map(|()| true)
+                self.refuse_without_control()?;
+                self.load_within(&model, over, Some(&asker.model)).await.map(|()| true)
             }
-            Control::Unload { model, dependents } => self.unload_asked(&model, dependents).await.map(|()| true),
+            Control::Unload { model, dependents } => {
+                self.unload_asked(&asker.model, &model, dependents).await.map(|()| true)
+            }
         }
     }
 

@@ -1,8 +1,8 @@
 """Model control from a model (python_backend's model loading API): `is_model_ready`,
 `unload_model` and `load_model` of the ONNX model `spare`, a load of `spare_copy` with a
 configuration and the model file given as bytes, the ensemble `classify` unloaded with its
-dependents, itself, and each error's words, reported as JSON; from `initialize`, readiness is answered
-and a load refused."""
+dependents, itself (then an unload while its own calls drain), and each error's words,
+reported as JSON; from `initialize`, readiness is answered and a load refused."""
 
 import json
 import os
@@ -57,5 +57,8 @@ class TritonPythonModel:
                                       for name in ("classify", "preprocess", "squeezenet", "add")}
         # Itself, last: answered once it takes no new calls; this call still ends.
         report["itself"] = said(lambda: pb_utils.unload_model("control"))
+        # That unload holds the model control while it drains this model's calls, this one
+        # among them: a load or unload asked now gets an error after CORRAL_EXEC_TIMEOUT.
+        report["while_draining"] = said(lambda: pb_utils.unload_model("spare"))
         text = np.array([json.dumps(report).encode()], dtype=np.object_)
         return [pb_utils.InferenceResponse([pb_utils.Tensor("REPORT", text)]) for _ in requests]
