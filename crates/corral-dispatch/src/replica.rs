@@ -1,8 +1,8 @@
 //! Replica choice: round-robin from a rotating start, skipping a replica that is busy when
 //! another is idle; when none is idle, the one with the fewest calls in flight (the first of
-//! those from the start). With one caller, replicas are used in order (SPEC §6). A runtime
-//! also prefers, among idle replicas, one whose cores nothing executes on now ([`pick_free`]);
-//! the planner's simulator keeps [`pick`].
+//! those from the start). With one caller, replicas are used in order (SPEC §6). Both drivers
+//! (the runtime and the planner's simulator) call [`pick_free`]: among idle replicas, one whose
+//! cores nothing executes on now goes first.
 //!
 //! A move (SPEC §11) may retire the replica a call picked before the call reaches it; the
 //! call then picks again from the model's new replicas, at most [`PICKS_MAX`] times in all.

@@ -2,9 +2,10 @@
 //! same instances and the same dispatch rules as the threaded runtime, with the clock
 //! advanced from event to event instead of waited for. Every decision is one of
 //! `corral_dispatch`'s functions, which the threaded runtime calls too: the replica a call
-//! goes to ([`replica::pick`]), whether it goes wide ([`elastic::Arrivals`]), which waiting
-//! gang takes its cores and what switches it pays ([`GangTable`]), and how long a worker's
-//! run of its own model's calls lasts ([`runs::continues`]).
+//! goes to ([`replica::pick_free`], the cores' state read from the gang table), whether it
+//! goes wide ([`elastic::Arrivals`]), which waiting gang takes its cores and what switches it
+//! pays ([`GangTable`]), and how long a worker's run of its own model's calls lasts
+//! ([`runs::continues`]).
 //!
 //! What each driver does around the rules is mirrored here step for step (see the runtime's
 //! `model.rs` and `worker.rs`):
@@ -402,9 +403,13 @@ impl<'a> Sim<'a> {
         } else {
             let start = state.next;
             state.next += 1;
-            let instances = &self.instances;
-            let ids = &state.instances;
-            replica::pick(start, ids.len(), |r| instances[ids[r]].in_flight)
+            let (instances, ids, cores) = (&self.instances, &state.instances, self.table.cores());
+            replica::pick_free(
+                start,
+                ids.len(),
+                |r| instances[ids[r]].in_flight,
+                |r| instances[ids[r]].span.cores().all(|c| !cores[c].busy),
+            )
         };
         let instance = self.models[model].instances[replica];
         let index = self.calls[model].len();
