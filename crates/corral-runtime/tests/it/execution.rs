@@ -1,5 +1,6 @@
 //! Execution rules (SPEC §6): per-thread contexts, input validation, timeouts, unload under
-//! traffic, async calls, and a stress run with shared cores, gangs and reloads.
+//! traffic, async calls, the replica a call takes on shared cores, and a stress run with shared
+//! cores, gangs and reloads.
 
 use std::{
     collections::BTreeSet,
@@ -178,6 +179,33 @@ fn a_full_queue_refuses_async_calls_at_once() {
     }
     running.wait().expect("the first call completes");
     assert_eq!(held.started(), [0, 1, 3], "the refused calls never ran");
+}
+
+#[test]
+fn a_call_goes_to_an_idle_replica_whose_cores_no_other_model_holds() {
+    let held = Held::default();
+    // A call that waits for a core fails after 2 s: a pick of the busy core shows as an error.
+    let settings = RuntimeSettings { exec_timeout: Some(Duration::from_secs(2)), ..Default::default() };
+    let (_dir, runtime) = runtime_with("sim:2", None, None, held.settings(settings));
+    let _release = held.release_all_on_drop();
+    let other = runtime.load(ModelDef::onnx("other", "/held.onnx").at(Where::Cores { start: Some(0), count: Some(1) }));
+    let other = other.expect("load");
+    let model = runtime.load(ModelDef::sim("m", sim(0, 0)).at(Where::Cores { start: Some(0), count: Some(2) }));
+    let model = model.expect("load");
+    // The other model executes on nc0 until released: `m`'s replica there is idle (nothing of
+    // `m` in flight) but its core is not, so every call takes the replica on nc1, the first
+    // (whose turn it is) included.
+    let running = other.submit(Held::input(0)).expect("runs");
+    held.wait_started(&BTreeSet::from([0]), "the other model's call");
+    for call in 0..4 {
+        let answer = model.infer(input()).unwrap_or_else(|e| panic!("call {call}: {e}"));
+        assert_eq!(answer.cores.first, 1, "call {call}");
+    }
+    held.release(0);
+    running.wait().expect("the other model's call completes");
+    // nc0 free again: the turns take both replicas.
+    let cores: BTreeSet<usize> = (0..4).map(|_| model.infer(input()).expect("runs").cores.first).collect();
+    assert_eq!(cores, BTreeSet::from([0, 1]));
 }
 
 #[test]
