@@ -1,12 +1,12 @@
 //! One rule, one implementation: the same arrivals driven through the threaded runtime on a
 //! simulated device and through the planner's virtual-time simulator take the same decisions:
-//! the same replica for every call, the same calls served and failed, the same switches and
-//! executions on every core. Decisions, not times, are compared, and nothing waits on a clock:
-//! the runtime runs a [`Held`] engine, whose executions end only when the test releases them,
-//! and the test walks the simulator's events in order (an arrival submits its call, an end
-//! releases it), waiting after each until the runtime stands where the simulator does: the
-//! same calls started, the same cores held. A loaded machine makes the walk slower, never
-//! different.
+//! the same replica for every call (a turn skipped for an idle replica on free cores
+//! included), the same calls served and failed, the same switches and executions on every
+//! core. Decisions, not times, are compared, and nothing waits on a clock: the runtime runs a
+//! [`Held`] engine, whose executions end only when the test releases them, and the test walks
+//! the simulator's events in order (an arrival submits its call, an end releases it), waiting
+//! after each until the runtime stands where the simulator does: the same calls started, the
+//! same cores held. A loaded machine makes the walk slower, never different.
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -18,7 +18,7 @@ use corral_engine::{
     DataType, Engine, EngineError, ModelSource, Prepared, Session, SessionPlacement, Sessions, Tensor, TensorData,
     TensorSpec,
 };
-use corral_plan::simulate::{ModelSpec, Service, Spec, simulate};
+use corral_plan::simulate::{CallRecord, ModelSpec, Service, Spec, simulate};
 use corral_runtime::{CoreSpan, Model, ModelDef, RuntimeSettings, Where, sync};
 
 use super::runtime_with;
@@ -63,7 +63,7 @@ fn clear(spec: &Spec, arrivals: &[Vec<f64>]) -> bool {
 /// Poisson arrivals at each model's rate, built one call at a time: a candidate whose
 /// arrival would fall within `MARGIN_S` of another event (simulated) is drawn again.
 fn clear_schedule(spec: &Spec) -> Vec<Vec<f64>> {
-    let mut rng = corral_plan::arrivals::Rng::new(11, 0);
+    let mut rng = corral_plan::arrivals::Rng::new(1, 0);
     let mut arrivals: Vec<Vec<f64>> = vec![Vec::new(); MODELS.len()];
     let mut next: Vec<f64> = MODELS.iter().map(|m| corral_plan::arrivals::gap(&mut rng, m.6, 1.0)).collect();
     loop {
@@ -218,6 +218,16 @@ fn the_threaded_runtime_and_the_simulator_take_the_same_decisions() {
     assert!(predicted.calls[2].iter().any(|c| c.wide), "and c go wide at least once");
     assert!(calls.iter().any(|c| c.start.is_some_and(|s| s > c.arrival)), "and calls queue");
     assert!(calls.iter().all(|c| c.failure.is_none()), "and every call runs (a timeout would need a clock)");
+    // A call of `a` whose turn is its replica on nc1 (odd calls: the turns alternate) while
+    // `b` executes there and no call of `a` is in flight: it takes the idle replica on free
+    // cores, nc0 (`replica::pick_free`), in both drivers.
+    let executing = |c: &CallRecord, at: f64| c.start.is_some_and(|s| s <= at) && c.end > at;
+    let off_turn = predicted.calls[0].iter().enumerate().filter(|(i, call)| {
+        i % 2 == 1
+            && predicted.calls[1].iter().any(|b| executing(b, call.arrival))
+            && !predicted.calls[0].iter().any(|a| a.arrival < call.arrival && a.end > call.arrival)
+    });
+    assert!(off_turn.count() > 0, "and a call of a goes to nc0 on nc1's turn, b executing there");
     let mut steps: Vec<(f64, Step)> =
         calls.iter().enumerate().flat_map(|(n, c)| [(c.arrival, Step::Arrives(n)), (c.end, Step::Ends(n))]).collect();
     steps.sort_by(|a, b| a.0.total_cmp(&b.0));
