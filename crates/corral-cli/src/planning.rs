@@ -1,8 +1,9 @@
 //! What `plan --optimize`, `plan --predict` and `bench --rate` share: the demand of each model
 //! (`--rate`, else its config's `[plan] rate` / `corral.plan.rate`; an ensemble's rate goes to
-//! its steps), its execution time (a `sim` model's declaration, else its `profile.json`), and the layout as the simulator takes
-//! it (SPEC §12); a simulated run as a report (`predicted`, `series`), for `plan --predict` and
-//! for `bench --rate --report`, which draws the prediction beside what it measured.
+//! its steps), its execution time (a `sim` model's declaration, else its `profile.json`), and
+//! the layout as the simulator takes it (SPEC §12); a simulated run as a report (`predicted`,
+//! `series`), for `plan --predict` and for `bench --rate --report`, which draws the
+//! prediction beside what it measured.
 
 use std::collections::BTreeMap;
 

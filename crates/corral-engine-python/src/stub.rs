@@ -543,7 +543,7 @@ impl Stub {
         // A hung `initialize` must not hold the instance.
         let _ = stub.stream.set_read_timeout(start_timeout(model));
         // Model control from `initialize`: readiness is answered, a load or unload refused.
-        let (calls, answers) = (spawn_with.calls.get().cloned(), stub.answers.clone());
+        let (calls, answers) = (stub.calls.clone(), stub.answers.clone());
         let mut from_initialize = |header: &Value, files: Vec<Tensor>| {
             let asker = Asker { model: model.name.clone(), inside_control: true };
             control(header, files, calls.as_ref(), &answers, asker);

@@ -17,8 +17,8 @@
 //!    after the calls it accepted (see `model.rs`). A relocation moves the live instance
 //!    when its session can move itself (a Python model's stub: its worker and every thread
 //!    of its stub re-pinned, no second `initialize`), else starts one there and retires the
-//!    old. A start that fails (the model file gone,
-//!    an engine error) changes nothing and is logged.
+//!    old. A start that fails (the model file gone, an engine error) changes nothing and is
+//!    logged.
 //! 4. Under the lock again, the layout is brought up to date with the models' instances and
 //!    published (`corral ls`), each move logged at info and counted per model.
 //!

@@ -594,10 +594,12 @@ async fn step_stream(
 ) {
     let id = id.map(str::to_owned);
     let decode = move |_: &Served| Ok(step_request(step, id, inputs));
-    let encode = |_: &Served, _: Option<&str>, outputs: Vec<Output<'_>>| {
-        Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect::<Vec<Tensor>>())
-    };
-    infer_stream(state, &step.model, &step.version, decode, encode, &tx).await;
+    infer_stream(state, &step.model, &step.version, decode, step_tensors, &tx).await;
+}
+
+/// A step's answer as the ensemble keeps it: its outputs' tensors.
+fn step_tensors(_: &Served, _: Option<&str>, outputs: Vec<Output<'_>>) -> Result<Vec<Tensor>, CallError> {
+    Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect())
 }
 
 /// The request a step's call decodes to: its inputs, and its mapped outputs asked for.
@@ -618,10 +620,7 @@ fn step_request(step: &Step, id: Option<String>, inputs: Vec<Tensor>) -> Request
 fn step_call<'a>(state: &'a ServerState, step: &'a Step, id: Option<&str>, inputs: Vec<Tensor>) -> StepCall<'a> {
     let id = id.map(str::to_owned);
     let decode = move |_: &Served| Ok(step_request(step, id, inputs));
-    let encode = |_: &Served, _: Option<&str>, outputs: Vec<Output<'_>>| {
-        Ok(outputs.into_iter().map(|o| o.tensor.into_owned()).collect::<Vec<Tensor>>())
-    };
-    Box::pin(infer(state, &step.model, &step.version, decode, encode))
+    Box::pin(infer(state, &step.model, &step.version, decode, step_tensors))
 }
 
 /// The outputs to return, in the model's order when none were named, each with its binary

@@ -183,6 +183,26 @@ fn two_cpus() -> Option<String> {
     (cpus.len() >= 2).then(|| format!("{},{}", cpus[0], cpus[1]))
 }
 
+/// A 2-CPU cpuset cgroup named after `name` and the CPUs it holds; `None` where the host cannot
+/// make one and `CORRAL_TEST_SKIP` lists `cgroups` (else the test fails with the reason).
+fn cpuset_cgroup(name: &str) -> Option<(String, TestCgroup)> {
+    let Some(cpus) = two_cpus() else {
+        cannot_run("cgroups", "a 2-CPU cpuset needs 2 CPUs; this process may use fewer");
+        return None;
+    };
+    match TestCgroup::create(name, &cpus) {
+        Ok(cgroup) if cgroup.cpuset.is_some() => Some((cpus, cgroup)),
+        Ok(_) => {
+            cannot_run("cgroups", "no cgroup hierarchy with the cpuset controller is mounted");
+            None
+        }
+        Err(reason) => {
+            cannot_run("cgroups", reason);
+            None
+        }
+    }
+}
+
 /// `corral reserve --json --seconds 0` inside the cgroup: (cores taken, stderr).
 fn reserve(host: &Host, cgroup: &TestCgroup, device: &str, env: &[(&str, &str)]) -> (Vec<u64>, String) {
     let mut command = host.corral(&["reserve", "--json", "--seconds", "0", "--device", device]);
@@ -263,14 +283,7 @@ fn a_quota_of_one_and_a_half_cpus_over_two_takes_one_core_and_max_takes_two() {
 #[test]
 fn a_default_server_follows_its_cpuset_and_quota_both_ways_without_a_failed_call() {
     let host = Host::new();
-    let Some(cpus) = two_cpus() else {
-        return cannot_run("cgroups", "a 2-CPU cpuset needs 2 CPUs; this process may use fewer");
-    };
-    let cgroup = match TestCgroup::create("cpuset", &cpus) {
-        Ok(cgroup) if cgroup.cpuset.is_some() => cgroup,
-        Ok(_) => return cannot_run("cgroups", "no cgroup hierarchy with the cpuset controller is mounted"),
-        Err(reason) => return cannot_run("cgroups", reason),
-    };
+    let Some((cpus, cgroup)) = cpuset_cgroup("cpuset") else { return };
     // `add` (x + y) with one instance per core of the cpuset.
     let repo = tempfile::tempdir().expect("dir");
     let model = repo.path().join("add");
@@ -406,14 +419,7 @@ fn a_default_server_follows_its_cpuset_and_quota_both_ways_without_a_failed_call
 #[test]
 fn a_python_instance_moves_with_its_cpuset_by_re_pinning_its_live_stub() {
     let host = Host::new();
-    let Some(cpus) = two_cpus() else {
-        return cannot_run("cgroups", "a 2-CPU cpuset needs 2 CPUs; this process may use fewer");
-    };
-    let cgroup = match TestCgroup::create("python-move", &cpus) {
-        Ok(cgroup) if cgroup.cpuset.is_some() => cgroup,
-        Ok(_) => return cannot_run("cgroups", "no cgroup hierarchy with the cpuset controller is mounted"),
-        Err(reason) => return cannot_run("cgroups", reason),
-    };
+    let Some((cpus, cgroup)) = cpuset_cgroup("python-move") else { return };
     // `where` (python_repo) answers its stub's pid and every thread's Cpus_allowed_list; one
     // instance here.
     let repo = tempfile::tempdir().expect("dir");

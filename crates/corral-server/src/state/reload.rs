@@ -434,14 +434,13 @@ impl ServerState {
             .filter_map(|served| served.ensemble())
             .flat_map(|plan| plan.steps.iter().map(|step| step.model.as_str()))
             .collect();
-        let mut steps: Vec<String> = versions
+        let steps: std::collections::BTreeSet<String> = versions
             .values()
             .filter_map(|served| served.ensemble())
             .flat_map(|plan| plan.steps.iter().map(|step| step.model.clone()))
             .filter(|step| !used.contains(step.as_str()) && models.contains_key(step))
             .collect();
-        steps.dedup();
-        steps
+        steps.into_iter().collect()
     }
 
     /// Takes `name` out of the table (new calls get NOT_FOUND at once); its versions, if it
