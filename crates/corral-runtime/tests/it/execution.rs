@@ -183,10 +183,17 @@ fn a_full_queue_refuses_async_calls_at_once() {
 
 #[test]
 fn a_call_goes_to_an_idle_replica_whose_cores_no_other_model_holds() {
+    // On simulated cores, and on this machine's first two (real threads pinned there).
+    for device in ["sim:2", "cpu"] {
+        idle_replica_on_free_cores(device);
+    }
+}
+
+fn idle_replica_on_free_cores(device: &str) {
     let held = Held::default();
     // A call that waits for a core fails after 2 s: a pick of the busy core shows as an error.
     let settings = RuntimeSettings { exec_timeout: Some(Duration::from_secs(2)), ..Default::default() };
-    let (_dir, runtime) = runtime_with("sim:2", None, None, held.settings(settings));
+    let (_dir, runtime) = runtime_with(device, Some("2"), None, held.settings(settings));
     let _release = held.release_all_on_drop();
     let other = runtime.load(ModelDef::onnx("other", "/held.onnx").at(Where::Cores { start: Some(0), count: Some(1) }));
     let other = other.expect("load");
@@ -198,14 +205,14 @@ fn a_call_goes_to_an_idle_replica_whose_cores_no_other_model_holds() {
     let running = other.submit(Held::input(0)).expect("runs");
     held.wait_started(&BTreeSet::from([0]), "the other model's call");
     for call in 0..4 {
-        let answer = model.infer(input()).unwrap_or_else(|e| panic!("call {call}: {e}"));
-        assert_eq!(answer.cores.first, 1, "call {call}");
+        let answer = model.infer(input()).unwrap_or_else(|e| panic!("{device}: call {call}: {e}"));
+        assert_eq!(answer.cores.first, 1, "{device}: call {call}");
     }
     held.release(0);
     running.wait().expect("the other model's call completes");
     // nc0 free again: the turns take both replicas.
     let cores: BTreeSet<usize> = (0..4).map(|_| model.infer(input()).expect("runs").cores.first).collect();
-    assert_eq!(cores, BTreeSet::from([0, 1]));
+    assert_eq!(cores, BTreeSet::from([0, 1]), "{device}");
 }
 
 #[test]
